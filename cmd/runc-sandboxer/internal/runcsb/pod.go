@@ -1,0 +1,438 @@
+package runcsb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/magnetar-runtime/magnetar/shared/cgroups"
+	"github.com/magnetar-runtime/magnetar/shared/daemon"
+	"github.com/magnetar-runtime/magnetar/shared/nsutil"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
+	"github.com/magnetar-runtime/magnetar/shared/sandbox"
+	"github.com/magnetar-runtime/magnetar/shared/store"
+)
+
+// driver creates pods.
+type driver struct {
+	env  *daemon.Env
+	cfg  *Config
+	be   *backend
+	mu   sync.Mutex
+	pods map[string]*pod
+}
+
+var _ sandbox.Driver = (*driver)(nil)
+
+// podState is a pod's persisted, driver-private state.
+type podState struct {
+	NetNS        string `json:"netns,omitempty"`
+	IPC          string `json:"ipc,omitempty"` // held ns file; "" = host
+	UTS          string `json:"uts,omitempty"` // held ns file; "" = host
+	HostNetwork  bool   `json:"host_network,omitempty"`
+	HostPID      bool   `json:"host_pid,omitempty"`
+	SharedPID    bool   `json:"shared_pid,omitempty"`
+	InitPid      int    `json:"init_pid,omitempty"`
+	InitStart    uint64 `json:"init_start,omitempty"`
+	Shm          string `json:"shm,omitempty"`
+	Hostname     string `json:"hostname,omitempty"`
+	CgroupParent string `json:"cgroup_parent,omitempty"`
+	Dir          string `json:"dir"`
+}
+
+type pod struct {
+	id  string
+	d   *driver
+	mu  sync.Mutex
+	st  podState
+	ctx context.Context // lifetime
+
+	exited   chan struct{}
+	exitOnce sync.Once
+	exit     sandbox.ExitStatus
+	init     *proc.Watch
+}
+
+var (
+	_ sandbox.Instance        = (*pod)(nil)
+	_ sandbox.MetricsReporter = (*pod)(nil)
+	_ sandbox.Describer       = (*pod)(nil)
+)
+
+func (d *driver) lookup(id string) (*pod, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.pods[id]
+	return p, ok
+}
+
+// Create prepares the pod's namespaces and files; it starts no process.
+func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instance, retErr error) {
+	cfg := s.Config
+	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	st := podState{
+		NetNS:        s.NetNSPath,
+		HostNetwork:  nso.GetNetwork() == runtime.NamespaceMode_NODE,
+		HostPID:      nso.GetPid() == runtime.NamespaceMode_NODE,
+		SharedPID:    nso.GetPid() == runtime.NamespaceMode_POD,
+		Hostname:     cfg.GetHostname(),
+		CgroupParent: cfg.GetLinux().GetCgroupParent(),
+		Dir:          s.Dir,
+	}
+	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
+		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by magnetar-runc: %w", errdefs.ErrNotImplemented)
+	}
+	if !st.HostNetwork && st.NetNS == "" {
+		return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
+	}
+	if st.NetNS != "" {
+		if ok, err := nsutil.IsNSFile(st.NetNS, "net"); err != nil || !ok {
+			return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", st.NetNS, err, errdefs.ErrInvalidArgument)
+		}
+	}
+	if st.Hostname == "" {
+		st.Hostname = s.ID[:min(len(s.ID), 12)]
+	}
+	if err := validateHostname(st.Hostname); err != nil {
+		return nil, err
+	}
+	if err := validateSysctls(cfg.GetLinux().GetSysctls(), st.HostNetwork, nso.GetIpc() == runtime.NamespaceMode_NODE); err != nil {
+		return nil, err
+	}
+
+	defer func() {
+		if retErr != nil {
+			releasePod(ctx, &st)
+		}
+	}()
+	var kinds []nsutil.Kind
+	if nso.GetIpc() != runtime.NamespaceMode_NODE {
+		kinds = append(kinds, "ipc")
+	}
+	if !st.HostNetwork {
+		kinds = append(kinds, "uts")
+	}
+	if len(kinds) > 0 {
+		held, err := nsutil.Create(ctx, filepath.Join(s.Dir, "ns"), kinds, st.Hostname)
+		if err != nil {
+			return nil, fmt.Errorf("pod namespaces: %w", err)
+		}
+		st.IPC, st.UTS = held["ipc"], held["uts"]
+	}
+	if sys := cfg.GetLinux().GetSysctls(); len(sys) > 0 {
+		if err := nsutil.ApplySysctls(st.NetNS, st.IPC, sys); err != nil {
+			return nil, fmt.Errorf("options.linux.sysctls: %w", err)
+		}
+	}
+	if err := writePodFiles(s.Dir, &st, cfg); err != nil {
+		return nil, err
+	}
+	if st.IPC != "" && d.cfg.Pod.ShmSize > 0 {
+		shm := filepath.Join(s.Dir, "shm")
+		if err := os.Mkdir(shm, 0o755); err != nil {
+			return nil, err
+		}
+		data := "mode=1777,size=" + strconv.FormatInt(d.cfg.Pod.ShmSize, 10)
+		if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data); err != nil {
+			return nil, fmt.Errorf("pod /dev/shm: %w", err)
+		}
+		st.Shm = shm
+	}
+	p := d.newPod(s.ID, st)
+	log.G(ctx).WithFields(log.Fields{"ipc": st.IPC != "", "uts": st.UTS != "", "shared_pid": st.SharedPID}).Debug("pod created")
+	return p, nil
+}
+
+func (d *driver) newPod(id string, st podState) *pod {
+	p := &pod{id: id, d: d, st: st, ctx: d.env.Life, exited: make(chan struct{})}
+	d.mu.Lock()
+	d.pods[id] = p
+	d.mu.Unlock()
+	return p
+}
+
+// Recover rebuilds a pod after a restart.
+func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instance, error) {
+	var st podState
+	if err := json.Unmarshal(s.Driver, &st); err != nil {
+		return nil, fmt.Errorf("pod state: %w", err)
+	}
+	p := d.newPod(s.ID, st)
+	if s.Phase == sandbox.PhaseStopped {
+		p.markExited(0)
+		return p, nil
+	}
+	for _, f := range []string{st.IPC, st.UTS} {
+		if f == "" {
+			continue
+		}
+		if ok, _ := nsutil.IsNSFile(f, nsutil.Kind(filepath.Base(f))); !ok {
+			log.G(ctx).WithField("sandbox_id", s.ID).Warnf("held namespace %s is gone", f)
+			p.markExited(255)
+			return p, nil
+		}
+	}
+	if st.SharedPID && st.InitPid > 0 {
+		if start, err := procStart(st.InitPid); err != nil || start != st.InitStart {
+			p.markExited(255)
+			return p, nil
+		}
+		w, err := proc.Open(st.InitPid)
+		if err != nil {
+			p.markExited(255)
+			return p, nil
+		}
+		p.watchInit(w)
+	}
+	return p, nil
+}
+
+func validateHostname(h string) error {
+	if len(h) > 64 {
+		return fmt.Errorf("options.hostname %q: longer than 64 characters: %w", h, errdefs.ErrInvalidArgument)
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return fmt.Errorf("options.hostname %q: character %q is not allowed: %w", h, r, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// validateSysctls refuses what cannot go into the pod's own namespaces before
+// anything is created.
+func validateSysctls(sys map[string]string, hostNet, hostIPC bool) error {
+	for k := range sys {
+		key := strings.ReplaceAll(k, "/", ".")
+		switch {
+		case strings.HasPrefix(key, "net.") && hostNet:
+			return fmt.Errorf("options.linux.sysctls[%s]: a host-network pod cannot set network sysctls: %w", k, errdefs.ErrInvalidArgument)
+		case (strings.HasPrefix(key, "kernel.shm") || strings.HasPrefix(key, "kernel.msg") || key == "kernel.sem" || strings.HasPrefix(key, "fs.mqueue.")) && hostIPC:
+			return fmt.Errorf("options.linux.sysctls[%s]: a host-IPC pod cannot set IPC sysctls: %w", k, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// writePodFiles writes /etc/hostname, /etc/hosts and /etc/resolv.conf for
+// the pod's containers (containerd leaves these to an external sandboxer).
+func writePodFiles(dir string, st *podState, cfg *runtime.PodSandboxConfig) error {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if !st.HostNetwork {
+		hosts += "127.0.1.1\t" + st.Hostname + "\n"
+	}
+	if st.HostNetwork {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b)
+		}
+	}
+	var resolv string
+	if dns := cfg.GetDnsConfig(); dns != nil && (len(dns.GetServers())+len(dns.GetSearches())+len(dns.GetOptions())) > 0 {
+		var b strings.Builder
+		for _, s := range dns.GetServers() {
+			if strings.ContainsAny(s, " \n\t") {
+				return fmt.Errorf("options.dns_config.servers %q: invalid: %w", s, errdefs.ErrInvalidArgument)
+			}
+			b.WriteString("nameserver " + s + "\n")
+		}
+		if len(dns.GetSearches()) > 0 {
+			b.WriteString("search " + strings.Join(dns.GetSearches(), " ") + "\n")
+		}
+		if len(dns.GetOptions()) > 0 {
+			b.WriteString("options " + strings.Join(dns.GetOptions(), " ") + "\n")
+		}
+		resolv = b.String()
+	} else if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		resolv = string(b)
+	}
+	hostname := st.Hostname
+	if st.HostNetwork {
+		if h, err := os.Hostname(); err == nil {
+			hostname = h
+		}
+	}
+	for name, content := range map[string]string{"hostname": hostname + "\n", "hosts": hosts, "resolv.conf": resolv} {
+		if err := store.WriteFileAtomic(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return fmt.Errorf("pod file %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// releasePod undoes what Create did. Idempotent.
+func releasePod(ctx context.Context, st *podState) {
+	if st.Shm != "" {
+		if err := unix.Unmount(st.Shm, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			log.G(ctx).WithError(err).Warn("unmounting pod shm")
+		}
+	}
+	if err := nsutil.Release(filepath.Join(st.Dir, "ns")); err != nil {
+		log.G(ctx).WithError(err).Warn("releasing pod namespaces")
+	}
+}
+
+// Start starts the pod's init when it shares a PID namespace, and returns the
+// Task API endpoint.
+func (p *pod) Start(ctx context.Context) (sandbox.Endpoint, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ep := sandbox.Endpoint{Address: p.d.env.TaskAddress, Version: 3}
+	if p.st.SharedPID && p.init == nil {
+		pid, w, err := startPodInit(p.st)
+		if err != nil {
+			return ep, fmt.Errorf("pod init: %w", err)
+		}
+		p.st.InitPid = pid
+		p.st.InitStart, _ = procStart(pid)
+		p.watchInit(w)
+	}
+	ep.Pid = uint32(p.st.InitPid)
+	return ep, nil
+}
+
+// startPodInit runs this binary as PID 1 of a new PID namespace.
+func startPodInit(st podState) (int, *proc.Watch, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, nil, err
+	}
+	cmd := exec.Command(self, daemon.PodInitArg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	w, err := proc.Open(cmd.Process.Pid)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		return 0, nil, err
+	}
+	cmd.Process.Release()
+	return cmd.Process.Pid, w, nil
+}
+
+func (p *pod) watchInit(w *proc.Watch) {
+	p.init = w
+	go func() {
+		<-w.Done()
+		code, _, _ := w.Status()
+		log.G(p.ctx).WithFields(log.Fields{"sandbox_id": p.id, "status": code}).Info("pod init exited")
+		p.markExited(uint32(code))
+	}()
+}
+
+func (p *pod) markExited(code uint32) {
+	p.exitOnce.Do(func() {
+		p.exit = sandbox.ExitStatus{Code: code, ExitedAt: time.Now()}
+		close(p.exited)
+	})
+}
+
+// Stop stops every container of the pod and the pod's init.
+func (p *pod) Stop(ctx context.Context, timeout time.Duration) error {
+	if timeout == 0 {
+		timeout = 0
+	}
+	p.d.be.stopPod(ctx, p.id, timeout)
+	p.mu.Lock()
+	w := p.init
+	p.mu.Unlock()
+	if w != nil {
+		_ = unix.Kill(w.Pid(), unix.SIGKILL)
+		select {
+		case <-w.Done():
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("pod init %d did not exit: %w", w.Pid(), errdefs.ErrUnavailable)
+		}
+	}
+	p.markExited(0)
+	return nil
+}
+
+func (p *pod) Exited() <-chan struct{}        { return p.exited }
+func (p *pod) ExitStatus() sandbox.ExitStatus { return p.exit }
+
+// Cleanup releases the pod's namespaces and files. Idempotent.
+func (p *pod) Cleanup(ctx context.Context) error {
+	p.d.be.stopPod(ctx, p.id, 0)
+	p.d.be.deletePod(ctx, p.id)
+	p.mu.Lock()
+	st := p.st
+	p.mu.Unlock()
+	releasePod(ctx, &st)
+	p.d.mu.Lock()
+	delete(p.d.pods, p.id)
+	p.d.mu.Unlock()
+	return nil
+}
+
+func (p *pod) DriverState() (json.RawMessage, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return json.Marshal(&p.st)
+}
+
+// Metrics sums the cgroup metrics of the pod's containers.
+func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
+	var cgs []cgroups.Cgroup
+	for _, path := range p.d.be.podCgroups(p.id) {
+		if cg, err := cgroups.Load(path); err == nil {
+			cgs = append(cgs, cg)
+		}
+	}
+	a, err := sumCgroups(cgs)
+	if err != nil {
+		return nil, err
+	}
+	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
+}
+
+// Describe adds the pod's namespaces to a verbose status.
+func (p *pod) Describe(ctx context.Context) map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return map[string]string{
+		"netns":      p.st.NetNS,
+		"ipc_ns":     p.st.IPC,
+		"uts_ns":     p.st.UTS,
+		"shared_pid": strconv.FormatBool(p.st.SharedPID),
+		"init_pid":   strconv.Itoa(p.st.InitPid),
+		"containers": strconv.Itoa(len(p.d.be.podCgroups(p.id))),
+	}
+}
+
+// procStart is a process's start time (field 22 of /proc/pid/stat), which
+// tells a pid apart from a later process reusing it.
+func procStart(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("bad stat")
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}

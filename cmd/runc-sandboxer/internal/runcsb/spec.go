@@ -1,0 +1,109 @@
+package runcsb
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// nsPathRE matches the /proc/<pid>/ns/<kind> paths containerd's CRI derives
+// from the sandbox pid that Controller.Start returned.
+var nsPathRE = regexp.MustCompile(`^/proc/([0-9]+)/ns/([a-z]+)$`)
+
+// isSandboxPid tells whether pid is the sandbox pid containerd derived a
+// namespace path from: the one Start reported, or 0 (containerd 2.4 turns
+// it into 4294967295 on the way) when the pod has no process.
+func isSandboxPid(pid uint64, sandboxPid int) bool {
+	return pid == uint64(sandboxPid) || pid == 0 || pid == math.MaxUint32
+}
+
+// rewriteSpec makes a container spec join its pod: namespaces, the pod's
+// files and /dev/shm. sandboxPid is the pid the pod reported at Start.
+func rewriteSpec(sp *specs.Spec, st *podState, sandboxPid int) error {
+	if sp.Linux == nil {
+		sp.Linux = &specs.Linux{}
+	}
+	var out []specs.LinuxNamespace
+	for _, ns := range sp.Linux.Namespaces {
+		m := nsPathRE.FindStringSubmatch(ns.Path)
+		if m == nil {
+			out = append(out, ns)
+			continue
+		}
+		if pid, _ := strconv.ParseUint(m[1], 10, 32); !isSandboxPid(pid, sandboxPid) {
+			out = append(out, ns) // e.g. a target container's pid namespace
+			continue
+		}
+		switch ns.Type {
+		case specs.NetworkNamespace:
+			if st.HostNetwork || st.NetNS == "" {
+				continue
+			}
+			ns.Path = st.NetNS
+		case specs.IPCNamespace:
+			if st.IPC == "" {
+				continue
+			}
+			ns.Path = st.IPC
+		case specs.UTSNamespace:
+			if st.UTS == "" {
+				continue
+			}
+			ns.Path = st.UTS
+		case specs.PIDNamespace:
+			switch {
+			case st.HostPID:
+				continue
+			case st.SharedPID && st.InitPid > 0:
+				ns.Path = fmt.Sprintf("/proc/%d/ns/pid", st.InitPid)
+			default:
+				ns.Path = "" // a pid namespace of its own
+			}
+		default:
+			return fmt.Errorf("linux.namespaces: joining the pod's %s namespace is not supported: %w", ns.Type, errdefs.ErrNotImplemented)
+		}
+		out = append(out, ns)
+	}
+	sp.Linux.Namespaces = out
+	if st.HostNetwork {
+		// with the host's uts namespace a container may not set a hostname
+		sp.Hostname = ""
+	} else if sp.Hostname == "" {
+		sp.Hostname = st.Hostname
+	}
+
+	ro := sp.Root != nil && sp.Root.Readonly
+	has := map[string]int{}
+	for i, m := range sp.Mounts {
+		has[m.Destination] = i
+	}
+	for _, f := range []struct{ dst, name string }{{"/etc/hostname", "hostname"}, {"/etc/hosts", "hosts"}, {"/etc/resolv.conf", "resolv.conf"}} {
+		if _, ok := has[f.dst]; ok {
+			continue
+		}
+		opts := []string{"rbind", "rprivate"}
+		if ro {
+			opts = append(opts, "ro")
+		}
+		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: f.dst, Type: "bind", Source: st.Dir + "/" + f.name, Options: opts})
+	}
+	shm := st.Shm
+	if st.IPC == "" {
+		shm = "/dev/shm"
+	}
+	if shm != "" {
+		m := specs.Mount{Destination: "/dev/shm", Type: "bind", Source: shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
+		if i, ok := has["/dev/shm"]; ok {
+			if sp.Mounts[i].Type == "tmpfs" { // the default private tmpfs: share the pod's instead
+				sp.Mounts[i] = m
+			}
+		} else {
+			sp.Mounts = append(sp.Mounts, m)
+		}
+	}
+	return nil
+}

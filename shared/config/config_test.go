@@ -1,0 +1,80 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+type testConfig struct {
+	Daemon
+	Runc struct {
+		Binary string `toml:"binary"`
+		Root   string `toml:"root"`
+	} `toml:"runc"`
+}
+
+func (c *testConfig) Validate() error {
+	var err error
+	if c.Runc.Binary == "" {
+		err = fmt.Errorf("runc.binary: must not be empty")
+	}
+	return Join(c.Daemon.Validate(), err)
+}
+
+func newTest() *testConfig {
+	c := &testConfig{Daemon: DefaultDaemon("runc")}
+	c.Runc.Binary = "runc"
+	return c
+}
+
+func TestDefaultsAndOverride(t *testing.T) {
+	c := newTest()
+	if err := Decode("log_level = \"debug\"\n[runc]\nroot = \"/x\"\n", c); err != nil {
+		t.Fatal(err)
+	}
+	if c.LogLevel != "debug" || c.Runc.Root != "/x" || c.Runc.Binary != "runc" || c.Listen != "/run/magnetar/runc.sock" {
+		t.Fatalf("got %+v", c)
+	}
+	if got := c.TaskSocketPath("runc"); got != "/run/magnetar/runc-task.sock" {
+		t.Errorf("TaskSocketPath = %s", got)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	cases := []struct{ text, want string }{
+		{"listen = 3\n", "listen"},
+		{"[runc]\nbinray = \"x\"\n", "runc.binray"},
+		{"bogus = true\n", "bogus"},
+		{"log_level = \"loud\"\n", "log_level"},
+		{"dir = \"relative\"\n", "dir"},
+		{"[runc]\nbinary = \"\"\n", "runc.binary"},
+		{"listen = \"/" + strings.Repeat("a", 120) + "\"\n", "listen"},
+		{"this is not toml", "line 1"},
+	}
+	for _, tc := range cases {
+		err := Decode(tc.text, newTest())
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Decode(%q) = %v, want InvalidArgument naming %q", tc.text, err, tc.want)
+		}
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := Load(filepath.Join(dir, "none.toml"), false, newTest()); err != nil {
+		t.Errorf("optional missing file: %v", err)
+	}
+	if err := Load(filepath.Join(dir, "none.toml"), true, newTest()); err == nil {
+		t.Error("required missing file: want error")
+	}
+	p := filepath.Join(dir, "c.toml")
+	os.WriteFile(p, []byte("[runc]\nroot = 5\n"), 0o600)
+	if err := Load(p, true, newTest()); err == nil || !strings.Contains(err.Error(), "runc.root") || !strings.Contains(err.Error(), p) {
+		t.Errorf("wrong type: %v", err)
+	}
+}

@@ -1,0 +1,274 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+
+	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/controller"
+	"github.com/magnetar-runtime/magnetar/shared/events"
+	"github.com/magnetar-runtime/magnetar/shared/sandbox"
+	"github.com/magnetar-runtime/magnetar/shared/task"
+)
+
+// Version is set at build time with -ldflags "-X ...daemon.Version=...".
+var Version = "dev"
+
+// Config is a sandboxer's whole configuration: the common keys plus its own.
+type Config interface {
+	config.Validator
+	Common() *config.Daemon
+}
+
+// Env is what a sandboxer gets to build its parts.
+type Env struct {
+	// Life ends when the daemon stops.
+	Life context.Context
+	Name string
+	// Dir is the state directory (config "dir").
+	Dir string
+	// TaskSocket is the Task API socket path; TaskAddress its address for
+	// Controller.Start.
+	TaskSocket  string
+	TaskAddress string
+	Events      events.Publisher
+}
+
+// Sandboxer describes one sandbox technology to Main.
+type Sandboxer struct {
+	// Name is the short name: "runc", "wasm", "vmm", "quark".
+	Name string
+	// NewConfig returns the configuration with its defaults.
+	NewConfig func() Config
+	// Build makes the driver and the task backend (nil when the sandboxer
+	// serves no Task API itself).
+	Build func(env *Env, cfg Config) (sandbox.Driver, task.Backend, error)
+	// ShimDelete cleans up after a lost task, for containerd's
+	// `<binary> -id ID -bundle DIR ... delete`. Optional.
+	ShimDelete func(ctx context.Context, id, bundle string) (*ShimExit, error)
+}
+
+// ShimExit is what a shim-style delete reports.
+type ShimExit struct {
+	Pid    uint32
+	Status uint32
+	At     time.Time
+}
+
+// Main runs a sandboxer and exits the process.
+func Main(sb Sandboxer) {
+	if err := run(sb, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "%s-sandboxer: %v\n", sb.Name, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func run(sb Sandboxer, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && args[0] == "-info" {
+		return printInfo(sb, stdout)
+	}
+	if len(args) == 1 && args[0] == PodInitArg {
+		return podInit()
+	}
+	if isShimInvocation(args) {
+		return shimDelete(sb, args, stdout, stderr)
+	}
+	cfg := sb.NewConfig()
+	common := cfg.Common()
+	fs := flag.NewFlagSet(sb.Name+"-sandboxer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", filepath.Join(config.DefaultConfDir, sb.Name+".toml"), "TOML configuration file")
+	listen := fs.String("listen", "", "Sandbox API socket (default from config: "+common.Listen+")")
+	dir := fs.String("dir", "", "state directory (default from config: "+common.Dir+")")
+	cdAddr := fs.String("containerd-address", "", "containerd's ttrpc socket, for events (default from config: "+common.ContainerdAddress+")")
+	level := fs.String("log-level", "", "log level: trace, debug, info, warn, error (default from config: "+common.LogLevel+")")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *version {
+		fmt.Fprintf(stdout, "%s-sandboxer %s %s\n", sb.Name, Version, runtime.Version())
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	if err := config.Load(*configPath, explicit, cfg); err != nil {
+		return err
+	}
+	for _, o := range []struct {
+		flag string
+		dst  *string
+	}{{*listen, &common.Listen}, {*dir, &common.Dir}, {*cdAddr, &common.ContainerdAddress}, {*level, &common.LogLevel}} {
+		if o.flag != "" {
+			*o.dst = o.flag
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	return serve(sb, cfg)
+}
+
+func serve(sb Sandboxer, cfg Config) error {
+	common := cfg.Common()
+	_ = log.SetLevel(common.LogLevel)
+	_ = log.SetFormat(log.TextFormat)
+	life, stop := context.WithCancel(context.Background())
+	defer stop()
+	life = log.WithLogger(life, log.G(life).WithField("sandboxer", sb.Name))
+
+	// Container inits are re-parented to us when runc (our child) exits, so
+	// that we can collect their exit status.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set child subreaper: %w", err)
+	}
+	if err := os.MkdirAll(common.Dir, 0o700); err != nil {
+		return err
+	}
+	taskSock := common.TaskSocketPath(sb.Name)
+	q := events.NewTTRPCQueue(life, common.ContainerdAddress, events.Options{})
+	env := &Env{Life: life, Name: sb.Name, Dir: common.Dir, TaskSocket: taskSock,
+		TaskAddress: "ttrpc+unix://" + taskSock, Events: q}
+	driver, backend, err := sb.Build(env, cfg)
+	if err != nil {
+		return err
+	}
+
+	var tsrv *ttrpc.Server
+	if backend != nil {
+		svc, err := task.New(life, filepath.Join(common.Dir, "tasks"), backend, q)
+		if err != nil {
+			return err
+		}
+		if err := svc.Recover(life); err != nil {
+			return fmt.Errorf("recovering tasks: %w", err)
+		}
+		if tsrv, err = ttrpc.NewServer(); err != nil {
+			return err
+		}
+		svc.Register(tsrv)
+		l, err := listenUnix(taskSock)
+		if err != nil {
+			return fmt.Errorf("task socket: %w", err)
+		}
+		go func() {
+			if err := tsrv.Serve(life, l); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
+				log.G(life).WithError(err).Error("task server stopped")
+				stop()
+			}
+		}()
+	}
+
+	ctrl, err := controller.New(life, common.Dir, driver)
+	if err != nil {
+		return err
+	}
+	if err := ctrl.Recover(life); err != nil {
+		return fmt.Errorf("recovering sandboxes: %w", err)
+	}
+	gsrv := grpc.NewServer()
+	ctrl.Register(gsrv)
+	l, err := listenUnix(common.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gsrv.Serve(l) }()
+	log.G(life).WithFields(log.Fields{"listen": common.Listen, "task_socket": taskSock, "dir": common.Dir, "version": Version}).Info("serving")
+	notify("READY=1")
+	go watchdog(life)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGUSR1 {
+				dumpStacks(life)
+				continue
+			}
+			log.G(life).WithField("signal", s).Info("stopping; pods keep running")
+		case err := <-serveErr:
+			log.G(life).WithError(err).Error("sandbox API server stopped")
+		case <-life.Done():
+		}
+		notify("STOPPING=1")
+		gsrv.Stop()
+		if tsrv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = tsrv.Shutdown(sctx)
+			cancel()
+		}
+		stop()
+		return nil
+	}
+}
+
+// listenUnix makes a 0600 unix socket, replacing a stale one.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		_ = os.Remove(path)
+	}
+	old := unix.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func dumpStacks(ctx context.Context) {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	log.G(ctx).Infof("goroutine dump:\n%s", buf[:n])
+}
+
+// isShimInvocation recognises containerd's `... -id X ... delete`.
+func isShimInvocation(args []string) bool {
+	if len(args) == 0 || args[len(args)-1] != "delete" {
+		return false
+	}
+	for _, a := range args {
+		if a == "-id" || a == "--id" || strings.HasPrefix(a, "-id=") {
+			return true
+		}
+	}
+	return false
+}
+
+// PodInitArg makes the binary run as the init of a pod's PID namespace.
+const PodInitArg = "__magnetar_pod_init"

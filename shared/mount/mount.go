@@ -1,0 +1,110 @@
+package mount
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+var flagOpts = map[string]struct {
+	clear bool
+	flag  uintptr
+}{
+	"ro": {false, unix.MS_RDONLY}, "rw": {true, unix.MS_RDONLY},
+	"nosuid": {false, unix.MS_NOSUID}, "suid": {true, unix.MS_NOSUID},
+	"nodev": {false, unix.MS_NODEV}, "dev": {true, unix.MS_NODEV},
+	"noexec": {false, unix.MS_NOEXEC}, "exec": {true, unix.MS_NOEXEC},
+	"bind": {false, unix.MS_BIND}, "rbind": {false, unix.MS_BIND | unix.MS_REC},
+	"noatime": {false, unix.MS_NOATIME}, "relatime": {false, unix.MS_RELATIME},
+	"sync": {false, unix.MS_SYNCHRONOUS}, "remount": {false, unix.MS_REMOUNT},
+	"defaults": {false, 0},
+}
+
+// ParseOptions splits mount options into flags and the data string.
+func ParseOptions(opts []string) (uintptr, string) {
+	var flags uintptr
+	var data []string
+	for _, o := range opts {
+		if f, ok := flagOpts[o]; ok {
+			if f.clear {
+				flags &^= f.flag
+			} else {
+				flags |= f.flag
+			}
+			continue
+		}
+		data = append(data, o)
+	}
+	return flags, strings.Join(data, ",")
+}
+
+// Validate checks mounts from a request before use.
+func Validate(field string, ms []*types.Mount) error {
+	for i, m := range ms {
+		if m.GetType() == "" {
+			return fmt.Errorf("%s[%d].type: must not be empty: %w", field, i, errdefs.ErrInvalidArgument)
+		}
+		if m.GetTarget() != "" && (filepath.IsAbs(m.GetTarget()) || strings.Contains(m.GetTarget(), "..")) {
+			return fmt.Errorf("%s[%d].target %q: must be relative without \"..\": %w", field, i, m.GetTarget(), errdefs.ErrInvalidArgument)
+		}
+		_, data := ParseOptions(m.GetOptions())
+		if len(data) >= os.Getpagesize() {
+			return fmt.Errorf("%s[%d].options: %d bytes of mount data exceed one page: %w", field, i, len(data), errdefs.ErrNotImplemented)
+		}
+	}
+	return nil
+}
+
+// All mounts ms on target in order; on failure the ones done are undone.
+func All(ms []*types.Mount, target string) (retErr error) {
+	if err := Validate("rootfs", ms); err != nil {
+		return err
+	}
+	var done []string
+	defer func() {
+		if retErr != nil {
+			for i := len(done) - 1; i >= 0; i-- {
+				_ = unix.Unmount(done[i], unix.MNT_DETACH)
+			}
+		}
+	}()
+	for _, m := range ms {
+		dst := target
+		if m.GetTarget() != "" {
+			dst = filepath.Join(target, m.GetTarget())
+		}
+		flags, data := ParseOptions(m.GetOptions())
+		if err := unix.Mount(m.GetSource(), dst, m.GetType(), flags&^unix.MS_REMOUNT, data); err != nil {
+			return fmt.Errorf("mount %s (%s) on %s: %w", m.GetSource(), m.GetType(), dst, err)
+		}
+		done = append(done, dst)
+		// a read-only bind needs a remount to take effect
+		if flags&unix.MS_BIND != 0 && flags&unix.MS_RDONLY != 0 {
+			if err := unix.Mount("", dst, "", flags|unix.MS_REMOUNT, ""); err != nil {
+				return fmt.Errorf("remount %s read-only: %w", dst, err)
+			}
+		}
+	}
+	return nil
+}
+
+// UnmountAll unmounts everything mounted on target (stacked mounts too).
+// Not mounted is fine.
+func UnmountAll(target string) error {
+	for i := 0; i < 64; i++ {
+		err := unix.Unmount(target, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", target, err)
+		}
+	}
+	return fmt.Errorf("unmount %s: still mounted after 64 unmounts", target)
+}

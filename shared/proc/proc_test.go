@@ -1,0 +1,65 @@
+package proc
+
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		script string
+		want   int
+	}{{"exit 0", 0}, {"exit 7", 7}, {"kill -9 $$", 137}} {
+		cmd := exec.Command("/bin/sh", "-c", "sleep 0.1; "+tc.script)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w, err := Open(cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-w.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("no exit seen")
+		}
+		code, known, _ := w.Status()
+		if !known || code != tc.want {
+			t.Errorf("%s: status %d known=%v, want %d", tc.script, code, known, tc.want)
+		}
+	}
+}
+
+func TestManyWatchersNoThreads(t *testing.T) {
+	var cmds []*exec.Cmd
+	var ws []*Watch
+	for i := 0; i < 50; i++ {
+		cmd := exec.Command("/bin/sleep", "30")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w, err := Open(cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmds, ws = append(cmds, cmd), append(ws, w)
+	}
+	for _, c := range cmds {
+		c.Process.Signal(syscall.SIGTERM)
+	}
+	for _, w := range ws {
+		select {
+		case <-w.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("no exit seen")
+		}
+		if code, known, _ := w.Status(); !known || code != 128+15 {
+			t.Errorf("status %d %v", code, known)
+		}
+	}
+	if _, err := Open(0); err == nil {
+		t.Error("Open(0) must fail")
+	}
+}

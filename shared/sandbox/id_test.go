@@ -1,0 +1,28 @@
+package sandbox
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestValidateID(t *testing.T) {
+	good := []string{"abc", strings.Repeat("a", 64), "pod_1.x-2", "A1"}
+	for _, id := range good {
+		if err := ValidateID("sandbox_id", id); err != nil {
+			t.Errorf("ValidateID(%q) = %v, want nil", id, err)
+		}
+	}
+	bad := []string{"", "..", ".", "a/b", "/etc", "a..b", strings.Repeat("a", MaxIDLength+1), "-x", "a b", "a\x00b", "ä"}
+	for _, id := range bad {
+		err := ValidateID("sandbox_id", id)
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("ValidateID(%q) = %v, want InvalidArgument", id, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "sandbox_id") {
+			t.Errorf("ValidateID(%q) error %q does not name the field", id, err)
+		}
+	}
+}
