@@ -166,7 +166,7 @@ func serve(sb Sandboxer, cfg Config) error {
 		if err := svc.Recover(life); err != nil {
 			return fmt.Errorf("recovering tasks: %w", err)
 		}
-		if tsrv, err = ttrpc.NewServer(); err != nil {
+		if tsrv, err = ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(recoverTTRPC)); err != nil {
 			return err
 		}
 		svc.Register(tsrv)
@@ -189,7 +189,7 @@ func serve(sb Sandboxer, cfg Config) error {
 	if err := ctrl.Recover(life); err != nil {
 		return fmt.Errorf("recovering sandboxes: %w", err)
 	}
-	gsrv := grpc.NewServer()
+	gsrv := grpc.NewServer(grpc.UnaryInterceptor(recoverGRPC))
 	ctrl.Register(gsrv)
 	l, err := listenUnix(common.Listen)
 	if err != nil {

@@ -48,11 +48,7 @@ func (w *Watch) wait(f *os.File) {
 	defer close(w.done)
 	rc, err := f.SyscallConn()
 	if err == nil {
-		err = rc.Read(func(fd uintptr) bool {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, perr := unix.Poll(fds, 0)
-			return perr != nil || n > 0
-		})
+		err = rc.Read(func(fd uintptr) bool { return exited(int32(fd)) })
 	}
 	if err != nil {
 		// cannot poll: fall back to a blocking wait on a thread
@@ -60,6 +56,22 @@ func (w *Watch) wait(f *os.File) {
 	}
 	w.at = time.Now()
 	w.status, w.known = reap(w.pid)
+}
+
+// exited polls a pidfd without blocking: it is readable once the process
+// has exited. EINTR (Go's preemption signals) is retried, never taken as exit.
+func exited(fd int32) bool {
+	for {
+		fds := []unix.PollFd{{Fd: fd, Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return false
+		}
+		return n > 0 && fds[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0
+	}
 }
 
 func waitBlocking(pid int) error {

@@ -191,7 +191,7 @@ func (s *Service) get(id string) (*container, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.containers[id]
-	if !ok {
+	if !ok || c.c == nil { // absent, or still being created
 		return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
 	}
 	return c, nil

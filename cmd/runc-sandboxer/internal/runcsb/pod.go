@@ -318,14 +318,16 @@ func startPodInit(st podState) (int, *proc.Watch, error) {
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
 	}
-	w, err := proc.Open(cmd.Process.Pid)
+	pid := cmd.Process.Pid
+	w, err := proc.Open(pid)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
 		return 0, nil, err
 	}
-	cmd.Process.Release()
-	return cmd.Process.Pid, w, nil
+	// the watch reaps it; os.Process must not
+	_ = cmd.Process.Release()
+	return pid, w, nil
 }
 
 func (p *pod) watchInit(w *proc.Watch) {
