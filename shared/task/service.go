@@ -73,7 +73,21 @@ type process struct {
 	stdio  stdio.Config
 	mu     sync.Mutex
 	status status
+	// evMu orders this process's events: Start holds it across the backend
+	// start and TaskStart, the exit watcher takes it before TaskExit.
+	evMu sync.Mutex
+	// exitPub is closed once TaskExit is queued (or will never be).
+	exitPub chan struct{}
+	// gone is closed when the process is deleted.
+	gone     chan struct{}
+	goneOnce sync.Once
 }
+
+func newProcess(id string, p Process, io stdio.Config, st status) *process {
+	return &process{id: id, p: p, stdio: io, status: st, exitPub: make(chan struct{}), gone: make(chan struct{})}
+}
+
+func (p *process) markGone() { p.goneOnce.Do(func() { close(p.gone) }) }
 
 func (p *process) getStatus() status {
 	p.mu.Lock()
@@ -151,13 +165,11 @@ func (s *Service) Recover(ctx context.Context) error {
 			st = stopped
 		}
 		ct := &container{id: id, ns: rec.Namespace, bundle: rec.Bundle, createdAt: rec.CreatedAt, c: c,
-			init: &process{p: c, stdio: rec.Stdio, status: st}, execs: map[string]*process{}}
+			init: newProcess("", c, rec.Stdio, st), execs: map[string]*process{}}
 		s.mu.Lock()
 		s.containers[id] = ct
 		s.mu.Unlock()
-		if st != created {
-			go s.watchExit(ct, ct.init, st == stopped)
-		}
+		go s.watchExit(ct, ct.init, st == stopped)
 		if n, ok := c.(OOMNotifier); ok {
 			go s.watchOOM(ct, n)
 		}
@@ -294,7 +306,7 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	ct := &container{id: r.GetID(), ns: ns, bundle: r.GetBundle(), createdAt: time.Now().UTC(), c: c,
-		init: &process{p: c, stdio: io, status: created}, execs: map[string]*process{}}
+		init: newProcess("", c, io, created), execs: map[string]*process{}}
 	s.mu.Lock()
 	s.containers[r.GetID()] = ct
 	s.mu.Unlock()
@@ -307,6 +319,7 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		IO:  &apievents.TaskIO{Stdin: io.Stdin, Stdout: io.Stdout, Stderr: io.Stderr, Terminal: io.Terminal},
 		Pid: c.Pid(),
 	})
+	go s.watchExit(ct, ct.init, false)
 	log.G(ctx).WithField("pid", c.Pid()).Debug("task created")
 	return &taskapi.CreateTaskResponse{Pid: c.Pid()}, nil
 }
@@ -321,6 +334,8 @@ func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (_ *taskap
 	if c.init.getStatus() == stopped && p != c.init {
 		return nil, fmt.Errorf("container %s is not running: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
+	p.evMu.Lock()
+	defer p.evMu.Unlock()
 	if st := p.getStatus(); st != created {
 		return nil, fmt.Errorf("process %s is %s, not created: %w", procName(c, p), st, errdefs.ErrFailedPrecondition)
 	}
@@ -334,7 +349,6 @@ func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (_ *taskap
 	} else {
 		s.pub.Publish(ctx, c.ns, events.TopicTaskExecStarted, &apievents.TaskExecStarted{ContainerID: c.id, ExecID: p.id, Pid: p.p.Pid()})
 	}
-	go s.watchExit(c, p, false)
 	return &taskapi.StartResponse{Pid: p.p.Pid()}, nil
 }
 
@@ -349,7 +363,14 @@ func procName(c *container, p *process) string {
 // the execs still alive are killed (they die with the container's pid ns
 // anyway; this also covers a shared or host pid namespace).
 func (s *Service) watchExit(c *container, p *process, quiet bool) {
-	<-p.p.Exited()
+	defer close(p.exitPub)
+	select {
+	case <-p.p.Exited():
+	case <-p.gone:
+		return
+	}
+	p.evMu.Lock() // after a Start in progress has published TaskStart
+	defer p.evMu.Unlock()
 	code, at := p.p.ExitStatus()
 	if p == c.init {
 		c.mu.Lock()
@@ -401,8 +422,11 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (_ *task
 		// every exec goes with the container
 		c.mu.Lock()
 		for id, e := range c.execs {
-			_ = e.p.Kill(ctx, syscall.SIGKILL, false)
-			_ = e.p.Delete(ctx)
+			if e.p != nil {
+				_ = e.p.Kill(ctx, syscall.SIGKILL, false)
+				_ = e.p.Delete(ctx)
+			}
+			e.markGone()
 			delete(c.execs, id)
 		}
 		c.mu.Unlock()
@@ -410,6 +434,17 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (_ *task
 	if err := p.p.Delete(ctx); err != nil {
 		return nil, err
 	}
+	select {
+	case <-p.p.Exited():
+		// TaskExit must be queued before TaskDelete
+		select {
+		case <-p.exitPub:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	default:
+	}
+	p.markGone()
 	code, at := p.p.ExitStatus()
 	if st == created {
 		code, at = 0, time.Now()
@@ -465,7 +500,7 @@ func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (_ *e
 		c.mu.Unlock()
 		return nil, fmt.Errorf("exec %s in container %s: %w", r.GetExecID(), c.id, errdefs.ErrAlreadyExists)
 	}
-	placeholder := &process{id: r.GetExecID(), status: created}
+	placeholder := newProcess(r.GetExecID(), nil, io, created)
 	c.execs[r.GetExecID()] = placeholder
 	c.mu.Unlock()
 	p, err := c.c.Exec(ctx, r.GetExecID(), &ps, io)
@@ -475,8 +510,9 @@ func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (_ *e
 		c.mu.Unlock()
 		return nil, err
 	}
-	placeholder.p, placeholder.stdio = p, io
+	placeholder.p = p
 	c.mu.Unlock()
+	go s.watchExit(c, placeholder, false)
 	s.pub.Publish(ctx, c.ns, events.TopicTaskExecAdded, &apievents.TaskExecAdded{ContainerID: c.id, ExecID: r.GetExecID()})
 	return &emptypb.Empty{}, nil
 }
@@ -544,7 +580,7 @@ func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (_ *taskapi.
 		return nil, fmt.Errorf("exec %s is being created: %w", r.GetExecID(), errdefs.ErrNotFound)
 	}
 	select {
-	case <-p.p.Exited():
+	case <-p.exitPub:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

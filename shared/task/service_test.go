@@ -1,0 +1,269 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/magnetar-runtime/magnetar/shared/stdio"
+)
+
+// fakePublisher records topics in order.
+type fakePublisher struct {
+	mu     sync.Mutex
+	topics []string
+}
+
+func (p *fakePublisher) Publish(ctx context.Context, ns, topic string, ev proto.Message) {
+	p.mu.Lock()
+	p.topics = append(p.topics, topic)
+	p.mu.Unlock()
+}
+
+func (p *fakePublisher) list() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.topics, " ")
+}
+
+// fakeBackend runs no process: a fakeProc exits when killed.
+type fakeBackend struct{ created int }
+
+type fakeProc struct {
+	mu      sync.Mutex
+	pid     uint32
+	done    chan struct{}
+	once    sync.Once
+	code    uint32
+	deleted bool
+}
+
+func newFakeProc(pid uint32) *fakeProc { return &fakeProc{pid: pid, done: make(chan struct{})} }
+
+func (p *fakeProc) Pid() uint32                     { return p.pid }
+func (p *fakeProc) Start(ctx context.Context) error { return nil }
+func (p *fakeProc) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
+	p.once.Do(func() { p.code = 128 + uint32(sig); close(p.done) })
+	return nil
+}
+func (p *fakeProc) Exited() <-chan struct{} { return p.done }
+func (p *fakeProc) ExitStatus() (uint32, time.Time) {
+	return p.code, time.Now()
+}
+func (p *fakeProc) ResizePty(ctx context.Context, w, h uint32) error { return nil }
+func (p *fakeProc) CloseStdin(ctx context.Context) error             { return nil }
+func (p *fakeProc) Delete(ctx context.Context) error                 { p.deleted = true; return nil }
+
+type fakeContainer struct{ *fakeProc }
+
+func (c *fakeContainer) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.Config) (Process, error) {
+	return newFakeProc(c.pid + 1), nil
+}
+func (c *fakeContainer) Pids(ctx context.Context) ([]*tasktypes.ProcessInfo, error) {
+	return []*tasktypes.ProcessInfo{{Pid: c.pid}}, nil
+}
+func (c *fakeContainer) Stats(ctx context.Context) (*anypb.Any, error) { return &anypb.Any{}, nil }
+func (c *fakeContainer) Update(ctx context.Context, r *specs.LinuxResources, a map[string]string) error {
+	return nil
+}
+func (c *fakeContainer) State() json.RawMessage { return json.RawMessage(`{}`) }
+
+func (b *fakeBackend) Create(ctx context.Context, r *CreateRequest) (Container, error) {
+	b.created++
+	return &fakeContainer{newFakeProc(100)}, nil
+}
+
+func bundle(t *testing.T) string {
+	dir := t.TempDir()
+	sp := specs.Spec{Process: &specs.Process{Args: []string{"sleep", "1"}}}
+	data, _ := json.Marshal(sp)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func code(err error) codes.Code { return grpcstatus.Code(err) }
+
+func TestEventOrderAndStates(t *testing.T) {
+	ctx := context.Background()
+	pub := &fakePublisher{}
+	s, err := New(ctx, t.TempDir(), &fakeBackend{}, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bundle(t)
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: b}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: b}); code(err) != codes.AlreadyExists {
+		t.Errorf("duplicate create: %v", err)
+	}
+	st, _ := s.State(ctx, &taskapi.StateRequest{ID: "c1"})
+	if st.Status != tasktypes.Status_CREATED {
+		t.Errorf("status %v", st.Status)
+	}
+	if _, err := s.Start(ctx, &taskapi.StartRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(ctx, &taskapi.StartRequest{ID: "c1"}); code(err) != codes.FailedPrecondition {
+		t.Errorf("second start: %v", err)
+	}
+	spec, _ := json.Marshal(specs.Process{Args: []string{"true"}})
+	if _, err := s.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "e1", Spec: &anypb.Any{Value: spec}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(ctx, &taskapi.StartRequest{ID: "c1", ExecID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, &taskapi.DeleteRequest{ID: "c1"}); code(err) != codes.FailedPrecondition {
+		t.Errorf("delete running: %v", err)
+	}
+	if _, err := s.Kill(ctx, &taskapi.KillRequest{ID: "c1", Signal: 15}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Wait(ctx, &taskapi.WaitRequest{ID: "c1"})
+	if err != nil || w.ExitStatus != 143 {
+		t.Fatalf("wait %v %v", w, err)
+	}
+	// kill after exit is fine, as containerd does it
+	if _, err := s.Kill(ctx, &taskapi.KillRequest{ID: "c1", Signal: 9}); err != nil {
+		t.Errorf("kill after exit: %v", err)
+	}
+	if _, err := s.Shutdown(ctx, &taskapi.ShutdownRequest{ID: "c1"}); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	d, err := s.Delete(ctx, &taskapi.DeleteRequest{ID: "c1"})
+	if err != nil || d.ExitStatus != 143 {
+		t.Fatalf("delete %v %v", d, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	got := pub.list()
+	for _, want := range []string{
+		"/tasks/create /tasks/start /tasks/exec-added /tasks/exec-started",
+		"/tasks/exit",
+		"/tasks/delete",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("events %q lack %q", got, want)
+		}
+	}
+	if strings.Index(got, "/tasks/exit") > strings.Index(got, "/tasks/delete") {
+		t.Errorf("exit after delete: %s", got)
+	}
+	if _, err := s.State(ctx, &taskapi.StateRequest{ID: "c1"}); code(err) != codes.NotFound {
+		t.Errorf("state after delete: %v", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	be := &fakeBackend{}
+	dir := t.TempDir()
+	s, _ := New(ctx, dir, be, &fakePublisher{})
+	b := bundle(t)
+	garbage := t.TempDir()
+	os.WriteFile(filepath.Join(garbage, "config.json"), []byte("{not json"), 0o600)
+	cases := []struct {
+		name  string
+		err   error
+		code  codes.Code
+		field string
+	}{}
+	add := func(name string, err error, c codes.Code, field string) {
+		cases = append(cases, struct {
+			name  string
+			err   error
+			code  codes.Code
+			field string
+		}{name, err, c, field})
+	}
+	_, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "", Bundle: b})
+	add("empty id", err, codes.InvalidArgument, "id")
+	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: "../x", Bundle: b})
+	add("dotdot id", err, codes.InvalidArgument, "id")
+	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: strings.Repeat("a", 300), Bundle: b})
+	add("long id", err, codes.InvalidArgument, "id")
+	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: "ok", Bundle: "relative/x"})
+	add("relative bundle", err, codes.InvalidArgument, "bundle")
+	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: "ok", Bundle: garbage})
+	add("garbage config.json", err, codes.InvalidArgument, "config.json")
+	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: "ok", Bundle: b, Stdout: "relative"})
+	add("relative stdout", err, codes.InvalidArgument, "stdout")
+	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: "ok", Bundle: b, Stdout: "binary:///usr/bin/logger"})
+	add("binary log uri", err, codes.InvalidArgument, "stdout")
+	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: "ok", Bundle: b, Checkpoint: "/x"})
+	add("checkpoint restore", err, codes.Unimplemented, "checkpoint")
+	_, err = s.Start(ctx, &taskapi.StartRequest{ID: "never-created"})
+	add("start before create", err, codes.NotFound, "never-created")
+	_, err = s.Kill(ctx, &taskapi.KillRequest{ID: "nope", Signal: 9})
+	add("kill unknown", err, codes.NotFound, "nope")
+	_, err = s.Checkpoint(ctx, &taskapi.CheckpointTaskRequest{ID: "x"})
+	add("checkpoint", err, codes.Unimplemented, "checkpoint")
+	for _, tc := range cases {
+		if code(tc.err) != tc.code || !strings.Contains(tc.err.Error(), tc.field) {
+			t.Errorf("%s: %v, want %v naming %q", tc.name, tc.err, tc.code, tc.field)
+		}
+	}
+	if be.created != 0 {
+		t.Errorf("backend was called %d times for bad requests", be.created)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("records left: %v", left)
+	}
+	// a real container, then bad exec requests
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c", Bundle: b}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c", ExecID: "e", Spec: &anypb.Any{Value: []byte(`{"args":["x"]}`)}})
+	if code(err) != codes.FailedPrecondition {
+		t.Errorf("exec in created container: %v", err)
+	}
+	s.Start(ctx, &taskapi.StartRequest{ID: "c"})
+	_, err = s.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c", ExecID: "e/1", Spec: &anypb.Any{Value: []byte(`{"args":["x"]}`)}})
+	if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "exec_id") {
+		t.Errorf("bad exec id: %v", err)
+	}
+	_, err = s.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c", ExecID: "e", Spec: &anypb.Any{Value: []byte(`garbage`)}})
+	if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "spec") {
+		t.Errorf("garbage exec spec: %v", err)
+	}
+	_, err = s.Kill(ctx, &taskapi.KillRequest{ID: "c", Signal: 999})
+	if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "signal") {
+		t.Errorf("bad signal: %v", err)
+	}
+	_, err = s.Update(ctx, &taskapi.UpdateTaskRequest{ID: "c", Resources: &anypb.Any{Value: []byte("nope")}})
+	if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "resources") {
+		t.Errorf("garbage resources: %v", err)
+	}
+}
+
+func TestRecoverWithoutRecoverer(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, _ := New(ctx, dir, &fakeBackend{}, &fakePublisher{})
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c", Bundle: bundle(t)}); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := New(ctx, dir, &fakeBackend{}, &fakePublisher{})
+	if err := s2.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(s2.Containers()) != 0 {
+		t.Error("a backend without Recover cannot keep tasks")
+	}
+}
