@@ -10,7 +10,11 @@ import (
 
 // podInit is PID 1 of a pod's shared PID namespace: it reaps orphans and
 // exits on SIGTERM or SIGINT. It holds no other state.
-func podInit() error {
+func podInit() error { return RunPodInit() }
+
+// RunPodInit is the body of the pod init (exported for test binaries that
+// re-execute themselves as it).
+func RunPodInit() error {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT)
 	for s := range sigs {

@@ -1,0 +1,306 @@
+package runcsb
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	sandboxapi "github.com/containerd/containerd/api/services/sandbox/v1"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/magnetar-runtime/magnetar/shared/cgroups"
+	"github.com/magnetar-runtime/magnetar/shared/controller"
+	"github.com/magnetar-runtime/magnetar/shared/daemon"
+	"github.com/magnetar-runtime/magnetar/shared/task"
+)
+
+// This integration test runs the real runc binary (no containerd): it needs
+// root and runc (MAGNETAR_RUNC, else _output/prefix/bin/runc, else PATH).
+
+type nopPublisher struct{}
+
+func (nopPublisher) Publish(context.Context, string, string, proto.Message) {}
+
+type rig struct {
+	dir  string
+	ctrl *controller.Controller
+	task *task.Service
+	cfg  *Config
+}
+
+func findRunc(t *testing.T) string {
+	if p := os.Getenv("MAGNETAR_RUNC"); p != "" {
+		return p
+	}
+	if p, _ := filepath.Abs("../../../../_output/prefix/bin/runc"); fileExists(p) {
+		return p
+	}
+	p, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("runc not found: set MAGNETAR_RUNC or run hack/install-tools.sh")
+	}
+	return p
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func newRig(t *testing.T) *rig {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (namespaces, mounts, runc)")
+	}
+	// as the daemon is: container inits are re-parented to us
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	life, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Dir = dir
+	cfg.Runc.Binary = findRunc(t)
+	cfg.Runc.Root = filepath.Join(dir, "runc-root")
+	env := &daemon.Env{Life: life, Name: Name, Dir: dir, TaskAddress: "ttrpc+unix://" + dir + "/t.sock", Events: nopPublisher{}}
+	d, be, err := Sandboxer().Build(env, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := task.New(life, filepath.Join(dir, "tasks"), be, nopPublisher{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := controller.New(life, dir, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{dir: dir, ctrl: ctrl, task: svc, cfg: cfg}
+}
+
+// leftovers lists what a failed request must not leave: mounts under the
+// rig's dir, sandbox dirs, bundles and runc containers.
+func (r *rig) leftovers(t *testing.T) []string {
+	var out []string
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if strings.Contains(l, r.dir) {
+			out = append(out, "mount: "+l)
+		}
+	}
+	for _, sub := range []string{"sandboxes", "bundles", "state", "tasks"} {
+		ents, _ := os.ReadDir(filepath.Join(r.dir, sub))
+		for _, e := range ents {
+			out = append(out, sub+"/"+e.Name())
+		}
+	}
+	ents, _ := os.ReadDir(r.cfg.Runc.Root)
+	for _, e := range ents {
+		out = append(out, "runc container "+e.Name())
+	}
+	return out
+}
+
+func podAny(t *testing.T, c *runtime.PodSandboxConfig) *anypb.Any {
+	b, err := proto.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &anypb.Any{TypeUrl: "type.googleapis.com/runtime.v1.PodSandboxConfig", Value: b}
+}
+
+func hostNetPod(sysctls map[string]string, hostname string) *runtime.PodSandboxConfig {
+	return &runtime.PodSandboxConfig{Hostname: hostname, Linux: &runtime.LinuxPodSandboxConfig{
+		Sysctls:         sysctls,
+		SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE}},
+	}}
+}
+
+func expectCode(t *testing.T, what string, err error, c codes.Code, field string) {
+	t.Helper()
+	if status.Code(err) != c || !strings.Contains(err.Error(), field) {
+		t.Errorf("%s: %v, want %v naming %q", what, err, c, field)
+	}
+}
+
+func TestBadPodRequestsLeaveNothing(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	notNS := filepath.Join(r.dir, "not-a-netns")
+	os.WriteFile(notNS, nil, 0o600)
+	defer os.Remove(notNS)
+	cases := []struct {
+		name  string
+		req   *sandboxapi.ControllerCreateRequest
+		code  codes.Code
+		field string
+	}{
+		{"netns not nsfs", &sandboxapi.ControllerCreateRequest{SandboxID: "p", NetnsPath: notNS, Options: podAny(t, &runtime.PodSandboxConfig{})}, codes.InvalidArgument, "netns_path"},
+		{"netns missing", &sandboxapi.ControllerCreateRequest{SandboxID: "p", NetnsPath: "/nonexistent/ns", Options: podAny(t, &runtime.PodSandboxConfig{})}, codes.InvalidArgument, "netns_path"},
+		{"no netns, pod network", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, &runtime.PodSandboxConfig{})}, codes.InvalidArgument, "netns_path"},
+		{"bad hostname", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, hostNetPod(nil, "a b/c"))}, codes.InvalidArgument, "hostname"},
+		{"non-namespaced sysctl", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, hostNetPod(map[string]string{"vm.swappiness": "1"}, ""))}, codes.InvalidArgument, "vm.swappiness"},
+		{"net sysctl on host network", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, hostNetPod(map[string]string{"net.core.somaxconn": "1"}, ""))}, codes.InvalidArgument, "net.core.somaxconn"},
+	}
+	for _, tc := range cases {
+		_, err := r.ctrl.Create(ctx, tc.req)
+		expectCode(t, tc.name, err, tc.code, tc.field)
+		if left := r.leftovers(t); len(left) > 0 {
+			t.Errorf("%s left %v", tc.name, left)
+		}
+	}
+}
+
+// busyboxBundle writes a bundle whose rootfs holds a static busybox.
+func busyboxBundle(t *testing.T, r *rig, id, podID string, args []string) (bundle, rootfs string) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox (static) not installed")
+	}
+	rootfs = filepath.Join(r.dir, "img-"+id)
+	for _, d := range []string{"bin", "proc", "dev", "etc", "tmp", "sys"} {
+		os.MkdirAll(filepath.Join(rootfs, d), 0o755)
+	}
+	data, _ := os.ReadFile(bb)
+	os.WriteFile(filepath.Join(rootfs, "bin/busybox"), data, 0o755)
+	os.Symlink("busybox", filepath.Join(rootfs, "bin/sh"))
+	for _, f := range []string{"etc/hostname", "etc/hosts", "etc/resolv.conf"} {
+		os.WriteFile(filepath.Join(rootfs, f), nil, 0o644)
+	}
+	bundle = filepath.Join(r.dir, "ctrd-bundles", id)
+	os.MkdirAll(filepath.Join(bundle, "rootfs"), 0o755)
+	out, err := exec.Command(r.cfg.Runc.Binary, "spec", "--bundle", bundle).CombinedOutput()
+	if err != nil {
+		t.Fatalf("runc spec: %v %s", err, out)
+	}
+	var sp specs.Spec
+	raw, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	json.Unmarshal(raw, &sp)
+	sp.Process.Terminal = false
+	sp.Process.Args = args
+	sp.Annotations = map[string]string{sandboxIDAnnotation: podID}
+	sp.Linux.CgroupsPath = "/magnetar-it/" + id
+	sp.Linux.Namespaces = append(sp.Linux.Namespaces,
+		specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/0/ns/ipc"},
+		specs.LinuxNamespace{Type: specs.UTSNamespace, Path: "/proc/0/ns/uts"})
+	var ns []specs.LinuxNamespace
+	for _, n := range sp.Linux.Namespaces {
+		if (n.Type == specs.IPCNamespace || n.Type == specs.UTSNamespace) && n.Path == "" || n.Type == specs.NetworkNamespace {
+			continue
+		}
+		ns = append(ns, n)
+	}
+	sp.Linux.Namespaces = ns
+	raw, _ = json.Marshal(&sp)
+	os.WriteFile(filepath.Join(bundle, "config.json"), raw, 0o600)
+	return bundle, rootfs
+}
+
+func TestContainerLifecycleAndBadTasks(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.ctrl.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: "pod1", Options: podAny(t, hostNetPod(map[string]string{"kernel.shmmni": "2048"}, "pod1"))}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.ctrl.Shutdown(ctx, &sandboxapi.ControllerShutdownRequest{SandboxID: "pod1"}) })
+	if _, err := r.ctrl.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "pod1"}); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(r.dir, "stdout")
+	syscall.Mkfifo(fifo, 0o600)
+	outR, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	bind := func(rootfs string) []*types.Mount {
+		return []*types.Mount{{Type: "bind", Source: rootfs, Options: []string{"rbind", "ro"}}}
+	}
+
+	// bad task requests
+	b, rootfs := busyboxBundle(t, r, "bad1", "no-such-pod", []string{"true"})
+	_, err = r.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "bad1", Bundle: b, Rootfs: bind(rootfs)})
+	expectCode(t, "unknown pod", err, codes.NotFound, "no-such-pod")
+	b, rootfs = busyboxBundle(t, r, "bad2", "pod1", []string{"true"})
+	_, err = r.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "bad2", Bundle: b, Rootfs: []*types.Mount{{Type: "nonexistentfs", Source: rootfs}}})
+	if err == nil {
+		t.Error("bad rootfs mount accepted")
+	}
+	_, err = r.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "bad2", Bundle: b, Rootfs: bind(rootfs), Stdout: filepath.Join(r.dir, "no-fifo")})
+	expectCode(t, "missing stdout fifo", err, codes.InvalidArgument, "stdout")
+	b3, rootfs3 := busyboxBundle(t, r, "bad3", "pod1", []string{"/no/such/binary"})
+	_, err = r.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "bad3", Bundle: b3, Rootfs: bind(rootfs3)})
+	if err == nil || !strings.Contains(err.Error(), "no/such/binary") {
+		t.Errorf("runc error not passed through: %v", err)
+	}
+	for _, l := range r.leftovers(t) {
+		if strings.HasPrefix(l, "bundles/") || strings.HasPrefix(l, "runc container") || strings.Contains(l, "ctrd-bundles") {
+			t.Errorf("bad task request left %s", l)
+		}
+	}
+
+	// the happy path
+	b, rootfs = busyboxBundle(t, r, "c1", "pod1", []string{"sh", "-c", "echo hello-$(hostname) $(cat /proc/sys/kernel/shmmni); exec sleep 60"})
+	if _, err := r.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: b, Rootfs: bind(rootfs), Stdout: fifo}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.task.Start(ctx, &taskapi.StartRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	syscall.SetNonblock(int(outR.Fd()), false)
+	buf := make([]byte, 64)
+	n, _ := io.ReadAtLeast(outR, buf, 10)
+	host, _ := os.Hostname() // a host-network pod keeps the host's uts namespace
+	if got := strings.TrimSpace(string(buf[:n])); got != "hello-"+host+" 2048" {
+		t.Errorf("container printed %q, want the host's hostname and the pod's IPC sysctl", got)
+	}
+	if m, err := r.ctrl.Metrics(ctx, &sandboxapi.ControllerMetricsRequest{SandboxID: "pod1"}); err != nil || m.Metrics.Data == nil {
+		t.Errorf("metrics %v %v", m, err)
+	}
+	if st, err := r.task.Stats(ctx, &taskapi.StatsRequest{ID: "c1"}); err != nil || st.Stats == nil {
+		t.Errorf("stats %v %v", st, err)
+	}
+	if _, err := r.ctrl.Stop(ctx, &sandboxapi.ControllerStopRequest{SandboxID: "pod1", TimeoutSecs: 1}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := r.task.Wait(wctx, &taskapi.WaitRequest{ID: "c1"})
+	if err != nil || w.ExitStatus != 137 {
+		t.Errorf("wait after pod stop: %v %v", w, err)
+	}
+	if _, err := r.task.Delete(ctx, &taskapi.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ctrl.Shutdown(ctx, &sandboxapi.ControllerShutdownRequest{SandboxID: "pod1"}); err != nil {
+		t.Fatal(err)
+	}
+	if left := r.leftovers(t); len(left) > 0 {
+		t.Errorf("left after shutdown: %v", left)
+	}
+	for _, id := range []string{"c1", "bad3"} {
+		_ = cgroups.Delete("/magnetar-it/" + id)
+	}
+	_ = cgroups.Delete("/magnetar-it")
+}
+
+// TestMain lets the test binary serve as the pod init it re-executes.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == daemon.PodInitArg {
+		_ = daemon.RunPodInit()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
