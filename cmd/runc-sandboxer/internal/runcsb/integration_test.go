@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	sandboxapi "github.com/containerd/containerd/api/services/sandbox/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	sandboxapi "github.com/containerd/containerd/api/services/sandbox/v1"
 	"github.com/containerd/containerd/api/types"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
