@@ -84,6 +84,9 @@ func run(sb Sandboxer, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 1 && args[0] == "-info" {
 		return printInfo(sb, stdout)
 	}
+	if len(args) > 0 && args[0] == KeeperArg {
+		return runKeeper(args[1:])
+	}
 	if len(args) == 1 && args[0] == PodInitArg {
 		return podInit()
 	}
@@ -170,9 +173,14 @@ func serve(sb Sandboxer, cfg Config) error {
 			return err
 		}
 		svc.Register(tsrv)
-		l, err := listenUnix(taskSock)
+		// containerd dials the keeper, which outlives us; we serve behind it
+		backendSock, err := ensureKeeper(life, sb.Name, taskSock)
 		if err != nil {
-			return fmt.Errorf("task socket: %w", err)
+			return err
+		}
+		l, err := listenUnix(backendSock)
+		if err != nil {
+			return fmt.Errorf("task backend socket: %w", err)
 		}
 		go func() {
 			if err := tsrv.Serve(life, l); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
