@@ -218,6 +218,10 @@ func TestContainerLifecycleAndBadTasks(t *testing.T) {
 	if _, err := r.ctrl.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "pod1"}); err != nil {
 		t.Fatal(err)
 	}
+	// a pod without containers still reports well-formed cgroup metrics
+	if m, err := r.ctrl.Metrics(ctx, &sandboxapi.ControllerMetricsRequest{SandboxID: "pod1"}); err != nil || m.Metrics.GetData().GetTypeUrl() == "" {
+		t.Errorf("metrics of an empty pod: %v %v", m, err)
+	}
 	fifo := filepath.Join(r.dir, "stdout")
 	syscall.Mkfifo(fifo, 0o600)
 	outR, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)

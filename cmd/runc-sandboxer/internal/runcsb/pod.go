@@ -399,7 +399,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 			cgs = append(cgs, cg)
 		}
 	}
-	a, err := sumCgroups(cgs)
+	a, err := cgroups.Sum(cgs)
 	if err != nil {
 		return nil, err
 	}
