@@ -45,7 +45,7 @@ func rmdir(dir string) error {
 		switch {
 		case err == nil, errors.Is(err, unix.ENOENT):
 			return nil
-		case errors.Is(err, unix.EBUSY) && attempt < 6:
+		case errors.Is(err, unix.EBUSY) && attempt < 6 && !hasProcs(dir):
 			time.Sleep(delay)
 			delay *= 2
 		case errors.Is(err, unix.EBUSY):
@@ -54,6 +54,13 @@ func rmdir(dir string) error {
 			return fmt.Errorf("remove %s: %w", dir, err)
 		}
 	}
+}
+
+// hasProcs reports whether processes are still attached to the cgroup dir,
+// in which case waiting for rmdir is pointless.
+func hasProcs(dir string) bool {
+	procs, err := readControl(filepath.Join(dir, "cgroup.procs"))
+	return err == nil && procs != ""
 }
 
 func exists(p string) bool {

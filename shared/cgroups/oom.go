@@ -36,8 +36,8 @@ type oomWatch struct {
 	alive   func() bool
 }
 
-func oomEventsV1(ctx context.Context, path, memDir string) (<-chan struct{}, error) {
-	if !isDir(filepath.Dir(memDir)) && !isDir(memDir) {
+func oomEventsV1(ctx context.Context, path, memRoot, memDir string) (<-chan struct{}, error) {
+	if !isDir(memRoot) {
 		return nil, fmt.Errorf("cgroup %s: memory controller not mounted: %w", path, errdefs.ErrNotImplemented)
 	}
 	if !isDir(memDir) {
@@ -99,17 +99,20 @@ func oomEventsV2(ctx context.Context, path, dir string) (<-chan struct{}, error)
 }
 
 func (w *oomWatch) start(ctx context.Context) (<-chan struct{}, error) {
-	last, _, err := w.counter()
+	last, counting, err := w.counter()
 	if err != nil {
 		w.f.Close()
 		return nil, fmt.Errorf("cgroup %s: read oom_kill: %w", w.path, err)
 	}
 	ch := make(chan struct{}, 8)
-	go w.run(ctx, ch, last)
+	go w.run(ctx, ch, last, counting)
 	return ch, nil
 }
 
-func (w *oomWatch) run(ctx context.Context, ch chan<- struct{}, last uint64) {
+// run delivers kills until ctx ends or the cgroup goes away. counting says
+// whether the kernel keeps an oom_kill counter (since Linux 4.13); without
+// one, each notification is taken as one kill.
+func (w *oomWatch) run(ctx context.Context, ch chan<- struct{}, last uint64, counting bool) {
 	defer close(ch)
 	defer w.f.Close()
 	// A read deadline in the past wakes the pending Read when ctx ends.
@@ -150,11 +153,13 @@ func (w *oomWatch) run(ctx context.Context, ch chan<- struct{}, last uint64) {
 		}
 		var kills uint64
 		switch {
-		case !ok && woke:
+		case !counting && woke:
 			kills = 1
-		case ok && n > last:
+		case !counting || !ok:
+			// no counter, or a read that caught the file mid-rewrite
+		case n > last:
 			kills, last = n-last, n
-		case ok && woke:
+		case woke:
 			quick = 10
 		}
 		for ; kills > 0; kills-- {

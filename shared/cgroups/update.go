@@ -74,7 +74,7 @@ func (p *plan) apply(cgPath string) error {
 
 var (
 	pagesizeRe = regexp.MustCompile(`^[0-9]+[KMGTP]?B$`)
-	cpuListRe  = regexp.MustCompile(`^[0-9,\-\s]*$`)
+	cpuListRe  = regexp.MustCompile(`^[0-9,\-]*$`)
 	unifiedRe  = regexp.MustCompile(`^[a-z][a-z0-9_]*\.[a-z0-9_.]+$`)
 	wordRe     = regexp.MustCompile(`^[^\s/\x00]+$`)
 )

@@ -242,5 +242,5 @@ func (c *v1Cgroup) Update(r *specs.LinuxResources) error {
 }
 
 func (c *v1Cgroup) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
-	return oomEventsV1(ctx, c.path, c.dir("memory"))
+	return oomEventsV1(ctx, c.path, filepath.Join(c.h.v1Root, "memory"), c.dir("memory"))
 }

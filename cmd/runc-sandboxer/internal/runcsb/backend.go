@@ -211,6 +211,14 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if err := store.WriteFileAtomic(filepath.Join(r.Bundle, bundleNote), note, 0o600); err != nil {
 		return nil, err
 	}
+	// A restarted containerd finds the runtime of a task by this file (else
+	// by the runtime_type's shim name in PATH): point it at this binary so
+	// that it reconnects to our tasks and uses our `delete`.
+	if self, err := os.Executable(); err == nil {
+		if err := store.WriteFileAtomic(filepath.Join(r.Bundle, "shim-binary-path"), []byte(self), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	if c.io, err = stdio.Open(ctx, r.Stdio); err != nil {
 		return nil, err
 	}
@@ -420,6 +428,7 @@ func (c *ctr) cleanup(ctx context.Context) {
 		}
 	}
 	_ = os.Remove(filepath.Join(c.st.Bundle, bundleNote))
+	_ = os.Remove(filepath.Join(c.st.Bundle, "shim-binary-path"))
 	_ = os.RemoveAll(c.st.Dir)
 }
 
