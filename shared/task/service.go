@@ -81,7 +81,28 @@ type process struct {
 	// gone is closed when the process is deleted.
 	gone     chan struct{}
 	goneOnce sync.Once
+	// started is when Start answered (zero before).
+	started time.Time
+	// exitAt overrides the backend's exit time when it was adjusted.
+	exitAt time.Time
 }
+
+// exitStatus is the backend's exit status with the adjusted time.
+func (p *process) exitStatus() (uint32, time.Time) {
+	code, at := p.p.ExitStatus()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.exitAt.IsZero() {
+		at = p.exitAt
+	}
+	return code, at
+}
+
+// startSlack separates a start from an exit seen while containerd was still
+// receiving the Start answer (a container's init only): containerd's CRI stamps startedAt when it
+// gets the answer, and an exit stamped before that reads as finishing before
+// starting.
+const startSlack = 50 * time.Millisecond
 
 func newProcess(id string, p Process, io stdio.Config, st status) *process {
 	return &process{id: id, p: p, stdio: io, status: st, exitPub: make(chan struct{}), gone: make(chan struct{})}
@@ -343,6 +364,9 @@ func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (_ *taskap
 		return nil, err
 	}
 	p.setStatus(running)
+	p.mu.Lock()
+	p.started = time.Now()
+	p.mu.Unlock()
 	if p == c.init {
 		s.persist(c)
 		s.pub.Publish(ctx, c.ns, events.TopicTaskStart, &apievents.TaskStart{ContainerID: c.id, Pid: p.p.Pid()})
@@ -372,6 +396,16 @@ func (s *Service) watchExit(c *container, p *process, quiet bool) {
 	p.evMu.Lock() // after a Start in progress has published TaskStart
 	defer p.evMu.Unlock()
 	code, at := p.p.ExitStatus()
+	p.mu.Lock()
+	started := p.started
+	p.mu.Unlock()
+	if p == c.init && !started.IsZero() && at.Before(started.Add(startSlack)) {
+		time.Sleep(time.Until(started.Add(startSlack)))
+		at = time.Now()
+		p.mu.Lock()
+		p.exitAt = at
+		p.mu.Unlock()
+	}
 	if p == c.init {
 		c.mu.Lock()
 		execs := make([]*process, 0, len(c.execs))
@@ -445,7 +479,7 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (_ *task
 	default:
 	}
 	p.markGone()
-	code, at := p.p.ExitStatus()
+	code, at := p.exitStatus()
 	if st == created {
 		code, at = 0, time.Now()
 	}
@@ -533,7 +567,7 @@ func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (_ *taskap
 		Stdin: p.stdio.Stdin, Stdout: p.stdio.Stdout, Stderr: p.stdio.Stderr, Terminal: p.stdio.Terminal,
 	}
 	if st == stopped {
-		code, at := p.p.ExitStatus()
+		code, at := p.exitStatus()
 		resp.ExitStatus, resp.ExitedAt = code, timestamppb.New(at)
 	}
 	return resp, nil
@@ -584,7 +618,7 @@ func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (_ *taskapi.
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	code, at := p.p.ExitStatus()
+	code, at := p.exitStatus()
 	return &taskapi.WaitResponse{ExitStatus: code, ExitedAt: timestamppb.New(at)}, nil
 }
 
