@@ -160,6 +160,11 @@ func serve(sb Sandboxer, cfg Config) error {
 		return err
 	}
 
+	// containerd dials the keeper, which outlives us; we serve behind it
+	ks := newKeeperSockets(sb.Name, taskSock, common.Listen)
+	if err := ensureKeeper(life, ks); err != nil {
+		return err
+	}
 	var tsrv *ttrpc.Server
 	if backend != nil {
 		svc, err := task.New(life, filepath.Join(common.Dir, "tasks"), backend, q)
@@ -173,12 +178,7 @@ func serve(sb Sandboxer, cfg Config) error {
 			return err
 		}
 		svc.Register(tsrv)
-		// containerd dials the keeper, which outlives us; we serve behind it
-		backendSock, err := ensureKeeper(life, sb.Name, taskSock)
-		if err != nil {
-			return err
-		}
-		l, err := listenUnix(backendSock)
+		l, err := listenUnix(ks.TaskBackend)
 		if err != nil {
 			return fmt.Errorf("task backend socket: %w", err)
 		}
@@ -199,9 +199,9 @@ func serve(sb Sandboxer, cfg Config) error {
 	}
 	gsrv := grpc.NewServer(grpc.UnaryInterceptor(recoverGRPC))
 	ctrl.Register(gsrv)
-	l, err := listenUnix(common.Listen)
+	l, err := listenUnix(ks.APIBackend)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("sandbox API backend socket: %w", err)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gsrv.Serve(l) }()

@@ -21,56 +21,66 @@ import (
 // KeeperArg makes the binary run as the task keeper (see shared/keeper).
 const KeeperArg = "__magnetar_task_keeper"
 
-// keeperPaths are the backend socket the daemon serves and the keeper's pid
-// file, beside the task socket containerd dials.
-func keeperPaths(name, taskSock string) (backend, pidFile string) {
+// keeperSockets are the sockets containerd dials (owned by the keeper) and
+// the private ones the daemon serves behind it.
+type keeperSockets struct {
+	Task, TaskBackend, API, APIBackend, PidFile string
+}
+
+func newKeeperSockets(name, taskSock, apiSock string) keeperSockets {
 	dir := filepath.Dir(taskSock)
-	return filepath.Join(dir, name+"-task-backend.sock"), filepath.Join(dir, name+"-task-keeper.pid")
+	return keeperSockets{
+		Task: taskSock, TaskBackend: filepath.Join(dir, name+"-task-backend.sock"),
+		API: apiSock, APIBackend: filepath.Join(filepath.Dir(apiSock), name+"-api-backend.sock"),
+		PidFile: filepath.Join(dir, name+"-keeper.pid"),
+	}
 }
 
 // ensureKeeper reuses the keeper of a previous daemon, or starts one.
-func ensureKeeper(ctx context.Context, name, taskSock string) (backend string, err error) {
-	backend, pidFile := keeperPaths(name, taskSock)
-	if pid, ok := runningKeeper(pidFile, taskSock); ok {
-		log.G(ctx).WithField("pid", pid).Info("reusing the task keeper: containerd's task connections survived")
-		return backend, nil
+func ensureKeeper(ctx context.Context, ks keeperSockets) error {
+	if pid, ok := runningKeeper(ks); ok {
+		log.G(ctx).WithField("pid", pid).Info("reusing the keeper: containerd's connections survived the restart")
+		return nil
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return "", err
+		return err
 	}
-	cmd := exec.Command(self, KeeperArg, taskSock, backend)
+	cmd := exec.Command(self, KeeperArg, ks.Task, ks.TaskBackend, ks.API, ks.APIBackend)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.Dir = "/"
-	_ = os.Remove(taskSock)
+	_ = os.Remove(ks.Task)
+	_ = os.Remove(ks.API)
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("starting the task keeper: %w", err)
+		return fmt.Errorf("starting the keeper: %w", err)
 	}
 	pid := cmd.Process.Pid
 	go func() { _ = cmd.Wait() }() // reap it if it dies while we live
-	if err := store.WriteFileAtomic(pidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+	if err := store.WriteFileAtomic(ks.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
 		_ = cmd.Process.Kill()
-		return "", err
+		return err
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if fi, err := os.Stat(taskSock); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			break
+	for _, sock := range []string{ks.Task, ks.API} {
+		for {
+			if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				return fmt.Errorf("keeper did not create %s", sock)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			return "", fmt.Errorf("task keeper did not create %s", taskSock)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	log.G(ctx).WithField("pid", pid).Info("started the task keeper")
-	return backend, nil
+	log.G(ctx).WithField("pid", pid).Info("started the keeper")
+	return nil
 }
 
-// runningKeeper tells whether the pid file names a live keeper of taskSock.
-func runningKeeper(pidFile, taskSock string) (int, bool) {
-	data, err := os.ReadFile(pidFile)
+// runningKeeper tells whether the pid file names a live keeper of ks.
+func runningKeeper(ks keeperSockets) (int, bool) {
+	data, err := os.ReadFile(ks.PidFile)
 	if err != nil {
 		return 0, false
 	}
@@ -83,18 +93,28 @@ func runningKeeper(pidFile, taskSock string) (int, bool) {
 		return 0, false
 	}
 	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if len(args) >= 3 && args[1] == KeeperArg && args[2] == taskSock {
-		if _, err := os.Stat(taskSock); err == nil {
-			return pid, true
+	want := []string{KeeperArg, ks.Task, ks.TaskBackend, ks.API, ks.APIBackend}
+	if len(args) != len(want)+1 {
+		return 0, false
+	}
+	for i, a := range want {
+		if args[i+1] != a {
+			return 0, false
 		}
 	}
-	return 0, false
+	for _, sock := range []string{ks.Task, ks.API} {
+		if _, err := os.Stat(sock); err != nil {
+			return 0, false
+		}
+	}
+	return pid, true
 }
 
-// runKeeper is the keeper's main: `KeeperArg TASK_SOCKET BACKEND_SOCKET`.
+// runKeeper is the keeper's main:
+// `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND`.
 func runKeeper(args []string) error {
-	if len(args) != 2 {
-		return fmt.Errorf("usage: %s TASK_SOCKET BACKEND_SOCKET", KeeperArg)
+	if len(args) != 4 {
+		return fmt.Errorf("usage: %s TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND", KeeperArg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -103,6 +123,16 @@ func runKeeper(args []string) error {
 	if err != nil {
 		return err
 	}
+	al, err := listenUnix(args[2])
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := keeper.ServeStream(ctx, al, args[3], keeper.Options{}); err != nil {
+			log.G(ctx).WithError(err).Error("sandbox API relay stopped")
+			cancel()
+		}
+	}()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)

@@ -210,3 +210,58 @@ func (b *bridge) readBack(conn net.Conn, gen int) {
 		}
 	}
 }
+
+// ServeStream relays every connection accepted on l to the unix socket
+// backend, byte for byte, dialing the backend until it answers (up to
+// MaxWait). It is for the Sandbox API (gRPC): when the backend goes away the
+// client's connection is closed and, on its reconnect, held until the backend
+// is back, so the client's channel waits in "connecting" instead of failing
+// with "connection refused".
+func ServeStream(ctx context.Context, l net.Listener, backend string, o Options) error {
+	if o.MaxWait <= 0 {
+		o.MaxWait = defaultMaxWait
+	}
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go relay(ctx, c, backend, o.MaxWait)
+	}
+}
+
+func relay(ctx context.Context, front net.Conn, backend string, maxWait time.Duration) {
+	defer front.Close()
+	deadline := time.Now().Add(maxWait)
+	var back net.Conn
+	for {
+		var d net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := d.DialContext(dctx, "unix", backend)
+		cancel()
+		if err == nil {
+			back = c
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		time.Sleep(reconnectPeriod)
+	}
+	defer back.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(back, front); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(front, back); done <- struct{}{} }()
+	<-done // either side ended: end both
+}

@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"context"
+	"io"
 	"net"
 	"path/filepath"
 	"sync/atomic"
@@ -113,5 +114,34 @@ func TestGivesUp(t *testing.T) {
 	case <-closed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("keeper held a connection to a backend that never came")
+	}
+}
+
+func TestStreamRelayWaitsForBackend(t *testing.T) {
+	dir := t.TempDir()
+	front, back := filepath.Join(dir, "api.sock"), filepath.Join(dir, "api-backend.sock")
+	fl, _ := net.Listen("unix", front)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ServeStream(ctx, fl, back, Options{MaxWait: 10 * time.Second})
+	c, err := net.Dial("unix", front) // accepted although no backend is up
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		bl, _ := net.Listen("unix", back)
+		b, _ := bl.Accept()
+		buf := make([]byte, 5)
+		b.Read(buf)
+		b.Write(append([]byte("echo:"), buf...))
+	}()
+	c.Write([]byte("hello"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 10)
+	n, _ := io.ReadFull(c, buf)
+	if string(buf[:n]) != "echo:hello" {
+		t.Fatalf("got %q", buf[:n])
 	}
 }

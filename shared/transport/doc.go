@@ -1,0 +1,69 @@
+// Package transport carries ttrpc between containerd, the sandboxers and the
+// in-guest agent. It knows the address forms containerd's sandbox
+// Controller.Start may return, dials them with a retry loop bounded by the
+// caller's context, creates owner-only unix listeners, and turns a
+// virtio-serial port into a net.Conn.
+//
+// # Addresses
+//
+// An Address is "<protocol>+<scheme>://<endpoint>":
+//
+//	ttrpc+unix:///run/magnetar/vmm/<id>/task.sock    unix socket on the host
+//	ttrpc+vsock://3:1024                             AF_VSOCK, guest CID 3, port 1024
+//	ttrpc+hvsock:///run/magnetar/vmm/<id>/vsock.sock:1024
+//	                                                 hybrid vsock (Cloud Hypervisor, Firecracker)
+//
+// ParseAddress accepts the protocols "ttrpc" and "grpc" because containerd's
+// grammar has both, but containerd 2.4.2 only talks to a task endpoint over
+// ttrpc (its gRPC task path is broken), so Magnetar always returns ttrpc.
+// containerd splits an hvsock endpoint at the first ':', so hvsock socket
+// paths containing ':' are rejected.
+//
+// # Transports
+//
+// unix: Listen creates the socket with mode 0600 (set before bind, so there is
+// no window in which it is wider), creates a missing parent directory 0700,
+// replaces a stale socket left by a dead process, and refuses to touch a live
+// socket or anything that is not a socket. Paths are limited to 107 bytes
+// (sun_path minus the terminating NUL).
+//
+// vsock: raw AF_VSOCK sockets through golang.org/x/sys/unix. The guest agent
+// calls ListenVsock(port), which binds VMADDR_CID_ANY; the host dials
+// VsockAddress(cid, port), which needs vhost-vsock on the host (QEMU
+// vhost-vsock-pci, StratoVirt). A missing AF_VSOCK family or a missing
+// transport (ENODEV) fails at once with errdefs.ErrFailedPrecondition rather
+// than burning the whole dial deadline.
+//
+// hvsock: Cloud Hypervisor and Firecracker expose the guest's vsock as a unix
+// socket on the host. Dial connects to it, writes "CONNECT <port>\n" and reads
+// one line that must begin with "OK "; after that the stream is raw. The reply
+// is read byte by byte, so nothing the guest sends right after the OK line is
+// lost, and the caller gets the *net.UnixConn itself.
+//
+// Dial retries every transport with capped exponential backoff (5 ms to
+// 100 ms) until it connects or the context ends, because a VM guest's agent
+// is usually not listening yet when the host first dials. Give it a context
+// with a deadline: without one it retries until the context is cancelled.
+// Errors that retrying cannot fix (bad address, permission denied, no vsock
+// support) are returned immediately.
+//
+// # virtio-serial fallback
+//
+// Hosts without vhost-vsock (such as the Firecracker-based build machines,
+// whose kernel lacks CONFIG_VHOST_VSOCK) can still reach an agent through a
+// virtio-serial port. QEMU is started with
+//
+//	-device virtio-serial-pci,id=vser0
+//	-chardev socket,id=agent,path=<dir>/agent.sock,server=on,wait=off
+//	-device virtserialport,bus=vser0.0,chardev=agent,name=magnetar.agent
+//
+// The host opens <dir>/agent.sock (OpenSerial dials it because it is a
+// socket) and runs a ttrpc client on it; ttrpc multiplexes all calls over
+// the one byte stream. The guest finds its port by reading
+// /sys/class/virtio-ports/vport*/name, opens /dev/vportNpM with OpenSerial
+// (non-blocking, so deadlines work; a tty is put in raw mode) and serves
+// ttrpc on SerialListener(conn), a listener that yields that one connection
+// and then blocks until closed. A port carries one host connection at a time:
+// when the host side disconnects, the guest reads EOF and must reopen the
+// port and serve it again.
+package transport
