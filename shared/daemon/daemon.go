@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/events"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
+	"github.com/magnetar-runtime/magnetar/shared/transport"
 )
 
 // Version is set at build time with -ldflags "-X ...daemon.Version=...".
@@ -178,7 +178,7 @@ func serve(sb Sandboxer, cfg Config) error {
 			return err
 		}
 		svc.Register(tsrv)
-		l, err := listenUnix(ks.TaskBackend)
+		l, err := transport.Listen(ks.TaskBackend)
 		if err != nil {
 			return fmt.Errorf("task backend socket: %w", err)
 		}
@@ -199,7 +199,7 @@ func serve(sb Sandboxer, cfg Config) error {
 	}
 	gsrv := grpc.NewServer(grpc.UnaryInterceptor(recoverGRPC))
 	ctrl.Register(gsrv)
-	l, err := listenUnix(ks.APIBackend)
+	l, err := transport.Listen(ks.APIBackend)
 	if err != nil {
 		return fmt.Errorf("sandbox API backend socket: %w", err)
 	}
@@ -233,30 +233,6 @@ func serve(sb Sandboxer, cfg Config) error {
 		stop()
 		return nil
 	}
-}
-
-// listenUnix makes a 0600 unix socket, replacing a stale one.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		_ = os.Remove(path)
-	}
-	old := unix.Umask(0o177)
-	l, err := net.Listen("unix", path)
-	unix.Umask(old)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
 }
 
 func dumpStacks(ctx context.Context) {

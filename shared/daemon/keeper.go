@@ -16,6 +16,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/shared/keeper"
 	"github.com/magnetar-runtime/magnetar/shared/store"
+	"github.com/magnetar-runtime/magnetar/shared/transport"
 )
 
 // KeeperArg makes the binary run as the task keeper (see shared/keeper).
@@ -119,11 +120,11 @@ func runKeeper(args []string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("component", "task-keeper"))
-	l, err := listenUnix(args[0])
+	l, err := transport.Listen(args[0])
 	if err != nil {
 		return err
 	}
-	al, err := listenUnix(args[2])
+	al, err := transport.Listen(args[2])
 	if err != nil {
 		return err
 	}

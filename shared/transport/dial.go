@@ -31,7 +31,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 // dials. Errors that a retry cannot fix (an invalid address, permission
 // denied, no vsock support on this host) are returned at once. When ctx ends
 // first, the error wraps ctx.Err() (so errdefs.IsDeadlineExceeded reports a
-// deadline) and the last attempt's error.
+// deadline) and the last attempt error that was not caused by ctx ending
+// (such as ENOENT or an unexpected hvsock reply), which says why.
 //
 // unix: connect to a.Path. vsock: AF_VSOCK connect to a.CID:a.Port. hvsock:
 // connect to the unix socket a.Path, write "CONNECT <port>\n" and read one

@@ -99,7 +99,7 @@ func localCID(t *testing.T) uint32 {
 	t.Helper()
 	f, err := os.Open("/dev/vsock")
 	if err != nil {
-		t.Skipf("no /dev/vsock to read the local CID from: %v", err)
+		t.Skipf("cannot read the local vsock CID: %v", err)
 	}
 	defer f.Close()
 	cid, err := unix.IoctlGetUint32(int(f.Fd()), unix.IOCTL_VM_SOCKETS_GET_LOCAL_CID)
