@@ -13,7 +13,7 @@ LDFLAGS := -s -w -X github.com/magnetar-runtime/magnetar/shared/daemon.Version=$
 SANDBOXERS := runc-sandboxer
 BINARIES := $(addprefix bin/,$(SANDBOXERS))
 
-.PHONY: all build test unit integration lint clean $(BINARIES)
+.PHONY: all build test unit lint clean $(BINARIES)
 all: build
 
 build: $(BINARIES)
@@ -21,15 +21,15 @@ build: $(BINARIES)
 $(BINARIES): bin/%:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/$*
 
-# unit tests: no root needed (root-only tests skip themselves with a reason)
+# unit tests: no root needed; the root-only ones (namespaces, cgroups, the
+# runc integration test with the real runc from `make tools`) skip with a reason
 unit:
 	$(GO) test -count=1 ./...
 
-# integration: real binaries (runc), needs root
-integration: build
-	$(GO) test -count=1 -tags integration ./...
-
-test: lint unit e2e
+# what CI runs: lint, unit + integration (tools first so runc is real), the
+# end-to-end stage (containerd 2.4 + crictl + critest), the benchmark smoke
+# run and the package tests
+test: lint tools unit e2e bench-smoke $(PACKAGES_TEST)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './_output/*')); \
@@ -40,3 +40,5 @@ clean:
 	rm -rf bin _output
 
 -include hack/harness.mk
+-include hack/bench/bench.mk
+-include deploy/packages.mk

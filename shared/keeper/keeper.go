@@ -36,6 +36,15 @@ func Serve(ctx context.Context, l net.Listener, backend string, o Options) error
 	if o.MaxWait <= 0 {
 		o.MaxWait = defaultMaxWait
 	}
+	return acceptLoop(ctx, l, func(c net.Conn) {
+		b := &bridge{front: c, backend: backend, opts: o, pending: map[uint32][]byte{}, ctx: ctx}
+		b.run()
+	})
+}
+
+// acceptLoop hands every connection accepted on l to handle, in its own
+// goroutine, until ctx ends.
+func acceptLoop(ctx context.Context, l net.Listener, handle func(net.Conn)) error {
 	go func() {
 		<-ctx.Done()
 		l.Close()
@@ -52,8 +61,7 @@ func Serve(ctx context.Context, l net.Listener, backend string, o Options) error
 			}
 			return err
 		}
-		b := &bridge{front: c, backend: backend, opts: o, pending: map[uint32][]byte{}, ctx: ctx}
-		go b.run()
+		go handle(c)
 	}
 }
 
@@ -221,24 +229,7 @@ func ServeStream(ctx context.Context, l net.Listener, backend string, o Options)
 	if o.MaxWait <= 0 {
 		o.MaxWait = defaultMaxWait
 	}
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		go relay(ctx, c, backend, o.MaxWait)
-	}
+	return acceptLoop(ctx, l, func(c net.Conn) { relay(ctx, c, backend, o.MaxWait) })
 }
 
 func relay(ctx context.Context, front net.Conn, backend string, maxWait time.Duration) {
