@@ -11,8 +11,9 @@
 #   hack/containerd.sh status    what runs
 #   hack/containerd.sh config    (re)write and print the containerd config
 #   hack/containerd.sh sandboxer-start|sandboxer-stop|sandboxer-kill|sandboxer-restart HANDLER
-#   hack/containerd.sh containerd-kill|containerd-restart
-#                                (for the restart tests: kill -9 / relaunch one daemon)
+#   hack/containerd.sh containerd-start|containerd-kill|containerd-restart
+#                                (for the restart tests: kill -9 / relaunch one daemon
+#                                with the same flags; the other daemons keep running)
 #
 # Layout below WORK (default _output/e2e): root/ state/ (containerd; netns
 # mounts under state/), run/ (sockets, pid files, sandboxer runc roots), s/
@@ -50,7 +51,7 @@ SNAPSHOTTER=${SNAPSHOTTER:-overlayfs}
 
 crictl() { "$BIN/crictl" -c "$CRICTL_CONFIG" "$@"; }
 ctr() { "$BIN/ctr" --address "$CSOCK" "$@"; }
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() { [ -f "$1" ] && pid_alive "$(cat "$1")"; }
 
 # cgroup driver: systemd only when PID 1 is systemd on a pure cgroup v2 host.
 cgroup_setup() {
@@ -265,9 +266,9 @@ sb_stop() {
   alive "$pidf" || { rm -f "$pidf"; return 0; }
   pid=$(cat "$pidf")
   kill -"$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  if kill -0 "$pid" 2>/dev/null; then log "$1 ignored SIG$sig for 10 s: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  for i in $(seq 1 200); do pid_alive "$pid" || break; sleep 0.05; done
+  if pid_alive "$pid"; then log "$1 ignored SIG$sig for 10 s: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
   rm -f "$pidf"
   echo "=== $(date -Is) stopped $1 (SIG$sig)" >> "$WORK/logs/$1.log"
 }
@@ -297,9 +298,9 @@ cd_stop() { # cd_stop [SIGNAL]
   alive "$PIDF" || { rm -f "$PIDF"; return 0; }
   pid=$(cat "$PIDF")
   kill -"$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  for i in $(seq 1 200); do pid_alive "$pid" || break; sleep 0.05; done
+  if pid_alive "$pid"; then log "containerd ignored SIG$sig for 10 s: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
   rm -f "$PIDF"
 }
 
@@ -314,24 +315,16 @@ import_images() {
   log "imported $n images"
 }
 
-# PIDs of containerd shims started by this containerd (their cmdline names our
-# socket); zombies have an empty cmdline and are skipped.
-our_shims() {
-  local p
-  for p in $(pgrep -f containerd-shim || true); do
-    if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$CSOCK"; then echo "$p"; fi
+# live processes whose executable is in $ROOT/bin or $PREFIX/bin and whose
+# command line names this WORK (daemon helpers, shims, runc)
+our_helpers() {
+  local d p exe
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    exe=$(readlink "$d/exe" 2>/dev/null) || continue
+    case "$exe" in "$ROOT/bin/"*|"$(readlink -f "$PREFIX/bin")/"*|"$MAGNETAR_TOOLS/"*) ;; *) continue ;; esac
+    if tr '\0' ' ' 2>/dev/null < "$d/cmdline" | grep -qF -- "$WORK/" && pid_alive "$p"; then echo "$p"; fi
   done
-}
-
-# directories of our pods' cgroup parent in every mounted hierarchy
-our_cgroup_dirs() {
-  [ -n "${CGROUP_PARENT:-}" ] || return 0
-  local rel=$CGROUP_PARENT m
-  if [ "${CGROUP_DRIVER:-cgroupfs}" = systemd ]; then rel=/$CGROUP_PARENT; fi
-  for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/mounts); do
-    [ -d "$m$rel" ] && echo "$m$rel"
-  done
-  return 0
 }
 
 cleanup_leftovers() {
@@ -341,9 +334,18 @@ cleanup_leftovers() {
   if [ -n "$pids" ]; then log "killing leftover shims: $pids"; kill -TERM $pids 2>/dev/null || true; fi
   for i in $(seq 1 20); do [ -z "$(our_shims)" ] && break; sleep 0.1; done
   pids=$(our_shims); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  # helpers of our daemons that outlived them (any process run from our bin
+  # dirs whose command line names this WORK), e.g. a sandboxer's task keeper
+  pids=$(our_helpers)
+  if [ -n "$pids" ]; then
+    log "killing leftover helpers: $(for p in $pids; do tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | cut -c1-80; echo " (pid $p);"; done | tr -d '\n')"
+    kill -TERM $pids 2>/dev/null || true
+    for _ in $(seq 1 20); do [ -z "$(our_helpers)" ] && break; sleep 0.1; done
+    pids=$(our_helpers); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  fi
   # container processes still in our pods' cgroups (e.g. a sandboxer was killed)
-  for i in 1 2 3; do
-    pids=$(our_cgroup_dirs | while read -r d; do find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done | sort -u)
+  for _ in 1 2 3; do
+    pids=$(cgroup_parent_dirs | while read -r d; do find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done | sort -u)
     [ -n "$pids" ] || break
     log "killing leftover processes in $CGROUP_PARENT: $(echo $pids)"
     kill -KILL $pids 2>/dev/null || true
@@ -364,7 +366,7 @@ cleanup_leftovers() {
     for p in $mnts; do umount "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || true; done
   fi
   # empty cgroup dirs we created (deepest first); non-empty ones stay
-  our_cgroup_dirs | while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+  cgroup_parent_dirs | while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
   # the CNI bridge plugin never deletes its bridge: remove ours once it has no ports
   if [ "${KEEP_BRIDGE:-0}" != 1 ] && ip link show "$BRIDGE" >/dev/null 2>&1; then
     if [ -z "$(ip link show master "$BRIDGE")" ]; then ip link del "$BRIDGE" 2>/dev/null || true
@@ -376,6 +378,13 @@ do_start() {
   [ -x "$BIN/containerd" ] && [ -x "$BIN/crictl" ] && [ -x "$BIN/runc" ] && [ -x "$CNI_BIN/bridge" ] ||
     die "test tools missing in $PREFIX: run make tools (hack/install-tools.sh)"
   [ -f "$IMAGES/busybox.tar" ] && [ -f "$IMAGES/pause.tar" ] || "$ROOT/hack/images.sh"
+  # unix socket paths are limited to 107 bytes; the runc shim's is s/<64 hex>
+  if [ $(( ${#WORK} + 3 + 64 )) -gt 107 ]; then
+    log "warning: WORK=$WORK is longer than 40 characters: the runc shim's sockets will not fit; use a shorter WORK (e.g. WORK=/tmp/magnetar-e2e)"
+  fi
+  if ip link show "$BRIDGE" >/dev/null 2>&1 && [ -n "$(ip link show master "$BRIDGE")" ]; then
+    log "warning: bridge $BRIDGE already has ports: if another harness uses it, give this one its own BRIDGE= and SUBNET="
+  fi
   write_config
   local line name bin
   for line in "${MAGNETAR_SANDBOXERS[@]}"; do
@@ -437,7 +446,8 @@ sandboxer-start) sb_start "${2:?handler}" ;;
 sandboxer-stop) sb_stop "${2:?handler}" TERM ;;
 sandboxer-kill) sb_stop "${2:?handler}" KILL ;;
 sandboxer-restart) sb_stop "${2:?handler}" TERM; sb_start "$2" ;;
+containerd-start) cd_start ;;
 containerd-kill) cd_stop KILL ;;
 containerd-restart) cd_stop TERM; cd_start ;;
-*) echo "usage: $0 start|stop|reset|status|config|sandboxer-{start,stop,kill,restart} HANDLER|containerd-{kill,restart}" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|reset|status|config|sandboxer-{start,stop,kill,restart} HANDLER|containerd-{start,kill,restart}" >&2; exit 2 ;;
 esac

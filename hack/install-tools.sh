@@ -11,7 +11,10 @@ source "$(dirname "$0")/lib.sh"
 FORCE=${FORCE:-0}
 
 apt_install() {
-  local pkgs=(busybox-static libseccomp-dev pkg-config iptables iproute2 gcc)
+  # build: gcc libc6-dev pkg-config libseccomp-dev (runc, static pause/ipcmk);
+  # images: busybox-static; harness: iptables iproute2 (CNI bridge, ip),
+  # jq (e2e JSON), procps (ps, pgrep), bsdutils (script: TTY tests), util-linux (ipcrm)
+  local pkgs=(busybox-static libseccomp-dev pkg-config iptables iproute2 gcc libc6-dev jq procps bsdutils util-linux)
   local missing=() p i
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -18,6 +18,14 @@ export PATH=/usr/local/go/bin:$PATH
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# pid_alive PID: the process exists and is not a zombie (PID 1 may be slow to
+# reap the daemons it inherits, and kill -0 succeeds on zombies)
+pid_alive() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+
 # --- e2e harness: hack/containerd.sh, hack/e2e/*, hack/critest.sh, hack/demo.sh
 # Everything of one harness instance lives below WORK (throwaway): containerd's
 # root/state/sockets, the sandboxers' dirs, CNI config and IPAM, logs.
@@ -39,4 +47,55 @@ sandboxer_binary() {
     if [ "$name" = "$1" ]; then echo "$bin"; return 0; fi
   done
   return 1
+}
+
+# --- processes of one harness instance (read etc/harness.env first) ---------------
+
+# our_shims: containerd shims started by this WORK's containerd (their command
+# line names our socket); zombies have an empty cmdline and are skipped
+our_shims() {
+  local p
+  for p in $(pgrep -f containerd-shim || true); do
+    if tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -qF -- "$CSOCK"; then echo "$p"; fi
+  done
+}
+# cgroup_parent_dirs: our pods' cgroup parent in every mounted hierarchy
+cgroup_parent_dirs() {
+  [ -n "${CGROUP_PARENT:-}" ] || return 0
+  local rel=$CGROUP_PARENT m
+  if [ "${CGROUP_DRIVER:-cgroupfs}" = systemd ]; then rel=/$CGROUP_PARENT; fi
+  for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/mounts); do
+    if [ -d "$m$rel" ]; then echo "$m$rel"; fi
+  done
+}
+# descendants PID...: the given PIDs and every process below them
+descendants() {
+  ps -e -o pid=,ppid= | awk -v roots="$*" '
+    BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) want[r[i]] = 1 }
+    { parent[$1] = $2 }
+    END { do { changed = 0
+               for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; changed = 1 } } while (changed)
+          for (p in want) print p }'
+}
+# daemon_pids: containerd and the sandboxer daemons of this WORK
+daemon_pids() {
+  local f
+  for f in "$WORK"/run/*.pid; do
+    if [ -f "$f" ] && pid_alive "$(cat "$f")"; then cat "$f"; fi
+  done
+}
+# harness_pids: live processes that belong to this harness's pods: shims and
+# everything below them, everything below the daemons (not the daemons), and
+# everything in our pods' cgroups
+harness_pids() {
+  local daemons roots d p
+  daemons=" $(daemon_pids | tr '\n' ' ') "
+  roots="$daemons $(our_shims | tr '\n' ' ')"
+  {
+    if [ -n "${roots// /}" ]; then descendants $roots; fi
+    for d in $(cgroup_parent_dirs); do find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done
+  } | sort -un | while read -r p; do
+    case "$daemons" in *" $p "*) continue ;; esac
+    if pid_alive "$p"; then echo "$p"; fi
+  done
 }

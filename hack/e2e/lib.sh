@@ -18,6 +18,9 @@
 # shim, to validate the scripts themselves), WORK (hack/lib.sh), E2E_KEEP=1
 # keeps the scratch dir $T (pod/container JSON, container logs).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+# errexit also inside $(...): a helper whose first command fails must not go
+# on and print something that looks like a result
+shopt -s inherit_errexit
 
 RUNTIME_HANDLER=${RUNTIME_HANDLER:-magnetar-runc}
 SUITE=${SUITE:-$(basename "$0" .sh)}
@@ -55,6 +58,8 @@ _e2e_excerpt() { # new warning/error lines (else the last lines) of each log sin
         echo "    --- $(basename "$f") (new lines during the step):"
         { grep -Ei 'level=(error|warn|fatal)|"level":"(error|warn)|panic|error' <<<"$new" || tail -n 10 <<<"$new"; } |
           tail -n 15 | cut -c1-400 | sed 's/^/    | /'
+      else
+        echo "    --- $(basename "$f"): no new lines during the step"
       fi
     fi
     i=$((i + 1))

@@ -1,0 +1,23 @@
+# hack/bench/bench.mk: benchmark targets, included by the top-level Makefile
+# (-include hack/bench/bench.mk).
+#
+#   make bench        Magnetar's sandboxers side by side with containerd's runc
+#                     shim in one run (hack/bench/bench.sh; about 10 minutes):
+#                     sequential and parallel pod start, management memory and
+#                     processes per pod, teardown. Table, CSV, JSON and SVG under
+#                     _output/bench/results/<timestamp>/.
+#                     Knobs: N=20 PARALLEL="10 50" PAR_REPS=3 MEM_PODS="1 10 50"
+#                     HANDLERS="runc magnetar-runc" BENCH_ARGS=...
+#   make bench-smoke  the same, tiny (2 pods, 2 at once, memory at 1 pod): well
+#                     under a minute, fails on any error; part of make test.
+#
+# Both build what they need (make build, the cribench program, test tools and
+# images when missing) and run their own harness instance
+# (WORK=_output/bench, bridge mgbr2, 10.237.0.0/16), always stopped at the end.
+.PHONY: bench bench-smoke
+
+bench:
+	hack/bench/bench.sh
+
+bench-smoke:
+	BENCH_SMOKE=1 hack/bench/bench.sh

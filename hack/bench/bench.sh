@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# hack/bench/bench.sh: Magnetar's sandboxers side by side with containerd's
+# runc shim (one shim + one pause per pod), in one run, through CRI.
+#
+#   hack/bench/bench.sh                 full run (make bench), about 10 minutes
+#   BENCH_SMOKE=1 hack/bench/bench.sh   smoke (make bench-smoke, part of make test):
+#                                       N=2, PARALLEL=2, MEM_PODS=1, one round;
+#                                       well under a minute, exits 1 on any failure
+#
+# It builds bin/ (make build) and the bench program (hack/bench/cribench),
+# checks the test tools and images (hack/install-tools.sh, hack/images.sh when
+# missing), starts a private harness instance (hack/containerd.sh, its own
+# containerd, sandboxers, CNI bridge and cgroup parent below WORK), runs
+# cribench against it and always stops the instance again (trap), also when
+# interrupted: cribench removes its pods on SIGINT/SIGTERM and
+# `hack/containerd.sh stop` removes anything left.
+#
+# Knobs (environment):
+#   N=20              pods per handler started one after another
+#   PARALLEL="10 50"  pod counts started all at once
+#   PAR_REPS=3        rounds of each parallel count per handler
+#   MEM_PODS="1 10 50" pod counts at which management memory is measured
+#   HANDLERS=         runtime handlers (default: runc + every magnetar-* handler
+#                     the harness configured, i.e. each sandboxer in bin/)
+#   BENCH_ARGS=       extra cribench flags (e.g. "-pid pod", "-settle 5s")
+#   WORK=_output/bench BRIDGE=mgbr2 SUBNET=10.237.0.0/16   the harness instance
+#   SANDBOXER_LOG_LEVEL=info   (debug adds a log line per request: slower)
+#
+# Results: $WORK/results/<timestamp>/{summary.md,samples.csv,results.json,
+# start-latency.svg}, $WORK/results/latest points at the newest. The last line
+# printed is "bench: N passed, M failed" (smoke: "bench-smoke: ...").
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export WORK=${WORK:-$ROOT/_output/bench}
+export BRIDGE=${BRIDGE:-mgbr2} SUBNET=${SUBNET:-10.237.0.0/16}
+export SANDBOXER_LOG_LEVEL=${SANDBOXER_LOG_LEVEL:-info}
+source "$ROOT/hack/lib.sh"
+
+SMOKE=${BENCH_SMOKE:-0}
+NAME=bench
+if [ "$SMOKE" = 1 ]; then
+  NAME=bench-smoke
+  N=2 PARALLEL=2 PAR_REPS=1 MEM_PODS=1
+  ARGS=(-settle 500ms -clean-wait 10s -timeout 30s)
+else
+  N=${N:-20} PARALLEL=${PARALLEL:-10 50} PAR_REPS=${PAR_REPS:-3} MEM_PODS=${MEM_PODS:-1 10 50}
+  ARGS=()
+fi
+HANDLERS=${HANDLERS:-}
+CD=$ROOT/hack/containerd.sh
+BENCH_BIN=$OUT/bin/cribench
+mkdir -p "$WORK/logs" "$OUT/bin"
+LOGF=$WORK/logs/bench.log
+
+pass=0 fail=0 started=0 child=
+t0=$SECONDS
+ok() { echo "ok   $NAME: $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $NAME: $*"; fail=$((fail + 1)); }
+
+# PIDs of live processes whose command line names a path below WORK (after
+# a stop: what hack/containerd.sh left behind, e.g. a sandboxer's task keeper,
+# which is meant to outlive daemon restarts and is not stopped by it).
+our_leftovers() {
+  local p
+  for p in $(pgrep -f -- "$WORK/" || true); do
+    [ "$p" != $$ ] && pid_alive "$p" || continue
+    if tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -q "^$WORK/"; then echo "$p"; fi
+  done
+  return 0
+}
+# kill_leftovers WHY: TERM, then KILL, the processes our_leftovers finds
+kill_leftovers() {
+  local pids i
+  pids=$(our_leftovers)
+  [ -n "$pids" ] || return 0
+  log "$1: killing $(for i in $pids; do ps -o pid=,args= -p "$i" | cut -c1-110; done)"
+  kill -TERM $pids 2>/dev/null || true
+  for i in $(seq 1 30); do [ -z "$(our_leftovers)" ] && return 0; sleep 0.1; done
+  kill -KILL $(our_leftovers) 2>/dev/null || true
+}
+
+finish() {
+  local rc=$?
+  set +e
+  trap - INT TERM
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    # interrupted: let cribench remove its pods, then stop the instance
+    kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null
+  fi
+  if [ "$started" = 1 ]; then
+    if "$CD" stop >>"$LOGF" 2>&1; then ok "harness stopped"; else bad "hack/containerd.sh stop failed (see $LOGF)"; fi
+    kill_leftovers "left after hack/containerd.sh stop"
+    if awk -v w="$WORK/" 'index($2, w) == 1 {f=1} END {exit !f}' /proc/mounts; then
+      bad "mounts left below $WORK"
+    fi
+  fi
+  if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then bad "script error (rc=$rc)"; fi
+  echo "$NAME: $pass passed, $fail failed ($((SECONDS - t0)) s)"
+  [ "$fail" -eq 0 ] || exit 1
+  exit 0
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# One bench per WORK at a time (make test's smoke and a full run share it).
+exec 9>"$WORK/.bench.lock"
+if ! flock -n 9; then
+  log "another bench runs in $WORK; waiting for it (up to 30 min)"
+  flock -w 1800 9 || { bad "another bench holds $WORK/.bench.lock"; exit 1; }
+fi
+
+# --- prerequisites
+make -s -C "$ROOT" build >>"$LOGF" 2>&1 || { tail -20 "$LOGF" >&2; bad "make build failed"; exit 1; }
+(cd "$ROOT" && go build -o "$BENCH_BIN" ./hack/bench/cribench) || { bad "building cribench failed"; exit 1; }
+if ! [ -x "$PREFIX/bin/containerd" ] || ! [ -x "$PREFIX/bin/runc" ] || ! [ -x "$PREFIX/cni-bin/bridge" ]; then
+  "$ROOT/hack/install-tools.sh" || { bad "hack/install-tools.sh failed"; exit 1; }
+fi
+if ! [ -f "$OUT/images/busybox.tar" ] || ! [ -f "$OUT/images/pause.tar" ]; then
+  "$ROOT/hack/images.sh" || { bad "hack/images.sh failed"; exit 1; }
+fi
+
+# --- a fresh private instance (reset also stops what an interrupted run left)
+"$CD" reset >>"$LOGF" 2>&1 || log "reset of $WORK failed; starting anyway"
+kill_leftovers "left by an earlier instance in $WORK"
+started=1
+if "$CD" start >>"$LOGF" 2>&1; then
+  ok "harness started in $WORK ($(grep '^HANDLERS=' "$WORK/etc/harness.env" | cut -d= -f2))"
+else
+  tail -20 "$LOGF" >&2; bad "hack/containerd.sh start failed (see $LOGF)"; exit 1
+fi
+
+# --- the bench, in the background so that a signal reaches the trap at once
+log "cribench: N=$N PARALLEL=\"$PARALLEL\" x$PAR_REPS MEM_PODS=\"$MEM_PODS\" HANDLERS=\"${HANDLERS:-auto}\""
+status=$WORK/logs/cribench.status
+results=$WORK/results/$(date +%Y%m%d-%H%M%S)
+rm -f "$status"
+# shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
+"$BENCH_BIN" -work "$WORK" -n "$N" -parallel "$PARALLEL" -par-reps "$PAR_REPS" -mem-pods "$MEM_PODS" \
+  -handlers "$HANDLERS" -runc "$PREFIX/bin/runc" -status "$status" -out "$results" -quiet \
+  -label "$(git -C "$ROOT" describe --tags --always --dirty 2>/dev/null || echo dev)" \
+  "${ARGS[@]}" ${BENCH_ARGS:-} </dev/null &
+child=$!
+rc=0; wait "$child" || rc=$?
+child=
+line=$(grep -E '^cribench: [0-9]+ passed, [0-9]+ failed' "$status" 2>/dev/null | tail -1 || true)
+if [ -z "$line" ]; then
+  bad "cribench ended without a summary (exit code $rc)"
+else
+  p=$(sed 's/^cribench: \([0-9]*\) passed.*/\1/' <<<"$line")
+  f=$(sed 's/.* \([0-9]*\) failed.*/\1/' <<<"$line")
+  pass=$((pass + p)); fail=$((fail + f))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then bad "cribench exit code $rc"; fi
+fi
+if [ "$SMOKE" != 1 ] && [ -f "$results/summary.md" ]; then
+  echo; cat "$results/summary.md"; echo
+fi
+

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# hack/e2e/leak.sh: nothing is left behind by pods that come and go.
+# One warm-up cycle (so that lazily opened, long-lived connections such as the
+# sandboxer's events client exist before the baseline), then a baseline of:
+#   mounts below WORK, new mounts elsewhere on the host, network namespaces (containerd's,
+#   below state/, and /var/run/netns), files+dirs in the handler's state dir
+#   (the sandboxer's --dir; for the runc shim: the v2 task dir + runc root),
+#   our processes (shims, daemon children, everything in our pods' cgroups),
+#   our cgroup dirs, CNI IP allocations, veths on our bridge, runc containers,
+#   CRI pods, and the open fds of the daemon (the sandboxer; containerd for
+#   the runc shim handler; containerd's own fds are printed for information)
+# then CYCLES (20) cycles of runp + create + start + exec + rmp -f, and every
+# count must come back to its baseline (polled for up to 20 s).
+# FD_SLACK (default 0) allows that many extra daemon fds: the warm-up cycle
+# already opens everything long-lived, so any growth is a leak.
+#
+#   [RUNTIME_HANDLER=magnetar-runc|runc] [CYCLES=20] [WORK=...] hack/e2e/leak.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+e2e_init
+
+CYCLES=${CYCLES:-20}
+FD_SLACK=${FD_SLACK:-0}
+SB=$(sandboxer_binary "$RUNTIME_HANDLER" || true)
+
+daemon_pid() {
+  if [ -n "$SB" ]; then cat "$WORK/run/$RUNTIME_HANDLER.pid"; else cat "$WORK/run/containerd.pid"; fi
+}
+state_dirs() {
+  if [ -n "$SB" ]; then echo "$WORK/lib/$RUNTIME_HANDLER"
+  else echo "$WORK/state/io.containerd.runtime.v2.task" "$WORK/state/runc"; fi
+}
+our_processes() { harness_pids | wc -l; }
+
+# mount points outside WORK that were not there at the baseline, ignoring
+# other harness instances of this checkout ($OUT/...) and Go test temp dirs
+# (/tmp/...): other jobs on the machine may mount there meanwhile.
+mount_points() { awk '{print $2}' /proc/mounts | sort; }
+new_mounts_elsewhere() {
+  [ -f "$T/mounts.base" ] || return 0
+  comm -13 "$T/mounts.base" <(mount_points) | awk -v w="$WORK/" -v o="$OUT/" \
+    'index($0, w) != 1 && index($0, o) != 1 && index($0, "/tmp/") != 1'
+}
+
+# measure: one "name value" line per metric
+measure() {
+  local netns_state
+  netns_state=$(find "$WORK/state" -path '*netns*' -type f 2>/dev/null | wc -l)
+  echo "mounts_below_work $(awk -v w="$WORK/" 'index($2, w) == 1' /proc/mounts | wc -l)"
+  echo "new_mounts_elsewhere $(new_mounts_elsewhere | wc -l)"
+  echo "netns_state $netns_state"
+  echo "netns_var_run $(find /var/run/netns -mindepth 1 2>/dev/null | wc -l)"
+  # shellcheck disable=SC2046 # state_dirs gives one or two paths without spaces
+  echo "state_entries $(find $(state_dirs) -mindepth 1 2>/dev/null | wc -l)"
+  echo "processes $(our_processes)"
+  echo "cgroup_dirs $(for d in $(cgroup_parent_dirs); do find "$d" -mindepth 1 -type d; done | wc -l)"
+  echo "ip_allocations $(find "$WORK/cni-ipam" -type f ! -name 'last_reserved_ip*' ! -name lock 2>/dev/null | wc -l)"
+  echo "bridge_ports $(ip -o link show master "$BRIDGE" 2>/dev/null | wc -l)"
+  echo "runc_containers $(for r in "$WORK/state/runc" "$WORK"/run/*/runc; do [ -d "$r" ] && "$PREFIX/bin/runc" --root "$r" list -q 2>/dev/null; done | wc -l)"
+  echo "cri_pods $(crictl pods -q | wc -l)"
+  echo "daemon_fds $(ls "/proc/$(daemon_pid)/fd" | wc -l)"
+}
+# informational only
+info() {
+  local cpid
+  cpid=$(cat "$WORK/run/containerd.pid")
+  echo "containerd_fds $(ls "/proc/$cpid/fd" | wc -l)"
+  echo "containerd_threads $(awk '/^Threads:/ {print $2}' "/proc/$cpid/status")"
+  echo "daemon_threads $(awk '/^Threads:/ {print $2}' "/proc/$(daemon_pid)/status")"
+  echo "daemon_rss_kib $(awk '/^VmRSS:/ {print $2}' "/proc/$(daemon_pid)/status")"
+  echo "host_processes $(ps -e -o stat= | grep -vc '^Z')"
+  echo "host_mounts $(wc -l < /proc/mounts)"
+}
+
+cycle() { # cycle N
+  local p c
+  p=$(run_pod "leak-$1")
+  c=$(start_ctr "$p" "leak-$1" c "$BUSYBOX_IMAGE" '["sleep", "3600"]')
+  wait_ctr_state "$c" CONTAINER_RUNNING 10
+  exec_out "$c" true >/dev/null
+  crictl rmp -f "$p" >/dev/null
+}
+cycles() {
+  local i t0 ms max=0 sum=0
+  for i in $(seq 1 "$CYCLES"); do
+    t0=$(now_ms)
+    cycle "$i" || fail "cycle $i failed"
+    ms=$(( $(now_ms) - t0 )); sum=$((sum + ms)); [ "$ms" -le "$max" ] || max=$ms
+  done
+  echo "$CYCLES cycles: mean $((sum / CYCLES)) ms, max $max ms"
+}
+# settled: every metric is back at its baseline (daemon fds within FD_SLACK)
+settled() {
+  measure > "$T/after"
+  awk -v slack="$FD_SLACK" 'NR == FNR {base[$1] = $2; next}
+    { lim = base[$1]; if ($1 == "daemon_fds") lim += slack; if ($2 > lim || ($1 != "daemon_fds" && $2 != base[$1])) bad = 1 }
+    END { exit bad }' "$T/base" "$T/after"
+}
+compare() { # compare METRIC
+  local b a lim
+  b=$(awk -v k="$1" '$1 == k {print $2}' "$T/base")
+  a=$(awk -v k="$1" '$1 == k {print $2}' "$T/after")
+  if [ "$1" = daemon_fds ]; then
+    lim=$((b + FD_SLACK))
+    [ "$a" -le "$lim" ] || fail "$1: $b before, $a after $CYCLES cycles (allowed up to $lim)"
+  else
+    [ "$a" = "$b" ] || fail "$1: $b before, $a after $CYCLES cycles"
+  fi
+}
+
+req  "warm-up cycle" cycle 0
+mount_points > "$T/mounts.base"
+measure > "$T/base"; info > "$T/base.info"
+echo "     leak: baseline: $(tr '\n' ' ' < "$T/base")"
+req  "$CYCLES pod+container cycles" cycles; echo "     leak: $LAST"
+# wait for asynchronous cleanup (bounded), then compare metric by metric
+if ! wait_for 20 settled 2>/dev/null; then :; fi
+measure > "$T/after"; info > "$T/after.info"
+echo "     leak: after:    $(tr '\n' ' ' < "$T/after")"
+echo "     leak: info before: $(tr '\n' ' ' < "$T/base.info")"
+echo "     leak: info after:  $(tr '\n' ' ' < "$T/after.info")"
+if [ -n "$(new_mounts_elsewhere)" ]; then echo "     leak: new mounts outside WORK: $(new_mounts_elsewhere | tr '\n' ' ')"; fi
+for m in $(awk '{print $1}' "$T/base"); do
+  step "back to baseline: $m ($(awk -v k="$m" '$1 == k {print $2}' "$T/base") -> $(awk -v k="$m" '$1 == k {print $2}' "$T/after"))" compare "$m"
+done

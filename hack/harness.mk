@@ -1,0 +1,27 @@
+# hack/harness.mk: test-harness targets, included by the top-level Makefile.
+#
+#   make tools     build containerd, runc, crictl/critest, CNI plugins into the
+#                  tools cache and link them into _output/prefix
+#   make images    busybox / web / pause test images (_output/images)
+#   make e2e       start an isolated containerd + sandboxers, run hack/e2e/*
+#                  and critest against magnetar-runc, always tear down
+#   make critest   critest only (same setup and teardown)
+#   make demo      a pod on magnetar-runc next to one on the runc shim, then teardown
+#
+# Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e, critest), WORK=dir.
+.PHONY: tools images e2e critest demo
+
+tools:
+	hack/install-tools.sh
+
+images:
+	hack/images.sh
+
+e2e: build tools images
+	hack/e2e-all.sh all
+
+critest: build tools images
+	hack/e2e-all.sh critest
+
+demo: tools
+	hack/demo.sh

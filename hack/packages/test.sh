@@ -1,0 +1,790 @@
+#!/usr/bin/env bash
+# hack/packages/test.sh: tests of the deb/rpm packages and the deploy files.
+# Ends with exactly one line "packages: N passed, M failed" (skips are listed
+# with their reason and not counted); exit 1 when M > 0.
+#
+#   static (per sandboxer): deploy files match their templates; the default
+#     config names every key of the code, with a comment, and the daemon
+#     serves with it (and rejects a bad key); deb and rpm contents, modes,
+#     conffiles / %config(noreplace), dependencies, maintainer scripts;
+#     `systemd-analyze verify` of the unit in the unpacked package; apt
+#     resolves the dependencies (simulation); rpm install + erase in a scratch
+#     root; a second, made-up sandboxer built from the same templates shares
+#     no file with the real ones (only the common directories)
+#   install (root; skipped when anything of the package already exists on the
+#     host, never overwritten): dpkg -i magnetar-runc, verify the installed
+#     unit, start the daemon with the unit's ExecStart and a stand-in
+#     NOTIFY_SOCKET (READY=1, WATCHDOG=1), a throwaway containerd that imports
+#     the installed drop-in (proxy plugin and runtime handler loaded), the e2e
+#     smoke through it, a reinstall (kept conffile) + daemon restart with a
+#     running pod, dpkg -r (conffiles stay, keeper stopped), dpkg -P (nothing
+#     stays). An EXIT trap removes everything on any failure.
+#
+# Needs: bin/ (make build), nfpm (built on first use), dpkg-deb, rpm (installed
+# with apt when missing), and for the install test the harness tools
+# (make tools) and images (make images). Bounded by PKGTEST_TIMEOUT (170 s).
+# WORK (default _output/pkgtest) holds the test's containerd and scratch files;
+# it uses the CNI bridge $BRIDGE (mgbr3) and $SUBNET (10.238.0.0/16).
+set -euo pipefail
+export WORK=${PKGTEST_WORK:-$(cd "$(dirname "$0")/../.." && pwd)/_output/pkgtest}
+source "$(dirname "$0")/lib.sh"
+BRIDGE=${BRIDGE:-mgbr3}
+SUBNET=${SUBNET:-10.238.0.0/16}
+PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-170}
+INSTALL_HANDLER=${INSTALL_HANDLER:-magnetar-runc}
+BIN=$PREFIX/bin
+T=$WORK/scratch
+PASS=0 FAIL=0
+SKIPS=()
+T0=$SECONDS
+
+# --- reporting ------------------------------------------------------------------
+# check NAME CMD...: run CMD (errexit on) in a subshell, output to a file;
+# count it; show the output of a failure. Always returns 0 and leaves the rc
+# in CHECK_RC: never call it inside if/&&/|| (bash would silently turn errexit
+# off inside CMD). State that must outlive CMD goes to files under $T.
+check() {
+  local name=$1 t=$SECONDS
+  shift
+  set +e
+  ( set -e; "$@" ) >"$T/.out" 2>&1 </dev/null
+  CHECK_RC=$?
+  set -e
+  if [ "$CHECK_RC" -eq 0 ]; then
+    PASS=$((PASS + 1)); printf 'ok   packages: %s (%d s)\n' "$name" $((SECONDS - t))
+  else
+    FAIL=$((FAIL + 1)); printf 'FAIL packages: %s (rc=%d)\n' "$name" "$CHECK_RC"
+    tail -n 25 "$T/.out" | cut -c1-300 | sed 's/^/    | /'
+  fi
+  return 0
+}
+skip() { SKIPS+=("$1"); printf 'skip packages: %s\n' "$1"; }
+fail() { echo "$*" >&2; return 1; }
+expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; }
+wait_for() { # wait_for SECONDS CMD...
+  local end=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$end" ]; then fail "timed out waiting for: $*"; return 1; fi
+    sleep 0.1
+  done
+}
+
+# --- setup ------------------------------------------------------------------------
+[ -f "$WORK/.lock" ] && [ -n "$(cat "$WORK/.lock")" ] && pid_alive "$(cat "$WORK/.lock")" &&
+  die "another hack/packages/test.sh runs (pid $(cat "$WORK/.lock"))"
+rm -rf "$T"; mkdir -p "$T" "$WORK"
+echo $$ > "$WORK/.lock"
+(sleep "$PKGTEST_TIMEOUT"; echo "packages: timed out after $PKGTEST_TIMEOUT s" >&2; kill -TERM $$) 2>/dev/null &
+WATCHDOG=$!
+
+install_cleanup() { :; } # redefined by the install test
+finish() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  kill "$WATCHDOG" 2>/dev/null
+  install_cleanup
+  rm -f "$WORK/.lock"
+  if [ "$rc" -ne 0 ] && [ "$FAIL" -eq 0 ]; then
+    echo "FAIL packages: script error (rc=$rc)"; FAIL=$((FAIL + 1))
+  fi
+  if [ "$FAIL" -gt 0 ]; then echo "     logs kept in $WORK/logs"; else rm -rf "$T"; fi
+  printf 'packages: %d passed, %d failed (%d skipped, %d s)\n' "$PASS" "$FAIL" "${#SKIPS[@]}" $((SECONDS - T0))
+  [ "$FAIL" -eq 0 ]
+  exit
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+command -v dpkg-deb >/dev/null || die "dpkg-deb missing"
+if ! command -v rpm >/dev/null && [ "$(id -u)" = 0 ]; then
+  log "installing rpm (apt) to inspect the .rpm packages"
+  DEBIAN_FRONTEND=noninteractive timeout 120 apt-get install -y -qq rpm >/dev/null 2>&1 || true
+fi
+HAVE_RPM=0; command -v rpm >/dev/null && HAVE_RPM=1
+
+log "building the packages (hack/packages/build.sh)"
+"$ROOT/hack/packages/build.sh" >"$T/build.log" 2>&1 || { cat "$T/build.log"; die "build.sh failed"; }
+VERSION=$(pkg_version)
+
+# deb_of HANDLER / rpm_of HANDLER [DIR]: the package file
+deb_of() { ls "${2:-$PKG_OUT}/$1_"*.deb; }
+rpm_of() { ls "${2:-$PKG_OUT}/$1-"[0-9]*.rpm; }
+
+# --- static checks ----------------------------------------------------------------
+
+# config keys: every toml tag of the sandboxer's config types (shared/config and
+# cmd/BINARY) is in the default file, every key of the file is a tag, every
+# key line has a comment
+config_keys() {
+  local tags keys nocomment
+  tags=$(cat "$ROOT/shared/config/config.go" $(find "$ROOT/cmd/$BINARY" -name config.go) |
+    grep -o 'toml:"[a-z_]*"' | sed 's/toml:"\(.*\)"/\1/' | sort -u)
+  keys=$( (grep -Eo '^\[[a-z_]+\]' "$CONFIG" | tr -d '[]'; grep -Eo '^[a-z_]+ *=' "$CONFIG" | tr -d ' =') | sort -u)
+  expect_eq "keys of $(basename "$CONFIG") vs toml tags in the code" "$(echo $keys)" "$(echo $tags)"
+  nocomment=$(grep -E '^[a-z_]+ *=' "$CONFIG" | grep -v '#' || true)
+  [ -z "$nocomment" ] || fail "key lines without a comment: $nocomment"
+}
+
+# the --help defaults of the common keys equal the file's values
+config_defaults() {
+  local help k v
+  help=$("$ROOT/bin/$BINARY" --help 2>&1 || true)
+  for k in listen dir containerd_address log_level; do
+    v=$(sed -n "s/^$k *= *\"\([^\"]*\)\".*/\1/p" "$CONFIG")
+    grep -q "default from config: $v)" <<<"$help" || fail "$k = \"$v\" is not the daemon's default (--help: $(grep -i -- "-${k//_/-}" -A1 <<<"$help" | tail -1))"
+  done
+}
+
+# the daemon serves with the default config: in a private mount namespace with
+# its own /run (the file's runc root is under /run/magnetar), sockets and
+# state under $T; READY=1 then, on SIGTERM, STOPPING=1 and exit 0
+config_serves() {
+  local d=$T/cfg-$NAME n pid keepers
+  rm -rf "$d"; mkdir -p "$d"
+  "$T/notifylisten" "$d/notify.sock" >"$d/notify.log" 2>&1 &
+  n=$!
+  wait_for 5 test -S "$d/notify.sock"
+  NOTIFY_SOCKET=$d/notify.sock unshare -m sh -c 'mount --make-rprivate / && mount -t tmpfs tmpfs /run && exec "$@"' sh \
+    "$ROOT/bin/$BINARY" --config "$CONFIG" --listen "$d/s.sock" --dir "$d/lib" --containerd-address "$d/none.ttrpc" \
+    >"$d/daemon.log" 2>&1 &
+  pid=$!
+  wait_for 15 grep -qx READY=1 "$d/notify.log" || { kill -9 "$n" "$pid"; cat "$d/daemon.log"; return 1; }
+  grep -q 'msg=serving' "$d/daemon.log" || fail "no 'serving' in the log"
+  kill -TERM "$pid"
+  wait "$pid" || { kill "$n"; fail "daemon exited with $? on SIGTERM"; }
+  wait_for 2 grep -qx STOPPING=1 "$d/notify.log"
+  kill "$n" 2>/dev/null || true
+  keepers=$(our_keepers "$d")
+  [ -z "$keepers" ] || kill -TERM $keepers
+}
+
+# a bad key and a bad value stop the daemon with a message naming them
+config_rejects() {
+  local d=$T/cfg-$NAME out
+  mkdir -p "$d"
+  { cat "$CONFIG"; echo 'bogus_key = 1'; } >"$d/bad1.toml"
+  out=$("$ROOT/bin/$BINARY" --config "$d/bad1.toml" --listen "$d/x.sock" --dir "$d/x" 2>&1) && fail "started with an unknown key"
+  grep -q bogus_key <<<"$out" || fail "error does not name the key: $out"
+  sed 's/^log_level = "info"/log_level = "loud"/' "$CONFIG" >"$d/bad2.toml"
+  out=$("$ROOT/bin/$BINARY" --config "$d/bad2.toml" --listen "$d/x.sock" --dir "$d/x" 2>&1) && fail "started with log_level = loud"
+  grep -q log_level <<<"$out" || fail "error does not name log_level: $out"
+}
+
+# pids of keepers whose task socket is below DIR
+our_keepers() {
+  local p a
+  for p in /proc/[0-9]*; do
+    mapfile -d '' -t a <"$p/cmdline" 2>/dev/null || continue
+    [ "${a[1]:-}" = __magnetar_task_keeper ] && [[ "${a[2]:-}" == "$1"/* ]] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+# expected package paths of the loaded sandboxer (files, then all with dirs)
+want_files() {
+  local line src dst mode
+  {
+    echo "/usr/bin/$BINARY"
+    echo "/etc/magnetar/$NAME.toml"
+    echo "/etc/containerd/conf.d/$HANDLER.toml"
+    echo "/usr/lib/systemd/system/$HANDLER.service"
+    echo "/usr/share/doc/$HANDLER/runtimeclass-$HANDLER.yaml"
+    for line in "${EXTRA_FILES[@]}"; do read -r src dst mode <<<"$line"; echo "$dst"; done
+  } | sort
+}
+want_conffiles() { printf '%s\n' "/etc/containerd/conf.d/$HANDLER.toml" "/etc/magnetar/$NAME.toml"; }
+
+# deb_list DEB: "TYPE MODE PATH" per entry (TYPE d or f)
+deb_list() { dpkg-deb -c "$1" | awk '{t = substr($1, 1, 1) == "d" ? "d" : "f"; p = $6; sub(/^\./, "", p); sub(/\/$/, "", p); if (p != "") print t, $1, p}'; }
+
+deb_contents() {
+  local deb list
+  deb=$(deb_of "$HANDLER")
+  list=$(deb_list "$deb")
+  expect_eq "files" "$(awk '$1 == "f" {print $3}' <<<"$list" | sort | tr '\n' ' ')" "$(want_files | tr '\n' ' ')"
+  expect_eq "mode of /usr/bin/$BINARY" "$(awk -v p="/usr/bin/$BINARY" '$3 == p {print $2}' <<<"$list")" -rwxr-xr-x
+  expect_eq "mode of /var/lib/magnetar/$NAME" "$(awk -v p="/var/lib/magnetar/$NAME" '$3 == p {print $2}' <<<"$list")" drwx------
+  expect_eq "mode of /etc/magnetar" "$(awk '$3 == "/etc/magnetar" {print $2}' <<<"$list")" drwxr-xr-x
+  dpkg-deb -c "$deb" | awk '$2 != "root/root" {print; bad = 1} END {exit bad}' || fail "entries not owned by root"
+  ! grep -q ' /run' <<<"$list" || fail "ships something under /run (the unit or the daemon makes it)"
+}
+
+deb_control() {
+  local deb f
+  deb=$(deb_of "$HANDLER")
+  f() { dpkg-deb -f "$deb" "$1"; }
+  expect_eq Package "$(f Package)" "$HANDLER"
+  expect_eq Version "$(f Version)" "$VERSION-1"
+  expect_eq Architecture "$(f Architecture)" "$(dpkg --print-architecture)"
+  expect_eq Depends "$(f Depends)" "$(IFS=,; echo "${DEB_DEPENDS[*]}" | sed 's/,/, /g')"
+  [[ "$(f Recommends)" == *"containerd (>= 2.0)"* ]] || fail "Recommends: $(f Recommends)"
+  dpkg --compare-versions "$(f Version)" gt 0.0.0~ || fail "version $(f Version) is not a valid Debian version"
+  expect_eq conffiles "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | sort | tr '\n' ' ')" "$(want_conffiles | tr '\n' ' ')"
+}
+
+deb_scripts() {
+  local deb d s
+  deb=$(deb_of "$HANDLER")
+  d=$T/ctrl-$NAME; rm -rf "$d"; mkdir -p "$d"
+  dpkg-deb -e "$deb" "$d"
+  for s in postinst prerm postrm; do
+    [ -x "$d/$s" ] || fail "$s missing or not executable"
+    sh -n "$d/$s" || fail "$s: syntax error"
+    ! grep -n '@[A-Z_]*@' "$d/$s" || fail "$s: placeholder left"
+    ! grep -nE '^[[:space:]]*systemctl.*containerd' "$d/$s" || fail "$s runs systemctl on containerd"
+  done
+  # the packaged deploy files are the committed ones
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/lib/systemd/system/$HANDLER.service" | cmp - "$DEPLOY/systemd/$HANDLER.service"
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO "./etc/containerd/conf.d/$HANDLER.toml" | cmp - "$DEPLOY/etc/containerd/conf.d/$HANDLER.toml"
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO "./etc/magnetar/$NAME.toml" | cmp - "$CONFIG"
+}
+
+rpm_checks() {
+  local r q
+  r=$(rpm_of "$HANDLER")
+  q() { rpm -qp "$@" "$r" 2>/dev/null; }
+  expect_eq name-version-release "$(q --qf '%{NAME} %{VERSION} %{RELEASE}')" "$HANDLER $VERSION 1"
+  expect_eq files "$(q --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' | awk '$1 !~ /^d/ {print $2}' | sort | tr '\n' ' ')" "$(want_files | tr '\n' ' ')"
+  expect_eq "config files" "$(q -c | sort | tr '\n' ' ')" "$(want_conffiles | tr '\n' ' ')"
+  expect_eq "config flags (c = config, n = noreplace)" "$(q --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' | awk 'NF == 2 {print $1}' | sort -u | tr '\n' ' ')" "cn "
+  expect_eq "mode of /var/lib/magnetar/$NAME" "$(q --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' | awk -v p="/var/lib/magnetar/$NAME" '$2 == p {print $1}')" drwx------
+  for dep in "${RPM_DEPENDS[@]}"; do q --requires | grep -qxF "$dep" || fail "Requires lacks '$dep': $(q --requires | tr '\n' ';')"; done
+  q --recommends | grep -q '^containerd' || fail "Recommends: $(q --recommends)"
+  for s in POSTIN PREUN POSTUN; do
+    [ -n "$(q --qf "%{$s}")" ] && [ "$(q --qf "%{$s}")" != "(none)" ] || fail "%$s scriptlet missing"
+  done
+}
+
+# the rpm scriptlets, run as rpm would (sh, numeric $1) on this host, where
+# systemd is not running: they only print; before anything is installed
+rpm_scriptlets() {
+  local r out
+  r=$(rpm_of "$HANDLER")
+  rpm -qp --qf '%{POSTIN}' "$r" >"$T/post.sh" 2>/dev/null
+  rpm -qp --qf '%{PREUN}' "$r" >"$T/preun.sh" 2>/dev/null
+  rpm -qp --qf '%{POSTUN}' "$r" >"$T/postun.sh" 2>/dev/null
+  out=$(sh "$T/post.sh" 1)
+  grep -q 'systemd is not running' <<<"$out" || fail "%post 1 said: $out"
+  grep -q 'restart containerd' <<<"$out" || fail "%post 1 gives no containerd advice: $out"
+  out=$(sh "$T/post.sh" 2)
+  ! grep -q 'restart containerd' <<<"$out" || fail "%post 2 (upgrade) repeats the install advice"
+  sh "$T/preun.sh" 1 && sh "$T/postun.sh" 1 && sh "$T/preun.sh" 0 >/dev/null && sh "$T/postun.sh" 0
+}
+
+# rpm -i and -e in a scratch root (no scriptlets): paths, %config(noreplace)
+rpm_root() {
+  local r root=$T/rpmroot-$NAME
+  r=$(rpm_of "$HANDLER")
+  rm -rf "$root"; mkdir -p "$root"
+  rpm --root "$root" --initdb
+  rpm --root "$root" -i --nodeps --noscripts "$r" 2>&1 | grep -v '^rpm: ' || true
+  for f in $(want_files); do [ -f "$root$f" ] || fail "$f not installed"; done
+  expect_eq "mode of /var/lib/magnetar/$NAME" "$(stat -c %a "$root/var/lib/magnetar/$NAME")" 700
+  echo '# local change' >>"$root/etc/magnetar/$NAME.toml"
+  rpm --root "$root" -e --noscripts "$HANDLER" 2>&1 | grep -v '^rpm: ' || true
+  [ -f "$root/etc/magnetar/$NAME.toml.rpmsave" ] || fail "changed config not kept as .rpmsave"
+  [ ! -e "$root/usr/bin/$BINARY" ] && [ ! -e "$root/etc/containerd/conf.d/$HANDLER.toml" ] || fail "files left after rpm -e"
+  [ ! -e "$root/var/lib/magnetar" ] && [ ! -e "$root/etc/containerd" ] || fail "directories left after rpm -e: $(cd "$root" && find var etc 2>/dev/null | tr '\n' ' ')"
+}
+
+# systemd-analyze verify in the unpacked package (with the system's units, so
+# that sysinit.target & co. resolve); any message fails (unknown keys are only
+# warnings for systemd)
+unit_verify_staged() {
+  local root=$T/root-$NAME out
+  rm -rf "$root"; mkdir -p "$root"
+  dpkg-deb -x "$(deb_of "$HANDLER")" "$root"
+  cp -an /usr/lib/systemd/system/. "$root/usr/lib/systemd/system/"
+  out=$(systemd-analyze verify --root="$root" "$root/usr/lib/systemd/system/$HANDLER.service" 2>&1) || fail "$out"
+  [ -z "$out" ] || fail "$out"
+}
+
+# apt resolves the dependencies from the configured repositories (simulation)
+apt_resolves() {
+  local out
+  out=$(apt-get install -s -o Debug::NoLocking=1 "$(deb_of "$HANDLER")" 2>&1) || fail "$out"
+  grep -q "^Inst $HANDLER " <<<"$out" || fail "$out"
+  if ! dpkg -s runc >/dev/null 2>&1; then grep -E '^Inst runc ' <<<"$out" || fail "runc not pulled in: $out"; fi
+}
+
+# --- a second sandboxer from the same templates: no shared file ----------------------
+SHARED_DIRS_OK=" /etc /etc/containerd /etc/containerd/conf.d /etc/magnetar /usr /usr/bin /usr/lib /usr/lib/systemd /usr/lib/systemd/system /usr/share /usr/share/doc /var /var/lib /var/lib/magnetar "
+second_sandboxer() {
+  local d=$T/deploy2 b=$T/bin2 out=$T/pkgs2
+  rm -rf "$d" "$b" "$out"; cp -r "$ROOT/deploy" "$d"; mkdir -p "$b"
+  rm -f "$d"/sandboxers/*.conf
+  cat >"$d/sandboxers/demo.conf" <<'EOF'
+NAME=demo
+SUMMARY="made-up sandboxer of hack/packages/test.sh"
+DESCRIPTION="Checks that a sandboxer is a few lines."
+DEB_DEPENDS=("busybox")
+RPM_DEPENDS=("busybox")
+EXTRA_FILES=()
+UNIT_SERVICE_EXTRA="DeviceAllow=/dev/kvm rw"
+EOF
+  printf 'listen = "/run/magnetar/demo.sock" # Sandbox API socket\n' >"$d/etc/magnetar/demo.toml"
+  printf '#!/bin/sh\necho demo\n' >"$b/demo-sandboxer"; chmod +x "$b/demo-sandboxer"
+  DEPLOY=$d "$ROOT/hack/packages/gen.sh"
+  grep -qx 'DeviceAllow=/dev/kvm rw' "$d/systemd/magnetar-demo.service" || fail "UNIT_SERVICE_EXTRA not in the unit"
+  grep -q '^handler: magnetar-demo$' "$d/kubernetes/runtimeclass-magnetar-demo.yaml" || fail "RuntimeClass handler"
+  DEPLOY=$d BIN_DIR=$b PKG_OUT=$out "$ROOT/hack/packages/build.sh" demo >"$T/build2.log" 2>&1 || { cat "$T/build2.log"; return 1; }
+  # every pair of packages (the real ones and the made-up one)
+  local pkgs=() i j common
+  pkgs=("$PKG_OUT"/*.deb "$out"/*.deb)
+  for ((i = 0; i < ${#pkgs[@]}; i++)); do
+    for ((j = i + 1; j < ${#pkgs[@]}; j++)); do
+      common=$(comm -12 <(deb_list "${pkgs[i]}" | awk '{print $1, $3}' | sort) <(deb_list "${pkgs[j]}" | awk '{print $1, $3}' | sort))
+      check_common "$(basename "${pkgs[i]}") / $(basename "${pkgs[j]}")" "$common"
+    done
+  done
+  if [ "$HAVE_RPM" = 1 ]; then
+    pkgs=("$PKG_OUT"/*.rpm "$out"/*.rpm)
+    for ((i = 0; i < ${#pkgs[@]}; i++)); do
+      for ((j = i + 1; j < ${#pkgs[@]}; j++)); do
+        common=$(comm -12 <(rpm_list "${pkgs[i]}") <(rpm_list "${pkgs[j]}"))
+        check_common "$(basename "${pkgs[i]}") / $(basename "${pkgs[j]}")" "$common"
+      done
+    done
+  fi
+}
+rpm_list() { rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$1" 2>/dev/null | awk '{print (substr($1, 1, 1) == "d" ? "d" : "f"), $2}' | sort; }
+check_common() { # check_common WHAT "TYPE PATH" lines shared by two packages
+  local t p
+  while read -r t p; do
+    [ -n "$t" ] || continue
+    [ "$t" = d ] || fail "$1: both ship the file $p"
+    [[ "$SHARED_DIRS_OK" == *" $p "* ]] || fail "$1: both own the directory $p"
+  done <<<"$2"
+}
+
+export PATH=/usr/local/go/bin:$PATH
+go build -o "$T/notifylisten" "$ROOT/hack/packages/notifylisten" || die "building notifylisten failed"
+
+for n in $(sandboxer_names); do
+  load_sandboxer "$n"
+  check "$HANDLER: deploy files match the templates (gen.sh --check)" "$ROOT/hack/packages/gen.sh" --check
+  check "$HANDLER: $NAME.toml has every key of the code, each with a comment" config_keys
+  check "$HANDLER: $NAME.toml values are the daemon's defaults (--help)" config_defaults
+  if [ "$(id -u)" = 0 ]; then
+    check "$HANDLER: the daemon serves with $NAME.toml (READY=1, STOPPING=1 on SIGTERM)" config_serves
+  else
+    skip "$HANDLER: the daemon serves with $NAME.toml: needs root"
+  fi
+  check "$HANDLER: a bad key or value in $NAME.toml stops the daemon naming it" config_rejects
+  check "$HANDLER: deb contents, modes, owner" deb_contents
+  check "$HANDLER: deb control fields, version, conffiles" deb_control
+  check "$HANDLER: deb maintainer scripts, packaged deploy files" deb_scripts
+  if [ "$HAVE_RPM" = 1 ]; then
+    check "$HANDLER: rpm files, %config(noreplace), requires, scriptlets" rpm_checks
+    check "$HANDLER: rpm scriptlets without systemd" rpm_scriptlets
+    check "$HANDLER: rpm -i / -e in a scratch root" rpm_root
+  else
+    skip "$HANDLER: rpm checks: rpm missing (apt-get install rpm)"
+  fi
+  if command -v systemd-analyze >/dev/null; then
+    check "$HANDLER: systemd-analyze verify (unpacked package)" unit_verify_staged
+  else
+    skip "$HANDLER: systemd-analyze verify: systemd-analyze missing (apt-get install systemd)"
+  fi
+  if ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
+    check "$HANDLER: apt resolves the dependencies (simulation)" apt_resolves
+  else
+    skip "$HANDLER: apt dependency resolution: no apt lists (apt-get update)"
+  fi
+done
+check "a second sandboxer is a few lines; no two packages share a file" second_sandboxer
+
+# --- install test (root): dpkg -i, daemon as the unit runs it, containerd with
+# the installed drop-in, smoke, reinstall + restart with a pod, -r, -P ----------
+CSOCK=$WORK/run/containerd.sock
+CRICTL_CONFIG=$WORK/etc/crictl.yaml
+CGROUP_PARENT=/magnetar-pkgtest
+crictl() { timeout -k 5 60 "$BIN/crictl" -c "$CRICTL_CONFIG" "$@"; }
+ctr() { timeout -k 5 60 "$BIN/ctr" --address "$CSOCK" "$@"; }
+alive_pidfile() { [ -f "$1" ] && pid_alive "$(cat "$1")"; }
+# stop_pidfile FILE: SIGTERM, up to 10 s, then SIGKILL
+stop_pidfile() {
+  local pid i
+  alive_pidfile "$1" || { rm -f "$1"; return 0; }
+  pid=$(cat "$1")
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.1; done
+  if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+  rm -f "$1"
+}
+# the host paths of the package (none may exist before the test)
+host_paths() {
+  echo "/usr/bin/$BINARY" /etc/magnetar /var/lib/magnetar /run/magnetar "/usr/lib/systemd/system/$HANDLER.service" \
+    "/etc/containerd/conf.d/$HANDLER.toml" "/usr/share/doc/$HANDLER"
+}
+pkg_status() { dpkg-query -W -f '${Status}' "$HANDLER" 2>/dev/null || echo not-installed; }
+# dpkg ARGS: retried while another dpkg/apt holds the lock
+dpkg_run() {
+  local i out
+  for i in $(seq 1 15); do
+    if out=$(DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold "$@" 2>&1 </dev/null); then echo "$out"; return 0; fi
+    grep -qi 'lock' <<<"$out" || { echo "$out"; return 1; }
+    sleep 2
+  done
+  echo "$out"; return 1
+}
+
+install_precheck() { # prints the reason to skip, if any
+  local p
+  [ "$(id -u)" = 0 ] || { echo "needs root"; return; }
+  command -v dpkg >/dev/null || { echo "dpkg missing"; return; }
+  case "$(pkg_status)" in *not-installed* | "") ;; *) echo "$HANDLER is installed on this host ($(pkg_status))"; return ;; esac
+  for p in $(host_paths); do
+    if [ -e "$p" ]; then echo "$p exists on this host: not overwriting it"; return; fi
+  done
+  for p in "$BIN/containerd" "$BIN/ctr" "$BIN/crictl" "$BIN/runc" "$PREFIX/cni-bin/bridge" "$PREFIX/cni-bin/host-local"; do
+    [ -x "$p" ] || { echo "$p missing: run make tools"; return; }
+  done
+  [ -f "$OUT/images/busybox.tar" ] || { echo "$OUT/images/busybox.tar missing: run make images"; return; }
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then echo "bridge $BRIDGE exists (another test?)"; return; fi
+}
+
+install_cleanup() {
+  [ -f "$T/install-started" ] || return 0
+  local p d pids i
+  if alive_pidfile "$T/containerd.pid"; then crictl rmp -fa >/dev/null 2>&1 || true; fi
+  stop_pidfile "$T/containerd.pid"
+  stop_pidfile "$T/daemon.pid"
+  stop_pidfile "$T/notify.pid"
+  pids=$(our_keepers /run/magnetar); [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+  # shims and container processes of ours that outlived containerd / the daemon
+  for p in $(pgrep -f containerd-shim 2>/dev/null || true); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$CSOCK" && kill -KILL "$p" 2>/dev/null || true
+  done
+  for i in 1 2 3; do
+    pids=$(for d in /sys/fs/cgroup$CGROUP_PARENT /sys/fs/cgroup/*$CGROUP_PARENT; do
+      [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done | sort -u)
+    [ -n "$pids" ] || break
+    kill -KILL $pids 2>/dev/null || true; sleep 0.2
+  done
+  if [ -d /run/magnetar/$NAME/runc ]; then
+    for p in $("$BIN/runc" --root "/run/magnetar/$NAME/runc" list -q 2>/dev/null); do
+      "$BIN/runc" --root "/run/magnetar/$NAME/runc" delete -f "$p" >/dev/null 2>&1 || true
+    done
+  fi
+  for d in "$WORK" /var/lib/magnetar /run/magnetar; do
+    awk -v w="$d/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | while read -r p; do
+      umount "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || true
+    done
+  done
+  for d in /sys/fs/cgroup$CGROUP_PARENT /sys/fs/cgroup/*$CGROUP_PARENT; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  if [ -f "$T/installed" ] && [[ "$(pkg_status)" != *not-installed* ]]; then
+    echo "     cleanup: dpkg -P $HANDLER"; dpkg_run -P "$HANDLER" >/dev/null || true
+  fi
+  # everything below was absent before the test (install_precheck)
+  rm -rf /etc/magnetar /var/lib/magnetar /run/magnetar "/usr/share/doc/$HANDLER"
+  rm -f "/usr/bin/$BINARY" "/usr/lib/systemd/system/$HANDLER.service" "/etc/containerd/conf.d/$HANDLER.toml"
+  [ -f "$T/had-confd" ] || rmdir /etc/containerd/conf.d 2>/dev/null || true
+  [ -f "$T/had-containerd-dir" ] || rmdir /etc/containerd 2>/dev/null || true
+  if ip link show "$BRIDGE" >/dev/null 2>&1 && [ -z "$(ip link show master "$BRIDGE" 2>/dev/null)" ]; then ip link del "$BRIDGE" 2>/dev/null || true; fi
+  rm -f /var/lib/cni/results/magnetar-pkgtest-* 2>/dev/null || true
+  rm -rf "${WORK:?}"/{root,state,run,s,tmp,opt,cni-ipam}
+  rm -f "$T/install-started"
+}
+
+pkg_install() {
+  local force=() out
+  if ! dpkg -s runc >/dev/null 2>&1; then force=(--force-depends); echo "runc is not installed: dpkg -i --force-depends (apt_resolves checks the dependency)"; fi
+  touch "$T/installed"
+  out=$(dpkg_run -i "${force[@]}" "$(deb_of "$HANDLER")") || fail "$out"
+  echo "$out"
+  expect_eq status "$(pkg_status)" "install ok installed"
+  grep -q 'systemd is not running' <<<"$out" || fail "postinst did not say that systemd is not running"
+  grep -q 'restart containerd' <<<"$out" || fail "postinst gave no containerd advice"
+  [ -f /etc/containerd/config.toml ] || grep -q 'imports = \["/etc/containerd/conf.d/\*.toml"\]' <<<"$out" || fail "postinst did not explain the imports line"
+  local f
+  for f in $(want_files); do [ -f "$f" ] || fail "$f not installed"; done
+  expect_eq "mode of /var/lib/magnetar/$NAME" "$(stat -c %a "/var/lib/magnetar/$NAME")" 700
+  expect_eq "dpkg conffiles" "$(dpkg-query -W -f '${Conffiles}\n' "$HANDLER" | awk 'NF {print $1}' | sort | tr '\n' ' ')" "$(want_conffiles | tr '\n' ' ')"
+  [ ! -e /etc/systemd/system/multi-user.target.wants/$HANDLER.service ] || fail "enabled although systemd is not running"
+}
+
+unit_verify_installed() {
+  local out
+  out=$(systemd-analyze verify "/usr/lib/systemd/system/$HANDLER.service" 2>&1) || fail "$out"
+  [ -z "$out" ] || fail "$out"
+}
+
+# unit_key KEY: the value of KEY= in the installed unit
+unit_key() { sed -n "s/^$1=//p" "/usr/lib/systemd/system/$HANDLER.service"; }
+
+# start_daemon: what systemd does for the unit (no systemd as PID 1 here): its
+# RuntimeDirectory/StateDirectory with their modes, LimitNOFILE, cwd /, a clean
+# environment with NOTIFY_SOCKET and WATCHDOG_USEC (2 s here, so that pings
+# come fast), then its ExecStart. One flag is added: the events go to the test
+# containerd's ttrpc socket, not the system's /run/containerd.
+start_daemon() {
+  local d mode nofile exec
+  mode=$(unit_key RuntimeDirectoryMode)
+  for d in $(unit_key RuntimeDirectory); do mkdir -p "/run/$d"; chmod "$mode" "/run/$d"; done
+  mode=$(unit_key StateDirectoryMode)
+  for d in $(unit_key StateDirectory); do mkdir -p "/var/lib/$d"; chmod "$mode" "/var/lib/$d"; done
+  nofile=$(unit_key LimitNOFILE)
+  exec=$(unit_key ExecStart)
+  [ -n "$exec" ] || fail "no ExecStart in the unit"
+  if ! alive_pidfile "$T/notify.pid"; then
+    "$T/notifylisten" "$T/notify.sock" >>"$T/notify.log" 2>&1 &
+    echo $! >"$T/notify.pid"
+    wait_for 5 test -S "$T/notify.sock"
+  fi
+  echo "=== $(date -Is) start: $exec" >>"$WORK/logs/$HANDLER.log"
+  (
+    cd /
+    ulimit -n "$nofile" 2>/dev/null || echo "LimitNOFILE=$nofile not possible here (hard limit $(ulimit -Hn))" >&2
+    # shellcheck disable=SC2086
+    exec env -i PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+      NOTIFY_SOCKET="$T/notify.sock" WATCHDOG_USEC=2000000 \
+      $exec --containerd-address "$CSOCK.ttrpc" </dev/null >>"$WORK/logs/$HANDLER.log" 2>&1
+  ) &
+  echo $! >"$T/daemon.pid"
+}
+notify_count() { grep -cx "$1" "$T/notify.log" 2>/dev/null || true; }
+# wait_ready N: the Nth READY=1 arrives, then a WATCHDOG=1
+wait_ready() {
+  local w
+  wait_for 20 test "$(notify_count READY=1)" -ge "$1" || { tail -20 "$WORK/logs/$HANDLER.log"; return 1; }
+  w=$(notify_count WATCHDOG=1)
+  wait_for 4 test "$(notify_count WATCHDOG=1)" -gt "$w" || fail "no WATCHDOG=1 within 4 s (WATCHDOG_USEC=2 s)"
+  alive_pidfile "$T/daemon.pid" || fail "daemon died"
+}
+daemon_start_check() {
+  start_daemon
+  wait_ready 1
+  expect_eq "mode of /run/magnetar/$NAME.sock" "$(stat -c %a "/run/magnetar/$NAME.sock")" 600
+  grep -q "limit.*nofile\|LimitNOFILE" "$T/.out" || expect_eq "open files limit" "$(awk '/Max open files/ {print $4}' "/proc/$(cat "$T/daemon.pid")/limits")" "$(unit_key LimitNOFILE)"
+}
+
+write_containerd_config() {
+  local import restrict_oom=false capeff
+  mkdir -p "$WORK"/{root,state,run,s,tmp,opt,logs,cni-ipam,etc/cni/net.d,etc/certs.d}
+  # the installed drop-in, through the glob users write, unless conf.d holds
+  # other files (then only ours)
+  import="/etc/containerd/conf.d/*.toml"
+  if [ "$(ls /etc/containerd/conf.d)" != "$HANDLER.toml" ]; then import=/etc/containerd/conf.d/$HANDLER.toml; fi
+  capeff=$(awk '/^CapEff/ {print $2}' /proc/self/status)
+  if (( (16#$capeff >> 24 & 1) == 0 )); then restrict_oom=true; fi
+  cat >"$WORK/etc/containerd.toml" <<EOF
+# generated by hack/packages/test.sh: a throwaway containerd whose only
+# Magnetar configuration is the installed drop-in
+version = 3
+root = "$WORK/root"
+state = "$WORK/state"
+temp = "$WORK/tmp"
+imports = ["$import"]
+
+[grpc]
+  address = "$CSOCK"
+[ttrpc]
+  address = "$CSOCK.ttrpc"
+[debug]
+  address = "$WORK/run/debug.sock"
+  level = "info"
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = "overlayfs"
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = "$WORK/etc/certs.d"
+  [plugins.'io.containerd.cri.v1.runtime']
+    netns_mounts_under_state_dir = true
+    restrict_oom_score_adj = $restrict_oom
+    cdi_spec_dirs = []
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ["$PREFIX/cni-bin"]
+      conf_dir = "$WORK/etc/cni/net.d"
+      max_conf_num = 1
+  [plugins.'io.containerd.grpc.v1.cri']
+    disable_tcp_service = true
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+  [plugins.'io.containerd.internal.v1.opt']
+    path = "$WORK/opt"
+  [plugins.'io.containerd.image-verifier.v1.bindir']
+    bin_dir = "$WORK/opt/image-verifier/bin"
+  [plugins.'io.containerd.nri.v1.nri']
+    disable = true
+  [plugins.'io.containerd.shim.v1.manager']
+    socket_dir = "$WORK/s"
+  [plugins.'io.containerd.transfer.v1.local']
+    config_path = "$WORK/etc/certs.d"
+EOF
+  cat >"$WORK/etc/cni/net.d/10-pkgtest.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "magnetar-pkgtest",
+  "plugins": [
+    { "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+      "ipam": { "type": "host-local", "dataDir": "$WORK/cni-ipam", "ranges": [[{ "subnet": "$SUBNET" }]],
+                "routes": [{ "dst": "0.0.0.0/0" }] } },
+    { "type": "portmap", "capabilities": { "portMappings": true } }
+  ]
+}
+EOF
+  cat >"$CRICTL_CONFIG" <<EOF
+runtime-endpoint: unix://$CSOCK
+image-endpoint: unix://$CSOCK
+timeout: 60
+debug: false
+pull-image-on-create: false
+EOF
+  # read by hack/e2e/lib.sh
+  cat >"$WORK/etc/harness.env" <<EOF
+# written by hack/packages/test.sh
+BRIDGE=$BRIDGE
+SUBNET=$SUBNET
+CGROUP_DRIVER=cgroupfs
+CGROUP_PARENT=$CGROUP_PARENT
+HANDLERS="$HANDLER"
+EOF
+}
+
+containerd_start() {
+  write_containerd_config
+  echo "=== $(date -Is) start" >>"$WORK/logs/containerd.log"
+  "$BIN/containerd" --config "$WORK/etc/containerd.toml" </dev/null >>"$WORK/logs/containerd.log" 2>&1 &
+  echo $! >"$T/containerd.pid"
+  wait_for 30 ctr version || { tail -20 "$WORK/logs/containerd.log"; return 1; }
+  wait_for 20 crictl info || { tail -20 "$WORK/logs/containerd.log"; return 1; }
+  ctr -n k8s.io images import --platform linux/amd64 "$OUT/images/busybox.tar" >/dev/null
+}
+
+containerd_loaded_dropin() {
+  local plugins info
+  plugins=$(ctr plugins ls)
+  grep -E "^io\.containerd\.sandbox\.controller\.v1 +$HANDLER +.* ok$" <<<"$plugins" ||
+    fail "proxy plugin $HANDLER not loaded: $(grep -i sandbox <<<"$plugins")"
+  info=$(crictl info)
+  expect_eq "CRI runtime $HANDLER: sandboxer" "$(jq -r ".config.containerd.runtimes[\"$HANDLER\"].sandboxer" <<<"$info")" "$HANDLER"
+  expect_eq "CRI runtime $HANDLER: runtimePath" "$(jq -r ".config.containerd.runtimes[\"$HANDLER\"].runtimePath" <<<"$info")" "/usr/bin/$BINARY"
+  expect_eq "CRI runtime $HANDLER: runtimeType" "$(jq -r ".config.containerd.runtimes[\"$HANDLER\"].runtimeType" <<<"$info")" "io.containerd.$HANDLER.v1"
+  # the main config's own runtime survived the merge
+  expect_eq "CRI runtime runc (main config)" "$(jq -r '.config.containerd.runtimes.runc.runtimeType' <<<"$info")" io.containerd.runc.v2
+}
+
+run_smoke() {
+  local out rc=0
+  out=$(WORK=$WORK RUNTIME_HANDLER=$HANDLER timeout -k 5 120 "$ROOT/hack/e2e/smoke.sh" 2>&1) || rc=$?
+  echo "$out" | grep -v '^ok ' || true
+  echo "$out" | tail -1
+  [ "$rc" -eq 0 ] || fail "smoke failed (rc=$rc)"
+}
+
+pod_files() {
+  mkdir -p "$T/logs"
+  cat >"$T/pod.json" <<EOF
+{ "metadata": { "name": "pkgtest", "namespace": "magnetar-pkgtest", "uid": "$(cat /proc/sys/kernel/random/uuid)", "attempt": 1 },
+  "hostname": "pkgtest", "log_directory": "$T/logs", "linux": { "cgroup_parent": "$CGROUP_PARENT" } }
+EOF
+  cat >"$T/ctr.json" <<EOF
+{ "metadata": { "name": "sleeper" }, "image": { "image": "docker.io/library/busybox:latest" },
+  "command": ["sleep", "3600"], "log_path": "sleeper.log", "linux": {} }
+EOF
+}
+pod_state() { crictl inspectp -o go-template --template '{{.status.state}}' "$(cat "$T/pod.id")"; }
+ctr_state() { crictl inspect -o go-template --template '{{.status.state}}' "$(cat "$T/ctr.id")"; }
+ctr_pid() { crictl inspect -o go-template --template '{{.info.pid}}' "$(cat "$T/ctr.id")"; }
+
+# a pod with a running container, a local change to the config, a reinstall
+# (the upgrade path: prerm upgrade, postinst configure OLD-VERSION), then what
+# `systemctl restart` does with KillMode=process: SIGTERM to the daemon alone
+# and a new one; the pod and its container live on, the changed config is used
+upgrade_restart() {
+  local pid out ready stopping
+  pod_files
+  crictl runp -r "$HANDLER" "$T/pod.json" >"$T/pod.id"
+  crictl create "$(cat "$T/pod.id")" "$T/ctr.json" "$T/pod.json" >"$T/ctr.id"
+  crictl start "$(cat "$T/ctr.id")" >/dev/null
+  wait_for 10 sh -c "[ \"\$($BIN/crictl -c $CRICTL_CONFIG inspect -o go-template --template '{{.status.state}}' $(cat "$T/ctr.id"))\" = CONTAINER_RUNNING ]"
+  pid=$(ctr_pid)
+  sed -i 's/^log_level = "info"/log_level = "debug"/' "/etc/magnetar/$NAME.toml"
+  out=$(dpkg_run -i --force-depends "$(deb_of "$HANDLER")") || fail "$out"
+  expect_eq status "$(pkg_status)" "install ok installed"
+  grep -q '^log_level = "debug"' "/etc/magnetar/$NAME.toml" || fail "reinstall overwrote the changed /etc/magnetar/$NAME.toml"
+  ! ls /etc/magnetar/*.dpkg-* /etc/containerd/conf.d/*.dpkg-* 2>/dev/null || fail "dpkg left .dpkg-* files"
+  ! grep -q 'restart containerd' <<<"$out" || fail "upgrade repeated the install advice"
+  stopping=$(notify_count STOPPING=1); ready=$(notify_count READY=1)
+  kill -TERM "$(cat "$T/daemon.pid")"
+  wait_for 15 sh -c "! kill -0 $(cat "$T/daemon.pid") 2>/dev/null"
+  expect_eq "STOPPING=1 notifications" "$(notify_count STOPPING=1)" $((stopping + 1))
+  kill -0 "$pid" || fail "container process $pid died with the daemon"
+  [ -n "$(our_keepers /run/magnetar)" ] || fail "no keeper while the daemon is away"
+  start_daemon
+  wait_ready $((ready + 1))
+  grep -q 'reusing the keeper' "$WORK/logs/$HANDLER.log" || fail "the new daemon did not reuse the keeper"
+  tail -n 50 "$WORK/logs/$HANDLER.log" | grep -q 'level=debug' || fail "the new daemon does not log at the changed level"
+  expect_eq "pod state after the restart" "$(pod_state)" SANDBOX_READY
+  expect_eq "container state after the restart" "$(ctr_state)" CONTAINER_RUNNING
+  expect_eq "container pid after the restart" "$(ctr_pid)" "$pid"
+  expect_eq "exec after the restart" "$(crictl exec -s "$(cat "$T/ctr.id")" echo alive)" alive
+  crictl stopp "$(cat "$T/pod.id")" >/dev/null
+  crictl rmp "$(cat "$T/pod.id")" >/dev/null
+  expect_eq "pods left" "$(crictl pods -q)" ""
+}
+
+# everything stops (as on a node being drained), then dpkg -r: the binary,
+# unit and docs go, both conffiles stay, the keeper is stopped by prerm
+pkg_remove() {
+  local out k
+  crictl rmp -fa >/dev/null
+  stop_pidfile "$T/containerd.pid"
+  stop_pidfile "$T/daemon.pid"
+  [ -n "$(our_keepers /run/magnetar)" ] || fail "no keeper before dpkg -r"
+  out=$(dpkg_run -r "$HANDLER") || fail "$out"
+  echo "$out"
+  expect_eq status "$(pkg_status)" "deinstall ok config-files"
+  for f in "/usr/bin/$BINARY" "/usr/lib/systemd/system/$HANDLER.service" "/usr/share/doc/$HANDLER"; do
+    [ ! -e "$f" ] || fail "$f left after dpkg -r"
+  done
+  for f in $(want_conffiles); do [ -f "$f" ] || fail "conffile $f removed by dpkg -r"; done
+  grep -q '^log_level = "debug"' "/etc/magnetar/$NAME.toml" || fail "the changed config was not kept"
+  wait_for 5 test -z "$(our_keepers /run/magnetar)" || fail "keeper still runs after dpkg -r: $(our_keepers /run/magnetar)"
+}
+
+# dpkg -P: nothing of the package stays
+pkg_purge() {
+  local out p left=
+  out=$(dpkg_run -P "$HANDLER") || fail "$out"
+  echo "$out"
+  [[ "$(pkg_status)" == *not-installed* ]] || fail "status after purge: $(pkg_status)"
+  for p in $(host_paths); do [ ! -e "$p" ] || left="$left $p"; done
+  if [ ! -f "$T/had-confd" ] && [ -e /etc/containerd/conf.d ]; then left="$left /etc/containerd/conf.d"; fi
+  if [ ! -f "$T/had-containerd-dir" ] && [ -e /etc/containerd ]; then left="$left /etc/containerd"; fi
+  [ -z "$left" ] || fail "left after dpkg -P:$left $(find $left -maxdepth 2 2>/dev/null | head -20 | tr '\n' ' ')"
+}
+
+load_sandboxer "${INSTALL_HANDLER#magnetar-}"
+reason=$(install_precheck)
+if [ -n "$reason" ]; then
+  skip "install test of $HANDLER: $reason"
+else
+  touch "$T/install-started"
+  [ ! -d /etc/containerd ] || touch "$T/had-containerd-dir"
+  [ ! -d /etc/containerd/conf.d ] || touch "$T/had-confd"
+  rm -rf "$WORK/logs"; mkdir -p "$WORK/logs"; : >"$T/notify.log"
+  check "$HANDLER: dpkg -i (nothing of it on the host before)" pkg_install
+  if [ "$CHECK_RC" -eq 0 ]; then
+    if command -v systemd-analyze >/dev/null; then
+      check "$HANDLER: systemd-analyze verify (installed unit)" unit_verify_installed
+    fi
+    check "$HANDLER: daemon started as the unit does: READY=1, WATCHDOG=1, socket 0600" daemon_start_check
+    check "$HANDLER: containerd with the installed drop-in: proxy plugin and runtime handler loaded" containerd_start
+    if [ "$CHECK_RC" -eq 0 ]; then
+      check "$HANDLER: proxy plugin, CRI runtime handler, main config kept (ctr plugins ls, crictl info)" containerd_loaded_dropin
+      check "$HANDLER: e2e smoke through the installed package" run_smoke
+      grep -E '^(FAIL|e2e:)' "$T/.out" | sed 's/^/     /' || true
+      check "$HANDLER: reinstall keeps the changed config; daemon restart keeps the pod running" upgrade_restart
+    fi
+    check "$HANDLER: dpkg -r keeps only the conffiles and stops the keeper" pkg_remove
+    check "$HANDLER: dpkg -P leaves nothing" pkg_purge
+  fi
+fi
