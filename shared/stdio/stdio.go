@@ -202,7 +202,15 @@ func (s *IO) AttachConsole(con console.Console) {
 	s.console = con
 	s.mu.Unlock()
 	if s.stdinFifo != nil {
-		go func() { _, _ = io.Copy(con, s.stdinFifo) }()
+		in := s.stdinFifo
+		go func() {
+			_, _ = io.Copy(con, in)
+			// The terminal is gone (the process exited). Swallow what
+			// containerd still writes until Close: CRI closes a TTY
+			// process's output as soon as its stdin copy fails, which would
+			// lose output it has not read yet.
+			_, _ = io.Copy(io.Discard, in)
+		}()
 	}
 	if s.ttyOut != nil {
 		s.copies.Add(1)
@@ -244,6 +252,33 @@ func (s *IO) CloseStdin() {
 
 // Wait waits for the output copies to finish (the terminal's output drained).
 func (s *IO) Wait() { s.copies.Wait() }
+
+// Finish releases what the process no longer needs once it exited and its
+// output was drained (Wait): everything but a terminal's stdin FIFO, which
+// stays open, drained, until Close, so that containerd never sees a broken
+// pipe while it still reads the output (CRI ends a TTY's output copy when its
+// stdin copy ends). Close still releases everything.
+func (s *IO) Finish() {
+	if !s.cfg.Terminal || s.stdinFifo == nil {
+		s.Close()
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	con := s.console
+	s.console = nil
+	s.mu.Unlock()
+	s.CloseChildEnds()
+	if con != nil {
+		con.Close()
+	}
+	if s.ttyOut != nil {
+		s.ttyOut.Close()
+	}
+}
 
 // Close releases every descriptor still open here. Idempotent.
 func (s *IO) Close() error {

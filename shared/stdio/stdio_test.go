@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/console"
 	"github.com/containerd/errdefs"
 )
 
@@ -128,4 +129,67 @@ func TestBadConfig(t *testing.T) {
 		t.Fatalf("file:// stdout: %v", err)
 	}
 	s.Close()
+}
+
+// After a terminal process exits, Finish drains its output but keeps its
+// stdin FIFO open and drained: containerd's late stdin writes must not fail
+// (CRI would then close the output it is still reading). Close ends it all.
+func TestTerminalFinishKeepsStdin(t *testing.T) {
+	dir := t.TempDir()
+	out, in := mkfifo(t, dir, "out"), mkfifo(t, dir, "in")
+	before := openFDs(t)
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Stdin: in, Stdout: out, Terminal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, _ := os.OpenFile(out, os.O_RDONLY, 0)
+	defer outR.Close()
+	inW, _ := os.OpenFile(in, os.O_WRONLY, 0)
+	defer inW.Close()
+	master, slave, err := console.NewPty()
+	if err != nil {
+		t.Skipf("no pty here: %v", err)
+	}
+	s.AttachConsole(master)
+	sl, err := os.OpenFile(slave, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl.Write([]byte("on-the-tty\n"))
+	sl.Close() // the process exited
+	got := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(outR); got <- string(b) }()
+	s.Wait()
+	s.Finish()
+	select {
+	case b := <-got:
+		if !strings.Contains(b, "on-the-tty") {
+			t.Fatalf("output %q lost", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("output FIFO not closed after Finish")
+	}
+	for i := 0; i < 100; i++ { // more than nothing, less than a pipe buffer
+		if _, err := inW.Write([]byte("late keystroke\n")); err != nil {
+			t.Fatalf("stdin write %d after Finish: %v", i, err)
+		}
+	}
+	s.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := inW.Write([]byte("x"))
+		if err != nil {
+			break // EPIPE: our end is closed
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("stdin FIFO still open after Close")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	outR.Close()
+	inW.Close()
+	if after := openFDs(t); after != before {
+		t.Fatalf("fds: %d before, %d after", before, after)
+	}
 }

@@ -267,7 +267,7 @@ func (c *ctr) watch(w *proc.Watch, io *stdio.IO) {
 		<-w.Done()
 		if io != nil {
 			io.Wait()
-			io.Close()
+			io.Finish() // Close on delete (cleanup)
 		}
 		code, known, at := w.Status()
 		if !known {
@@ -553,7 +553,7 @@ func (e *execProc) Start(ctx context.Context) (retErr error) {
 	go func() {
 		<-w.Done()
 		ioh.Wait()
-		ioh.Close()
+		ioh.Finish() // Close on Delete
 		code, _, at := w.Status()
 		e.mu.Lock()
 		e.code, e.at = uint32(code), at
