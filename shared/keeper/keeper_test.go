@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,9 +15,38 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
+// trackingListener remembers the connections it accepted, so that a test can
+// cut them all at once as a killed daemon would (ttrpc's Server.Close may
+// still send the answer of a call in flight).
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+// kill closes the listener and every accepted connection.
+func (l *trackingListener) kill() {
+	l.Listener.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.Close()
+	}
+}
+
 // A real ttrpc client and server with the keeper between them: a call in
 // flight while the server dies is answered by the next server.
-func serveBackend(t *testing.T, path string, name string, delay time.Duration, calls *int32) (*ttrpc.Server, net.Listener) {
+func serveBackend(t *testing.T, path string, name string, delay time.Duration, calls *int32) (*ttrpc.Server, *trackingListener) {
 	t.Helper()
 	s, err := ttrpc.NewServer()
 	if err != nil {
@@ -33,10 +63,11 @@ func serveBackend(t *testing.T, path string, name string, delay time.Duration, c
 			return wrapperspb.String(name), nil
 		},
 	}})
-	l, err := net.Listen("unix", path)
+	nl, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := &trackingListener{Listener: nl}
 	go s.Serve(context.Background(), l)
 	return s, l
 }
@@ -76,8 +107,8 @@ func TestReplayAcrossBackendRestart(t *testing.T) {
 		done <- r.Value
 	}()
 	time.Sleep(100 * time.Millisecond)
+	l1.kill() // as kill -9 would: the answer in flight is never sent
 	s1.Close()
-	l1.Close()
 	time.Sleep(300 * time.Millisecond)
 	s2, _ := serveBackend(t, back, "second", 0, &calls)
 	defer s2.Close()
