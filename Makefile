@@ -24,7 +24,7 @@ $(BINARIES): bin/%:
 # unit tests: no root needed; the root-only ones (namespaces, cgroups, the
 # runc integration test with the real runc from `make tools`) skip with a reason
 unit:
-	$(GO) test -count=1 ./...
+	GO=$(GO) hack/unit.sh
 
 # what CI runs: lint, unit + integration (tools first so runc is real), the
 # end-to-end stage (containerd 2.4 + crictl + critest), the benchmark smoke

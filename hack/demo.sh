@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d "$OUT/demo.XXXXXX")
 CSOCK=$WORK/run/containerd.sock
 CRICTL_CONFIG=$WORK/etc/crictl.yaml
-export WORK BRIDGE=${DEMO_BRIDGE:-mgbr-demo} SUBNET=${DEMO_SUBNET:-10.237.0.0/16}
+export WORK BRIDGE=${DEMO_BRIDGE:-mgbr-demo} SUBNET=${DEMO_SUBNET:-10.239.0.0/16}
 crictl() { timeout -k 5 90 "$PREFIX/bin/crictl" -c "$CRICTL_CONFIG" "$@"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
