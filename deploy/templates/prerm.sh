@@ -17,7 +17,7 @@ note() { echo "@PACKAGE@: $*"; }
 pods=$(ls /var/lib/magnetar/@NAME@/state/*.json 2>/dev/null | wc -l)
 if [ "$pods" -gt 0 ]; then
   note "warning: $pods pod(s) of runtime handler @HANDLER@ still exist; their containers keep" >&2
-  note "running without a sandboxer. Remove them first: crictl pods -r @HANDLER@; crictl rmp ID" >&2
+  note "running without a sandboxer. Remove them first (crictl pods: RUNTIME @HANDLER@; crictl rmp -f ID)" >&2
 fi
 
 if [ -d /run/systemd/system ]; then
@@ -33,7 +33,7 @@ fi
 procs() {
   for p in /proc/[0-9]*; do
     set -f
-    set -- $(cat "$p/cmdline" 2>/dev/null | tr '\0' ' ') "" ""
+    set -- $(tr '\0' ' ' 2>/dev/null <"$p/cmdline") "" ""
     set +f
     [ "$1" = "$bin" ] || continue
     case "$2" in
@@ -46,8 +46,28 @@ procs() {
 want=daemon
 if [ -n "$(procs)" ]; then
   note "$bin still runs (not started by systemd): stop it and its keeper yourself"
-else
-  want=keeper
-  keepers=$(procs)
-  if [ -n "$keepers" ]; then kill -TERM $keepers 2>/dev/null || true; fi
+  exit 0
 fi
+want=keeper
+keepers=$(procs)
+if [ -n "$keepers" ]; then kill -TERM $keepers 2>/dev/null || true; fi
+# alive PID...: one of them still runs (a zombie does not count)
+alive() {
+  for p in "$@"; do
+    case "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -c1)" in "" | Z | X) ;; *) return 0 ;; esac
+  done
+  return 1
+}
+i=0
+while [ "$i" -lt 50 ] && alive $keepers; do sleep 0.1; i=$((i + 1)); done
+
+# no pod left: the runtime files go and the state directory's empty skeleton,
+# so that a remove keeps only the config files (a pod's state always stays)
+if [ "$pods" -eq 0 ]; then
+  rm -f /run/magnetar/@NAME@.sock /run/magnetar/@NAME@-*.sock /run/magnetar/@NAME@-*.pid
+  for d in /run/magnetar/@NAME@ /var/lib/magnetar/@NAME@; do
+    if [ -d "$d" ]; then find "$d" -mindepth 1 -depth -type d -empty -delete 2>/dev/null || true; fi
+  done
+  rmdir /run/magnetar/@NAME@ /run/magnetar 2>/dev/null || true
+fi
+exit 0

@@ -22,7 +22,8 @@
 #
 # Needs: bin/ (make build), nfpm (built on first use), dpkg-deb, rpm (installed
 # with apt when missing), and for the install test the harness tools
-# (make tools) and images (make images). Bounded by PKGTEST_TIMEOUT (170 s).
+# (make tools) and images (make images). Bounded by PKGTEST_TIMEOUT (170 s,
+# counted after the apt step).
 # WORK (default _output/pkgtest) holds the test's containerd and scratch files;
 # it uses the CNI bridge $BRIDGE (mgbr3) and $SUBNET (10.238.0.0/16).
 set -euo pipefail
@@ -74,15 +75,14 @@ wait_for() { # wait_for SECONDS CMD...
   die "another hack/packages/test.sh runs (pid $(cat "$WORK/.lock"))"
 rm -rf "$T"; mkdir -p "$T" "$WORK"
 echo $$ > "$WORK/.lock"
-(sleep "$PKGTEST_TIMEOUT"; echo "packages: timed out after $PKGTEST_TIMEOUT s" >&2; kill -TERM $$) 2>/dev/null &
-WATCHDOG=$!
+WATCHDOG=
 
 install_cleanup() { :; } # redefined by the install test
 finish() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  kill "$WATCHDOG" 2>/dev/null
+  [ -z "$WATCHDOG" ] || kill "$WATCHDOG" 2>/dev/null
   install_cleanup
   rm -f "$WORK/.lock"
   if [ "$rc" -ne 0 ] && [ "$FAIL" -eq 0 ]; then
@@ -96,12 +96,29 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-command -v dpkg-deb >/dev/null || die "dpkg-deb missing"
-if ! command -v rpm >/dev/null && [ "$(id -u)" = 0 ]; then
-  log "installing rpm (apt) to inspect the .rpm packages"
-  DEBIAN_FRONTEND=noninteractive timeout 120 apt-get install -y -qq rpm >/dev/null 2>&1 || true
-fi
+# the inspection tools, from apt when missing (as root; a fresh Debian
+# bookworm has dpkg and systemd but not rpm): "COMMAND PACKAGE"
+apt_tools() {
+  local line c p missing=() i
+  for line in "dpkg-deb dpkg" "rpm rpm" "systemd-analyze systemd" "jq jq" "unshare util-linux" "ip iproute2" "pgrep procps"; do
+    read -r c p <<<"$line"
+    command -v "$c" >/dev/null || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || { log "missing: ${missing[*]} (not root or no apt: checks needing them are skipped)"; return 0; }
+  log "apt-get install ${missing[*]}"
+  for i in $(seq 1 6); do
+    if timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then return 0; fi
+    log "apt busy? retry $i"; sleep 10
+  done
+  die "apt-get install ${missing[*]} failed"
+}
+apt_tools
+command -v dpkg-deb >/dev/null || die "dpkg-deb missing (apt-get install dpkg)"
 HAVE_RPM=0; command -v rpm >/dev/null && HAVE_RPM=1
+# the time limit starts now (apt above may wait for a lock)
+(sleep "$PKGTEST_TIMEOUT" </dev/null >/dev/null 2>&1; echo "packages: timed out after $PKGTEST_TIMEOUT s" >&2; kill -TERM $$) 2>/dev/null &
+WATCHDOG=$!
 
 log "building the packages (hack/packages/build.sh)"
 "$ROOT/hack/packages/build.sh" >"$T/build.log" 2>&1 || { cat "$T/build.log"; die "build.sh failed"; }
@@ -175,7 +192,7 @@ config_rejects() {
 our_keepers() {
   local p a
   for p in /proc/[0-9]*; do
-    mapfile -d '' -t a <"$p/cmdline" 2>/dev/null || continue
+    mapfile -d '' -t a 2>/dev/null <"$p/cmdline" || continue
     [ "${a[1]:-}" = __magnetar_task_keeper ] && [[ "${a[2]:-}" == "$1"/* ]] && echo "${p#/proc/}"
   done
   return 0
@@ -455,7 +472,7 @@ install_cleanup() {
   pids=$(our_keepers /run/magnetar); [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
   # shims and container processes of ours that outlived containerd / the daemon
   for p in $(pgrep -f containerd-shim 2>/dev/null || true); do
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$CSOCK" && kill -KILL "$p" 2>/dev/null || true
+    tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF -- "$CSOCK" && kill -KILL "$p" 2>/dev/null || true
   done
   for i in 1 2 3; do
     pids=$(for d in /sys/fs/cgroup$CGROUP_PARENT /sys/fs/cgroup/*$CGROUP_PARENT; do
@@ -547,12 +564,15 @@ start_daemon() {
   echo $! >"$T/daemon.pid"
 }
 notify_count() { grep -cx "$1" "$T/notify.log" 2>/dev/null || true; }
+# notify_more LINE N: more than N notifications LINE arrived (for wait_for,
+# which must re-count on every try)
+notify_more() { [ "$(notify_count "$1")" -gt "$2" ]; }
 # wait_ready N: the Nth READY=1 arrives, then a WATCHDOG=1
 wait_ready() {
   local w
-  wait_for 20 test "$(notify_count READY=1)" -ge "$1" || { tail -20 "$WORK/logs/$HANDLER.log"; return 1; }
+  wait_for 20 notify_more READY=1 $(($1 - 1)) || { tail -20 "$WORK/logs/$HANDLER.log"; return 1; }
   w=$(notify_count WATCHDOG=1)
-  wait_for 4 test "$(notify_count WATCHDOG=1)" -gt "$w" || fail "no WATCHDOG=1 within 4 s (WATCHDOG_USEC=2 s)"
+  wait_for 4 notify_more WATCHDOG=1 "$w" || fail "no WATCHDOG=1 within 4 s (WATCHDOG_USEC=2 s)"
   alive_pidfile "$T/daemon.pid" || fail "daemon died"
 }
 daemon_start_check() {
@@ -661,7 +681,7 @@ containerd_start() {
 containerd_loaded_dropin() {
   local plugins info
   plugins=$(ctr plugins ls)
-  grep -E "^io\.containerd\.sandbox\.controller\.v1 +$HANDLER +.* ok$" <<<"$plugins" ||
+  grep -E "^io\.containerd\.sandbox\.controller\.v1 +$HANDLER +.* ok *$" <<<"$plugins" ||
     fail "proxy plugin $HANDLER not loaded: $(grep -i sandbox <<<"$plugins")"
   info=$(crictl info)
   expect_eq "CRI runtime $HANDLER: sandboxer" "$(jq -r ".config.containerd.runtimes[\"$HANDLER\"].sandboxer" <<<"$info")" "$HANDLER"
@@ -675,7 +695,6 @@ run_smoke() {
   local out rc=0
   out=$(WORK=$WORK RUNTIME_HANDLER=$HANDLER timeout -k 5 120 "$ROOT/hack/e2e/smoke.sh" 2>&1) || rc=$?
   echo "$out" | grep -v '^ok ' || true
-  echo "$out" | tail -1
   [ "$rc" -eq 0 ] || fail "smoke failed (rc=$rc)"
 }
 
@@ -692,6 +711,9 @@ EOF
 }
 pod_state() { crictl inspectp -o go-template --template '{{.status.state}}' "$(cat "$T/pod.id")"; }
 ctr_state() { crictl inspect -o go-template --template '{{.status.state}}' "$(cat "$T/ctr.id")"; }
+ctr_running() { [ "$(ctr_state)" = CONTAINER_RUNNING ]; }
+pid_gone() { ! pid_alive "$1"; }
+no_keepers() { [ -z "$(our_keepers /run/magnetar)" ]; }
 ctr_pid() { crictl inspect -o go-template --template '{{.info.pid}}' "$(cat "$T/ctr.id")"; }
 
 # a pod with a running container, a local change to the config, a reinstall
@@ -704,7 +726,7 @@ upgrade_restart() {
   crictl runp -r "$HANDLER" "$T/pod.json" >"$T/pod.id"
   crictl create "$(cat "$T/pod.id")" "$T/ctr.json" "$T/pod.json" >"$T/ctr.id"
   crictl start "$(cat "$T/ctr.id")" >/dev/null
-  wait_for 10 sh -c "[ \"\$($BIN/crictl -c $CRICTL_CONFIG inspect -o go-template --template '{{.status.state}}' $(cat "$T/ctr.id"))\" = CONTAINER_RUNNING ]"
+  wait_for 10 ctr_running
   pid=$(ctr_pid)
   sed -i 's/^log_level = "info"/log_level = "debug"/' "/etc/magnetar/$NAME.toml"
   out=$(dpkg_run -i --force-depends "$(deb_of "$HANDLER")") || fail "$out"
@@ -714,7 +736,7 @@ upgrade_restart() {
   ! grep -q 'restart containerd' <<<"$out" || fail "upgrade repeated the install advice"
   stopping=$(notify_count STOPPING=1); ready=$(notify_count READY=1)
   kill -TERM "$(cat "$T/daemon.pid")"
-  wait_for 15 sh -c "! kill -0 $(cat "$T/daemon.pid") 2>/dev/null"
+  wait_for 15 pid_gone "$(cat "$T/daemon.pid")"
   expect_eq "STOPPING=1 notifications" "$(notify_count STOPPING=1)" $((stopping + 1))
   kill -0 "$pid" || fail "container process $pid died with the daemon"
   [ -n "$(our_keepers /run/magnetar)" ] || fail "no keeper while the daemon is away"
@@ -732,7 +754,8 @@ upgrade_restart() {
 }
 
 # everything stops (as on a node being drained), then dpkg -r: the binary,
-# unit and docs go, both conffiles stay, the keeper is stopped by prerm
+# unit, docs, state skeleton and runtime files go, only the conffiles (and
+# /etc/magnetar holding one) stay, the keeper is stopped by prerm
 pkg_remove() {
   local out k
   crictl rmp -fa >/dev/null
@@ -747,7 +770,9 @@ pkg_remove() {
   done
   for f in $(want_conffiles); do [ -f "$f" ] || fail "conffile $f removed by dpkg -r"; done
   grep -q '^log_level = "debug"' "/etc/magnetar/$NAME.toml" || fail "the changed config was not kept"
-  wait_for 5 test -z "$(our_keepers /run/magnetar)" || fail "keeper still runs after dpkg -r: $(our_keepers /run/magnetar)"
+  wait_for 5 no_keepers || fail "keeper still runs after dpkg -r: $(our_keepers /run/magnetar)"
+  # nothing else of the package: no state skeleton, no runtime files
+  expect_eq "left after dpkg -r" "$(find $(host_paths) 2>/dev/null | sort | tr '\n' ' ')" "$( (echo /etc/magnetar; want_conffiles) | sort | tr '\n' ' ')"
 }
 
 # dpkg -P: nothing of the package stays
@@ -784,7 +809,7 @@ else
       grep -E '^(FAIL|e2e:)' "$T/.out" | sed 's/^/     /' || true
       check "$HANDLER: reinstall keeps the changed config; daemon restart keeps the pod running" upgrade_restart
     fi
-    check "$HANDLER: dpkg -r keeps only the conffiles and stops the keeper" pkg_remove
+    check "$HANDLER: dpkg -r stops the keeper and keeps only the conffiles" pkg_remove
     check "$HANDLER: dpkg -P leaves nothing" pkg_purge
   fi
 fi
