@@ -31,7 +31,10 @@
 source "$(dirname "$0")/lib.sh"
 
 BIN=$PREFIX/bin
-CNI_BIN=$PREFIX/cni-bin
+# RUNC_BIN and CNI_BIN let hack/bench/profile.sh put timing wrappers in front
+# of runc (for the runc shim and the runc sandboxer alike) and the CNI plugins
+RUNC_BIN=${RUNC_BIN:-$BIN/runc}
+CNI_BIN=${CNI_BIN:-$PREFIX/cni-bin}
 IMAGES=${IMAGES:-$OUT/images}
 PIDF=$WORK/run/containerd.pid
 CFG=$WORK/etc/containerd.toml
@@ -80,7 +83,7 @@ sandboxer_config() {
   magnetar-runc)
     cat <<EOF
 [runc]
-binary = "$BIN/runc"
+binary = "$RUNC_BIN"
 root = "$WORK/run/magnetar-runc/runc"
 EOF
     ;;
@@ -135,7 +138,7 @@ temp = "$WORK/tmp"
         runtime_type = "io.containerd.runc.v2"
         sandboxer = "podsandbox"
         [$R.runc.options]
-          BinaryName = "$BIN/runc"
+          BinaryName = "$RUNC_BIN"
           Root = "$WORK/state/runc"
           SystemdCgroup = $systemd
 EOF

@@ -279,6 +279,36 @@ func execs(p *pod, from, to time.Time, pred func(e event) bool) float64 {
 	return sum
 }
 
+// union is the time covered by the execs matching pred within [from, to]:
+// nested execs (the bridge plugin runs host-local) count once.
+func union(p *pod, from, to time.Time, pred func(e event) bool) float64 {
+	var iv [][2]time.Time
+	for _, e := range p.Events {
+		if e.End.IsZero() || e.At.Before(from) || e.End.After(to.Add(time.Millisecond)) || !pred(e) {
+			continue
+		}
+		iv = append(iv, [2]time.Time{e.At, e.End})
+	}
+	sort.Slice(iv, func(i, j int) bool { return iv[i][0].Before(iv[j][0]) })
+	var sum float64
+	var cur [2]time.Time
+	for i, x := range iv {
+		switch {
+		case i == 0:
+			cur = x
+		case x[0].After(cur[1]):
+			sum += msf(cur[1].Sub(cur[0]))
+			cur = x
+		case x[1].After(cur[1]):
+			cur[1] = x[1]
+		}
+	}
+	if len(iv) > 0 {
+		sum += msf(cur[1].Sub(cur[0]))
+	}
+	return sum
+}
+
 func src(s string) func(e event) bool { return func(e event) bool { return e.Src == s } }
 func what(s string) func(e event) bool {
 	return func(e event) bool { return strings.HasPrefix(e.What, s) }
@@ -303,7 +333,7 @@ func report(order []*pod) {
 		}
 		v := vals[p.Handler]
 		run := msf(p.R1.Sub(p.R0))
-		cni := execs(p, p.R0, p.R1, src("cni"))
+		cni := union(p, p.R0, p.R1, func(e event) bool { return strings.HasPrefix(e.Src, "cni-") })
 		pc := execs(p, p.R0, p.R1, what("runc create"))
 		ps := execs(p, p.R0, p.R1, what("runc start"))
 		start := msf(p.S1.Sub(p.S0))
