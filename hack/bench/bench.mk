@@ -8,16 +8,21 @@
 #                     _output/bench/results/<timestamp>/.
 #                     Knobs: N=20 PARALLEL="10 50" PAR_REPS=3 MEM_PODS="1 10 50"
 #                     HANDLERS="runc magnetar-runc" BENCH_ARGS=...
+#   make profile      where a pod start's time goes, per handler: runc and CNI
+#                     timing wrappers + hack/bench/podtimeline (about a minute)
 #   make bench-smoke  the same, tiny (2 pods, 2 at once, memory at 1 pod): well
 #                     under a minute, fails on any error; part of make test.
 #
 # Both build what they need (make build, the cribench program, test tools and
 # images when missing) and run their own harness instance
 # (WORK=_output/bench, bridge mgbr2, 10.237.0.0/16), always stopped at the end.
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke profile
 
 bench:
 	hack/bench/bench.sh
 
 bench-smoke:
 	BENCH_SMOKE=1 hack/bench/bench.sh
+
+profile:
+	hack/bench/profile.sh
