@@ -92,7 +92,7 @@ EOF
 }
 
 write_config() {
-  mkdir -p "$WORK"/{root,state,run,s,tmp,opt,lib,logs,cni-ipam,etc/cni/net.d,etc/certs.d}
+  mkdir -p "$WORK"/{root,state,run,s,tmp,opt,lib,logs,cni-ipam,etc/cni/net.d,etc/certs.d} "$SHIM_SOCKETS"
   cgroup_setup
   # Without CAP_SYS_RESOURCE nobody may lower oom_score_adj and runc fails the
   # pause container ("failed to update /proc/self/oom_score_adj"); then clamp.
@@ -171,7 +171,7 @@ EOF
   [plugins.'io.containerd.nri.v1.nri']
     disable = true
   [plugins.'io.containerd.shim.v1.manager']
-    socket_dir = "$WORK/s"
+    socket_dir = "$SHIM_SOCKETS"
   [plugins.'io.containerd.transfer.v1.local']
     config_path = "$WORK/etc/certs.d"
 
@@ -441,6 +441,7 @@ reset)
   do_stop
   if awk -v w="$WORK/" 'index($2, w) == 1 {f=1} END {exit !f}' /proc/mounts; then die "mounts left below $WORK, not wiping"; fi
   rm -rf "${WORK:?}"/{root,state,run,s,tmp,opt,lib,cni-ipam}
+  case "$SHIM_SOCKETS" in /run/magnetar-harness/?*) rm -rf "$SHIM_SOCKETS" ;; esac
   rm -f "$ENVF"
   log "reset $WORK" ;;
 status) do_status ;;

@@ -31,6 +31,17 @@ pid_alive() {
 # root/state/sockets, the sandboxers' dirs, CNI config and IPAM, logs.
 WORK=${WORK:-$OUT/e2e}
 CSOCK=$WORK/run/containerd.sock
+# containerd's shim sockets are SHIM_SOCKETS/<64 hex digits>: a unix socket
+# path has at most 107 bytes, so a long WORK (a deep checkout) gets a short
+# directory of its own under /run instead of WORK/s
+shim_socket_dir() {
+  if [ $((${#WORK} + 67)) -le 104 ]; then
+    echo "$WORK/s"
+  else
+    echo "/run/magnetar-harness/$(printf '%s' "$WORK" | sha256sum | cut -c1-12)"
+  fi
+}
+SHIM_SOCKETS=$(shim_socket_dir)
 CRICTL_CONFIG=$WORK/etc/crictl.yaml
 # Magnetar sandboxers the harness knows, one line each: "HANDLER BINARY".
 # HANDLER names both the containerd proxy plugin and the CRI runtime handler;
