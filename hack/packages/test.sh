@@ -17,8 +17,10 @@
 #     NOTIFY_SOCKET (READY=1, WATCHDOG=1), a throwaway containerd that imports
 #     the installed drop-in (proxy plugin and runtime handler loaded), the e2e
 #     smoke through it, a reinstall (kept conffile) + daemon restart with a
-#     running pod, dpkg -r (conffiles stay, keeper stopped), dpkg -P (nothing
-#     stays). An EXIT trap removes everything on any failure.
+#     running pod, dpkg -r (only the conffiles stay, keeper stopped), dpkg -P
+#     (nothing stays). Where systemd runs, the unit is masked in /run for the
+#     test so that postinst cannot start it for real. An EXIT trap removes
+#     everything on any failure. The rpm scriptlets run in private namespaces.
 #
 # Needs: bin/ (make build), nfpm (built on first use), dpkg-deb, rpm (installed
 # with apt when missing), and for the install test the harness tools
@@ -120,9 +122,11 @@ HAVE_RPM=0; command -v rpm >/dev/null && HAVE_RPM=1
 (sleep "$PKGTEST_TIMEOUT" </dev/null >/dev/null 2>&1; echo "packages: timed out after $PKGTEST_TIMEOUT s" >&2; kill -TERM $$) 2>/dev/null &
 WATCHDOG=$!
 
-log "building the packages (hack/packages/build.sh)"
-"$ROOT/hack/packages/build.sh" >"$T/build.log" 2>&1 || { cat "$T/build.log"; die "build.sh failed"; }
+# one version for the whole run (a commit meanwhile must not change it)
 VERSION=$(pkg_version)
+export PKG_VERSION=$VERSION
+log "building the packages $VERSION (hack/packages/build.sh)"
+"$ROOT/hack/packages/build.sh" >"$T/build.log" 2>&1 || { cat "$T/build.log"; die "build.sh failed"; }
 
 # deb_of HANDLER / rpm_of HANDLER [DIR]: the package file
 deb_of() { ls "${2:-$PKG_OUT}/$1_"*.deb; }
@@ -273,20 +277,28 @@ rpm_checks() {
   done
 }
 
-# the rpm scriptlets, run as rpm would (sh, numeric $1) on this host, where
-# systemd is not running: they only print; before anything is installed
+# hermetic CMD...: CMD in private mount and PID namespaces with empty /run
+# and /var/lib/magnetar: no systemd to talk to, no host process to signal, no
+# host file of ours to delete
+hermetic() {
+  unshare -m -p -f --mount-proc sh -c 'mount --make-rprivate / && mount -t tmpfs tmpfs /run &&
+    if [ -d /var/lib/magnetar ]; then mount -t tmpfs tmpfs /var/lib/magnetar; fi && exec "$@"' sh "$@"
+}
+
+# the rpm scriptlets, run as rpm would (sh, numeric $1), hermetic: without
+# systemd they only print
 rpm_scriptlets() {
   local r out
   r=$(rpm_of "$HANDLER")
   rpm -qp --qf '%{POSTIN}' "$r" >"$T/post.sh" 2>/dev/null
   rpm -qp --qf '%{PREUN}' "$r" >"$T/preun.sh" 2>/dev/null
   rpm -qp --qf '%{POSTUN}' "$r" >"$T/postun.sh" 2>/dev/null
-  out=$(sh "$T/post.sh" 1)
+  out=$(hermetic sh "$T/post.sh" 1)
   grep -q 'systemd is not running' <<<"$out" || fail "%post 1 said: $out"
   grep -q 'restart containerd' <<<"$out" || fail "%post 1 gives no containerd advice: $out"
-  out=$(sh "$T/post.sh" 2)
+  out=$(hermetic sh "$T/post.sh" 2)
   ! grep -q 'restart containerd' <<<"$out" || fail "%post 2 (upgrade) repeats the install advice"
-  sh "$T/preun.sh" 1 && sh "$T/postun.sh" 1 && sh "$T/preun.sh" 0 >/dev/null && sh "$T/postun.sh" 0
+  hermetic sh "$T/preun.sh" 1 && hermetic sh "$T/postun.sh" 1 && hermetic sh "$T/preun.sh" 0 >/dev/null && hermetic sh "$T/postun.sh" 0
 }
 
 # rpm -i and -e in a scratch root (no scriptlets): paths, %config(noreplace)
@@ -394,7 +406,11 @@ for n in $(sandboxer_names); do
   check "$HANDLER: deb maintainer scripts, packaged deploy files" deb_scripts
   if [ "$HAVE_RPM" = 1 ]; then
     check "$HANDLER: rpm files, %config(noreplace), requires, scriptlets" rpm_checks
-    check "$HANDLER: rpm scriptlets without systemd" rpm_scriptlets
+    if [ "$(id -u)" = 0 ]; then
+      check "$HANDLER: rpm scriptlets without systemd" rpm_scriptlets
+    else
+      skip "$HANDLER: rpm scriptlets: needs root (private namespaces)"
+    fi
     check "$HANDLER: rpm -i / -e in a scratch root" rpm_root
   else
     skip "$HANDLER: rpm checks: rpm missing (apt-get install rpm)"
@@ -460,6 +476,28 @@ install_precheck() { # prints the reason to skip, if any
   done
   [ -f "$OUT/images/busybox.tar" ] || { echo "$OUT/images/busybox.tar missing: run make images"; return; }
   if ip link show "$BRIDGE" >/dev/null 2>&1; then echo "bridge $BRIDGE exists (another test?)"; return; fi
+  for p in "/etc/systemd/system/$HANDLER.service" "/run/systemd/system/$HANDLER.service" "/etc/systemd/system/$HANDLER.service.d"; do
+    if [ -e "$p" ] || [ -L "$p" ]; then echo "$p exists on this host"; return; fi
+  done
+}
+
+# On a host where systemd runs (PID 1), postinst would enable and start the
+# unit for real, against the system's containerd: mask it for the test (in
+# /run, gone at reboot), so that postinst only warns and the test runs the
+# daemon itself as everywhere else. install_cleanup unmasks.
+SYSTEMD_RUNNING=0
+[ ! -d /run/systemd/system ] || SYSTEMD_RUNNING=1
+mask_unit() {
+  [ "$SYSTEMD_RUNNING" = 1 ] || return 0
+  touch "$T/masked"
+  ln -s /dev/null "/run/systemd/system/$HANDLER.service"
+  systemctl daemon-reload || true
+}
+unmask_unit() {
+  [ -f "$T/masked" ] || return 0
+  if [ "$(readlink "/run/systemd/system/$HANDLER.service" 2>/dev/null)" = /dev/null ]; then rm -f "/run/systemd/system/$HANDLER.service"; fi
+  systemctl daemon-reload 2>/dev/null || true
+  rm -f "$T/masked"
 }
 
 install_cleanup() {
@@ -496,6 +534,7 @@ install_cleanup() {
   if [ -f "$T/installed" ] && [[ "$(pkg_status)" != *not-installed* ]]; then
     echo "     cleanup: dpkg -P $HANDLER"; dpkg_run -P "$HANDLER" >/dev/null || true
   fi
+  unmask_unit
   # everything below was absent before the test (install_precheck)
   rm -rf /etc/magnetar /var/lib/magnetar /run/magnetar "/usr/share/doc/$HANDLER"
   rm -f "/usr/bin/$BINARY" "/usr/lib/systemd/system/$HANDLER.service" "/etc/containerd/conf.d/$HANDLER.toml"
@@ -510,23 +549,34 @@ install_cleanup() {
 pkg_install() {
   local force=() out
   if ! dpkg -s runc >/dev/null 2>&1; then force=(--force-depends); echo "runc is not installed: dpkg -i --force-depends (apt_resolves checks the dependency)"; fi
+  mask_unit
   touch "$T/installed"
   out=$(dpkg_run -i "${force[@]}" "$(deb_of "$HANDLER")") || fail "$out"
   echo "$out"
   expect_eq status "$(pkg_status)" "install ok installed"
-  grep -q 'systemd is not running' <<<"$out" || fail "postinst did not say that systemd is not running"
+  if [ "$SYSTEMD_RUNNING" = 1 ]; then
+    grep -q "could not start $HANDLER.service" <<<"$out" || fail "postinst did not try to start the (masked) unit"
+  else
+    grep -q 'systemd is not running' <<<"$out" || fail "postinst did not say that systemd is not running"
+  fi
   grep -q 'restart containerd' <<<"$out" || fail "postinst gave no containerd advice"
   [ -f /etc/containerd/config.toml ] || grep -q 'imports = \["/etc/containerd/conf.d/\*.toml"\]' <<<"$out" || fail "postinst did not explain the imports line"
   local f
   for f in $(want_files); do [ -f "$f" ] || fail "$f not installed"; done
   expect_eq "mode of /var/lib/magnetar/$NAME" "$(stat -c %a "/var/lib/magnetar/$NAME")" 700
   expect_eq "dpkg conffiles" "$(dpkg-query -W -f '${Conffiles}\n' "$HANDLER" | awk 'NF {print $1}' | sort | tr '\n' ' ')" "$(want_conffiles | tr '\n' ' ')"
-  [ ! -e /etc/systemd/system/multi-user.target.wants/$HANDLER.service ] || fail "enabled although systemd is not running"
+  [ ! -e "/etc/systemd/system/multi-user.target.wants/$HANDLER.service" ] || fail "enabled although systemd is not running (or the unit is masked)"
 }
 
+# the installed unit and binary with the system's units, in a copy (the
+# runtime mask of a systemd host is not in it)
 unit_verify_installed() {
-  local out
-  out=$(systemd-analyze verify "/usr/lib/systemd/system/$HANDLER.service" 2>&1) || fail "$out"
+  local root=$T/vroot out
+  rm -rf "$root"; mkdir -p "$root/usr/lib/systemd/system"
+  cp -a /usr/lib/systemd/system/. "$root/usr/lib/systemd/system/"
+  mkdir -p "$root/usr/bin"; cp -a "/usr/bin/$BINARY" "$root/usr/bin/"
+  cmp "$root/usr/lib/systemd/system/$HANDLER.service" "$DEPLOY/systemd/$HANDLER.service"
+  out=$(systemd-analyze verify --root="$root" "$root/usr/lib/systemd/system/$HANDLER.service" 2>&1) || fail "$out"
   [ -z "$out" ] || fail "$out"
 }
 
