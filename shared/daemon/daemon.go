@@ -207,7 +207,13 @@ func serve(sb Sandboxer, cfg Config) error {
 	go func() { serveErr <- gsrv.Serve(l) }()
 	log.G(life).WithFields(log.Fields{"listen": common.Listen, "task_socket": taskSock, "dir": common.Dir, "version": Version}).Info("serving")
 	notify("READY=1")
-	go watchdog(life)
+	go superviseKeeper(life, ks, keeperCheckInterval)
+	go watchdog(life, func(ctx context.Context, timeout time.Duration) error {
+		if _, ok := runningKeeper(ks); !ok {
+			return fmt.Errorf("the task keeper is not running")
+		}
+		return probe(ctx, ks.API, timeout)
+	})
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)

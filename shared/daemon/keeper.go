@@ -22,6 +22,10 @@ import (
 // KeeperArg makes the binary run as the task keeper (see shared/keeper).
 const KeeperArg = "__magnetar_task_keeper"
 
+// keeperCheckInterval is how often a serving daemon checks that its keeper
+// lives (superviseKeeper).
+const keeperCheckInterval = 2 * time.Second
+
 // keeperSockets are the sockets containerd dials (owned by the keeper) and
 // the private ones the daemon serves behind it.
 type keeperSockets struct {

@@ -27,8 +27,10 @@ func notify(state string) {
 	_, _ = conn.Write([]byte(state))
 }
 
-// watchdog pings systemd at half the WatchdogSec interval.
-func watchdog(ctx context.Context) {
+// watchdog pings systemd at half the WatchdogSec interval, each time only
+// after healthy returned nil (a daemon that no longer answers its Sandbox API
+// is then killed and restarted by systemd; its pods keep running).
+func watchdog(ctx context.Context, healthy func(context.Context, time.Duration) error) {
 	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
 	if err != nil || usec <= 0 {
 		return
@@ -36,7 +38,8 @@ func watchdog(ctx context.Context) {
 	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
 		return
 	}
-	t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
+	every := time.Duration(usec) * time.Microsecond / 2
+	t := time.NewTicker(every)
 	defer t.Stop()
 	log.G(ctx).WithField("interval", time.Duration(usec)*time.Microsecond).Debug("systemd watchdog enabled")
 	for {
@@ -44,6 +47,12 @@ func watchdog(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if healthy != nil {
+				if err := healthy(ctx, every/2); err != nil {
+					log.G(ctx).WithError(err).Errorf("%v", errUnhealthy)
+					continue
+				}
+			}
 			notify("WATCHDOG=1")
 		}
 	}
