@@ -27,7 +27,9 @@
 # whose binary exists in $ROOT/bin.
 # Knobs: BRIDGE (mgbr0), SUBNET (10.235.0.0/16), CGROUP_PARENT, LOG_LEVEL
 # (containerd, info), SANDBOXER_LOG_LEVEL (debug), SNAPSHOTTER (overlayfs),
-# KEEP_BRIDGE=1.
+# KEEP_BRIDGE=1, RUNC_BIN and CNI_BIN (see below), and for a containerd
+# configured from drop-ins: CONTAINERD_IMPORTS (files or globs), EXTRA_HANDLERS
+# (the handlers they add), HARNESS_SANDBOXERS=none (no sandboxer of bin/).
 source "$(dirname "$0")/lib.sh"
 
 BIN=$PREFIX/bin
@@ -68,9 +70,12 @@ cgroup_setup() {
   fi
 }
 
-# sandboxers with a binary: prints "HANDLER BINARY" lines
+# sandboxers with a binary: prints "HANDLER BINARY" lines (none with
+# HARNESS_SANDBOXERS=none: a containerd whose Magnetar configuration comes
+# from CONTAINERD_IMPORTS alone, as the package test's)
 present_sandboxers() {
   local line name bin
+  [ "${HARNESS_SANDBOXERS:-}" != none ] || return 0
   for line in "${MAGNETAR_SANDBOXERS[@]}"; do
     read -r name bin <<<"$line"
     if [ -x "$ROOT/bin/$bin" ]; then echo "$name $bin"; fi
@@ -100,7 +105,9 @@ write_config() {
   capeff=$(awk '/^CapEff/ {print $2}' /proc/self/status)
   if (( (16#$capeff >> 24 & 1) == 0 )); then restrict_oom=true; fi
   if [ "$CGROUP_DRIVER" = systemd ]; then systemd=true; fi
-  local handlers="runc" name bin
+  local handlers="runc${EXTRA_HANDLERS:+ $EXTRA_HANDLERS}" name bin imports="" i imp=()
+  read -ra imp <<<"${CONTAINERD_IMPORTS:-}" # split on blanks, no globbing
+  for i in "${imp[@]}"; do imports+="${imports:+, }\"$i\""; done
   local R="plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes"
 
   cat > "$CFG" <<EOF
@@ -109,6 +116,7 @@ version = 3
 root = "$WORK/root"
 state = "$WORK/state"
 temp = "$WORK/tmp"
+${imports:+imports = [$imports]}
 
 [grpc]
   address = "$CSOCK"
@@ -381,10 +389,6 @@ do_start() {
   [ -x "$BIN/containerd" ] && [ -x "$BIN/crictl" ] && [ -x "$BIN/runc" ] && [ -x "$CNI_BIN/bridge" ] ||
     die "test tools missing in $PREFIX: run make tools (hack/install-tools.sh)"
   [ -f "$IMAGES/busybox.tar" ] && [ -f "$IMAGES/pause.tar" ] || "$ROOT/hack/images.sh"
-  # unix socket paths are limited to 107 bytes; the runc shim's is s/<64 hex>
-  if [ $(( ${#WORK} + 3 + 64 )) -gt 107 ]; then
-    log "warning: WORK=$WORK is longer than 40 characters: the runc shim's sockets will not fit; use a shorter WORK (e.g. WORK=/tmp/magnetar-e2e)"
-  fi
   if ip link show "$BRIDGE" >/dev/null 2>&1 && [ -n "$(ip link show master "$BRIDGE")" ]; then
     log "warning: bridge $BRIDGE already has ports: if another harness uses it, give this one its own BRIDGE= and SUBNET="
   fi
