@@ -62,6 +62,19 @@ func parseLogTime(line string) (time.Time, bool) {
 	return t, err == nil
 }
 
+// logMsg is the time and message of a logrus text line at or after t0.
+func logMsg(line string, t0 time.Time) (time.Time, string, bool) {
+	at, ok := parseLogTime(line)
+	if !ok || at.Before(t0) {
+		return at, "", false
+	}
+	mm := reMsg.FindStringSubmatch(line)
+	if mm == nil {
+		return at, "", false
+	}
+	return at, mm[1], true
+}
+
 func epoch(s string) time.Time {
 	f, _ := strconv.ParseFloat(s, 64)
 	sec := int64(f)
@@ -88,15 +101,10 @@ func main() {
 	var order []*pod
 
 	readLines(*cdLog, func(line string) {
-		at, ok := parseLogTime(line)
-		if !ok || at.Before(t0) {
+		at, msg, ok := logMsg(line, t0)
+		if !ok {
 			return
 		}
-		mm := reMsg.FindStringSubmatch(line)
-		if mm == nil {
-			return
-		}
-		msg := mm[1]
 		switch {
 		case reRun1.MatchString(msg):
 			name := reRun0.FindStringSubmatch(msg)
@@ -164,17 +172,13 @@ func main() {
 			continue
 		}
 		readLines(f, func(line string) {
-			at, ok := parseLogTime(line)
-			if !ok || at.Before(t0) {
-				return
-			}
-			mm := reMsg.FindStringSubmatch(line)
-			if mm == nil {
+			at, msg, ok := logMsg(line, t0)
+			if !ok {
 				return
 			}
 			for _, kv := range reKV.FindAllStringSubmatch(line, -1) {
 				if p := owner(bySID, byCID, kv[2]); p != nil {
-					p.Events = append(p.Events, event{At: at, Src: "sandboxer", What: mm[1]})
+					p.Events = append(p.Events, event{At: at, Src: "sandboxer", What: msg})
 					return
 				}
 			}
