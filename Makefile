@@ -11,7 +11,9 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/magnetar-runtime/magnetar/shared/daemon.Version=$(VERSION)
 SANDBOXERS := runc-sandboxer
-BINARIES := $(addprefix bin/,$(SANDBOXERS))
+# helpers the sandboxers run (installed beside them)
+HELPERS := magnetar-podinit
+BINARIES := $(addprefix bin/,$(SANDBOXERS) $(HELPERS))
 
 .PHONY: all build test unit lint clean $(BINARIES)
 all: build

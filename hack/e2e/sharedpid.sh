@@ -33,6 +33,13 @@ kill_other() {
   wait_ctr_state "$SA" CONTAINER_EXITED 10
   expect_eq "a's exit code after b's SIGTERM" "$(ctr_field "$SA" .status.exitCode)" 143
 }
+# PID 1 of the shared namespace: the runc shim's pause, or Magnetar's small
+# pod init (magnetar-podinit, not a copy of the sandboxer)
+pid1_is_init() {
+  local want=/pause
+  if sandboxer_binary "$RUNTIME_HANDLER" >/dev/null; then want="magnetar-podinit __magnetar_pod_init"; fi
+  expect_match "PID 1 of the shared pod" "$(exec_out "$SB" cat /proc/1/cmdline | tr '\0' ' ')" "$want"
+}
 b_alive() { expect_eq "b state" "$(ctr_state "$SB")" CONTAINER_RUNNING; }
 not_sees_other() {
   local out
@@ -51,6 +58,7 @@ req  "start b" start_ctr "$SHARED" shared b "$BUSYBOX_IMAGE" "$B_CMD"; SB=$LAST
 req  "a and b RUNNING" running2 "$SA" "$SB"
 step "shared: b sees a's process" sees_other
 step "shared: a sees b's process" a_sees_b
+step "shared: PID 1 is the pod's init" pid1_is_init
 step "shared: b kills a; a EXITED 143" kill_other
 step "shared: b still RUNNING" b_alive
 step "shared: rmp -f" crictl rmp -f "$SHARED"

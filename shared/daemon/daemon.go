@@ -98,7 +98,7 @@ func run(sb Sandboxer, args []string, stdout, stderr io.Writer) error {
 		return runKeeper(args[1:])
 	}
 	if len(args) == 1 && args[0] == PodInitArg {
-		return podInit()
+		return RunPodInit()
 	}
 	if isShimInvocation(args) {
 		return shimDelete(sb, args, stdout, stderr)
@@ -269,6 +269,3 @@ func isShimInvocation(args []string) bool {
 	}
 	return false
 }
-
-// PodInitArg makes the binary run as the init of a pod's PID namespace.
-const PodInitArg = "__magnetar_pod_init"

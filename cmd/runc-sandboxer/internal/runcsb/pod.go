@@ -24,6 +24,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/nsutil"
+	"github.com/magnetar-runtime/magnetar/shared/podinit"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/store"
@@ -306,13 +307,28 @@ func (p *pod) Start(ctx context.Context) (sandbox.Endpoint, error) {
 	return ep, nil
 }
 
-// startPodInit runs this binary as PID 1 of a new PID namespace.
-func startPodInit(st podState) (int, *proc.Watch, error) {
+// podInitBinary is the pod init to run: magnetar-podinit beside this binary
+// (a small process, about as much memory as a pause container), else this
+// binary itself (the same init, but a whole sandboxer runtime per pod).
+func podInitBinary() (string, error) {
 	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	small := filepath.Join(filepath.Dir(self), podinit.Binary)
+	if fi, err := os.Stat(small); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		return small, nil
+	}
+	return self, nil
+}
+
+// startPodInit runs the pod init as PID 1 of a new PID namespace.
+func startPodInit(st podState) (int, *proc.Watch, error) {
+	bin, err := podInitBinary()
 	if err != nil {
 		return 0, nil, err
 	}
-	cmd := exec.Command(self, daemon.PodInitArg)
+	cmd := exec.Command(bin, podinit.Arg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {
