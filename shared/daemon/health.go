@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -65,6 +64,3 @@ func superviseKeeper(ctx context.Context, ks keeperSockets, every time.Duration)
 		}
 	}
 }
-
-// errUnhealthy is what watchdog logs when it holds back a ping.
-var errUnhealthy = errors.New("not pinging the systemd watchdog")

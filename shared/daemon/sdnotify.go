@@ -49,7 +49,7 @@ func watchdog(ctx context.Context, healthy func(context.Context, time.Duration) 
 		case <-t.C:
 			if healthy != nil {
 				if err := healthy(ctx, every/2); err != nil {
-					log.G(ctx).WithError(err).Errorf("%v", errUnhealthy)
+					log.G(ctx).WithError(err).Error("unhealthy: not pinging the systemd watchdog")
 					continue
 				}
 			}
