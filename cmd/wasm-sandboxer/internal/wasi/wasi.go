@@ -1,0 +1,121 @@
+package wasi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Engine compiles and runs WASI preview1 modules. It is safe for concurrent
+// use.
+type Engine interface {
+	// Name is the engine's short name as configured: "wasmtime", "wazero".
+	Name() string
+	// Load returns the compiled module for the wasm bytes, from the
+	// compiled-module cache when an entry for their digest is there.
+	// Invalid bytes fail with an error wrapping ErrInvalidModule.
+	Load(ctx context.Context, wasm []byte) (Module, error)
+	// Close releases the engine. Running instances must be killed first.
+	Close() error
+}
+
+// Module is a compiled module, shared by every instance started from it.
+type Module interface {
+	// Digest is the content digest of the wasm bytes ("sha256:<hex>").
+	Digest() string
+	// Start instantiates the module and runs its _start export in the
+	// background. An error here (a missing import, a bad preopen) means
+	// nothing ran and nothing is left behind.
+	Start(ctx context.Context, cfg *RunConfig) (Instance, error)
+	// Close releases the module; instances already started keep running.
+	Close() error
+}
+
+// RunConfig is one run of a module: a container's process or an exec.
+type RunConfig struct {
+	// Args are WASI's argv; Args[0] is the module's own path, as in OCI.
+	Args []string
+	// Env is WASI's environment, "KEY=VALUE" entries.
+	Env []string
+	// Cwd is the working directory inside the preopens ("/" when empty).
+	Cwd string
+	// Preopens are host directories the module sees at guest paths.
+	Preopens []Preopen
+	// Stdin is read when the module reads fd 0; nil reads as empty. The
+	// engine never blocks a Kill on it.
+	Stdin io.Reader
+	// Stdout and Stderr receive fd 1 and 2; nil discards.
+	Stdout, Stderr io.Writer
+	// MemoryLimit bounds the module's linear memory in bytes; 0 is no limit
+	// beyond the engine's own.
+	MemoryLimit int64
+}
+
+// Preopen maps a host directory into the module.
+type Preopen struct {
+	Host     string
+	Guest    string
+	ReadOnly bool
+}
+
+// Instance is one running module.
+type Instance interface {
+	// Kill ends the instance; Done is closed within 100 ms of it whatever
+	// the module is doing. Idempotent, and harmless after the exit.
+	Kill()
+	// Done is closed once the instance has ended and its output is written.
+	Done() <-chan struct{}
+	// Result is how the instance ended; valid once Done is closed.
+	Result() Result
+	// Stats is the instance's resource use so far; safe at any time.
+	Stats() Stats
+}
+
+// Result is how an instance ended.
+type Result struct {
+	// ExitCode is proc_exit's code (0..255), 0 when _start returned,
+	// ExitCodeKilled when killed, ExitCodeTrap when the module trapped.
+	ExitCode uint32
+	// Killed is set when Kill ended it.
+	Killed bool
+	// Trap is the trap message when the module trapped ("" otherwise),
+	// written to the module's stderr as well.
+	Trap string
+	// OutOfMemory is set when the module failed to grow past MemoryLimit.
+	OutOfMemory bool
+	// ExitedAt is when it ended.
+	ExitedAt time.Time
+}
+
+// Stats is an instance's resource use.
+type Stats struct {
+	// MemoryBytes is the linear memory in use (plus what the engine knows
+	// it holds for the instance).
+	MemoryBytes uint64
+	// MemoryLimit is the limit in force; 0 for none.
+	MemoryLimit uint64
+	// CPU is the CPU time the instance used, guest and host calls.
+	CPU time.Duration
+}
+
+// Exit codes the engine reports for an instance that did not exit itself.
+const (
+	// ExitCodeKilled is a killed instance's code, as for SIGKILL.
+	ExitCodeKilled = 137
+	// ExitCodeTrap is a trapped instance's code, as wasmtime's CLI gives
+	// for a trap (128 + SIGABRT).
+	ExitCodeTrap = 134
+)
+
+// EngineConfig is what every engine is built from.
+type EngineConfig struct {
+	// CacheDir holds the compiled-module cache; "" disables it.
+	CacheDir string
+	// CacheMaxBytes bounds the cache; the least recently used entries are
+	// evicted past it. 0 means the default (1 GiB).
+	CacheMaxBytes int64
+}
+
+// ErrInvalidModule is wrapped by Load for bytes that are not a valid module.
+var ErrInvalidModule = errors.New("invalid wasm module")
