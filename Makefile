@@ -44,3 +44,9 @@ clean:
 -include hack/harness.mk
 -include hack/bench/bench.mk
 -include deploy/packages.mk
+# wasm-sandboxer (cgo: wasmtime), its images, e2e and bench
+-include hack/wasm/wasm.mk
+# agent protocol code generation and the guest agent binary
+-include hack/agent.mk
+# guest image, VM integration tests and the boot benchmark
+-include hack/vm/vm.mk
