@@ -17,3 +17,20 @@
 //
 // The conformance suite in package wasitest checks these for every engine.
 package wasi
+
+//
+// # Engines
+//
+// Each engine is a package exporting a New (the type New here):
+// internal/wasmtime (the default), internal/wazero (pure Go). Every Module
+// a Load returns carries a LoadInfo saying whether it was compiled, shared
+// from memory or read from the on-disk cache, so the sandboxer can log it
+// and tests can prove that a second start compiles nothing.
+//
+// WasmEdge fits the same seam as a drop-in package (internal/wasmedge,
+// behind a build tag, as it needs libwasmedge and its headers, which this
+// machine kind cannot install): its VM takes WASI args, env and preopens,
+// host functions can shadow the blocking WASI calls as the wasmtime engine
+// does, an async execution can be cancelled for Kill, a memory page limit
+// is a config setting, and its AOT compiler output can sit in the same
+// digest-keyed cache. Nothing in these interfaces names an engine's types.
