@@ -16,8 +16,6 @@
 //     own; the process hosting it lives on.
 //
 // The conformance suite in package wasitest checks these for every engine.
-package wasi
-
 //
 // # Engines
 //
@@ -34,3 +32,4 @@ package wasi
 // does, an async execution can be cancelled for Kill, a memory page limit
 // is a config setting, and its AOT compiler output can sit in the same
 // digest-keyed cache. Nothing in these interfaces names an engine's types.
+package wasi
