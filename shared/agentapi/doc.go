@@ -1,0 +1,90 @@
+// Package agentapi is the protocol between the vmm sandboxer on the host and
+// magnetar-agent, the PID 1 of every pod VM: protobuf definitions
+// (agent.proto, package magnetar.agent.v1) with the generated Go and ttrpc
+// code, plus the constants both sides share.
+//
+// Regenerate with `make agent-generate` (Debian's protoc 3.21.12 from
+// protobuf-compiler, protoc-gen-go and protoc-gen-go-ttrpc built from the
+// versions go.mod pins); TestGeneratedCodeIsCurrent fails when the committed
+// code is stale.
+//
+// # One connection, three services
+//
+// The agent serves on one ttrpc connection (a virtio-serial port, vsock or
+// Cloud Hypervisor's hybrid vsock, chosen on the kernel command line):
+//
+//   - containerd.task.v3.Task: containerd's Task API, served unchanged by
+//     shared/task over the agent's runc backend. The host's task proxy
+//     forwards every call after rewriting paths (bundle, stdio) as below.
+//   - magnetar.agent.v1.Sandbox: Health (version), Setup (hostname, DNS,
+//     sysctls, interfaces, routes), SyncClock, GetEvents (long poll of the
+//     task events), DebugExec, Shutdown (power off).
+//   - magnetar.agent.v1.Streams: process stdio as ttrpc streams.
+//
+// The host uses shared/agentclient, which dials, checks the version and wraps
+// the three clients.
+//
+// # Versions
+//
+// Version / Major / Minor name the protocol. Health returns the agent's; the
+// host calls CheckVersion and refuses another major with
+// FailedPrecondition ("rebuild the guest image"). Within a major, messages
+// only gain fields and services only gain RPCs.
+//
+// # Paths: the share and the bundle
+//
+// The agent mounts the host share (virtio-fs or 9p tag from the kernel
+// command line) at ShareRoot (/run/magnetar/share). In Task.Create the
+// bundle must be a clean absolute path inside ShareRoot (suggested
+// ShareRoot/<container id>, holding config.json and rootfs/, the rootfs
+// already mounted by the host: Create's rootfs mounts must be empty). Inside
+// config.json the agent rewrites what only makes sense on the host:
+//
+//   - namespaces with a path (the pod's netns, ipc, uts, pid from CRI) are
+//     dropped: those containers share the VM's own namespaces, the VM being
+//     the pod; any other namespace with a path is InvalidArgument.
+//   - linux.cgroupsPath becomes /magnetar/<container id> (cgroupfs in the
+//     guest); AppArmor and SELinux labels are dropped (the guest has neither).
+//   - every bind mount's source must lie inside ShareRoot (the host copies or
+//     bind-mounts hosts, resolv.conf, volumes into the share); others fail
+//     with InvalidArgument naming the mount.
+//
+// # Stdio contract
+//
+// The host never passes host FIFO paths to the guest. For each stream of a
+// process (init or exec) that containerd gave it, the host puts
+// StdioPath(container, exec, stream) in the Create/Exec request, e.g.
+//
+//	stdin:  /run/magnetar/io/<container>/init/stdin
+//	stdout: /run/magnetar/io/<container>/exec-<exec id>/stdout
+//
+// and an empty string for a stream it does not have (stderr is empty with a
+// terminal). Nothing else is accepted. The agent creates those FIFOs itself
+// before the process is created, holds its own end of each, and the process
+// writes into them with shared/stdio exactly as on the host (terminal
+// included). Output written before the host attaches is kept (up to the pipe
+// buffer, 64 KiB, after which the process blocks), so the host may attach
+// after Create. The host then:
+//
+//   - for stdout and stderr calls Streams.Output(container, exec, STDOUT|
+//     STDERR) and copies the chunks to containerd's FIFO until the stream
+//     ends (io.EOF: every writer has gone, i.e. the process and its children
+//     exited). It must keep reading: ttrpc closes a client stream whose
+//     receiver stalls for a second. After a reconnect it calls Output again
+//     and continues where the last reader stopped (a chunk in flight on a
+//     broken connection may be lost).
+//   - for stdin opens Streams.Input, sends InputChunk{container_id, exec_id}
+//     first and then the bytes it reads from containerd's stdin FIFO; when
+//     that FIFO reaches EOF it calls CloseAndRecv, which closes the process's
+//     stdin. Task.CloseIO does the same. A broken connection leaves stdin
+//     open.
+//
+// The FIFOs are removed when the process is deleted.
+//
+// # Events
+//
+// The agent's task server publishes into a bounded in-memory queue (4096
+// events, oldest dropped). The host long-polls GetEvents(after_seq) in a
+// loop, forwards each Event to containerd (Envelope{timestamp, namespace,
+// topic, event}) and passes the last seq it forwarded as the next after_seq.
+package agentapi
