@@ -606,4 +606,3 @@ func (b *backend) deletePod(ctx context.Context, podID string) {
 		b.mu.Unlock()
 	}
 }
-
