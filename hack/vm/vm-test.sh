@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# hack/vm/vm-test.sh (`make vm-test`): the VM integration tests
+# (hack/vm/vmtest), one at a time. Where they can run (root, QEMU and
+# virtiofsd installed) the guest image is built first (hack/vm/guest-image.sh,
+# cached) and MAGNETAR_GUEST_IMAGE set; elsewhere the tests run without it and
+# skip with their reason. Prints the test lines, the failures in full, and
+# last "vm: N passed, M failed, K skipped". Full log: _output/vm-test.log.
+source "$(dirname "$0")/../lib.sh"
+set +e
+GUEST_OUT=${GUEST_OUT:-$OUT/guest}
+LOG=$OUT/vm-test.log
+mkdir -p "$OUT"
+cd "$ROOT" || exit 1
+
+why=""
+if [ "$(id -u)" != 0 ]; then why="not root"
+elif ! command -v "${MAGNETAR_QEMU:-qemu-system-x86_64}" >/dev/null; then why="no qemu-system-x86_64 (apt-get install qemu-system-x86)"
+elif [ ! -x "${MAGNETAR_VIRTIOFSD:-/usr/lib/qemu/virtiofsd}" ]; then why="no virtiofsd (/usr/lib/qemu/virtiofsd from qemu-system-common 7.2)"
+fi
+if [ -z "$why" ]; then
+  if ! hack/vm/guest-image.sh; then
+    echo "vm: guest image build failed"
+    echo "vm: 0 passed, 1 failed, 0 skipped"
+    exit 1
+  fi
+  export MAGNETAR_GUEST_IMAGE=$GUEST_OUT
+else
+  log "vm tests will skip: $why"
+  unset MAGNETAR_GUEST_IMAGE
+fi
+
+go test -count=1 -v -p 1 -timeout 20m ./hack/vm/vmtest/... >"$LOG" 2>&1
+rc=$?
+grep -E '^(=== RUN|--- |ok|FAIL|panic)|^\s+--- ' "$LOG" | grep -v '^=== RUN' || true
+if [ "$rc" -ne 0 ]; then
+  echo "--- failures (from $LOG):"
+  grep -E -B2 -A30 -- '^\s*--- FAIL' "$LOG" | head -300
+fi
+p=$(grep -cE -- '^\s*--- PASS' "$LOG")
+f=$(grep -cE -- '^\s*--- FAIL' "$LOG")
+s=$(grep -cE -- '^\s*--- SKIP' "$LOG")
+if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+echo "vm: $p passed, $f failed, $s skipped"
+exit "$rc"

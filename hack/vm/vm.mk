@@ -1,0 +1,31 @@
+# hack/vm/vm.mk: the vmm sandboxer's guest image, the VM integration tests and
+# the boot benchmark; included by the top-level Makefile.
+#
+#   make guest-image   kernel (Debian's linux-image-cloud-amd64, downloaded and
+#                      extracted, never installed) + initramfs (agent as /init,
+#                      static runc with seccomp, modules in dependency order) +
+#                      manifest into _output/guest; cached in
+#                      ~/.cache/magnetar/guest (hack/vm/guest-image.sh)
+#   make vm-test       the VM integration tests (hack/vm/vmtest, root, QEMU;
+#                      TCG here), serially; skipped with a reason where QEMU
+#                      cannot run. Ends with "vm: N passed, M failed, K skipped".
+#                      Part of make test.
+#   make bench-vmboot  boot to agent ready vs. the same VM with a trivial /init,
+#                      interleaved, with a breakdown, and the ttrpc round trip
+#                      over virtio-serial (hack/bench/vmboot; RUNS=7 RTT_N=1000)
+.PHONY: guest-image vm-test bench-vmboot
+
+GUEST_OUT ?= _output/guest
+RUNS ?= 7
+RTT_N ?= 1000
+
+guest-image: bin/magnetar-agent
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/vm/guest-image.sh
+
+vm-test: bin/magnetar-agent
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/vm/vm-test.sh
+
+bench-vmboot: guest-image
+	$(GO) run ./hack/bench/vmboot -image $(CURDIR)/$(GUEST_OUT) -runs $(RUNS) -rtt $(RTT_N)
+
+test: vm-test
