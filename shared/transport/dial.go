@@ -42,15 +42,7 @@ func Dial(ctx context.Context, a Address) (net.Conn, error) {
 	if err := a.validate(); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a, err)
 	}
-	var once func(context.Context) (net.Conn, error)
-	switch a.Scheme {
-	case SchemeUnix:
-		once = func(ctx context.Context) (net.Conn, error) { return dialUnix(ctx, a.Path) }
-	case SchemeVsock:
-		once = func(ctx context.Context) (net.Conn, error) { return dialVsock(ctx, a.CID, a.Port) }
-	case SchemeHybridVsock:
-		once = func(ctx context.Context) (net.Conn, error) { return dialHybridVsock(ctx, a.Path, a.Port) }
-	}
+	once := dialOnceFunc(a)
 
 	var lastErr error // the last failure not caused by ctx ending
 	backoff := dialBackoffMin
@@ -77,6 +69,31 @@ func Dial(ctx context.Context, a Address) (net.Conn, error) {
 			return nil, fmt.Errorf("dial %s: gave up after %d attempts: %w: last error: %w", a, attempt, cerr, lastErr)
 		}
 		backoff = min(2*backoff, dialBackoffMax)
+	}
+}
+
+// DialOnce makes a single connection attempt to a, without Dial's retry
+// loop, for callers that run their own (the agent client checks between
+// attempts that the VMM still runs). hvsock includes the CONNECT handshake.
+func DialOnce(ctx context.Context, a Address) (net.Conn, error) {
+	if err := a.validate(); err != nil {
+		return nil, fmt.Errorf("dial %s: %w", a, err)
+	}
+	c, err := dialOnceFunc(a)(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", a, err)
+	}
+	return c, nil
+}
+
+func dialOnceFunc(a Address) func(context.Context) (net.Conn, error) {
+	switch a.Scheme {
+	case SchemeVsock:
+		return func(ctx context.Context) (net.Conn, error) { return dialVsock(ctx, a.CID, a.Port) }
+	case SchemeHybridVsock:
+		return func(ctx context.Context) (net.Conn, error) { return dialHybridVsock(ctx, a.Path, a.Port) }
+	default:
+		return func(ctx context.Context) (net.Conn, error) { return dialUnix(ctx, a.Path) }
 	}
 }
 

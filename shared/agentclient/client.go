@@ -1,0 +1,264 @@
+package agentclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+)
+
+// Client is a connection to one VM's agent. Its methods are safe for
+// concurrent use; everything shares the one connection.
+type Client struct {
+	conn    net.Conn
+	tc      *ttrpc.Client
+	task    taskapi.TTRPCTaskService
+	sandbox agentapi.SandboxService
+	streams agentapi.StreamsClient
+	health  *agentapi.HealthResponse
+	done    chan struct{}
+}
+
+func newClient(conn net.Conn) *Client {
+	c := &Client{conn: conn, done: make(chan struct{})}
+	var once sync.Once
+	c.tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { once.Do(func() { close(c.done) }) }))
+	c.task = taskapi.NewTTRPCTaskClient(c.tc)
+	c.sandbox = agentapi.NewSandboxClient(c.tc)
+	c.streams = agentapi.NewStreamsClient(c.tc)
+	return c
+}
+
+// New wraps an already open connection (e.g. from Connect), checks the
+// agent's version with Health and returns the client. On error conn is
+// closed.
+func New(ctx context.Context, conn net.Conn) (*Client, error) {
+	c := newClient(conn)
+	h, err := c.sandbox.Health(ctx, &agentapi.HealthRequest{ClientVersion: agentapi.Version})
+	if err == nil {
+		err = agentapi.CheckVersion(h)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("agent health: %w", err)
+	}
+	c.health = h
+	return c, nil
+}
+
+// Task is containerd's Task API v3 as the agent serves it: the host's task
+// proxy forwards calls here after rewriting paths (agentapi's contract).
+// Put the containerd namespace in the ttrpc metadata
+// ("containerd-namespace-ttrpc"), as containerd does.
+func (c *Client) Task() taskapi.TTRPCTaskService { return c.task }
+
+// Sandbox is the agent's VM-level service.
+func (c *Client) Sandbox() agentapi.SandboxService { return c.sandbox }
+
+// Streams is the raw stdio stream service; Stdout, Stderr and Stdin wrap it.
+func (c *Client) Streams() agentapi.StreamsClient { return c.streams }
+
+// Health is the agent's answer at connect time (versions, boot time).
+func (c *Client) Health() *agentapi.HealthResponse { return c.health }
+
+// TTRPC is the underlying ttrpc client, for services this package does not wrap.
+func (c *Client) TTRPC() *ttrpc.Client { return c.tc }
+
+// Done is closed when the connection ends (closed, or the VM went away).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Close closes the connection. Containers in the VM keep running; a new
+// Dial reaches the same agent again.
+func (c *Client) Close() error { return c.tc.Close() }
+
+// Stdout streams a process's stdout (execID "" for the init) until EOF. The
+// caller must keep reading (ttrpc drops a stream whose reader stalls for a
+// second) and Close the reader when done.
+func (c *Client) Stdout(ctx context.Context, id, execID string) (io.ReadCloser, error) {
+	return c.Output(ctx, id, execID, agentapi.StdStream_STDOUT)
+}
+
+// Stderr is Stdout for stderr.
+func (c *Client) Stderr(ctx context.Context, id, execID string) (io.ReadCloser, error) {
+	return c.Output(ctx, id, execID, agentapi.StdStream_STDERR)
+}
+
+// Output streams stdout or stderr of a process; see Stdout.
+func (c *Client) Output(ctx context.Context, id, execID string, s agentapi.StdStream) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := c.streams.Output(ctx, &agentapi.OutputRequest{ContainerId: id, ExecId: execID, Stream: s})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%s of %s: %w", s, procName(id, execID), errorFromStatus(err))
+	}
+	return &outputReader{st: st, cancel: cancel}, nil
+}
+
+type outputReader struct {
+	st     agentapi.Streams_OutputClient
+	cancel context.CancelFunc
+	buf    []byte
+	err    error
+}
+
+func (r *outputReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		m, err := r.st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				r.err = io.EOF
+			} else {
+				r.err = errorFromStatus(err)
+			}
+			continue
+		}
+		r.buf = m.GetData()
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *outputReader) Close() error {
+	r.cancel()
+	return nil
+}
+
+// maxChunk is the largest stdin message the client sends.
+const maxChunk = 32 << 10
+
+// Stdin opens a process's stdin. Close (after the last Write) ends the
+// process's stdin with EOF; cancelling ctx instead leaves it open for a
+// later Stdin.
+func (c *Client) Stdin(ctx context.Context, id, execID string) (io.WriteCloser, error) {
+	st, err := c.streams.Input(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stdin of %s: %w", procName(id, execID), errorFromStatus(err))
+	}
+	if err := st.Send(&agentapi.InputChunk{ContainerId: id, ExecId: execID}); err != nil {
+		return nil, fmt.Errorf("stdin of %s: %w", procName(id, execID), errorFromStatus(err))
+	}
+	return &stdinWriter{st: st, name: procName(id, execID)}, nil
+}
+
+type stdinWriter struct {
+	st     agentapi.Streams_InputClient
+	name   string
+	mu     sync.Mutex
+	closed bool
+}
+
+func (w *stdinWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, io.ErrClosedPipe
+	}
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), maxChunk)
+		if err := w.st.Send(&agentapi.InputChunk{Data: p[:k]}); err != nil {
+			return n, fmt.Errorf("stdin of %s: %w", w.name, errorFromStatus(err))
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// Close ends the stream cleanly, which closes the process's stdin, and
+// waits for the agent's acknowledgement.
+func (w *stdinWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	if _, err := w.st.CloseAndRecv(); err != nil {
+		return fmt.Errorf("stdin of %s: %w", w.name, errorFromStatus(err))
+	}
+	return nil
+}
+
+func procName(id, execID string) string {
+	if execID == "" {
+		return "container " + id
+	}
+	return "exec " + execID + " of container " + id
+}
+
+// SyncClock measures the guest clock's offset from the host's (guest minus
+// host, midpoint of one round trip) and, when it exceeds maxSkew, steps the
+// guest clock by it in a second round. It returns the offset measured before
+// any step.
+func (c *Client) SyncClock(ctx context.Context, maxSkew time.Duration) (time.Duration, error) {
+	t0 := time.Now()
+	r, err := c.sandbox.SyncClock(ctx, &agentapi.SyncClockRequest{HostSendTime: timestamppb.New(t0)})
+	if err != nil {
+		return 0, fmt.Errorf("sync clock: %w", errorFromStatus(err))
+	}
+	t3 := time.Now()
+	g1, g2 := r.GetGuestArriveTime().AsTime(), r.GetGuestSendTime().AsTime()
+	// NTP's offset: ((g1 - t0) + (g2 - t3)) / 2, with monotonic host times
+	offset := (g1.Sub(t0) + g2.Sub(t3)) / 2
+	if offset <= maxSkew && offset >= -maxSkew {
+		return offset, nil
+	}
+	if _, err := c.sandbox.SyncClock(ctx, &agentapi.SyncClockRequest{HostSendTime: timestamppb.Now(), DeltaNs: int64(-offset)}); err != nil {
+		return offset, fmt.Errorf("sync clock: step by %s: %w", -offset, errorFromStatus(err))
+	}
+	return offset, nil
+}
+
+// Events long-polls the agent's task events from after the sequence number
+// afterSeq (0 at first) and calls fn for each in order. An event is
+// acknowledged (never sent again) once fn returned nil for it and the next
+// poll went out. Events returns when ctx ends, the connection breaks or fn
+// fails, with the seq of the last event fn accepted, to resume from.
+func (c *Client) Events(ctx context.Context, afterSeq uint64, fn func(*agentapi.Event) error) (uint64, error) {
+	for {
+		r, err := c.sandbox.GetEvents(ctx, &agentapi.GetEventsRequest{AfterSeq: afterSeq, TimeoutMs: 10000})
+		if err != nil {
+			if ctx.Err() != nil {
+				return afterSeq, ctx.Err()
+			}
+			return afterSeq, fmt.Errorf("agent events: %w", errorFromStatus(err))
+		}
+		for _, ev := range r.GetEvents() {
+			if ev.GetSeq() <= afterSeq {
+				continue
+			}
+			if err := fn(ev); err != nil {
+				return afterSeq, err
+			}
+			afterSeq = ev.GetSeq()
+		}
+	}
+}
+
+// errorFromStatus turns a ttrpc status back into an errdefs error; a closed
+// connection becomes errdefs.ErrUnavailable.
+func errorFromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ttrpc.ErrClosed) {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
+	}
+	return errgrpc.ToNative(err)
+}

@@ -1,0 +1,48 @@
+// Package agentclient is the host side of the agent protocol
+// (shared/agentapi): it dials the agent in a VM over the transport the VMM
+// gives, checks the protocol version, and wraps the three services that
+// share the one ttrpc connection.
+//
+//	c, err := agentclient.Dial(ctx, agentclient.Target{Serial: dir + "/agent.sock"},
+//		agentclient.Options{Alive: func() error { return vmmProcessError(cmd) }})
+//	defer c.Close()
+//	c.Task()     // containerd Task API v3 client (taskapi.TTRPCTaskService)
+//	c.Sandbox()  // Health, Setup, SyncClock, GetEvents, DebugExec, Shutdown
+//	c.Stdout(ctx, id, execID) / c.Stderr(...)  // io.ReadCloser until EOF
+//	c.Stdin(ctx, id, execID)                   // io.WriteCloser; Close = EOF
+//	c.SyncClock(ctx, 10*time.Millisecond)
+//	c.Events(ctx, afterSeq, func(*agentapi.Event) error { … })
+//
+// # Transports (Target)
+//
+//   - Serial: the unix socket of QEMU's virtio-serial chardev
+//     (-chardev socket,id=agent,path=P,server=on,wait=off
+//     -device virtserialport,chardev=agent,name=magnetar.agent). QEMU accepts
+//     at once and holds what the host writes until the guest opens the port,
+//     so an attempt connects and then waits for Health for the rest of the
+//     deadline (AttemptTimeout 0), checking Alive meanwhile.
+//   - HybridVsock: Cloud Hypervisor's vsock socket; "CONNECT <port>\n" →
+//     "OK <n>\n" (shared/transport's handshake), retried while the guest does
+//     not listen yet.
+//   - VsockCID: AF_VSOCK to cid:port through shared/transport (context-aware
+//     non-blocking connect). github.com/mdlayher/vsock is on the module proxy,
+//     but its Dial takes no context (a connect can overrun the deadline by
+//     the kernel's 2 s vsock connect timeout) and v1.4.0 would raise
+//     golang.org/x/net, so the raw x/sys dialer is kept.
+//
+// # Dial semantics
+//
+// Dial retries connect + Health with backoff (RetryMin..RetryMax) until its
+// context ends, because the guest is usually still booting. Options.Alive
+// is checked before each attempt and every AlivePoll during one: once the
+// VMM process is gone Dial fails at once with ErrVMMExited and the last
+// attempt's error, instead of burning the deadline. A deadline fails with an
+// error wrapping context.DeadlineExceeded that names the target, the number
+// of attempts and the last error. An agent of another protocol major fails
+// with FailedPrecondition without retrying.
+//
+// Errors from the wrapped calls are errdefs errors (ttrpc status converted
+// back); a broken connection is errdefs.ErrUnavailable. Done() is closed
+// when the connection ends; the agent serves again after a disconnect, so
+// the host re-Dials.
+package agentclient
