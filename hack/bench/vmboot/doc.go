@@ -1,0 +1,25 @@
+// Command vmboot is the vmm sandboxer's boot benchmark (make bench-vmboot):
+// the guest image (hack/vm/guest-image.sh) booted to "agent ready" (the
+// first successful Health over virtio-serial) against the same VM with the
+// trivial /init of initramfs-marker.cpio (hack/vm/markerinit: prints a
+// marker, loads the same modules, powers off), interleaved in one run, and
+// the ttrpc round trip of Health over the channel.
+//
+//	vmboot -image _output/guest [-runs 7] [-rtt 1000] [-json out.json]
+//
+// Both VMs have the same shape (hack/vm/guestvm: microvm, TCG unless
+// MAGNETAR_VM_ACCEL says otherwise, 512 MiB, 1 vCPU, virtio-serial port,
+// virtio-fs share). Phases, all host-timed from QEMU's start unless noted:
+//
+//	VMM start      QEMU start → its QMP greeting (main loop running)
+//	kernel         QMP greeting → /init's first console line (marker: its
+//	               marker line; agent: its first log line); the marker also
+//	               reports the guest's CLOCK_BOOTTIME at that point
+//	modules        the marker's own measurement of loading /modules/load
+//	               (the agent's, when its log says)
+//	agent ready    /init's first line → first Health answer
+//
+// The bare guest boot (DESIGN.md §8's reference) is QEMU start → the
+// marker's first line. Ratios are of medians. Not a test: it asserts
+// nothing and is not part of make test.
+package main

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/magnetar-runtime/magnetar/hack/vm/guestvm"
+	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+	"github.com/magnetar-runtime/magnetar/shared/agentclient"
+)
+
+// sample is one boot's phases in milliseconds (-1: not measured).
+type sample struct {
+	VMMStart   float64 `json:"vmm_start_ms"`
+	ToInit     float64 `json:"to_init_ms"`       // QEMU start → /init's first line
+	GuestInit  float64 `json:"guest_init_ms"`    // guest CLOCK_BOOTTIME at /init (marker only)
+	Modules    float64 `json:"modules_ms"`       // module loading as the guest measured it
+	ToModules  float64 `json:"to_modules_ms"`    // QEMU start → modules loaded (marker only)
+	AgentReady float64 `json:"agent_ready_ms"`   // QEMU start → first Health answer
+	Shutdown   float64 `json:"shutdown_ms"`      // poweroff request/marker → QEMU exit
+	Total      float64 `json:"qemu_lifetime_ms"` // QEMU start → exit
+}
+
+type result struct {
+	Accel   string             `json:"accel"`
+	Runs    int                `json:"runs"`
+	Marker  []sample           `json:"marker"`
+	Agent   []sample           `json:"agent"`
+	RTT     []float64          `json:"rtt_us,omitempty"`
+	Image   map[string]string  `json:"image"`
+	Medians map[string]float64 `json:"medians"`
+}
+
+func main() {
+	img := flag.String("image", "_output/guest", "guest image directory (make guest-image)")
+	runs := flag.Int("runs", 7, "boots of each kind (interleaved)")
+	rttN := flag.Int("rtt", 1000, "Health calls for the round trip (0: skip)")
+	jsonOut := flag.String("json", "", "also write the raw samples here")
+	mem := flag.Int("mem", 512, "guest memory (MiB)")
+	verbose := flag.Bool("v", false, "print every boot")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *img, *runs, *rttN, *mem, *jsonOut, *verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "vmboot:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, img string, runs, rttN, mem int, jsonOut string, verbose bool) error {
+	if runs < 1 {
+		return errors.New("-runs must be at least 1")
+	}
+	share, err := os.MkdirTemp("", "mgvm-bench-share-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(share)
+	cfg := func(initrd string) guestvm.Config {
+		return guestvm.Config{
+			Kernel: filepath.Join(img, "vmlinuz"), Initrd: filepath.Join(img, initrd), MemoryMiB: mem,
+			SerialPort: agentapi.DefaultSerialPort, Share: share, ShareTag: agentapi.DefaultShareTag,
+			Cmdline: []string{agentapi.CmdlineTransport + "=" + agentapi.DefaultTransport, agentapi.CmdlineShare + "=" + agentapi.DefaultShare},
+		}
+	}
+	res := result{Runs: runs, Image: imageInfo(img)}
+	for i := 0; i < runs; i++ {
+		// alternate which kind goes first, so a drift in host load hits both
+		order := []bool{false, true}
+		if i%2 == 1 {
+			order = []bool{true, false}
+		}
+		for _, agent := range order {
+			var s sample
+			var accel string
+			if agent {
+				n := 0
+				if i == runs-1 { // the round trip on the last agent boot
+					n = rttN
+				}
+				s, accel, err = bootAgent(ctx, cfg("initramfs.cpio"), n, &res.RTT)
+			} else {
+				s, accel, err = bootMarker(ctx, cfg("initramfs-marker.cpio"))
+			}
+			if err != nil {
+				return fmt.Errorf("run %d (%s): %w", i+1, kind(agent), err)
+			}
+			res.Accel = accel
+			if agent {
+				res.Agent = append(res.Agent, s)
+			} else {
+				res.Marker = append(res.Marker, s)
+			}
+			if verbose {
+				b, _ := json.Marshal(s)
+				fmt.Fprintf(os.Stderr, "run %d %s: %s\n", i+1, kind(agent), b)
+			}
+		}
+	}
+	report(os.Stdout, &res)
+	if jsonOut != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		return os.WriteFile(jsonOut, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+func kind(agent bool) string {
+	if agent {
+		return "agent"
+	}
+	return "marker"
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+var (
+	reBoottime = regexp.MustCompile(`boottime_us=(\d+)`)
+	reModMS    = regexp.MustCompile(`\bms=(\d+)`)
+	// the agent's module line, e.g. `msg="modules loaded" n=20 elapsed=466ms`
+	reAgentMod = regexp.MustCompile(`(?i)modules?\b.*\b(?:elapsed|duration|took|ms)=([0-9.]+)(ms|s|µs|us)?`)
+)
+
+func bootMarker(ctx context.Context, cfg guestvm.Config) (sample, string, error) {
+	s := sample{AgentReady: -1}
+	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	vm, err := guestvm.Start(ctx, cfg)
+	if err != nil {
+		return s, "", err
+	}
+	defer vm.Close()
+	q, err := vm.QMPReady(ctx)
+	if err != nil {
+		return s, vm.Accel(), err
+	}
+	s.VMMStart = ms(q.Sub(vm.Started))
+	l, err := vm.WaitLine(ctx, "MAGNETAR-MARKER init")
+	if err != nil {
+		return s, vm.Accel(), fmt.Errorf("%w\n%s", err, vm.Tail(20))
+	}
+	s.ToInit = ms(l.At.Sub(vm.Started))
+	s.GuestInit = matchFloat(reBoottime, l.Text) / 1000
+	l, err = vm.WaitLine(ctx, "MAGNETAR-MARKER modules")
+	if err != nil {
+		return s, vm.Accel(), fmt.Errorf("%w\n%s", err, vm.Tail(20))
+	}
+	s.ToModules = ms(l.At.Sub(vm.Started))
+	s.Modules = matchFloat(reModMS, l.Text)
+	if err := vm.Wait(ctx); err != nil {
+		return s, vm.Accel(), fmt.Errorf("qemu after the marker's poweroff: %w", err)
+	}
+	end := time.Now()
+	s.Shutdown = ms(end.Sub(l.At))
+	s.Total = ms(end.Sub(vm.Started))
+	return s, vm.Accel(), nil
+}
+
+func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64) (sample, string, error) {
+	s := sample{GuestInit: -1, ToModules: -1, Modules: -1}
+	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	vm, err := guestvm.Start(ctx, cfg)
+	if err != nil {
+		return s, "", err
+	}
+	defer vm.Close()
+	q, err := vm.QMPReady(ctx)
+	if err != nil {
+		return s, vm.Accel(), err
+	}
+	s.VMMStart = ms(q.Sub(vm.Started))
+	alive := func() error {
+		select {
+		case <-vm.Done():
+			return fmt.Errorf("qemu exited: %v", vm.ExitErr())
+		default:
+			return nil
+		}
+	}
+	c, err := agentclient.Dial(ctx, agentclient.Target{Serial: vm.AgentSocket()}, agentclient.Options{Alive: alive})
+	if err != nil {
+		return s, vm.Accel(), fmt.Errorf("%w\n%s", err, vm.Tail(20))
+	}
+	ready := time.Now()
+	defer c.Close()
+	s.AgentReady = ms(ready.Sub(vm.Started))
+	for _, l := range vm.Lines() {
+		if strings.Contains(l.Text, "magnetar-agent") {
+			s.ToInit = ms(l.At.Sub(vm.Started))
+			break
+		}
+	}
+	for _, l := range vm.Lines() {
+		if m := reAgentMod.FindStringSubmatch(l.Text); m != nil {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			switch m[2] {
+			case "s":
+				v *= 1000
+			case "us", "µs":
+				v /= 1000
+			}
+			s.Modules = v
+			break
+		}
+	}
+	for i := 0; i < rttN; i++ {
+		t0 := time.Now()
+		if _, err := c.Sandbox().Health(ctx, &agentapi.HealthRequest{ClientVersion: agentapi.Version}); err != nil {
+			return s, vm.Accel(), fmt.Errorf("health %d: %w", i, err)
+		}
+		*rtt = append(*rtt, float64(time.Since(t0).Microseconds()))
+	}
+	t0 := time.Now()
+	if _, err := c.Sandbox().Shutdown(ctx, &agentapi.ShutdownRequest{Reason: "vmboot benchmark"}); err != nil {
+		// the agent may power off before its answer is out: QEMU's exit decides
+		select {
+		case <-vm.Done():
+		default:
+			return s, vm.Accel(), fmt.Errorf("shutdown: %w", err)
+		}
+	}
+	if err := vm.Wait(ctx); err != nil {
+		return s, vm.Accel(), fmt.Errorf("qemu after Shutdown: %w", err)
+	}
+	end := time.Now()
+	s.Shutdown = ms(end.Sub(t0))
+	s.Total = ms(end.Sub(vm.Started))
+	return s, vm.Accel(), nil
+}
+
+func matchFloat(re *regexp.Regexp, s string) float64 {
+	m := re.FindStringSubmatch(s)
+	if m == nil {
+		return -1
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// stats of the values >= 0
+func stats(v []float64) (med, lo, hi float64, n int) {
+	var x []float64
+	for _, f := range v {
+		if f >= 0 {
+			x = append(x, f)
+		}
+	}
+	if len(x) == 0 {
+		return -1, -1, -1, 0
+	}
+	slices.Sort(x)
+	med = x[len(x)/2]
+	if len(x)%2 == 0 {
+		med = (x[len(x)/2-1] + x[len(x)/2]) / 2
+	}
+	return med, x[0], x[len(x)-1], len(x)
+}
+
+func pick(ss []sample, f func(sample) float64) []float64 {
+	out := make([]float64, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	return out
+}
+
+func imageInfo(img string) map[string]string {
+	info := map[string]string{}
+	b, err := os.ReadFile(filepath.Join(img, "manifest.json"))
+	if err != nil {
+		return info
+	}
+	var m struct {
+		Meta      map[string]string `json:"meta"`
+		Initramfs struct {
+			Size int64 `json:"size"`
+		} `json:"initramfs"`
+	}
+	if json.Unmarshal(b, &m) == nil {
+		info["kernel"] = m.Meta["kernel_release"]
+		info["runc"] = m.Meta["runc_version"]
+		info["initramfs_bytes"] = strconv.FormatInt(m.Initramfs.Size, 10)
+		info["modules"] = strconv.Itoa(len(strings.Fields(m.Meta["modules"])))
+	}
+	return info
+}
+
+func report(w io.Writer, r *result) {
+	r.Medians = map[string]float64{}
+	fmt.Fprintf(w, "vmboot: %d boots of each kind, interleaved; microvm, accel %s; kernel %s, %s modules, agent initramfs %s bytes\n",
+		r.Runs, r.Accel, r.Image["kernel"], r.Image["modules"], r.Image["initramfs_bytes"])
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase (ms)\tmedian\tmin\tmax\tn\t")
+	row := func(name, key string, v []float64) float64 {
+		med, lo, hi, n := stats(v)
+		if n == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t0\t\n", name)
+			return -1
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%d\t\n", name, med, lo, hi, n)
+		r.Medians[key] = med
+		return med
+	}
+	row("marker: VMM start (QEMU → QMP greeting)", "marker_vmm", pick(r.Marker, func(s sample) float64 { return s.VMMStart }))
+	row("marker: kernel, guest clock at /init", "marker_guest_init", pick(r.Marker, func(s sample) float64 { return s.GuestInit }))
+	bare := row("marker: QEMU start → /init (bare guest boot)", "bare_boot", pick(r.Marker, func(s sample) float64 { return s.ToInit }))
+	row("marker: modules (guest-measured)", "marker_modules", pick(r.Marker, func(s sample) float64 { return s.Modules }))
+	bareMod := row("marker: QEMU start → modules loaded", "marker_to_modules", pick(r.Marker, func(s sample) float64 { return s.ToModules }))
+	row("marker: poweroff → QEMU exit", "marker_shutdown", pick(r.Marker, func(s sample) float64 { return s.Shutdown }))
+	row("agent: VMM start (QEMU → QMP greeting)", "agent_vmm", pick(r.Agent, func(s sample) float64 { return s.VMMStart }))
+	agentInit := row("agent: QEMU start → first agent log line", "agent_to_init", pick(r.Agent, func(s sample) float64 { return s.ToInit }))
+	row("agent: modules (agent-logged)", "agent_modules", pick(r.Agent, func(s sample) float64 { return s.Modules }))
+	row("agent: first log line → ready", "agent_init_to_ready", pick(r.Agent, func(s sample) float64 {
+		if s.ToInit < 0 {
+			return -1
+		}
+		return s.AgentReady - s.ToInit
+	}))
+	ready := row("agent: QEMU start → ready (first Health)", "agent_ready", pick(r.Agent, func(s sample) float64 { return s.AgentReady }))
+	row("agent: Shutdown RPC → QEMU exit", "agent_shutdown", pick(r.Agent, func(s sample) float64 { return s.Shutdown }))
+	tw.Flush()
+	if bare > 0 && ready > 0 {
+		fmt.Fprintf(w, "ratio agent ready / bare guest boot (to /init): %.2f× (DESIGN.md §8 target for the later pod-ready figure: ≤ 1.3×)\n", ready/bare)
+		r.Medians["ratio_ready_bare"] = ready / bare
+	}
+	if bareMod > 0 && ready > 0 {
+		fmt.Fprintf(w, "ratio agent ready / bare boot incl. the same modules: %.2f×\n", ready/bareMod)
+	}
+	if agentInit > 0 && bare > 0 {
+		fmt.Fprintf(w, "agent /init reached %+.0f ms vs the marker's (initramfs size, Go runtime start)\n", agentInit-bare)
+	}
+	if len(r.RTT) > 0 {
+		x := slices.Clone(r.RTT)
+		slices.Sort(x)
+		q := func(p float64) float64 { return x[min(len(x)-1, int(p*float64(len(x))))] }
+		fmt.Fprintf(w, "ttrpc Health round trip over virtio-serial, n=%d: p50 %.0f µs, p90 %.0f µs, p99 %.0f µs, min %.0f µs, max %.0f µs\n",
+			len(x), q(0.5), q(0.9), q(0.99), x[0], x[len(x)-1])
+		r.Medians["rtt_p50_us"] = q(0.5)
+		r.Medians["rtt_p99_us"] = q(0.99)
+	}
+}
