@@ -4,11 +4,15 @@
 # virtiofsd installed) the guest image is built first (hack/vm/guest-image.sh,
 # cached) and MAGNETAR_GUEST_IMAGE set; elsewhere the tests run without it and
 # skip with their reason. Prints the test lines, the failures in full, and
-# last "vm: N passed, M failed, K skipped". Full log: _output/vm-test.log.
+# last "vm: N passed, M failed, K skipped". Full log: _output/vm-test.log,
+# console logs of failed tests: _output/vm-test/.
 source "$(dirname "$0")/../lib.sh"
 set +e
 GUEST_OUT=${GUEST_OUT:-$OUT/guest}
 LOG=$OUT/vm-test.log
+# console logs of failed tests
+export MAGNETAR_VM_LOGDIR=$OUT/vm-test
+rm -rf "$MAGNETAR_VM_LOGDIR"
 mkdir -p "$OUT"
 cd "$ROOT" || exit 1
 
@@ -31,7 +35,7 @@ fi
 
 go test -count=1 -v -p 1 -timeout 20m ./hack/vm/vmtest/... >"$LOG" 2>&1
 rc=$?
-grep -E '^(=== RUN|--- |ok|FAIL|panic)|^\s+--- ' "$LOG" | grep -v '^=== RUN' || true
+grep -E '^(--- |ok|FAIL|panic)|^\s+--- ' "$LOG" || true
 if [ "$rc" -ne 0 ]; then
   echo "--- failures (from $LOG):"
   grep -E -B2 -A30 -- '^\s*--- FAIL' "$LOG" | head -300

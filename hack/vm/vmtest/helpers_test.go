@@ -71,7 +71,16 @@ func startVM(t *testing.T, o vmOpts) (*guestvm.VM, string) {
 	if o.marker {
 		initrd = "initramfs-marker.cpio"
 	}
-	logPath := filepath.Join(os.TempDir(), "magnetar-vmtest-"+strings.ReplaceAll(t.Name(), "/", "_")+".console.log")
+	// the console log is kept only when the test fails: in
+	// MAGNETAR_VM_LOGDIR (make vm-test: _output/vm-test/), else the temp dir
+	logDir := os.Getenv("MAGNETAR_VM_LOGDIR")
+	if logDir == "" {
+		logDir = os.TempDir()
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(logDir, "magnetar-vmtest-"+strings.ReplaceAll(t.Name(), "/", "_")+".console.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
