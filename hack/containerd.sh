@@ -92,8 +92,27 @@ binary = "$RUNC_BIN"
 root = "$WORK/run/magnetar-runc/runc"
 EOF
     ;;
+  magnetar-wasm)
+    cat <<EOF
+# one daemon, two handlers: the proxy plugin name containerd sends picks the engine
+[engines]
+magnetar-wasm = "wasmtime"
+magnetar-wasm-wazero = "wazero"
+EOF
+    ;;
   *) echo "# $1: defaults only" ;;
   esac
+}
+
+# present_aliases: "HANDLER SERVED_BY BINARY" for each alias whose daemon is present
+present_aliases() {
+  local line name by pn pb
+  for line in "${MAGNETAR_HANDLER_ALIASES[@]}"; do
+    read -r name by <<<"$line"
+    while read -r pn pb; do
+      if [ "$pn" = "$by" ]; then echo "$name $by $pb"; fi
+    done < <(present_sandboxers)
+  done
 }
 
 write_config() {
@@ -161,6 +180,18 @@ EOF
         disable_pause_image_pull = true
 EOF
   done < <(present_sandboxers)
+  local by
+  while read -r name by bin; do
+    [ -n "$name" ] || continue
+    handlers="$handlers $name"
+    cat >> "$CFG" <<EOF
+      [$R.$name]
+        runtime_type = "io.containerd.$name.v1"
+        runtime_path = "$ROOT/bin/$bin"
+        sandboxer = "$name"
+        disable_pause_image_pull = true
+EOF
+  done < <(present_aliases)
   cat >> "$CFG" <<EOF
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ["$CNI_BIN"]
@@ -194,6 +225,14 @@ EOF
 EOF
     sandboxer_config "$name" > "$WORK/etc/$name.toml"
   done < <(present_sandboxers)
+  while read -r name by bin; do
+    [ -n "$name" ] || continue
+    cat >> "$CFG" <<EOF
+  [proxy_plugins.$name]
+    type = "sandbox"
+    address = "$WORK/run/$by.sock"
+EOF
+  done < <(present_aliases)
 
   cat > "$WORK/etc/cni/net.d/10-magnetar.conflist" <<EOF
 {

@@ -49,6 +49,14 @@ CRICTL_CONFIG=$WORK/etc/crictl.yaml
 # Per-sandboxer config file content: sandboxer_config() in hack/containerd.sh.
 MAGNETAR_SANDBOXERS=(
   "magnetar-runc runc-sandboxer"
+  "magnetar-wasm wasm-sandboxer"
+)
+# More handlers served by the daemon of another one, one line each: "HANDLER
+# SERVED_BY": a proxy plugin HANDLER at SERVED_BY's socket plus a CRI runtime
+# handler, configured when SERVED_BY is (the wasm daemon picks its engine by
+# the proxy plugin name containerd sends).
+MAGNETAR_HANDLER_ALIASES=(
+  "magnetar-wasm-wazero magnetar-wasm"
 )
 # sandboxer_binary HANDLER: prints BINARY for a known HANDLER (rc 1 otherwise)
 sandboxer_binary() {
