@@ -28,7 +28,8 @@
 #                                 module list, and the sha256 of /init, runc and
 #                                 mkinitramfs. A second build only hashes and
 #                                 copies; a changed agent rebuilds only its
-#                                 initramfs.
+#                                 initramfs. The newest $GUEST_KEEP (8) images
+#                                 are kept.
 #
 # Knobs: AGENT (the /init binary), KERNEL_PACKAGE (linux-image-cloud-amd64),
 # GUEST_MODULES (space-separated module names), RUNC_VERSION, GUEST_OUT,
@@ -195,6 +196,7 @@ image() {
   IMG_DIR=$GUEST_CACHE/images/$key
   if [ "$FORCE" != 1 ] && [ -f "$IMG_DIR/initramfs.cpio" ] && [ -f "$IMG_DIR/manifest.json" ]; then
     log "$name initramfs: cached ($key)"
+    touch "$IMG_DIR" # recently used: kept by the pruning below
     return 0
   fi
   local tmp=$IMG_DIR.tmp.$$ args=() p
@@ -243,6 +245,10 @@ image marker "$TOOLS/markerinit"
 install_out "$IMG_DIR/initramfs.cpio" "$GUEST_OUT/initramfs-marker.cpio"
 install_out "$IMG_DIR/manifest.json" "$GUEST_OUT/manifest-marker.json"
 install_out "$VMLINUZ" "$GUEST_OUT/vmlinuz"
+# every agent build is a new image: keep the GUEST_KEEP (default 8) most
+# recently used
+find "$GUEST_CACHE/images" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn |
+  tail -n +"$((${GUEST_KEEP:-8} + 1))" | while read -r _ d; do rm -rf "$d"; done
 log "guest image in $GUEST_OUT ($((SECONDS - t_start)) s): $KPKG $KPKG_VERSION ($KVER), runc $RUNC_VERSION," \
   "$(wc -l <"$ORDER") modules, initramfs $(($(stat -c %s "$GUEST_OUT/initramfs.cpio") / 1024)) KiB," \
   "vmlinuz $(($(stat -c %s "$GUEST_OUT/vmlinuz") / 1024)) KiB"
