@@ -138,7 +138,7 @@ trap_case() {
   expect_match "trap message on stderr" "$(err "$id")" "[Uu]nreachable|[Tt]rap"
   echo "trap: exit code $code"
 }
-step "a trap: non-zero exit, trap message on stderr" trap_case
+step "a trap: non-zero exit, trap message on stderr" trap_case; show
 
 # --- bad modules: a clear container failure, nothing left behind ------------------
 bad_module() {
@@ -188,13 +188,15 @@ stats_case() {
   local mem cpu
   # the CRI stats collector runs about once a second
   sleep 1.5
-  mem=$(crictl stats -o go-template --template '{{range .stats}}{{.memory.workingSetBytes.value}}{{end}}' --id "$IDLE")
-  cpu=$(crictl stats -o go-template --template '{{range .stats}}{{.cpu.usageCoreNanoSeconds.value}}{{end}}' --id "$IDLE")
+  local j
+  j=$(crictl stats -o json --id "$IDLE" | tr -d ' \n')
+  mem=$(grep -o '"workingSetBytes":{"value":"[0-9]*"' <<<"$j" | grep -o '[0-9][0-9]*' | head -1 || true)
+  cpu=$(grep -o '"usageCoreNanoSeconds":{"value":"[0-9]*"' <<<"$j" | grep -o '[0-9][0-9]*' | head -1 || true)
   echo "stats: memory $mem bytes, cpu $cpu ns"
   [ "${mem:-0}" -gt 0 ] || fail "memory working set $mem"
   crictl statsp --id "$POD" >/dev/null
 }
-step "crictl stats: memory and CPU of a wasm container, pod stats" stats_case
+step "crictl stats: memory and CPU of a wasm container, pod stats" stats_case; show
 
 update_case() {
   local o rc=0
@@ -215,34 +217,43 @@ stop_timed() {
   echo "stop of a $what module through crictl: $ms ms (CRI timeout 30 s)"
   [ "$ms" -lt "$STOP_MAX_MS" ] || fail "stop took $ms ms, want < $STOP_MAX_MS ms"
 }
-step "stop of a module sleeping in poll_oneoff (timed)" stop_timed "$IDLE" sleeping
+step "stop of a module sleeping in poll_oneoff (timed)" stop_timed "$IDLE" sleeping; show
 SLEEPC=$(start_ctr "$POD" wbasic csleep "$C_IMAGE" '["/hello.wasm","sleep","3600"]')
 step "a C module sleeps" wait_for 20 has_output "$SLEEPC" '^sleeping$'
-step "stop of a sleeping C module (timed)" stop_timed "$SLEEPC" "sleeping C"
+step "stop of a sleeping C module (timed)" stop_timed "$SLEEPC" "sleeping C"; show
 SPIN=$(start_ctr "$POD" wbasic spin "$GO_IMAGE" '["/guest.wasm","spin"]')
 step "a module spins" wait_for 30 has_output "$SPIN" '^spinning$'
-step "stop of a spinning module (timed)" stop_timed "$SPIN" spinning
+step "stop of a spinning module (timed)" stop_timed "$SPIN" spinning; show
 STDINW=$(start_ctr "$POD" wbasic stdinwait "$GO_IMAGE" '["/guest.wasm","stdin"]' '"stdin": true')
 step "a module blocked reading stdin runs" wait_for 20 is_ctr_state "$STDINW" CONTAINER_RUNNING
-step "stop of a module blocked in a stdin read (timed)" stop_timed "$STDINW" "stdin-blocked"
+step "stop of a module blocked in a stdin read (timed)" stop_timed "$STDINW" "stdin-blocked"; show
 
+# limited NAME ARGS_JSON: start a container with a 64 MiB memory limit, prints its id
+limited() {
+  local f=$T/wbasic.$1.ctr.json id
+  cat > "$f" <<EOF
+{ "metadata": { "name": "$1" }, "image": { "image": "$GO_IMAGE" }, "command": $2, "log_path": "$1.log",
+  "linux": { "resources": { "memory_limit_in_bytes": 67108864 } } }
+EOF
+  id=$(crictl create "$POD" "$f" "$T/wbasic.pod.json")
+  crictl start "$id" >/dev/null
+  echo "$id"
+}
 memlimit() {
   local id code
-  id=$(start_ctr "$POD" wbasic grow "$GO_IMAGE" '["/guest.wasm","grow","256"]' \
-    '"linux": {"resources": {"memory_limit_in_bytes": 67108864}}')
+  id=$(limited grow '["/guest.wasm","grow","256"]')
   wait_exited "$id" 60
   code=$(exit_code "$id")
   [ "$code" -ne 0 ] || fail "grew past the 64 MiB limit: exit 0, output $(out "$id")"
   expect_nomatch "stdout" "$(out "$id")" '^grew'
   echo "grow past 64 MiB: exit code $code, reason $(ctr_field "$id" .status.reason)"
   # under the limit it works
-  id=$(start_ctr "$POD" wbasic growok "$GO_IMAGE" '["/guest.wasm","grow","8"]' \
-    '"linux": {"resources": {"memory_limit_in_bytes": 67108864}}')
+  id=$(limited growok '["/guest.wasm","grow","8"]')
   wait_exited "$id" 60
   expect_eq "exit code under the limit" "$(exit_code "$id")" 0
   daemon_alive
 }
-step "memory limit: growing past it fails the module, the daemon lives on" memlimit
+step "memory limit: growing past it fails the module, the daemon lives on" memlimit; show
 
 # --- a pod of several containers --------------------------------------------------
 multi() {
@@ -260,7 +271,7 @@ multi() {
   crictl rmp "$p" >/dev/null
   for i in "${ids[@]}"; do no_mounts_of "$i"; done
 }
-step "a pod of four wasm containers: all run, stopp ends them, rmp cleans up" multi
+step "a pod of four wasm containers: all run, stopp ends them, rmp cleans up" multi; show
 
 cleanup_case() {
   local ids

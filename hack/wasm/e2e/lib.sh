@@ -39,3 +39,5 @@ no_mounts_of() { local m; m=$(our_mounts "$1"); [ -z "$m" ] || fail "mounts left
 # wasm_pid: the daemon's pid
 wasm_pid() { cat "$WORK/run/$WASM_DAEMON.pid"; }
 daemon_alive() { pid_alive "$(wasm_pid)" || fail "the wasm daemon is gone"; }
+# show: print the last step's stdout (its measurements), indented
+show() { if [ -n "$LAST" ]; then sed 's/^/     | /' <<<"$LAST"; fi; }

@@ -40,18 +40,14 @@ startall() {
   expect_eq "containers started" "$(wc -l <"$T/ids")" "$N"
   echo "created and started $N containers ($PAR crictl pipelines at a time) in $ms ms"
 }
-req "create and start $N wasm containers" startall
+req "create and start $N wasm containers" startall; show
 
 allready() {
-  local running ready id
+  local running ready
   running=$(crictl ps -q --state running | grep -cFf "$T/ids" || true)
   [ "$running" -eq "$N" ] || fail "$running of $N running"
-  ready=0
-  for id in $(cat "$T/ids"); do
-    if grep -q '^ready$' "$(ctr_field "$id" .status.logPath)" 2>/dev/null || crictl logs "$id" 2>/dev/null | grep -q '^ready$'; then
-      ready=$((ready + 1))
-    fi
-  done
+  # CRI log lines: TIME STREAM TAG TEXT
+  ready=$(grep -lE '^[^ ]+ stdout F ready$' "$T"/logs/scale*/c*.log 2>/dev/null | wc -l)
   [ "$ready" -eq "$N" ] || fail "$ready of $N printed ready"
 }
 step "all $N RUNNING in one daemon, each printed its first line" wait_for 60 allready
@@ -65,7 +61,7 @@ daemon_cost() {
   echo "wasm daemon with $N running containers: RSS $((rss / 1024)) MiB, $threads threads, $(ls "/proc/$pid/fd" | wc -l) fds"
   daemon_alive
 }
-step "one daemon process for all of them" daemon_cost
+step "one daemon process for all of them" daemon_cost; show
 
 teardown() {
   local t0 ms id
@@ -76,4 +72,4 @@ teardown() {
   for id in $(cat "$T/ids"); do no_mounts_of "$id"; done
   [ -z "$(crictl ps -a -q | grep -Ff "$T/ids" || true)" ] || fail "containers left"
 }
-step "remove every pod: nothing left behind" teardown
+step "remove every pod: nothing left behind" teardown; show

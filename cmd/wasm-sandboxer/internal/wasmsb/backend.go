@@ -243,33 +243,12 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record) (task.Container
 	} else {
 		log.G(ctx).WithFields(log.Fields{"container_id": rec.ID, "status": rec.Status, "exit_status": ExitCodeLost}).
 			Warn("wasm container lost: its module ran in the daemon, which restarted; reporting it exited")
-		noteLost(rec.Stdio.Stderr, rec.ID)
 		c.finish(ExitCodeLost, time.Now())
 	}
 	b.mu.Lock()
 	b.containers[rec.ID] = c
 	b.mu.Unlock()
 	return c, nil
-}
-
-// noteLost writes one line to the container's stderr FIFO (crictl logs shows
-// it) saying why the container ended. Best effort, never blocks.
-func noteLost(stderr, id string) {
-	if stderr == "" {
-		return
-	}
-	p := strings.TrimPrefix(stderr, "file://")
-	fi, err := os.Stat(p)
-	if err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
-		return
-	}
-	f, err := os.OpenFile(p, os.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	_ = f.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	_, _ = fmt.Fprintf(f, "wasm-sandboxer: the daemon restarted while this module ran; modules run inside the daemon and do not survive it: container %s exited with %d\n", id, ExitCodeLost)
 }
 
 func (c *ctr) Pid() uint32 { return 0 }

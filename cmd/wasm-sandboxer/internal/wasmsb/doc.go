@@ -29,7 +29,8 @@
 // and names what it cannot apply (ErrNotImplemented).
 //
 // Restart: modules die with the daemon. Recover reports every container
-// that was running as exited with ExitCodeLost (255), logs why and writes
-// one line saying so to its stderr (crictl logs); Delete cleans it up.
+// that was running as exited with ExitCodeLost (255) and logs why (the
+// container's own output streams ended with the daemon, so containerd no
+// longer reads them); Delete cleans it up.
 // Pods hold nothing that dies, so they stay ready and run new containers.
 package wasmsb
