@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	wt "github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/modcache"
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
+	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi/enginekit"
 )
 
 // Name is the engine's name in the sandboxer's configuration.
@@ -113,14 +115,18 @@ type module struct {
 // handle is what one Load returns.
 type handle struct {
 	*module
-	info wasi.LoadInfo
-	once sync.Once
+	info   wasi.LoadInfo
+	once   sync.Once
+	closed atomic.Bool
 }
 
 func (h *handle) Digest() string      { return h.digest }
 func (h *handle) Info() wasi.LoadInfo { return h.info }
 func (h *handle) Close() error {
-	h.once.Do(func() { h.e.release(h.module) })
+	h.once.Do(func() {
+		h.closed.Store(true)
+		h.e.release(h.module)
+	})
 	return nil
 }
 
@@ -237,14 +243,15 @@ func (m *module) acquire() error {
 }
 
 func (h *handle) Start(ctx context.Context, cfg *wasi.RunConfig) (wasi.Instance, error) {
+	if h.closed.Load() {
+		return nil, fmt.Errorf("wasmtime: start of a closed module: %w", errdefs.ErrFailedPrecondition)
+	}
 	if err := h.acquire(); err != nil {
 		return nil, err
 	}
-	for _, p := range cfg.Preopens {
-		if st, err := os.Stat(p.Host); err != nil || !st.IsDir() {
-			h.e.release(h.module)
-			return nil, fmt.Errorf("wasmtime: preopen %s: not a directory: %w", p.Host, err)
-		}
+	if err := enginekit.CheckPreopens(cfg); err != nil {
+		h.e.release(h.module)
+		return nil, fmt.Errorf("wasmtime: %w", err)
 	}
 	i := newInstance(h.module, cfg)
 	ready := make(chan error, 1)

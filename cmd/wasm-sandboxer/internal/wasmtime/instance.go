@@ -99,8 +99,10 @@ func (i *instance) run(ready chan<- error) {
 	i.cpu.Start()
 
 	store := wt.NewStoreWithData(i.m.e.eng, i)
+	i.flagMu.Lock()
 	i.flag = newKillFlag()
 	i.flagLive = true
+	i.flagMu.Unlock()
 	setEpochCallback(store, i.flag)
 	store.SetEpochDeadline(1)
 	if i.cfg.MemoryLimit > 0 {
@@ -113,6 +115,7 @@ func (i *instance) run(ready chan<- error) {
 		i.flagLive = false
 		i.flagMu.Unlock()
 		i.cpu.Stop()
+		i.stdin.Abort() // the pump goroutine must not outlive the run
 		i.m.e.release(i.m)
 	}
 

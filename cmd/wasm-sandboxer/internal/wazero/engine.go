@@ -5,18 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	wz "github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/modcache"
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
+	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi/enginekit"
 )
 
 // Name is the engine's name in the sandboxer's configuration.
@@ -92,14 +94,18 @@ func (m *module) close() {
 
 type handle struct {
 	*module
-	info wasi.LoadInfo
-	once sync.Once
+	info   wasi.LoadInfo
+	once   sync.Once
+	closed atomic.Bool
 }
 
 func (h *handle) Digest() string      { return h.digest }
 func (h *handle) Info() wasi.LoadInfo { return h.info }
 func (h *handle) Close() error {
-	h.once.Do(func() { h.e.release(h.module) })
+	h.once.Do(func() {
+		h.closed.Store(true)
+		h.e.release(h.module)
+	})
 	return nil
 }
 
@@ -258,20 +264,21 @@ func (m *module) load(wasm []byte) (wasi.LoadSource, string, error) {
 }
 
 func (h *handle) Start(ctx context.Context, cfg *wasi.RunConfig) (wasi.Instance, error) {
+	if h.closed.Load() {
+		return nil, fmt.Errorf("wazero: start of a closed module: %w", errdefs.ErrFailedPrecondition)
+	}
 	if err := h.acquire(); err != nil {
 		return nil, err
 	}
-	for _, p := range cfg.Preopens {
-		if st, err := os.Stat(p.Host); err != nil || !st.IsDir() {
-			h.e.release(h.module)
-			return nil, fmt.Errorf("wazero: preopen %s: not a directory: %w", p.Host, err)
-		}
+	if err := enginekit.CheckPreopens(cfg); err != nil {
+		h.e.release(h.module)
+		return nil, fmt.Errorf("wazero: %w", err)
 	}
 	if lim := cfg.MemoryLimit; lim > 0 {
 		for _, md := range h.cm.ExportedMemories() {
 			if uint64(md.Min())*65536 > uint64(lim) {
 				h.e.release(h.module)
-				return nil, fmt.Errorf("wazero: the module's initial memory (%d pages) exceeds the limit of %d bytes", md.Min(), lim)
+				return nil, fmt.Errorf("wazero: the module's initial memory (%d pages) exceeds the limit of %d bytes: %w", md.Min(), lim, errdefs.ErrInvalidArgument)
 			}
 		}
 	}

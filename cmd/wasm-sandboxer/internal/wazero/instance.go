@@ -100,6 +100,7 @@ func (i *instance) run(ready chan<- error) {
 	end := func() {
 		i.cpu.Stop()
 		runtime.UnlockOSThread()
+		i.stdin.Abort() // the pump goroutine must not outlive the run
 		i.m.e.release(i.m)
 	}
 	mod, err := i.m.rt.InstantiateModule(i.ctx, i.m.cm, i.moduleConfig())

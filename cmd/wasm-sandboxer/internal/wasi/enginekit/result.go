@@ -3,8 +3,11 @@ package enginekit
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
 )
@@ -94,4 +97,22 @@ func Trapped(stderr io.Writer, msg string) wasi.Result {
 // Killed is the Result of a killed instance.
 func Killed() wasi.Result {
 	return wasi.Result{ExitCode: wasi.ExitCodeKilled, Killed: true, ExitedAt: time.Now()}
+}
+
+// CheckPreopens refuses a RunConfig whose preopens are not directories or
+// name no guest path, before anything is instantiated.
+func CheckPreopens(cfg *wasi.RunConfig) error {
+	for _, p := range cfg.Preopens {
+		if p.Guest != "" && !strings.HasPrefix(p.Guest, "/") {
+			return fmt.Errorf("preopen %s: guest path %q is not absolute: %w", p.Host, p.Guest, errdefs.ErrInvalidArgument)
+		}
+		st, err := os.Stat(p.Host)
+		if err != nil {
+			return fmt.Errorf("preopen %s: %w: %w", p.Host, err, errdefs.ErrInvalidArgument)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("preopen %s: not a directory: %w", p.Host, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }

@@ -43,7 +43,9 @@ func Run(t *testing.T, newEngine func(t *testing.T, cfg wasi.EngineConfig) wasi.
 	t.Run("KillSpinning", func(t *testing.T) { s.testKill(t, wasm(t, watSpin), nil) })
 	t.Run("KillSleeping", func(t *testing.T) { s.testKill(t, wasm(t, watSleep(int64(time.Hour))), nil) })
 	t.Run("KillReadingStdin", s.testKillStdin)
+	t.Run("KillBlockedWriting", s.testKillBlockedWrite)
 	t.Run("KillAfterExit", s.testKillAfterExit)
+	t.Run("StartAfterClose", s.testStartAfterClose)
 	t.Run("Sleep", s.testSleep)
 	t.Run("Stats", s.testStats)
 	t.Run("InvalidModule", s.testInvalid)
@@ -406,6 +408,41 @@ func (s *suite) testKillStdin(t *testing.T) {
 	defer r.Close()
 	defer w.Close() // nobody writes, and the write end stays open
 	s.testKill(t, wasm(t, watStdin), &wasi.RunConfig{Stdin: r})
+}
+
+// stuckWriter is a FIFO nobody reads: every Write blocks until the test
+// ends.
+type stuckWriter struct{ release chan struct{} }
+
+func (w stuckWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return 0, errors.New("closed")
+}
+
+func (s *suite) testKillBlockedWrite(t *testing.T) {
+	w := stuckWriter{release: make(chan struct{})}
+	defer close(w.release)
+	s.testKill(t, wasm(t, watStderrFlood), &wasi.RunConfig{Stderr: w})
+}
+
+func (s *suite) testStartAfterClose(t *testing.T) {
+	e := s.engine(t, wasi.EngineConfig{})
+	m, err := e.Load(context.Background(), wasm(t, watHello))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := s.load(t, e, wasm(t, watHello)) // another hold on the same module
+	m.Close()
+	m.Close() // idempotent
+	if _, err := m.Start(context.Background(), &wasi.RunConfig{}); err == nil {
+		t.Fatal("start of a closed module succeeded")
+	}
+	r, out, errOut := s.run(t, e, wasm(t, watHello), wasi.RunConfig{})
+	expectExit(t, r, 0, errOut)
+	if out != "hello stdout\n" {
+		t.Fatalf("stdout %q", out)
+	}
+	_ = m2
 }
 
 func (s *suite) testKillAfterExit(t *testing.T) {

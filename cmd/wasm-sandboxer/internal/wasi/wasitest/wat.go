@@ -98,6 +98,15 @@ var (
     (call $ready)
     (loop $l (br $l))))`)
 
+	// say ready, then write to stderr forever
+	watStderrFlood = module(`
+  (data (i32.const 1024) "flood\n")
+  (func (export "_start")
+    (call $ready)
+    (loop $l
+      (call $check (call $write (i32.const 2) (i32.const 1024) (i32.const 6)))
+      (br $l))))`)
+
 	// echo stdin to stdout until EOF
 	watStdin = module(`
   (func (export "_start")
