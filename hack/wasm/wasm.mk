@@ -10,7 +10,7 @@
 #   make bench-wasm           start latency (Task API direct and through crictl, cold and warm
 #                             module cache) and memory per idle container at 100/500/1000,
 #                             beside a process per container (hack/bench/wasm.sh)
-#   make bench-wasm-smoke     the same, tiny
+#   make bench-wasm-smoke     the same, tiny (about 30 s; fails on any error); part of make test
 .PHONY: bin/wasm-sandboxer wasm-images wasm-e2e bench-wasm bench-wasm-smoke
 
 build: bin/wasm-sandboxer
@@ -24,7 +24,7 @@ wasm-images:
 wasm-e2e: build tools images wasm-images
 	hack/wasm/e2e-all.sh
 
-test: wasm-e2e
+test: wasm-e2e bench-wasm-smoke
 
 bench-wasm: build tools images wasm-images
 	hack/bench/wasm.sh
