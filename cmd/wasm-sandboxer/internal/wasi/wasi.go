@@ -16,7 +16,8 @@ type Engine interface {
 	// compiled-module cache when an entry for their digest is there.
 	// Invalid bytes fail with an error wrapping ErrInvalidModule.
 	Load(ctx context.Context, wasm []byte) (Module, error)
-	// Close releases the engine. Running instances must be killed first.
+	// Close kills the instances still running, waits for them and
+	// releases the engine; Load and Start fail after it.
 	Close() error
 }
 

@@ -38,6 +38,7 @@ type engine struct {
 
 	mu     sync.Mutex
 	mods   map[string]*module
+	insts  map[*instance]struct{} // running, for Close
 	closed bool
 }
 
@@ -49,7 +50,7 @@ func New(cfg wasi.EngineConfig) (wasi.Engine, error) {
 	}
 	c := wt.NewConfig()
 	c.SetEpochInterruption(true)
-	e := &engine{eng: wt.NewEngineWithConfig(c), mods: map[string]*module{}}
+	e := &engine{eng: wt.NewEngineWithConfig(c), mods: map[string]*module{}, insts: map[*instance]struct{}{}}
 	if cfg.CacheDir != "" {
 		cache, err := modcache.Open(cfg.CacheDir, cfg.CacheMaxBytes, Version+" "+runtime.GOOS+"/"+runtime.GOARCH+" epoch")
 		if err != nil {
@@ -81,13 +82,36 @@ func New(cfg wasi.EngineConfig) (wasi.Engine, error) {
 
 func (e *engine) Name() string { return Name }
 
+// closeWait bounds how long Close waits for the instances it killed.
+const closeWait = 5 * time.Second
+
+// Close kills the instances still running, waits for them (the engine's
+// stores must not outlive it) and releases every module.
 func (e *engine) Close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
+		e.mu.Unlock()
 		return nil
 	}
 	e.closed = true
+	running := make([]*instance, 0, len(e.insts))
+	for i := range e.insts {
+		running = append(running, i)
+	}
+	e.mu.Unlock()
+	for _, i := range running {
+		i.Kill()
+	}
+	deadline := time.After(closeWait)
+	for _, i := range running {
+		select {
+		case <-i.done:
+		case <-deadline:
+			return fmt.Errorf("%s: close: instances still running %v after Kill", Name, closeWait)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for d, m := range e.mods {
 		if m.wm != nil {
 			m.wm.Close()
@@ -254,6 +278,14 @@ func (h *handle) Start(ctx context.Context, cfg *wasi.RunConfig) (wasi.Instance,
 		return nil, fmt.Errorf("wasmtime: %w", err)
 	}
 	i := newInstance(h.module, cfg)
+	h.e.mu.Lock()
+	if h.e.closed {
+		h.e.mu.Unlock()
+		h.e.release(h.module)
+		return nil, fmt.Errorf("%s: engine closed: %w", Name, errdefs.ErrFailedPrecondition)
+	}
+	h.e.insts[i] = struct{}{}
+	h.e.mu.Unlock()
 	ready := make(chan error, 1)
 	go i.run(ready)
 	if err := <-ready; err != nil {

@@ -7,12 +7,16 @@ import (
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi/wasitest"
 )
 
-func TestConformance(t *testing.T) {
-	wasitest.Run(t, func(t *testing.T, cfg wasi.EngineConfig) wasi.Engine {
-		e, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	})
+func newEngine(t *testing.T, cfg wasi.EngineConfig) wasi.Engine {
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
+
+func TestConformance(t *testing.T) { wasitest.Run(t, newEngine) }
+
+// TestFigures measures load, start and idle-instance figures; it runs with
+// MAGNETAR_WASM_FIGURES=1.
+func TestFigures(t *testing.T) { wasitest.Figures(t, newEngine) }

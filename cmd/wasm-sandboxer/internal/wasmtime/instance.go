@@ -94,6 +94,7 @@ func (i *instance) killed() bool {
 // instantiation to the end (a host call runs on the thread of the guest
 // that made it anyway, inside cgo).
 func (i *instance) run(ready chan<- error) {
+	defer close(i.done) // also when Start fails: Close may be waiting
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	i.cpu.Start()
@@ -116,6 +117,9 @@ func (i *instance) run(ready chan<- error) {
 		i.flagMu.Unlock()
 		i.cpu.Stop()
 		i.stdin.Abort() // the pump goroutine must not outlive the run
+		i.m.e.mu.Lock()
+		delete(i.m.e.insts, i)
+		i.m.e.mu.Unlock()
 		i.m.e.release(i.m)
 	}
 
@@ -156,7 +160,6 @@ func (i *instance) run(ready chan<- error) {
 	}
 	i.result = i.resultOf(callErr)
 	end()
-	close(i.done)
 }
 
 func (i *instance) resultOf(err error) wasi.Result {

@@ -95,12 +95,16 @@ func (i *instance) blocking(f func()) {
 }
 
 func (i *instance) run(ready chan<- error) {
+	defer close(i.done) // also when Start fails: Close may be waiting
 	runtime.LockOSThread()
 	i.cpu.Start()
 	end := func() {
 		i.cpu.Stop()
 		runtime.UnlockOSThread()
 		i.stdin.Abort() // the pump goroutine must not outlive the run
+		i.m.e.mu.Lock()
+		delete(i.m.e.insts, i)
+		i.m.e.mu.Unlock()
 		i.m.e.release(i.m)
 	}
 	mod, err := i.m.rt.InstantiateModule(i.ctx, i.m.cm, i.moduleConfig())
@@ -131,7 +135,6 @@ func (i *instance) run(ready chan<- error) {
 	i.result = i.resultOf(callErr)
 	end()
 	i.cancel()
-	close(i.done)
 }
 
 // resultOf maps the end of _start. A run that ends after a Kill is killed,

@@ -46,6 +46,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, cfg wasi.EngineConfig) wasi.
 	t.Run("KillBlockedWriting", s.testKillBlockedWrite)
 	t.Run("KillAfterExit", s.testKillAfterExit)
 	t.Run("StartAfterClose", s.testStartAfterClose)
+	t.Run("EngineCloseKills", s.testEngineClose)
 	t.Run("Sleep", s.testSleep)
 	t.Run("Stats", s.testStats)
 	t.Run("InvalidModule", s.testInvalid)
@@ -443,6 +444,36 @@ func (s *suite) testStartAfterClose(t *testing.T) {
 		t.Fatalf("stdout %q", out)
 	}
 	_ = m2
+}
+
+func (s *suite) testEngineClose(t *testing.T) {
+	e := s.newEngine(t, wasi.EngineConfig{})
+	m, err := e.Load(context.Background(), wasm(t, watSleep(int64(time.Hour))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, _ := s.startReady(t, m, wasi.RunConfig{})
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inst.Done():
+	default:
+		t.Fatal("Close returned with an instance still running")
+	}
+	if r := inst.Result(); !r.Killed {
+		t.Fatalf("result %+v", r)
+	}
+	if _, err := m.Start(context.Background(), &wasi.RunConfig{}); err == nil {
+		t.Fatal("start after the engine's Close succeeded")
+	}
+	if _, err := e.Load(context.Background(), wasm(t, watHello)); err == nil {
+		t.Fatal("load after Close succeeded")
+	}
+	m.Close()
+	if err := e.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
 }
 
 func (s *suite) testKillAfterExit(t *testing.T) {
