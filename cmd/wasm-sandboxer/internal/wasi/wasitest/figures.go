@@ -93,27 +93,29 @@ func Figures(t *testing.T, newEngine func(t *testing.T, cfg wasi.EngineConfig) w
 	t.Logf("Go guest %d bytes: load cold (compile + cache write) %v; memory hit %v; disk hit in a new engine %v (median of 10); instantiate+run hello %v; WAT hello %v (medians of 30)",
 		len(b), cold, median(held), median(disk), goHello, watHelloT)
 
-	// Memory per idle instance: n Go guests sleeping.
-	const n = 50
-	m4 := s.load(t, e, b)
-	runtime.GC()
-	debug.FreeOSMemory()
-	base := rssKiB()
-	insts := make([]wasi.Instance, n)
-	for k := range insts {
-		insts[k], _ = s.startReady(t, m4, wasi.RunConfig{Args: []string{"g", "sleep", "1h"}})
+	// Memory per idle instance: Go guests and WAT modules sleeping.
+	idle := func(what string, m wasi.Module, args []string, n int) {
+		runtime.GC()
+		debug.FreeOSMemory()
+		base := rssKiB()
+		insts := make([]wasi.Instance, n)
+		for k := range insts {
+			insts[k], _ = s.startReady(t, m, wasi.RunConfig{Args: args})
+		}
+		runtime.GC()
+		debug.FreeOSMemory()
+		peak := rssKiB()
+		threads := 0
+		if ents, err := os.ReadDir("/proc/self/task"); err == nil {
+			threads = len(ents)
+		}
+		var kills []time.Duration
+		for _, inst := range insts {
+			kills = append(kills, killAndTime(t, inst))
+		}
+		t.Logf("%d idle %s instances: RSS %d -> %d KiB, %d KiB per instance; %d OS threads; kill latency median %v",
+			n, what, base, peak, (peak-base)/n, threads, median(kills))
 	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	peak := rssKiB()
-	threads := 0
-	if ents, err := os.ReadDir("/proc/self/task"); err == nil {
-		threads = len(ents)
-	}
-	var kills []time.Duration
-	for _, inst := range insts {
-		kills = append(kills, killAndTime(t, inst))
-	}
-	t.Logf("%d idle Go-guest instances: RSS %d -> %d KiB, %d KiB per instance; %d OS threads; kill latency median %v",
-		n, base, peak, (peak-base)/n, threads, median(kills))
+	idle("Go-guest", s.load(t, e, b), []string{"g", "sleep", "1h"}, 50)
+	idle("WAT", s.load(t, e, wasm(t, watSleep(int64(time.Hour)))), []string{"w"}, 200)
 }
