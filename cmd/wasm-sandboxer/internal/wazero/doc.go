@@ -43,4 +43,13 @@
 // them (LoadDisk), new or rewritten files mean it compiled (LoadCompiled,
 // and the entry is committed again). In memory, one compiled module (and
 // its Runtime) per digest is shared by every Load and instance.
+//
+// # Figures
+//
+// Same machine and method as the wasmtime engine's, 2.8 MB Go guest: Load
+// cold 1.5 s; from memory 1.9 ms (sha256); from disk in a new engine 60 ms
+// (wazero reads and relocates its whole file); instantiate + run hello 9 to
+// 12 ms (WAT hello 0.07 ms). Idle: 3.5 MiB RSS per sleeping Go guest, 29 KiB
+// per sleeping WAT module, no OS thread per instance (7 threads for 200).
+// Kill: 0.13 to 0.2 ms for every case, 5 ms for the last of 200.
 package wazero
