@@ -57,6 +57,7 @@ var (
 	hwork     = flag.String("harness-work", "", "WORK of the harness (its wasm daemon's modcache is wiped for cold rows)")
 	images    = flag.String("images", "go=localhost/magnetar/wasm-go:v1,c=localhost/magnetar/wasm-c:v1", "MODULE=IMAGE for the CRI rows")
 	cgroupP   = flag.String("cgroup-parent", "/magnetar-bench-wasm", "pod cgroup parent for the CRI rows")
+	logLevel  = flag.String("log-level", "warn", "log level of the direct daemon (its log: WORK/daemon.log)")
 )
 
 var handlers = map[string]string{"wasmtime": "magnetar-wasm", "wazero": "magnetar-wasm-wazero"}
@@ -154,7 +155,7 @@ func (d *daemon) taskSock() string { return filepath.Join(filepath.Dir(d.listen)
 
 func (d *daemon) start() error {
 	d.cmd = exec.Command(*bin, "--listen", d.listen, "--dir", filepath.Join(d.dir, "lib"), "--config", d.cfg,
-		"--containerd-address", d.events, "--log-level", "warn")
+		"--containerd-address", d.events, "--log-level", *logLevel)
 	lf, err := os.OpenFile(filepath.Join(d.dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -285,6 +286,7 @@ func (d *daemon) startCtr(pod, rootfs string, args []string) (*ctr, time.Duratio
 		f.Close()
 		return nil, 0, fmt.Errorf("task create: %w", err)
 	}
+	tc := time.Now()
 	if _, err := d.task.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("task start: %w", err)
@@ -293,6 +295,9 @@ func (d *daemon) startCtr(pod, rootfs string, args []string) (*ctr, time.Duratio
 	if _, err := c.br.ReadString('\n'); err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("first output of %s: %w", id, err)
+	}
+	if os.Getenv("WASMBENCH_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "create %v start+output %v\n", tc.Sub(t0), time.Since(tc))
 	}
 	return c, time.Since(t0), nil
 }

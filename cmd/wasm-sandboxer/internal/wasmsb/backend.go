@@ -48,6 +48,7 @@ type backend struct {
 	life    context.Context
 	engines *engines
 	d       *driver
+	keep    *keeper
 
 	mu         sync.Mutex
 	containers map[string]*ctr
@@ -153,6 +154,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		c.st.Rootfs = r.Spec.Root.Path
 	}
 	proc := r.Spec.Process
+	t0 := time.Now()
 	guest, mod, err := c.load(ctx, proc.Args, proc.Cwd, proc.Env)
 	if err != nil {
 		return nil, err
@@ -181,7 +183,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	b.containers[r.ID] = c
 	b.mu.Unlock()
 	info := mod.Info()
-	log.G(ctx).WithFields(log.Fields{"module": guest, "digest": c.st.Digest, "engine": eng.Name(),
+	log.G(ctx).WithFields(log.Fields{"module": guest, "read_load_ms": float64(time.Since(t0).Microseconds()) / 1000, "digest": c.st.Digest, "engine": eng.Name(),
 		"load": info.Source, "load_ms": float64(info.Duration.Microseconds()) / 1000, "cache_error": info.CacheError,
 		"preopens": len(c.run.Preopens), "memory_limit": c.memLimit}).Debug("wasm container created")
 	return c, nil
@@ -446,7 +448,7 @@ func (c *ctr) cleanup(ctx context.Context) {
 		c.io.Close()
 	}
 	if c.mod != nil {
-		_ = c.mod.Close()
+		c.b.keep.put(c.eng.Name(), c.mod)
 	}
 	if c.st.Mounted {
 		if err := mount.UnmountAll(c.st.Rootfs); err != nil {

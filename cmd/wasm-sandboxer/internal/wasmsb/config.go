@@ -50,6 +50,12 @@ type CacheConfig struct {
 	MaxBytes int64 `toml:"max_bytes"`
 	// Disabled compiles every module at each container start.
 	Disabled bool `toml:"disabled"`
+	// KeepSeconds is how long the compiled module of a container that
+	// ended stays in memory for the next container of the same image
+	// (0: closed at once).
+	KeepSeconds int `toml:"keep_seconds"`
+	// KeepModules bounds how many such modules stay in memory.
+	KeepModules int `toml:"keep_modules"`
 }
 
 // DefaultConfig is the configuration with every default, for a binary that
@@ -59,6 +65,7 @@ func DefaultConfig(known ...string) *Config {
 		Daemon:  config.DefaultDaemon(Name),
 		Engines: map[string]string{HandlerWasmtime: "wasmtime", HandlerWazero: "wazero"},
 		Wasm:    WasmConfig{DefaultEngine: "wasmtime", MaxModuleBytes: 256 << 20},
+		Cache:   CacheConfig{KeepSeconds: 300, KeepModules: 32},
 		known:   map[string]bool{},
 	}
 	for _, k := range known {
@@ -140,6 +147,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.Dir != "" && !filepath.IsAbs(c.Cache.Dir) {
 		errs = append(errs, fmt.Errorf("cache.dir = %q: must be an absolute path", c.Cache.Dir))
+	}
+	if c.Cache.KeepSeconds < 0 {
+		errs = append(errs, fmt.Errorf("cache.keep_seconds = %d: must not be negative", c.Cache.KeepSeconds))
+	}
+	if c.Cache.KeepModules < 0 {
+		errs = append(errs, fmt.Errorf("cache.keep_modules = %d: must not be negative", c.Cache.KeepModules))
 	}
 	if c.Cache.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("cache.max_bytes = %d: must not be negative", c.Cache.MaxBytes))

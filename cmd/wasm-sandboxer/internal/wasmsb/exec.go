@@ -196,7 +196,7 @@ func (e *execProc) Delete(ctx context.Context) error {
 	if ioh != nil {
 		ioh.Close()
 	}
-	_ = e.mod.Close()
+	e.c.b.keep.put(e.c.eng.Name(), e.mod)
 	e.c.mu.Lock()
 	delete(e.c.execs, e.id)
 	e.c.mu.Unlock()
