@@ -11,6 +11,8 @@ import (
 
 	wt "github.com/bytecodealliance/wasmtime-go/v39"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi/enginekit"
 )
@@ -73,10 +75,12 @@ func (i *instance) Kill() {
 		close(i.kill)
 		i.flagMu.Lock()
 		if i.flagLive {
+			// Under flagMu: the store (and so the engine, which Close
+			// keeps until every store is gone) is still alive.
 			i.flag.set()
+			i.m.e.eng.IncrementEpoch()
 		}
 		i.flagMu.Unlock()
-		i.m.e.eng.IncrementEpoch()
 		i.stdin.Abort()
 	})
 }
@@ -133,7 +137,7 @@ func (i *instance) run(ready chan<- error) {
 	inst, err := i.m.e.linker.Instantiate(store, i.m.wm)
 	if err != nil {
 		end()
-		ready <- fmt.Errorf("wasmtime: instantiate: %w", err)
+		ready <- fmt.Errorf("wasmtime: instantiate: %v: %w", err, errdefs.ErrInvalidArgument)
 		return
 	}
 	start := inst.GetFunc(store, "_start")

@@ -15,6 +15,8 @@ import (
 	expsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi/enginekit"
 )
@@ -111,7 +113,7 @@ func (i *instance) run(ready chan<- error) {
 	if err != nil {
 		end()
 		i.cancel()
-		ready <- fmt.Errorf("wazero: instantiate: %w", err)
+		ready <- fmt.Errorf("wazero: instantiate: %v: %w", err, errdefs.ErrInvalidArgument)
 		return
 	}
 	start := mod.ExportedFunction("_start")

@@ -50,6 +50,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, cfg wasi.EngineConfig) wasi.
 	t.Run("Sleep", s.testSleep)
 	t.Run("Stats", s.testStats)
 	t.Run("InvalidModule", s.testInvalid)
+	t.Run("StartFails", s.testStartFails)
 	t.Run("CacheHit", s.testCacheHit)
 	t.Run("CacheCorrupt", s.testCacheCorrupt)
 	t.Run("CacheEviction", s.testCacheEviction)
@@ -470,6 +471,7 @@ func (s *suite) testEngineClose(t *testing.T) {
 	if _, err := e.Load(context.Background(), wasm(t, watHello)); err == nil {
 		t.Fatal("load after Close succeeded")
 	}
+	inst.Kill() // after the engine's Close: harmless
 	m.Close()
 	if err := e.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
@@ -547,6 +549,24 @@ func (s *suite) testInvalid(t *testing.T) {
 			t.Fatalf("load of %q: %v, want ErrInvalidModule", b, err)
 		}
 		t.Logf("%v", err)
+	}
+}
+
+func (s *suite) testStartFails(t *testing.T) {
+	e := s.engine(t, wasi.EngineConfig{})
+	for name, wat := range map[string]string{"missing import": watBadImport, "no _start": watNoStart} {
+		m := s.load(t, e, wasm(t, wat))
+		inst, err := m.Start(context.Background(), &wasi.RunConfig{})
+		if err == nil {
+			inst.Kill()
+			t.Fatalf("%s: Start succeeded", name)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	// Nothing left behind: the engine closes at once (no instance to kill).
+	start := time.Now()
+	if err := e.Close(); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("close: %v after %v", err, time.Since(start))
 	}
 }
 

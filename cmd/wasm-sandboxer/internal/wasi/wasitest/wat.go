@@ -120,6 +120,15 @@ var (
       (br $l)))))`)
 )
 
+// watBadImport needs a host function no engine has.
+const watBadImport = `(module
+  (import "env" "nope" (func $nope))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $nope)))`
+
+// watNoStart is a valid module that is not a WASI command.
+const watNoStart = `(module (memory (export "memory") 1) (func (export "main")))`
+
 // watExit exits with code through proc_exit.
 func watExit(code int) string {
 	return module(fmt.Sprintf(`
