@@ -35,17 +35,23 @@ func goGuest(t *testing.T) []byte {
 			return
 		}
 		src := filepath.Join(filepath.Dir(self), "testdata", "goguest")
-		out := filepath.Join(os.TempDir(), "magnetar-wasitest-goguest.wasm")
-		tmp := out + "." + strings.ReplaceAll(t.Name(), "/", "_")
+		tmpDir, err := os.MkdirTemp("", "wasitest-goguest-")
+		if err != nil {
+			goGuestErr = err.Error()
+			return
+		}
+		defer os.RemoveAll(tmpDir)
+		tmp := filepath.Join(tmpDir, "goguest.wasm")
 		cmd := exec.Command(gobin, "build", "-o", tmp, ".")
 		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "CGO_ENABLED=0")
+		// GOFLAGS cleared: a -race or -mod=vendor meant for the host build
+		// does not apply to a wasip1 guest with no dependencies.
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			goGuestErr = "go build of the guest failed: " + err.Error() + "\n" + string(b)
 			return
 		}
 		goGuestWasm, err = os.ReadFile(tmp)
-		os.Remove(tmp)
 		if err != nil {
 			goGuestErr = err.Error()
 		}
