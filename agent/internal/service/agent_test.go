@@ -106,7 +106,9 @@ func (h *harness) bundle(t *testing.T, id string, args ...string) string {
 	return b
 }
 
-func (h *harness) stdioPath(id, exec, stream string) string { return h.agent.Hub.path(id, exec, stream) }
+func (h *harness) stdioPath(id, exec, stream string) string {
+	return h.agent.Hub.path(id, exec, stream)
+}
 
 func TestHealthReportsTheProtocolVersion(t *testing.T) {
 	h := newHarness(t)
@@ -124,9 +126,9 @@ func TestSetupRejectsBadFieldsAndAppliesNothing(t *testing.T) {
 	ctx := context.Background()
 	good := func() *agentapi.SetupRequest {
 		return &agentapi.SetupRequest{
-			Hostname: "pod-1.example",
-			Dns:      &agentapi.DNS{Servers: []string{"10.96.0.10"}, Searches: []string{"default.svc.cluster.local"}, Options: []string{"ndots:5"}},
-			Sysctls:  map[string]string{"net.ipv4.ip_forward": "1"},
+			Hostname:   "pod-1.example",
+			Dns:        &agentapi.DNS{Servers: []string{"10.96.0.10"}, Searches: []string{"default.svc.cluster.local"}, Options: []string{"ndots:5"}},
+			Sysctls:    map[string]string{"net.ipv4.ip_forward": "1"},
 			Interfaces: []*agentapi.Interface{{Name: "eth0", HwAddr: "02:42:ac:11:00:02", Addresses: []string{"10.88.0.5/16"}, Mtu: 1500}},
 			Routes:     []*agentapi.Route{{Gateway: "10.88.0.1", Device: "eth0"}, {Destination: "10.88.0.0/16", Device: "eth0"}},
 		}
@@ -148,7 +150,9 @@ func TestSetupRejectsBadFieldsAndAppliesNothing(t *testing.T) {
 		{"interfaces[0].mtu", func(r *agentapi.SetupRequest) { r.Interfaces[0].Mtu = 20 }},
 		{"routes[0].destination", func(r *agentapi.SetupRequest) { r.Routes[0].Gateway = "" }},
 		{"routes[1].destination", func(r *agentapi.SetupRequest) { r.Routes[1].Destination = "10.88.0.0/99" }},
-		{"routes[0].gateway", func(r *agentapi.SetupRequest) { r.Routes[0] = &agentapi.Route{Destination: "fd00::/64", Gateway: "10.0.0.1"} }},
+		{"routes[0].gateway", func(r *agentapi.SetupRequest) {
+			r.Routes[0] = &agentapi.Route{Destination: "fd00::/64", Gateway: "10.0.0.1"}
+		}},
 		{"routes[1].device", func(r *agentapi.SetupRequest) { r.Routes[1].Device = "" }},
 	}
 	for _, c := range cases {
@@ -282,7 +286,7 @@ func TestExecStreamsAndExitCode(t *testing.T) {
 	h.createStart(t, "c3", "exit=0")
 	spec, _ := json.Marshal(&specs.Process{Args: []string{"exit=9"}, Cwd: "/"})
 	_, err := h.client.Task().Exec(ctx, &taskapi.ExecProcessRequest{ID: "c3", ExecID: "e1",
-		Spec: &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: spec},
+		Spec:   &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: spec},
 		Stdout: h.stdioPath("c3", "e1", agentapi.Stdout)})
 	if err != nil {
 		t.Fatal(err)

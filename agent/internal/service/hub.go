@@ -54,7 +54,7 @@ type input struct {
 	path   string
 	wmu    sync.Mutex // held by the attached writer
 	mu     sync.Mutex // guards f, closed
-	f      *os.File // nil once closed
+	f      *os.File   // nil once closed
 	closed bool
 }
 
@@ -250,7 +250,9 @@ func (h *Hub) Output(ctx context.Context, id, exec, stream string, send func([]b
 	if o.cancel != nil {
 		o.cancel() // preempt the reader of a connection that went away
 	}
-	o.cancel = func() { cancel(fmt.Errorf("%s of %s: another reader attached: %w", stream, procName(id, exec), errdefs.ErrAborted)) }
+	o.cancel = func() {
+		cancel(fmt.Errorf("%s of %s: another reader attached: %w", stream, procName(id, exec), errdefs.ErrAborted))
+	}
 	o.ctl.Unlock()
 	o.read.Lock()
 	defer o.read.Unlock()
