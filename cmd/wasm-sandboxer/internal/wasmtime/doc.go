@@ -63,7 +63,7 @@
 // instantiation and the end) into an atomic; a module that never calls the
 // host shows its size at the last call. Each instance runs on one locked OS
 // thread (a host call runs on the wasm thread inside cgo anyway), and CPU
-// is that thread's clock (CLOCK_THREAD_CPUTIME of the tid).
+// is that thread's own CPU clock, read by tid (enginekit.CPUMeter).
 //
 // # Compiled-module cache
 //

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	wt "github.com/bytecodealliance/wasmtime-go/v39"
-
 	"github.com/containerd/errdefs"
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"

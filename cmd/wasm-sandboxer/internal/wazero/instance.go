@@ -10,12 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/errdefs"
 	wz "github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 	expsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/sys"
-
-	"github.com/containerd/errdefs"
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi/enginekit"
