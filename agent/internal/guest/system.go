@@ -25,7 +25,9 @@ type System struct {
 
 var _ service.System = (*System)(nil)
 
-func sysctlPath(key string) string { return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/")) }
+func sysctlPath(key string) string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+}
 
 // SysctlExists checks that /proc/sys has the key.
 func (s *System) SysctlExists(key string) error {
