@@ -16,7 +16,8 @@
 // module costs about a millisecond, against the 1.1 s a compile would.
 //
 // The cache is bounded by a byte count: after each Commit the least recently
-// used entries (the meta file's mtime, touched on every Lookup) are removed
+// used entries (the meta file's mtime, touched on every Lookup and by
+// Touch when an engine serves a Load from memory) are removed
 // until the total is under the bound. The entry just written is never
 // evicted, so one entry larger than the bound stays alone. Removing an entry
 // that an engine has mapped is harmless on Linux (the mapping keeps the

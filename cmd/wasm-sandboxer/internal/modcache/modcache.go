@@ -221,6 +221,15 @@ func (c *Cache) verify(b []byte, digest, dir string) error {
 	return nil
 }
 
+// Touch marks the entry for digest used (a Load served from memory), so
+// that eviction spares the modules in use; a missing entry is left alone.
+func (c *Cache) Touch(digest string) {
+	if dir, err := c.entryDir(digest); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(filepath.Join(dir, metaName), now, now)
+	}
+}
+
 // Prepare removes any entry for digest and returns an empty directory for
 // the engine to write the new entry's files into; Commit makes it an entry.
 func (c *Cache) Prepare(digest string) (string, error) {

@@ -96,10 +96,7 @@ func TestEvictLRU(t *testing.T) {
 	used(a, 1)
 	b := put(t, c, []byte("b"), payload)
 	used(b, 2)
-	if _, err := c.Lookup(a); err != nil { // a is now more recent than b
-		t.Fatal(err)
-	}
-	used(a, 3)
+	c.Touch(a) // a Load served from memory: a is now more recent than b (and c)
 	used(put(t, c, []byte("c"), payload), 4)
 	put(t, c, []byte("d"), payload) // over 3500: b goes first, then a
 	if got := c.Size(); got > 3500 {
@@ -107,6 +104,9 @@ func TestEvictLRU(t *testing.T) {
 	}
 	if _, err := c.Lookup(b); !errors.Is(err, ErrMiss) {
 		t.Fatalf("least recently used entry kept: %v", err)
+	}
+	if _, err := c.Lookup(a); err != nil {
+		t.Fatalf("touched entry evicted: %v", err)
 	}
 	if _, err := c.Lookup(Digest([]byte("d"))); err != nil {
 		t.Fatalf("newest entry evicted: %v", err)

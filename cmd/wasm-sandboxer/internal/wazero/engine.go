@@ -174,6 +174,9 @@ func (e *engine) Load(ctx context.Context, wasm []byte) (wasi.Module, error) {
 			e.release(m)
 			return nil, m.err
 		}
+		if e.cache != nil {
+			e.cache.Touch(digest)
+		}
 		return &handle{module: m, info: wasi.LoadInfo{Source: wasi.LoadMemory, Duration: time.Since(start)}}, nil
 	}
 	m := &module{e: e, digest: digest, ready: make(chan struct{}), refs: 1}
