@@ -165,6 +165,13 @@ func TestTrappedCauseFirst(t *testing.T) {
 	}
 }
 
+func TestTrappedNumberedCauses(t *testing.T) {
+	r := Trapped(nil, "error while executing at wasm backtrace:\n    0: f\n\nCaused by:\n    0: memory fault at wasm address 0x10\n    1: wasm trap: out of bounds memory access\n")
+	if !strings.HasPrefix(r.Trap, "wasm trap: out of bounds memory access\n") {
+		t.Fatalf("trap %q", r.Trap)
+	}
+}
+
 func TestCPUMeter(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

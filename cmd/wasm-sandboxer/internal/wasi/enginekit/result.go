@@ -80,9 +80,18 @@ func Trapped(stderr io.Writer, msg string) wasi.Result {
 	}
 	msg = strings.TrimSpace(msg)
 	if i := strings.LastIndex(msg, "Caused by:"); i >= 0 {
-		cause := strings.TrimSpace(msg[i+len("Caused by:"):])
-		if j := strings.IndexByte(cause, '\n'); j >= 0 {
-			cause = strings.TrimSpace(cause[:j])
+		// The root cause is the last line of the block: "0: context",
+		// "1: wasm trap: out of bounds memory access".
+		cause := ""
+		for _, l := range strings.Split(strings.TrimSpace(msg[i+len("Caused by:"):]), "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" {
+				break
+			}
+			if n, rest, ok := strings.Cut(l, ": "); ok && strings.Trim(n, "0123456789") == "" {
+				l = rest
+			}
+			cause = l
 		}
 		if cause != "" {
 			msg = cause + "\n" + msg

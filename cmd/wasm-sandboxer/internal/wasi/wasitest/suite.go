@@ -299,15 +299,29 @@ func (s *suite) testExitCodes(t *testing.T) {
 
 func (s *suite) testTrap(t *testing.T) {
 	e := s.engine(t, wasi.EngineConfig{})
-	r, _, errOut := s.run(t, e, wasm(t, watTrap), wasi.RunConfig{})
-	expectExit(t, r, wasi.ExitCodeTrap, errOut)
-	if !strings.Contains(r.Trap, "unreachable") {
-		t.Fatalf("trap message %q does not say unreachable", r.Trap)
+	for _, c := range []struct{ name, wat, says string }{
+		{"Unreachable", watTrap, "unreachable"},
+		{"OutOfBounds", watOutOfBounds, "out of bounds"},
+		{"StackOverflow", watStackOverflow, "stack"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, _, errOut := s.run(t, e, wasm(t, c.wat), wasi.RunConfig{})
+			expectExit(t, r, wasi.ExitCodeTrap, errOut)
+			if first, _, _ := strings.Cut(r.Trap, "\n"); !strings.Contains(first, c.says) {
+				t.Fatalf("trap message %q does not say %q first", r.Trap, c.says)
+			}
+			if !strings.Contains(errOut, r.Trap) {
+				t.Fatalf("stderr %q lacks the trap message %q", errOut, r.Trap)
+			}
+			t.Logf("trap: %.100q", r.Trap)
+		})
 	}
-	if !strings.Contains(errOut, r.Trap) {
-		t.Fatalf("stderr %q lacks the trap message %q", errOut, r.Trap)
+	// The process and the engine live on.
+	r, out, errOut := s.run(t, e, wasm(t, watHello), wasi.RunConfig{})
+	expectExit(t, r, 0, errOut)
+	if out != "hello stdout\n" {
+		t.Fatalf("after the traps: %q", out)
 	}
-	t.Logf("trap: %s", r.Trap)
 }
 
 func (s *suite) testMemoryLimit(t *testing.T) {

@@ -85,6 +85,17 @@ var (
 	watTrap = module(`
   (func (export "_start") unreachable))`)
 
+	// a load far out of the one-page memory
+	watOutOfBounds = module(`
+  (func (export "_start")
+    (drop (i32.load (i32.const 0x7ffffff0)))))`)
+
+	// unbounded recursion
+	watStackOverflow = module(`
+  (func $f (param i32) (result i32)
+    (i32.add (call $f (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func (export "_start") (drop (call $f (i32.const 0)))))`)
+
 	// grow a page at a time until memory.grow fails, then exit 12 (ENOMEM)
 	watMemGrow = module(`
   (func (export "_start")
