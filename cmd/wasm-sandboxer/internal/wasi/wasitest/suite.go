@@ -53,6 +53,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, cfg wasi.EngineConfig) wasi.
 	t.Run("StartFails", s.testStartFails)
 	t.Run("CacheHit", s.testCacheHit)
 	t.Run("CacheCorrupt", s.testCacheCorrupt)
+	t.Run("ConcurrentLoadsShareOneCompile", s.testConcurrentLoads)
 	t.Run("CacheEviction", s.testCacheEviction)
 	t.Run("Concurrent200Killed", s.testConcurrentKill)
 	t.Run("GoGuest", s.testGoGuest)
@@ -631,6 +632,47 @@ func (s *suite) testCacheHit(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectExit(t, waitDone(t, inst), 0, "")
+}
+
+func (s *suite) testConcurrentLoads(t *testing.T) {
+	const n = 50
+	e := s.engine(t, wasi.EngineConfig{CacheDir: t.TempDir()})
+	b := wasm(t, watExit(7))
+	mods := make([]wasi.Module, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for k := range mods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mods[k], errs[k] = e.Load(context.Background(), b)
+		}()
+	}
+	wg.Wait()
+	compiled := 0
+	for k, m := range mods {
+		if errs[k] != nil {
+			t.Fatal(errs[k])
+		}
+		defer m.Close()
+		if m.Info().Source == wasi.LoadCompiled {
+			compiled++
+		}
+	}
+	if compiled != 1 {
+		t.Fatalf("%d of %d concurrent loads compiled, want 1", compiled, n)
+	}
+	insts := make([]wasi.Instance, n)
+	for k, m := range mods {
+		inst, err := m.Start(context.Background(), &wasi.RunConfig{Args: []string{"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts[k] = inst
+	}
+	for _, inst := range insts {
+		expectExit(t, waitDone(t, inst), 7, "")
+	}
 }
 
 // files lists the regular files under dir with their sizes.
