@@ -1,0 +1,17 @@
+// Package runcbe is the guest agent's container backend (task.Backend): it
+// runs each container with the runc binary inside the VM, from a bundle the
+// host put on the share.
+//
+// Create checks that the bundle lies inside the share (agentapi.ShareRoot)
+// and that no rootfs mounts are passed (the host mounts the rootfs before
+// sharing it), rewrites config.json for the guest (RewriteSpec: host
+// namespace paths dropped so containers share the VM's network, IPC and UTS
+// namespaces — the VM is the pod —, cgroupsPath /magnetar/<id>, AppArmor,
+// SELinux and hooks dropped, bind sources confined to the share), writes the
+// result under its own state dir (/run/magnetar/ctr/<id>) and calls
+// `runc create` with stdio from shared/stdio. The container's init is
+// re-parented to the agent (PID 1) when runc exits; its exit comes from the
+// reaper by pid. Execs use `runc exec --detach`, Pids `runc ps`, Update
+// `runc update`, Pause/Resume `runc pause/resume`, Stats and OOM events the
+// guest cgroup through shared/cgroups.
+package runcbe

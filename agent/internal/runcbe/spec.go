@@ -1,0 +1,80 @@
+package runcbe
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+var nsPathRE = regexp.MustCompile(`^/proc/([0-9]+)/ns/[a-z]+$`)
+
+// within reports whether p is root or inside it (both clean and absolute).
+func within(root, p string) bool {
+	return p == root || strings.HasPrefix(p, root+"/")
+}
+
+// RewriteSpec adapts a host-made spec to the guest. shareRoot confines bind
+// sources; isContainerPid says whether a pid is the init of one of our
+// containers (a namespace path of such a pid — CRI's target pid namespace
+// for an ephemeral container — is kept).
+func RewriteSpec(sp *specs.Spec, id, shareRoot string, isContainerPid func(int) bool) error {
+	if sp.Linux == nil {
+		sp.Linux = &specs.Linux{}
+	}
+	var nss []specs.LinuxNamespace
+	for _, ns := range sp.Linux.Namespaces {
+		if ns.Path == "" {
+			if ns.Type == specs.NetworkNamespace {
+				continue // the VM's network namespace is the pod's
+			}
+			nss = append(nss, ns)
+			continue
+		}
+		m := nsPathRE.FindStringSubmatch(ns.Path)
+		if m != nil {
+			if pid, err := strconv.Atoi(m[1]); err == nil && pid > 1 && isContainerPid != nil && isContainerPid(pid) {
+				nss = append(nss, ns)
+				continue
+			}
+		}
+		switch ns.Type {
+		case specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.PIDNamespace:
+			// the pod's namespace on the host: in the guest the VM's own is the pod's
+			continue
+		default:
+			return fmt.Errorf("linux.namespaces: %s namespace path %q cannot be joined inside the VM: %w", ns.Type, ns.Path, errdefs.ErrInvalidArgument)
+		}
+	}
+	sp.Linux.Namespaces = nss
+	sp.Linux.CgroupsPath = "/magnetar/" + id
+	sp.Linux.MountLabel = ""
+	if sp.Process != nil {
+		sp.Process.ApparmorProfile = ""
+		sp.Process.SelinuxLabel = ""
+	}
+	sp.Hooks = nil
+	for i, m := range sp.Mounts {
+		bind := m.Type == "bind"
+		for _, o := range m.Options {
+			if o == "bind" || o == "rbind" {
+				bind = true
+			}
+		}
+		if !bind {
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) || filepath.Clean(src) != src {
+			return fmt.Errorf("mounts[%d] (%s): source %q must be an absolute, clean path: %w", i, m.Destination, src, errdefs.ErrInvalidArgument)
+		}
+		if !within(shareRoot, src) && src != "/dev/shm" {
+			return fmt.Errorf("mounts[%d] (%s): bind source %q is outside the share %s (the host must put it there): %w", i, m.Destination, src, shareRoot, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
