@@ -55,7 +55,7 @@ func TestRewriteSpecKeepsATargetContainersPidNamespace(t *testing.T) {
 
 func TestRewriteSpecRejects(t *testing.T) {
 	for name, sp := range map[string]*specs.Spec{
-		"host bind": {Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: "/var/lib/kubelet/pods/x/volumes/v"}}},
+		"host bind":     {Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: "/var/lib/kubelet/pods/x/volumes/v"}}},
 		"escaping bind": {Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: "/run/magnetar/share/../../etc"}}},
 		"prefix trick":  {Mounts: []specs.Mount{{Destination: "/data", Options: []string{"bind"}, Source: "/run/magnetar/share-other/x"}}},
 		"user ns path":  {Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: "/proc/9/ns/user"}}}},
