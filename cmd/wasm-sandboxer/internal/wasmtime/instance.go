@@ -156,7 +156,7 @@ func (i *instance) run(ready chan<- error) {
 
 	var callErr error
 	if !i.killed() {
-		_, callErr = start.Call(store)
+		callErr = call(func() error { _, err := start.Call(store); return err })
 	}
 	if memory != nil {
 		i.mem.Store(uint64(memory.DataSize(store)))
@@ -268,3 +268,14 @@ func (i *instance) newTrampoline(c *wt.Caller) error {
 func errno(n int32) []wt.Val { return []wt.Val{wt.ValI32(n)} }
 
 var errKilledTrap = "magnetar: instance killed"
+
+// call runs f and turns a panic in it (a bug in a host function) into an
+// error, so that one instance's failure never takes the daemon down.
+func call(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("magnetar: host function panicked: %v", p)
+		}
+	}()
+	return f()
+}

@@ -130,7 +130,7 @@ func (i *instance) run(ready chan<- error) {
 
 	var callErr error
 	if !i.killed() {
-		_, callErr = start.Call(i.ctx)
+		callErr = call(func() error { _, err := start.Call(i.ctx); return err })
 	}
 	mod.Close(context.Background())
 	i.result = i.resultOf(callErr)
@@ -309,3 +309,14 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *linearMemory) Free() { m.buf = nil }
+
+// call runs f and turns a panic in it (a bug in a host function) into an
+// error, so that one instance's failure never takes the daemon down.
+func call(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("magnetar: host function panicked: %v", p)
+		}
+	}()
+	return f()
+}

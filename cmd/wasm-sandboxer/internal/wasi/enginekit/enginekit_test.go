@@ -112,7 +112,14 @@ func TestWriteKill(t *testing.T) {
 	if _, err := Write(errWriter{}, []byte("x"), nil); err == nil {
 		t.Fatal("writer error lost")
 	}
+	if _, err := Write(panicWriter{}, []byte("x"), nil); err == nil {
+		t.Fatal("writer panic lost")
+	}
 }
+
+type panicWriter struct{}
+
+func (panicWriter) Write([]byte) (int, error) { panic("boom") }
 
 type errWriter struct{}
 

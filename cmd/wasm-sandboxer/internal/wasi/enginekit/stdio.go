@@ -2,6 +2,7 @@ package enginekit
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -167,6 +168,11 @@ func Write(w io.Writer, b []byte, kill <-chan struct{}) (int, error) {
 	buf := append([]byte(nil), b...)
 	done := make(chan error, 1)
 	go func() {
+		defer func() {
+			if p := recover(); p != nil { // a writer's bug must not end the daemon
+				done <- fmt.Errorf("stdio writer panicked: %v", p)
+			}
+		}()
 		_, err := w.Write(buf)
 		done <- err
 	}()
