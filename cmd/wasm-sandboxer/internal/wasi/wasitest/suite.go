@@ -46,6 +46,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, cfg wasi.EngineConfig) wasi.
 	t.Run("KillBlockedWriting", s.testKillBlockedWrite)
 	t.Run("KillAfterExit", s.testKillAfterExit)
 	t.Run("StartAfterClose", s.testStartAfterClose)
+	t.Run("PanickingWriter", s.testPanickingWriter)
 	t.Run("EngineCloseKills", s.testEngineClose)
 	t.Run("Sleep", s.testSleep)
 	t.Run("Stats", s.testStats)
@@ -440,6 +441,24 @@ func (s *suite) testKillBlockedWrite(t *testing.T) {
 	w := stuckWriter{release: make(chan struct{})}
 	defer close(w.release)
 	s.testKill(t, wasm(t, watStderrFlood), &wasi.RunConfig{Stderr: w})
+}
+
+type panicWriter struct{}
+
+func (panicWriter) Write([]byte) (int, error) { panic("writer bug") }
+
+func (s *suite) testPanickingWriter(t *testing.T) {
+	e := s.engine(t, wasi.EngineConfig{})
+	r, _, _ := s.run(t, e, wasm(t, watHello), wasi.RunConfig{Stdout: panicWriter{}})
+	if r.ExitCode == 0 || r.Killed {
+		t.Fatalf("a write that failed went unnoticed: %+v", r)
+	}
+	t.Logf("result %+v", r)
+	r, out, errOut := s.run(t, e, wasm(t, watHello), wasi.RunConfig{})
+	expectExit(t, r, 0, errOut)
+	if out != "hello stdout\n" {
+		t.Fatalf("stdout %q", out)
+	}
 }
 
 func (s *suite) testStartAfterClose(t *testing.T) {
