@@ -350,6 +350,13 @@ func (s *suite) testMemoryLimit(t *testing.T) {
 	if out != "hello stdout\n" {
 		t.Fatalf("after the failed grow: %q", out)
 	}
+	// A limit under the module's initial memory (one page) fails Start.
+	if inst, err := m.Start(context.Background(), &wasi.RunConfig{MemoryLimit: 32 << 10}); err == nil {
+		r := waitDone(t, inst)
+		t.Fatalf("start with a limit under the initial memory: %+v", r)
+	} else {
+		t.Logf("limit under the initial memory: %v", err)
+	}
 }
 
 // settle gives a module that said "ready" a moment to enter the call it
