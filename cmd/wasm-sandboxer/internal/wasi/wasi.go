@@ -22,6 +22,9 @@ type Engine interface {
 }
 
 // Module is a compiled module, shared by every instance started from it.
+// The engine keeps the compiled code in memory while any Module of a Load
+// or any instance refers to it; after the last one, the next Load of the
+// same bytes reads the on-disk cache.
 type Module interface {
 	// Digest is the content digest of the wasm bytes ("sha256:<hex>").
 	Digest() string
@@ -30,9 +33,12 @@ type Module interface {
 	Info() LoadInfo
 	// Start instantiates the module and runs its _start export in the
 	// background. An error here (a missing import, a bad preopen) means
-	// nothing ran and nothing is left behind. ctx carries the logger and
-	// bounds only the start itself: cancelling it later does not end the
-	// instance (Kill does).
+	// nothing ran and nothing is left behind; it wraps
+	// errdefs.ErrInvalidArgument for a bad RunConfig or a module that cannot
+	// be instantiated (a missing import, an initial memory over the limit)
+	// and errdefs.ErrFailedPrecondition after Close. ctx carries the logger
+	// and bounds only the start itself: cancelling it later does not end
+	// the instance (Kill does).
 	Start(ctx context.Context, cfg *RunConfig) (Instance, error)
 	// Close releases this Load's hold on the module; instances already
 	// started keep running. Every Module returned by Load is closed once.

@@ -142,7 +142,7 @@ func (i *instance) run(ready chan<- error) {
 	start := inst.GetFunc(store, "_start")
 	if start == nil {
 		end()
-		ready <- fmt.Errorf("wasmtime: module has no _start export: %w", wasi.ErrInvalidModule)
+		ready <- fmt.Errorf("wasmtime: module has no _start export: %w: %w", wasi.ErrInvalidModule, errdefs.ErrInvalidArgument)
 		return
 	}
 	var memory *wt.Memory
@@ -210,7 +210,7 @@ func (i *instance) wasiConfig() (*wt.WasiConfig, error) {
 			guest = "/"
 		}
 		if err := wc.PreopenDir(p.Host, guest, dirPerms, filePerms); err != nil {
-			return nil, fmt.Errorf("wasmtime: preopen %s at %s: %w", p.Host, guest, err)
+			return nil, fmt.Errorf("wasmtime: preopen %s at %s: %v: %w", p.Host, guest, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	// No stdio on the WasiConfig: fd 0 reads and fd 1/2 writes go through

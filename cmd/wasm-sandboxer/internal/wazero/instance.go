@@ -120,7 +120,7 @@ func (i *instance) run(ready chan<- error) {
 		mod.Close(context.Background())
 		end()
 		i.cancel()
-		ready <- fmt.Errorf("wazero: module has no _start export: %w", wasi.ErrInvalidModule)
+		ready <- fmt.Errorf("wazero: module has no _start export: %w: %w", wasi.ErrInvalidModule, errdefs.ErrInvalidArgument)
 		return
 	}
 	if mem := mod.Memory(); mem != nil {
