@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
 )
 
@@ -282,8 +284,8 @@ func (s *suite) testPreopen(t *testing.T) {
 	t.Run("MissingHostDir", func(t *testing.T) {
 		m := s.load(t, e, wasm(t, watHello))
 		_, err := m.Start(context.Background(), &wasi.RunConfig{Preopens: []wasi.Preopen{{Host: filepath.Join(root, "nope"), Guest: "/"}}})
-		if err == nil {
-			t.Fatal("start with a missing preopen dir succeeded")
+		if !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("start with a missing preopen dir: %v, want InvalidArgument", err)
 		}
 	})
 }
@@ -477,8 +479,8 @@ func (s *suite) testStartAfterClose(t *testing.T) {
 	m2 := s.load(t, e, wasm(t, watHello)) // another hold on the same module
 	m.Close()
 	m.Close() // idempotent
-	if _, err := m.Start(context.Background(), &wasi.RunConfig{}); err == nil {
-		t.Fatal("start of a closed module succeeded")
+	if _, err := m.Start(context.Background(), &wasi.RunConfig{}); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("start of a closed module: %v, want FailedPrecondition", err)
 	}
 	r, out, errOut := s.run(t, e, wasm(t, watHello), wasi.RunConfig{})
 	expectExit(t, r, 0, errOut)
@@ -601,6 +603,9 @@ func (s *suite) testStartFails(t *testing.T) {
 		if err == nil {
 			inst.Kill()
 			t.Fatalf("%s: Start succeeded", name)
+		}
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: %v is not InvalidArgument", name, err)
 		}
 		t.Logf("%s: %v", name, err)
 	}
