@@ -90,10 +90,12 @@ type RunConfig struct {
 	// rootfs at "/", bind mounts at their destination. A guest path that
 	// climbs out with ".." is refused by the engine.
 	Preopens []Preopen
-	// Stdin is read when the module reads fd 0; nil reads as empty. The
-	// engine never blocks a Kill on it: a read in flight is abandoned (and
-	// ended with SetReadDeadline when Stdin has it, as an *os.File pipe
-	// does); the owner closes Stdin after Done.
+	// Stdin is read when the module reads fd 0 (by a goroutine started on
+	// the first read, one chunk ahead); nil reads as empty. The engine
+	// never blocks a Kill on it: when the run ends (an exit or a Kill) a
+	// read in flight is abandoned, and ended with a past SetReadDeadline
+	// when Stdin has one (an *os.File pipe or FIFO); the owner closes Stdin
+	// after Done.
 	Stdin io.Reader
 	// Stdout and Stderr receive fd 1 and 2; nil discards. A write blocked
 	// on a full FIFO does not hold up Kill either; the owner closes them
