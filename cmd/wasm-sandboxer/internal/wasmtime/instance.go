@@ -95,7 +95,9 @@ func (i *instance) killed() bool {
 
 // run is the instance's goroutine, on one locked OS thread from
 // instantiation to the end (a host call runs on the thread of the guest
-// that made it anyway, inside cgo).
+// that made it anyway, inside cgo). The thread is unlocked at the end and
+// reused: ending it with the goroutine would give its native stack back,
+// but measured twice the time to end 200 killed instances (30 ms, not 15).
 func (i *instance) run(ready chan<- error) {
 	defer close(i.done) // also when Start fails: Close may be waiting
 	runtime.LockOSThread()
