@@ -88,5 +88,7 @@
 // 0.11 ms). Idle instances: 1.8 MiB RSS per sleeping Go guest (its Go
 // heap), 35 KiB per sleeping WAT module; one OS thread each (the host call
 // waits on the wasm thread's C stack), so 1000 idle containers are 1000
-// threads, well under Go's 10000 default.
+// threads, well under Go's 10000 default. Measured once with 1000 sleeping
+// WAT instances in one engine: started in 0.34 s, 52 KiB RSS each, 1007
+// threads, all 1000 killed (Kill to the last Done) in 92 ms.
 package wasmtime

@@ -51,5 +51,7 @@
 // (wazero reads and relocates its whole file); instantiate + run hello 9 to
 // 12 ms (WAT hello 0.07 ms). Idle: 3.5 MiB RSS per sleeping Go guest, 29 KiB
 // per sleeping WAT module, no OS thread per instance (7 threads for 200).
-// Kill: 0.13 to 0.2 ms for every case, 5 ms for the last of 200.
+// Kill: 0.13 to 0.2 ms for every case, 5 ms for the last of 200. Measured
+// once with 1000 sleeping WAT instances: started in 0.14 s, 33 KiB RSS
+// each, 7 threads, all killed in 23 ms.
 package wazero
