@@ -115,7 +115,8 @@ func main() {
 	}
 
 	rb := findRunc(*runcBin)
-	be, err := runcbe.New(runcbe.Config{Runc: rb, Root: paths.runc, Dir: paths.ctr, ShareRoot: paths.share, Reaper: rp})
+	be, err := runcbe.New(runcbe.Config{Runc: rb, Root: paths.runc, Dir: paths.ctr, ShareRoot: paths.share, Reaper: rp,
+		NoPivot: pid1 && rootIsInitramfs()})
 	if err != nil {
 		fatal(pid1, "container backend", err)
 	}
@@ -256,6 +257,16 @@ func cgroupMode() (string, error) {
 		return "cgroup2", nil
 	}
 	return "cgroup1", nil
+}
+
+// rootIsInitramfs reports whether / is the initramfs (ramfs or tmpfs),
+// which pivot_root(2) refuses.
+func rootIsInitramfs() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/", &st); err != nil {
+		return true
+	}
+	return st.Type == unix.RAMFS_MAGIC || st.Type == unix.TMPFS_MAGIC
 }
 
 // bootTime is btime from /proc/stat.

@@ -1015,30 +1015,34 @@ func (x *ShutdownRequest) GetReason() string {
 	return ""
 }
 
-type OutputRequest struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+type OutputControl struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required in the first message, ignored in the others.
+	ContainerId string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// Empty for the container's init process.
-	ExecId        string    `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	Stream        StdStream `protobuf:"varint,3,opt,name=stream,proto3,enum=magnetar.agent.v1.StdStream" json:"stream,omitempty"`
+	ExecId string    `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	Stream StdStream `protobuf:"varint,3,opt,name=stream,proto3,enum=magnetar.agent.v1.StdStream" json:"stream,omitempty"`
+	// More chunks the client can take (at most 64 outstanding: ttrpc's
+	// per-stream receive buffer).
+	Credit        uint32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *OutputRequest) Reset() {
-	*x = OutputRequest{}
+func (x *OutputControl) Reset() {
+	*x = OutputControl{}
 	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *OutputRequest) String() string {
+func (x *OutputControl) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*OutputRequest) ProtoMessage() {}
+func (*OutputControl) ProtoMessage() {}
 
-func (x *OutputRequest) ProtoReflect() protoreflect.Message {
+func (x *OutputControl) ProtoReflect() protoreflect.Message {
 	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1050,30 +1054,37 @@ func (x *OutputRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use OutputRequest.ProtoReflect.Descriptor instead.
-func (*OutputRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use OutputControl.ProtoReflect.Descriptor instead.
+func (*OutputControl) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
-func (x *OutputRequest) GetContainerId() string {
+func (x *OutputControl) GetContainerId() string {
 	if x != nil {
 		return x.ContainerId
 	}
 	return ""
 }
 
-func (x *OutputRequest) GetExecId() string {
+func (x *OutputControl) GetExecId() string {
 	if x != nil {
 		return x.ExecId
 	}
 	return ""
 }
 
-func (x *OutputRequest) GetStream() StdStream {
+func (x *OutputControl) GetStream() StdStream {
 	if x != nil {
 		return x.Stream
 	}
 	return StdStream_STD_STREAM_UNSPECIFIED
+}
+
+func (x *OutputControl) GetCredit() uint32 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
 }
 
 type OutputChunk struct {
@@ -1181,28 +1192,31 @@ func (x *InputChunk) GetData() []byte {
 	return nil
 }
 
-type InputResponse struct {
+type InputAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Bytes written to the process's stdin by this stream.
-	Written       uint64 `protobuf:"varint,1,opt,name=written,proto3" json:"written,omitempty"`
+	// More chunks the client may send.
+	Credit uint32 `protobuf:"varint,1,opt,name=credit,proto3" json:"credit,omitempty"`
+	// Set in the last message: stdin is closed; written bytes in total.
+	Closed        bool   `protobuf:"varint,2,opt,name=closed,proto3" json:"closed,omitempty"`
+	Written       uint64 `protobuf:"varint,3,opt,name=written,proto3" json:"written,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *InputResponse) Reset() {
-	*x = InputResponse{}
+func (x *InputAck) Reset() {
+	*x = InputAck{}
 	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *InputResponse) String() string {
+func (x *InputAck) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*InputResponse) ProtoMessage() {}
+func (*InputAck) ProtoMessage() {}
 
-func (x *InputResponse) ProtoReflect() protoreflect.Message {
+func (x *InputAck) ProtoReflect() protoreflect.Message {
 	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1214,12 +1228,26 @@ func (x *InputResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use InputResponse.ProtoReflect.Descriptor instead.
-func (*InputResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use InputAck.ProtoReflect.Descriptor instead.
+func (*InputAck) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
-func (x *InputResponse) GetWritten() uint64 {
+func (x *InputAck) GetCredit() uint32 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
+}
+
+func (x *InputAck) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *InputAck) GetWritten() uint64 {
 	if x != nil {
 		return x.Written
 	}
@@ -1300,20 +1328,23 @@ const file_agent_proto_rawDesc = "" +
 	"\x06stderr\x18\x03 \x01(\fR\x06stderr\x12\x1c\n" +
 	"\ttruncated\x18\x04 \x01(\bR\ttruncated\")\n" +
 	"\x0fShutdownRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x81\x01\n" +
-	"\rOutputRequest\x12!\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x99\x01\n" +
+	"\rOutputControl\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x124\n" +
-	"\x06stream\x18\x03 \x01(\x0e2\x1c.magnetar.agent.v1.StdStreamR\x06stream\"!\n" +
+	"\x06stream\x18\x03 \x01(\x0e2\x1c.magnetar.agent.v1.StdStreamR\x06stream\x12\x16\n" +
+	"\x06credit\x18\x04 \x01(\rR\x06credit\"!\n" +
 	"\vOutputChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"\\\n" +
 	"\n" +
 	"InputChunk\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\")\n" +
-	"\rInputResponse\x12\x18\n" +
-	"\awritten\x18\x01 \x01(\x04R\awritten*?\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"T\n" +
+	"\bInputAck\x12\x16\n" +
+	"\x06credit\x18\x01 \x01(\rR\x06credit\x12\x16\n" +
+	"\x06closed\x18\x02 \x01(\bR\x06closed\x12\x18\n" +
+	"\awritten\x18\x03 \x01(\x04R\awritten*?\n" +
 	"\tStdStream\x12\x1a\n" +
 	"\x16STD_STREAM_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -1326,10 +1357,10 @@ const file_agent_proto_rawDesc = "" +
 	"\tSyncClock\x12#.magnetar.agent.v1.SyncClockRequest\x1a$.magnetar.agent.v1.SyncClockResponse\x12V\n" +
 	"\tGetEvents\x12#.magnetar.agent.v1.GetEventsRequest\x1a$.magnetar.agent.v1.GetEventsResponse\x12V\n" +
 	"\tDebugExec\x12#.magnetar.agent.v1.DebugExecRequest\x1a$.magnetar.agent.v1.DebugExecResponse\x12F\n" +
-	"\bShutdown\x12\".magnetar.agent.v1.ShutdownRequest\x1a\x16.google.protobuf.Empty2\xa3\x01\n" +
-	"\aStreams\x12L\n" +
-	"\x06Output\x12 .magnetar.agent.v1.OutputRequest\x1a\x1e.magnetar.agent.v1.OutputChunk0\x01\x12J\n" +
-	"\x05Input\x12\x1d.magnetar.agent.v1.InputChunk\x1a .magnetar.agent.v1.InputResponse(\x01B?Z=github.com/magnetar-runtime/magnetar/shared/agentapi;agentapib\x06proto3"
+	"\bShutdown\x12\".magnetar.agent.v1.ShutdownRequest\x1a\x16.google.protobuf.Empty2\xa2\x01\n" +
+	"\aStreams\x12N\n" +
+	"\x06Output\x12 .magnetar.agent.v1.OutputControl\x1a\x1e.magnetar.agent.v1.OutputChunk(\x010\x01\x12G\n" +
+	"\x05Input\x12\x1d.magnetar.agent.v1.InputChunk\x1a\x1b.magnetar.agent.v1.InputAck(\x010\x01B?Z=github.com/magnetar-runtime/magnetar/shared/agentapi;agentapib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1361,10 +1392,10 @@ var file_agent_proto_goTypes = []any{
 	(*DebugExecRequest)(nil),      // 12: magnetar.agent.v1.DebugExecRequest
 	(*DebugExecResponse)(nil),     // 13: magnetar.agent.v1.DebugExecResponse
 	(*ShutdownRequest)(nil),       // 14: magnetar.agent.v1.ShutdownRequest
-	(*OutputRequest)(nil),         // 15: magnetar.agent.v1.OutputRequest
+	(*OutputControl)(nil),         // 15: magnetar.agent.v1.OutputControl
 	(*OutputChunk)(nil),           // 16: magnetar.agent.v1.OutputChunk
 	(*InputChunk)(nil),            // 17: magnetar.agent.v1.InputChunk
-	(*InputResponse)(nil),         // 18: magnetar.agent.v1.InputResponse
+	(*InputAck)(nil),              // 18: magnetar.agent.v1.InputAck
 	nil,                           // 19: magnetar.agent.v1.SetupRequest.SysctlsEntry
 	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 	(*anypb.Any)(nil),             // 21: google.protobuf.Any
@@ -1382,14 +1413,14 @@ var file_agent_proto_depIdxs = []int32{
 	11, // 8: magnetar.agent.v1.GetEventsResponse.events:type_name -> magnetar.agent.v1.Event
 	20, // 9: magnetar.agent.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
 	21, // 10: magnetar.agent.v1.Event.event:type_name -> google.protobuf.Any
-	0,  // 11: magnetar.agent.v1.OutputRequest.stream:type_name -> magnetar.agent.v1.StdStream
+	0,  // 11: magnetar.agent.v1.OutputControl.stream:type_name -> magnetar.agent.v1.StdStream
 	1,  // 12: magnetar.agent.v1.Sandbox.Health:input_type -> magnetar.agent.v1.HealthRequest
 	3,  // 13: magnetar.agent.v1.Sandbox.Setup:input_type -> magnetar.agent.v1.SetupRequest
 	7,  // 14: magnetar.agent.v1.Sandbox.SyncClock:input_type -> magnetar.agent.v1.SyncClockRequest
 	9,  // 15: magnetar.agent.v1.Sandbox.GetEvents:input_type -> magnetar.agent.v1.GetEventsRequest
 	12, // 16: magnetar.agent.v1.Sandbox.DebugExec:input_type -> magnetar.agent.v1.DebugExecRequest
 	14, // 17: magnetar.agent.v1.Sandbox.Shutdown:input_type -> magnetar.agent.v1.ShutdownRequest
-	15, // 18: magnetar.agent.v1.Streams.Output:input_type -> magnetar.agent.v1.OutputRequest
+	15, // 18: magnetar.agent.v1.Streams.Output:input_type -> magnetar.agent.v1.OutputControl
 	17, // 19: magnetar.agent.v1.Streams.Input:input_type -> magnetar.agent.v1.InputChunk
 	2,  // 20: magnetar.agent.v1.Sandbox.Health:output_type -> magnetar.agent.v1.HealthResponse
 	22, // 21: magnetar.agent.v1.Sandbox.Setup:output_type -> google.protobuf.Empty
@@ -1398,7 +1429,7 @@ var file_agent_proto_depIdxs = []int32{
 	13, // 24: magnetar.agent.v1.Sandbox.DebugExec:output_type -> magnetar.agent.v1.DebugExecResponse
 	22, // 25: magnetar.agent.v1.Sandbox.Shutdown:output_type -> google.protobuf.Empty
 	16, // 26: magnetar.agent.v1.Streams.Output:output_type -> magnetar.agent.v1.OutputChunk
-	18, // 27: magnetar.agent.v1.Streams.Input:output_type -> magnetar.agent.v1.InputResponse
+	18, // 27: magnetar.agent.v1.Streams.Input:output_type -> magnetar.agent.v1.InputAck
 	20, // [20:28] is the sub-list for method output_type
 	12, // [12:20] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name

@@ -125,12 +125,13 @@ func (c *sandboxClient) Shutdown(ctx context.Context, req *ShutdownRequest) (*em
 }
 
 type StreamsService interface {
-	Output(context.Context, *OutputRequest, Streams_OutputServer) error
-	Input(context.Context, Streams_InputServer) (*InputResponse, error)
+	Output(context.Context, Streams_OutputServer) error
+	Input(context.Context, Streams_InputServer) error
 }
 
 type Streams_OutputServer interface {
 	Send(*OutputChunk) error
+	Recv() (*OutputControl, error)
 	ttrpc.StreamServer
 }
 
@@ -142,13 +143,26 @@ func (x *streamsOutputServer) Send(m *OutputChunk) error {
 	return x.StreamServer.SendMsg(m)
 }
 
+func (x *streamsOutputServer) Recv() (*OutputControl, error) {
+	m := new(OutputControl)
+	if err := x.StreamServer.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 type Streams_InputServer interface {
+	Send(*InputAck) error
 	Recv() (*InputChunk, error)
 	ttrpc.StreamServer
 }
 
 type streamsInputServer struct {
 	ttrpc.StreamServer
+}
+
+func (x *streamsInputServer) Send(m *InputAck) error {
+	return x.StreamServer.SendMsg(m)
 }
 
 func (x *streamsInputServer) Recv() (*InputChunk, error) {
@@ -164,28 +178,24 @@ func RegisterStreamsService(srv *ttrpc.Server, svc StreamsService) {
 		Streams: map[string]ttrpc.Stream{
 			"Output": {
 				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
-					m := new(OutputRequest)
-					if err := stream.RecvMsg(m); err != nil {
-						return nil, err
-					}
-					return nil, svc.Output(ctx, m, &streamsOutputServer{stream})
+					return nil, svc.Output(ctx, &streamsOutputServer{stream})
 				},
-				StreamingClient: false,
+				StreamingClient: true,
 				StreamingServer: true,
 			},
 			"Input": {
 				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
-					return svc.Input(ctx, &streamsInputServer{stream})
+					return nil, svc.Input(ctx, &streamsInputServer{stream})
 				},
 				StreamingClient: true,
-				StreamingServer: false,
+				StreamingServer: true,
 			},
 		},
 	})
 }
 
 type StreamsClient interface {
-	Output(context.Context, *OutputRequest) (Streams_OutputClient, error)
+	Output(context.Context) (Streams_OutputClient, error)
 	Input(context.Context) (Streams_InputClient, error)
 }
 
@@ -199,11 +209,11 @@ func NewStreamsClient(client *ttrpc.Client) StreamsClient {
 	}
 }
 
-func (c *streamsClient) Output(ctx context.Context, req *OutputRequest) (Streams_OutputClient, error) {
+func (c *streamsClient) Output(ctx context.Context) (Streams_OutputClient, error) {
 	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
-		StreamingClient: false,
+		StreamingClient: true,
 		StreamingServer: true,
-	}, "magnetar.agent.v1.Streams", "Output", req)
+	}, "magnetar.agent.v1.Streams", "Output", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -212,12 +222,17 @@ func (c *streamsClient) Output(ctx context.Context, req *OutputRequest) (Streams
 }
 
 type Streams_OutputClient interface {
+	Send(*OutputControl) error
 	Recv() (*OutputChunk, error)
 	ttrpc.ClientStream
 }
 
 type streamsOutputClient struct {
 	ttrpc.ClientStream
+}
+
+func (x *streamsOutputClient) Send(m *OutputControl) error {
+	return x.ClientStream.SendMsg(m)
 }
 
 func (x *streamsOutputClient) Recv() (*OutputChunk, error) {
@@ -231,7 +246,7 @@ func (x *streamsOutputClient) Recv() (*OutputChunk, error) {
 func (c *streamsClient) Input(ctx context.Context) (Streams_InputClient, error) {
 	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
 		StreamingClient: true,
-		StreamingServer: false,
+		StreamingServer: true,
 	}, "magnetar.agent.v1.Streams", "Input", nil)
 	if err != nil {
 		return nil, err
@@ -242,7 +257,7 @@ func (c *streamsClient) Input(ctx context.Context) (Streams_InputClient, error) 
 
 type Streams_InputClient interface {
 	Send(*InputChunk) error
-	CloseAndRecv() (*InputResponse, error)
+	Recv() (*InputAck, error)
 	ttrpc.ClientStream
 }
 
@@ -254,11 +269,8 @@ func (x *streamsInputClient) Send(m *InputChunk) error {
 	return x.ClientStream.SendMsg(m)
 }
 
-func (x *streamsInputClient) CloseAndRecv() (*InputResponse, error) {
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
-	m := new(InputResponse)
+func (x *streamsInputClient) Recv() (*InputAck, error) {
+	m := new(InputAck)
 	if err := x.ClientStream.RecvMsg(m); err != nil {
 		return nil, err
 	}

@@ -64,20 +64,35 @@
 // writes into them with shared/stdio exactly as on the host (terminal
 // included). Output written before the host attaches is kept (up to the pipe
 // buffer, 64 KiB, after which the process blocks), so the host may attach
-// after Create. The host then:
+// after Create (or, for an exec, between Exec and Start). The host then:
 //
-//   - for stdout and stderr calls Streams.Output(container, exec, STDOUT|
-//     STDERR) and copies the chunks to containerd's FIFO until the stream
-//     ends (io.EOF: every writer has gone, i.e. the process and its children
-//     exited). It must keep reading: ttrpc closes a client stream whose
-//     receiver stalls for a second. After a reconnect it calls Output again
-//     and continues where the last reader stopped (a chunk in flight on a
-//     broken connection may be lost).
+//   - for stdout and stderr calls Streams.Output with OutputControl
+//     {container, exec, STDOUT|STDERR, credit} and copies the chunks to
+//     containerd's FIFO until the stream ends (io.EOF: every writer has
+//     gone, i.e. the process and its children exited).
 //   - for stdin opens Streams.Input, sends InputChunk{container_id, exec_id}
 //     first and then the bytes it reads from containerd's stdin FIFO; when
-//     that FIFO reaches EOF it calls CloseAndRecv, which closes the process's
-//     stdin. Task.CloseIO does the same. A broken connection leaves stdin
-//     open.
+//     that FIFO reaches EOF it closes its side (CloseSend), which closes the
+//     process's stdin, and waits for the InputAck with closed set.
+//     Task.CloseIO closes stdin too. A broken connection leaves stdin open.
+//
+// Both directions are flow-controlled by credits, because ttrpc (v1.2) has
+// none: a stream whose receiver does not take its 64 buffered messages
+// within a second stalls the whole connection meanwhile and is then
+// dropped, data and all. The agent sends an Output chunk (≤ 32 KiB) only
+// against credit granted by OutputControl messages, and grants stdin
+// credit with InputAck messages as it writes chunks into the FIFO; neither
+// side may have more than 64 outstanding (agentclient uses 16). A slow
+// reader or a process that does not read its stdin therefore blocks that
+// process, never the connection. agentclient's Stdout/Stderr/Stdin
+// implement this; use them.
+//
+// Detaching: closing an Output reader (CloseSend) makes the agent stop
+// reading and end the stream; what it had not read stays for the next
+// reader, chunks already granted and in flight are dropped. A second Output
+// for the same stream preempts the first (after a reconnect the first one's
+// connection is dead). So after a reconnect the host attaches again and
+// continues where the last reader stopped.
 //
 // The FIFOs are removed when the process is deleted.
 //

@@ -34,8 +34,8 @@ func newClient(conn net.Conn) *Client {
 	c := &Client{conn: conn, done: make(chan struct{})}
 	var once sync.Once
 	c.tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { once.Do(func() { close(c.done) }) }))
-	c.task = taskapi.NewTTRPCTaskClient(c.tc)
-	c.sandbox = agentapi.NewSandboxClient(c.tc)
+	c.task = taskClient{taskapi.NewTTRPCTaskClient(c.tc)}
+	c.sandbox = sandboxClient{agentapi.NewSandboxClient(c.tc)}
 	c.streams = agentapi.NewStreamsClient(c.tc)
 	return c
 }
@@ -60,10 +60,11 @@ func New(ctx context.Context, conn net.Conn) (*Client, error) {
 // Task is containerd's Task API v3 as the agent serves it: the host's task
 // proxy forwards calls here after rewriting paths (agentapi's contract).
 // Put the containerd namespace in the ttrpc metadata
-// ("containerd-namespace-ttrpc"), as containerd does.
+// ("containerd-namespace-ttrpc"), as containerd does. Errors are errdefs
+// errors (errgrpc.ToGRPC turns them back into a status for containerd).
 func (c *Client) Task() taskapi.TTRPCTaskService { return c.task }
 
-// Sandbox is the agent's VM-level service.
+// Sandbox is the agent's VM-level service; errors are errdefs errors.
 func (c *Client) Sandbox() agentapi.SandboxService { return c.sandbox }
 
 // Streams is the raw stdio stream service; Stdout, Stderr and Stdin wrap it.
@@ -82,9 +83,9 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // Dial reaches the same agent again.
 func (c *Client) Close() error { return c.tc.Close() }
 
-// Stdout streams a process's stdout (execID "" for the init) until EOF. The
-// caller must keep reading (ttrpc drops a stream whose reader stalls for a
-// second) and Close the reader when done.
+// Stdout streams a process's stdout (execID "" for the init) until EOF.
+// It is flow-controlled (see Output): a reader may stall as long as it
+// likes. Close the reader when done; Close detaches in the guest.
 func (c *Client) Stdout(ctx context.Context, id, execID string) (io.ReadCloser, error) {
 	return c.Output(ctx, id, execID, agentapi.StdStream_STDOUT)
 }
@@ -94,10 +95,21 @@ func (c *Client) Stderr(ctx context.Context, id, execID string) (io.ReadCloser, 
 	return c.Output(ctx, id, execID, agentapi.StdStream_STDERR)
 }
 
-// Output streams stdout or stderr of a process; see Stdout.
+// outputWindow is how many chunks the client lets the agent send ahead
+// (agentapi: at most 64, ttrpc's per-stream buffer).
+const outputWindow = 16
+
+// Output streams stdout or stderr of a process; see Stdout. Flow control:
+// the agent sends at most outputWindow chunks (32 KiB each) ahead of what
+// Read consumed, so a slow reader slows the process instead of overflowing
+// the connection. Close detaches (the agent stops reading; what it has not
+// read stays for the next reader; up to a window already sent is dropped).
 func (c *Client) Output(ctx context.Context, id, execID string, s agentapi.StdStream) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.streams.Output(ctx, &agentapi.OutputRequest{ContainerId: id, ExecId: execID, Stream: s})
+	st, err := c.streams.Output(ctx)
+	if err == nil {
+		err = st.Send(&agentapi.OutputControl{ContainerId: id, ExecId: execID, Stream: s, Credit: outputWindow})
+	}
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("%s of %s: %w", s, procName(id, execID), errorFromStatus(err))
@@ -106,10 +118,13 @@ func (c *Client) Output(ctx context.Context, id, execID string, s agentapi.StdSt
 }
 
 type outputReader struct {
-	st     agentapi.Streams_OutputClient
-	cancel context.CancelFunc
-	buf    []byte
-	err    error
+	st       agentapi.Streams_OutputClient
+	cancel   context.CancelFunc
+	buf      []byte
+	err      error
+	consumed uint32
+	mu       sync.Mutex
+	closed   bool
 }
 
 func (r *outputReader) Read(p []byte) (int, error) {
@@ -127,13 +142,46 @@ func (r *outputReader) Read(p []byte) (int, error) {
 			continue
 		}
 		r.buf = m.GetData()
+		if r.consumed++; r.consumed >= outputWindow/2 {
+			r.mu.Lock()
+			if !r.closed {
+				_ = r.st.Send(&agentapi.OutputControl{Credit: r.consumed})
+			}
+			r.mu.Unlock()
+			r.consumed = 0
+		}
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
 	return n, nil
 }
 
+// Close detaches from the agent and waits (up to a second) for the agent to
+// end the stream, so that no reader stays attached in the guest.
 func (r *outputReader) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	err := r.st.CloseSend()
+	r.mu.Unlock()
+	if err == nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				if _, err := r.st.Recv(); err != nil {
+					return
+				}
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	}
 	r.cancel()
 	return nil
 }
@@ -141,25 +189,59 @@ func (r *outputReader) Close() error {
 // maxChunk is the largest stdin message the client sends.
 const maxChunk = 32 << 10
 
-// Stdin opens a process's stdin. Close (after the last Write) ends the
-// process's stdin with EOF; cancelling ctx instead leaves it open for a
-// later Stdin.
+// Stdin opens a process's stdin. Writes are flow-controlled by the agent's
+// credits (a process that does not read its stdin blocks Write, not the
+// connection). Close (after the last Write) ends the process's stdin with
+// EOF and waits for the agent to confirm; cancelling ctx instead leaves
+// stdin open for a later Stdin.
 func (c *Client) Stdin(ctx context.Context, id, execID string) (io.WriteCloser, error) {
 	st, err := c.streams.Input(ctx)
+	if err == nil {
+		err = st.Send(&agentapi.InputChunk{ContainerId: id, ExecId: execID})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("stdin of %s: %w", procName(id, execID), errorFromStatus(err))
 	}
-	if err := st.Send(&agentapi.InputChunk{ContainerId: id, ExecId: execID}); err != nil {
-		return nil, fmt.Errorf("stdin of %s: %w", procName(id, execID), errorFromStatus(err))
-	}
-	return &stdinWriter{st: st, name: procName(id, execID)}, nil
+	w := &stdinWriter{ctx: ctx, st: st, name: procName(id, execID), credit: make(chan struct{}, 64), done: make(chan struct{})}
+	go w.acks()
+	return w, nil
 }
 
 type stdinWriter struct {
+	ctx    context.Context
 	st     agentapi.Streams_InputClient
 	name   string
+	credit chan struct{}
+	done   chan struct{} // closed when the ack stream ended
+	final  *agentapi.InputAck
+	err    error // why the ack stream ended without a final ack
+
 	mu     sync.Mutex
 	closed bool
+}
+
+func (w *stdinWriter) acks() {
+	defer close(w.done)
+	for {
+		a, err := w.st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("agent ended the stream without closing stdin: %w", errdefs.ErrUnavailable)
+			}
+			w.err = errorFromStatus(err)
+			return
+		}
+		for i := uint32(0); i < a.GetCredit(); i++ {
+			select {
+			case w.credit <- struct{}{}:
+			default: // more than the agent may grant: ignore the excess
+			}
+		}
+		if a.GetClosed() {
+			w.final = a
+			return
+		}
+	}
 }
 
 func (w *stdinWriter) Write(p []byte) (int, error) {
@@ -170,6 +252,13 @@ func (w *stdinWriter) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
+		select {
+		case <-w.credit:
+		case <-w.done:
+			return n, fmt.Errorf("stdin of %s: %w", w.name, w.err)
+		case <-w.ctx.Done():
+			return n, w.ctx.Err()
+		}
 		k := min(len(p), maxChunk)
 		if err := w.st.Send(&agentapi.InputChunk{Data: p[:k]}); err != nil {
 			return n, fmt.Errorf("stdin of %s: %w", w.name, errorFromStatus(err))
@@ -181,7 +270,7 @@ func (w *stdinWriter) Write(p []byte) (int, error) {
 }
 
 // Close ends the stream cleanly, which closes the process's stdin, and
-// waits for the agent's acknowledgement.
+// waits for the agent's confirmation.
 func (w *stdinWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -189,8 +278,16 @@ func (w *stdinWriter) Close() error {
 		return nil
 	}
 	w.closed = true
-	if _, err := w.st.CloseAndRecv(); err != nil {
+	if err := w.st.CloseSend(); err != nil {
 		return fmt.Errorf("stdin of %s: %w", w.name, errorFromStatus(err))
+	}
+	select {
+	case <-w.done:
+	case <-w.ctx.Done():
+		return w.ctx.Err()
+	}
+	if w.final == nil {
+		return fmt.Errorf("stdin of %s: %w", w.name, w.err)
 	}
 	return nil
 }
@@ -257,8 +354,8 @@ func errorFromStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, ttrpc.ErrClosed) {
-		return fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
+	if errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("agent connection: %w: %w", err, errdefs.ErrUnavailable)
 	}
 	return errgrpc.ToNative(err)
 }

@@ -8,8 +8,12 @@
 //	defer c.Close()
 //	c.Task()     // containerd Task API v3 client (taskapi.TTRPCTaskService)
 //	c.Sandbox()  // Health, Setup, SyncClock, GetEvents, DebugExec, Shutdown
-//	c.Stdout(ctx, id, execID) / c.Stderr(...)  // io.ReadCloser until EOF
+//	c.Stdout(ctx, id, execID) / c.Stderr(...)  // io.ReadCloser until EOF; Close detaches
 //	c.Stdin(ctx, id, execID)                   // io.WriteCloser; Close = EOF
+//
+// The stdio helpers implement agentapi's credit-based flow control (ttrpc
+// itself has none), so a slow reader or a process that does not read stdin
+// blocks only its own stream.
 //	c.SyncClock(ctx, 10*time.Millisecond)
 //	c.Events(ctx, afterSeq, func(*agentapi.Event) error { … })
 //
@@ -41,8 +45,9 @@
 // of attempts and the last error. An agent of another protocol major fails
 // with FailedPrecondition without retrying.
 //
-// Errors from the wrapped calls are errdefs errors (ttrpc status converted
-// back); a broken connection is errdefs.ErrUnavailable. Done() is closed
+// Errors from Task(), Sandbox() and the helpers are errdefs errors (the
+// ttrpc status converted back: errdefs.IsNotFound etc. work); a broken
+// connection is errdefs.ErrUnavailable. Streams() and TTRPC() are raw. Done() is closed
 // when the connection ends; the agent serves again after a disconnect, so
 // the host re-Dials.
 package agentclient

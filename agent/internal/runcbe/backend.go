@@ -38,6 +38,10 @@ type Config struct {
 	ShareRoot string
 	// Reaper delivers the exits of container processes.
 	Reaper *reaper.Reaper
+	// NoPivot runs `runc create --no-pivot`: needed when the guest's root
+	// is the initramfs (rootfs cannot be pivot_root'ed). The container is
+	// then jailed with MS_MOVE + chroot; the VM is the isolation boundary.
+	NoPivot bool
 }
 
 // Backend is the guest runc backend.
@@ -167,7 +171,7 @@ func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if c.io, err = stdio.Open(ctx, r.Stdio); err != nil {
 		return nil, err
 	}
-	opts := &runc.CreateOpts{IO: c.io, PidFile: filepath.Join(dir, "init.pid")}
+	opts := &runc.CreateOpts{IO: c.io, PidFile: filepath.Join(dir, "init.pid"), NoPivot: b.cfg.NoPivot}
 	var sock *runc.Socket
 	if r.Stdio.Terminal {
 		if sock, err = runc.NewTempConsoleSocket(); err != nil {

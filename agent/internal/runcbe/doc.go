@@ -9,7 +9,8 @@
 // namespaces — the VM is the pod —, cgroupsPath /magnetar/<id>, AppArmor,
 // SELinux and hooks dropped, bind sources confined to the share), writes the
 // result under its own state dir (/run/magnetar/ctr/<id>) and calls
-// `runc create` with stdio from shared/stdio. The container's init is
+// `runc create` (--no-pivot when / is the initramfs, which pivot_root
+// refuses) with stdio from shared/stdio. The container's init is
 // re-parented to the agent (PID 1) when runc exits; its exit comes from the
 // reaper by pid. Execs use `runc exec --detach`, Pids `runc ps`, Update
 // `runc update`, Pause/Resume `runc pause/resume`, Stats and OOM events the

@@ -159,7 +159,7 @@ func TestSetupRejectsBadFieldsAndAppliesNothing(t *testing.T) {
 		r := good()
 		c.mut(r)
 		_, err := h.client.Sandbox().Setup(ctx, r)
-		err = errgrpcNative(err)
+
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), c.field) {
 			t.Errorf("%s: got %v, want InvalidArgument naming %s", c.field, err, c.field)
 		}
@@ -176,13 +176,6 @@ func TestSetupRejectsBadFieldsAndAppliesNothing(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("applied\n %q\nwant\n %q", got, want)
 	}
-}
-
-func errgrpcNative(err error) error {
-	if err == nil {
-		return nil
-	}
-	return errorsToNative(err)
 }
 
 // createStart creates and starts a container with all three streams.
@@ -261,8 +254,8 @@ func TestOutputSurvivesAReattach(t *testing.T) {
 	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "hello\n" {
 		t.Fatalf("first read %q %v", buf, err)
 	}
+	out.Close() // detaches: the agent's reader stops
 	rcancel()
-	out.Close()
 	out2, err := h.client.Stdout(ctx, "c2", "")
 	if err != nil {
 		t.Fatal(err)
@@ -315,13 +308,13 @@ func TestCreateRejectsHostStdioPaths(t *testing.T) {
 	ctx := context.Background()
 	_, err := h.client.Task().Create(ctx, &taskapi.CreateTaskRequest{ID: "c4", Bundle: h.bundle(t, "c4"),
 		Stdout: "/run/containerd/fifo/123/c4-stdout"})
-	if err = errgrpcNative(err); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "stdout") {
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "stdout") {
 		t.Fatalf("got %v, want InvalidArgument naming stdout", err)
 	}
 	// another container's path is refused too
 	_, err = h.client.Task().Create(ctx, &taskapi.CreateTaskRequest{ID: "c4", Bundle: h.bundle(t, "c4"),
 		Stdout: h.stdioPath("other", "", agentapi.Stdout)})
-	if err = errgrpcNative(err); !errdefs.IsInvalidArgument(err) {
+	if !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("got %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(h.ioRoot, "c4")); !os.IsNotExist(err) {
@@ -400,11 +393,11 @@ func TestDebugExecExitCodeAndOutput(t *testing.T) {
 		t.Fatalf("timeout: %v %v", r, err)
 	}
 	_, err = h.client.Sandbox().DebugExec(ctx, &agentapi.DebugExecRequest{Args: []string{"no-such-program"}})
-	if err = errgrpcNative(err); !errdefs.IsNotFound(err) {
+	if !errdefs.IsNotFound(err) {
 		t.Fatalf("missing program: %v", err)
 	}
 	_, err = h.client.Sandbox().DebugExec(ctx, &agentapi.DebugExecRequest{})
-	if err = errgrpcNative(err); !errdefs.IsInvalidArgument(err) {
+	if !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("no args: %v", err)
 	}
 }
@@ -451,4 +444,44 @@ func TestRoundTrip(t *testing.T) {
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	t.Logf("Health round trip over net.Pipe, n=%d: p50 %s, p99 %s", n, d[n/2], d[n*99/100])
+}
+
+// A reader that stalls for longer than ttrpc's one-second grace loses
+// nothing: the agent sends only what the client granted.
+func TestOutputFlowControlSurvivesAStalledReader(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h.createStart(t, "c6", "exit=0")
+	out, err := h.client.Stdout(ctx, "c6", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := h.client.Stdin(ctx, "c6", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 4 << 20 // 128 chunks: twice ttrpc's 64-message stream buffer
+	go func() {
+		_, _ = in.Write(make([]byte, size))
+		_ = in.Close()
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	n, err := io.Copy(io.Discard, out)
+	if err != nil || n != int64(len("hello\n")+size) {
+		t.Fatalf("read %d bytes, %v; want %d", n, err, len("hello\n")+size)
+	}
+}
+
+// Errors come back as errdefs errors, and a dead connection as Unavailable.
+func TestClientErrorsAreErrdefs(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if _, err := h.client.Task().State(ctx, &taskapi.StateRequest{ID: "nope"}); !errdefs.IsNotFound(err) {
+		t.Fatalf("state of a missing task: %v", err)
+	}
+	h.client.Close()
+	if _, err := h.client.Sandbox().Health(ctx, &agentapi.HealthRequest{}); !errdefs.IsUnavailable(err) {
+		t.Fatalf("health on a closed connection: %v", err)
+	}
 }

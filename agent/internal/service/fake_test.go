@@ -11,7 +11,6 @@ import (
 
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -185,5 +184,3 @@ func (f *fakeSystem) appliedCopy() []string {
 	defer f.mu.Unlock()
 	return append([]string(nil), f.applied...)
 }
-
-func errorsToNative(err error) error { return errgrpc.ToNative(err) }
