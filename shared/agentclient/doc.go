@@ -14,6 +14,7 @@
 // The stdio helpers implement agentapi's credit-based flow control (ttrpc
 // itself has none), so a slow reader or a process that does not read stdin
 // blocks only its own stream.
+//
 //	c.SyncClock(ctx, 10*time.Millisecond)
 //	c.Events(ctx, afterSeq, func(*agentapi.Event) error { … })
 //
