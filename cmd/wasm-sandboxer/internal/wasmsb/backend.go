@@ -49,6 +49,7 @@ type backend struct {
 	engines *engines
 	d       *driver
 	keep    *keeper
+	mods    *modTable
 
 	mu         sync.Mutex
 	containers map[string]*ctr
@@ -195,17 +196,23 @@ func (c *ctr) load(ctx context.Context, args []string, cwd string, env []string)
 	if len(args) == 0 {
 		return "", nil, fmt.Errorf("process.args: empty: args[0] names the wasm module to run: %w", errdefs.ErrInvalidArgument)
 	}
-	guest, data, err := readModule(c.st.Rootfs, args[0], cwd, env, c.b.cfg.Wasm.MaxModuleBytes)
+	engine := c.eng.Name()
+	known := func(k fileKey) wasi.Module { return c.b.mods.acquire(engine, k) }
+	guest, data, key, mod, err := readModule(c.st.Rootfs, args[0], cwd, env, c.b.cfg.Wasm.MaxModuleBytes, known)
 	if err != nil {
 		return "", nil, err
 	}
-	mod, err := c.eng.Load(ctx, data)
+	if mod != nil {
+		return guest, mod, nil
+	}
+	mod, err = c.eng.Load(ctx, data)
 	if err != nil {
 		if errors.Is(err, wasi.ErrInvalidModule) {
 			return "", nil, fmt.Errorf("wasm module %s (process.args[0] %q): %v: %w", guest, args[0], err, errdefs.ErrInvalidArgument)
 		}
-		return "", nil, fmt.Errorf("wasm module %s: loading into %s: %w", guest, c.eng.Name(), err)
+		return "", nil, fmt.Errorf("wasm module %s: loading into %s: %w", guest, engine, err)
 	}
+	mod = c.b.mods.add(engine, key, mod)
 	return guest, mod, nil
 }
 

@@ -139,7 +139,7 @@ func TestRunExitCodeAndOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c2, _, err := r.create("p1", "c2", "m.wasm", "exit", "42") // found through PATH
+	c2, _, err := r.create("p1", "c2", "m.wasm", "exit", "42") // found through PATH, loaded once
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +148,22 @@ func TestRunExitCodeAndOutput(t *testing.T) {
 	}
 	if code := wait(t, c2); code != 42 {
 		t.Fatalf("exit code %d, want 42", code)
+	}
+	if r.eng.loads != 1 {
+		t.Errorf("the same module file was loaded %d times", r.eng.loads)
+	}
+	// a changed file is loaded again
+	if err := os.WriteFile(filepath.Join(r.root, "bin", "m.wasm"), append(testModule, 'x'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.create("p1", "c3", "/bin/m.wasm", "exit", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if r.eng.loads != 2 {
+		t.Errorf("a rewritten module file: %d loads, want 2", r.eng.loads)
+	}
+	if err := c2.Delete(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 
