@@ -3,6 +3,7 @@ package vmtest
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +14,8 @@ import (
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/magnetar-runtime/magnetar/hack/vm/guestvm"
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
@@ -100,6 +101,10 @@ func TestContainerLifecycle(t *testing.T) {
 	task := c.Task()
 	if _, err := task.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle,
 		Stdout: agentapi.StdioPath(id, "", agentapi.Stdout), Stderr: agentapi.StdioPath(id, "", agentapi.Stderr)}); err != nil {
+		if strings.Contains(err.Error(), "pivot_root") {
+			t.Fatalf("create: %v\n(the guest's / is the initramfs (rootfs), which pivot_root(2) cannot leave: "+
+				"the agent must run runc create with --no-pivot (go-runc CreateOpts.NoPivot) there, or move / to a tmpfs at boot)", err)
+		}
 		t.Fatalf("create: %v", err)
 	}
 	out, err := c.Stdout(ctx, id, "")
@@ -136,10 +141,12 @@ func TestContainerLifecycle(t *testing.T) {
 
 	exitCode := func(execID string, args []string) uint32 {
 		t.Helper()
-		p, err := typeurl.MarshalAnyToProto(&specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}})
+		// as containerd sends it: the JSON of the OCI process
+		pj, err := json.Marshal(&specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		p := &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pj}
 		if _, err := task.Exec(ctx, &taskapi.ExecProcessRequest{ID: id, ExecID: execID, Spec: p}); err != nil {
 			t.Fatalf("exec %s: %v", execID, err)
 		}
@@ -158,9 +165,10 @@ func TestContainerLifecycle(t *testing.T) {
 	if code := exitCode("e7", []string{"sh", "-c", "exit 7"}); code != 7 {
 		t.Errorf("exec sh -c 'exit 7': exit %d", code)
 	}
-	// getcwd(2) is denied by the bundle's seccomp profile: busybox pwd fails
-	if code := exitCode("seccomp", []string{"/bin/busybox", "pwd"}); code == 0 {
-		t.Errorf("exec pwd with getcwd denied by seccomp: exit 0 (seccomp not enforced?)")
+	// mkdir(2) is denied by the bundle's seccomp profile (/tmp is a
+	// writable tmpfs): mkdir fails
+	if code := exitCode("seccomp", []string{"mkdir", "/tmp/denied"}); code == 0 {
+		t.Errorf("exec mkdir with mkdir denied by seccomp: exit 0 (seccomp not enforced?)")
 	}
 
 	if _, err := task.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL)}); err != nil {
@@ -268,8 +276,9 @@ func TestVMKilled(t *testing.T) {
 // TestAgentCrash crashes the agent itself: a fatal signal to PID 1 through
 // the agent's DebugExec, with the share's busybox (the guest has no shell).
 // A PID 1 only receives the signals it has a handler for; the Go runtime
-// has one for SIGQUIT (dump the goroutines, exit 2) and for SIGILL from
-// kill(2) (crash), so unless the agent catches them itself PID 1 dies. The
+// has one for SIGILL and SIGABRT and crashes on them when they come from
+// kill(2) (the agent ignores SIGQUIT, SIGTERM and friends, so that a
+// process of a shared-PID pod cannot stop it), so PID 1 dies. The
 // kernel then panics ("Attempted to kill init!"), panic=-1 reboots at once
 // and QEMU's -no-reboot turns that into an exit: the client sees its
 // connection break, and a new Dial fails fast naming the VMM exit. The
@@ -280,7 +289,7 @@ func TestAgentCrash(t *testing.T) {
 	bb := guestShare + "/tools/rootfs/bin/busybox"
 	ctx := ctxTimeout(t, 60*time.Second)
 	crashed := false
-	for _, sig := range []string{"QUIT", "ILL"} {
+	for _, sig := range []string{"ILL", "ABRT"} {
 		_, err := c.Sandbox().DebugExec(ctx, &agentapi.DebugExecRequest{Args: []string{bb, "kill", "-" + sig, "1"}})
 		t.Logf("debug exec kill -%s 1: %v", sig, err)
 		select {
@@ -294,7 +303,7 @@ func TestAgentCrash(t *testing.T) {
 		}
 	}
 	if !crashed {
-		t.Fatal("the agent survived SIGQUIT and SIGILL: no way to crash it from inside")
+		t.Fatal("the agent survived SIGILL and SIGABRT: no way to crash it from inside")
 	}
 	if _, err := c.Sandbox().Health(ctx, &agentapi.HealthRequest{}); err == nil {
 		t.Error("Health on the broken connection succeeded")

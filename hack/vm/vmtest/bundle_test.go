@@ -17,8 +17,9 @@ const busybox = "/bin/busybox"
 // running args, and returns the bundle's path inside the guest. The container
 // has its own pid, mount and ipc namespaces and shares the VM's uts and
 // network namespaces (the VM is the pod), so Setup's hostname and sysctls are
-// what it sees. seccomp denies getcwd(2) with EPERM, to show that the
-// guest's runc enforces a profile.
+// what it sees. seccomp denies mkdir(2) and mkdirat(2) with EPERM, to show
+// that the guest's runc enforces a profile (a syscall runc's own init does
+// not need after loading the filter: denying getcwd, say, fails runc init).
 func makeBundle(t *testing.T, share, id string, args []string) string {
 	t.Helper()
 	if _, err := os.Stat(busybox); err != nil {
@@ -37,7 +38,7 @@ func makeBundle(t *testing.T, share, id string, args []string) string {
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, applet := range []string{"sh", "echo", "cat", "sleep", "hostname", "pwd", "ls", "kill"} {
+	for _, applet := range []string{"sh", "echo", "cat", "sleep", "hostname", "mkdir", "ls", "kill"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +65,7 @@ func makeBundle(t *testing.T, share, id string, args []string) string {
 			Seccomp: &specs.LinuxSeccomp{
 				DefaultAction: specs.ActAllow,
 				Architectures: []specs.Arch{specs.ArchX86_64},
-				Syscalls:      []specs.LinuxSyscall{{Names: []string{"getcwd"}, Action: specs.ActErrno, ErrnoRet: ptr(uint(1))}},
+				Syscalls:      []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: ptr(uint(1))}},
 			},
 			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"},
