@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/magnetar-runtime/magnetar/hack/vm/guestvm"
 )
 
 func TestStats(t *testing.T) {
@@ -34,19 +37,25 @@ func TestReport(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
-	if r.Medians["agent_modules"] != 550 {
-		t.Errorf("agent modules median from one measured run: %v", r.Medians["agent_modules"])
+	if r.Medians["agent_init"] != 550 {
+		t.Errorf("agent modules median from one measured run: %v", r.Medians["agent_init"])
 	}
 }
 
-func TestAgentModuleLine(t *testing.T) {
-	for line, want := range map[string]string{
-		`magnetar-agent level=info msg="modules loaded" n=20 elapsed=466ms`: "466",
-		`magnetar-agent msg="loaded modules" duration=0.5s`:                 "0.5",
-	} {
-		m := reAgentMod.FindStringSubmatch(line)
-		if m == nil || m[1] != want {
-			t.Errorf("%s: %v", line, m)
-		}
+func TestAgentPhases(t *testing.T) {
+	t0 := time.Now()
+	lines := []guestvm.Line{
+		{At: t0.Add(3000 * time.Millisecond), Text: `time="…" level=info msg="guest initialised" agent=magnetar-agent elapsed=1.25s modules=20 share="virtiofs:magnetar"`},
+		{At: t0.Add(3100 * time.Millisecond), Text: `time="…" level=info msg="magnetar-agent serving" agent=magnetar-agent protocol=1.0.0`},
+	}
+	s := sample{Modules: -1, ToInit: -1, Serving: -1}
+	agentPhases(lines, t0, &s)
+	if s.Modules != 1250 || s.ToInit != 1750 || s.Serving != 3100 {
+		t.Errorf("phases %+v", s)
+	}
+	s = sample{Modules: -1, ToInit: -1, Serving: -1}
+	agentPhases([]guestvm.Line{{At: t0, Text: `msg="guest initialised" elapsed=812ms`}}, t0.Add(-time.Second), &s)
+	if s.Modules != 812 || s.ToInit != 188 {
+		t.Errorf("ms phases %+v", s)
 	}
 }
