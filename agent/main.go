@@ -72,6 +72,12 @@ func main() {
 	paths := struct{ state, runc, ctr, share, io string }{stateDir, runcRoot, ctrDir, agentapi.ShareRoot, agentapi.IORoot}
 	if pid1 {
 		start := time.Now()
+		phase := map[string]time.Duration{}
+		mark := func(name string, since time.Time) time.Time {
+			phase[name] = time.Since(since).Round(time.Millisecond)
+			return time.Now()
+		}
+		t := start
 		for _, err := range guest.MountBasics() {
 			lg.WithError(err).Warn("mount")
 		}
@@ -79,7 +85,9 @@ func main() {
 		if err := guest.LoopbackUp(); err != nil {
 			lg.WithError(err).Warn("lo up")
 		}
+		t = mark("mounts", t)
 		loaded, errs := guest.LoadModules(modDir)
+		t = mark("modules", t)
 		for _, err := range errs {
 			lg.WithError(err).Warn("kernel module")
 		}
@@ -92,16 +100,19 @@ func main() {
 			lg.WithField("key", k).Warn("unknown magnetar.* key on the kernel command line")
 		}
 		setLevel(cl.LogLevel)
+		t = time.Now()
 		if err := guest.MountShare(cl.Share, agentapi.ShareRoot, 5*time.Second); err != nil {
 			lg.WithError(err).Error("host share not mounted: containers cannot be created")
 		} else if cl.Share.Kind != "none" {
 			features = append(features, "share:"+cl.Share.Kind)
 		}
+		mark("share", t)
 		if mode, _ := cgroupMode(); mode != "" {
 			features = append(features, mode)
 		}
 		lg.WithFields(log.Fields{"modules": len(loaded), "transport": cl.Transport.String(), "share": cl.Share.String(),
-			"elapsed": time.Since(start).Round(time.Millisecond)}).Info("guest initialised")
+			"elapsed": time.Since(start).Round(time.Millisecond), "t_mounts": phase["mounts"], "t_modules": phase["modules"],
+			"t_share": phase["share"]}).Info("guest initialised")
 	} else {
 		paths.state, paths.runc, paths.ctr = filepath.Join(*state, "task"), filepath.Join(*state, "runc"), filepath.Join(*state, "ctr")
 		paths.share, paths.io = filepath.Clean(*share), filepath.Clean(*ioRoot)
@@ -126,7 +137,7 @@ func main() {
 	if err != nil {
 		fatal(pid1, "agent services", err)
 	}
-	lg.WithFields(log.Fields{"protocol": agentapi.Version, "agent": service.AgentVersion, "runc": rb}).Info("magnetar-agent serving")
+	lg.WithFields(log.Fields{"protocol": agentapi.Version, "agent_version": service.AgentVersion, "runc": rb, "no_pivot": pid1 && rootIsInitramfs()}).Info("magnetar-agent serving")
 
 	switch {
 	case !pid1:
