@@ -14,8 +14,9 @@
 .PHONY: agent-generate agent-gen-check agent-gen-tools generate bin/magnetar-agent
 
 AGENTAPI_DIR := shared/agentapi
-AGENT_PB_VER := $(shell $(GO) list -m -f '{{.Version}}' google.golang.org/protobuf 2>/dev/null)
-AGENT_TTRPC_VER := $(shell $(GO) list -m -f '{{.Version}}' github.com/containerd/ttrpc 2>/dev/null)
+# the versions go.mod pins (read without running go: this runs on every make)
+AGENT_PB_VER := $(shell awk '$$1 == "google.golang.org/protobuf" {print $$2}' go.mod)
+AGENT_TTRPC_VER := $(shell awk '$$1 == "github.com/containerd/ttrpc" {print $$2}' go.mod)
 AGENT_TOOLS := _output/tools/agentapi/protobuf-$(AGENT_PB_VER)_ttrpc-$(AGENT_TTRPC_VER)
 
 build: bin/magnetar-agent

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -22,7 +23,7 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); fileExists(p) {
+		if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
 			goBin = p
 		} else {
 			t.Skip("go tool not in PATH: cannot build the protoc plugins")
