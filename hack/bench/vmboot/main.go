@@ -28,7 +28,9 @@ type sample struct {
 	VMMStart   float64 `json:"vmm_start_ms"`
 	ToInit     float64 `json:"to_init_ms"`       // QEMU start → /init's first line
 	GuestInit  float64 `json:"guest_init_ms"`    // guest CLOCK_BOOTTIME at /init (marker only)
-	Modules    float64 `json:"modules_ms"`       // marker: module loading; agent: mounts+modules+share
+	Modules    float64 `json:"modules_ms"`       // module loading as the guest measured it
+	InitWork   float64 `json:"init_work_ms"`     // agent: mounts+modules+share (its elapsed=)
+	Share      float64 `json:"share_ms"`         // agent: mounting the virtio-fs share
 	ToModules  float64 `json:"to_modules_ms"`    // QEMU start → modules loaded (marker only)
 	Serving    float64 `json:"serving_ms"`       // QEMU start → the agent's "serving" line
 	AgentReady float64 `json:"agent_ready_ms"`   // QEMU start → first Health answer
@@ -132,36 +134,44 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 var (
 	reBoottime = regexp.MustCompile(`boottime_us=(\d+)`)
 	reModMS    = regexp.MustCompile(`\bms=(\d+)`)
-	reElapsed  = regexp.MustCompile(`\belapsed=([0-9.]+)(ms|s|µs|us)\b`)
 )
 
 // agentPhases reads the agent's console log: `msg="guest initialised"`
-// (after mounts, modules and the share, with elapsed= since /init started)
-// and `msg="magnetar-agent serving"`. /init's start is the first line's
-// arrival minus its elapsed.
+// (after mounts, modules and the share: elapsed= since /init started, with
+// t_mounts=, t_modules=, t_share=) and `msg="magnetar-agent serving"`.
+// /init's start is that line's arrival minus its elapsed.
 func agentPhases(lines []guestvm.Line, started time.Time, s *sample) {
 	for _, l := range lines {
 		switch {
-		case s.Modules < 0 && strings.Contains(l.Text, `msg="guest initialised"`):
-			if m := reElapsed.FindStringSubmatch(l.Text); m != nil {
-				v, _ := strconv.ParseFloat(m[1], 64)
-				switch m[2] {
-				case "s":
-					v *= 1000
-				case "us", "µs":
-					v /= 1000
-				}
-				s.Modules = v
+		case s.InitWork < 0 && strings.Contains(l.Text, `msg="guest initialised"`):
+			if v := logDuration(l.Text, "elapsed"); v >= 0 {
+				s.InitWork = v
 				s.ToInit = ms(l.At.Sub(started)) - v
 			}
+			s.Modules = logDuration(l.Text, "t_modules")
+			s.Share = logDuration(l.Text, "t_share")
 		case s.Serving < 0 && strings.Contains(l.Text, `msg="magnetar-agent serving"`):
 			s.Serving = ms(l.At.Sub(started))
 		}
 	}
 }
 
+// logDuration is the value of key=<Go duration> in a logfmt line, in ms (-1: absent).
+func logDuration(line, key string) float64 {
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			d, err := time.ParseDuration(strings.Trim(v, `"`))
+			if err != nil {
+				return -1
+			}
+			return ms(d)
+		}
+	}
+	return -1
+}
+
 func bootMarker(ctx context.Context, cfg guestvm.Config) (sample, string, error) {
-	s := sample{AgentReady: -1, Serving: -1}
+	s := sample{AgentReady: -1, Serving: -1, InitWork: -1, Share: -1}
 	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
 	vm, err := guestvm.Start(ctx, cfg)
@@ -196,7 +206,7 @@ func bootMarker(ctx context.Context, cfg guestvm.Config) (sample, string, error)
 }
 
 func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64) (sample, string, error) {
-	s := sample{GuestInit: -1, ToModules: -1, Modules: -1, ToInit: -1, Serving: -1}
+	s := sample{GuestInit: -1, ToModules: -1, Modules: -1, ToInit: -1, Serving: -1, InitWork: -1, Share: -1}
 	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
 	vm, err := guestvm.Start(ctx, cfg)
@@ -334,7 +344,9 @@ func report(w io.Writer, r *result) {
 	row("marker: poweroff → QEMU exit", "marker_shutdown", pick(r.Marker, func(s sample) float64 { return s.Shutdown }))
 	row("agent: VMM start (QEMU → QMP greeting)", "agent_vmm", pick(r.Agent, func(s sample) float64 { return s.VMMStart }))
 	agentInit := row("agent: QEMU start → /init (derived)", "agent_to_init", pick(r.Agent, func(s sample) float64 { return s.ToInit }))
-	row("agent: mounts+modules+share (agent log)", "agent_init", pick(r.Agent, func(s sample) float64 { return s.Modules }))
+	row("agent: modules (agent-logged)", "agent_modules", pick(r.Agent, func(s sample) float64 { return s.Modules }))
+	row("agent: share mount (agent-logged)", "agent_share", pick(r.Agent, func(s sample) float64 { return s.Share }))
+	row("agent: mounts+modules+share (agent-logged)", "agent_init", pick(r.Agent, func(s sample) float64 { return s.InitWork }))
 	row("agent: QEMU start → serving (log line)", "agent_serving", pick(r.Agent, func(s sample) float64 { return s.Serving }))
 	row("agent: /init → ready", "agent_init_to_ready", pick(r.Agent, func(s sample) float64 {
 		if s.ToInit < 0 {

@@ -26,8 +26,8 @@ func TestReport(t *testing.T) {
 	r := &result{Runs: 2, Accel: "tcg", Image: map[string]string{"kernel": "k"},
 		Marker: []sample{{VMMStart: 40, ToInit: 2000, GuestInit: 1500, Modules: 500, ToModules: 2500, AgentReady: -1, Shutdown: 80},
 			{VMMStart: 50, ToInit: 2200, GuestInit: 1600, Modules: 600, ToModules: 2800, AgentReady: -1, Shutdown: 90}},
-		Agent: []sample{{VMMStart: 40, ToInit: 2100, GuestInit: -1, Modules: 550, ToModules: -1, AgentReady: 2600, Shutdown: 70},
-			{VMMStart: 45, ToInit: 2300, GuestInit: -1, Modules: -1, ToModules: -1, AgentReady: 3000, Shutdown: 75}},
+		Agent: []sample{{VMMStart: 40, ToInit: 2100, GuestInit: -1, Modules: 550, InitWork: 550, ToModules: -1, AgentReady: 2600, Shutdown: 70},
+			{VMMStart: 45, ToInit: 2300, GuestInit: -1, Modules: -1, InitWork: -1, ToModules: -1, AgentReady: 3000, Shutdown: 75}},
 		RTT: []float64{400, 500, 600}}
 	var b bytes.Buffer
 	report(&b, r)
@@ -45,17 +45,17 @@ func TestReport(t *testing.T) {
 func TestAgentPhases(t *testing.T) {
 	t0 := time.Now()
 	lines := []guestvm.Line{
-		{At: t0.Add(3000 * time.Millisecond), Text: `time="…" level=info msg="guest initialised" agent=magnetar-agent elapsed=1.25s modules=20 share="virtiofs:magnetar"`},
+		{At: t0.Add(3000 * time.Millisecond), Text: `time="…" level=info msg="guest initialised" agent=magnetar-agent elapsed=1.25s modules=20 share="virtiofs:magnetar" t_modules=812ms t_mounts=3.5ms t_share=200ms`},
 		{At: t0.Add(3100 * time.Millisecond), Text: `time="…" level=info msg="magnetar-agent serving" agent=magnetar-agent protocol=1.0.0`},
 	}
-	s := sample{Modules: -1, ToInit: -1, Serving: -1}
+	s := sample{Modules: -1, ToInit: -1, Serving: -1, InitWork: -1, Share: -1}
 	agentPhases(lines, t0, &s)
-	if s.Modules != 1250 || s.ToInit != 1750 || s.Serving != 3100 {
+	if s.InitWork != 1250 || s.ToInit != 1750 || s.Serving != 3100 || s.Modules != 812 || s.Share != 200 {
 		t.Errorf("phases %+v", s)
 	}
-	s = sample{Modules: -1, ToInit: -1, Serving: -1}
+	s = sample{Modules: -1, ToInit: -1, Serving: -1, InitWork: -1, Share: -1}
 	agentPhases([]guestvm.Line{{At: t0, Text: `msg="guest initialised" elapsed=812ms`}}, t0.Add(-time.Second), &s)
-	if s.Modules != 812 || s.ToInit != 188 {
-		t.Errorf("ms phases %+v", s)
+	if s.InitWork != 812 || s.ToInit != 188 || s.Modules != -1 {
+		t.Errorf("older agent %+v", s)
 	}
 }
