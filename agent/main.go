@@ -153,7 +153,8 @@ func main() {
 	case cl.Transport.Kind == "vsock":
 		serveVsock(ctx, a, cl.Transport.VsockPort)
 	default:
-		serveSerial(ctx, a, cl.Transport.SerialName)
+		name := cl.Transport.SerialName
+		serveSerial(ctx, a, "serial:"+name, func() (string, error) { return guest.FindSerialPort("/sys", "/dev", name) })
 	}
 	fatal(pid1, "serve", fmt.Errorf("serving ended"))
 }
@@ -180,20 +181,21 @@ func serveVsock(ctx context.Context, a *service.Agent, port uint32) {
 	}
 }
 
-// serveSerial serves the virtio-serial port, reopening it whenever the
-// host side goes away (the guest reads EOF then).
-func serveSerial(ctx context.Context, a *service.Agent, name string) {
-	lg := log.G(ctx).WithField("transport", "serial:"+name)
+// serveSerial serves the virtio-serial port find returns, reopening it
+// whenever the host side goes away (the guest reads EOF then). It returns
+// only when the port cannot be found or opened within openRetry.
+func serveSerial(ctx context.Context, a *service.Agent, what string, find func() (string, error)) {
+	lg := log.G(ctx).WithField("transport", what)
 	deadline := time.Now().Add(openRetry)
 	var dev string
 	for {
-		p, err := guest.FindSerialPort("/sys", "/dev", name)
+		p, err := find()
 		if err == nil {
 			dev = p
 			break
 		}
 		if time.Now().After(deadline) {
-			lg.WithError(err).Error("virtio-serial port not found: giving up (virtio_console loaded? -device virtserialport,name=" + name + "?)")
+			lg.WithError(err).Error("virtio-serial port not found: giving up (virtio_console loaded? -device virtserialport,name=...?)")
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
