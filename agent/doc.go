@@ -70,6 +70,14 @@
 // pid; exits nobody waits for yet are remembered briefly so a waiter that
 // registers late still gets its status.
 //
+// # Development mode
+//
+// `magnetar-agent -dev -listen <socket> [-share dir] [-io dir] [-state dir]
+// [-runc path]` runs the same services as an ordinary process on a host
+// (child subreaper instead of PID 1; no mounts, modules or power-off), on a
+// unix socket that agentclient reaches as Target{Serial: <socket>}, like
+// QEMU's chardev. agent_test.go drives it with the real runc.
+//
 // # Packages
 //
 //	internal/boot     PID 1 setup: mounts, modules, command line, share, poweroff

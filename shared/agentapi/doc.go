@@ -49,6 +49,18 @@
 //     bind-mounts hosts, resolv.conf, volumes into the share); others fail
 //     with InvalidArgument naming the mount.
 //
+// # Task API notes for the host's task proxy
+//
+//   - pids in answers (Create, Start, State, Pids, events) are guest pids;
+//     Connect's shim_pid is the agent's (1): the proxy reports its own.
+//   - Stats returns the guest cgroup's metrics (containerd's v1 or v2
+//     Metrics in an Any), Update goes to `runc update` in the guest.
+//   - exec specs are used as given (containerd sends the container's
+//     process with new args): an exec without noNewPrivileges under a
+//     seccomp profile gets the filter before runc's own checks, so a
+//     profile that denies getcwd makes such an exec fail in runc.
+//   - Task.Shutdown never stops the agent; Sandbox.Shutdown powers off.
+//
 // # Stdio contract
 //
 // The host never passes host FIFO paths to the guest. For each stream of a
