@@ -35,6 +35,28 @@ hello() {
 }
 step "Go module: stdout and stderr in crictl logs, exit 0" hello
 
+second_no_compile() {
+  local id line
+  id=$(start_ctr "$POD" wbasic hello2 "$GO_IMAGE" "")
+  wait_exited "$id"
+  expect_eq "stdout" "$(out "$id")" "hello from wasm"
+  line=$(grep "wasm container created" "$WASM_LOG" | grep "container_id=$id" | tail -1)
+  expect_match "load of the second container" "$line" 'load=(memory|disk)'
+  echo "second container of the image: $(grep -o 'load=[a-z]*' <<<"$line")"
+}
+step "the second container of an image starts without compiling" second_no_compile; show
+
+tty_refused() {
+  local id rc=0
+  id=$(create_ctr "$POD" wbasic tty "$GO_IMAGE" "" '"tty": true')
+  crictl start "$id" >"$T/tty.start" 2>&1 || rc=$?
+  [ "$rc" -ne 0 ] || fail "a tty container started"
+  expect_match "crictl start error" "$(cat "$T/tty.start")" 'terminal'
+  no_mounts_of "$id"
+  crictl rm "$id" >/dev/null
+}
+step "a tty container is refused with a clear error" tty_refused
+
 exit_n() {
   local n=$1 id
   id=$(start_ctr "$POD" wbasic "exit$n" "$GO_IMAGE" "[\"/guest.wasm\",\"exit\",\"$n\"]")

@@ -120,7 +120,9 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	default:
 	}
 	if r.Stdio.Terminal {
-		return nil, fmt.Errorf("terminal: a wasm module has no terminal (tty: false): %w", errdefs.ErrNotImplemented)
+		// InvalidArgument, not NotImplemented: containerd takes
+		// NotImplemented from Task.Create for "no v3 API" and retries on v2
+		return nil, fmt.Errorf("terminal: a wasm module cannot run on a terminal (set tty: false): %w", errdefs.ErrInvalidArgument)
 	}
 	if err := mount.Validate("rootfs", r.Rootfs); err != nil {
 		return nil, err

@@ -19,6 +19,14 @@
 // module's own; a trap ends it with 134 and the trap message on stderr; a
 // kill (any terminating signal: WASI has no signal handlers) with 137.
 //
+// Loading: the engines cache compiled modules by content digest (in memory
+// while a Load of it is open, on disk under <dir>/modcache/<engine>). On
+// top of that the sandboxer shares one loaded module among the containers
+// whose module file is the same file (inode, size, mtime, ctime: every
+// container of an image on overlayfs), so they neither read nor hash it
+// again, and keeps the module of an ended container for a while
+// (cache.keep_seconds) for the next container of its image.
+//
 // Exec runs a module of the container's rootfs (args[0] of the exec) as a
 // new instance with its own stdio and exit code, so crictl exec works.
 //
