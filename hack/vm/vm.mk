@@ -12,7 +12,8 @@
 #                      Part of make test.
 #   make bench-vmboot  boot to agent ready vs. the same VM with a trivial /init,
 #                      interleaved, with a breakdown, and the ttrpc round trip
-#                      over virtio-serial (hack/bench/vmboot; RUNS=7 RTT_N=1000)
+#                      over virtio-serial (hack/bench/vmboot; RUNS=7 RTT_N=1000);
+#                      raw samples in _output/bench/vmboot.json
 .PHONY: guest-image vm-test bench-vmboot
 
 GUEST_OUT ?= _output/guest
@@ -26,6 +27,7 @@ vm-test: bin/magnetar-agent
 	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/vm/vm-test.sh
 
 bench-vmboot: guest-image
-	$(GO) run ./hack/bench/vmboot -image $(CURDIR)/$(GUEST_OUT) -runs $(RUNS) -rtt $(RTT_N)
+	@mkdir -p _output/bench
+	$(GO) run ./hack/bench/vmboot -image $(CURDIR)/$(GUEST_OUT) -runs $(RUNS) -rtt $(RTT_N) -json _output/bench/vmboot.json
 
 test: vm-test
