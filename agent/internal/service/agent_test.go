@@ -74,6 +74,17 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// runs first: remove what the test left, so that no task record is
+	// written while the temporary directory is removed
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer dcancel()
+		for _, id := range a.Tasks.Containers() {
+			_, _ = c.Task().Kill(dctx, &taskapi.KillRequest{ID: id, Signal: 9, All: true})
+			_, _ = c.Task().Wait(dctx, &taskapi.WaitRequest{ID: id})
+			_, _ = c.Task().Delete(dctx, &taskapi.DeleteRequest{ID: id})
+		}
+	})
 	return &harness{agent: a, client: c, sys: sys, ioRoot: filepath.Join(dir, "io"), dir: dir}
 }
 
