@@ -220,12 +220,10 @@ func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64
 	}
 	s.VMMStart = ms(q.Sub(vm.Started))
 	alive := func() error {
-		select {
-		case <-vm.Done():
-			return fmt.Errorf("qemu exited: %v", vm.ExitErr())
-		default:
-			return nil
+		if r := vm.ExitReason(); r != "" {
+			return fmt.Errorf("qemu exited (%s)", r)
 		}
+		return nil
 	}
 	c, err := agentclient.Dial(ctx, agentclient.Target{Serial: vm.AgentSocket()}, agentclient.Options{Alive: alive})
 	if err != nil {

@@ -391,11 +391,29 @@ func (v *VM) ExitErr() error {
 // exitError describes QEMU's exit for callers that needed it running.
 func (v *VM) exitError() error {
 	<-v.done
+	return fmt.Errorf("%w (%s)", ErrVMMExited, v.ExitReason())
+}
+
+// ExitReason says how QEMU ended, once Done: its exit status, and the guest
+// kernel's panic message when the console has one (a crashed PID 1 panics
+// the kernel; panic=-1 and -no-reboot turn that into QEMU exiting 0).
+// Empty while QEMU runs.
+func (v *VM) ExitReason() string {
+	select {
+	case <-v.done:
+	default:
+		return ""
+	}
 	st := "exit status 0"
 	if v.waitErr != nil {
 		st = v.waitErr.Error()
 	}
-	return fmt.Errorf("%w (%s)", ErrVMMExited, st)
+	for _, l := range v.Lines() {
+		if _, msg, ok := strings.Cut(l.Text, "Kernel panic - not syncing: "); ok {
+			return st + " after a guest kernel panic: " + strings.TrimSpace(msg)
+		}
+	}
+	return st
 }
 
 // ErrVMMExited is wrapped by every error caused by QEMU having exited.

@@ -3,8 +3,11 @@ package guestvm
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 )
@@ -65,5 +68,47 @@ func TestStartBadConfig(t *testing.T) {
 	_, err := Start(context.Background(), Config{Kernel: "/k", Initrd: "/i", QEMU: "/nonexistent/qemu"})
 	if err == nil || errors.Is(err, ErrVMMExited) {
 		t.Errorf("missing qemu: %v", err)
+	}
+}
+
+// TestFakeQEMU drives Start, the console, ExitReason, DialAgent and Close
+// with a stand-in for QEMU (a shell script), so it runs without QEMU.
+func TestFakeQEMU(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "qemu")
+	script := "#!/bin/sh\necho 'Linux booting'\necho '[    2.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000200'\nsleep 0.2\nexit 0\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	vm, err := Start(ctx, Config{Kernel: "/k", Initrd: "/i", QEMU: fake, Accel: "tcg", SerialPort: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := vm.Dir()
+	if l, err := vm.WaitLine(ctx, "Linux booting"); err != nil || l.At.Before(vm.Started) {
+		t.Fatalf("console line: %v %v", l, err)
+	}
+	if r := vm.ExitReason(); r != "" && !strings.Contains(r, "panic") {
+		t.Errorf("reason while running: %q", r)
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if r := vm.ExitReason(); r != "exit status 0 after a guest kernel panic: Attempted to kill init! exitcode=0x00000200" {
+		t.Errorf("exit reason %q", r)
+	}
+	if _, err := vm.DialAgent(ctx); !errors.Is(err, ErrVMMExited) || !strings.Contains(err.Error(), "Attempted to kill init") {
+		t.Errorf("dial after exit: %v", err)
+	}
+	if _, err := vm.WaitLine(ctx, "never printed"); !errors.Is(err, ErrVMMExited) {
+		t.Errorf("wait for a line after exit: %v", err)
+	}
+	if err := vm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(run); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("run dir left: %v", err)
 	}
 }

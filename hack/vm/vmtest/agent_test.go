@@ -34,16 +34,10 @@ func dial(ctx context.Context, vm *guestvm.VM) (*agentclient.Client, error) {
 // ended once it has.
 func alive(vm *guestvm.VM) func() error {
 	return func() error {
-		select {
-		case <-vm.Done():
-			st := "exit status 0"
-			if err := vm.ExitErr(); err != nil {
-				st = err.Error()
-			}
-			return fmt.Errorf("qemu exited (%s)", st)
-		default:
-			return nil
+		if r := vm.ExitReason(); r != "" {
+			return fmt.Errorf("qemu exited (%s)", r)
 		}
+		return nil
 	}
 }
 
@@ -322,7 +316,7 @@ func TestAgentCrash(t *testing.T) {
 		t.Fatal("dial after the crash succeeded")
 	}
 	t.Logf("dial after the crash failed in %s: %v", time.Since(t1).Round(time.Millisecond), err)
-	if !errors.Is(err, agentclient.ErrVMMExited) {
-		t.Errorf("dial error does not say the VMM is gone: %v", err)
+	if !errors.Is(err, agentclient.ErrVMMExited) || !strings.Contains(err.Error(), "Attempted to kill init") {
+		t.Errorf("dial error does not say the VMM is gone after the guest's panic: %v", err)
 	}
 }
