@@ -31,7 +31,7 @@
 #                                 initramfs. The newest $GUEST_KEEP (8) images
 #                                 are kept.
 #
-# Knobs: AGENT (the /init binary), KERNEL_PACKAGE (linux-image-cloud-amd64),
+# Knobs: AGENT (the /init binary), AGENT_VERSION (recorded in the manifest), KERNEL_PACKAGE (linux-image-cloud-amd64),
 # GUEST_MODULES (space-separated module names), RUNC_VERSION, GUEST_OUT,
 # GUEST_CACHE, FORCE=1 (rebuild everything in the cache).
 source "$(dirname "$0")/../lib.sh"
@@ -210,7 +210,7 @@ image() {
     -meta "kernel_package=$KPKG" -meta "kernel_package_version=$KPKG_VERSION" \
     -meta "kernel_metapackage=$KERNEL_PACKAGE" -meta "kernel_release=$KVER" \
     -meta "runc_version=$RUNC_VERSION" -meta "runc_build=static, cgo, seccomp (libseccomp $(dpkg-query -W -f '${Version}' libseccomp-dev))" \
-    -meta "init=$(basename "$init")" -meta "go=$(go env GOVERSION)" -meta "modules=$(order_names | tr '\n' ' ')" \
+    -meta "init=$(basename "$init")" -meta "init_version=${INIT_VERSION:-unknown}" -meta "go=$(go env GOVERSION)" -meta "modules=$(order_names | tr '\n' ' ')" \
     -hash "kernel_deb=$KDEB" -hash vmlinuz="$VMLINUZ" -hash "init=$init" -hash "runc=$RUNC" \
     "${args[@]}"
   rm -f "$tmp/$LOAD_ORDER"
@@ -238,10 +238,10 @@ ORDER=$KDIR/order.$$
 trap 'rm -f "$ORDER"' EXIT
 module_order "$ORDER"
 
-image agent "$AGENT"
+INIT_VERSION=${AGENT_VERSION:-unknown} image agent "$AGENT"
 install_out "$IMG_DIR/initramfs.cpio" "$GUEST_OUT/initramfs.cpio"
 install_out "$IMG_DIR/manifest.json" "$GUEST_OUT/manifest.json"
-image marker "$TOOLS/markerinit"
+INIT_VERSION=markerinit image marker "$TOOLS/markerinit"
 install_out "$IMG_DIR/initramfs.cpio" "$GUEST_OUT/initramfs-marker.cpio"
 install_out "$IMG_DIR/manifest.json" "$GUEST_OUT/manifest-marker.json"
 install_out "$VMLINUZ" "$GUEST_OUT/vmlinuz"

@@ -21,10 +21,10 @@ RUNS ?= 7
 RTT_N ?= 1000
 
 guest-image: bin/magnetar-agent
-	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/vm/guest-image.sh
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) AGENT_VERSION=$(VERSION) hack/vm/guest-image.sh
 
 vm-test: bin/magnetar-agent
-	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/vm/vm-test.sh
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) AGENT_VERSION=$(VERSION) hack/vm/vm-test.sh
 
 bench-vmboot: guest-image
 	@mkdir -p _output/bench
