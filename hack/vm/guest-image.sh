@@ -188,6 +188,8 @@ go_tools() {
 image() {
   local name=$1 init=$2 key
   local init_sha runc_sha mk_sha
+  # PID 1 of an initramfs without libraries must be static
+  if ldd "$init" >/dev/null 2>&1; then die "$init is dynamically linked (build it with CGO_ENABLED=0)"; fi
   init_sha=$(sha "$init")
   runc_sha=$(sha "$RUNC")
   mk_sha=$(sha "$TOOLS/mkinitramfs")

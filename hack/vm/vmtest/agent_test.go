@@ -51,6 +51,12 @@ func bootAgent(t *testing.T) (*guestvm.VM, string, *agentclient.Client) {
 	t.Cleanup(func() { c.Close() })
 	t.Logf("agent ready %.2f s after QEMU start: %s (protocol %s)", time.Since(vm.Started).Seconds(),
 		c.Health().GetAgentVersion(), c.Health().GetVersion())
+	// the image and the agent agree: every module of /modules/load loaded
+	for _, l := range vm.Lines() {
+		if strings.Contains(l.Text, `msg="kernel module"`) {
+			t.Errorf("agent could not load a module of the image: %s", l.Text)
+		}
+	}
 	return vm, share, c
 }
 
