@@ -60,8 +60,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "magnetar-agent: not PID 1; run it as the VM's /init, or with -dev -listen <socket> for development")
 		os.Exit(2)
 	}
-	// a process sharing our pid namespace (a shared-PID pod) must not stop us
-	signal.Ignore(unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	// A process sharing our pid namespace must not stop us: catch (not
+	// ignore: SIG_IGN would be inherited by runc and every container) the
+	// signals that would end a Go program, and log them.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
+	go func() {
+		for s := range sigs {
+			if s != unix.SIGPIPE {
+				log.L.WithField("signal", s).Warn("signal ignored: the agent only stops on Shutdown")
+			}
+		}
+	}()
 
 	rp := reaper.New()
 	runc.Monitor = rp
