@@ -194,4 +194,47 @@ func TestAgentBinaryDevModeRunsAContainer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(ioRoot, id)); !os.IsNotExist(err) {
 		t.Fatalf("stdio FIFOs left: %v", err)
 	}
+
+	// a terminal: the console copied to the stdout stream, stdin to the console
+	tid := "tty1"
+	tb := filepath.Join(share, tid)
+	if err := os.Rename(bundle, tb); err != nil {
+		t.Fatal(err)
+	}
+	sp.Process.Terminal = true
+	sp.Process.Args = []string{"/bin/sh", "-c", "tty; read x; echo got $x"}
+	b, _ = json.Marshal(&sp)
+	if err := os.WriteFile(filepath.Join(tb, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tpath := func(stream string) string {
+		return filepath.Join(ioRoot, strings.TrimPrefix(agentapi.StdioPath(tid, "", stream), agentapi.IORoot))
+	}
+	if _, err := c.Task().Create(ctx, &taskapi.CreateTaskRequest{ID: tid, Bundle: tb, Terminal: true,
+		Stdin: tpath(agentapi.Stdin), Stdout: tpath(agentapi.Stdout)}); err != nil {
+		t.Fatalf("create tty: %v", err)
+	}
+	tout, err := c.Stdout(ctx, tid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Task().Start(ctx, &taskapi.StartRequest{ID: tid}); err != nil {
+		t.Fatalf("start tty: %v", err)
+	}
+	tin, err := c.Stdin(ctx, tid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = tin.Write([]byte("tty-in\n"))
+	got, err := io.ReadAll(tout)
+	if err != nil || !strings.Contains(string(got), "/dev/pts/") || !strings.Contains(string(got), "got tty-in") {
+		t.Fatalf("tty output %q %v", got, err)
+	}
+	_ = tin.Close()
+	if w, err := c.Task().Wait(ctx, &taskapi.WaitRequest{ID: tid}); err != nil || w.GetExitStatus() != 0 {
+		t.Fatalf("tty wait %v %v", w, err)
+	}
+	if _, err := c.Task().Delete(ctx, &taskapi.DeleteRequest{ID: tid}); err != nil {
+		t.Fatalf("delete tty: %v", err)
+	}
 }
