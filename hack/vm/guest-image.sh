@@ -22,7 +22,7 @@
 #
 # Cache ($GUEST_CACHE, default ~/.cache/magnetar/guest):
 #   kernel/<package>_<version>/   the .deb and its extracted tree (+ depmod)
-#   runc/<version>/runc           static runc
+#   runc/<version>-<flags>/runc   static runc (flags: hash of tags, ldflags, Go)
 #   images/<key>/                 an initramfs + manifest; the key is the sha256
 #                                 of the layout version, kernel package version,
 #                                 module list, and the sha256 of /init, runc and
@@ -151,25 +151,30 @@ module_order() {
   fi
 }
 
-# build_runc: sets RUNC (static runc with seccomp)
+# build_runc: sets RUNC (static runc with seccomp), cached per version and
+# build flags
+RUNC_TAGS="seccomp netgo osusergo"
+RUNC_LDFLAGS="-s -w -extldflags -static"
 build_runc() {
-  RUNC=$GUEST_CACHE/runc/$RUNC_VERSION/runc
+  local flags
+  flags=$(printf '%s\n' "$RUNC_TAGS" "$RUNC_LDFLAGS" "$(go env GOVERSION)" | sha256sum | cut -c1-8)
+  RUNC=$GUEST_CACHE/runc/$RUNC_VERSION-$flags/runc
   if [ "$FORCE" != 1 ] && [ -x "$RUNC" ]; then return 0; fi
   log "runc: building $RUNC_VERSION static (cgo, seccomp, libseccomp.a)"
   [ -f /usr/lib/x86_64-linux-gnu/libseccomp.a ] || die "libseccomp.a missing: apt-get install libseccomp-dev"
-  local tmp=$GUEST_CACHE/runc/$RUNC_VERSION.tmp.$$
+  local dir tmp
+  dir=$(dirname "$RUNC")
+  tmp=$dir.tmp.$$
   rm -rf "$tmp"
   mkdir -p "$tmp"
   # the module zip is the one hack/install-tools.sh already downloaded (same
   # GOMODCACHE), so this needs no network when `make tools` ran before
-  GOBIN=$tmp CGO_ENABLED=1 GOFLAGS=-mod=mod go install -trimpath \
-    -tags "seccomp netgo osusergo" \
-    -ldflags "-s -w -X main.version=${RUNC_VERSION#v} -extldflags -static" \
+  GOBIN=$tmp CGO_ENABLED=1 go install -trimpath -tags "$RUNC_TAGS" -ldflags "$RUNC_LDFLAGS" \
     "github.com/opencontainers/runc@$RUNC_VERSION"
   if ldd "$tmp/runc" >/dev/null 2>&1; then die "runc is not statically linked"; fi
   "$tmp/runc" --version | grep -q '^libseccomp: ' || die "runc built without seccomp"
-  rm -rf "$(dirname "$RUNC")"
-  mv "$tmp" "$(dirname "$RUNC")"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
 }
 
 # order_names: the file names of the modules in $ORDER, in order
