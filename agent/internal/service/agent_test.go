@@ -455,6 +455,33 @@ func TestRoundTrip(t *testing.T) {
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	t.Logf("Health round trip over net.Pipe, n=%d: p50 %s, p99 %s", n, d[n/2], d[n*99/100])
+
+	// stdout throughput through the hub, the FIFOs and the credit-controlled
+	// Output stream (the fake copies stdin to stdout)
+	h.createStart(t, "tp", "exit=0")
+	out, err := h.client.Stdout(ctx, "tp", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := h.client.Stdin(ctx, "tp", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 32 << 20
+	start := time.Now()
+	go func() {
+		buf := make([]byte, 1<<20)
+		for i := 0; i < size/len(buf); i++ {
+			_, _ = in.Write(buf)
+		}
+		_ = in.Close()
+	}()
+	got, err := io.Copy(io.Discard, out)
+	if err != nil || got != size+int64(len("hello\n")) {
+		t.Fatalf("copied %d, %v", got, err)
+	}
+	el := time.Since(start)
+	t.Logf("stdin → process → stdout through the Streams service, in-process: %d MiB in %s (%.0f MiB/s)", size>>20, el.Round(time.Millisecond), float64(size>>20)/el.Seconds())
 }
 
 // A reader that stalls for longer than ttrpc's one-second grace loses
