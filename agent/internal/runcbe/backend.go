@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/magnetar-runtime/magnetar/agent/internal/reaper"
-	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/task"
@@ -227,27 +226,11 @@ func (c *ctr) Start(ctx context.Context) error {
 }
 
 func (c *ctr) watchOOM() {
-	cg, err := cgroups.Load(c.cgroup)
-	if err != nil {
-		return
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ch, err := cg.OOMEvents(ctx)
-	if err != nil {
-		cancel()
-		return
-	}
 	c.mu.Lock()
 	c.stop = cancel
 	c.mu.Unlock()
-	go func() {
-		for range ch {
-			select {
-			case c.oom <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	watchOOMv2(ctx, c.cgroup, c.oom)
 }
 
 func (c *ctr) OOM() <-chan struct{} { return c.oom }
@@ -331,13 +314,7 @@ func (c *ctr) Pids(ctx context.Context) ([]*tasktypes.ProcessInfo, error) {
 	return out, nil
 }
 
-func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) {
-	cg, err := cgroups.Load(c.cgroup)
-	if err != nil {
-		return nil, err
-	}
-	return cg.Metrics()
-}
+func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) { return metricsV2(c.cgroup) }
 
 func (c *ctr) Update(ctx context.Context, r *specs.LinuxResources, _ map[string]string) error {
 	if err := c.r.Update(ctx, c.id, r); err != nil {

@@ -13,6 +13,9 @@
 // refuses) with stdio from shared/stdio. The container's init is
 // re-parented to the agent (PID 1) when runc exits; its exit comes from the
 // reaper by pid. Execs use `runc exec --detach`, Pids `runc ps`, Update
-// `runc update`, Pause/Resume `runc pause/resume`, Stats and OOM events the
-// guest cgroup through shared/cgroups.
+// `runc update`, Pause/Resume `runc pause/resume`. Stats and OOM events
+// read the container's cgroup v2 files directly (cgroup.go): linking
+// containerd/cgroups' managers would add ~2 MB (cilium/ebpf, dbus,
+// go-systemd) to a binary every boot unpacks; on a v1-only guest kernel
+// Stats answers NotImplemented.
 package runcbe
