@@ -12,12 +12,13 @@
 // virtio-fs share). Phases, all host-timed from QEMU's start unless noted:
 //
 //	VMM start      QEMU start → its QMP greeting (main loop running)
-//	kernel         QMP greeting → /init's first console line (marker: its
-//	               marker line; agent: its first log line); the marker also
-//	               reports the guest's CLOCK_BOOTTIME at that point
-//	modules        the marker's own measurement of loading /modules/load
-//	               (the agent's, when its log says)
-//	agent ready    /init's first line → first Health answer
+//	kernel         QMP greeting → /init (marker: its first line, with the
+//	               guest's CLOCK_BOOTTIME; agent: its main(), derived from
+//	               its "guest initialised" line minus the elapsed it logs)
+//	modules        loading /modules/load as the guest measured it (marker:
+//	               its own line; agent: t_modules= in its log), and the
+//	               agent's share mount (t_share=)
+//	agent ready    the agent's main() → first Health answer
 //
 // The bare guest boot (DESIGN.md §8's reference) is QEMU start → the
 // marker's first line. Ratios are of medians. Not a test: it asserts
