@@ -28,8 +28,8 @@
 #                                 module list, and the sha256 of /init, runc and
 #                                 mkinitramfs. A second build only hashes and
 #                                 copies; a changed agent rebuilds only its
-#                                 initramfs. The newest $GUEST_KEEP (8) images
-#                                 are kept.
+#                                 initramfs. The $GUEST_KEEP (4) most recently used
+#                                 images are kept.
 #
 # Knobs: AGENT (the /init binary), AGENT_VERSION (recorded in the manifest), KERNEL_PACKAGE (linux-image-cloud-amd64),
 # GUEST_MODULES (space-separated module names), RUNC_VERSION, GUEST_OUT,
@@ -235,6 +235,12 @@ install_out() {
 
 [ -x "$AGENT" ] || die "no agent at $AGENT (make bin/magnetar-agent)"
 mkdir -p "$GUEST_CACHE" "$GUEST_OUT"
+# one build at a time per cache (another checkout may share it)
+exec 9>"$GUEST_CACHE/.lock"
+if ! flock -n 9; then
+  log "waiting for another guest-image build ($GUEST_CACHE/.lock)"
+  flock 9
+fi
 TOOLS=$GUEST_CACHE/tools
 mkdir -p "$TOOLS"
 resolve_kernel
@@ -252,10 +258,10 @@ INIT_VERSION=markerinit image marker "$TOOLS/markerinit"
 install_out "$IMG_DIR/initramfs.cpio" "$GUEST_OUT/initramfs-marker.cpio"
 install_out "$IMG_DIR/manifest.json" "$GUEST_OUT/manifest-marker.json"
 install_out "$VMLINUZ" "$GUEST_OUT/vmlinuz"
-# every agent build is a new image: keep the GUEST_KEEP (default 8) most
+# every agent build is a new image: keep the GUEST_KEEP (default 4) most
 # recently used
 find "$GUEST_CACHE/images" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn |
-  tail -n +"$((${GUEST_KEEP:-8} + 1))" | while read -r _ d; do rm -rf "$d"; done
+  tail -n +"$((${GUEST_KEEP:-4} + 1))" | while read -r _ d; do rm -rf "$d"; done
 log "guest image in $GUEST_OUT ($((SECONDS - t_start)) s): $KPKG $KPKG_VERSION ($KVER), runc $RUNC_VERSION," \
   "$(wc -l <"$ORDER") modules, initramfs $(($(stat -c %s "$GUEST_OUT/initramfs.cpio") / 1024)) KiB," \
   "vmlinuz $(($(stat -c %s "$GUEST_OUT/vmlinuz") / 1024)) KiB"
