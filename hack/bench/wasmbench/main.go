@@ -57,6 +57,8 @@ var (
 	hwork     = flag.String("harness-work", "", "WORK of the harness (its wasm daemon's modcache is wiped for cold rows)")
 	images    = flag.String("images", "go=localhost/magnetar/wasm-go:v1,c=localhost/magnetar/wasm-c:v1", "MODULE=IMAGE for the CRI rows")
 	cgroupP   = flag.String("cgroup-parent", "/magnetar-bench-wasm", "pod cgroup parent for the CRI rows")
+	crictlRef = flag.String("crictl-ref", "magnetar-runc,runc", "handlers measured the same way with busybox echo, for reference")
+	refImage  = flag.String("ref-image", "docker.io/library/busybox:latest", "image of the reference rows")
 	logLevel  = flag.String("log-level", "warn", "log level of the direct daemon (its log: WORK/daemon.log)")
 )
 
@@ -444,6 +446,16 @@ func run() error {
 			}
 		}
 	}
+	if *crictlBin != "" {
+		for _, h := range strings.Split(*crictlRef, ",") {
+			if h == "" {
+				continue
+			}
+			if err := crictlRefRow(res, h); err != nil {
+				fmt.Fprintf(os.Stderr, "wasmbench: reference %s skipped: %v\n", h, err)
+			}
+		}
+	}
 	fmt.Fprintln(os.Stderr, "wasmbench: memory per idle container")
 	if err := memoryRows(d, s, res); err != nil {
 		return err
@@ -795,5 +807,59 @@ func crictlRows(res *result, eng, m string, shimWarm map[string]time.Duration) e
 	mod := map[string]string{"c": "C module", "go": "Go module"}[m]
 	res.add(fmt.Sprintf("%s, %s: crictl create+start -> first log line, cold", eng, mod), lat(cold), "", "", "(includes 2 crictl execs)")
 	res.add(fmt.Sprintf("%s, %s: crictl create+start -> first log line, warm", eng, mod), lat(warm), "", "", "")
+	return nil
+}
+
+// crictlRefRow measures a non-wasm handler the same way (busybox echo), so
+// that the crictl rows can be read against what a process container costs.
+func crictlRefRow(res *result, handler string) error {
+	dir := filepath.Join(*hwork, "tmp", "wasmbench-ref-"+handler)
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return err
+	}
+	podCfg := filepath.Join(dir, "pod.json")
+	pc := fmt.Sprintf(`{"metadata":{"name":"wasmbench-ref-%s","namespace":"bench","uid":"wasmbench-ref-%s-%d","attempt":1},
+"labels":{"magnetar-bench":"wasm"},"log_directory":%q,"linux":{"cgroup_parent":%q}}`, handler, handler, time.Now().UnixNano(), filepath.Join(dir, "logs"), *cgroupP)
+	if err := os.WriteFile(podCfg, []byte(pc), 0o644); err != nil {
+		return err
+	}
+	pod, err := crictl("runp", "-r", handler, podCfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _, _ = crictl("rmp", "-f", pod) }()
+	var warm []time.Duration
+	for i := 0; i < *samples; i++ {
+		name := fmt.Sprintf("r%d", i)
+		f := filepath.Join(dir, name+".json")
+		cc := fmt.Sprintf(`{"metadata":{"name":%q},"image":{"image":%q},"command":["echo","hello"],"log_path":"%s.log","linux":{}}`, name, *refImage, name)
+		if err := os.WriteFile(f, []byte(cc), 0o644); err != nil {
+			return err
+		}
+		logf := filepath.Join(dir, "logs", name+".log")
+		t0 := time.Now()
+		id, err := crictl("create", pod, f, podCfg)
+		if err != nil {
+			return err
+		}
+		if _, err := crictl("start", id); err != nil {
+			return err
+		}
+		for {
+			if b, err := os.ReadFile(logf); err == nil && strings.Contains(string(b), " stdout ") {
+				break
+			}
+			if time.Since(t0) > 60*time.Second {
+				return errors.New("no output in 60 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t := time.Since(t0)
+		warm = append(warm, t)
+		res.sample("crictl-ref", handler, "busybox", t)
+		_, _ = crictl("rm", "-f", id)
+	}
+	res.add(fmt.Sprintf("reference: %s, busybox echo: crictl create+start -> first log line", handler), lat(warm), "", "", "(a process container)")
 	return nil
 }
