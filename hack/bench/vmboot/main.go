@@ -234,7 +234,6 @@ func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64
 	ready := time.Now()
 	defer c.Close()
 	s.AgentReady = ms(ready.Sub(vm.Started))
-	agentPhases(vm.Lines(), vm.Started, &s)
 	for i := 0; i < rttN; i++ {
 		t0 := time.Now()
 		if _, err := c.Sandbox().Health(ctx, &agentapi.HealthRequest{ClientVersion: agentapi.Version}); err != nil {
@@ -257,6 +256,12 @@ func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64
 	end := time.Now()
 	s.Shutdown = ms(end.Sub(t0))
 	s.Total = ms(end.Sub(vm.Started))
+	// the console is complete only now: a log line may still be on its way
+	// through the emulated UART when Health has already answered
+	agentPhases(vm.Lines(), vm.Started, &s)
+	if s.InitWork < 0 || s.Serving < 0 {
+		fmt.Fprintf(os.Stderr, "vmboot: agent log lines missing in this boot's console:\n%s", vm.Tail(15))
+	}
 	return s, vm.Accel(), nil
 }
 
