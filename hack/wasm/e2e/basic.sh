@@ -12,7 +12,7 @@ case "$RUNTIME_HANDLER" in
 *wazero*) WANT_ENGINE=wazero ;;
 *) WANT_ENGINE=wasmtime ;;
 esac
-STOP_MAX_MS=${STOP_MAX_MS:-2000}
+STOP_MAX_MS=${STOP_MAX_MS:-3000}
 
 req "pod ready" bash -c 'true'
 POD=$(run_pod wbasic)
