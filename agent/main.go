@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,8 +97,13 @@ func main() {
 			lg.WithError(err).Warn("lo up")
 		}
 		t = mark("mounts", t)
-		loaded, errs := guest.LoadModules(modDir)
+		loaded, mtimes, errs := guest.LoadModulesTimed(modDir)
 		t = mark("modules", t)
+		sort.Slice(mtimes, func(i, j int) bool { return mtimes[i].Took > mtimes[j].Took })
+		var slowest []string
+		for _, m := range mtimes[:min(3, len(mtimes))] {
+			slowest = append(slowest, fmt.Sprintf("%s=%s", strings.TrimSuffix(m.Name, ".ko"), m.Took.Round(time.Millisecond)))
+		}
 		for _, err := range errs {
 			lg.WithError(err).Warn("kernel module")
 		}
@@ -122,7 +128,7 @@ func main() {
 		}
 		lg.WithFields(log.Fields{"modules": len(loaded), "transport": cl.Transport.String(), "share": cl.Share.String(),
 			"elapsed": time.Since(start).Round(time.Millisecond), "t_mounts": phase["mounts"], "t_modules": phase["modules"],
-			"t_share": phase["share"]}).Info("guest initialised")
+			"t_share": phase["share"], "slowest_modules": strings.Join(slowest, ",")}).Info("guest initialised")
 	} else {
 		paths.state, paths.runc, paths.ctr = filepath.Join(*state, "task"), filepath.Join(*state, "runc"), filepath.Join(*state, "ctr")
 		paths.share, paths.io = filepath.Clean(*share), filepath.Clean(*ioRoot)

@@ -121,16 +121,29 @@ func hasFS(name string) bool {
 	return false
 }
 
+// ModuleTime is how long one module took to load (finit_module runs its
+// init, so a driver's probing counts).
+type ModuleTime struct {
+	Name string
+	Took time.Duration
+}
+
 // LoadModules loads the modules listed in dir/load, in order, with
 // finit_module(2). A module that is already there is fine; a failure is
 // reported and the rest are still tried. No load file: nothing to do.
 func LoadModules(dir string) (loaded []string, errs []error) {
+	loaded, _, errs = LoadModulesTimed(dir)
+	return loaded, errs
+}
+
+// LoadModulesTimed is LoadModules that also reports each module's time.
+func LoadModulesTimed(dir string) (loaded []string, times []ModuleTime, errs []error) {
 	b, err := os.ReadFile(filepath.Join(dir, "load"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, []error{err}
+		return nil, nil, []error{err}
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		name := strings.TrimSpace(l)
@@ -141,13 +154,16 @@ func LoadModules(dir string) (loaded []string, errs []error) {
 			errs = append(errs, fmt.Errorf("module %q: a file name in %s expected", name, dir))
 			continue
 		}
-		if err := loadModule(filepath.Join(dir, name)); err != nil {
+		start := time.Now()
+		err := loadModule(filepath.Join(dir, name))
+		times = append(times, ModuleTime{Name: name, Took: time.Since(start)})
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		loaded = append(loaded, name)
 	}
-	return loaded, errs
+	return loaded, times, errs
 }
 
 func loadModule(p string) error {
