@@ -1,6 +1,10 @@
 package vmtest
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +25,20 @@ func TestMarkerBoot(t *testing.T) {
 	}
 	if strings.Contains(vm.Console(), "markerinit: modules:") {
 		t.Errorf("a module failed to load: %s", l.Text)
+	}
+	// as many as the manifest lists
+	b, err := os.ReadFile(filepath.Join(image(t), "manifest-marker.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Meta map[string]string `json:"meta"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("n=%d ", len(strings.Fields(m.Meta["modules"]))); !strings.Contains(l.Text, want) {
+		t.Errorf("marker loaded other than the manifest's modules (%s): %s", want, l.Text)
 	}
 	if err := vm.Wait(ctxTimeout(t, 30*time.Second)); err != nil {
 		t.Fatalf("QEMU after poweroff: %v", err)
