@@ -19,6 +19,10 @@
 //	               its own line; agent: t_modules= in its log), and the
 //	               agent's share mount (t_share=)
 //	agent ready    the agent's main() → first Health answer
+//	container      agent ready → the first stdout line of a busybox
+//	               container (Task Create + Start from a bundle on the
+//	               virtio-fs share, stdout over the Streams service): a
+//	               preview of pod ready without CNI or the host task proxy
 //
 // The bare guest boot (DESIGN.md §8's reference) is QEMU start → the
 // marker's first line. Ratios are of medians. Not a test: it asserts

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+
 	"github.com/magnetar-runtime/magnetar/hack/vm/guestvm"
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
@@ -34,6 +37,7 @@ type sample struct {
 	ToModules  float64 `json:"to_modules_ms"`    // QEMU start → modules loaded (marker only)
 	Serving    float64 `json:"serving_ms"`       // QEMU start → the agent's "serving" line
 	AgentReady float64 `json:"agent_ready_ms"`   // QEMU start → first Health answer
+	Container  float64 `json:"container_ms"`     // ready → a busybox container's first output line
 	Shutdown   float64 `json:"shutdown_ms"`      // poweroff request/marker → QEMU exit
 	Total      float64 `json:"qemu_lifetime_ms"` // QEMU start → exit
 }
@@ -73,6 +77,9 @@ func run(ctx context.Context, img string, runs, rttN, mem int, jsonOut string, v
 		return err
 	}
 	defer os.RemoveAll(share)
+	if err := guestvm.BusyboxBundle(share, benchContainer, []string{"echo", "up"}, nil); err != nil {
+		return err
+	}
 	cfg := func(initrd string) guestvm.Config {
 		return guestvm.Config{
 			Kernel: filepath.Join(img, "vmlinuz"), Initrd: filepath.Join(img, initrd), MemoryMiB: mem,
@@ -173,7 +180,7 @@ func logDuration(line, key string) float64 {
 }
 
 func bootMarker(ctx context.Context, cfg guestvm.Config) (sample, string, error) {
-	s := sample{AgentReady: -1, Serving: -1, InitWork: -1, Share: -1}
+	s := sample{AgentReady: -1, Serving: -1, InitWork: -1, Share: -1, Container: -1}
 	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
 	vm, err := guestvm.Start(ctx, cfg)
@@ -208,7 +215,7 @@ func bootMarker(ctx context.Context, cfg guestvm.Config) (sample, string, error)
 }
 
 func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64) (sample, string, error) {
-	s := sample{GuestInit: -1, ToModules: -1, Modules: -1, ToInit: -1, Serving: -1, InitWork: -1, Share: -1}
+	s := sample{GuestInit: -1, ToModules: -1, Modules: -1, ToInit: -1, Serving: -1, InitWork: -1, Share: -1, Container: -1}
 	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
 	vm, err := guestvm.Start(ctx, cfg)
@@ -234,6 +241,11 @@ func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64
 	ready := time.Now()
 	defer c.Close()
 	s.AgentReady = ms(ready.Sub(vm.Started))
+	d, err := runContainer(ctx, c)
+	if err != nil {
+		return s, vm.Accel(), fmt.Errorf("container: %w\n%s", err, vm.Tail(20))
+	}
+	s.Container = ms(d)
 	for i := 0; i < rttN; i++ {
 		t0 := time.Now()
 		if _, err := c.Sandbox().Health(ctx, &agentapi.HealthRequest{ClientVersion: agentapi.Version}); err != nil {
@@ -263,6 +275,43 @@ func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64
 		fmt.Fprintf(os.Stderr, "vmboot: agent log lines missing in this boot's console:\n%s", vm.Tail(15))
 	}
 	return s, vm.Accel(), nil
+}
+
+// benchContainer is the bundle on the share (made once by run).
+const benchContainer = "vmboot"
+
+// runContainer creates and starts the busybox container, returns the time
+// from Create to its first stdout line, then waits for it and deletes it.
+func runContainer(ctx context.Context, c *agentclient.Client) (time.Duration, error) {
+	t0 := time.Now()
+	task := c.Task()
+	if _, err := task.Create(ctx, &taskapi.CreateTaskRequest{ID: benchContainer, Bundle: agentapi.ShareRoot + "/" + benchContainer,
+		Stdout: agentapi.StdioPath(benchContainer, "", agentapi.Stdout)}); err != nil {
+		return 0, fmt.Errorf("create: %w", err)
+	}
+	out, err := c.Stdout(ctx, benchContainer, "")
+	if err != nil {
+		return 0, err
+	}
+	defer out.Close()
+	if _, err := task.Start(ctx, &taskapi.StartRequest{ID: benchContainer}); err != nil {
+		return 0, fmt.Errorf("start: %w", err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("stdout: %w", err)
+	}
+	d := time.Since(t0)
+	if strings.TrimSpace(line) != "up" {
+		return 0, fmt.Errorf("stdout %q, want up", line)
+	}
+	if _, err := task.Wait(ctx, &taskapi.WaitRequest{ID: benchContainer}); err != nil {
+		return 0, fmt.Errorf("wait: %w", err)
+	}
+	if _, err := task.Delete(ctx, &taskapi.DeleteRequest{ID: benchContainer}); err != nil {
+		return 0, fmt.Errorf("delete: %w", err)
+	}
+	return d, nil
 }
 
 func matchFloat(re *regexp.Regexp, s string) float64 {
@@ -360,11 +409,25 @@ func report(w io.Writer, r *result) {
 		return s.AgentReady - s.ToInit
 	}))
 	ready := row("agent: QEMU start → ready (first Health)", "agent_ready", pick(r.Agent, func(s sample) float64 { return s.AgentReady }))
+	cont := row("agent: ready → container output (Create…first line)", "container", pick(r.Agent, func(s sample) float64 { return s.Container }))
+	podPreview := -1.0
+	if cont > 0 && ready > 0 {
+		podPreview = row("agent: QEMU start → container output", "pod_preview", pick(r.Agent, func(s sample) float64 {
+			if s.Container < 0 {
+				return -1
+			}
+			return s.AgentReady + s.Container
+		}))
+	}
 	row("agent: Shutdown RPC → QEMU exit", "agent_shutdown", pick(r.Agent, func(s sample) float64 { return s.Shutdown }))
 	tw.Flush()
 	if bare > 0 && ready > 0 {
 		fmt.Fprintf(w, "ratio agent ready / bare guest boot (to /init): %.2f× (DESIGN.md §8 target for the later pod-ready figure: ≤ 1.3×)\n", ready/bare)
 		r.Medians["ratio_ready_bare"] = ready / bare
+	}
+	if podPreview > 0 && bare > 0 {
+		fmt.Fprintf(w, "ratio first container output / bare guest boot: %.2f× (a preview of pod ready: no CNI, no host-side task proxy)\n", podPreview/bare)
+		r.Medians["ratio_container_bare"] = podPreview / bare
 	}
 	if bareMod > 0 && ready > 0 {
 		fmt.Fprintf(w, "ratio agent ready / bare boot incl. the same modules: %.2f×\n", ready/bareMod)

@@ -112,3 +112,28 @@ func TestFakeQEMU(t *testing.T) {
 		t.Errorf("run dir left: %v", err)
 	}
 }
+
+func TestBusyboxBundle(t *testing.T) {
+	if _, err := os.Stat(Busybox); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	if err := BusyboxBundle(dir, "c1", []string{"sh", "-c", "echo hi"}, []string{"mkdir"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "c1", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"SCMP_ACT_ERRNO"`, `"mkdir"`, `"path": "rootfs"`, `"echo hi"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("config.json lacks %s", want)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "c1", "rootfs", "bin", "sh")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("bin/sh: %v", err)
+	}
+	if err := BusyboxBundle(dir, "c2", nil, nil); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("no args: %v", err)
+	}
+}
