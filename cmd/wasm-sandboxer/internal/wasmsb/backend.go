@@ -24,7 +24,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
-	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
 
@@ -171,14 +170,14 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		return nil, err
 	}
 	note, _ := json.Marshal(map[string]any{"rootfs": c.st.Rootfs, "mounted": c.st.Mounted})
-	if err := store.WriteFileAtomic(filepath.Join(r.Bundle, bundleNote), note, 0o600); err != nil {
+	if err := writeBundleFile(filepath.Join(r.Bundle, bundleNote), note, 0o600); err != nil {
 		return nil, err
 	}
 	// A restarted containerd finds the runtime of a task by this file: point
 	// it at this binary so that it reconnects to our tasks and uses our
 	// `delete`.
 	if self, err := os.Executable(); err == nil {
-		if err := store.WriteFileAtomic(filepath.Join(r.Bundle, "shim-binary-path"), []byte(self), 0o644); err != nil {
+		if err := writeBundleFile(filepath.Join(r.Bundle, "shim-binary-path"), []byte(self), 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -190,6 +189,23 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		"load": info.Source, "load_ms": float64(info.Duration.Microseconds()) / 1000, "cache_error": info.CacheError,
 		"preopens": len(c.run.Preopens), "memory_limit": c.memLimit}).Debug("wasm container created")
 	return c, nil
+}
+
+// writeBundleFile writes a small file into containerd's bundle: complete or
+// absent for every reader (a temporary file renamed), but not synced: the
+// bundle lives in containerd's state directory (a tmpfs under /run on a
+// node), which a power loss takes with it; two fsyncs were a third of a
+// warm container start.
+func writeBundleFile(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // load reads the module of a process from the container's rootfs and loads
