@@ -59,16 +59,17 @@ func main() {
 	jsonOut := flag.String("json", "", "also write the raw samples here")
 	mem := flag.Int("mem", 512, "guest memory (MiB)")
 	verbose := flag.Bool("v", false, "print every boot")
+	consoles := flag.String("console", "", "write each boot's console (host-timed) to DIR/<kind>-<run>.log")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *img, *runs, *rttN, *mem, *jsonOut, *verbose); err != nil {
+	if err := run(ctx, *img, *runs, *rttN, *mem, *jsonOut, *consoles, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "vmboot:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, img string, runs, rttN, mem int, jsonOut string, verbose bool) error {
+func run(ctx context.Context, img string, runs, rttN, mem int, jsonOut, consoles string, verbose bool) error {
 	if runs < 1 {
 		return errors.New("-runs must be at least 1")
 	}
@@ -88,6 +89,11 @@ func run(ctx context.Context, img string, runs, rttN, mem int, jsonOut string, v
 		}
 	}
 	res := result{Runs: runs, Image: imageInfo(img)}
+	if consoles != "" {
+		if err := os.MkdirAll(consoles, 0o755); err != nil {
+			return err
+		}
+	}
 	for i := 0; i < runs; i++ {
 		// alternate which kind goes first, so a drift in host load hits both
 		order := []bool{false, true}
@@ -97,14 +103,27 @@ func run(ctx context.Context, img string, runs, rttN, mem int, jsonOut string, v
 		for _, agent := range order {
 			var s sample
 			var accel string
+			initrd := "initramfs-marker.cpio"
+			if agent {
+				initrd = "initramfs.cpio"
+			}
+			c := cfg(initrd)
+			if consoles != "" {
+				f, err := os.Create(filepath.Join(consoles, fmt.Sprintf("%s-%d.log", kind(agent), i+1)))
+				if err != nil {
+					return err
+				}
+				c.Console = f
+				defer f.Close()
+			}
 			if agent {
 				n := 0
 				if i == runs-1 { // the round trip on the last agent boot
 					n = rttN
 				}
-				s, accel, err = bootAgent(ctx, cfg("initramfs.cpio"), n, &res.RTT)
+				s, accel, err = bootAgent(ctx, c, n, &res.RTT)
 			} else {
-				s, accel, err = bootMarker(ctx, cfg("initramfs-marker.cpio"))
+				s, accel, err = bootMarker(ctx, c)
 			}
 			if err != nil {
 				return fmt.Errorf("run %d (%s): %w", i+1, kind(agent), err)
