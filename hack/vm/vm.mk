@@ -11,9 +11,11 @@
 #                      cannot run. Ends with "vm: N passed, M failed, K skipped".
 #                      Part of make test.
 #   make bench-vmboot  boot to agent ready vs. the same VM with a trivial /init,
-#                      interleaved, with a breakdown, and the ttrpc round trip
-#                      over virtio-serial (hack/bench/vmboot; RUNS=7 RTT_N=1000);
-#                      raw samples in _output/bench/vmboot.json
+#                      interleaved, with a breakdown, a busybox container's
+#                      first output after ready, and the ttrpc round trip over
+#                      virtio-serial (hack/bench/vmboot; RUNS=7 RTT_N=1000;
+#                      about 100 s); raw samples in _output/bench/vmboot.json.
+#                      Not part of make test.
 .PHONY: guest-image vm-test bench-vmboot
 
 GUEST_OUT ?= _output/guest
