@@ -41,3 +41,11 @@ wasm_pid() { cat "$WORK/run/$WASM_DAEMON.pid"; }
 daemon_alive() { pid_alive "$(wasm_pid)" || fail "the wasm daemon is gone"; }
 # show: print the last step's stdout (its measurements), indented
 show() { if [ -n "$LAST" ]; then sed 's/^/     | /' <<<"$LAST"; fi; }
+# log_ns ID MESSAGE: the time (ns since the epoch) of the last daemon log line
+# MESSAGE for container ID
+log_ns() {
+  local t
+  t=$(grep "msg=\"$2\"" "$WASM_LOG" | grep "container_id=$1" | tail -1 | sed -n 's/^time="\([^"]*\)".*/\1/p')
+  [ -n "$t" ] || fail "no \"$2\" in the daemon log for $1"
+  date -d "$t" +%s%N
+}

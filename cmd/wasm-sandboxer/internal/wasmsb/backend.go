@@ -390,6 +390,7 @@ func (c *ctr) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
 		c.finish(wasi.ExitCodeKilled, time.Now())
 		return nil
 	}
+	log.G(ctx).WithFields(log.Fields{"container_id": c.id, "signal": int(sig)}).Debug("wasm kill")
 	inst.Kill()
 	if all {
 		for _, e := range c.execList() {
