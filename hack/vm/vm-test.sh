@@ -35,7 +35,8 @@ fi
 
 go test -count=1 -v -p 1 -timeout 20m ./hack/vm/vmtest/... >"$LOG" 2>&1
 rc=$?
-grep -E '^(--- |ok|FAIL|panic)|^\s+--- ' "$LOG" || true
+# the result lines, a skip with its reason (the test's last message before it)
+awk '/^[ \t]+[^ ]+_test\.go:[0-9]+: /{msg=$0} /^(--- |ok|FAIL|panic)|^[ \t]+--- /{print} /^[ \t]*--- SKIP/{sub(/^[ \t]+/, "    ", msg); print msg}' "$LOG" || true
 if [ "$rc" -ne 0 ]; then
   echo "--- failures (from $LOG):"
   grep -E -B2 -A30 -- '^\s*--- FAIL' "$LOG" | head -300
