@@ -29,7 +29,8 @@
 # (containerd, info), SANDBOXER_LOG_LEVEL (debug), SNAPSHOTTER (overlayfs),
 # KEEP_BRIDGE=1, RUNC_BIN and CNI_BIN (see below), and for a containerd
 # configured from drop-ins: CONTAINERD_IMPORTS (files or globs), EXTRA_HANDLERS
-# (the handlers they add), HARNESS_SANDBOXERS=none (no sandboxer of bin/).
+# (the handlers they add), HARNESS_SANDBOXERS=none (no sandboxer of bin/) or
+# a list of handlers (only those sandboxers; default: every one in bin/).
 source "$(dirname "$0")/lib.sh"
 
 BIN=$PREFIX/bin
@@ -72,12 +73,14 @@ cgroup_setup() {
 
 # sandboxers with a binary: prints "HANDLER BINARY" lines (none with
 # HARNESS_SANDBOXERS=none: a containerd whose Magnetar configuration comes
-# from CONTAINERD_IMPORTS alone, as the package test's)
+# from CONTAINERD_IMPORTS alone, as the package test's; with a list of
+# handlers, only those)
 present_sandboxers() {
-  local line name bin
-  [ "${HARNESS_SANDBOXERS:-}" != none ] || return 0
+  local line name bin want=${HARNESS_SANDBOXERS:-}
+  [ "$want" != none ] || return 0
   for line in "${MAGNETAR_SANDBOXERS[@]}"; do
     read -r name bin <<<"$line"
+    if [ -n "$want" ] && [[ " $want " != *" $name "* ]]; then continue; fi
     if [ -x "$ROOT/bin/$bin" ]; then echo "$name $bin"; fi
   done
 }

@@ -20,8 +20,9 @@
 #   PARALLEL="10 50"  pod counts started all at once
 #   PAR_REPS=3        rounds of each parallel count per handler
 #   MEM_PODS="1 10 50" pod counts at which management memory is measured
-#   HANDLERS=         runtime handlers (default: runc + every magnetar-* handler
-#                     the harness configured, i.e. each sandboxer in bin/)
+#   HANDLERS="runc magnetar-runc"   runtime handlers (pods of a busybox
+#                     sleep; the wasm handlers have their own bench-wasm)
+#   HARNESS_SANDBOXERS="magnetar-runc"   the sandboxers the harness starts
 #   BENCH_ARGS=       extra cribench flags (e.g. "-pid pod", "-settle 5s")
 #   WORK=_output/bench BRIDGE=mgbr2 SUBNET=10.237.0.0/16   the harness instance
 #   SANDBOXER_LOG_LEVEL=info   (debug adds a log line per request: slower)
@@ -46,7 +47,8 @@ else
   N=${N:-20} PARALLEL=${PARALLEL:-10 50} PAR_REPS=${PAR_REPS:-3} MEM_PODS=${MEM_PODS:-1 10 50}
   ARGS=()
 fi
-HANDLERS=${HANDLERS:-}
+HANDLERS=${HANDLERS:-runc magnetar-runc}
+export HARNESS_SANDBOXERS=${HARNESS_SANDBOXERS:-magnetar-runc}
 CD=$ROOT/hack/containerd.sh
 BENCH_BIN=$OUT/bin/cribench
 mkdir -p "$WORK/logs" "$OUT/bin"

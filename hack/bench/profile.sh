@@ -20,7 +20,8 @@ export BRIDGE=${BRIDGE:-mgbr4} SUBNET=${SUBNET:-10.240.0.0/16}
 export SANDBOXER_LOG_LEVEL=debug LOG_LEVEL=info
 source "$ROOT/hack/lib.sh"
 N=${N:-10}
-HANDLERS=${HANDLERS:-}
+HANDLERS=${HANDLERS:-runc magnetar-runc}
+export HARNESS_SANDBOXERS=${HARNESS_SANDBOXERS:-magnetar-runc}
 CD=$ROOT/hack/containerd.sh
 started=0
 finish() {
