@@ -356,3 +356,42 @@ func TestConfig(t *testing.T) {
 		t.Error("unknown key accepted")
 	}
 }
+
+func TestTerminalAndUpdate(t *testing.T) {
+	r := newRig(t)
+	r.pod("p1")
+	bundle := filepath.Join(r.dir, "bundle-tty")
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sp := &specs.Spec{Annotations: map[string]string{sandboxIDAnnotation: "p1"}, Root: &specs.Root{Path: r.root},
+		Process: &specs.Process{Args: []string{"/bin/m.wasm"}, Terminal: true}}
+	// InvalidArgument, never NotImplemented: containerd would retry on the v2 API
+	_, err := r.be.Create(context.Background(), &task.CreateRequest{ID: "tty", Bundle: bundle, Spec: sp, Stdio: stdio.Config{Terminal: true}})
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "terminal") {
+		t.Errorf("tty container: %v", err)
+	}
+	c, _, err := r.create("p1", "c1", "/bin/m.wasm", "sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(context.Background(), &specs.LinuxResources{}, nil); err != nil {
+		t.Errorf("an empty update: %v", err)
+	}
+	if err := c.Update(context.Background(), &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(10))}}, nil); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "pids") {
+		t.Errorf("pids update: %v", err)
+	}
+	// a kill before start ends the container as killed, and Start then refuses
+	if err := c.Kill(context.Background(), syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if code := wait(t, c); code != wasi.ExitCodeKilled {
+		t.Errorf("killed before start: %d", code)
+	}
+	if err := c.Start(context.Background()); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("start after kill: %v", err)
+	}
+	if err := c.Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
