@@ -13,14 +13,19 @@ FORCE=${FORCE:-0}
 apt_install() {
   # build: gcc libc6-dev pkg-config libseccomp-dev (runc, static pause/ipcmk);
   # images: busybox-static; harness: iptables iproute2 (CNI bridge, ip),
-  # jq (e2e JSON), procps (ps, pgrep), bsdutils (script: TTY tests), util-linux (ipcrm)
-  local pkgs=(busybox-static libseccomp-dev pkg-config iptables iproute2 gcc libc6-dev jq procps bsdutils util-linux)
+  # jq (e2e JSON), procps (ps, pgrep), bsdutils (script: TTY tests), util-linux (ipcrm);
+  # wasm test modules: clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32;
+  # agent protocol: protobuf-compiler; guest image and VM tests: qemu-system-x86
+  # (QEMU 7.2 + virtiofsd) qemu-utils kmod cpio lz4 xz-utils
+  local pkgs=(busybox-static libseccomp-dev pkg-config iptables iproute2 gcc libc6-dev jq procps bsdutils util-linux
+    clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 protobuf-compiler
+    qemu-system-x86 qemu-utils kmod cpio lz4 xz-utils)
   local missing=() p i
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "apt-get install ${missing[*]}"
   for i in $(seq 1 20); do
-    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; then return 0; fi
+    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then return 0; fi
     log "apt busy? retry $i"; sleep 10
   done
   die "apt-get install ${missing[*]} failed"
