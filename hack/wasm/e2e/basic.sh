@@ -217,7 +217,11 @@ stats_case() {
   cpu=$(grep -o '"usageCoreNanoSeconds":{"value":"[0-9]*"' <<<"$j" | grep -o '[0-9][0-9]*' | head -1 || true)
   echo "stats: memory $mem bytes, cpu $cpu ns"
   [ "${mem:-0}" -gt 0 ] || fail "memory working set $mem"
-  crictl statsp --id "$POD" >/dev/null
+  # the pod's metrics (Controller.Metrics): the sum of its containers
+  j=$(crictl statsp -o json --id "$POD" | tr -d ' \n')
+  mem=$(grep -o '"workingSetBytes":{"value":"[0-9]*"' <<<"$j" | grep -o '[0-9][0-9]*' | head -1 || true)
+  echo "pod stats: memory $mem bytes"
+  [ "${mem:-0}" -gt 0 ] || fail "pod memory working set $mem"
 }
 step "crictl stats: memory and CPU of a wasm container, pod stats" stats_case; show
 
