@@ -18,6 +18,8 @@ source "$(dirname "$0")/../lib.sh"
 export WORK=${WASM_BENCH_WORK:-$OUT/bench-wasm/harness}
 export BRIDGE=${WASM_BENCH_BRIDGE:-mgbr6} SUBNET=${WASM_BENCH_SUBNET:-10.242.0.0/16}
 export CGROUP_PARENT=${CGROUP_PARENT:-/magnetar-bench-wasm}
+# the wasm daemon, and magnetar-runc for the reference rows
+export HARNESS_SANDBOXERS=${WASM_BENCH_SANDBOXERS:-magnetar-wasm magnetar-runc}
 CD=$ROOT/hack/containerd.sh
 RES=$OUT/bench/results/wasm-$(date +%Y%m%d-%H%M%S)
 [ -x "$ROOT/bin/wasm-sandboxer" ] || die "bin/wasm-sandboxer missing: make build"

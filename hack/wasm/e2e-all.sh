@@ -16,6 +16,8 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 export WORK=${WASM_WORK:-$OUT/wasm-e2e}
 export BRIDGE=${WASM_BRIDGE:-mgbr5} SUBNET=${WASM_SUBNET:-10.241.0.0/16}
+# only the wasm daemon (its second handler comes with it)
+export HARNESS_SANDBOXERS=${WASM_HARNESS_SANDBOXERS:-magnetar-wasm}
 WASM_HANDLERS=${WASM_HANDLERS:-magnetar-wasm magnetar-wasm-wazero}
 WASM_SUITES=${WASM_SUITES:-basic scale restart}
 SCALE_N=${SCALE_N:-200}
