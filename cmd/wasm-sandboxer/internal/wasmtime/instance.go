@@ -17,7 +17,8 @@ import (
 )
 
 type instance struct {
-	m   *module
+	e   *engine
+	m   *enginekit.Entry[*wt.Module]
 	cfg *wasi.RunConfig
 
 	kill     chan struct{}
@@ -41,8 +42,9 @@ type instance struct {
 	tramp      *wt.Instance
 }
 
-func newInstance(m *module, cfg *wasi.RunConfig) *instance {
+func newInstance(e *engine, m *enginekit.Entry[*wt.Module], cfg *wasi.RunConfig) *instance {
 	return &instance{
+		e:     e,
 		m:     m,
 		cfg:   cfg,
 		kill:  make(chan struct{}),
@@ -77,7 +79,7 @@ func (i *instance) Kill() {
 			// Under flagMu: the store (and so the engine, which Close
 			// keeps until every store is gone) is still alive.
 			i.flag.set()
-			i.m.e.eng.IncrementEpoch()
+			i.e.eng.IncrementEpoch()
 		}
 		i.flagMu.Unlock()
 		i.stdin.Abort()
@@ -93,18 +95,18 @@ func (i *instance) killed() bool {
 	}
 }
 
-// run is the instance's goroutine, on one locked OS thread from
+// Run is the instance's goroutine, on one locked OS thread from
 // instantiation to the end (a host call runs on the thread of the guest
 // that made it anyway, inside cgo). The thread is unlocked at the end and
 // reused: ending it with the goroutine would give its native stack back,
 // but measured twice the time to end 200 killed instances (30 ms, not 15).
-func (i *instance) run(ready chan<- error) {
+func (i *instance) Run(ready chan<- error) {
 	defer close(i.done) // also when Start fails: Close may be waiting
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	i.cpu.Start()
 
-	store := wt.NewStoreWithData(i.m.e.eng, i)
+	store := wt.NewStoreWithData(i.e.eng, i)
 	i.flagMu.Lock()
 	i.flag = newKillFlag()
 	i.flagLive = true
@@ -122,10 +124,7 @@ func (i *instance) run(ready chan<- error) {
 		i.flagMu.Unlock()
 		i.cpu.Stop()
 		i.stdin.Abort() // the pump goroutine must not outlive the run
-		i.m.e.mu.Lock()
-		delete(i.m.e.insts, i)
-		i.m.e.mu.Unlock()
-		i.m.e.release(i.m)
+		i.m.Finished(i)
 	}
 
 	wc, err := i.wasiConfig()
@@ -135,7 +134,7 @@ func (i *instance) run(ready chan<- error) {
 		return
 	}
 	store.SetWasi(wc)
-	inst, err := i.m.e.linker.Instantiate(store, i.m.wm)
+	inst, err := i.e.linker.Instantiate(store, i.m.Module())
 	if err != nil {
 		end()
 		ready <- fmt.Errorf("wasmtime: instantiate: %v: %w", err, errdefs.ErrInvalidArgument)
@@ -253,13 +252,13 @@ func (i *instance) newTrampoline(c *wt.Caller) error {
 	}
 	imports := []wt.AsExtern{ex.Memory()}
 	for _, name := range trampolined {
-		o := i.m.e.orig.Get(c, wasiModule, name)
+		o := i.e.orig.Get(c, wasiModule, name)
 		if o == nil || o.Func() == nil {
 			return fmt.Errorf("no wasi %s", name)
 		}
 		imports = append(imports, o.Func())
 	}
-	inst, err := wt.NewInstance(c, i.m.e.tramp, imports)
+	inst, err := wt.NewInstance(c, i.e.tramp, imports)
 	if err != nil {
 		return err
 	}

@@ -7,12 +7,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"runtime"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/log"
 	wz "github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
@@ -30,77 +26,29 @@ const Version = "wazero/v1.12.0"
 var _ wasi.New = New
 
 type engine struct {
-	cache *modcache.Cache
-
-	mu     sync.Mutex
-	mods   map[string]*module
-	insts  map[*instance]struct{} // running, for Close
-	closed bool
+	mods *enginekit.Modules[*module]
 }
 
 // New builds a wazero engine (its compiler where wazero has one, amd64 and
 // arm64; the interpreter elsewhere).
 func New(cfg wasi.EngineConfig) (wasi.Engine, error) {
-	e := &engine{mods: map[string]*module{}, insts: map[*instance]struct{}{}}
-	if cfg.CacheDir != "" {
-		cache, err := modcache.Open(cfg.CacheDir, cfg.CacheMaxBytes, Version+" "+runtime.GOOS+"/"+runtime.GOARCH)
-		if err != nil {
-			return nil, err
-		}
-		e.cache = cache
+	mods, err := enginekit.NewModules(Name, cfg, Version+" "+runtime.GOOS+"/"+runtime.GOARCH, load, (*module).close)
+	if err != nil {
+		return nil, err
 	}
-	return e, nil
+	return &engine{mods: mods}, nil
 }
 
 func (e *engine) Name() string { return Name }
 
-// closeWait bounds how long Close waits for the instances it killed.
-const closeWait = 5 * time.Second
-
 // Close kills the instances still running, waits for them (the engine's
 // stores must not outlive it) and releases every module.
-func (e *engine) Close() error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil
-	}
-	e.closed = true
-	running := make([]*instance, 0, len(e.insts))
-	for i := range e.insts {
-		running = append(running, i)
-	}
-	e.mu.Unlock()
-	for _, i := range running {
-		i.Kill()
-	}
-	deadline := time.After(closeWait)
-	for _, i := range running {
-		select {
-		case <-i.done:
-		case <-deadline:
-			return fmt.Errorf("%s: close: instances still running %v after Kill", Name, closeWait)
-		}
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for d, m := range e.mods {
-		m.close()
-		delete(e.mods, d)
-	}
-	return nil
-}
+func (e *engine) Close() error { return e.mods.Close(nil) }
 
 // module is one compiled module in a wazero Runtime of its own (so that its
 // compilation cache can be the module's own cache entry), shared by every
 // Load of the same bytes and every instance started from it.
 type module struct {
-	e      *engine
-	digest string
-	ready  chan struct{}
-	err    error
-	refs   int
-
 	rt wz.Runtime
 	cc wz.CompilationCache
 	cm wz.CompiledModule
@@ -116,87 +64,16 @@ func (m *module) close() {
 	}
 }
 
-type handle struct {
-	*module
-	info   wasi.LoadInfo
-	once   sync.Once
-	closed atomic.Bool
-}
-
-func (h *handle) Digest() string      { return h.digest }
-func (h *handle) Info() wasi.LoadInfo { return h.info }
-func (h *handle) Close() error {
-	h.once.Do(func() {
-		h.closed.Store(true)
-		h.e.release(h.module)
-	})
-	return nil
-}
-
-func (e *engine) release(m *module) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	m.refs--
-	if m.refs > 0 {
-		return
-	}
-	if e.mods[m.digest] == m {
-		delete(e.mods, m.digest)
-	}
-	if !e.closed {
-		m.close()
-	}
-}
-
-func (m *module) acquire() error {
-	m.e.mu.Lock()
-	defer m.e.mu.Unlock()
-	if m.e.closed {
-		return errors.New("wazero: engine closed")
-	}
-	m.refs++
-	return nil
-}
-
 func (e *engine) Load(ctx context.Context, wasm []byte) (wasi.Module, error) {
-	start := time.Now()
-	digest := modcache.Digest(wasm)
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil, errors.New("wazero: engine closed")
+	h, err := e.mods.Load(ctx, wasm)
+	if err != nil {
+		return nil, err
 	}
-	if m, ok := e.mods[digest]; ok {
-		m.refs++
-		e.mu.Unlock()
-		<-m.ready
-		if m.err != nil {
-			e.release(m)
-			return nil, m.err
-		}
-		if e.cache != nil {
-			e.cache.Touch(digest)
-		}
-		return &handle{module: m, info: wasi.LoadInfo{Source: wasi.LoadMemory, Duration: time.Since(start)}}, nil
-	}
-	m := &module{e: e, digest: digest, ready: make(chan struct{}), refs: 1}
-	e.mods[digest] = m
-	e.mu.Unlock()
+	return &handle{h}, nil
+}
 
-	var info wasi.LoadInfo
-	info.Source, info.CacheError, m.err = m.load(wasm)
-	close(m.ready)
-	if m.err != nil {
-		e.release(m)
-		return nil, m.err
-	}
-	info.Duration = time.Since(start)
-	l := log.G(ctx).WithFields(log.Fields{"engine": Name, "digest": digest, "source": info.Source, "duration": info.Duration})
-	if info.CacheError != "" {
-		l = l.WithField("cache_error", info.CacheError)
-	}
-	l.Debug("wasm module loaded")
-	return &handle{module: m, info: info}, nil
+type handle struct {
+	*enginekit.Handle[*module]
 }
 
 // fileState is what a cache directory held: to tell whether wazero wrote
@@ -229,12 +106,13 @@ func sameFiles(a, b map[string]string) bool {
 // load compiles the module in a new Runtime whose compilation cache is the
 // module's cache entry: wazero reads its compiled code back from a good
 // entry, and writes it into a new one.
-func (m *module) load(wasm []byte) (wasi.LoadSource, string, error) {
+func load(c *modcache.Cache, digest string, wasm []byte) (*module, wasi.LoadSource, string, error) {
 	ctx := context.Background()
+	m := &module{}
 	var cacheErr string
 	dir, hit := "", false
-	if c := m.e.cache; c != nil {
-		d, err := c.Lookup(m.digest)
+	if c != nil {
+		d, err := c.Lookup(digest)
 		switch {
 		case err == nil:
 			dir, hit = d, true
@@ -242,7 +120,7 @@ func (m *module) load(wasm []byte) (wasi.LoadSource, string, error) {
 			cacheErr = err.Error()
 		}
 		if !hit {
-			if d, err = c.Prepare(m.digest); err != nil {
+			if d, err = c.Prepare(digest); err != nil {
 				cacheErr = err.Error()
 			} else {
 				dir = d
@@ -265,64 +143,40 @@ func (m *module) load(wasm []byte) (wasi.LoadSource, string, error) {
 	m.rt = wz.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
 		m.close()
-		return "", "", fmt.Errorf("wazero: wasi: %w", err)
+		return nil, "", "", fmt.Errorf("wazero: wasi: %w", err)
 	}
 	cm, err := m.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		m.close()
 		if dir != "" {
-			m.e.cache.Discard(m.digest)
+			c.Discard(digest)
 		}
-		return "", "", fmt.Errorf("%w: wazero: %s", wasi.ErrInvalidModule, err)
+		return nil, "", "", fmt.Errorf("%w: wazero: %s", wasi.ErrInvalidModule, err)
 	}
 	m.cm = cm
 	if dir == "" {
-		return wasi.LoadCompiled, cacheErr, nil
+		return m, wasi.LoadCompiled, cacheErr, nil
 	}
 	if hit && sameFiles(before, fileState(dir)) {
-		return wasi.LoadDisk, "", nil
+		return m, wasi.LoadDisk, "", nil
 	}
 	// A new entry, or one wazero did not take (it compiled and wrote
 	// afresh): commit what is there now.
-	if err := m.e.cache.Commit(m.digest); err != nil && cacheErr == "" {
+	if err := c.Commit(digest); err != nil && cacheErr == "" {
 		cacheErr = err.Error()
 	}
-	return wasi.LoadCompiled, cacheErr, nil
+	return m, wasi.LoadCompiled, cacheErr, nil
 }
 
 func (h *handle) Start(ctx context.Context, cfg *wasi.RunConfig) (wasi.Instance, error) {
-	if h.closed.Load() {
-		return nil, fmt.Errorf("wazero: start of a closed module: %w", errdefs.ErrFailedPrecondition)
-	}
-	if err := h.acquire(); err != nil {
-		return nil, err
-	}
-	if err := enginekit.CheckPreopens(cfg); err != nil {
-		h.e.release(h.module)
-		return nil, fmt.Errorf("wazero: %w", err)
-	}
-	if lim := cfg.MemoryLimit; lim > 0 {
-		for _, md := range h.cm.ExportedMemories() {
-			if uint64(md.Min())*65536 > uint64(lim) {
-				h.e.release(h.module)
-				return nil, fmt.Errorf("wazero: the module's initial memory (%d pages) exceeds the limit of %d bytes: %w", md.Min(), lim, errdefs.ErrInvalidArgument)
+	return h.Handle.Start(ctx, cfg, func(m *module) error {
+		if lim := cfg.MemoryLimit; lim > 0 {
+			for _, md := range m.cm.ExportedMemories() {
+				if uint64(md.Min())*65536 > uint64(lim) {
+					return fmt.Errorf("wazero: the module's initial memory (%d pages) exceeds the limit of %d bytes: %w", md.Min(), lim, errdefs.ErrInvalidArgument)
+				}
 			}
 		}
-	}
-	i := newInstance(h.module, cfg)
-	h.e.mu.Lock()
-	if h.e.closed {
-		h.e.mu.Unlock()
-		h.e.release(h.module)
-		return nil, fmt.Errorf("%s: engine closed: %w", Name, errdefs.ErrFailedPrecondition)
-	}
-	h.e.insts[i] = struct{}{}
-	h.e.mu.Unlock()
-	ready := make(chan error, 1)
-	go i.run(ready)
-	if err := <-ready; err != nil {
-		return nil, err
-	}
-	log.G(ctx).WithFields(log.Fields{"engine": Name, "digest": h.digest}).Debug("wasm instance started")
-	return i, nil
+		return nil
+	}, func(m *enginekit.Entry[*module]) enginekit.Instance { return newInstance(m, cfg) })
 }

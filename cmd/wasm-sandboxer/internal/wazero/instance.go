@@ -21,6 +21,7 @@ import (
 )
 
 type instance struct {
+	ent *enginekit.Entry[*module]
 	m   *module
 	cfg *wasi.RunConfig
 
@@ -37,9 +38,10 @@ type instance struct {
 	oom   atomic.Bool
 }
 
-func newInstance(m *module, cfg *wasi.RunConfig) *instance {
+func newInstance(ent *enginekit.Entry[*module], cfg *wasi.RunConfig) *instance {
 	i := &instance{
-		m:     m,
+		ent:   ent,
+		m:     ent.Module(),
 		cfg:   cfg,
 		kill:  make(chan struct{}),
 		done:  make(chan struct{}),
@@ -95,7 +97,7 @@ func (i *instance) blocking(f func()) {
 	f()
 }
 
-func (i *instance) run(ready chan<- error) {
+func (i *instance) Run(ready chan<- error) {
 	defer close(i.done) // also when Start fails: Close may be waiting
 	runtime.LockOSThread()
 	i.cpu.Start()
@@ -103,10 +105,7 @@ func (i *instance) run(ready chan<- error) {
 		i.cpu.Stop()
 		runtime.UnlockOSThread()
 		i.stdin.Abort() // the pump goroutine must not outlive the run
-		i.m.e.mu.Lock()
-		delete(i.m.e.insts, i)
-		i.m.e.mu.Unlock()
-		i.m.e.release(i.m)
+		i.ent.Finished(i)
 	}
 	mod, err := i.m.rt.InstantiateModule(i.ctx, i.m.cm, i.moduleConfig())
 	if err != nil {

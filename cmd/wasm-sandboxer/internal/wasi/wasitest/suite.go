@@ -31,6 +31,19 @@ const runTimeout = 60 * time.Second
 // NewEngine builds the engine under test; it is closed by the suite.
 type NewEngine func(t *testing.T, cfg wasi.EngineConfig) wasi.Engine
 
+// Engine is the NewEngine of an engine package's New: a New that fails
+// fails the test.
+func Engine(newEngine wasi.New) NewEngine {
+	return func(t *testing.T, cfg wasi.EngineConfig) wasi.Engine {
+		t.Helper()
+		e, err := newEngine(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+}
+
 type suite struct {
 	newEngine NewEngine
 }
