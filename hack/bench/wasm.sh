@@ -10,13 +10,13 @@
 #     (`wasm-sandboxer run-module`: each process loads the cached module and
 #     runs it, the shim model).
 # Results (table.txt, samples.csv) in _output/bench/results/wasm-<time>/.
-# Own harness: WORK=_output/bench-wasm/harness, bridge mgbr6, 10.242.0.0/16,
+# Own harness: WORK=_output/bench-wasm/harness, bridge mgbr7, 10.243.0.0/16,
 # always stopped at the end. BENCH_SMOKE=1: tiny numbers (< 1 minute).
 # Knobs: WASMBENCH_ARGS (extra flags for wasmbench, e.g. -n 50 -mem ...).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 export WORK=${WASM_BENCH_WORK:-$OUT/bench-wasm/harness}
-export BRIDGE=${WASM_BENCH_BRIDGE:-mgbr6} SUBNET=${WASM_BENCH_SUBNET:-10.242.0.0/16}
+export BRIDGE=${WASM_BENCH_BRIDGE:-mgbr7} SUBNET=${WASM_BENCH_SUBNET:-10.243.0.0/16}
 export CGROUP_PARENT=${CGROUP_PARENT:-/magnetar-bench-wasm}
 # the wasm daemon, and magnetar-runc for the reference rows
 export HARNESS_SANDBOXERS=${WASM_BENCH_SANDBOXERS:-magnetar-wasm magnetar-runc}
