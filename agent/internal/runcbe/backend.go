@@ -7,12 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
@@ -20,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/magnetar-runtime/magnetar/agent/internal/reaper"
+	"github.com/magnetar-runtime/magnetar/shared/runcproc"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/task"
@@ -71,26 +69,22 @@ func (b *Backend) isContainerPid(pid int) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, c := range b.ctr {
-		if c.pid == pid {
+		if int(c.Pid()) == pid {
 			return true
 		}
 	}
 	return false
 }
 
+// ctr is one container; its init and the runc calls are runcproc's.
 type ctr struct {
+	*runcproc.Init
 	b      *Backend
 	id     string
 	dir    string
 	cgroup string
-	r      *runc.Runc
-	io     *stdio.IO
-	pid    int
 
-	done chan struct{}
 	mu   sync.Mutex
-	code uint32
-	at   time.Time
 	oom  chan struct{}
 	stop context.CancelFunc
 }
@@ -101,26 +95,16 @@ var (
 	_ task.OOMNotifier = (*ctr)(nil)
 )
 
-func runcError(op, logFile string, err error) error {
-	if msg := lastRuncError(logFile); msg != "" {
-		return fmt.Errorf("runc %s: %s: %w", op, msg, errdefs.ErrFailedPrecondition)
-	}
-	return fmt.Errorf("runc %s: %w", op, err)
-}
+// reaperWaiter learns exits from the agent's reaper (the agent is PID 1:
+// container inits are re-parented to it).
+type reaperWaiter struct{ r *reaper.Reaper }
 
-func lastRuncError(logFile string) string {
-	data, err := os.ReadFile(logFile)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		var e struct{ Level, Msg string }
-		if json.Unmarshal([]byte(lines[i]), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
-			return e.Msg
-		}
-	}
-	return ""
+func (w reaperWaiter) Watch(pid int, since time.Time) (func() runcproc.Exit, error) {
+	exit := w.r.WaitPid(pid, since)
+	return func() runcproc.Exit {
+		e := <-exit
+		return runcproc.Exit{Status: e.Status, At: e.At, Known: true}
+	}, nil
 }
 
 // Create runs `runc create` for a bundle on the share.
@@ -153,8 +137,15 @@ func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		}
 		return nil, err
 	}
-	c := &ctr{b: b, id: r.ID, dir: dir, cgroup: r.Spec.Linux.CgroupsPath, r: b.runc(filepath.Join(dir, "runc.log")),
-		done: make(chan struct{}), oom: make(chan struct{}, 1)}
+	c := &ctr{b: b, id: r.ID, dir: dir, cgroup: r.Spec.Linux.CgroupsPath, oom: make(chan struct{}, 1)}
+	c.Init = runcproc.New(r.ID, dir, b.runc(filepath.Join(dir, "runc.log")), reaperWaiter{b.cfg.Reaper})
+	c.OnExit = func(runcproc.Exit) {
+		c.mu.Lock()
+		if c.stop != nil {
+			c.stop()
+		}
+		c.mu.Unlock()
+	}
 	defer func() {
 		if retErr != nil {
 			c.cleanup(context.WithoutCancel(ctx))
@@ -167,59 +158,19 @@ func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if err := store.WriteFileAtomic(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
 		return nil, err
 	}
-	if c.io, err = stdio.Open(ctx, r.Stdio); err != nil {
+	if err := c.Create(ctx, r.Stdio, b.cfg.NoPivot); err != nil {
 		return nil, err
 	}
-	opts := &runc.CreateOpts{IO: c.io, PidFile: filepath.Join(dir, "init.pid"), NoPivot: b.cfg.NoPivot}
-	var sock *runc.Socket
-	if r.Stdio.Terminal {
-		if sock, err = runc.NewTempConsoleSocket(); err != nil {
-			return nil, fmt.Errorf("console socket: %w", err)
-		}
-		defer sock.Close()
-		opts.ConsoleSocket = sock
-	}
-	since := time.Now()
-	if err := c.r.Create(ctx, r.ID, dir, opts); err != nil {
-		return nil, runcError("create", c.r.Log, err)
-	}
-	if sock != nil {
-		con, err := sock.ReceiveMaster()
-		if err != nil {
-			return nil, fmt.Errorf("console: %w", err)
-		}
-		c.io.AttachConsole(con)
-	}
-	pid, err := runc.ReadPidFile(opts.PidFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading init pid: %w", err)
-	}
-	c.pid = pid
-	exit := b.cfg.Reaper.WaitPid(pid, since)
-	go func() {
-		e := <-exit
-		c.io.Wait()
-		c.io.Finish()
-		c.mu.Lock()
-		c.code, c.at = uint32(e.Status), e.At
-		if c.stop != nil {
-			c.stop()
-		}
-		c.mu.Unlock()
-		close(c.done)
-	}()
 	b.mu.Lock()
 	b.ctr[r.ID] = c
 	b.mu.Unlock()
-	log.G(ctx).WithFields(log.Fields{"container_id": r.ID, "pid": pid}).Info("container created")
+	log.G(ctx).WithFields(log.Fields{"container_id": r.ID, "pid": c.Pid()}).Info("container created")
 	return c, nil
 }
 
-func (c *ctr) Pid() uint32 { return uint32(c.pid) }
-
 func (c *ctr) Start(ctx context.Context) error {
-	if err := c.r.Start(ctx, c.id); err != nil {
-		return runcError("start", c.r.Log, err)
+	if err := c.Init.Start(ctx); err != nil {
+		return err
 	}
 	c.watchOOM()
 	return nil
@@ -235,53 +186,9 @@ func (c *ctr) watchOOM() {
 
 func (c *ctr) OOM() <-chan struct{} { return c.oom }
 
-func (c *ctr) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
-	select {
-	case <-c.done:
-		if !all {
-			return nil
-		}
-	default:
-	}
-	if err := c.r.Kill(ctx, c.id, int(sig), &runc.KillOpts{All: all}); err != nil {
-		select {
-		case <-c.done:
-			return nil
-		default:
-		}
-		if msg := lastRuncError(c.r.Log); strings.Contains(msg, "not running") || strings.Contains(msg, "does not exist") {
-			return nil
-		}
-		return runcError("kill", c.r.Log, err)
-	}
-	return nil
-}
-
-func (c *ctr) Exited() <-chan struct{} { return c.done }
-
-func (c *ctr) ExitStatus() (uint32, time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.code, c.at
-}
-
-func (c *ctr) ResizePty(ctx context.Context, w, h uint32) error { return c.io.Resize(w, h) }
-
-func (c *ctr) CloseStdin(ctx context.Context) error {
-	c.io.CloseStdin()
-	return nil
-}
-
 func (c *ctr) Delete(ctx context.Context) error {
-	select {
-	case <-c.done:
-	default:
-		_ = c.r.Kill(ctx, c.id, int(syscall.SIGKILL), &runc.KillOpts{All: true})
-		select {
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-			return fmt.Errorf("container %s did not exit after SIGKILL: %w", c.id, errdefs.ErrUnavailable)
-		}
+	if err := c.Terminate(ctx); err != nil {
+		return err
 	}
 	c.cleanup(ctx)
 	c.b.mu.Lock()
@@ -291,190 +198,20 @@ func (c *ctr) Delete(ctx context.Context) error {
 }
 
 func (c *ctr) cleanup(ctx context.Context) {
-	if err := c.r.Delete(ctx, c.id, &runc.DeleteOpts{Force: true}); err != nil {
-		if msg := lastRuncError(c.r.Log); msg != "" && !strings.Contains(msg, "does not exist") {
-			log.G(ctx).WithField("container_id", c.id).Warnf("runc delete: %s", msg)
-		}
-	}
-	if c.io != nil {
-		c.io.Close()
-	}
+	c.Release(ctx)
 	_ = os.RemoveAll(c.dir)
-}
-
-func (c *ctr) Pids(ctx context.Context) ([]*tasktypes.ProcessInfo, error) {
-	pids, err := c.r.Ps(ctx, c.id)
-	if err != nil {
-		return nil, runcError("ps", c.r.Log, err)
-	}
-	out := make([]*tasktypes.ProcessInfo, 0, len(pids))
-	for _, p := range pids {
-		out = append(out, &tasktypes.ProcessInfo{Pid: uint32(p)})
-	}
-	return out, nil
 }
 
 func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) { return metricsV2(c.cgroup) }
 
-func (c *ctr) Update(ctx context.Context, r *specs.LinuxResources, _ map[string]string) error {
-	if err := c.r.Update(ctx, c.id, r); err != nil {
-		return runcError("update", c.r.Log, err)
-	}
-	return nil
-}
-
-func (c *ctr) Pause(ctx context.Context) error {
-	if err := c.r.Pause(ctx, c.id); err != nil {
-		return runcError("pause", c.r.Log, err)
-	}
-	return nil
-}
-
-func (c *ctr) Resume(ctx context.Context) error {
-	if err := c.r.Resume(ctx, c.id); err != nil {
-		return runcError("resume", c.r.Log, err)
-	}
-	return nil
-}
-
 func (c *ctr) State() json.RawMessage {
-	b, _ := json.Marshal(map[string]any{"pid": c.pid, "dir": c.dir})
+	b, _ := json.Marshal(map[string]any{"pid": int(c.Pid()), "dir": c.dir})
 	return b
 }
 
+// Exec prepares an exec process (AppArmor and SELinux labels dropped, as in
+// RewriteSpec); Start runs it.
 func (c *ctr) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.Config) (task.Process, error) {
 	sp.ApparmorProfile, sp.SelinuxLabel = "", ""
-	return &execProc{c: c, id: id, spec: sp, cfg: io, done: make(chan struct{})}, nil
-}
-
-type execProc struct {
-	c    *ctr
-	id   string
-	spec *specs.Process
-	cfg  stdio.Config
-
-	mu   sync.Mutex
-	io   *stdio.IO
-	pid  int
-	done chan struct{}
-	code uint32
-	at   time.Time
-}
-
-func (e *execProc) Pid() uint32 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return uint32(e.pid)
-}
-
-func (e *execProc) Start(ctx context.Context) (retErr error) {
-	ioh, err := stdio.Open(ctx, e.cfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			ioh.Close()
-		}
-	}()
-	pidFile := filepath.Join(e.c.dir, "exec-"+e.id+".pid")
-	logFile := filepath.Join(e.c.dir, "exec-"+e.id+".log")
-	defer os.Remove(pidFile)
-	defer os.Remove(logFile)
-	opts := &runc.ExecOpts{IO: ioh, PidFile: pidFile, Detach: true}
-	var sock *runc.Socket
-	if e.cfg.Terminal {
-		if sock, err = runc.NewTempConsoleSocket(); err != nil {
-			return fmt.Errorf("console socket: %w", err)
-		}
-		defer sock.Close()
-		opts.ConsoleSocket = sock
-	}
-	r := *e.c.r
-	r.Log = logFile
-	since := time.Now()
-	if err := r.Exec(ctx, e.c.id, *e.spec, opts); err != nil {
-		return runcError("exec", logFile, err)
-	}
-	if sock != nil {
-		con, err := sock.ReceiveMaster()
-		if err != nil {
-			return fmt.Errorf("console: %w", err)
-		}
-		ioh.AttachConsole(con)
-	}
-	pid, err := runc.ReadPidFile(pidFile)
-	if err != nil {
-		return fmt.Errorf("reading exec pid: %w", err)
-	}
-	exit := e.c.b.cfg.Reaper.WaitPid(pid, since)
-	e.mu.Lock()
-	e.io, e.pid = ioh, pid
-	e.mu.Unlock()
-	go func() {
-		x := <-exit
-		ioh.Wait()
-		ioh.Finish()
-		e.mu.Lock()
-		e.code, e.at = uint32(x.Status), x.At
-		e.mu.Unlock()
-		close(e.done)
-	}()
-	return nil
-}
-
-func (e *execProc) Kill(ctx context.Context, sig syscall.Signal, _ bool) error {
-	e.mu.Lock()
-	pid := e.pid
-	e.mu.Unlock()
-	if pid == 0 {
-		return nil
-	}
-	select {
-	case <-e.done:
-		return nil
-	default:
-	}
-	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill exec %s: %w", e.id, err)
-	}
-	return nil
-}
-
-func (e *execProc) Exited() <-chan struct{} { return e.done }
-
-func (e *execProc) ExitStatus() (uint32, time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.code, e.at
-}
-
-func (e *execProc) ResizePty(ctx context.Context, w, h uint32) error {
-	e.mu.Lock()
-	ioh := e.io
-	e.mu.Unlock()
-	if ioh == nil {
-		return fmt.Errorf("exec %s has not started: %w", e.id, errdefs.ErrFailedPrecondition)
-	}
-	return ioh.Resize(w, h)
-}
-
-func (e *execProc) CloseStdin(ctx context.Context) error {
-	e.mu.Lock()
-	ioh := e.io
-	e.mu.Unlock()
-	if ioh != nil {
-		ioh.CloseStdin()
-	}
-	return nil
-}
-
-func (e *execProc) Delete(ctx context.Context) error {
-	e.mu.Lock()
-	ioh := e.io
-	e.mu.Unlock()
-	if ioh != nil {
-		ioh.Close()
-	}
-	return nil
+	return c.Init.Exec(ctx, id, sp, io)
 }

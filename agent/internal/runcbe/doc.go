@@ -12,7 +12,8 @@
 // `runc create` (--no-pivot when / is the initramfs, which pivot_root
 // refuses) with stdio from shared/stdio. The container's init is
 // re-parented to the agent (PID 1) when runc exits; its exit comes from the
-// reaper by pid. Execs use `runc exec --detach`, Pids `runc ps`, Update
+// reaper by pid (the Waiter given to shared/runcproc, which runs the init
+// and exec processes and the runc calls, as in the runc sandboxer). Execs use `runc exec --detach`, Pids `runc ps`, Update
 // `runc update`, Pause/Resume `runc pause/resume`. Stats and OOM events
 // read the container's cgroup v2 files directly (cgroup.go): linking
 // containerd/cgroups' managers would add ~2 MB (cilium/ebpf, dbus,

@@ -3,17 +3,14 @@ package runcsb
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
@@ -24,8 +21,8 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
+	"github.com/magnetar-runtime/magnetar/shared/runcproc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
-	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
@@ -91,20 +88,14 @@ type ctrState struct {
 	PidStart uint64 `json:"pid_start,omitempty"`
 }
 
-// ctr is one container.
+// ctr is one container; its init and the runc calls are runcproc's.
 type ctr struct {
-	b    *backend
-	id   string
-	st   ctrState
-	r    *runc.Runc
-	io   *stdio.IO
-	sock *runc.Socket
+	*runcproc.Init
+	b  *backend
+	id string
+	st ctrState
 
 	mu      sync.Mutex
-	w       *proc.Watch
-	done    chan struct{}
-	code    uint32
-	at      time.Time
 	oom     chan struct{}
 	stopOOM context.CancelFunc
 }
@@ -114,30 +105,6 @@ var (
 	_ task.Pauser      = (*ctr)(nil)
 	_ task.OOMNotifier = (*ctr)(nil)
 )
-
-// runcError turns a failed runc call into an error with runc's own message.
-func runcError(op, logFile string, err error) error {
-	msg := lastRuncError(logFile)
-	if msg == "" {
-		return fmt.Errorf("runc %s: %w", op, err)
-	}
-	return fmt.Errorf("runc %s: %s: %w", op, msg, errdefs.ErrFailedPrecondition)
-}
-
-func lastRuncError(logFile string) string {
-	data, err := os.ReadFile(logFile)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		var e struct{ Level, Msg string }
-		if json.Unmarshal([]byte(lines[i]), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
-			return e.Msg
-		}
-	}
-	return ""
-}
 
 // Create creates a container in its pod with `runc create`.
 func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Container, retErr error) {
@@ -173,9 +140,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		}
 		return nil, err
 	}
-	c := &ctr{b: b, id: r.ID, done: make(chan struct{}), oom: make(chan struct{}, 1),
-		st: ctrState{PodID: podID, Dir: dir, Bundle: r.Bundle, Terminal: r.Stdio.Terminal}}
-	c.r = b.runc(filepath.Join(dir, "runc.log"))
+	c := b.newCtr(r.ID, ctrState{PodID: podID, Dir: dir, Bundle: r.Bundle, Terminal: r.Stdio.Terminal})
 	defer func() {
 		if retErr != nil {
 			c.cleanup(context.WithoutCancel(ctx))
@@ -219,68 +184,31 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 			return nil, err
 		}
 	}
-	if c.io, err = stdio.Open(ctx, r.Stdio); err != nil {
+	if err := c.Create(ctx, r.Stdio, false); err != nil {
 		return nil, err
 	}
-	opts := &runc.CreateOpts{IO: c.io, PidFile: filepath.Join(dir, "init.pid")}
-	if r.Stdio.Terminal {
-		if c.sock, err = runc.NewTempConsoleSocket(); err != nil {
-			return nil, fmt.Errorf("console socket: %w", err)
-		}
-		opts.ConsoleSocket = c.sock
-	}
-	if err := c.r.Create(ctx, r.ID, dir, opts); err != nil {
-		return nil, runcError("create", c.r.Log, err)
-	}
-	if c.sock != nil {
-		con, err := c.sock.ReceiveMaster()
-		if err != nil {
-			return nil, fmt.Errorf("console: %w", err)
-		}
-		c.io.AttachConsole(con)
-		c.sock.Close()
-		c.sock = nil
-	}
-	pid, err := runc.ReadPidFile(opts.PidFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading init pid: %w", err)
-	}
-	w, err := proc.Open(pid)
-	if err != nil {
-		return nil, err
-	}
-	c.st.Pid = pid
-	c.st.PidStart, _ = procStart(pid)
-	c.watch(w, c.io)
+	c.st.Pid = int(c.Pid())
+	c.st.PidStart, _ = procStart(c.st.Pid)
 	b.mu.Lock()
 	b.containers[r.ID] = c
 	b.mu.Unlock()
 	return c, nil
 }
 
-// watch records the exit of the init once its output is drained.
-func (c *ctr) watch(w *proc.Watch, io *stdio.IO) {
-	c.mu.Lock()
-	c.w = w
-	c.mu.Unlock()
-	go func() {
-		<-w.Done()
-		if io != nil {
-			io.Wait()
-			io.Finish() // Close on delete (cleanup)
-		}
-		code, known, at := w.Status()
-		if !known {
-			log.G(c.b.life).WithField("container_id", c.id).Warn("exit status unknown: the container was not our child (daemon restarted)")
+func (b *backend) newCtr(id string, st ctrState) *ctr {
+	c := &ctr{b: b, id: id, st: st, oom: make(chan struct{}, 1)}
+	c.Init = runcproc.New(id, st.Dir, b.runc(filepath.Join(st.Dir, "runc.log")), runcproc.Pidfd{})
+	c.OnExit = func(x runcproc.Exit) {
+		if !x.Known {
+			log.G(b.life).WithField("container_id", id).Warn("exit status unknown: the container was not our child (daemon restarted)")
 		}
 		c.mu.Lock()
-		c.code, c.at = uint32(code), at
 		if c.stopOOM != nil {
 			c.stopOOM()
 		}
 		c.mu.Unlock()
-		close(c.done)
-	}()
+	}
+	return c
 }
 
 // Recover finds a container again after a daemon restart.
@@ -289,8 +217,7 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record) (task.Container
 	if err := json.Unmarshal(rec.Backend, &st); err != nil {
 		return nil, fmt.Errorf("container state: %w", err)
 	}
-	c := &ctr{b: b, id: rec.ID, st: st, done: make(chan struct{}), oom: make(chan struct{}, 1)}
-	c.r = b.runc(filepath.Join(st.Dir, "runc.log"))
+	c := b.newCtr(rec.ID, st)
 	start, err := procStart(st.Pid)
 	var w *proc.Watch
 	if err == nil && start == st.PidStart {
@@ -299,7 +226,7 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record) (task.Container
 	if w == nil || err != nil {
 		w = proc.Exited(st.Pid)
 	}
-	c.watch(w, nil)
+	c.Watch(st.Pid, runcproc.WaitFor(w))
 	if rec.Status == "running" {
 		c.startOOM()
 	}
@@ -309,11 +236,9 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record) (task.Container
 	return c, nil
 }
 
-func (c *ctr) Pid() uint32 { return uint32(c.st.Pid) }
-
 func (c *ctr) Start(ctx context.Context) error {
-	if err := c.r.Start(ctx, c.id); err != nil {
-		return runcError("start", c.r.Log, err)
+	if err := c.Init.Start(ctx); err != nil {
+		return err
 	}
 	c.startOOM()
 	return nil
@@ -345,62 +270,10 @@ func (c *ctr) startOOM() {
 
 func (c *ctr) OOM() <-chan struct{} { return c.oom }
 
-func (c *ctr) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
-	select {
-	case <-c.done:
-		if !all {
-			return nil
-		}
-	default:
-	}
-	if err := c.r.Kill(ctx, c.id, int(sig), &runc.KillOpts{All: all}); err != nil {
-		select {
-		case <-c.done:
-			return nil // exited meanwhile
-		default:
-		}
-		if msg := lastRuncError(c.r.Log); strings.Contains(msg, "not running") || strings.Contains(msg, "does not exist") {
-			return nil
-		}
-		return runcError("kill", c.r.Log, err)
-	}
-	return nil
-}
-
-func (c *ctr) Exited() <-chan struct{} { return c.done }
-
-func (c *ctr) ExitStatus() (uint32, time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.code, c.at
-}
-
-func (c *ctr) ResizePty(ctx context.Context, w, h uint32) error {
-	if c.io == nil {
-		return fmt.Errorf("container %s: no terminal attached (daemon restarted?): %w", c.id, errdefs.ErrFailedPrecondition)
-	}
-	return c.io.Resize(w, h)
-}
-
-func (c *ctr) CloseStdin(ctx context.Context) error {
-	if c.io != nil {
-		c.io.CloseStdin()
-	}
-	return nil
-}
-
 // Delete removes the container: runc state, rootfs mount, our bundle.
 func (c *ctr) Delete(ctx context.Context) error {
-	select {
-	case <-c.done:
-	default:
-		// a created, never started container: remove its init
-		_ = c.r.Kill(ctx, c.id, int(syscall.SIGKILL), &runc.KillOpts{All: true})
-		select {
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-			return fmt.Errorf("container %s did not exit after SIGKILL: %w", c.id, errdefs.ErrUnavailable)
-		}
+	if err := c.Terminate(ctx); err != nil {
+		return err
 	}
 	c.cleanup(ctx)
 	c.b.mu.Lock()
@@ -411,17 +284,7 @@ func (c *ctr) Delete(ctx context.Context) error {
 
 // cleanup releases everything; idempotent.
 func (c *ctr) cleanup(ctx context.Context) {
-	if err := c.r.Delete(ctx, c.id, &runc.DeleteOpts{Force: true}); err != nil {
-		if msg := lastRuncError(c.r.Log); msg != "" && !strings.Contains(msg, "does not exist") {
-			log.G(ctx).WithField("container_id", c.id).Warnf("runc delete: %s", msg)
-		}
-	}
-	if c.io != nil {
-		c.io.Close()
-	}
-	if c.sock != nil {
-		c.sock.Close()
-	}
+	c.Release(ctx)
 	if c.st.Mounted {
 		if err := mount.UnmountAll(filepath.Join(c.st.Bundle, "rootfs")); err != nil {
 			log.G(ctx).WithError(err).Warn("unmounting rootfs")
@@ -432,18 +295,6 @@ func (c *ctr) cleanup(ctx context.Context) {
 	_ = os.RemoveAll(c.st.Dir)
 }
 
-func (c *ctr) Pids(ctx context.Context) ([]*tasktypes.ProcessInfo, error) {
-	pids, err := c.r.Ps(ctx, c.id)
-	if err != nil {
-		return nil, runcError("ps", c.r.Log, err)
-	}
-	out := make([]*tasktypes.ProcessInfo, 0, len(pids))
-	for _, p := range pids {
-		out = append(out, &tasktypes.ProcessInfo{Pid: uint32(p)})
-	}
-	return out, nil
-}
-
 func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) {
 	cg, err := cgroups.Load(c.st.Cgroups)
 	if err != nil {
@@ -452,171 +303,9 @@ func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) {
 	return cg.Metrics()
 }
 
-func (c *ctr) Update(ctx context.Context, r *specs.LinuxResources, _ map[string]string) error {
-	if err := c.r.Update(ctx, c.id, r); err != nil {
-		return runcError("update", c.r.Log, err)
-	}
-	return nil
-}
-
-func (c *ctr) Pause(ctx context.Context) error {
-	if err := c.r.Pause(ctx, c.id); err != nil {
-		return runcError("pause", c.r.Log, err)
-	}
-	return nil
-}
-
-func (c *ctr) Resume(ctx context.Context) error {
-	if err := c.r.Resume(ctx, c.id); err != nil {
-		return runcError("resume", c.r.Log, err)
-	}
-	return nil
-}
-
 func (c *ctr) State() json.RawMessage {
 	data, _ := json.Marshal(&c.st)
 	return data
-}
-
-// Exec prepares an exec process; Start runs it.
-func (c *ctr) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.Config) (task.Process, error) {
-	return &execProc{c: c, id: id, spec: sp, cfg: io, done: make(chan struct{})}, nil
-}
-
-type execProc struct {
-	c    *ctr
-	id   string
-	spec *specs.Process
-	cfg  stdio.Config
-
-	mu   sync.Mutex
-	io   *stdio.IO
-	pid  int
-	w    *proc.Watch
-	done chan struct{}
-	code uint32
-	at   time.Time
-}
-
-func (e *execProc) Pid() uint32 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return uint32(e.pid)
-}
-
-func (e *execProc) Start(ctx context.Context) (retErr error) {
-	ioh, err := stdio.Open(ctx, e.cfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			ioh.Close()
-		}
-	}()
-	dir := e.c.st.Dir
-	pidFile := filepath.Join(dir, "exec-"+e.id+".pid")
-	logFile := filepath.Join(dir, "exec-"+e.id+".log")
-	defer os.Remove(pidFile)
-	opts := &runc.ExecOpts{IO: ioh, PidFile: pidFile, Detach: true, LogFile: logFile}
-	var sock *runc.Socket
-	if e.cfg.Terminal {
-		if sock, err = runc.NewTempConsoleSocket(); err != nil {
-			return fmt.Errorf("console socket: %w", err)
-		}
-		defer sock.Close()
-		opts.ConsoleSocket = sock
-	}
-	if err := e.c.r.Exec(ctx, e.c.id, *e.spec, opts); err != nil {
-		defer os.Remove(logFile)
-		return runcError("exec", logFile, err)
-	}
-	os.Remove(logFile)
-	if sock != nil {
-		con, err := sock.ReceiveMaster()
-		if err != nil {
-			return fmt.Errorf("console: %w", err)
-		}
-		ioh.AttachConsole(con)
-	}
-	pid, err := runc.ReadPidFile(pidFile)
-	if err != nil {
-		return fmt.Errorf("reading exec pid: %w", err)
-	}
-	w, err := proc.Open(pid)
-	if err != nil {
-		return err
-	}
-	e.mu.Lock()
-	e.io, e.pid, e.w = ioh, pid, w
-	e.mu.Unlock()
-	go func() {
-		<-w.Done()
-		ioh.Wait()
-		ioh.Finish() // Close on Delete
-		code, _, at := w.Status()
-		e.mu.Lock()
-		e.code, e.at = uint32(code), at
-		e.mu.Unlock()
-		close(e.done)
-	}()
-	return nil
-}
-
-func (e *execProc) Kill(ctx context.Context, sig syscall.Signal, _ bool) error {
-	e.mu.Lock()
-	pid := e.pid
-	e.mu.Unlock()
-	if pid == 0 {
-		return nil
-	}
-	select {
-	case <-e.done:
-		return nil
-	default:
-	}
-	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill exec %s: %w", e.id, err)
-	}
-	return nil
-}
-
-func (e *execProc) Exited() <-chan struct{} { return e.done }
-
-func (e *execProc) ExitStatus() (uint32, time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.code, e.at
-}
-
-func (e *execProc) ResizePty(ctx context.Context, w, h uint32) error {
-	e.mu.Lock()
-	ioh := e.io
-	e.mu.Unlock()
-	if ioh == nil {
-		return fmt.Errorf("exec %s has not started: %w", e.id, errdefs.ErrFailedPrecondition)
-	}
-	return ioh.Resize(w, h)
-}
-
-func (e *execProc) CloseStdin(ctx context.Context) error {
-	e.mu.Lock()
-	ioh := e.io
-	e.mu.Unlock()
-	if ioh != nil {
-		ioh.CloseStdin()
-	}
-	return nil
-}
-
-func (e *execProc) Delete(ctx context.Context) error {
-	e.mu.Lock()
-	ioh := e.io
-	e.mu.Unlock()
-	if ioh != nil {
-		ioh.Close()
-	}
-	return nil
 }
 
 // podContainers lists the containers of a pod.
@@ -636,7 +325,7 @@ func (b *backend) podCgroups(podID string) []string {
 	var out []string
 	for _, c := range b.podContainers(podID) {
 		select {
-		case <-c.done:
+		case <-c.Exited():
 		default:
 			out = append(out, c.st.Cgroups)
 		}
@@ -656,7 +345,7 @@ func (b *backend) stopPod(ctx context.Context, podID string, timeout time.Durati
 	deadline := time.After(timeout)
 	for _, c := range cs {
 		select {
-		case <-c.done:
+		case <-c.Exited():
 			continue
 		case <-deadline:
 		}
@@ -664,13 +353,13 @@ func (b *backend) stopPod(ctx context.Context, podID string, timeout time.Durati
 	}
 	for _, c := range cs {
 		select {
-		case <-c.done:
+		case <-c.Exited():
 			continue
 		default:
 		}
 		_ = c.Kill(ctx, syscall.SIGKILL, true)
 		select {
-		case <-c.done:
+		case <-c.Exited():
 		case <-time.After(5 * time.Second):
 			log.G(ctx).WithField("container_id", c.id).Warn("container did not exit after SIGKILL")
 		}

@@ -15,5 +15,7 @@
 // /dev/shm. The daemon is a child subreaper: a container's init is
 // re-parented to it when runc exits, and its exit is collected through a
 // pidfd. stdout and stderr are the containerd FIFOs themselves, so logs keep
-// flowing across a daemon restart.
+// flowing across a daemon restart. The init and exec processes and the runc
+// calls on a container are shared/runcproc's (pidfd Waiter), as in the
+// guest agent's backend.
 package runcsb

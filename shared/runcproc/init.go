@@ -1,0 +1,231 @@
+package runcproc
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/magnetar-runtime/magnetar/shared/stdio"
+	"github.com/magnetar-runtime/magnetar/shared/task"
+)
+
+// killWait bounds the wait for a SIGKILLed init in Terminate.
+const killWait = 5 * time.Second
+
+// Init is a container's init process and the runc calls on the container.
+// It implements task.Process (but Delete: see Terminate and Release) and
+// the runc parts of task.Container and task.Pauser; a backend embeds it.
+type Init struct {
+	id     string
+	dir    string
+	r      *runc.Runc
+	waiter Waiter
+	io     *stdio.IO
+
+	// OnExit, if set before Create or Watch, is called once the init has
+	// exited and its output is drained, before Exited is closed.
+	OnExit func(Exit)
+
+	status
+}
+
+// New makes the init of container id. dir is runc's bundle (config.json;
+// init and exec pid files go there too); r's Log is the log read for runc's
+// errors; w learns the exits of the init and of the execs.
+func New(id, dir string, r *runc.Runc, w Waiter) *Init {
+	return &Init{id: id, dir: dir, r: r, waiter: w, status: newStatus()}
+}
+
+// ID is the container's id.
+func (p *Init) ID() string { return p.id }
+
+// IO is the init's stdio: nil before Create and after a Watch.
+func (p *Init) IO() *stdio.IO { return p.io }
+
+// Create opens the init's stdio and runs `runc create` (with a console
+// socket for a terminal; --no-pivot if noPivot), then watches the init.
+// After a failure, Release frees what was taken.
+func (p *Init) Create(ctx context.Context, cfg stdio.Config, noPivot bool) error {
+	var err error
+	if p.io, err = stdio.Open(ctx, cfg); err != nil {
+		return err
+	}
+	opts := &runc.CreateOpts{IO: p.io, PidFile: filepath.Join(p.dir, "init.pid"), NoPivot: noPivot}
+	pid, wait, err := p.spawn(cfg.Terminal, p.io, opts.PidFile, "init", func(sock runc.ConsoleSocket) error {
+		opts.ConsoleSocket = sock
+		if err := p.r.Create(ctx, p.id, p.dir, opts); err != nil {
+			return Error("create", p.r.Log, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.setPid(pid)
+	p.watch(wait, p.io, p.OnExit)
+	return nil
+}
+
+// spawn makes call, the runc call that starts a process (create, exec):
+// with a console socket for a terminal (nil without), whose master then goes
+// to io. The pid that runc wrote to pidFile is then watched. what names the
+// process in errors.
+func (p *Init) spawn(terminal bool, io *stdio.IO, pidFile, what string, call func(runc.ConsoleSocket) error) (int, func() Exit, error) {
+	var sock *runc.Socket
+	var cs runc.ConsoleSocket // nil, not a nil *runc.Socket, without a terminal
+	if terminal {
+		var err error
+		if sock, err = runc.NewTempConsoleSocket(); err != nil {
+			return 0, nil, fmt.Errorf("console socket: %w", err)
+		}
+		defer sock.Close()
+		cs = sock
+	}
+	since := time.Now()
+	if err := call(cs); err != nil {
+		return 0, nil, err
+	}
+	if sock != nil {
+		con, err := sock.ReceiveMaster()
+		if err != nil {
+			return 0, nil, fmt.Errorf("console: %w", err)
+		}
+		io.AttachConsole(con)
+	}
+	pid, err := runc.ReadPidFile(pidFile)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading %s pid: %w", what, err)
+	}
+	wait, err := p.waiter.Watch(pid, since)
+	if err != nil {
+		return 0, nil, err
+	}
+	return pid, wait, nil
+}
+
+// Watch adopts an init found again (after a restart): no stdio.
+func (p *Init) Watch(pid int, wait func() Exit) {
+	p.setPid(pid)
+	p.watch(wait, nil, p.OnExit)
+}
+
+// Start runs `runc start`.
+func (p *Init) Start(ctx context.Context) error {
+	if err := p.r.Start(ctx, p.id); err != nil {
+		return Error("start", p.r.Log, err)
+	}
+	return nil
+}
+
+// Kill runs `runc kill` (--all if all). Signalling an init that has exited
+// (or that runc finds not running) is not an error, but for all.
+func (p *Init) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
+	if p.exited() && !all {
+		return nil
+	}
+	if err := p.r.Kill(ctx, p.id, int(sig), &runc.KillOpts{All: all}); err != nil {
+		if p.exited() {
+			return nil // exited meanwhile
+		}
+		if msg := LastError(p.r.Log); strings.Contains(msg, "not running") || strings.Contains(msg, "does not exist") {
+			return nil
+		}
+		return Error("kill", p.r.Log, err)
+	}
+	return nil
+}
+
+// ResizePty resizes the init's terminal.
+func (p *Init) ResizePty(ctx context.Context, w, h uint32) error {
+	if p.io == nil {
+		return fmt.Errorf("container %s: no terminal attached (daemon restarted?): %w", p.id, errdefs.ErrFailedPrecondition)
+	}
+	return p.io.Resize(w, h)
+}
+
+// CloseStdin closes the init's stdin.
+func (p *Init) CloseStdin(ctx context.Context) error {
+	if p.io != nil {
+		p.io.CloseStdin()
+	}
+	return nil
+}
+
+// Terminate makes sure the init has exited: a created, never started init
+// is SIGKILLed (with all the container's processes) and waited for.
+func (p *Init) Terminate(ctx context.Context) error {
+	if p.exited() {
+		return nil
+	}
+	_ = p.r.Kill(ctx, p.id, int(syscall.SIGKILL), &runc.KillOpts{All: true})
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(killWait):
+		return fmt.Errorf("container %s did not exit after SIGKILL: %w", p.id, errdefs.ErrUnavailable)
+	}
+}
+
+// Release runs `runc delete --force` and closes the init's stdio;
+// idempotent.
+func (p *Init) Release(ctx context.Context) {
+	if err := p.r.Delete(ctx, p.id, &runc.DeleteOpts{Force: true}); err != nil {
+		if msg := LastError(p.r.Log); msg != "" && !strings.Contains(msg, "does not exist") {
+			log.G(ctx).WithField("container_id", p.id).Warnf("runc delete: %s", msg)
+		}
+	}
+	if p.io != nil {
+		p.io.Close()
+	}
+}
+
+// Pids runs `runc ps`.
+func (p *Init) Pids(ctx context.Context) ([]*tasktypes.ProcessInfo, error) {
+	pids, err := p.r.Ps(ctx, p.id)
+	if err != nil {
+		return nil, Error("ps", p.r.Log, err)
+	}
+	out := make([]*tasktypes.ProcessInfo, 0, len(pids))
+	for _, pid := range pids {
+		out = append(out, &tasktypes.ProcessInfo{Pid: uint32(pid)})
+	}
+	return out, nil
+}
+
+// Update runs `runc update`.
+func (p *Init) Update(ctx context.Context, r *specs.LinuxResources, _ map[string]string) error {
+	if err := p.r.Update(ctx, p.id, r); err != nil {
+		return Error("update", p.r.Log, err)
+	}
+	return nil
+}
+
+// Pause runs `runc pause`.
+func (p *Init) Pause(ctx context.Context) error {
+	if err := p.r.Pause(ctx, p.id); err != nil {
+		return Error("pause", p.r.Log, err)
+	}
+	return nil
+}
+
+// Resume runs `runc resume`.
+func (p *Init) Resume(ctx context.Context) error {
+	if err := p.r.Resume(ctx, p.id); err != nil {
+		return Error("resume", p.r.Log, err)
+	}
+	return nil
+}
+
+// Exec prepares an exec process; its Start runs it.
+func (p *Init) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.Config) (task.Process, error) {
+	return &Exec{init: p, id: id, spec: sp, cfg: io, status: newStatus()}, nil
+}

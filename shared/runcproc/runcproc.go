@@ -1,0 +1,144 @@
+package runcproc
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/magnetar-runtime/magnetar/shared/proc"
+	"github.com/magnetar-runtime/magnetar/shared/stdio"
+)
+
+// Exit is the exit of a process.
+type Exit struct {
+	// Status is the exit code, or 128+signal for a process killed by a
+	// signal; proc.UnknownStatus when unknown.
+	Status int
+	At     time.Time
+	// Known is false when the status could not be learnt (the process was
+	// not our child, e.g. found again after a daemon restart).
+	Known bool
+}
+
+// Waiter watches processes that runc started for their exit.
+type Waiter interface {
+	// Watch starts watching pid, started by a runc call made at since, and
+	// returns a function that blocks until pid has exited.
+	Watch(pid int, since time.Time) (wait func() Exit, err error)
+}
+
+// Pidfd is the Waiter over pidfds (shared/proc): the status is known for
+// our children (a subreaper's re-parented container inits included).
+type Pidfd struct{}
+
+// Watch opens a pidfd for pid.
+func (Pidfd) Watch(pid int, _ time.Time) (func() Exit, error) {
+	w, err := proc.Open(pid)
+	if err != nil {
+		return nil, err
+	}
+	return WaitFor(w), nil
+}
+
+// WaitFor turns a shared/proc watch into a wait function.
+func WaitFor(w *proc.Watch) func() Exit {
+	return func() Exit {
+		<-w.Done()
+		code, known, at := w.Status()
+		return Exit{Status: code, At: at, Known: known}
+	}
+}
+
+// Error turns a failed runc call into an error with runc's own message
+// (the last error in its JSON log), ErrFailedPrecondition; without one, the
+// call's error is wrapped.
+func Error(op, logFile string, err error) error {
+	if msg := LastError(logFile); msg != "" {
+		return fmt.Errorf("runc %s: %s: %w", op, msg, errdefs.ErrFailedPrecondition)
+	}
+	return fmt.Errorf("runc %s: %w", op, err)
+}
+
+// LastError is the message of the last error (or fatal) line of runc's JSON
+// log, "" if none.
+func LastError(logFile string) string {
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var e struct{ Level, Msg string }
+		if json.Unmarshal([]byte(lines[i]), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
+			return e.Msg
+		}
+	}
+	return ""
+}
+
+// status is a process's pid and exit.
+type status struct {
+	mu   sync.Mutex
+	pid  int
+	done chan struct{}
+	code uint32
+	at   time.Time
+}
+
+func newStatus() status { return status{done: make(chan struct{})} }
+
+// Pid is the process's pid (0 before it runs).
+func (s *status) Pid() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return uint32(s.pid)
+}
+
+func (s *status) setPid(pid int) {
+	s.mu.Lock()
+	s.pid = pid
+	s.mu.Unlock()
+}
+
+// Exited is closed once the process has exited and its output is drained.
+func (s *status) Exited() <-chan struct{} { return s.done }
+
+// ExitStatus is the exit code and time, once Exited is closed.
+func (s *status) ExitStatus() (uint32, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.code, s.at
+}
+
+func (s *status) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// watch waits for the exit, drains io (may be nil), calls onExit (may be
+// nil) and then records the exit.
+func (s *status) watch(wait func() Exit, io *stdio.IO, onExit func(Exit)) {
+	go func() {
+		x := wait()
+		if io != nil {
+			io.Wait()
+			io.Finish() // closed by Delete
+		}
+		if onExit != nil {
+			onExit(x)
+		}
+		s.mu.Lock()
+		s.code, s.at = uint32(x.Status), x.At
+		s.mu.Unlock()
+		close(s.done)
+	}()
+}
