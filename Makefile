@@ -2,7 +2,7 @@
 #
 #   make build      every binary into bin/
 #   make test       unit + integration + end-to-end (what CI runs)
-#   make demo       a pod with a busybox container on magnetar-runc, then teardown
+#   make demo       a busybox pod on magnetar-runc (beside the runc shim) and a wasm pod, then teardown
 #   make bench      side-by-side benchmark against containerd's runc shim
 #   make lint       gofmt + go vet
 #   make clean      remove bin/ and _output/

@@ -6,7 +6,8 @@
 #   make e2e       start an isolated containerd + sandboxers, run hack/e2e/*
 #                  and critest against magnetar-runc, always tear down
 #   make critest   critest only (same setup and teardown)
-#   make demo      a pod on magnetar-runc next to one on the runc shim, then teardown
+#   make demo      a pod on magnetar-runc next to one on the runc shim, and a wasm
+#                  pod on magnetar-wasm, then teardown
 #
 # Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e, critest), WORK=dir.
 .PHONY: tools images e2e critest demo
