@@ -92,8 +92,10 @@ finish() {
   fi
   if [ "$FAIL" -gt 0 ]; then echo "     logs kept in $WORK/logs"; else rm -rf "$T"; fi
   printf 'packages: %d passed, %d failed (%d skipped, %d s)\n' "$PASS" "$FAIL" "${#SKIPS[@]}" $((SECONDS - T0))
-  [ "$FAIL" -eq 0 ]
-  exit
+  # (a bare `exit` in an EXIT trap exits with the status the script had
+  # before the trap, not with the last command's)
+  if [ "$FAIL" -eq 0 ]; then exit 0; fi
+  exit 1
 }
 trap finish EXIT
 trap 'exit 130' INT TERM

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -193,7 +194,7 @@ func serve(sb Sandboxer, cfg Config) error {
 			return fmt.Errorf("task backend socket: %w", err)
 		}
 		go func() {
-			if err := tsrv.Serve(life, l); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
+			if err := serveTasks(life, tsrv, l); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
 				log.G(life).WithError(err).Error("task server stopped")
 				stop()
 			}
@@ -249,6 +250,17 @@ func serve(sb Sandboxer, cfg Config) error {
 		stop()
 		return nil
 	}
+}
+
+// serveTasks serves the Task API on l. Requests get the lifetime's values
+// (the logger) but not its cancellation: a daemon that stops must not answer
+// the requests still in flight (a Wait blocks until its process exits). An
+// answer such as "context canceled" would reach containerd through the
+// keeper as the task's end, and containerd would then delete a container
+// that is still running; unanswered, the keeper replays them to the next
+// daemon.
+func serveTasks(life context.Context, srv *ttrpc.Server, l net.Listener) error {
+	return srv.Serve(context.WithoutCancel(life), l)
 }
 
 func dumpStacks(ctx context.Context) {
