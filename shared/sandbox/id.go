@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // MaxIDLength bounds sandbox, container and exec ids. containerd's own ids are
@@ -29,4 +30,24 @@ func ValidateID(field, id string) error {
 		}
 	}
 	return nil
+}
+
+// PodAnnotation is where containerd's CRI names a container's pod sandbox in
+// the container's runtime spec.
+const PodAnnotation = "io.kubernetes.cri.sandbox-id"
+
+// PodOf returns the validated pod sandbox id a container's spec names.
+// handler is the runtime handler, for the message.
+func PodOf(spec *specs.Spec, handler string) (string, error) {
+	var id string
+	if spec != nil {
+		id = spec.Annotations[PodAnnotation]
+	}
+	if id == "" {
+		return "", fmt.Errorf("bundle config.json: annotation %s missing: a %s container must belong to a pod: %w", PodAnnotation, handler, errdefs.ErrInvalidArgument)
+	}
+	if err := ValidateID(PodAnnotation, id); err != nil {
+		return "", err
+	}
+	return id, nil
 }

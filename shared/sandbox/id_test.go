@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestValidateID(t *testing.T) {
@@ -23,6 +24,24 @@ func TestValidateID(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "sandbox_id") {
 			t.Errorf("ValidateID(%q) error %q does not name the field", id, err)
+		}
+	}
+}
+
+func TestPodOf(t *testing.T) {
+	id, err := PodOf(&specs.Spec{Annotations: map[string]string{PodAnnotation: "pod-1"}}, "magnetar-x")
+	if err != nil || id != "pod-1" {
+		t.Fatalf("PodOf = %q, %v; want pod-1", id, err)
+	}
+	for name, sp := range map[string]*specs.Spec{
+		"nil spec":       nil,
+		"no annotation":  {},
+		"bad id":         {Annotations: map[string]string{PodAnnotation: "../etc"}},
+		"empty id value": {Annotations: map[string]string{PodAnnotation: ""}},
+	} {
+		_, err := PodOf(sp, "magnetar-x")
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), PodAnnotation) {
+			t.Errorf("%s: PodOf error %v, want InvalidArgument naming %s", name, err, PodAnnotation)
 		}
 	}
 }

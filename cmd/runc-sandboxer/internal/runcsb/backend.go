@@ -27,9 +27,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
 
-// sandboxIDAnnotation is where containerd's CRI names a container's pod.
-const sandboxIDAnnotation = "io.kubernetes.cri.sandbox-id"
-
 // bundleNote is written into containerd's bundle so that a shim-style
 // `delete` (which gets no config) can find runc's state.
 const bundleNote = "magnetar-runc.json"
@@ -108,11 +105,8 @@ var (
 
 // Create creates a container in its pod with `runc create`.
 func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Container, retErr error) {
-	podID := r.Spec.Annotations[sandboxIDAnnotation]
-	if podID == "" {
-		return nil, fmt.Errorf("bundle config.json: annotation %s missing: a magnetar-runc container must belong to a pod: %w", sandboxIDAnnotation, errdefs.ErrInvalidArgument)
-	}
-	if err := sandbox.ValidateID(sandboxIDAnnotation, podID); err != nil {
+	podID, err := sandbox.PodOf(r.Spec, "magnetar-runc")
+	if err != nil {
 		return nil, err
 	}
 	p, ok := b.d.lookup(podID)

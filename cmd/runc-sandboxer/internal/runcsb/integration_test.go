@@ -26,6 +26,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/controller"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
+	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
 
@@ -190,7 +191,7 @@ func busyboxBundle(t *testing.T, r *rig, id, podID string, args []string) (bundl
 	json.Unmarshal(raw, &sp)
 	sp.Process.Terminal = false
 	sp.Process.Args = args
-	sp.Annotations = map[string]string{sandboxIDAnnotation: podID}
+	sp.Annotations = map[string]string{sandbox.PodAnnotation: podID}
 	sp.Linux.CgroupsPath = "/magnetar-it/" + id
 	sp.Linux.Namespaces = append(sp.Linux.Namespaces,
 		specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/0/ns/ipc"},

@@ -27,9 +27,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
 
-// sandboxIDAnnotation is where containerd's CRI names a container's pod.
-const sandboxIDAnnotation = "io.kubernetes.cri.sandbox-id"
-
 // bundleNote is written into containerd's bundle so that a shim-style
 // `delete` (which gets no config) knows what to unmount.
 const bundleNote = "magnetar-wasm.json"
@@ -102,11 +99,8 @@ var (
 // (so that a missing or invalid module fails here, naming its path) and
 // opens the stdio FIFOs. Nothing runs until Start.
 func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Container, retErr error) {
-	podID := r.Spec.Annotations[sandboxIDAnnotation]
-	if podID == "" {
-		return nil, fmt.Errorf("bundle config.json: annotation %s missing: a magnetar-wasm container must belong to a pod: %w", sandboxIDAnnotation, errdefs.ErrInvalidArgument)
-	}
-	if err := sandbox.ValidateID(sandboxIDAnnotation, podID); err != nil {
+	podID, err := sandbox.PodOf(r.Spec, "magnetar-wasm")
+	if err != nil {
 		return nil, err
 	}
 	p, ok := b.d.lookup(podID)

@@ -82,7 +82,7 @@ func (r *rig) create(pod, id string, args ...string) (task.Container, string, er
 		r.t.Fatal(err)
 	}
 	sp := &specs.Spec{
-		Annotations: map[string]string{sandboxIDAnnotation: pod},
+		Annotations: map[string]string{sandbox.PodAnnotation: pod},
 		Root:        &specs.Root{Path: r.root},
 		Process:     &specs.Process{Args: args, Env: []string{"PATH=/bin"}, Cwd: "/"},
 		Mounts: []specs.Mount{
@@ -364,7 +364,7 @@ func TestTerminalAndUpdate(t *testing.T) {
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	sp := &specs.Spec{Annotations: map[string]string{sandboxIDAnnotation: "p1"}, Root: &specs.Root{Path: r.root},
+	sp := &specs.Spec{Annotations: map[string]string{sandbox.PodAnnotation: "p1"}, Root: &specs.Root{Path: r.root},
 		Process: &specs.Process{Args: []string{"/bin/m.wasm"}, Terminal: true}}
 	// InvalidArgument, never NotImplemented: containerd would retry on the v2 API
 	_, err := r.be.Create(context.Background(), &task.CreateRequest{ID: "tty", Bundle: bundle, Spec: sp, Stdio: stdio.Config{Terminal: true}})
