@@ -107,15 +107,17 @@ EOF
   esac
 }
 
-# present_aliases: "HANDLER SERVED_BY BINARY" for each alias whose daemon is present
-present_aliases() {
+# present_handlers: "HANDLER SERVED_BY BINARY" for every runtime handler of a
+# present sandboxer: its own (SERVED_BY = HANDLER) and its aliases
+present_handlers() {
   local line name by pn pb
-  for line in "${MAGNETAR_HANDLER_ALIASES[@]}"; do
-    read -r name by <<<"$line"
-    while read -r pn pb; do
-      if [ "$pn" = "$by" ]; then echo "$name $by $pb"; fi
-    done < <(present_sandboxers)
-  done
+  while read -r pn pb; do
+    echo "$pn $pn $pb"
+    for line in "${MAGNETAR_HANDLER_ALIASES[@]}"; do
+      read -r name by <<<"$line"
+      if [ "$by" = "$pn" ]; then echo "$name $pn $pb"; fi
+    done
+  done < <(present_sandboxers)
 }
 
 write_config() {
@@ -172,17 +174,6 @@ ${imports:+imports = [$imports]}
           Root = "$WORK/state/runc"
           SystemdCgroup = $systemd
 EOF
-  while read -r name bin; do
-    [ -n "$name" ] || continue
-    handlers="$handlers $name"
-    cat >> "$CFG" <<EOF
-      [$R.$name]
-        runtime_type = "io.containerd.$name.v1"
-        runtime_path = "$ROOT/bin/$bin"
-        sandboxer = "$name"
-        disable_pause_image_pull = true
-EOF
-  done < <(present_sandboxers)
   local by
   while read -r name by bin; do
     [ -n "$name" ] || continue
@@ -194,7 +185,7 @@ EOF
         sandboxer = "$name"
         disable_pause_image_pull = true
 EOF
-  done < <(present_aliases)
+  done < <(present_handlers)
   cat >> "$CFG" <<EOF
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ["$CNI_BIN"]
@@ -219,15 +210,6 @@ EOF
 
 [proxy_plugins]
 EOF
-  while read -r name bin; do
-    [ -n "$name" ] || continue
-    cat >> "$CFG" <<EOF
-  [proxy_plugins.$name]
-    type = "sandbox"
-    address = "$WORK/run/$name.sock"
-EOF
-    sandboxer_config "$name" > "$WORK/etc/$name.toml"
-  done < <(present_sandboxers)
   while read -r name by bin; do
     [ -n "$name" ] || continue
     cat >> "$CFG" <<EOF
@@ -235,7 +217,8 @@ EOF
     type = "sandbox"
     address = "$WORK/run/$by.sock"
 EOF
-  done < <(present_aliases)
+    if [ "$name" = "$by" ]; then sandboxer_config "$name" > "$WORK/etc/$name.toml"; fi
+  done < <(present_handlers)
 
   cat > "$WORK/etc/cni/net.d/10-magnetar.conflist" <<EOF
 {
