@@ -447,6 +447,8 @@ do_stop() {
     sb_stop "$name" TERM
   done
   cleanup_leftovers
+  # the shim socket dir outside WORK (a long WORK) goes once it is empty
+  case "$SHIM_SOCKETS" in /run/magnetar-harness/?*) rmdir "$SHIM_SOCKETS" 2>/dev/null || true ;; esac
   log "stopped (WORK=$WORK)"
 }
 
