@@ -90,7 +90,11 @@ func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
 	}()
 	if cfg.Stdin != "" {
 		p, _ := pathOf(cfg.Stdin)
-		f, err := fifo.OpenFifo(ctx, p, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+		// The open completes when containerd opens the write end, which may be
+		// after the request that got here has returned: the FIFO must not end
+		// with the request's context (containerd/fifo closes a pending open
+		// when its context is done), only with Close.
+		f, err := fifo.OpenFifo(context.WithoutCancel(ctx), p, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, fmt.Errorf("stdin %q: %w", cfg.Stdin, errdefs.ErrInvalidArgument)
 		}

@@ -193,3 +193,33 @@ func TestTerminalFinishKeepsStdin(t *testing.T) {
 		t.Fatalf("fds: %d before, %d after", before, after)
 	}
 }
+
+// The stdin FIFO outlives the request that opened it: containerd may open its
+// write end only after that request (Task.Start of an exec) has returned and
+// its context is cancelled.
+func TestStdinOutlivesTheRequest(t *testing.T) {
+	dir := t.TempDir()
+	in := mkfifo(t, dir, "in")
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := Open(ctx, Config{Stdin: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cancel() // the request is over; no writer has opened the FIFO yet
+	time.Sleep(50 * time.Millisecond)
+	// non-blocking: ENXIO when nobody holds the read end any more
+	w, err := os.OpenFile(in, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatalf("stdin FIFO has no reader after the request ended: %v", err)
+	}
+	if _, err := w.WriteString("one\n"); err != nil {
+		t.Fatalf("writing stdin after the request ended: %v", err)
+	}
+	w.Close()
+	r, _, _ := s.Files()
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "one\n" {
+		t.Fatalf("stdin read %q, %v; want \"one\\n\"", got, err)
+	}
+}
