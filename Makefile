@@ -28,10 +28,12 @@ $(BINARIES): bin/%:
 unit:
 	GO=$(GO) hack/unit.sh
 
-# what CI runs: lint, unit + integration (tools first so runc is real), the
-# end-to-end stage (containerd 2.4 + crictl + critest), the benchmark smoke
-# run and the package tests
-test: lint tools unit e2e bench-smoke $(PACKAGES_TEST)
+# what CI runs: the tools first (they install the Debian packages as well:
+# gcc for the cgo packages that go vet builds, protoc and its includes for the
+# generated-code check, runc for the integration tests), then lint, unit +
+# integration, the end-to-end stage (containerd 2.4 + crictl + critest), the
+# benchmark smoke run and the package tests
+test: tools lint unit e2e bench-smoke $(PACKAGES_TEST)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './_output/*')); \
