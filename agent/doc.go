@@ -80,11 +80,15 @@
 //
 // # Packages
 //
-//	internal/boot     PID 1 setup: mounts, modules, command line, share, poweroff
+//	internal/guest    PID 1 setup: mounts, modules, command line, share, the
+//	                  serial port, poweroff; the System of the Sandbox service
+//	                  (hostname, DNS, sysctls, links, routes, clock)
 //	internal/reaper   the child reaper and runc.ProcessMonitor
 //	internal/service  the Sandbox and Streams services, the event queue, the
-//	                  stdio FIFO hub and the ttrpc server assembly (testable
-//	                  in-process with a fake backend)
+//	                  stdio FIFO hub and the ttrpc server assembly (built by
+//	                  shared/rpcserver, so a panicking handler is answered
+//	                  Internal instead of killing PID 1; testable in-process
+//	                  with a fake backend)
 //	internal/runcbe   the guest task.Backend: runc create/start/exec/kill/delete
 //	                  on bundles in the share, spec rewritten for the guest
 package main

@@ -11,7 +11,6 @@ import (
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -33,9 +32,10 @@ type Client struct {
 func newClient(conn net.Conn) *Client {
 	c := &Client{conn: conn, done: make(chan struct{})}
 	var once sync.Once
-	c.tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { once.Do(func() { close(c.done) }) }))
-	c.task = taskClient{taskapi.NewTTRPCTaskClient(c.tc)}
-	c.sandbox = sandboxClient{agentapi.NewSandboxClient(c.tc)}
+	c.tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { once.Do(func() { close(c.done) }) }),
+		ttrpc.WithUnaryClientInterceptor(convertErrors))
+	c.task = taskapi.NewTTRPCTaskClient(c.tc)
+	c.sandbox = agentapi.NewSandboxClient(c.tc)
 	c.streams = agentapi.NewStreamsClient(c.tc)
 	return c
 }
@@ -67,13 +67,15 @@ func (c *Client) Task() taskapi.TTRPCTaskService { return c.task }
 // Sandbox is the agent's VM-level service; errors are errdefs errors.
 func (c *Client) Sandbox() agentapi.SandboxService { return c.sandbox }
 
-// Streams is the raw stdio stream service; Stdout, Stderr and Stdin wrap it.
+// Streams is the raw stdio stream service (its errors are ttrpc statuses);
+// Stdout, Stderr and Stdin wrap it.
 func (c *Client) Streams() agentapi.StreamsClient { return c.streams }
 
 // Health is the agent's answer at connect time (versions, boot time).
 func (c *Client) Health() *agentapi.HealthResponse { return c.health }
 
-// TTRPC is the underlying ttrpc client, for services this package does not wrap.
+// TTRPC is the underlying ttrpc client, for services this package does not
+// wrap. Its unary calls return errdefs errors too; its streams are raw.
 func (c *Client) TTRPC() *ttrpc.Client { return c.tc }
 
 // Done is closed when the connection ends (closed, or the VM went away).
@@ -307,7 +309,7 @@ func (c *Client) SyncClock(ctx context.Context, maxSkew time.Duration) (time.Dur
 	t0 := time.Now()
 	r, err := c.sandbox.SyncClock(ctx, &agentapi.SyncClockRequest{HostSendTime: timestamppb.New(t0)})
 	if err != nil {
-		return 0, fmt.Errorf("sync clock: %w", errorFromStatus(err))
+		return 0, fmt.Errorf("sync clock: %w", err)
 	}
 	t3 := time.Now()
 	g1, g2 := r.GetGuestArriveTime().AsTime(), r.GetGuestSendTime().AsTime()
@@ -317,7 +319,7 @@ func (c *Client) SyncClock(ctx context.Context, maxSkew time.Duration) (time.Dur
 		return offset, nil
 	}
 	if _, err := c.sandbox.SyncClock(ctx, &agentapi.SyncClockRequest{HostSendTime: timestamppb.Now(), DeltaNs: int64(-offset)}); err != nil {
-		return offset, fmt.Errorf("sync clock: step by %s: %w", -offset, errorFromStatus(err))
+		return offset, fmt.Errorf("sync clock: step by %s: %w", -offset, err)
 	}
 	return offset, nil
 }
@@ -334,7 +336,7 @@ func (c *Client) Events(ctx context.Context, afterSeq uint64, fn func(*agentapi.
 			if ctx.Err() != nil {
 				return afterSeq, ctx.Err()
 			}
-			return afterSeq, fmt.Errorf("agent events: %w", errorFromStatus(err))
+			return afterSeq, fmt.Errorf("agent events: %w", err)
 		}
 		for _, ev := range r.GetEvents() {
 			if ev.GetSeq() <= afterSeq {
@@ -346,16 +348,4 @@ func (c *Client) Events(ctx context.Context, afterSeq uint64, fn func(*agentapi.
 			afterSeq = ev.GetSeq()
 		}
 	}
-}
-
-// errorFromStatus turns a ttrpc status back into an errdefs error; a closed
-// connection becomes errdefs.ErrUnavailable.
-func errorFromStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("agent connection: %w: %w", err, errdefs.ErrUnavailable)
-	}
-	return errgrpc.ToNative(err)
 }

@@ -2,11 +2,9 @@ package agentclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -77,16 +75,30 @@ func (t Target) Validate() error {
 	return nil
 }
 
+// Address is the transport address of the target: SerialAddress,
+// HybridVsockAddress or VsockAddress.
+func (t Target) Address() transport.Address {
+	switch {
+	case t.Serial != "":
+		return transport.SerialAddress(t.Serial)
+	case t.HybridVsock != "":
+		return transport.HybridVsockAddress(t.HybridVsock, t.port())
+	default:
+		return transport.VsockAddress(t.VsockCID, t.port())
+	}
+}
+
 // Options tune Dial. The zero value is usable; give Dial a context with a
 // deadline.
 type Options struct {
 	// Alive reports whether the VMM process still runs: nil while it does,
 	// an error (why it is gone) once it is not. Dial checks it before every
 	// attempt and every AlivePoll during one, and fails at once with the
-	// last dial error when the VMM is gone. Nil: the VMM is assumed alive.
+	// last dial error when the VMM is gone. Calls never overlap. Nil: the
+	// VMM is assumed alive.
 	Alive func() error
-	// AlivePoll is how often Alive is checked while an attempt waits
-	// (0: 50 ms).
+	// AlivePoll is how often Alive is checked while an attempt or a
+	// backoff waits (0: 50 ms).
 	AlivePoll time.Duration
 	// AttemptTimeout bounds one attempt (connect + Health). 0: 2 s for
 	// vsock and hybrid vsock (a connection proves the agent listens, so a
@@ -102,24 +114,38 @@ type Options struct {
 	dialVsock func(ctx context.Context, cid, port uint32) (net.Conn, error)
 }
 
-func (o *Options) defaults() {
-	if o.AlivePoll <= 0 {
-		o.AlivePoll = 50 * time.Millisecond
+// dialOptions are o as transport.DialWith's options for t.
+func (o Options) dialOptions(t Target) transport.DialOptions {
+	d := transport.DialOptions{Alive: o.Alive, AlivePoll: o.AlivePoll, AttemptTimeout: o.AttemptTimeout,
+		BackoffMin: o.RetryMin, BackoffMax: o.RetryMax, Connect: o.connector()}
+	if d.AttemptTimeout <= 0 && t.Serial == "" {
+		d.AttemptTimeout = 2 * time.Second
 	}
-	if o.RetryMin <= 0 {
-		o.RetryMin = 10 * time.Millisecond
+	if d.BackoffMin <= 0 {
+		d.BackoffMin = 10 * time.Millisecond
 	}
-	if o.RetryMax <= 0 {
-		o.RetryMax = 200 * time.Millisecond
+	if d.BackoffMax <= 0 {
+		d.BackoffMax = 200 * time.Millisecond
 	}
-	if o.RetryMax < o.RetryMin {
-		o.RetryMax = o.RetryMin
+	return d
+}
+
+// connector is transport's dialer, unless a test replaced the vsock one.
+func (o Options) connector() func(ctx context.Context, a transport.Address) (net.Conn, error) {
+	if o.dialVsock == nil {
+		return nil
+	}
+	return func(ctx context.Context, a transport.Address) (net.Conn, error) {
+		if a.Scheme == transport.SchemeVsock {
+			return o.dialVsock(ctx, a.CID, a.Port)
+		}
+		return transport.DialOnce(ctx, a)
 	}
 }
 
 // ErrVMMExited is wrapped by Dial's error when Options.Alive reported the
-// VMM gone.
-var ErrVMMExited = errors.New("VMM process is gone")
+// VMM gone. It is transport.ErrPeerExited.
+var ErrVMMExited = transport.ErrPeerExited
 
 // Connect opens one raw connection to the target (one attempt, bounded by
 // ctx): the unix chardev socket for Serial, the CONNECT handshake for
@@ -129,29 +155,10 @@ func Connect(ctx context.Context, t Target, o Options) (net.Conn, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	switch {
-	case t.Serial != "":
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", t.Serial)
-	case t.HybridVsock != "":
-		return transport.DialOnce(ctx, transport.HybridVsockAddress(t.HybridVsock, t.port()))
-	default:
-		if o.dialVsock != nil {
-			return o.dialVsock(ctx, t.VsockCID, t.port())
-		}
-		return transport.DialOnce(ctx, transport.VsockAddress(t.VsockCID, t.port()))
+	if c := o.connector(); c != nil {
+		return c(ctx, t.Address())
 	}
-}
-
-// permanent reports errors no retry can fix.
-func permanent(err error) bool {
-	switch {
-	case errdefs.IsInvalidArgument(err), errdefs.IsFailedPrecondition(err), errdefs.IsNotImplemented(err):
-		return true
-	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EAFNOSUPPORT):
-		return true
-	}
-	return false
+	return transport.DialOnce(ctx, t.Address())
 }
 
 // Dial connects to the agent, checks its protocol version with Health and
@@ -160,136 +167,18 @@ func permanent(err error) bool {
 // Options.Alive reports the VMM gone, or when the agent's major version
 // differs (FailedPrecondition). Every failure names the target and the last
 // attempt's error; a deadline wraps context.DeadlineExceeded, a dead VMM
-// ErrVMMExited.
+// ErrVMMExited. The loop is transport.DialWith's, each attempt a connect
+// and New.
 func Dial(ctx context.Context, t Target, o Options) (*Client, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	o.defaults()
 	start := time.Now()
-	var lastErr error
-	backoff := o.RetryMin
-	for attempt := 1; ; attempt++ {
-		if o.Alive != nil {
-			if err := o.Alive(); err != nil {
-				return nil, vmmGone(t, attempt-1, err, lastErr)
-			}
-		}
-		c, err := attemptDial(ctx, t, o)
-		if err == nil {
-			log.G(ctx).WithFields(log.Fields{"target": t.String(), "attempts": attempt, "elapsed": time.Since(start).Round(time.Millisecond),
-				"agent_version": c.health.GetAgentVersion(), "protocol": c.health.GetVersion()}).Debug("agent connected")
-			return c, nil
-		}
-		var gone *vmmGoneError
-		if errors.As(err, &gone) {
-			return nil, vmmGone(t, attempt, gone.why, gone.last)
-		}
-		if ctx.Err() == nil || lastErr == nil {
-			lastErr = err
-		}
-		if permanent(err) && ctx.Err() == nil {
-			return nil, fmt.Errorf("agent at %s: %w", t, err)
-		}
-		if ctx.Err() == nil {
-			tm := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-			case <-tm.C:
-			}
-			tm.Stop()
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("agent at %s: no answer after %d attempts in %s: %w: last error: %w",
-				t, attempt, time.Since(start).Round(time.Millisecond), cerr, lastErr)
-		}
-		backoff = min(2*backoff, o.RetryMax)
-	}
-}
-
-type vmmGoneError struct{ why, last error }
-
-func (e *vmmGoneError) Error() string { return e.why.Error() }
-
-func vmmGone(t Target, attempts int, why, last error) error {
-	if last == nil {
-		return fmt.Errorf("agent at %s: %w (%v) before the first attempt", t, ErrVMMExited, why)
-	}
-	return fmt.Errorf("agent at %s: %w (%v) after %d attempts: last error: %w", t, ErrVMMExited, why, attempts, last)
-}
-
-// attemptDial is one connect + Health, cancelled when the VMM goes.
-func attemptDial(ctx context.Context, t Target, o Options) (_ *Client, retErr error) {
-	timeout := o.AttemptTimeout
-	if timeout <= 0 && t.Serial == "" {
-		timeout = 2 * time.Second
-	}
-	actx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	if timeout > 0 {
-		var c2 context.CancelFunc
-		actx, c2 = context.WithTimeout(actx, timeout)
-		defer c2()
-	}
-	var last error // the attempt's own error, for a VMM-gone report
-	if o.Alive != nil {
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			tk := time.NewTicker(o.AlivePoll)
-			defer tk.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-actx.Done():
-					return
-				case <-tk.C:
-					if err := o.Alive(); err != nil {
-						cancel(&vmmGoneError{why: err})
-						return
-					}
-				}
-			}
-		}()
-	}
-	gone := func(err error) error {
-		var g *vmmGoneError
-		if errors.As(context.Cause(actx), &g) {
-			return &vmmGoneError{why: g.why, last: firstNonNil(last, err)}
-		}
-		return err
-	}
-	conn, err := Connect(actx, t, o)
+	c, err := transport.DialWith(ctx, t.Address(), o.dialOptions(t), New)
 	if err != nil {
-		return nil, gone(err)
+		return nil, fmt.Errorf("agent at %s: %w", t, err)
 	}
-	c := newClient(conn)
-	defer func() {
-		if retErr != nil {
-			c.Close()
-		}
-	}()
-	h, err := c.sandbox.Health(actx, &agentapi.HealthRequest{ClientVersion: agentapi.Version})
-	if err != nil {
-		if ctx.Err() == nil && actx.Err() != nil && context.Cause(actx) == context.DeadlineExceeded {
-			err = fmt.Errorf("no Health answer within %s on a connected transport: %w", timeout, errdefs.ErrUnavailable)
-		}
-		last = err
-		return nil, gone(fmt.Errorf("health: %w", err))
-	}
-	if err := agentapi.CheckVersion(h); err != nil {
-		return nil, err
-	}
-	c.health = h
+	log.G(ctx).WithFields(log.Fields{"target": t.String(), "elapsed": time.Since(start).Round(time.Millisecond),
+		"agent_version": c.health.GetAgentVersion(), "protocol": c.health.GetVersion()}).Debug("agent connected")
 	return c, nil
-}
-
-func firstNonNil(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }

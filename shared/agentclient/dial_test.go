@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,17 +15,22 @@ import (
 	"testing"
 	"time"
 
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 )
 
-// fakeAgent is a Sandbox service that only answers Health.
+// fakeAgent is a Sandbox service that only answers Health (and Setup with
+// setupErr).
 type fakeAgent struct {
-	major uint32
-	calls atomic.Int32
+	major    uint32
+	calls    atomic.Int32
+	setupErr error
 }
 
 func (f *fakeAgent) Health(context.Context, *agentapi.HealthRequest) (*agentapi.HealthResponse, error) {
@@ -35,6 +42,9 @@ func (f *fakeAgent) Health(context.Context, *agentapi.HealthRequest) (*agentapi.
 	return &agentapi.HealthResponse{Version: agentapi.Version, Major: m, Minor: agentapi.Minor, AgentVersion: "fake"}, nil
 }
 func (f *fakeAgent) Setup(context.Context, *agentapi.SetupRequest) (*emptypb.Empty, error) {
+	if f.setupErr != nil {
+		return nil, f.setupErr
+	}
 	return &emptypb.Empty{}, nil
 }
 func (f *fakeAgent) SyncClock(context.Context, *agentapi.SyncClockRequest) (*agentapi.SyncClockResponse, error) {
@@ -348,5 +358,121 @@ func TestTargetValidate(t *testing.T) {
 	ctx := context.Background()
 	if _, err := Dial(ctx, Target{}, Options{}); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("Dial of an empty target: %v", err)
+	}
+}
+
+// TestCallErrorsAreErrdefs: the client's interceptor turns every unary
+// call's error into an errdefs error.
+func TestCallErrorsAreErrdefs(t *testing.T) {
+	p := sockPath(t, "agent.sock")
+	f := &fakeAgent{setupErr: errgrpc.ToGRPC(fmt.Errorf("interface eth9: %w", errdefs.ErrNotFound))}
+	fakeChardev(t, p, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, Target{Serial: p}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	_, err = c.Sandbox().Setup(ctx, &agentapi.SetupRequest{})
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "interface eth9") {
+		t.Errorf("Setup = %v, want NotFound with the agent's message", err)
+	}
+	if _, ok := status.FromError(err); ok {
+		t.Errorf("Setup = %#v: a status leaked past the client", err)
+	}
+	// TTRPC()'s unary calls go through the same interceptor
+	err = c.TTRPC().Call(ctx, "magnetar.agent.v1.Nothing", "Here", &emptypb.Empty{}, &emptypb.Empty{})
+	if !errdefs.IsNotImplemented(err) {
+		t.Errorf("call of an unknown service = %v, want NotImplemented", err)
+	}
+	// a call whose own context ended says so (ttrpc's dispatch returns
+	// ctx.Err(); a real call may race the answer, so the invoker does)
+	local := func(context.Context, *ttrpc.Request, *ttrpc.Response) error { return context.Canceled }
+	if err := convertErrors(ctx, &ttrpc.Request{}, &ttrpc.Response{}, nil, local); err != context.Canceled {
+		t.Errorf("a call whose context ended = %v, want context.Canceled as it is", err)
+	}
+	// a closed connection is Unavailable
+	c.Close()
+	if _, err := c.Task().State(ctx, &taskapi.StateRequest{ID: "c1"}); !errdefs.IsUnavailable(err) {
+		t.Errorf("State on a closed client = %v, want Unavailable", err)
+	}
+}
+
+// TestAttemptTimeoutByTransport: a connection to the vsock transports proves
+// the agent listens (2 s per attempt); a serial chardev accepts before the
+// guest booted (no bound but the deadline).
+func TestAttemptTimeoutByTransport(t *testing.T) {
+	for _, tc := range []struct {
+		t    Target
+		o    Options
+		want time.Duration
+	}{
+		{Target{Serial: "/run/agent.sock"}, Options{}, 0},
+		{Target{HybridVsock: "/run/vsock.sock"}, Options{}, 2 * time.Second},
+		{Target{VsockCID: 3}, Options{}, 2 * time.Second},
+		{Target{Serial: "/run/agent.sock"}, Options{AttemptTimeout: time.Second}, time.Second},
+		{Target{VsockCID: 3}, Options{AttemptTimeout: 5 * time.Second}, 5 * time.Second},
+	} {
+		d := tc.o.dialOptions(tc.t)
+		if d.AttemptTimeout != tc.want {
+			t.Errorf("%s %+v: attempt timeout %s, want %s", tc.t, tc.o, d.AttemptTimeout, tc.want)
+		}
+		if d.BackoffMin != 10*time.Millisecond || d.BackoffMax != 200*time.Millisecond {
+			t.Errorf("%s: backoff %s..%s, want 10ms..200ms", tc.t, d.BackoffMin, d.BackoffMax)
+		}
+	}
+}
+
+// TestDialHybridVsockSilentAgent: a hybrid vsock connection whose agent
+// never answers Health is retried after the attempt timeout, and a dying
+// VMM still ends Dial at once.
+func TestDialHybridVsockSilentAgent(t *testing.T) {
+	p := sockPath(t, "vsock.sock")
+	l, err := net.Listen("unix", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				if _, err := r.ReadString('\n'); err != nil {
+					return
+				}
+				c.Write([]byte("OK 1073741824\n"))
+				io.Copy(io.Discard, r) // the agent never answers
+			}()
+		}
+	}()
+	dead := time.Now().Add(500 * time.Millisecond)
+	alive := func() error {
+		if time.Now().After(dead) {
+			return errors.New("cloud-hypervisor exited")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = Dial(ctx, Target{HybridVsock: p}, Options{Alive: alive, AttemptTimeout: 100 * time.Millisecond})
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %s", d)
+	}
+	if !errors.Is(err, ErrVMMExited) || !errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "cloud-hypervisor exited") || !strings.Contains(err.Error(), "hvsock:"+p+":1024") {
+		t.Fatalf("err = %v, want ErrVMMExited naming the target after Unavailable attempts", err)
+	}
+	if n := conns.Load(); n < 3 {
+		t.Errorf("%d connections, want the silent attempts retried", n)
 	}
 }

@@ -20,6 +20,8 @@
 //
 // # Transports (Target)
 //
+// Target.Address is the shared/transport address; transport dials it.
+//
 //   - Serial: the unix socket of QEMU's virtio-serial chardev
 //     (-chardev socket,id=agent,path=P,server=on,wait=off
 //     -device virtserialport,chardev=agent,name=magnetar.agent). QEMU accepts
@@ -33,22 +35,30 @@
 //     non-blocking connect). github.com/mdlayher/vsock is on the module proxy,
 //     but its Dial takes no context (a connect can overrun the deadline by
 //     the kernel's 2 s vsock connect timeout) and v1.4.0 would raise
-//     golang.org/x/net, so the raw x/sys dialer is kept.
+//     golang.org/x/net, so the raw x/sys dialer is kept (transport's one
+//     vsock dial function, where it would be swapped).
 //
 // # Dial semantics
 //
-// Dial retries connect + Health with backoff (RetryMin..RetryMax) until its
-// context ends, because the guest is usually still booting. Options.Alive
-// is checked before each attempt and every AlivePoll during one: once the
-// VMM process is gone Dial fails at once with ErrVMMExited and the last
+// Dial runs shared/transport's DialWith loop (its backoff and its one set
+// of errors that retrying cannot fix); each attempt connects and calls New
+// (a ttrpc client and Health). It retries with backoff (RetryMin..RetryMax)
+// until its context ends, because the guest is usually still booting.
+// Options.Alive is transport's peer hook: checked before each attempt and
+// every AlivePoll during one or a backoff; once the VMM process is gone Dial
+// fails at once with ErrVMMExited (transport.ErrPeerExited) and the last
 // attempt's error, instead of burning the deadline. A deadline fails with an
 // error wrapping context.DeadlineExceeded that names the target, the number
 // of attempts and the last error. An agent of another protocol major fails
 // with FailedPrecondition without retrying.
 //
-// Errors from Task(), Sandbox() and the helpers are errdefs errors (the
-// ttrpc status converted back: errdefs.IsNotFound etc. work); a broken
-// connection is errdefs.ErrUnavailable. Streams() and TTRPC() are raw. Done() is closed
-// when the connection ends; the agent serves again after a disconnect, so
-// the host re-Dials.
+// # Errors
+//
+// One ttrpc client interceptor converts the error of every unary call
+// (Task(), Sandbox(), TTRPC().Call): a ttrpc status becomes an errdefs error
+// (errgrpc.ToNative: errdefs.IsNotFound etc. work), a broken connection
+// errdefs.ErrUnavailable, and a call whose own context ended returns the
+// context's error. The stdio helpers convert their streams' errors the same
+// way; Streams() is raw. Done() is closed when the connection ends; the
+// agent serves again after a disconnect, so the host re-Dials.
 package agentclient

@@ -1,21 +1,20 @@
 package cgroups
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 
 	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
 
 // Type URLs of the Any returned by [Cgroup.Metrics] and [Sum]: the full
@@ -182,61 +181,20 @@ type cgroupMount struct {
 // parseCgroupMounts returns the cgroup and cgroup2 mounts of a mountinfo
 // table, each mountpoint once.
 func parseCgroupMounts(r io.Reader) ([]cgroupMount, error) {
-	var (
-		out  []cgroupMount
-		seen = map[string]bool{}
-		sc   = bufio.NewScanner(r)
-	)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(tail) < 1 {
-			continue
-		}
-		var v2 bool
-		switch tail[0] {
-		case "cgroup":
-		case "cgroup2":
-			v2 = true
-		default:
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		if seen[mp] {
-			continue
-		}
-		seen[mp] = true
-		out = append(out, cgroupMount{mountpoint: mp, v2: v2})
+	table, err := mount.ParseMountinfo(r)
+	if err != nil {
+		return nil, err
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
+	var out []cgroupMount
+	seen := map[string]bool{}
+	for _, m := range table {
+		if (m.FSType != "cgroup" && m.FSType != "cgroup2") || seen[m.Mountpoint] {
+			continue
+		}
+		seen[m.Mountpoint] = true
+		out = append(out, cgroupMount{mountpoint: m.Mountpoint, v2: m.FSType == "cgroup2"})
 	}
 	return out, nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for space, ...) of a
-// mountinfo path field.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func (h *host) load(cgroupsPath string) (Cgroup, error) {

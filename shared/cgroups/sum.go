@@ -16,17 +16,11 @@ import (
 )
 
 // Sum adds up the metrics of cgs into one Metrics Any of the same kind
-// (v1 or v2), for pod-level metrics built from container cgroups.
-//
-// Counters and usages are added; per-CPU usage element by element; entries
-// keyed by device, page size or interface are matched and added; limits are
-// added unless one of them is unlimited, which makes the sum unlimited;
-// pressure (PSI) and state flags take the maximum. A cgroup that has
-// disappeared meanwhile (ErrNotFound) is skipped. With no cgroups, Sum
-// returns zero-valued metrics of the host's version, with the CPU, memory,
-// pids and OOM sections present.
+// (v1 or v2), for pod-level metrics built from container cgroups; see
+// SumMetrics. A cgroup that has disappeared meanwhile (ErrNotFound) is
+// skipped.
 func Sum(cgs []Cgroup) (*anypb.Any, error) {
-	var total proto.Message
+	var ms []*anypb.Any
 	for _, cg := range cgs {
 		a, err := cg.Metrics()
 		if errors.Is(err, errdefs.ErrNotFound) {
@@ -35,16 +29,33 @@ func Sum(cgs []Cgroup) (*anypb.Any, error) {
 		if err != nil {
 			return nil, err
 		}
+		ms = append(ms, a)
+	}
+	return SumMetrics(ms)
+}
+
+// SumMetrics adds up metrics Anys (containerd's cgroup v1 or v2 Metrics, all
+// of one kind) into one of the same kind.
+//
+// Counters and usages are added; per-CPU usage element by element; entries
+// keyed by device, page size or interface are matched and added; limits are
+// added unless one of them is unlimited, which makes the sum unlimited;
+// pressure (PSI) and state flags take the maximum. With none, SumMetrics
+// returns zero-valued metrics of the host's version, with the CPU, memory,
+// pids and OOM sections present.
+func SumMetrics(ms []*anypb.Any) (*anypb.Any, error) {
+	var total proto.Message
+	for i, a := range ms {
 		if a.GetTypeUrl() != MetricsV1TypeURL && a.GetTypeUrl() != MetricsV2TypeURL {
-			return nil, fmt.Errorf("cgroup %s: unexpected metrics type %q: %w", cg.Path(), a.GetTypeUrl(), errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("metrics %d: unexpected type %q: %w", i, a.GetTypeUrl(), errdefs.ErrInvalidArgument)
 		}
 		v, err := typeurl.UnmarshalAny(a)
 		if err != nil {
-			return nil, fmt.Errorf("decode metrics of cgroup %s: %w", cg.Path(), err)
+			return nil, fmt.Errorf("decode metrics %d: %w", i, err)
 		}
 		m, ok := v.(proto.Message)
 		if !ok {
-			return nil, fmt.Errorf("cgroup %s: metrics decode to %T: %w", cg.Path(), v, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("metrics %d decode to %T: %w", i, v, errdefs.ErrInvalidArgument)
 		}
 		if total == nil {
 			total = m

@@ -82,32 +82,63 @@ type Validator interface {
 	Validate() error
 }
 
+// Warning is a problem of a configuration file that does not stop the
+// daemon, such as the deprecated form of a key. Load returns the warnings
+// and the daemon logs them once its logging is set up.
+type Warning struct {
+	// Key is the key, dotted as in errors: "pod.stop_timeout".
+	Key string
+	// Msg says what is deprecated and what to write instead.
+	Msg string
+}
+
+// String is the warning on one line: the key, then the message.
+func (w Warning) String() string { return w.Key + ": " + w.Msg }
+
+// Migrator is a configuration that still reads deprecated keys. Decode
+// calls Migrate after decoding and before Validate; defined reports whether
+// the file sets a key (as toml.MetaData.IsDefined: "cache", "keep").
+// Migrate moves each deprecated value to its replacement, returning a
+// warning for each, or an error that names the keys (both forms set).
+type Migrator interface {
+	Migrate(defined func(key ...string) bool) ([]Warning, error)
+}
+
 // Load decodes the TOML file at path into cfg, which holds the defaults, then
-// validates it. A missing file is an error only when required.
-func Load(path string, required bool, cfg Validator) error {
+// validates it. A missing file is an error only when required. The warnings
+// (deprecated forms) are for the caller to log.
+func Load(path string, required bool, cfg Validator) ([]Warning, error) {
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && !required:
-		return cfg.Validate()
+		return nil, cfg.Validate()
 	case err != nil:
-		return fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if err := Decode(string(data), cfg); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
+	warns, err := Decode(string(data), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	return nil
+	return warns, nil
 }
 
 // Decode decodes TOML text into cfg (over its current values), refusing
-// unknown keys, then validates.
-func Decode(text string, cfg Validator) error {
+// unknown keys, migrates deprecated keys (when cfg is a Migrator), then
+// validates. It returns a warning for each deprecated form in the text.
+func Decode(text string, cfg Validator) ([]Warning, error) {
 	md, err := toml.Decode(text, cfg)
 	if err != nil {
 		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return fmt.Errorf("%s: %w", strings.TrimSpace(pe.ErrorWithPosition()), errdefs.ErrInvalidArgument)
+		switch {
+		case errors.As(err, &pe) && len(md.Keys()) > 0:
+			// the text parsed (toml.Decode returns its keys only then) but
+			// a value's own decoding refused it (a Duration): name the key
+			// as the decoder's type errors do
+			return nil, fmt.Errorf("%s: %w", pe.Error(), errdefs.ErrInvalidArgument)
+		case errors.As(err, &pe):
+			return nil, fmt.Errorf("%s: %w", strings.TrimSpace(pe.ErrorWithPosition()), errdefs.ErrInvalidArgument)
 		}
-		return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, 0, len(und))
@@ -115,12 +146,20 @@ func Decode(text string, cfg Validator) error {
 			keys = append(keys, k.String())
 		}
 		sort.Strings(keys)
-		return fmt.Errorf("unknown key(s): %s: %w", strings.Join(keys, ", "), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("unknown key(s): %s: %w", strings.Join(keys, ", "), errdefs.ErrInvalidArgument)
+	}
+	warns := bareSeconds(md, cfg)
+	if m, ok := cfg.(Migrator); ok {
+		w, err := m.Migrate(md.IsDefined)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		warns = append(warns, w...)
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	return nil
+	return warns, nil
 }
 
 func join(errs []error) error {

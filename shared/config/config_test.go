@@ -34,7 +34,7 @@ func newTest() *testConfig {
 
 func TestDefaultsAndOverride(t *testing.T) {
 	c := newTest()
-	if err := Decode("log_level = \"debug\"\n[runc]\nroot = \"/x\"\n", c); err != nil {
+	if _, err := Decode("log_level = \"debug\"\n[runc]\nroot = \"/x\"\n", c); err != nil {
 		t.Fatal(err)
 	}
 	if c.LogLevel != "debug" || c.Runc.Root != "/x" || c.Runc.Binary != "runc" || c.Listen != "/run/magnetar/runc.sock" {
@@ -57,7 +57,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"this is not toml", "line 1"},
 	}
 	for _, tc := range cases {
-		err := Decode(tc.text, newTest())
+		_, err := Decode(tc.text, newTest())
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Decode(%q) = %v, want InvalidArgument naming %q", tc.text, err, tc.want)
 		}
@@ -66,15 +66,15 @@ func TestErrorsNameTheKey(t *testing.T) {
 
 func TestLoadFile(t *testing.T) {
 	dir := t.TempDir()
-	if err := Load(filepath.Join(dir, "none.toml"), false, newTest()); err != nil {
+	if _, err := Load(filepath.Join(dir, "none.toml"), false, newTest()); err != nil {
 		t.Errorf("optional missing file: %v", err)
 	}
-	if err := Load(filepath.Join(dir, "none.toml"), true, newTest()); err == nil {
+	if _, err := Load(filepath.Join(dir, "none.toml"), true, newTest()); err == nil {
 		t.Error("required missing file: want error")
 	}
 	p := filepath.Join(dir, "c.toml")
 	os.WriteFile(p, []byte("[runc]\nroot = 5\n"), 0o600)
-	if err := Load(p, true, newTest()); err == nil || !strings.Contains(err.Error(), "runc.root") || !strings.Contains(err.Error(), p) {
+	if _, err := Load(p, true, newTest()); err == nil || !strings.Contains(err.Error(), "runc.root") || !strings.Contains(err.Error(), p) {
 		t.Errorf("wrong type: %v", err)
 	}
 }

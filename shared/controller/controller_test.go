@@ -29,6 +29,9 @@ type fakeDriver struct {
 	created   map[string]*fakeInstance
 	failNext  error
 	recovered []string
+	// startGate, when set, holds every Start until it is closed or the
+	// Start's context ends.
+	startGate chan struct{}
 }
 
 type fakeInstance struct {
@@ -38,6 +41,30 @@ type fakeInstance struct {
 	cleaned  int
 	stops    int
 	hostname string
+	gate     chan struct{}
+	log      *callLog
+}
+
+// callLog records, in order, what the controller asked of the instances and
+// of the task side.
+type callLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (l *callLog) add(s string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	l.calls = append(l.calls, s)
+	l.mu.Unlock()
+}
+
+func (l *callLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.calls, " ")
 }
 
 func (d *fakeDriver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance, error) {
@@ -48,7 +75,7 @@ func (d *fakeDriver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Insta
 		d.failNext = nil
 		return nil, err
 	}
-	i := &fakeInstance{id: s.ID, exited: make(chan struct{}), hostname: s.Config.GetHostname()}
+	i := &fakeInstance{id: s.ID, exited: make(chan struct{}), hostname: s.Config.GetHostname(), gate: d.startGate}
 	d.created[s.ID] = i
 	return i, nil
 }
@@ -65,20 +92,27 @@ func (d *fakeDriver) Recover(ctx context.Context, st *sandbox.State) (sandbox.In
 }
 
 func (i *fakeInstance) Start(ctx context.Context) (sandbox.Endpoint, error) {
+	if i.gate != nil {
+		select {
+		case <-i.gate:
+		case <-ctx.Done():
+			return sandbox.Endpoint{}, context.Cause(ctx)
+		}
+	}
 	return sandbox.Endpoint{Address: "ttrpc+unix:///x/" + i.id, Version: 3}, nil
 }
 func (i *fakeInstance) Stop(ctx context.Context, timeout time.Duration) error {
 	i.stops++
+	i.log.add("stop:" + i.id)
 	i.exit()
 	return nil
 }
-func (i *fakeInstance) exit()                   { i.once.Do(func() { close(i.exited) }) }
-func (i *fakeInstance) Exited() <-chan struct{} { return i.exited }
-func (i *fakeInstance) ExitStatus() sandbox.ExitStatus {
-	return sandbox.ExitStatus{Code: 137, ExitedAt: time.Now()}
-}
+func (i *fakeInstance) exit()                           { i.once.Do(func() { close(i.exited) }) }
+func (i *fakeInstance) Exited() <-chan struct{}         { return i.exited }
+func (i *fakeInstance) ExitStatus() (uint32, time.Time) { return 137, time.Now() }
 func (i *fakeInstance) Cleanup(ctx context.Context) error {
 	i.cleaned++
+	i.log.add("cleanup:" + i.id)
 	return nil
 }
 func (i *fakeInstance) DriverState() (json.RawMessage, error) { return json.Marshal(i.hostname) }

@@ -19,11 +19,11 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/controller"
 	"github.com/magnetar-runtime/magnetar/shared/events"
+	"github.com/magnetar-runtime/magnetar/shared/rpcserver"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 	"github.com/magnetar-runtime/magnetar/shared/transport"
@@ -50,6 +50,13 @@ type Env struct {
 	TaskSocket  string
 	TaskAddress string
 	Events      events.Publisher
+}
+
+// StopTimeouter is implemented by configurations that set the grace period
+// given to a pod's containers still running when Controller.Stop asks for
+// none (see controller.WithStopTimeout).
+type StopTimeouter interface {
+	StopTimeout() time.Duration
 }
 
 // Sandboxer describes one sandbox technology to Main.
@@ -98,7 +105,7 @@ func run(sb Sandboxer, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == KeeperArg {
 		return runKeeper(args[1:])
 	}
-	if len(args) == 1 && args[0] == PodInitArg {
+	if len(args) >= 1 && len(args) <= 2 && args[0] == PodInitArg {
 		return RunPodInit()
 	}
 	if isShimInvocation(args) {
@@ -129,7 +136,8 @@ func run(sb Sandboxer, args []string, stdout, stderr io.Writer) error {
 	}
 	explicit := false
 	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	if err := config.Load(*configPath, explicit, cfg); err != nil {
+	warnings, err := config.Load(*configPath, explicit, cfg)
+	if err != nil {
 		return err
 	}
 	for _, o := range []struct {
@@ -142,6 +150,20 @@ func run(sb Sandboxer, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
+	}
+	// logging is set up as soon as its level is known, so that the
+	// configuration's warnings (deprecated keys) reach the log even when the
+	// host check below stops the daemon
+	_ = log.SetLevel(common.LogLevel)
+	_ = log.SetFormat(log.TextFormat)
+	for _, w := range warnings {
+		log.L.WithFields(log.Fields{"sandboxer": sb.Name, "config": *configPath, "key": w.Key}).Warn(w.Msg)
+	}
+	// fail at start, naming the key, rather than fail every pod later
+	if hc, ok := cfg.(config.HostChecker); ok {
+		if err := hc.CheckHost(); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
 	}
 	return serve(sb, cfg)
 }
@@ -176,16 +198,20 @@ func serve(sb Sandboxer, cfg Config) error {
 	if err := ensureKeeper(life, ks); err != nil {
 		return err
 	}
+	var copts []controller.Option
+	if st, ok := cfg.(StopTimeouter); ok {
+		copts = append(copts, controller.WithStopTimeout(st.StopTimeout()))
+	}
+	parts, err := NewParts(life, common.Dir, sb.Name, driver, backend, q, copts...)
+	if err != nil {
+		return err
+	}
+	if err := parts.Recover(life); err != nil {
+		return err
+	}
 	var tsrv *ttrpc.Server
-	if backend != nil {
-		svc, err := task.New(life, filepath.Join(common.Dir, "tasks"), backend, q)
-		if err != nil {
-			return err
-		}
-		if err := svc.Recover(life); err != nil {
-			return fmt.Errorf("recovering tasks: %w", err)
-		}
-		if tsrv, err = ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(recoverTTRPC)); err != nil {
+	if svc := parts.Tasks; svc != nil {
+		if tsrv, err = rpcserver.NewTTRPC(); err != nil {
 			return err
 		}
 		svc.Register(tsrv)
@@ -201,15 +227,8 @@ func serve(sb Sandboxer, cfg Config) error {
 		}()
 	}
 
-	ctrl, err := controller.New(life, common.Dir, driver)
-	if err != nil {
-		return err
-	}
-	if err := ctrl.Recover(life); err != nil {
-		return fmt.Errorf("recovering sandboxes: %w", err)
-	}
-	gsrv := grpc.NewServer(grpc.UnaryInterceptor(recoverGRPC))
-	ctrl.Register(gsrv)
+	gsrv := rpcserver.NewGRPC()
+	parts.Controller.Register(gsrv)
 	l, err := transport.Listen(ks.APIBackend)
 	if err != nil {
 		return fmt.Errorf("sandbox API backend socket: %w", err)

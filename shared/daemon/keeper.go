@@ -3,10 +3,12 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,8 +17,6 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/shared/keeper"
-	"github.com/magnetar-runtime/magnetar/shared/store"
-	"github.com/magnetar-runtime/magnetar/shared/transport"
 )
 
 // KeeperArg makes the binary run as the task keeper (see shared/keeper).
@@ -41,17 +41,53 @@ func newKeeperSockets(name, taskSock, apiSock string) keeperSockets {
 	}
 }
 
-// ensureKeeper reuses the keeper of a previous daemon, or starts one.
+// keeperStartTimeout bounds how long ensureKeeper waits for a new keeper to
+// listen on both sockets and write its pid file.
+const keeperStartTimeout = 5 * time.Second
+
+// argv is the command line of a keeper of ks:
+// `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND PID_FILE`.
+// Keepers started before the pid file was an argument have the same line
+// without PID_FILE (see runningKeeper).
+func (ks keeperSockets) argv() []string {
+	return []string{KeeperArg, ks.Task, ks.TaskBackend, ks.API, ks.APIBackend, ks.PidFile}
+}
+
+// makeDirs creates the directories of the sockets and the pid file that do
+// not exist yet (a --listen or task_socket in a directory nobody made), 0700
+// as transport.Listen makes them. Existing directories keep their mode.
+func (ks keeperSockets) makeDirs() error {
+	for _, p := range []string{ks.Task, ks.TaskBackend, ks.API, ks.APIBackend, ks.PidFile} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return fmt.Errorf("keeper socket directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// ensureKeeper reuses the keeper of a previous daemon, or starts one. A
+// keeper it replaces (one that runningKeeper does not recognise, or whose
+// sockets are gone) sees its sockets replaced and exits once the
+// connections it still holds end (see shared/keeper).
 func ensureKeeper(ctx context.Context, ks keeperSockets) error {
 	if pid, ok := runningKeeper(ks); ok {
+		// A connection restarts the keeper's idle clock (shared/keeper), so
+		// that a keeper idle for almost its bound does not leave as we come.
+		if c, err := net.DialTimeout("unix", ks.API, time.Second); err == nil {
+			c.Close()
+		}
 		log.G(ctx).WithField("pid", pid).Info("reusing the keeper: containerd's connections survived the restart")
 		return nil
+	}
+	if err := ks.makeDirs(); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, KeeperArg, ks.Task, ks.TaskBackend, ks.API, ks.APIBackend)
+	argv := ks.argv()
+	cmd := exec.Command(self, argv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.Dir = "/"
@@ -61,29 +97,36 @@ func ensureKeeper(ctx context.Context, ks keeperSockets) error {
 		return fmt.Errorf("starting the keeper: %w", err)
 	}
 	pid := cmd.Process.Pid
-	go func() { _ = cmd.Wait() }() // reap it if it dies while we live
-	if err := store.WriteFileAtomic(ks.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
-		_ = cmd.Process.Kill()
-		return err
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, sock := range []string{ks.Task, ks.API} {
-		for {
-			if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				_ = cmd.Process.Kill()
-				return fmt.Errorf("keeper did not create %s", sock)
-			}
-			time.Sleep(5 * time.Millisecond)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reap it if it dies while we live
+	// The keeper writes its pid file once it listens on both sockets.
+	deadline := time.NewTimer(keeperStartTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if p, ok := runningKeeper(ks); ok && p == pid {
+			break
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the keeper exited at start: %v", err)
+		case <-deadline.C:
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("the keeper did not serve %s and %s within %s", ks.Task, ks.API, keeperStartTimeout)
+		case <-tick.C:
 		}
 	}
 	log.G(ctx).WithField("pid", pid).Info("started the keeper")
 	return nil
 }
 
-// runningKeeper tells whether the pid file names a live keeper of ks.
+// runningKeeper tells whether the pid file names a live keeper of ks whose
+// sockets exist. A keeper started with the older command line (without
+// PID_FILE, by a daemon before the keeper watched its pid file) is
+// recognised too and reused: replacing it would close every containerd task
+// connection it holds. It lacks the exit on replacement and on idleness
+// until it is replaced for another reason.
 func runningKeeper(ks keeperSockets) (int, bool) {
 	data, err := os.ReadFile(ks.PidFile)
 	if err != nil {
@@ -98,14 +141,9 @@ func runningKeeper(ks keeperSockets) (int, bool) {
 		return 0, false
 	}
 	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	want := []string{KeeperArg, ks.Task, ks.TaskBackend, ks.API, ks.APIBackend}
-	if len(args) != len(want)+1 {
+	want := ks.argv()
+	if !slices.Equal(args[1:], want) && !slices.Equal(args[1:], want[:len(want)-1]) {
 		return 0, false
-	}
-	for i, a := range want {
-		if args[i+1] != a {
-			return 0, false
-		}
 	}
 	for _, sock := range []string{ks.Task, ks.API} {
 		if _, err := os.Stat(sock); err != nil {
@@ -116,28 +154,21 @@ func runningKeeper(ks keeperSockets) (int, bool) {
 }
 
 // runKeeper is the keeper's main:
-// `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND`.
+// `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND [PID_FILE]`.
+// Without PID_FILE (the command line of an older daemon that runs this
+// binary after an upgrade) the keeper neither writes nor watches a pid file;
+// that daemon writes it.
 func runKeeper(args []string) error {
-	if len(args) != 4 {
-		return fmt.Errorf("usage: %s TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND", KeeperArg)
+	if len(args) != 4 && len(args) != 5 {
+		return fmt.Errorf("usage: %s TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND [PID_FILE]", KeeperArg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("component", "task-keeper"))
-	l, err := transport.Listen(args[0])
-	if err != nil {
-		return err
+	cfg := keeper.Config{TaskSocket: args[0], TaskBackend: args[1], APISocket: args[2], APIBackend: args[3]}
+	if len(args) == 5 {
+		cfg.PidFile = args[4]
 	}
-	al, err := transport.Listen(args[2])
-	if err != nil {
-		return err
-	}
-	go func() {
-		if err := keeper.ServeStream(ctx, al, args[3], keeper.Options{}); err != nil {
-			log.G(ctx).WithError(err).Error("sandbox API relay stopped")
-			cancel()
-		}
-	}()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
@@ -145,5 +176,5 @@ func runKeeper(args []string) error {
 		<-sigs
 		cancel()
 	}()
-	return keeper.Serve(ctx, l, args[1], keeper.Options{})
+	return keeper.Run(ctx, cfg)
 }

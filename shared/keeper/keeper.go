@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/log"
@@ -33,26 +35,70 @@ type Options struct {
 // Serve bridges every connection accepted on l to the unix socket backend
 // until ctx ends.
 func Serve(ctx context.Context, l net.Listener, backend string, o Options) error {
+	closeOnDone(ctx, l)
+	return serveFrames(ctx, l, backend, o, &activity{})
+}
+
+// ServeStream relays every connection accepted on l to the unix socket
+// backend, byte for byte, dialing the backend until it answers (up to
+// MaxWait). It is for the Sandbox API (gRPC): when the backend goes away the
+// client's connection is closed and, on its reconnect, held until the backend
+// is back, so the client's channel waits in "connecting" instead of failing
+// with "connection refused".
+func ServeStream(ctx context.Context, l net.Listener, backend string, o Options) error {
+	closeOnDone(ctx, l)
+	return serveStream(ctx, l, backend, o, &activity{})
+}
+
+func serveFrames(ctx context.Context, l net.Listener, backend string, o Options, act *activity) error {
 	if o.MaxWait <= 0 {
 		o.MaxWait = defaultMaxWait
 	}
-	return acceptLoop(ctx, l, func(c net.Conn) {
+	return acceptLoop(ctx, l, act, "task", func(c net.Conn) {
 		b := &bridge{front: c, backend: backend, opts: o, pending: map[uint32][]byte{}, ctx: ctx}
 		b.run()
 	})
 }
 
-// acceptLoop hands every connection accepted on l to handle, in its own
-// goroutine, until ctx ends.
-func acceptLoop(ctx context.Context, l net.Listener, handle func(net.Conn)) error {
+func serveStream(ctx context.Context, l net.Listener, backend string, o Options, act *activity) error {
+	if o.MaxWait <= 0 {
+		o.MaxWait = defaultMaxWait
+	}
+	return acceptLoop(ctx, l, act, "sandbox API", func(c net.Conn) { relay(ctx, c, backend, o.MaxWait) })
+}
+
+// closeOnDone closes l when ctx ends.
+func closeOnDone(ctx context.Context, l net.Listener) {
 	go func() {
 		<-ctx.Done()
 		l.Close()
 	}()
+}
+
+// activity counts the connections a keeper holds and remembers when one
+// last opened or closed, so that Run can tell an idle keeper.
+type activity struct {
+	open atomic.Int64
+	last atomic.Int64 // unix nanoseconds
+}
+
+func (a *activity) begin() {
+	a.last.Store(time.Now().UnixNano())
+	a.open.Add(1)
+}
+
+func (a *activity) end() {
+	a.last.Store(time.Now().UnixNano())
+	a.open.Add(-1)
+}
+
+// acceptLoop hands every connection accepted on l to handle, in its own
+// goroutine, until l is closed.
+func acceptLoop(ctx context.Context, l net.Listener, act *activity, kind string, handle func(net.Conn)) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			var ne net.Error
@@ -61,10 +107,33 @@ func acceptLoop(ctx context.Context, l net.Listener, handle func(net.Conn)) erro
 			}
 			return err
 		}
-		go handle(c)
+		act.begin()
+		go func() {
+			defer act.end()
+			defer recoverConn(ctx, kind, func() { c.Close() })
+			handle(c)
+		}()
 	}
 }
 
+// recoverConn is deferred by every goroutine that serves a connection, to
+// run first. A panic there (a bug, a frame nobody thought of) would end the
+// keeper and with it every containerd task connection of the node; instead it
+// is logged with its stack and cleanup ends that one connection.
+func recoverConn(ctx context.Context, kind string, cleanup func()) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	log.G(ctx).WithField("connection", kind).Errorf("keeper: panic serving a connection, closing it: %v\n%s", r, debug.Stack())
+	if cleanup != nil {
+		cleanup()
+	}
+}
+
+// bridge relays one containerd task connection (front) to the daemon
+// (back), frame by frame. Every critical section of mu unlocks in a defer,
+// so that a panic inside one cannot leave mu held for the recovery's close.
 type bridge struct {
 	ctx     context.Context
 	front   net.Conn
@@ -98,6 +167,15 @@ func readFrame(r io.Reader) ([]byte, error) {
 func streamOf(f []byte) uint32 { return binary.BigEndian.Uint32(f[4:8]) }
 func typeOf(f []byte) byte     { return f[8] }
 
+// spawn runs f in a goroutine of this connection: a panic there closes the
+// connection only.
+func (b *bridge) spawn(f func()) {
+	go func() {
+		defer recoverConn(b.ctx, "task", b.close)
+		f()
+	}()
+}
+
 func (b *bridge) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -122,18 +200,33 @@ func (b *bridge) run() {
 		if err != nil {
 			return // containerd closed the connection
 		}
-		b.mu.Lock()
-		if typeOf(f) == typeRequest {
-			b.pending[streamOf(f)] = f
-		}
-		back, gen := b.back, b.gen
-		b.mu.Unlock()
+		back, gen := b.track(f)
 		if back == nil {
 			continue // replayed once the backend is back
 		}
 		if _, err := back.Write(f); err != nil {
-			go b.reconnect(gen)
+			b.spawn(func() { b.reconnect(gen) })
 		}
+	}
+}
+
+// track keeps a request until its response and returns the backend
+// connection to write it to, if there is one.
+func (b *bridge) track(f []byte) (net.Conn, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if typeOf(f) == typeRequest {
+		b.pending[streamOf(f)] = f
+	}
+	return b.back, b.gen
+}
+
+// settle forgets the request a response answers.
+func (b *bridge) settle(f []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if typeOf(f) == typeResponse {
+		delete(b.pending, streamOf(f))
 	}
 }
 
@@ -147,33 +240,16 @@ func (b *bridge) connect() error {
 		conn, err := d.DialContext(ctx, "unix", b.backend)
 		cancel()
 		if err == nil {
-			b.mu.Lock()
-			if b.closed {
-				b.mu.Unlock()
-				conn.Close()
+			gen, replayed, werr, ok := b.attach(conn)
+			if !ok {
 				return nil
 			}
-			b.back = conn
-			b.gen++
-			gen := b.gen
-			ids := make([]uint32, 0, len(b.pending))
-			for id := range b.pending {
-				ids = append(ids, id)
+			if replayed > 0 {
+				log.G(b.ctx).WithField("replayed", replayed).Info("keeper: backend is back, pending requests replayed")
 			}
-			sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-			var werr error
-			for _, id := range ids {
-				if _, werr = conn.Write(b.pending[id]); werr != nil {
-					break
-				}
-			}
-			b.mu.Unlock()
-			if len(ids) > 0 {
-				log.G(b.ctx).WithField("replayed", len(ids)).Info("keeper: backend is back, pending requests replayed")
-			}
-			go b.readBack(conn, gen)
+			b.spawn(func() { b.readBack(conn, gen) })
 			if werr != nil {
-				go b.reconnect(gen)
+				b.spawn(func() { b.reconnect(gen) })
 			}
 			return nil
 		}
@@ -184,20 +260,52 @@ func (b *bridge) connect() error {
 	}
 }
 
+// attach makes conn the backend connection and replays the pending requests
+// on it, in stream order. ok is false when the bridge is closed already.
+func (b *bridge) attach(conn net.Conn) (gen, replayed int, werr error, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		conn.Close()
+		return 0, 0, nil, false
+	}
+	b.back = conn
+	b.gen++
+	ids := make([]uint32, 0, len(b.pending))
+	for id := range b.pending {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		if _, werr = conn.Write(b.pending[id]); werr != nil {
+			break
+		}
+	}
+	return b.gen, len(ids), werr, true
+}
+
 // reconnect replaces a failed backend connection of generation gen.
 func (b *bridge) reconnect(gen int) {
-	b.mu.Lock()
-	if b.closed || b.gen != gen || b.back == nil {
-		b.mu.Unlock()
+	if !b.detach(gen) {
 		return
 	}
-	b.back.Close()
-	b.back = nil
-	b.mu.Unlock()
 	if err := b.connect(); err != nil {
 		log.G(b.ctx).WithError(err).Warn("keeper: backend did not come back, closing task connection")
 		b.close()
 	}
+}
+
+// detach drops the backend connection of generation gen; false if it is
+// not the current one (another goroutine handles it) or the bridge is closed.
+func (b *bridge) detach(gen int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.gen != gen || b.back == nil {
+		return false
+	}
+	b.back.Close()
+	b.back = nil
+	return true
 }
 
 func (b *bridge) readBack(conn net.Conn, gen int) {
@@ -207,29 +315,12 @@ func (b *bridge) readBack(conn net.Conn, gen int) {
 			b.reconnect(gen)
 			return
 		}
-		b.mu.Lock()
-		if typeOf(f) == typeResponse {
-			delete(b.pending, streamOf(f))
-		}
-		b.mu.Unlock()
+		b.settle(f)
 		if _, err := b.front.Write(f); err != nil {
 			b.close()
 			return
 		}
 	}
-}
-
-// ServeStream relays every connection accepted on l to the unix socket
-// backend, byte for byte, dialing the backend until it answers (up to
-// MaxWait). It is for the Sandbox API (gRPC): when the backend goes away the
-// client's connection is closed and, on its reconnect, held until the backend
-// is back, so the client's channel waits in "connecting" instead of failing
-// with "connection refused".
-func ServeStream(ctx context.Context, l net.Listener, backend string, o Options) error {
-	if o.MaxWait <= 0 {
-		o.MaxWait = defaultMaxWait
-	}
-	return acceptLoop(ctx, l, func(c net.Conn) { relay(ctx, c, backend, o.MaxWait) })
 }
 
 func relay(ctx context.Context, front net.Conn, backend string, maxWait time.Duration) {
@@ -252,7 +343,12 @@ func relay(ctx context.Context, front net.Conn, backend string, maxWait time.Dur
 	}
 	defer back.Close()
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(back, front); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(front, back); done <- struct{}{} }()
+	pipe := func(dst, src net.Conn) {
+		defer func() { done <- struct{}{} }()
+		defer recoverConn(ctx, "sandbox API", nil) // relay closes both ends
+		_, _ = io.Copy(dst, src)
+	}
+	go pipe(back, front)
+	go pipe(front, back)
 	<-done // either side ended: end both
 }

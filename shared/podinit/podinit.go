@@ -14,6 +14,11 @@ const Binary = "magnetar-podinit"
 // (it names the process's role in ps and to the benchmarks).
 const Arg = "__magnetar_pod_init"
 
+// Args are the arguments of the init of pod id: Arg, then the id, which Run
+// ignores but which lets a sandboxer find the process again from its
+// command line (after a restart that lost its pid).
+func Args(id string) []string { return []string{Arg, id} }
+
 // Run reaps children until SIGTERM or SIGINT.
 func Run() error {
 	sigs := make(chan os.Signal, 16)

@@ -67,6 +67,17 @@ func (e *Exec) Start(ctx context.Context) (retErr error) {
 	return nil
 }
 
+// AdoptExec is exec id of the container found running again after a
+// daemon restart, as pid, whose end wait reports: it has no stdio (its
+// output went to containerd's FIFOs directly and still does), Kill signals
+// the pid.
+func (p *Init) AdoptExec(id string, pid int, wait func() Exit) *Exec {
+	e := &Exec{init: p, id: id}
+	e.setPid(pid)
+	e.watch(wait, nil, nil)
+	return e
+}
+
 func (e *Exec) stdio() *stdio.IO {
 	e.iomu.Lock()
 	defer e.iomu.Unlock()

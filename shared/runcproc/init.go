@@ -34,6 +34,10 @@ type Init struct {
 	// OnExit, if set before Create or Watch, is called once the init has
 	// exited and its output is drained, before Exited is closed.
 	OnExit func(Exit)
+	// Namespace is the container's containerd namespace, given with its id
+	// to a binary:// logger of the init and of the execs; set before Create
+	// and Exec.
+	Namespace string
 
 	status
 }
@@ -42,7 +46,7 @@ type Init struct {
 // init and exec pid files go there too); r's Log is the log read for runc's
 // errors; w learns the exits of the init and of the execs.
 func New(id, dir string, r *runc.Runc, w Waiter) *Init {
-	return &Init{id: id, dir: dir, r: r, waiter: w, status: newStatus()}
+	return &Init{id: id, dir: dir, r: r, waiter: w}
 }
 
 // ID is the container's id.
@@ -55,6 +59,7 @@ func (p *Init) IO() *stdio.IO { return p.io }
 // socket for a terminal; --no-pivot if noPivot), then watches the init.
 // After a failure, Release frees what was taken.
 func (p *Init) Create(ctx context.Context, cfg stdio.Config, noPivot bool) error {
+	cfg.ID, cfg.Namespace = p.id, p.Namespace
 	var err error
 	if p.io, err = stdio.Open(ctx, cfg); err != nil {
 		return err
@@ -168,7 +173,7 @@ func (p *Init) Terminate(ctx context.Context) error {
 	}
 	_ = p.r.Kill(ctx, p.id, int(syscall.SIGKILL), &runc.KillOpts{All: true})
 	select {
-	case <-p.done:
+	case <-p.Exited():
 		return nil
 	case <-time.After(killWait):
 		return fmt.Errorf("container %s did not exit after SIGKILL: %w", p.id, errdefs.ErrUnavailable)
@@ -227,5 +232,6 @@ func (p *Init) Resume(ctx context.Context) error {
 
 // Exec prepares an exec process; its Start runs it.
 func (p *Init) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.Config) (task.Process, error) {
-	return &Exec{init: p, id: id, spec: sp, cfg: io, status: newStatus()}, nil
+	io.ID, io.Namespace = id, p.Namespace
+	return &Exec{init: p, id: id, spec: sp, cfg: io}, nil
 }

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
 
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 )
@@ -81,48 +82,25 @@ func LastError(logFile string) string {
 	return ""
 }
 
-// status is a process's pid and exit.
+// status is a process's pid and exit. It holds (not embeds) the latch, so
+// that Init and Exec export only Pid, Exited and ExitStatus from it.
 type status struct {
-	mu   sync.Mutex
-	pid  int
-	done chan struct{}
-	code uint32
-	at   time.Time
+	pid  atomic.Int64
+	exit exit.Latch
 }
-
-func newStatus() status { return status{done: make(chan struct{})} }
 
 // Pid is the process's pid (0 before it runs).
-func (s *status) Pid() uint32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return uint32(s.pid)
-}
+func (s *status) Pid() uint32 { return uint32(s.pid.Load()) }
 
-func (s *status) setPid(pid int) {
-	s.mu.Lock()
-	s.pid = pid
-	s.mu.Unlock()
-}
+func (s *status) setPid(pid int) { s.pid.Store(int64(pid)) }
 
 // Exited is closed once the process has exited and its output is drained.
-func (s *status) Exited() <-chan struct{} { return s.done }
+func (s *status) Exited() <-chan struct{} { return s.exit.Done() }
 
 // ExitStatus is the exit code and time, once Exited is closed.
-func (s *status) ExitStatus() (uint32, time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.code, s.at
-}
+func (s *status) ExitStatus() (uint32, time.Time) { return s.exit.ExitStatus() }
 
-func (s *status) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *status) exited() bool { return s.exit.IsSet() }
 
 // watch waits for the exit, drains io (may be nil), calls onExit (may be
 // nil) and then records the exit.
@@ -136,9 +114,6 @@ func (s *status) watch(wait func() Exit, io *stdio.IO, onExit func(Exit)) {
 		if onExit != nil {
 			onExit(x)
 		}
-		s.mu.Lock()
-		s.code, s.at = uint32(x.Status), x.At
-		s.mu.Unlock()
-		close(s.done)
+		s.exit.Set(uint32(x.Status), x.At)
 	}()
 }

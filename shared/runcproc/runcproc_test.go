@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 // fakeRunc is a shell script with runc's command line: create and exec
 // start a `sleep` (pid in --pid-file), kill signals the init, ps lists it.
 // A file fail-<command> in its state dir makes <command> fail with that
-// file's content as runc's logged error.
+// file's content as runc's logged error. The `sleep` gets /dev/null for
+// its stdio, unless a file "inherit" is there: then it inherits runc's
+// stdout and stderr, as a real container does.
 const fakeRunc = `#!/bin/sh
 state=@STATE@
 echo "$*" >> "$state/calls"
@@ -54,13 +56,17 @@ if [ -f "$state/fail-$cmd" ]; then
 fi
 prev=""; pidfile=""
 for a; do [ "$prev" = --pid-file ] && pidfile="$a"; prev="$a"; done
+container() {
+	if [ -f "$state/inherit" ]; then
+		sleep 30 &
+	else
+		sleep 30 </dev/null >/dev/null 2>&1 &
+	fi
+	printf %s $! > "$pidfile"; echo $! > "$state/$1"
+}
 case "$cmd" in
-create)
-	sleep 30 </dev/null >/dev/null 2>&1 &
-	printf %s $! > "$pidfile"; echo $! > "$state/init" ;;
-exec)
-	sleep 30 </dev/null >/dev/null 2>&1 &
-	printf %s $! > "$pidfile" ;;
+create) container init ;;
+exec) container exec ;;
 kill)
 	for sig; do :; done
 	kill -"$sig" "$(cat "$state/init")" ;;
@@ -402,4 +408,126 @@ func TestWatchRecovered(t *testing.T) {
 	if err := p.CloseStdin(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// inherit makes the fake runc's containers inherit its stdout and stderr.
+func (f *fixture) inherit(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(f.state, "inherit"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// killStarted SIGKILLs, on cleanup, the process the fake runc started as
+// what ("init" or "exec"), whether or not the call returned.
+func (f *fixture) killStarted(t *testing.T, what string) {
+	t.Cleanup(func() {
+		if data, err := os.ReadFile(filepath.Join(f.state, what)); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+}
+
+// returnsWithin fails t unless call returns within d.
+func returnsWithin(t *testing.T, what string, d time.Duration, call func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- call() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %s (waits for the container's exit?)", what, d)
+	}
+}
+
+// Create with no stdio at all (`ctr run --null-io`, containerd's
+// cio.NullIO) returns at once, though the container inherits what runc
+// was given: go-runc, given neither stdout nor stderr, read runc's output
+// through a pipe to EOF, which came only when the container exited.
+func TestCreateWithoutStdio(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.inherit(t)
+	f.killStarted(t, "init")
+	p := New("c9", f.dir, f.r, Pidfd{})
+	returnsWithin(t, "Create", 5*time.Second, func() error { return p.Create(ctx, stdio.Config{}, false) })
+	if err := syscall.Kill(int(p.Pid()), 0); err != nil {
+		t.Fatalf("init %d: %v", p.Pid(), err)
+	}
+	p.Release(ctx)
+}
+
+// An exec with no stdio returns from Start while it runs (`runc exec
+// --detach` went through the same pipe).
+func TestExecWithoutStdioDetaches(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	p := New("c10", f.dir, f.r, Pidfd{})
+	if err := p.Create(ctx, stdio.Config{}, false); err != nil {
+		t.Fatal(err)
+	}
+	killOnCleanup(t, p.Pid())
+	f.inherit(t)
+	f.killStarted(t, "exec")
+	proc, err := p.Exec(ctx, "e1", &specs.Process{Args: []string{"sleep", "30"}}, stdio.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	returnsWithin(t, "exec Start", 5*time.Second, func() error { return proc.Start(ctx) })
+	select {
+	case <-proc.Exited():
+		t.Fatal("exec reported exited while it runs")
+	default:
+	}
+	if err := syscall.Kill(int(proc.Pid()), 0); err != nil {
+		t.Fatalf("exec %d: %v", proc.Pid(), err)
+	}
+	if err := proc.Kill(ctx, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	waitExited(t, proc.Exited())
+	_ = proc.Delete(ctx)
+}
+
+// A binary:// logger learns the container's id (the exec's id for an exec,
+// as from containerd's shim) and its namespace (Init.Namespace).
+func TestBinaryLoggerNames(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	logs := t.TempDir()
+	logger := filepath.Join(f.state, "logger")
+	script := "#!/bin/sh\necho \"$CONTAINER_ID $CONTAINER_NAMESPACE\" >> " + filepath.Join(logs, "names") + "\nexec 5>&-\nexec /bin/cat <&3 >/dev/null\n"
+	if err := os.WriteFile(logger, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	uri := "binary://" + logger
+	p := New("c11", f.dir, f.r, Pidfd{})
+	p.Namespace = "k8s.io"
+	if err := p.Create(ctx, stdio.Config{Stdout: uri, Stderr: uri}, false); err != nil {
+		t.Fatal(err)
+	}
+	killOnCleanup(t, p.Pid())
+	proc, err := p.Exec(ctx, "e1", &specs.Process{Args: []string{"sh"}}, stdio.Config{Stdout: uri})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	killOnCleanup(t, proc.Pid())
+	got, err := os.ReadFile(filepath.Join(logs, "names"))
+	if want := "c11 k8s.io\ne1 k8s.io\n"; err != nil || string(got) != want {
+		t.Fatalf("logger names %q, %v; want %q", got, err, want)
+	}
+	_ = proc.Kill(ctx, syscall.SIGKILL, false)
+	waitExited(t, proc.Exited())
+	_ = proc.Delete(ctx)
+	_ = p.Kill(ctx, syscall.SIGKILL, false)
+	waitExited(t, p.Exited())
+	p.Release(ctx)
 }

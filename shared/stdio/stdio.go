@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,44 +18,97 @@ import (
 	"github.com/containerd/fifo"
 )
 
-// Config names the stdio of one process as containerd sends it.
+// Config names the stdio of one process as containerd sends it: for each
+// stream a FIFO path, a file:// URI (created if missing, appended to) or,
+// for stdout and stderr, a binary:// URI naming a logger binary (see
+// logger.go); "" for none.
 type Config struct {
 	Stdin    string `json:"stdin,omitempty"`
 	Stdout   string `json:"stdout,omitempty"`
 	Stderr   string `json:"stderr,omitempty"`
 	Terminal bool   `json:"terminal,omitempty"`
+
+	// ID and Namespace name the process to a binary:// logger (its
+	// CONTAINER_ID and CONTAINER_NAMESPACE): as containerd's shim does, the
+	// container's id for its init and the exec id for an exec, and the
+	// containerd namespace. containerd does not send them with the stdio:
+	// the backend sets them before Open. Not persisted.
+	ID        string `json:"-"`
+	Namespace string `json:"-"`
 }
 
-// Validate checks every path before anything is opened.
+// kind is what a stream's config names.
+type kind int
+
+const (
+	none   kind = iota
+	path        // a plain path: an existing FIFO or file
+	file        // file://: a file, created (with its parents) if missing
+	binary      // binary://: a logger binary
+)
+
+// target is one stream's config, parsed.
+type target struct {
+	kind kind
+	path string
+	uri  *url.URL // binary: for its query
+}
+
+// parse parses the config v of stream name. Paths must be absolute and
+// clean; a URI names no host.
+func parse(name, v string) (target, error) {
+	if v == "" {
+		return target{}, nil
+	}
+	t := target{kind: path, path: v}
+	// A plain path that is no URL (a '%' in it) is taken as it is.
+	if u, err := url.Parse(v); err == nil && u.Scheme != "" {
+		switch u.Scheme {
+		case "file":
+			t.kind = file
+		case "binary":
+			t.kind = binary
+		default:
+			return target{}, fmt.Errorf("%s %q: scheme %q is not supported (FIFO path, file:// or binary://): %w", name, v, u.Scheme, errdefs.ErrInvalidArgument)
+		}
+		if u.Host != "" {
+			return target{}, fmt.Errorf("%s %q: a %s URI names no host (%s:///path): %w", name, v, u.Scheme, u.Scheme, errdefs.ErrInvalidArgument)
+		}
+		t.path, t.uri = u.Path, u
+	}
+	if !filepath.IsAbs(t.path) || filepath.Clean(t.path) != t.path {
+		return target{}, fmt.Errorf("%s %q: must be an absolute, clean path: %w", name, v, errdefs.ErrInvalidArgument)
+	}
+	return t, nil
+}
+
+// targets parses and cross-checks the three streams.
+func (c Config) targets() (in, out, errT target, err error) {
+	if in, err = parse("stdin", c.Stdin); err != nil {
+		return
+	}
+	if out, err = parse("stdout", c.Stdout); err != nil {
+		return
+	}
+	if errT, err = parse("stderr", c.Stderr); err != nil {
+		return
+	}
+	switch {
+	case in.kind == binary:
+		err = fmt.Errorf("stdin %q: a binary:// logger takes output only: %w", c.Stdin, errdefs.ErrInvalidArgument)
+	case c.Terminal && out.kind == binary:
+		// a terminal's output is copied from the console into a FIFO or file
+		err = fmt.Errorf("stdout %q: a binary:// logger cannot take a terminal's output: %w", c.Stdout, errdefs.ErrInvalidArgument)
+	case !c.Terminal && out.kind == binary && errT.kind == binary && c.Stdout != c.Stderr:
+		err = fmt.Errorf("stderr %q: names another logger than stdout %q (one binary:// logger a process): %w", c.Stderr, c.Stdout, errdefs.ErrInvalidArgument)
+	}
+	return
+}
+
+// Validate checks every stream's config before anything is opened.
 func (c Config) Validate() error {
-	for _, f := range []struct{ name, v string }{{"stdin", c.Stdin}, {"stdout", c.Stdout}, {"stderr", c.Stderr}} {
-		if f.v == "" {
-			continue
-		}
-		p, err := pathOf(f.v)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
-		}
-		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
-			return fmt.Errorf("%s %q: must be an absolute, clean path: %w", f.name, f.v, errdefs.ErrInvalidArgument)
-		}
-	}
-	if c.Terminal && c.Stderr != "" && c.Stderr != c.Stdout {
-		// containerd sends no stderr with a terminal; tolerate but ignore one.
-		return nil
-	}
-	return nil
-}
-
-// pathOf accepts a plain path or a file:// URI.
-func pathOf(s string) (string, error) {
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
-		if u.Scheme != "file" {
-			return "", fmt.Errorf("%q: scheme %q is not supported (FIFO path or file://): %w", s, u.Scheme, errdefs.ErrInvalidArgument)
-		}
-		return u.Path, nil
-	}
-	return s, nil
+	_, _, _, err := c.targets()
+	return err
 }
 
 // IO is the stdio of one process.
@@ -63,6 +117,8 @@ type IO struct {
 
 	// child ends, handed to the process and closed after it started
 	stdinR, stdout, stderr *os.File
+	// null is /dev/null, given by Set to the streams that have no target
+	null *os.File
 	// our ends
 	stdinW    *os.File
 	stdinFifo io.ReadWriteCloser
@@ -76,10 +132,12 @@ type IO struct {
 }
 
 // Open opens the stdio of cfg. With cfg.Terminal the output FIFO is opened for
-// the console copy; otherwise the files to give the child are ready. On error
-// nothing stays open.
+// the console copy; otherwise the files to give the child are ready, and a
+// binary:// logger is started and ready. On error nothing stays open and no
+// logger is left running.
 func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
-	if err := cfg.Validate(); err != nil {
+	in, out, errT, err := cfg.targets()
+	if err != nil {
 		return nil, err
 	}
 	s := &IO{cfg: cfg}
@@ -88,13 +146,12 @@ func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
 			s.Close()
 		}
 	}()
-	if cfg.Stdin != "" {
-		p, _ := pathOf(cfg.Stdin)
+	if in.kind != none {
 		// The open completes when containerd opens the write end, which may be
 		// after the request that got here has returned: the FIFO must not end
 		// with the request's context (containerd/fifo closes a pending open
 		// when its context is done), only with Close.
-		f, err := fifo.OpenFifo(context.WithoutCancel(ctx), p, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+		f, err := fifo.OpenFifo(context.WithoutCancel(ctx), in.path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, fmt.Errorf("stdin %q: %w", cfg.Stdin, errdefs.ErrInvalidArgument)
 		}
@@ -113,38 +170,60 @@ func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
 			}()
 		}
 	}
-	var err error
-	if s.stdout, err = openOutput("stdout", cfg.Stdout); err != nil {
+	if s.stdout, err = openOutput("stdout", cfg.Stdout, out); err != nil {
 		return nil, err
 	}
 	if cfg.Terminal {
+		// containerd sends no stderr with a terminal; one is ignored
 		s.ttyOut, s.stdout = s.stdout, nil
-		return s, nil
-	}
-	switch {
-	case cfg.Stderr == "":
-	case cfg.Stderr == cfg.Stdout && s.stdout != nil:
-		fd, err := syscall.Dup(int(s.stdout.Fd()))
-		if err != nil {
-			return nil, fmt.Errorf("stderr: %w", err)
+	} else {
+		switch {
+		case errT.kind == none || errT.kind == binary:
+		case cfg.Stderr == cfg.Stdout:
+			fd, err := syscall.Dup(int(s.stdout.Fd()))
+			if err != nil {
+				return nil, fmt.Errorf("stderr: %w", err)
+			}
+			s.stderr = os.NewFile(uintptr(fd), cfg.Stderr)
+		default:
+			if s.stderr, err = openOutput("stderr", cfg.Stderr, errT); err != nil {
+				return nil, err
+			}
 		}
-		s.stderr = os.NewFile(uintptr(fd), cfg.Stderr)
-	default:
-		if s.stderr, err = openOutput("stderr", cfg.Stderr); err != nil {
+	}
+	if s.stdinR == nil || s.stdout == nil || s.stderr == nil {
+		if s.null, err = os.OpenFile(os.DevNull, os.O_RDWR|syscall.O_CLOEXEC, 0); err != nil {
+			return nil, err
+		}
+	}
+	// Last, so that nothing fails once the logger runs.
+	if !cfg.Terminal && (out.kind == binary || errT.kind == binary) {
+		if err := s.startLogger(ctx, out, errT); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
 }
 
-// openOutput opens a FIFO read-write (never blocks, no reader needed) or a
-// file:// target for appending.
-func openOutput(name, v string) (*os.File, error) {
-	if v == "" {
+// openOutput opens the output target t of stream name (config v): a FIFO
+// read-write (never blocks, no reader needed), or a file for appending,
+// created with its parents for a file:// URI. Nothing for none or binary.
+func openOutput(name, v string, t target) (*os.File, error) {
+	if t.kind != path && t.kind != file {
 		return nil, nil
 	}
-	p, _ := pathOf(v)
-	fi, err := os.Stat(p)
+	fi, err := os.Stat(t.path)
+	if t.kind == file && errors.Is(err, fs.ErrNotExist) {
+		// as containerd's shim does; private, as output may be sensitive
+		if err := os.MkdirAll(filepath.Dir(t.path), 0o700); err != nil {
+			return nil, fmt.Errorf("%s %q: %v: %w", name, v, err, errdefs.ErrInvalidArgument)
+		}
+		f, err := os.OpenFile(t.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %v: %w", name, v, err, errdefs.ErrInvalidArgument)
+		}
+		return f, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %v: %w", name, v, err, errdefs.ErrInvalidArgument)
 	}
@@ -156,7 +235,7 @@ func openOutput(name, v string) (*os.File, error) {
 	default:
 		return nil, fmt.Errorf("%s %q: not a FIFO or regular file: %w", name, v, errdefs.ErrInvalidArgument)
 	}
-	f, err := os.OpenFile(p, flags|syscall.O_CLOEXEC, 0)
+	f, err := os.OpenFile(t.path, flags|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %w", name, v, err)
 	}
@@ -169,20 +248,34 @@ func (s *IO) Terminal() bool { return s.cfg.Terminal }
 // Config is what the IO was opened from.
 func (s *IO) Config() Config { return s.cfg }
 
-// Set gives the child ends to cmd (go-runc's IO interface).
+// Set gives the child ends to cmd (go-runc's IO interface), and /dev/null
+// for every stream without a target, as containerd's shim does. Never
+// none: go-runc runs a command with neither stdout nor stderr set through a
+// pipe it reads to EOF, and a container started by `runc create` or `runc
+// exec --detach` inherits that pipe, so the call would return only once
+// the container exits.
 func (s *IO) Set(cmd *exec.Cmd) {
-	if s.stdinR != nil {
-		cmd.Stdin = s.stdinR
+	// (a nil *os.File must not become a non-nil io.Reader or io.Writer)
+	if f := s.child(s.stdinR); f != nil {
+		cmd.Stdin = f
 	}
-	if s.stdout != nil {
-		cmd.Stdout = s.stdout
+	if f := s.child(s.stdout); f != nil {
+		cmd.Stdout = f
 	}
-	if s.stderr != nil {
-		cmd.Stderr = s.stderr
+	if f := s.child(s.stderr); f != nil {
+		cmd.Stderr = f
 	}
 }
 
-// Files are the child ends (nil where there is none).
+// child is f, or /dev/null without f (nil once the child ends are closed).
+func (s *IO) child(f *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return s.null
+}
+
+// Files are the child ends (nil where the config names none).
 func (s *IO) Files() (stdin, stdout, stderr *os.File) { return s.stdinR, s.stdout, s.stderr }
 
 // Stdin, Stdout and Stderr satisfy go-runc's IO interface; the copies are ours.
@@ -192,7 +285,7 @@ func (s *IO) Stderr() io.ReadCloser { return nil }
 
 // CloseChildEnds closes our copies of the ends the child now holds.
 func (s *IO) CloseChildEnds() {
-	for _, f := range []**os.File{&s.stdinR, &s.stdout, &s.stderr} {
+	for _, f := range []**os.File{&s.stdinR, &s.stdout, &s.stderr, &s.null} {
 		if *f != nil {
 			(*f).Close()
 			*f = nil

@@ -112,9 +112,20 @@ func TestBadConfig(t *testing.T) {
 	for _, c := range []Config{
 		{Stdout: "relative/path"},
 		{Stdout: "/a/../b"},
-		{Stderr: "binary:///usr/bin/logger"},
+		{Stdout: "file:relative/path"},
+		{Stdout: "file://host/var/log/x"},
+		{Stdout: "file:///a/../b"},
+		{Stderr: "ftp:///usr/bin/logger"},
+		{Stdout: "binary://usr/bin/logger"},
+		{Stdout: "binary:///usr/../bin/logger"},
+		{Stdout: "binary:logger"},
+		{Stdin: "binary:///usr/bin/logger"},
+		{Stdout: "binary:///usr/bin/logger", Terminal: true},
+		{Stdout: "binary:///usr/bin/logger", Stderr: "binary:///usr/bin/other"},
 		{Stdout: filepath.Join(dir, "missing")},
 		{Stdout: dir},
+		{Stdout: "file://" + dir},
+		{Stdout: "file://" + filepath.Join(reg, "sub", "log")}, // a parent is a file
 	} {
 		s, err := Open(context.Background(), c)
 		if !errdefs.IsInvalidArgument(err) {
@@ -221,5 +232,87 @@ func TestStdinOutlivesTheRequest(t *testing.T) {
 	got, err := io.ReadAll(r)
 	if err != nil || string(got) != "one\n" {
 		t.Fatalf("stdin read %q, %v; want \"one\\n\"", got, err)
+	}
+}
+
+// isDevNull reports whether f is /dev/null.
+func isDevNull(t *testing.T, f any) bool {
+	t.Helper()
+	file, ok := f.(*os.File)
+	if !ok || file == nil {
+		return false
+	}
+	var got, want syscall.Stat_t
+	if err := syscall.Fstat(int(file.Fd()), &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(os.DevNull, &want); err != nil {
+		t.Fatal(err)
+	}
+	return got.Rdev == want.Rdev && got.Mode&syscall.S_IFMT == syscall.S_IFCHR
+}
+
+// A stream the config names no target for is /dev/null in the child, as
+// containerd's shim gives it: never left unset, or go-runc reads runc's
+// output through a pipe the container inherits, and waits for an EOF that
+// comes only when the container exits (`ctr run --null-io` hung in
+// Task.Create, an exec without stdio in Task.Start).
+func TestNoTargetIsDevNull(t *testing.T) {
+	dir := t.TempDir()
+	out := mkfifo(t, dir, "out")
+	before := openFDs(t)
+	for _, c := range []Config{{}, {Stdout: out}, {Terminal: true}} {
+		s, err := Open(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("/bin/true")
+		s.Set(cmd)
+		if !isDevNull(t, cmd.Stdin) || !isDevNull(t, cmd.Stderr) {
+			t.Errorf("%+v: stdin %v, stderr %v: want /dev/null", c, cmd.Stdin, cmd.Stderr)
+		}
+		if got := isDevNull(t, cmd.Stdout); got != (c.Stdout == "" || c.Terminal) {
+			t.Errorf("%+v: stdout %v", c, cmd.Stdout)
+		}
+		// Files are the targets only: nothing where the config names none.
+		if in, o, e := s.Files(); in != nil || e != nil || (o != nil) != (c.Stdout != "" && !c.Terminal) {
+			t.Errorf("%+v: Files = %v, %v, %v", c, in, o, e)
+		}
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		s.CloseAfterStart()
+		s.Close()
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("fds %d before, %d after", before, after)
+	}
+}
+
+// A file:// target that does not exist yet is created with its parents
+// (containerd's `ctr run --log-uri file:///…`), and appended to; stdout and
+// stderr may name the same file.
+func TestFileURICreated(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "a", "b", "ctr.log")
+	uri := "file://" + logFile
+	for i, line := range []string{"first", "second"} {
+		s, err := Open(context.Background(), Config{Stdout: uri, Stderr: uri})
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		cmd := exec.Command("/bin/sh", "-c", "echo out:"+line+"; echo err:"+line+" >&2")
+		s.Set(cmd)
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	got, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "out:first\nerr:first\nout:second\nerr:second\n"; string(got) != want {
+		t.Fatalf("log %q, want %q", got, want)
 	}
 }

@@ -20,7 +20,22 @@ const (
 // Store is a directory of JSON records keyed by id. Ids must already be
 // validated (sandbox.ValidateID): the store refuses anything path-like.
 type Store struct {
-	dir string
+	dir    string
+	noSync bool
+}
+
+// OpenUnsynced is Open for records of things that cannot outlive the
+// machine: processes. Writes stay atomic against a killed daemon (temporary
+// file + rename) but are not fsynced: after a power loss or reboot the
+// processes they describe are gone anyway, and an fsync costs milliseconds
+// on every container start and exec.
+func OpenUnsynced(dir string) (*Store, error) {
+	s, err := Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.noSync = true
+	return s, nil
 }
 
 // Open creates dir (0700) if needed and removes leftovers of interrupted writes.
@@ -60,7 +75,7 @@ func (s *Store) Put(id string, v any) error {
 	if err != nil {
 		return fmt.Errorf("store: encode %s: %w", id, err)
 	}
-	return WriteFileAtomic(p, data, 0o600)
+	return writeFile(p, data, 0o600, !s.noSync)
 }
 
 // Get reads the record for id into v; ErrNotFound when there is none.
@@ -90,6 +105,9 @@ func (s *Store) Delete(id string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("store: %w", err)
 	}
+	if s.noSync {
+		return nil
+	}
 	return syncDir(s.dir)
 }
 
@@ -111,7 +129,13 @@ func (s *Store) IDs() ([]string, error) {
 
 // WriteFileAtomic writes data to path through a synced temporary file and a
 // rename, then syncs the directory.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, true)
+}
+
+// writeFile writes data to path through a temporary file and a rename; with
+// sync, the file and the directory are synced.
+func writeFile(path string, data []byte, perm os.FileMode, sync bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*"+tmpExt)
 	if err != nil {
@@ -129,14 +153,19 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	if _, err = f.Write(data); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("store: %w", err)
+	if sync {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
 	}
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	if err = os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	if !sync {
+		return nil
 	}
 	return syncDir(dir)
 }

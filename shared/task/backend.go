@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 )
 
@@ -22,9 +23,29 @@ type Backend interface {
 }
 
 // Recoverer is implemented by backends whose containers outlive a daemon
-// restart. Recover gets the record persisted at Create.
+// restart. Recover gets the record persisted for the container and its pod
+// (nil when the service resolves no pods, or the pod is gone).
+//
+// r.Status is StatusCreating when the daemon died inside Create: r.Backend
+// is then empty, and the service calls Delete on the container Recover
+// returns, which must remove whatever that Create may have made (rootfs
+// mount, runtime state, files), found from the request fields in r alone.
 type Recoverer interface {
-	Recover(ctx context.Context, r *Record) (Container, error)
+	Recover(ctx context.Context, r *Record, pod sandbox.Instance) (Container, error)
+}
+
+// ExecRecoverer is implemented by containers whose exec processes outlive a
+// daemon restart (a host process, a process in a VM). Without it, an exec
+// that was running when the daemon stopped is reported exited with
+// sandbox.ExitCodeLost.
+type ExecRecoverer interface {
+	RecoverExec(ctx context.Context, r *ExecRecord) (Process, error)
+}
+
+// ProcessStater is implemented by processes with private state to persist
+// for ExecRecoverer (a container's own State covers its init).
+type ProcessStater interface {
+	State() json.RawMessage
 }
 
 // CreateRequest is a validated Task.Create.
@@ -37,6 +58,11 @@ type CreateRequest struct {
 	Rootfs  []*types.Mount
 	Stdio   stdio.Config
 	Options *anypb.Any
+	// Pod is the running pod the container belongs to, resolved from the
+	// spec's CRI annotation (sandbox.PodAnnotation) when the service was
+	// made WithPods; nil otherwise. A backend type-asserts it to its own
+	// instance type.
+	Pod sandbox.Instance
 }
 
 // Process is one process: a container's init or an exec.
@@ -78,14 +104,41 @@ type OOMNotifier interface {
 	OOM() <-chan struct{}
 }
 
+// StatusCreating is the Status of a Record written before the backend's
+// Create runs: found after a restart, it is a Create the daemon died in.
+const StatusCreating = "creating"
+
 // Record is what the server persists for each container.
 type Record struct {
+	ID        string       `json:"id"`
+	Namespace string       `json:"namespace"`
+	Bundle    string       `json:"bundle"`
+	Pod       string       `json:"pod,omitempty"`
+	Stdio     stdio.Config `json:"stdio"`
+	Pid       uint32       `json:"pid"`
+	// Status is StatusCreating, or the init's status: created, running,
+	// paused, stopped.
+	Status    string          `json:"status"`
+	CreatedAt time.Time       `json:"created_at"`
+	Exit      *ExitRecord     `json:"exit,omitempty"`
+	Backend   json.RawMessage `json:"backend,omitempty"`
+	// Execs are the container's exec processes, by exec id.
+	Execs map[string]*ExecRecord `json:"execs,omitempty"`
+}
+
+// ExitRecord is a process's exit as containerd was told of it.
+type ExitRecord struct {
+	Code uint32    `json:"code"`
+	At   time.Time `json:"at"`
+}
+
+// ExecRecord is what the server persists for an exec process.
+type ExecRecord struct {
 	ID        string          `json:"id"`
-	Namespace string          `json:"namespace"`
-	Bundle    string          `json:"bundle"`
+	Container string          `json:"container"`
 	Stdio     stdio.Config    `json:"stdio"`
 	Pid       uint32          `json:"pid"`
 	Status    string          `json:"status"`
-	CreatedAt time.Time       `json:"created_at"`
+	Exit      *ExitRecord     `json:"exit,omitempty"`
 	Backend   json.RawMessage `json:"backend,omitempty"`
 }

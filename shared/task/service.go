@@ -3,9 +3,12 @@ package task
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,10 +21,13 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/events"
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/store"
@@ -30,18 +36,38 @@ import (
 // namespaceKey is the ttrpc metadata key containerd puts its namespace in.
 const namespaceKey = "containerd-namespace-ttrpc"
 
+// killWait bounds how long stopping a pod waits for a SIGKILLed container.
+const killWait = 5 * time.Second
+
 // Service implements taskapi.TTRPCTaskService.
 type Service struct {
 	backend Backend
 	pub     events.Publisher
 	store   *store.Store
 	life    context.Context
+	pods    sandbox.Pods
+	handler string
 
 	mu         sync.Mutex
 	containers map[string]*container
 }
 
-var _ taskapi.TTRPCTaskService = (*Service)(nil)
+var (
+	_ taskapi.TTRPCTaskService = (*Service)(nil)
+	_ sandbox.Containers       = (*Service)(nil)
+)
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithPods makes every container belong to a pod: Create reads the pod's
+// id from the spec's CRI annotation, resolves it through pods (it must be
+// running) and hands the pod instance to the backend; the service then
+// answers for the containers of a pod (sandbox.Containers). handler names
+// the runtime handler in messages ("magnetar-runc").
+func WithPods(pods sandbox.Pods, handler string) Option {
+	return func(s *Service) { s.pods, s.handler = pods, handler }
+}
 
 type status int
 
@@ -67,35 +93,41 @@ func (s status) api() tasktypes.Status {
 
 func (s status) String() string { return [...]string{"created", "running", "paused", "stopped"}[s] }
 
+func parseStatus(s string) status {
+	switch s {
+	case running.String():
+		return running
+	case paused.String():
+		return paused
+	case stopped.String():
+		return stopped
+	}
+	return created
+}
+
 type process struct {
-	id     string // exec id, "" for init
-	p      Process
-	stdio  stdio.Config
-	mu     sync.Mutex
+	id string // exec id, "" for init
+	// p is nil while an Exec is creating it: lookups answer NotFound then.
+	p     Process
+	stdio stdio.Config
+	mu    sync.Mutex
+	// status is created, running or paused; the process is stopped once
+	// exit is set.
 	status status
 	// evMu orders this process's events: Start holds it across the backend
 	// start and TaskStart, the exit watcher takes it before TaskExit.
 	evMu sync.Mutex
-	// exitPub is closed once TaskExit is queued (or will never be).
-	exitPub chan struct{}
+	// exit is the exit containerd is told of: set once TaskExit is queued
+	// (or, for a process found exited after a restart, from its record).
+	exit exit.Latch
+	// final is the exit as persisted: set (under mu) before TaskExit is
+	// queued, so that a record never lags what containerd was told.
+	final *ExitRecord
 	// gone is closed when the process is deleted.
 	gone     chan struct{}
 	goneOnce sync.Once
 	// started is when Start answered (zero before).
 	started time.Time
-	// exitAt overrides the backend's exit time when it was adjusted.
-	exitAt time.Time
-}
-
-// exitStatus is the backend's exit status with the adjusted time.
-func (p *process) exitStatus() (uint32, time.Time) {
-	code, at := p.p.ExitStatus()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.exitAt.IsZero() {
-		at = p.exitAt
-	}
-	return code, at
 }
 
 // startSlack separates a start from an exit seen while containerd was still
@@ -105,19 +137,32 @@ func (p *process) exitStatus() (uint32, time.Time) {
 const startSlack = 50 * time.Millisecond
 
 func newProcess(id string, p Process, io stdio.Config, st status) *process {
-	return &process{id: id, p: p, stdio: io, status: st, exitPub: make(chan struct{}), gone: make(chan struct{})}
+	return &process{id: id, p: p, stdio: io, status: st, gone: make(chan struct{})}
 }
 
 func (p *process) markGone() { p.goneOnce.Do(func() { close(p.gone) }) }
 
-func (p *process) getStatus() status {
+// setExited records an exit known already (from a record) without an event.
+func (p *process) setExited(code uint32, at time.Time) {
+	p.mu.Lock()
+	p.final = &ExitRecord{Code: code, At: at}
+	p.mu.Unlock()
+	p.exit.Set(code, at)
+}
+
+// persisted is the exit for the record: nil while the process runs.
+func (p *process) persisted() *ExitRecord {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	select {
-	case <-p.p.Exited():
+	return p.final
+}
+
+func (p *process) getStatus() status {
+	if p.exit.IsSet() {
 		return stopped
-	default:
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return p.status
 }
 
@@ -127,30 +172,63 @@ func (p *process) setStatus(st status) {
 	p.mu.Unlock()
 }
 
+// backendExited reports whether the backend's process has ended.
+func (p *process) backendExited() bool {
+	select {
+	case <-p.p.Exited():
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *process) record() *ExecRecord {
+	r := &ExecRecord{ID: p.id, Stdio: p.stdio, Pid: p.p.Pid(), Status: p.getStatus().String(), Exit: p.persisted()}
+	if r.Exit != nil {
+		r.Status = stopped.String()
+	}
+	if ps, ok := p.p.(ProcessStater); ok {
+		r.Backend = ps.State()
+	}
+	return r
+}
+
 type container struct {
 	id        string
 	ns        string
 	bundle    string
+	pod       string
 	createdAt time.Time
-	c         Container
-	init      *process
-	mu        sync.Mutex // guards execs
-	execs     map[string]*process
+	// c is nil while Create runs (the id is reserved): lookups answer
+	// NotFound then.
+	c    Container
+	init *process
+	mu   sync.Mutex // guards execs
+	// pmu serialises building and writing the record, so that the last
+	// write holds the latest state.
+	pmu   sync.Mutex
+	execs map[string]*process
 }
 
 // New makes a task service persisting its records under dir.
-func New(life context.Context, dir string, b Backend, pub events.Publisher) (*Service, error) {
-	st, err := store.Open(dir)
+func New(life context.Context, dir string, b Backend, pub events.Publisher, opts ...Option) (*Service, error) {
+	st, err := store.OpenUnsynced(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{backend: b, pub: pub, store: st, life: life, containers: map[string]*container{}}, nil
+	s := &Service{backend: b, pub: pub, store: st, life: life, containers: map[string]*container{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Register adds the service to a ttrpc server.
 func (s *Service) Register(srv *ttrpc.Server) { taskapi.RegisterTTRPCTaskService(srv, s) }
 
-// Recover rebuilds every persisted container through the backend.
+// Recover rebuilds every persisted container through the backend. With
+// WithPods, recover the pods first: a container finds its pod through them,
+// and a container whose pod is gone is deleted.
 func (s *Service) Recover(ctx context.Context) error {
 	ids, err := s.store.IDs()
 	if err != nil {
@@ -165,39 +243,148 @@ func (s *Service) Recover(ctx context.Context) error {
 			_ = s.store.Delete(id)
 			continue
 		}
+		if rec.ID != id {
+			lg.WithField("record_id", rec.ID).Error("dropping task record of another id")
+			_ = s.store.Delete(id)
+			continue
+		}
 		if !ok {
 			lg.Warn("backend cannot recover tasks, dropping record")
 			_ = s.store.Delete(id)
 			continue
 		}
-		c, err := rb.Recover(ctx, &rec)
+		var pod sandbox.Instance
+		if s.pods != nil && rec.Pod != "" {
+			if pod, _, err = s.pods.Pod(rec.Pod); err != nil {
+				pod = nil
+			}
+		}
+		c, err := rb.Recover(ctx, &rec, pod)
 		if err != nil {
 			lg.WithError(err).Warn("task could not be recovered, dropping it")
 			_ = s.store.Delete(id)
 			continue
 		}
-		st := created
-		switch rec.Status {
-		case running.String():
-			st = running
-		case paused.String():
-			st = paused
-		case stopped.String():
-			st = stopped
+		switch {
+		case rec.Status == StatusCreating:
+			lg.Warn("the daemon died inside this task's Create: rolling it back")
+			s.discard(ctx, id, c)
+			continue
+		case s.pods != nil && pod == nil:
+			lg.WithField("sandbox_id", rec.Pod).Warn("the task's pod is gone: deleting the task")
+			s.discard(ctx, id, c)
+			continue
 		}
-		ct := &container{id: id, ns: rec.Namespace, bundle: rec.Bundle, createdAt: rec.CreatedAt, c: c,
-			init: newProcess("", c, rec.Stdio, st), execs: map[string]*process{}}
-		s.mu.Lock()
-		s.containers[id] = ct
-		s.mu.Unlock()
-		go s.watchExit(ct, ct.init, st == stopped)
-		if n, ok := c.(OOMNotifier); ok {
-			go s.watchOOM(ct, n)
-		}
-		lg.WithField("status", st).Info("recovered task")
+		s.adopt(ctx, &rec, c)
 	}
 	return nil
 }
+
+// discard kills and deletes a recovered container that must not stay, and
+// drops its record.
+func (s *Service) discard(ctx context.Context, id string, c Container) {
+	_ = c.Kill(ctx, syscall.SIGKILL, true)
+	if err := c.Delete(ctx); err != nil {
+		log.G(ctx).WithError(err).WithField("container_id", id).Warn("deleting task")
+	}
+	_ = s.store.Delete(id)
+}
+
+// adopt makes a recovered container and its execs known again.
+func (s *Service) adopt(ctx context.Context, rec *Record, c Container) {
+	lg := log.G(ctx).WithField("container_id", rec.ID)
+	st := parseStatus(rec.Status)
+	ct := &container{id: rec.ID, ns: rec.Namespace, bundle: rec.Bundle, pod: rec.Pod, createdAt: rec.CreatedAt, c: c,
+		init: newProcess("", c, rec.Stdio, st), execs: map[string]*process{}}
+	type watch struct {
+		p     *process
+		quiet bool
+	}
+	var watches []watch
+	switch {
+	case rec.Exit != nil:
+		// containerd was told of this exit already
+		ct.init.setExited(rec.Exit.Code, rec.Exit.At)
+	case st == stopped:
+		// a record from before exits were kept: the backend's status
+		watches = append(watches, watch{ct.init, true})
+	default:
+		watches = append(watches, watch{ct.init, false})
+	}
+	er, canExec := c.(ExecRecoverer)
+	for _, xr := range sortedExecs(rec.Execs) {
+		xst := parseStatus(xr.Status)
+		var p *process
+		switch {
+		case xr.Exit != nil:
+			p = newProcess(xr.ID, &ended{pid: xr.Pid}, xr.Stdio, xst)
+			p.setExited(xr.Exit.Code, xr.Exit.At)
+		case canExec:
+			bp, err := er.RecoverExec(ctx, xr)
+			if err != nil {
+				lg.WithError(err).WithField("exec_id", xr.ID).Warn("exec could not be recovered: reporting it lost")
+				bp = lostProcess(xr.Pid)
+			}
+			p = newProcess(xr.ID, bp, xr.Stdio, xst)
+			watches = append(watches, watch{p, false})
+		case xst == created:
+			continue // never started: nothing to report
+		default:
+			lg.WithField("exec_id", xr.ID).Warnf("exec lost in the daemon restart: reporting exit %d", sandbox.ExitCodeLost)
+			p = newProcess(xr.ID, lostProcess(xr.Pid), xr.Stdio, xst)
+			watches = append(watches, watch{p, false})
+		}
+		ct.execs[xr.ID] = p
+	}
+	s.mu.Lock()
+	s.containers[rec.ID] = ct
+	s.mu.Unlock()
+	for _, w := range watches {
+		go s.watchExit(ct, w.p, w.quiet)
+	}
+	if n, ok := c.(OOMNotifier); ok {
+		go s.watchOOM(ct, n)
+	}
+	lg.WithFields(log.Fields{"status": ct.init.getStatus(), "execs": len(ct.execs)}).Info("recovered task")
+}
+
+func sortedExecs(m map[string]*ExecRecord) []*ExecRecord {
+	out := make([]*ExecRecord, 0, len(m))
+	for id, r := range m {
+		if r == nil || r.ID != id || sandbox.ValidateID("exec_id", id) != nil {
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ended is a process that is over: an exec found exited (or lost) after a
+// restart. It accepts Kill and Delete, as a process that exited does.
+type ended struct {
+	exit.Latch
+	pid uint32
+}
+
+// lostProcess is an exec that ran when the daemon stopped and could not be
+// found again: it ends at once with sandbox.ExitCodeLost.
+func lostProcess(pid uint32) *ended {
+	e := &ended{pid: pid}
+	e.Set(sandbox.ExitCodeLost, time.Now())
+	return e
+}
+
+func (e *ended) Pid() uint32 { return e.pid }
+func (e *ended) Start(context.Context) error {
+	return fmt.Errorf("process has ended: %w", errdefs.ErrFailedPrecondition)
+}
+func (e *ended) Kill(context.Context, syscall.Signal, bool) error { return nil }
+func (e *ended) ResizePty(context.Context, uint32, uint32) error {
+	return fmt.Errorf("process has ended: %w", errdefs.ErrFailedPrecondition)
+}
+func (e *ended) CloseStdin(context.Context) error { return nil }
+func (e *ended) Delete(context.Context) error     { return nil }
 
 // Containers lists the ids of the containers the service holds.
 func (s *Service) Containers() []string {
@@ -207,6 +394,7 @@ func (s *Service) Containers() []string {
 	for id := range s.containers {
 		ids = append(ids, id)
 	}
+	sort.Strings(ids)
 	return ids
 }
 
@@ -215,6 +403,15 @@ func namespaceOf(ctx context.Context) string {
 		return v
 	}
 	return "default"
+}
+
+// withIDs puts the ids of a request into the context's logger.
+func withIDs(ctx context.Context, id, execID string) context.Context {
+	f := log.Fields{"container_id": id}
+	if execID != "" {
+		f["exec_id"] = execID
+	}
+	return log.WithLogger(ctx, log.G(ctx).WithFields(f))
 }
 
 func (s *Service) get(id string) (*container, error) {
@@ -230,6 +427,8 @@ func (s *Service) get(id string) (*container, error) {
 	return c, nil
 }
 
+// getProcess finds a container's init (execID "") or one of its execs. An
+// exec whose Exec is still in flight is not found yet.
 func (s *Service) getProcess(id, execID string) (*container, *process, error) {
 	c, err := s.get(id)
 	if err != nil {
@@ -244,20 +443,43 @@ func (s *Service) getProcess(id, execID string) (*container, *process, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, ok := c.execs[execID]
-	if !ok {
+	switch {
+	case !ok:
 		return nil, nil, fmt.Errorf("exec %s in container %s: %w", execID, id, errdefs.ErrNotFound)
+	case p.p == nil:
+		return nil, nil, fmt.Errorf("exec %s in container %s is still being created: %w", execID, id, errdefs.ErrNotFound)
 	}
 	return c, p, nil
 }
 
 func (s *Service) persist(c *container) {
-	rec := Record{ID: c.id, Namespace: c.ns, Bundle: c.bundle, Stdio: c.init.stdio, Pid: c.c.Pid(),
-		Status: c.init.getStatus().String(), CreatedAt: c.createdAt, Backend: c.c.State()}
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	rec := Record{ID: c.id, Namespace: c.ns, Bundle: c.bundle, Pod: c.pod, Stdio: c.init.stdio, Pid: c.c.Pid(),
+		Status: c.init.getStatus().String(), CreatedAt: c.createdAt, Backend: c.c.State(), Exit: c.init.persisted()}
+	if rec.Exit != nil {
+		rec.Status = stopped.String()
+	}
+	c.mu.Lock()
+	for id, p := range c.execs {
+		if p.p == nil {
+			continue
+		}
+		if rec.Execs == nil {
+			rec.Execs = map[string]*ExecRecord{}
+		}
+		xr := p.record()
+		xr.Container = c.id
+		rec.Execs[id] = xr
+	}
+	c.mu.Unlock()
 	if err := s.store.Put(c.id, &rec); err != nil {
 		log.G(s.life).WithError(err).WithField("container_id", c.id).Error("persisting task record")
 	}
 }
 
+// rpcErr logs a failed call and converts its error to a status: the Task API
+// is an edge.
 func rpcErr(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
@@ -285,9 +507,28 @@ func loadSpec(bundle string) (*specs.Spec, error) {
 	return &sp, nil
 }
 
+// pod resolves the running pod a container's spec names.
+func (s *Service) pod(sp *specs.Spec, id string) (string, sandbox.Instance, error) {
+	if s.pods == nil {
+		return "", nil, nil
+	}
+	podID, err := sandbox.PodOf(sp, s.handler)
+	if err != nil {
+		return "", nil, err
+	}
+	inst, ok, err := s.pods.Pod(podID)
+	switch {
+	case err != nil:
+		return "", nil, fmt.Errorf("pod %s of container %s: %w", podID, id, err)
+	case !ok:
+		return "", nil, fmt.Errorf("pod %s of container %s is not running: %w", podID, id, errdefs.ErrFailedPrecondition)
+	}
+	return podID, inst, nil
+}
+
 // Create creates a container.
 func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *taskapi.CreateTaskResponse, retErr error) {
-	ctx = log.WithLogger(ctx, log.G(ctx).WithField("container_id", r.GetID()))
+	ctx = withIDs(ctx, r.GetID(), "")
 	defer func() { retErr = rpcErr(ctx, "create", retErr) }()
 	if err := sandbox.ValidateID("id", r.GetID()); err != nil {
 		return nil, err
@@ -302,6 +543,13 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	io := stdio.Config{Stdin: r.GetStdin(), Stdout: r.GetStdout(), Stderr: r.GetStderr(), Terminal: r.GetTerminal()}
 	if err := io.Validate(); err != nil {
 		return nil, err
+	}
+	podID, pod, err := s.pod(sp, r.GetID())
+	if err != nil {
+		return nil, err
+	}
+	if podID != "" {
+		ctx = log.WithLogger(ctx, log.G(ctx).WithField("sandbox_id", podID))
 	}
 	ns := namespaceOf(ctx)
 	s.mu.Lock()
@@ -321,12 +569,20 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			s.mu.Unlock()
 		}
 	}()
-	c, err := s.backend.Create(ctx, &CreateRequest{ID: r.GetID(), Namespace: ns, Bundle: r.GetBundle(), Spec: sp,
-		Rootfs: r.GetRootfs(), Stdio: io, Options: r.GetOptions()})
-	if err != nil {
+	// a record before the backend acts: a daemon that dies inside Create
+	// finds it at restart and rolls the Create back
+	now := time.Now().UTC()
+	intent := Record{ID: r.GetID(), Namespace: ns, Bundle: r.GetBundle(), Pod: podID, Stdio: io, Status: StatusCreating, CreatedAt: now}
+	if err := s.store.Put(r.GetID(), &intent); err != nil {
 		return nil, err
 	}
-	ct := &container{id: r.GetID(), ns: ns, bundle: r.GetBundle(), createdAt: time.Now().UTC(), c: c,
+	c, err := s.backend.Create(ctx, &CreateRequest{ID: r.GetID(), Namespace: ns, Bundle: r.GetBundle(), Spec: sp,
+		Rootfs: r.GetRootfs(), Stdio: io, Options: r.GetOptions(), Pod: pod})
+	if err != nil {
+		_ = s.store.Delete(r.GetID())
+		return nil, err
+	}
+	ct := &container{id: r.GetID(), ns: ns, bundle: r.GetBundle(), pod: podID, createdAt: now, c: c,
 		init: newProcess("", c, io, created), execs: map[string]*process{}}
 	s.mu.Lock()
 	s.containers[r.GetID()] = ct
@@ -347,12 +603,13 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 
 // Start starts a created init or exec process.
 func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (_ *taskapi.StartResponse, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), r.GetExecID())
 	defer func() { retErr = rpcErr(ctx, "start", retErr) }()
 	c, p, err := s.getProcess(r.GetID(), r.GetExecID())
 	if err != nil {
 		return nil, err
 	}
-	if c.init.getStatus() == stopped && p != c.init {
+	if p != c.init && c.init.getStatus() == stopped {
 		return nil, fmt.Errorf("container %s is not running: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
 	p.evMu.Lock()
@@ -363,12 +620,12 @@ func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (_ *taskap
 	if err := p.p.Start(ctx); err != nil {
 		return nil, err
 	}
-	p.setStatus(running)
 	p.mu.Lock()
+	p.status = running
 	p.started = time.Now()
 	p.mu.Unlock()
+	s.persist(c)
 	if p == c.init {
-		s.persist(c)
 		s.pub.Publish(ctx, c.ns, events.TopicTaskStart, &apievents.TaskStart{ContainerID: c.id, Pid: p.p.Pid()})
 	} else {
 		s.pub.Publish(ctx, c.ns, events.TopicTaskExecStarted, &apievents.TaskExecStarted{ContainerID: c.id, ExecID: p.id, Pid: p.p.Pid()})
@@ -383,11 +640,11 @@ func procName(c *container, p *process) string {
 	return c.id + "/" + p.id
 }
 
-// watchExit publishes the exit of a started process. When the init exits,
-// the execs still alive are killed (they die with the container's pid ns
-// anyway; this also covers a shared or host pid namespace).
+// watchExit records the exit of a process and publishes it (unless quiet).
+// When the init exits, the execs still alive are killed (they die with the
+// container's pid ns anyway; this also covers a shared or host pid
+// namespace).
 func (s *Service) watchExit(c *container, p *process, quiet bool) {
-	defer close(p.exitPub)
 	select {
 	case <-p.p.Exited():
 	case <-p.gone:
@@ -402,15 +659,14 @@ func (s *Service) watchExit(c *container, p *process, quiet bool) {
 	if p == c.init && !started.IsZero() && at.Before(started.Add(startSlack)) {
 		time.Sleep(time.Until(started.Add(startSlack)))
 		at = time.Now()
-		p.mu.Lock()
-		p.exitAt = at
-		p.mu.Unlock()
 	}
 	if p == c.init {
 		c.mu.Lock()
 		execs := make([]*process, 0, len(c.execs))
 		for _, e := range c.execs {
-			execs = append(execs, e)
+			if e.p != nil {
+				execs = append(execs, e)
+			}
 		}
 		c.mu.Unlock()
 		for _, e := range execs {
@@ -418,14 +674,19 @@ func (s *Service) watchExit(c *container, p *process, quiet bool) {
 				_ = e.p.Kill(s.life, syscall.SIGKILL, false)
 			}
 		}
-		s.persist(c)
 	}
-	if quiet {
-		return
+	// persisted first: a daemon killed from here on still knows the exit
+	// containerd may be told of
+	p.mu.Lock()
+	p.final = &ExitRecord{Code: code, At: at}
+	p.mu.Unlock()
+	s.persist(c)
+	if !quiet {
+		s.pub.Publish(s.life, c.ns, events.TopicTaskExit, &apievents.TaskExit{
+			ContainerID: c.id, ID: execOrContainer(c, p), Pid: p.p.Pid(), ExitStatus: code, ExitedAt: timestamppb.New(at),
+		})
 	}
-	s.pub.Publish(s.life, c.ns, events.TopicTaskExit, &apievents.TaskExit{
-		ContainerID: c.id, ID: execOrContainer(c, p), Pid: p.p.Pid(), ExitStatus: code, ExitedAt: timestamppb.New(at),
-	})
+	p.exit.Set(code, at)
 }
 
 func execOrContainer(c *container, p *process) string {
@@ -443,6 +704,7 @@ func (s *Service) watchOOM(c *container, n OOMNotifier) {
 
 // Delete deletes a stopped (or never started) process.
 func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (_ *taskapi.DeleteResponse, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), r.GetExecID())
 	defer func() { retErr = rpcErr(ctx, "delete", retErr) }()
 	c, p, err := s.getProcess(r.GetID(), r.GetExecID())
 	if err != nil {
@@ -452,58 +714,69 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (_ *task
 	if st == running || st == paused {
 		return nil, fmt.Errorf("process %s is %s: stop it before delete: %w", procName(c, p), st, errdefs.ErrFailedPrecondition)
 	}
+	code, at, err := s.deleteProcess(ctx, c, p)
+	if err != nil {
+		return nil, err
+	}
+	if st == created {
+		code, at = 0, time.Now()
+	}
+	return &taskapi.DeleteResponse{Pid: p.p.Pid(), ExitStatus: code, ExitedAt: timestamppb.New(at)}, nil
+}
+
+// deleteProcess deletes a process that is not running (a container's init
+// with every exec) and returns its exit.
+func (s *Service) deleteProcess(ctx context.Context, c *container, p *process) (uint32, time.Time, error) {
 	if p == c.init {
 		// every exec goes with the container
 		c.mu.Lock()
-		for id, e := range c.execs {
+		execs := c.execs
+		c.execs = map[string]*process{}
+		c.mu.Unlock()
+		for _, e := range execs {
 			if e.p != nil {
 				_ = e.p.Kill(ctx, syscall.SIGKILL, false)
 				_ = e.p.Delete(ctx)
 			}
 			e.markGone()
-			delete(c.execs, id)
 		}
-		c.mu.Unlock()
 	}
 	if err := p.p.Delete(ctx); err != nil {
-		return nil, err
+		return 0, time.Time{}, err
 	}
-	select {
-	case <-p.p.Exited():
+	if p.backendExited() {
 		// TaskExit must be queued before TaskDelete
 		select {
-		case <-p.exitPub:
+		case <-p.exit.Done():
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return 0, time.Time{}, ctx.Err()
 		}
-	default:
 	}
 	p.markGone()
-	code, at := p.exitStatus()
-	if st == created {
-		code, at = 0, time.Now()
-	}
+	code, at := p.exit.ExitStatus()
 	pid := p.p.Pid()
-	if p == c.init {
-		s.mu.Lock()
-		delete(s.containers, c.id)
-		s.mu.Unlock()
-		if err := s.store.Delete(c.id); err != nil {
-			log.G(ctx).WithError(err).Warn("removing task record")
-		}
-		s.pub.Publish(ctx, c.ns, events.TopicTaskDelete, &apievents.TaskDelete{
-			ContainerID: c.id, Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at),
-		})
-	} else {
+	if p != c.init {
 		c.mu.Lock()
 		delete(c.execs, p.id)
 		c.mu.Unlock()
+		s.persist(c)
+		return code, at, nil
 	}
-	return &taskapi.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at)}, nil
+	s.mu.Lock()
+	delete(s.containers, c.id)
+	s.mu.Unlock()
+	if err := s.store.Delete(c.id); err != nil {
+		log.G(ctx).WithError(err).Warn("removing task record")
+	}
+	s.pub.Publish(ctx, c.ns, events.TopicTaskDelete, &apievents.TaskDelete{
+		ContainerID: c.id, Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at),
+	})
+	return code, at, nil
 }
 
 // Exec adds an exec process to a running container.
 func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (_ *emptypb.Empty, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), r.GetExecID())
 	defer func() { retErr = rpcErr(ctx, "exec", retErr) }()
 	c, err := s.get(r.GetID())
 	if err != nil {
@@ -546,6 +819,7 @@ func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (_ *e
 	}
 	placeholder.p = p
 	c.mu.Unlock()
+	s.persist(c)
 	go s.watchExit(c, placeholder, false)
 	s.pub.Publish(ctx, c.ns, events.TopicTaskExecAdded, &apievents.TaskExecAdded{ContainerID: c.id, ExecID: r.GetExecID()})
 	return &emptypb.Empty{}, nil
@@ -553,13 +827,11 @@ func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (_ *e
 
 // State reports a process.
 func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (_ *taskapi.StateResponse, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), r.GetExecID())
 	defer func() { retErr = rpcErr(ctx, "state", retErr) }()
 	c, p, err := s.getProcess(r.GetID(), r.GetExecID())
 	if err != nil {
 		return nil, err
-	}
-	if p.p == nil {
-		return nil, fmt.Errorf("exec %s is being created: %w", r.GetExecID(), errdefs.ErrNotFound)
 	}
 	st := p.getStatus()
 	resp := &taskapi.StateResponse{
@@ -567,34 +839,25 @@ func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (_ *taskap
 		Stdin: p.stdio.Stdin, Stdout: p.stdio.Stdout, Stderr: p.stdio.Stderr, Terminal: p.stdio.Terminal,
 	}
 	if st == stopped {
-		code, at := p.exitStatus()
+		code, at := p.exit.ExitStatus()
 		resp.ExitStatus, resp.ExitedAt = code, timestamppb.New(at)
 	}
 	return resp, nil
 }
 
-// Kill signals a process. Signalling a process that has exited succeeds.
+// Kill signals a process. Signalling a process that has exited succeeds; a
+// container that never started is removed by SIGKILL.
 func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (_ *emptypb.Empty, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), r.GetExecID())
 	defer func() { retErr = rpcErr(ctx, "kill", retErr) }()
-	c, p, err := s.getProcess(r.GetID(), r.GetExecID())
+	_, p, err := s.getProcess(r.GetID(), r.GetExecID())
 	if err != nil {
 		return nil, err
-	}
-	if p.p == nil {
-		return nil, fmt.Errorf("exec %s is being created: %w", r.GetExecID(), errdefs.ErrNotFound)
 	}
 	if r.GetSignal() == 0 || r.GetSignal() > 64 {
 		return nil, fmt.Errorf("signal %d: out of range 1-64: %w", r.GetSignal(), errdefs.ErrInvalidArgument)
 	}
-	st := p.getStatus()
-	if st == stopped && !r.GetAll() {
-		return &emptypb.Empty{}, nil
-	}
-	if st == created && p == c.init {
-		// a container that never started: SIGKILL removes its init
-		if err := p.p.Kill(ctx, syscall.Signal(r.GetSignal()), r.GetAll()); err != nil && !errdefs.IsNotFound(err) {
-			return nil, err
-		}
+	if p.getStatus() == stopped && !r.GetAll() {
 		return &emptypb.Empty{}, nil
 	}
 	if err := p.p.Kill(ctx, syscall.Signal(r.GetSignal()), r.GetAll()); err != nil && !errdefs.IsNotFound(err) {
@@ -605,25 +868,24 @@ func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (_ *emptypb.
 
 // Wait blocks until a process exits.
 func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (_ *taskapi.WaitResponse, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), r.GetExecID())
 	defer func() { retErr = rpcErr(ctx, "wait", retErr) }()
 	_, p, err := s.getProcess(r.GetID(), r.GetExecID())
 	if err != nil {
 		return nil, err
 	}
-	if p.p == nil {
-		return nil, fmt.Errorf("exec %s is being created: %w", r.GetExecID(), errdefs.ErrNotFound)
-	}
 	select {
-	case <-p.exitPub:
+	case <-p.exit.Done():
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	code, at := p.exitStatus()
+	code, at := p.exit.ExitStatus()
 	return &taskapi.WaitResponse{ExitStatus: code, ExitedAt: timestamppb.New(at)}, nil
 }
 
 // Pids lists the processes of a container.
 func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (_ *taskapi.PidsResponse, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), "")
 	defer func() { retErr = rpcErr(ctx, "pids", retErr) }()
 	c, err := s.get(r.GetID())
 	if err != nil {
@@ -638,47 +900,48 @@ func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (_ *taskapi.
 
 // Pause freezes a container where the backend can.
 func (s *Service) Pause(ctx context.Context, r *taskapi.PauseRequest) (_ *emptypb.Empty, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), "")
 	defer func() { retErr = rpcErr(ctx, "pause", retErr) }()
-	c, err := s.get(r.GetID())
-	if err != nil {
-		return nil, err
-	}
-	pz, ok := c.c.(Pauser)
-	if !ok {
-		return nil, fmt.Errorf("pause: %w", errdefs.ErrNotImplemented)
-	}
-	if st := c.init.getStatus(); st != running {
-		return nil, fmt.Errorf("container %s is %s, not running: %w", c.id, st, errdefs.ErrFailedPrecondition)
-	}
-	if err := pz.Pause(ctx); err != nil {
-		return nil, err
-	}
-	c.init.setStatus(paused)
-	s.persist(c)
-	s.pub.Publish(ctx, c.ns, events.TopicTaskPaused, &apievents.TaskPaused{ContainerID: c.id})
-	return &emptypb.Empty{}, nil
+	return s.pauseResume(ctx, r.GetID(), true)
 }
 
 // Resume thaws a paused container.
 func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (_ *emptypb.Empty, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), "")
 	defer func() { retErr = rpcErr(ctx, "resume", retErr) }()
-	c, err := s.get(r.GetID())
+	return s.pauseResume(ctx, r.GetID(), false)
+}
+
+func (s *Service) pauseResume(ctx context.Context, id string, pause bool) (*emptypb.Empty, error) {
+	c, err := s.get(id)
 	if err != nil {
 		return nil, err
 	}
+	op, from, to, topic := "resume", paused, running, events.TopicTaskResumed
+	if pause {
+		op, from, to, topic = "pause", running, paused, events.TopicTaskPaused
+	}
 	pz, ok := c.c.(Pauser)
 	if !ok {
-		return nil, fmt.Errorf("resume: %w", errdefs.ErrNotImplemented)
+		return nil, fmt.Errorf("%s: %w", op, errdefs.ErrNotImplemented)
 	}
-	if st := c.init.getStatus(); st != paused {
-		return nil, fmt.Errorf("container %s is %s, not paused: %w", c.id, st, errdefs.ErrFailedPrecondition)
+	if st := c.init.getStatus(); st != from {
+		return nil, fmt.Errorf("container %s is %s, not %s: %w", c.id, st, from, errdefs.ErrFailedPrecondition)
 	}
-	if err := pz.Resume(ctx); err != nil {
+	do := pz.Resume
+	if pause {
+		do = pz.Pause
+	}
+	if err := do(ctx); err != nil {
 		return nil, err
 	}
-	c.init.setStatus(running)
+	c.init.setStatus(to)
 	s.persist(c)
-	s.pub.Publish(ctx, c.ns, events.TopicTaskResumed, &apievents.TaskResumed{ContainerID: c.id})
+	if pause {
+		s.pub.Publish(ctx, c.ns, topic, &apievents.TaskPaused{ContainerID: c.id})
+	} else {
+		s.pub.Publish(ctx, c.ns, topic, &apievents.TaskResumed{ContainerID: c.id})
+	}
 	return &emptypb.Empty{}, nil
 }
 
@@ -689,13 +952,11 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskReque
 
 // ResizePty resizes a process's terminal.
 func (s *Service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (_ *emptypb.Empty, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), r.GetExecID())
 	defer func() { retErr = rpcErr(ctx, "resize-pty", retErr) }()
 	_, p, err := s.getProcess(r.GetID(), r.GetExecID())
 	if err != nil {
 		return nil, err
-	}
-	if p.p == nil {
-		return nil, fmt.Errorf("exec %s is being created: %w", r.GetExecID(), errdefs.ErrNotFound)
 	}
 	if err := p.p.ResizePty(ctx, r.GetWidth(), r.GetHeight()); err != nil {
 		return nil, err
@@ -705,13 +966,11 @@ func (s *Service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (_
 
 // CloseIO closes a process's stdin.
 func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (_ *emptypb.Empty, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), r.GetExecID())
 	defer func() { retErr = rpcErr(ctx, "close-io", retErr) }()
 	_, p, err := s.getProcess(r.GetID(), r.GetExecID())
 	if err != nil {
 		return nil, err
-	}
-	if p.p == nil {
-		return nil, fmt.Errorf("exec %s is being created: %w", r.GetExecID(), errdefs.ErrNotFound)
 	}
 	if r.GetStdin() {
 		if err := p.p.CloseStdin(ctx); err != nil {
@@ -723,6 +982,7 @@ func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (_ *em
 
 // Update changes a container's resources.
 func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (_ *emptypb.Empty, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), "")
 	defer func() { retErr = rpcErr(ctx, "update", retErr) }()
 	c, err := s.get(r.GetID())
 	if err != nil {
@@ -742,6 +1002,7 @@ func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (_ *
 
 // Stats reports a container's cgroup metrics.
 func (s *Service) Stats(ctx context.Context, r *taskapi.StatsRequest) (_ *taskapi.StatsResponse, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), "")
 	defer func() { retErr = rpcErr(ctx, "stats", retErr) }()
 	c, err := s.get(r.GetID())
 	if err != nil {
@@ -756,6 +1017,7 @@ func (s *Service) Stats(ctx context.Context, r *taskapi.StatsRequest) (_ *taskap
 
 // Connect reports the daemon's pid and the container's.
 func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (_ *taskapi.ConnectResponse, retErr error) {
+	ctx = withIDs(ctx, r.GetID(), "")
 	defer func() { retErr = rpcErr(ctx, "connect", retErr) }()
 	c, err := s.get(r.GetID())
 	if err != nil {
@@ -767,6 +1029,126 @@ func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (_ *ta
 // Shutdown is containerd saying it needs no more of this task connection. In
 // a sandboxer other tasks still use the server, so it never exits.
 func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
-	log.G(ctx).WithField("container_id", r.GetID()).Debug("task shutdown (server keeps running)")
+	log.G(withIDs(ctx, r.GetID(), "")).Debug("task shutdown (server keeps running)")
 	return &emptypb.Empty{}, nil
+}
+
+// podContainers lists the containers of a pod (not those being created).
+func (s *Service) podContainers(podID string) []*container {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*container
+	for _, c := range s.containers {
+		if c.c != nil && c.pod == podID {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// List names the containers of a pod.
+func (s *Service) List(podID string) []string {
+	cs := s.podContainers(podID)
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.id
+	}
+	return ids
+}
+
+// StopAll stops every container of a pod that has not exited: SIGTERM (a
+// paused one is resumed first), then SIGKILL to all its processes at the
+// deadline, or at once with a zero timeout. Containers never started are
+// killed too. It returns once all have exited, or names those that did not
+// within killWait of the SIGKILL.
+func (s *Service) StopAll(ctx context.Context, podID string, timeout time.Duration) error {
+	var live []*container
+	for _, c := range s.podContainers(podID) {
+		if !c.init.backendExited() {
+			live = append(live, c)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	lg := log.G(ctx).WithField("sandbox_id", podID)
+	for _, c := range live {
+		if pz, ok := c.c.(Pauser); ok && c.init.getStatus() == paused {
+			if err := pz.Resume(ctx); err != nil {
+				lg.WithError(err).WithField("container_id", c.id).Warn("resuming a paused container to stop it")
+			} else {
+				c.init.setStatus(running)
+			}
+		}
+		if timeout > 0 && c.init.getStatus() == running {
+			_ = c.c.Kill(ctx, syscall.SIGTERM, false)
+		}
+	}
+	if timeout > 0 {
+		deadline := time.NewTimer(timeout)
+		defer deadline.Stop()
+	wait:
+		for _, c := range live {
+			select {
+			case <-c.init.p.Exited():
+			case <-deadline.C:
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
+		}
+	}
+	var stuck []string
+	for _, c := range live {
+		if c.init.backendExited() {
+			continue
+		}
+		if err := c.c.Kill(ctx, syscall.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
+			lg.WithError(err).WithField("container_id", c.id).Warn("SIGKILL")
+		}
+		select {
+		case <-c.init.p.Exited():
+		case <-time.After(killWait):
+			stuck = append(stuck, c.id)
+		}
+	}
+	if len(stuck) > 0 {
+		return fmt.Errorf("pod %s: containers %s did not exit %s after SIGKILL: %w", podID, strings.Join(stuck, ", "), killWait, errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// DeleteAll deletes every container of a pod, killing what still runs, and
+// publishes their deletion to containerd.
+func (s *Service) DeleteAll(ctx context.Context, podID string) error {
+	stopErr := s.StopAll(ctx, podID, 0)
+	var errs []error
+	for _, c := range s.podContainers(podID) {
+		cctx := withIDs(ctx, c.id, "")
+		if _, _, err := s.deleteProcess(cctx, c, c.init); err != nil {
+			log.G(cctx).WithError(err).Warn("deleting a container of a pod that goes")
+			errs = append(errs, fmt.Errorf("container %s: %w", c.id, err))
+		}
+	}
+	return errors.Join(append(errs, stopErr)...)
+}
+
+// PodStats sums the metrics of a pod's running containers.
+func (s *Service) PodStats(ctx context.Context, podID string) (*anypb.Any, error) {
+	var ms []*anypb.Any
+	for _, c := range s.podContainers(podID) {
+		if c.init.getStatus() == stopped || c.init.getStatus() == created {
+			continue
+		}
+		a, err := c.c.Stats(ctx)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("container %s: %w", c.id, err)
+		}
+		ms = append(ms, a)
+	}
+	return cgroups.SumMetrics(ms)
 }

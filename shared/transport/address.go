@@ -19,9 +19,18 @@ const (
 
 // Schemes an Address may carry.
 const (
-	SchemeUnix        = "unix"
-	SchemeVsock       = "vsock"
+	// SchemeUnix is a unix socket served by the peer itself.
+	SchemeUnix = "unix"
+	// SchemeVsock is AF_VSOCK.
+	SchemeVsock = "vsock"
+	// SchemeHybridVsock is a port behind Cloud Hypervisor's or
+	// Firecracker's vsock unix socket.
 	SchemeHybridVsock = "hvsock"
+	// SchemeSerial is the host-side unix socket of a QEMU virtio-serial
+	// chardev. QEMU accepts on it before the guest has booted, so a
+	// connection proves nothing about the peer. Only Magnetar's host and
+	// agent use it: containerd cannot dial it.
+	SchemeSerial = "serial"
 )
 
 // MaxUnixPathLen is the longest unix socket path, in bytes, that fits
@@ -37,11 +46,12 @@ const (
 // Address is a task API endpoint as containerd's Controller.Start returns it:
 // "ttrpc+unix:///abs/path", "ttrpc+vsock://<cid>:<port>" or
 // "ttrpc+hvsock:///abs/uds/path:<port>" (Cloud Hypervisor/Firecracker hybrid
-// vsock).
+// vsock); or, between the host and the agent only,
+// "ttrpc+serial:///abs/path" (a QEMU virtio-serial chardev socket).
 type Address struct {
 	Protocol string // "ttrpc" or "grpc"
-	Scheme   string // SchemeUnix, SchemeVsock or SchemeHybridVsock
-	Path     string // unix: socket path; hvsock: the VMM's vsock unix socket
+	Scheme   string // SchemeUnix, SchemeVsock, SchemeHybridVsock or SchemeSerial
+	Path     string // unix, serial: socket path; hvsock: the VMM's vsock unix socket
 	CID      uint32 // vsock only
 	Port     uint32 // vsock and hvsock
 }
@@ -62,6 +72,12 @@ func HybridVsockAddress(udsPath string, port uint32) Address {
 	return Address{Protocol: ProtocolTTRPC, Scheme: SchemeHybridVsock, Path: udsPath, Port: port}
 }
 
+// SerialAddress returns the ttrpc address of the host-side unix socket of a
+// QEMU virtio-serial chardev (-chardev socket,path=<path>,server=on).
+func SerialAddress(path string) Address {
+	return Address{Protocol: ProtocolTTRPC, Scheme: SchemeSerial, Path: path}
+}
+
 // ParseAddress parses "<protocol>+<scheme>://<endpoint>". Every error wraps
 // errdefs.ErrInvalidArgument and says what is wrong.
 func ParseAddress(s string) (Address, error) {
@@ -71,11 +87,11 @@ func ParseAddress(s string) (Address, error) {
 	}
 	proto, scheme, ok := strings.Cut(head, "+")
 	if !ok || proto == "" {
-		return Address{}, invalidf(s, "missing protocol: want <ttrpc|grpc>+<unix|vsock|hvsock>://")
+		return Address{}, invalidf(s, "missing protocol: want <ttrpc|grpc>+<unix|vsock|hvsock|serial>://")
 	}
 	a := Address{Protocol: proto, Scheme: scheme}
 	switch scheme {
-	case SchemeUnix:
+	case SchemeUnix, SchemeSerial:
 		a.Path = rest
 	case SchemeVsock:
 		cid, port, ok := strings.Cut(rest, ":")
@@ -132,7 +148,7 @@ func (a Address) validate() error {
 		return fmt.Errorf("unsupported protocol %q (want ttrpc or grpc): %w", a.Protocol, errdefs.ErrInvalidArgument)
 	}
 	switch a.Scheme {
-	case SchemeUnix:
+	case SchemeUnix, SchemeSerial:
 		return checkSocketPath(a.Path)
 	case SchemeVsock:
 		if a.CID == vsockCIDAny {
@@ -152,9 +168,9 @@ func (a Address) validate() error {
 		}
 		return checkSocketPath(a.Path)
 	case "":
-		return fmt.Errorf("missing scheme (want unix, vsock or hvsock): %w", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("missing scheme (want unix, vsock, hvsock or serial): %w", errdefs.ErrInvalidArgument)
 	default:
-		return fmt.Errorf("unsupported scheme %q (want unix, vsock or hvsock): %w", a.Scheme, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("unsupported scheme %q (want unix, vsock, hvsock or serial): %w", a.Scheme, errdefs.ErrInvalidArgument)
 	}
 }
 

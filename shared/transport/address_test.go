@@ -18,6 +18,7 @@ func TestParseAddressRoundTrip(t *testing.T) {
 		{"ttrpc+vsock://4294967294:4294967294", Address{Protocol: "ttrpc", Scheme: "vsock", CID: 4294967294, Port: 4294967294}},
 		{"grpc+vsock://0:0", Address{Protocol: "grpc", Scheme: "vsock"}},
 		{"ttrpc+hvsock:///run/clh/pod1/vsock.sock:1024", Address{Protocol: "ttrpc", Scheme: "hvsock", Path: "/run/clh/pod1/vsock.sock", Port: 1024}},
+		{"ttrpc+serial:///run/magnetar/vmm/pod1/agent.sock", Address{Protocol: "ttrpc", Scheme: "serial", Path: "/run/magnetar/vmm/pod1/agent.sock"}},
 	} {
 		got, err := ParseAddress(tc.in)
 		if err != nil {
@@ -38,6 +39,7 @@ func TestConstructorsRoundTrip(t *testing.T) {
 		UnixAddress("/run/magnetar/task.sock"),
 		VsockAddress(3, 1024),
 		HybridVsockAddress("/run/clh/vsock.sock", 1024),
+		SerialAddress("/run/magnetar/vmm/pod1/agent.sock"),
 	} {
 		if a.Protocol != ProtocolTTRPC {
 			t.Errorf("%+v: protocol %q, want ttrpc", a, a.Protocol)
@@ -93,6 +95,9 @@ func TestParseAddressRejects(t *testing.T) {
 		{"ttrpc+hvsock://vsock.sock:1024", "is not absolute"},
 		{"ttrpc+hvsock://:1024", "empty socket path"},
 		{"ttrpc+hvsock://" + long + ":1024", "longer than the unix socket limit"},
+		{"ttrpc+serial://", "empty socket path"},
+		{"ttrpc+serial://agent.sock", "is not absolute"},
+		{"ttrpc+serial://" + long, "longer than the unix socket limit of 107"},
 	} {
 		_, err := ParseAddress(tc.in)
 		if err == nil {

@@ -7,16 +7,18 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
 )
 
-// Backoff between dial attempts.
+// DialOptions' defaults.
 const (
 	dialBackoffMin = 5 * time.Millisecond
 	dialBackoffMax = 100 * time.Millisecond
+	alivePoll      = 50 * time.Millisecond
 )
 
 // hybridVsockReplyMax bounds the hybrid vsock handshake reply line
@@ -26,6 +28,55 @@ const hybridVsockReplyMax = 64
 // aLongTimeAgo is a deadline in the past, used to unblock I/O on cancel.
 var aLongTimeAgo = time.Unix(1, 0)
 
+// ErrPeerExited is wrapped by DialWith's error when DialOptions.Alive
+// reported the process behind the endpoint gone.
+var ErrPeerExited = errors.New("the peer's process is gone")
+
+// errAttemptTimeout is the cause of an attempt's context that ran out of
+// DialOptions.AttemptTimeout.
+var errAttemptTimeout = errors.New("dial attempt timed out")
+
+// DialOptions are DialWith's hooks. The zero value dials as Dial does.
+type DialOptions struct {
+	// Alive reports whether the process serving the endpoint (a VM's VMM)
+	// still runs: nil while it does, why it is gone once it is not.
+	// DialWith checks it before every attempt and every AlivePoll while
+	// an attempt or a backoff waits; once it fails DialWith returns at
+	// once with an error wrapping ErrPeerExited and the last attempt's
+	// error. Calls never overlap, and none follows a failed one. Nil: the
+	// peer is assumed alive.
+	Alive func() error
+	// AlivePoll is how often Alive is checked while DialWith waits
+	// (0: 50 ms).
+	AlivePoll time.Duration
+	// AttemptTimeout bounds one attempt, connect and setup together (0:
+	// only the context bounds it). An attempt that runs out is retried;
+	// its error wraps errdefs.ErrUnavailable, not a deadline.
+	AttemptTimeout time.Duration
+	// BackoffMin and BackoffMax bound the capped exponential backoff
+	// between attempts (0: 5 ms and 100 ms).
+	BackoffMin, BackoffMax time.Duration
+	// Connect makes one connection attempt in place of the transport's
+	// own dialer (nil), for tests or another implementation of a scheme.
+	Connect func(ctx context.Context, a Address) (net.Conn, error)
+}
+
+func (o *DialOptions) defaults() {
+	if o.AlivePoll <= 0 {
+		o.AlivePoll = alivePoll
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = dialBackoffMin
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = dialBackoffMax
+	}
+	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
+	if o.Connect == nil {
+		o.Connect = connect
+	}
+}
+
 // Dial connects to a, retrying with capped backoff until it succeeds or ctx
 // ends: a VM guest's agent is often not listening yet when the host first
 // dials. Errors that a retry cannot fix (an invalid address, permission
@@ -34,66 +85,183 @@ var aLongTimeAgo = time.Unix(1, 0)
 // deadline) and the last attempt error that was not caused by ctx ending
 // (such as ENOENT or an unexpected hvsock reply), which says why.
 //
-// unix: connect to a.Path. vsock: AF_VSOCK connect to a.CID:a.Port. hvsock:
-// connect to the unix socket a.Path, write "CONNECT <port>\n" and read one
-// line that must begin with "OK "; any other reply is retried. Bytes sent
-// after the OK line are not consumed.
+// unix and serial: connect to a.Path. vsock: AF_VSOCK connect to
+// a.CID:a.Port. hvsock: connect to the unix socket a.Path, write
+// "CONNECT <port>\n" and read one line that must begin with "OK "; any other
+// reply is retried. Bytes sent after the OK line are not consumed.
+//
+// Dial is DialWith without options or setup.
 func Dial(ctx context.Context, a Address) (net.Conn, error) {
-	if err := a.validate(); err != nil {
-		return nil, fmt.Errorf("dial %s: %w", a, err)
-	}
-	once := dialOnceFunc(a)
+	return DialWith(ctx, a, DialOptions{}, keepConn)
+}
 
-	var lastErr error // the last failure not caused by ctx ending
-	backoff := dialBackoffMin
+func keepConn(_ context.Context, c net.Conn) (net.Conn, error) { return c, nil }
+
+// DialWith is Dial with o's hooks and a setup step: every attempt connects
+// and then calls setup on the new connection (with the attempt's context),
+// and DialWith returns what the first setup that succeeds returns. setup
+// owns c when it succeeds; when it fails DialWith closes c and treats the
+// error as a failed attempt: retried unless it is permanent (such as
+// errdefs.ErrFailedPrecondition or ErrInvalidArgument). Use it when a
+// connection alone proves nothing, as on a serial chardev: the agent client
+// makes a ttrpc client and asks the agent for its health.
+//
+// When ctx ends first the error is Dial's; when o.Alive reports the peer
+// gone, the error wraps ErrPeerExited, says why, and wraps the last
+// attempt's error.
+func DialWith[T any](ctx context.Context, a Address, o DialOptions, setup func(ctx context.Context, c net.Conn) (T, error)) (T, error) {
+	var zero T
+	if err := a.validate(); err != nil {
+		return zero, fmt.Errorf("dial %s: %w", a, err)
+	}
+	o.defaults()
+	// dctx also ends when the peer is gone
+	dctx, cancel := context.WithCancel(ctx)
+	peer := &peerWatch{alive: o.Alive}
+	if o.Alive != nil {
+		polled := make(chan struct{})
+		go func() {
+			defer close(polled)
+			peer.poll(dctx, o.AlivePoll, cancel)
+		}()
+		defer func() { <-polled }()
+	}
+	defer cancel()
+
+	var lastErr error // the last failure not caused by dctx ending
+	backoff := o.BackoffMin
 	for attempt := 1; ; attempt++ {
-		c, err := once(ctx)
-		if err == nil {
-			return c, nil
+		if why := peer.check(); why != nil {
+			return zero, peerExited(a, attempt-1, why, lastErr)
 		}
-		if ctx.Err() == nil || lastErr == nil {
+		v, err := dialAttempt(dctx, a, &o, setup)
+		if err == nil {
+			return v, nil
+		}
+		if dctx.Err() == nil || lastErr == nil {
 			lastErr = err
 		}
-		if permanent(err) && ctx.Err() == nil {
-			return nil, fmt.Errorf("dial %s: %w", a, err)
+		if why := peer.gone(); why != nil {
+			return zero, peerExited(a, attempt, why, lastErr)
 		}
-		if ctx.Err() == nil {
+		if permanent(err) && dctx.Err() == nil {
+			return zero, fmt.Errorf("dial %s: %w", a, err)
+		}
+		if dctx.Err() == nil {
 			t := time.NewTimer(backoff)
 			select {
-			case <-ctx.Done():
+			case <-dctx.Done():
 				t.Stop()
 			case <-t.C:
 			}
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("dial %s: gave up after %d attempts: %w: last error: %w", a, attempt, cerr, lastErr)
+			return zero, fmt.Errorf("dial %s: gave up after %d attempts: %w: last error: %w", a, attempt, cerr, lastErr)
 		}
-		backoff = min(2*backoff, dialBackoffMax)
+		backoff = min(2*backoff, o.BackoffMax)
 	}
 }
 
+// dialAttempt is one connect + setup, bounded by o.AttemptTimeout.
+func dialAttempt[T any](ctx context.Context, a Address, o *DialOptions, setup func(context.Context, net.Conn) (T, error)) (T, error) {
+	actx := ctx
+	if o.AttemptTimeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeoutCause(ctx, o.AttemptTimeout, errAttemptTimeout)
+		defer cancel()
+	}
+	c, err := o.Connect(actx, a)
+	if err == nil {
+		var v T
+		if v, err = setup(actx, c); err == nil {
+			return v, nil
+		}
+		c.Close()
+	}
+	if ctx.Err() == nil && errors.Is(context.Cause(actx), errAttemptTimeout) {
+		// not a deadline of the caller's: retryable, and reported as such
+		err = fmt.Errorf("no success within the attempt timeout of %s (%v): %w", o.AttemptTimeout, err, errdefs.ErrUnavailable)
+	}
+	var zero T
+	return zero, err
+}
+
+// peerWatch serializes the calls of DialOptions.Alive and remembers its
+// first failure.
+type peerWatch struct {
+	alive func() error
+	mu    sync.Mutex
+	why   error // why the peer is gone; nil while it is alive
+}
+
+// check calls alive (unless it already failed) and returns why the peer is
+// gone, or nil.
+func (w *peerWatch) check() error {
+	if w.alive == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.why == nil {
+		w.why = w.alive()
+	}
+	return w.why
+}
+
+// gone returns why the peer is gone as far as known, without calling alive.
+func (w *peerWatch) gone() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.why
+}
+
+// poll checks every interval until ctx ends, and calls stop once the peer
+// is gone.
+func (w *peerWatch) poll(ctx context.Context, every time.Duration, stop context.CancelFunc) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if w.check() != nil {
+				stop()
+				return
+			}
+		}
+	}
+}
+
+func peerExited(a Address, attempts int, why, last error) error {
+	if last == nil {
+		return fmt.Errorf("dial %s: %w (%v) before the first attempt", a, ErrPeerExited, why)
+	}
+	return fmt.Errorf("dial %s: %w (%v) after %d attempts: last error: %w", a, ErrPeerExited, why, attempts, last)
+}
+
 // DialOnce makes a single connection attempt to a, without Dial's retry
-// loop, for callers that run their own (the agent client checks between
-// attempts that the VMM still runs). hvsock includes the CONNECT handshake.
+// loop, for a transport-level check. hvsock includes the CONNECT handshake.
 func DialOnce(ctx context.Context, a Address) (net.Conn, error) {
 	if err := a.validate(); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a, err)
 	}
-	c, err := dialOnceFunc(a)(ctx)
+	c, err := connect(ctx, a)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a, err)
 	}
 	return c, nil
 }
 
-func dialOnceFunc(a Address) func(context.Context) (net.Conn, error) {
+// connect makes one connection attempt to a valid a.
+func connect(ctx context.Context, a Address) (net.Conn, error) {
 	switch a.Scheme {
 	case SchemeVsock:
-		return func(ctx context.Context) (net.Conn, error) { return dialVsock(ctx, a.CID, a.Port) }
+		return dialVsock(ctx, a.CID, a.Port)
 	case SchemeHybridVsock:
-		return func(ctx context.Context) (net.Conn, error) { return dialHybridVsock(ctx, a.Path, a.Port) }
+		return dialHybridVsock(ctx, a.Path, a.Port)
 	default:
-		return func(ctx context.Context) (net.Conn, error) { return dialUnix(ctx, a.Path) }
+		return dialUnix(ctx, a.Path)
 	}
 }
 

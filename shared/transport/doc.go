@@ -1,7 +1,9 @@
 // Package transport carries ttrpc between containerd, the sandboxers and the
 // in-guest agent. It knows the address forms containerd's sandbox
-// Controller.Start may return, dials them with a retry loop bounded by the
-// caller's context, creates owner-only unix listeners, and turns a
+// Controller.Start may return (plus the virtio-serial form the host uses to
+// reach the agent), dials them with the one retry loop of the project
+// (bounded by the caller's context, with hooks for a peer that may die and
+// for a per-attempt check), creates owner-only unix listeners, and turns a
 // virtio-serial port into a net.Conn.
 //
 // # Addresses
@@ -12,10 +14,15 @@
 //	ttrpc+vsock://3:1024                             AF_VSOCK, guest CID 3, port 1024
 //	ttrpc+hvsock:///run/magnetar/vmm/<id>/vsock.sock:1024
 //	                                                 hybrid vsock (Cloud Hypervisor, Firecracker)
+//	ttrpc+serial:///run/magnetar/vmm/<id>/agent.sock
+//	                                                 QEMU virtio-serial chardev socket
+//	                                                 (host ↔ agent only; see below)
 //
 // ParseAddress accepts the protocols "ttrpc" and "grpc" because containerd's
 // grammar has both, but containerd 2.4.2 only talks to a task endpoint over
 // ttrpc (its gRPC task path is broken), so Magnetar always returns ttrpc.
+// containerd does not know the serial scheme: it names the agent's endpoint
+// for the host and must never be returned to containerd.
 // containerd splits an hvsock endpoint at the first ':', so hvsock socket
 // paths containing ':' are rejected.
 //
@@ -32,7 +39,9 @@
 // VsockAddress(cid, port), which needs vhost-vsock on the host (QEMU
 // vhost-vsock-pci, StratoVirt). A missing AF_VSOCK family or a missing
 // transport (ENODEV) fails at once with errdefs.ErrFailedPrecondition rather
-// than burning the whole dial deadline.
+// than burning the whole dial deadline. One function (dialVsock) makes a
+// vsock connection, so that another implementation (such as
+// github.com/mdlayher/vsock) replaces it in one place.
 //
 // hvsock: Cloud Hypervisor and Firecracker expose the guest's vsock as a unix
 // socket on the host. Dial connects to it, writes "CONNECT <port>\n" and reads
@@ -40,12 +49,32 @@
 // is read byte by byte, so nothing the guest sends right after the OK line is
 // lost, and the caller gets the *net.UnixConn itself.
 //
+// serial: the host side of a QEMU virtio-serial chardev is a unix socket,
+// dialled like unix, but QEMU accepts on it before the guest has booted and
+// holds what the host writes until the agent opens the port: a connection
+// proves nothing, so dial it with DialWith and a setup that asks the agent
+// (see below).
+//
+// # Dialling
+//
 // Dial retries every transport with capped exponential backoff (5 ms to
 // 100 ms) until it connects or the context ends, because a VM guest's agent
 // is usually not listening yet when the host first dials. Give it a context
 // with a deadline: without one it retries until the context is cancelled.
 // Errors that retrying cannot fix (bad address, permission denied, no vsock
 // support) are returned immediately.
+//
+// DialWith is the same loop with hooks (DialOptions):
+//
+//   - setup runs on every new connection within its attempt (the agent
+//     client makes a ttrpc client and calls Health); its failure is a failed
+//     attempt, retried unless permanent, and its result is DialWith's.
+//   - Alive says whether the peer's process (the VMM) still runs. It is
+//     checked before each attempt and polled while one or a backoff waits;
+//     once the peer is gone DialWith fails at once with ErrPeerExited and
+//     the last attempt's error instead of burning the deadline.
+//   - AttemptTimeout bounds one attempt (a stalled handshake is retried),
+//     BackoffMin/BackoffMax the backoff, and Connect replaces the dialer.
 //
 // # virtio-serial fallback
 //
@@ -57,9 +86,10 @@
 //	-chardev socket,id=agent,path=<dir>/agent.sock,server=on,wait=off
 //	-device virtserialport,bus=vser0.0,chardev=agent,name=magnetar.agent
 //
-// The host opens <dir>/agent.sock (OpenSerial dials it because it is a
-// socket) and runs a ttrpc client on it; ttrpc multiplexes all calls over
-// the one byte stream. The guest finds its port by reading
+// The host dials SerialAddress(<dir>/agent.sock) (shared/agentclient's
+// Target.Serial; OpenSerial also dials it, once, because it is a socket) and
+// runs a ttrpc client on it; ttrpc multiplexes all calls over the one byte
+// stream. The guest finds its port by reading
 // /sys/class/virtio-ports/vport*/name, opens /dev/vportNpM with OpenSerial
 // (non-blocking, so deadlines work; a tty is put in raw mode) and serves
 // ttrpc on SerialListener(conn), a listener that yields that one connection

@@ -158,6 +158,7 @@ func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if err := store.WriteFileAtomic(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
 		return nil, err
 	}
+	c.Namespace = r.Namespace
 	if err := c.Create(ctx, r.Stdio, b.cfg.NoPivot); err != nil {
 		return nil, err
 	}

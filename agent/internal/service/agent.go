@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+	"github.com/magnetar-runtime/magnetar/shared/rpcserver"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
 
@@ -38,7 +39,8 @@ type Agent struct {
 	Hub    *Hub
 }
 
-// New builds the ttrpc server with the Task, Sandbox and Streams services.
+// New builds the ttrpc server (shared/rpcserver: panics recovered) with the
+// Task, Sandbox and Streams services.
 func New(life context.Context, cfg Config) (*Agent, error) {
 	if cfg.Backend == nil || cfg.System == nil || cfg.Monitor == nil || cfg.StateDir == "" || cfg.IORoot == "" {
 		return nil, fmt.Errorf("agent config: Backend, System, Monitor, StateDir and IORoot are required")
@@ -52,7 +54,8 @@ func New(life context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := ttrpc.NewServer()
+	// a panicking handler must not take PID 1, and the guest kernel, with it
+	srv, err := rpcserver.NewTTRPC()
 	if err != nil {
 		return nil, err
 	}

@@ -163,7 +163,17 @@ func (f *fakeSystem) SysctlExists(key string) error {
 	}
 	return nil
 }
-func (f *fakeSystem) SetHostname(n string) error     { return f.rec("hostname " + n) }
+
+// panicHostname makes the fake's SetHostname panic, as a bug in the
+// system layer would.
+const panicHostname = "panic-in-sethostname"
+
+func (f *fakeSystem) SetHostname(n string) error {
+	if n == panicHostname {
+		panic("fake system: SetHostname(" + n + ")")
+	}
+	return f.rec("hostname " + n)
+}
 func (f *fakeSystem) WriteResolvConf(b []byte) error { return f.rec("resolv " + string(b)) }
 func (f *fakeSystem) SetSysctl(k, v string) error    { return f.rec("sysctl " + k + "=" + v) }
 func (f *fakeSystem) ConfigureLink(l Link) error {

@@ -8,10 +8,10 @@ import (
 	"sync"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+	"github.com/magnetar-runtime/magnetar/shared/rpcserver"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 )
 
@@ -36,17 +36,20 @@ const maxCredit = 64
 // errDetached ends an Output whose client closed its side.
 var errDetached = errors.New("output reader detached")
 
-func (s *streams) Output(ctx context.Context, srv agentapi.Streams_OutputServer) error {
+// Output serves Streams.Output: a process's stdout or stderr, flow-controlled
+// by the client's credits.
+func (s *streams) Output(ctx context.Context, srv agentapi.Streams_OutputServer) (err error) {
+	defer rpcserver.Recover(ctx, "/magnetar.agent.v1.Streams/Output", &err)
 	first, err := srv.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return errgrpc.ToGRPC(fmt.Errorf("output: the first message must name the stream: %w", errdefs.ErrInvalidArgument))
+			return fmt.Errorf("output: the first message must name the stream: %w", errdefs.ErrInvalidArgument)
 		}
 		return err
 	}
 	id, exec := first.GetContainerId(), first.GetExecId()
 	if err := checkProc(id, exec); err != nil {
-		return errgrpc.ToGRPC(err)
+		return err
 	}
 	var stream string
 	switch first.GetStream() {
@@ -55,13 +58,13 @@ func (s *streams) Output(ctx context.Context, srv agentapi.Streams_OutputServer)
 	case agentapi.StdStream_STDERR:
 		stream = agentapi.Stderr
 	default:
-		return errgrpc.ToGRPC(fmt.Errorf("stream: %v is not STDOUT or STDERR: %w", first.GetStream(), errdefs.ErrInvalidArgument))
+		return fmt.Errorf("stream: %v is not STDOUT or STDERR: %w", first.GetStream(), errdefs.ErrInvalidArgument)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cr := &credits{wake: make(chan struct{}, 1)}
 	if err := cr.add(first.GetCredit()); err != nil {
-		return errgrpc.ToGRPC(err)
+		return err
 	}
 	go func() {
 		for {
@@ -93,7 +96,7 @@ func (s *streams) Output(ctx context.Context, srv agentapi.Streams_OutputServer)
 	if err != nil {
 		lg.WithError(err).Debug("output stream ended")
 	}
-	return errgrpc.ToGRPC(err)
+	return err
 }
 
 // credits counts the chunks a client can take.
@@ -142,17 +145,20 @@ func (c *credits) take(ctx context.Context) error {
 // drops the stream.
 const inputWindow = 16
 
-func (s *streams) Input(ctx context.Context, srv agentapi.Streams_InputServer) error {
+// Input serves Streams.Input: a process's stdin, with credits granted as
+// the chunks reach the FIFO.
+func (s *streams) Input(ctx context.Context, srv agentapi.Streams_InputServer) (err error) {
+	defer rpcserver.Recover(ctx, "/magnetar.agent.v1.Streams/Input", &err)
 	first, err := srv.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return errgrpc.ToGRPC(fmt.Errorf("input: the first message must name the process: %w", errdefs.ErrInvalidArgument))
+			return fmt.Errorf("input: the first message must name the process: %w", errdefs.ErrInvalidArgument)
 		}
 		return err
 	}
 	id, exec := first.GetContainerId(), first.GetExecId()
 	if err := checkProc(id, exec); err != nil {
-		return errgrpc.ToGRPC(err)
+		return err
 	}
 	if err := srv.Send(&agentapi.InputAck{Credit: inputWindow}); err != nil {
 		return err
@@ -181,7 +187,7 @@ func (s *streams) Input(ctx context.Context, srv agentapi.Streams_InputServer) e
 	})
 	if err != nil {
 		log.G(ctx).WithError(err).WithFields(log.Fields{"container_id": id, "exec_id": exec}).Debug("input stream broke: stdin stays open")
-		return errgrpc.ToGRPC(err)
+		return err
 	}
 	return srv.Send(&agentapi.InputAck{Closed: true, Written: n})
 }

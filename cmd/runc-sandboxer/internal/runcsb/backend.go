@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/runcproc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
+	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
@@ -35,10 +35,6 @@ type backend struct {
 	cfg  *Config
 	life context.Context
 	dir  string // our bundles
-	d    *driver
-
-	mu         sync.Mutex
-	containers map[string]*ctr
 }
 
 var (
@@ -53,16 +49,14 @@ func Sandboxer() daemon.Sandboxer {
 		NewConfig: func() daemon.Config { return DefaultConfig() },
 		Build: func(env *daemon.Env, c daemon.Config) (sandbox.Driver, task.Backend, error) {
 			cfg := c.(*Config)
-			be := &backend{cfg: cfg, life: env.Life, dir: filepath.Join(env.Dir, "bundles"), containers: map[string]*ctr{}}
+			be := &backend{cfg: cfg, life: env.Life, dir: filepath.Join(env.Dir, "bundles")}
 			if err := os.MkdirAll(be.dir, 0o700); err != nil {
 				return nil, nil, err
 			}
 			if err := os.MkdirAll(cfg.Runc.Root, 0o700); err != nil {
 				return nil, nil, err
 			}
-			d := &driver{env: env, cfg: cfg, be: be, pods: map[string]*pod{}}
-			be.d = d
-			return d, be, nil
+			return &driver{env: env, cfg: cfg}, be, nil
 		},
 		ShimDelete: shimDelete,
 	}
@@ -75,7 +69,6 @@ func (b *backend) runc(logFile string) *runc.Runc {
 
 // ctrState is a container's persisted, backend-private state.
 type ctrState struct {
-	PodID    string `json:"pod_id"`
 	Dir      string `json:"dir"`
 	Bundle   string `json:"bundle"`
 	Cgroups  string `json:"cgroups_path,omitempty"`
@@ -98,25 +91,68 @@ type ctr struct {
 }
 
 var (
-	_ task.Container   = (*ctr)(nil)
-	_ task.Pauser      = (*ctr)(nil)
-	_ task.OOMNotifier = (*ctr)(nil)
+	_ task.Container     = (*ctr)(nil)
+	_ task.Pauser        = (*ctr)(nil)
+	_ task.OOMNotifier   = (*ctr)(nil)
+	_ task.ExecRecoverer = (*ctr)(nil)
 )
 
-// Create creates a container in its pod with `runc create`.
-func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Container, retErr error) {
-	podID, err := sandbox.PodOf(r.Spec, "magnetar-runc")
+// procState names a host process across a daemon restart: its pid, and its
+// start time, which tells it apart from a later process reusing the pid.
+type procState struct {
+	Pid      int    `json:"pid"`
+	PidStart uint64 `json:"pid_start,omitempty"`
+}
+
+// watchAgain watches a process found again after a restart: the one the
+// state names if it still runs, else one that is over (status unknown).
+func (st procState) watchAgain() func() runcproc.Exit {
+	if start, err := procStart(st.Pid); err == nil && st.Pid > 0 && start == st.PidStart {
+		if w, err := proc.Open(st.Pid); err == nil {
+			return runcproc.WaitFor(w)
+		}
+	}
+	return runcproc.WaitFor(proc.Exited(st.Pid))
+}
+
+// execProc is an exec process that persists what finds it again.
+type execProc struct{ *runcproc.Exec }
+
+// State is the exec's pid and start time, for RecoverExec.
+func (e execProc) State() json.RawMessage {
+	st := procState{Pid: int(e.Pid())}
+	st.PidStart, _ = procStart(st.Pid)
+	data, _ := json.Marshal(&st)
+	return data
+}
+
+// Exec prepares an exec process; its Start runs `runc exec`.
+func (c *ctr) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.Config) (task.Process, error) {
+	p, err := c.Init.Exec(ctx, id, sp, io)
 	if err != nil {
 		return nil, err
 	}
-	p, ok := b.d.lookup(podID)
-	if !ok {
-		return nil, fmt.Errorf("pod %s of container %s: %w", podID, r.ID, errdefs.ErrNotFound)
+	return execProc{p.(*runcproc.Exec)}, nil
+}
+
+// RecoverExec finds an exec again after a daemon restart: it runs on (it
+// was never the daemon's child), its exit status will be unknown.
+func (c *ctr) RecoverExec(ctx context.Context, r *task.ExecRecord) (task.Process, error) {
+	var st procState
+	if err := json.Unmarshal(r.Backend, &st); err != nil {
+		return nil, fmt.Errorf("exec %s state: %w", r.ID, err)
 	}
-	select {
-	case <-p.exited:
-		return nil, fmt.Errorf("pod %s has stopped: %w", podID, errdefs.ErrFailedPrecondition)
-	default:
+	if st.Pid == 0 {
+		st.Pid = int(r.Pid)
+	}
+	return execProc{c.AdoptExec(r.ID, st.Pid, st.watchAgain())}, nil
+}
+
+// Create creates a container in its pod with `runc create`.
+func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Container, retErr error) {
+	p, ok := r.Pod.(*pod)
+	if !ok {
+		return nil, fmt.Errorf("container %s: no runc pod given (%T): %w", r.ID, r.Pod, errdefs.ErrInvalidArgument)
 	}
 	if err := mount.Validate("rootfs", r.Rootfs); err != nil {
 		return nil, err
@@ -134,7 +170,8 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		}
 		return nil, err
 	}
-	c := b.newCtr(r.ID, ctrState{PodID: podID, Dir: dir, Bundle: r.Bundle, Terminal: r.Stdio.Terminal})
+	c := b.newCtr(r.ID, ctrState{Dir: dir, Bundle: r.Bundle, Terminal: r.Stdio.Terminal})
+	c.Namespace = r.Namespace
 	defer func() {
 		if retErr != nil {
 			c.cleanup(context.WithoutCancel(ctx))
@@ -183,9 +220,6 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	}
 	c.st.Pid = int(c.Pid())
 	c.st.PidStart, _ = procStart(c.st.Pid)
-	b.mu.Lock()
-	b.containers[r.ID] = c
-	b.mu.Unlock()
 	return c, nil
 }
 
@@ -205,13 +239,19 @@ func (b *backend) newCtr(id string, st ctrState) *ctr {
 	return c
 }
 
-// Recover finds a container again after a daemon restart.
-func (b *backend) Recover(ctx context.Context, rec *task.Record) (task.Container, error) {
+// Recover finds a container again after a daemon restart. For a Create the
+// daemon died in, everything that Create may have made is named from the
+// request (our dir for the id, the rootfs in the bundle), so that Delete
+// removes it.
+func (b *backend) Recover(ctx context.Context, rec *task.Record, _ sandbox.Instance) (task.Container, error) {
 	var st ctrState
-	if err := json.Unmarshal(rec.Backend, &st); err != nil {
+	if rec.Status == task.StatusCreating {
+		st = ctrState{Dir: filepath.Join(b.dir, rec.ID), Bundle: rec.Bundle, Mounted: true}
+	} else if err := json.Unmarshal(rec.Backend, &st); err != nil {
 		return nil, fmt.Errorf("container state: %w", err)
 	}
 	c := b.newCtr(rec.ID, st)
+	c.Namespace = rec.Namespace
 	start, err := procStart(st.Pid)
 	var w *proc.Watch
 	if err == nil && start == st.PidStart {
@@ -224,9 +264,6 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record) (task.Container
 	if rec.Status == "running" {
 		c.startOOM()
 	}
-	b.mu.Lock()
-	b.containers[rec.ID] = c
-	b.mu.Unlock()
 	return c, nil
 }
 
@@ -270,9 +307,6 @@ func (c *ctr) Delete(ctx context.Context) error {
 		return err
 	}
 	c.cleanup(ctx)
-	c.b.mu.Lock()
-	delete(c.b.containers, c.id)
-	c.b.mu.Unlock()
 	return nil
 }
 
@@ -300,71 +334,6 @@ func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) {
 func (c *ctr) State() json.RawMessage {
 	data, _ := json.Marshal(&c.st)
 	return data
-}
-
-// podContainers lists the containers of a pod.
-func (b *backend) podContainers(podID string) []*ctr {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []*ctr
-	for _, c := range b.containers {
-		if c.st.PodID == podID {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-func (b *backend) podCgroups(podID string) []string {
-	var out []string
-	for _, c := range b.podContainers(podID) {
-		select {
-		case <-c.Exited():
-		default:
-			out = append(out, c.st.Cgroups)
-		}
-	}
-	return out
-}
-
-// stopPod stops every running container of a pod: SIGTERM, then SIGKILL at
-// the deadline.
-func (b *backend) stopPod(ctx context.Context, podID string, timeout time.Duration) {
-	cs := b.podContainers(podID)
-	if timeout > 0 {
-		for _, c := range cs {
-			_ = c.Kill(ctx, syscall.SIGTERM, false)
-		}
-	}
-	deadline := time.After(timeout)
-	for _, c := range cs {
-		select {
-		case <-c.Exited():
-			continue
-		case <-deadline:
-		}
-		break
-	}
-	for _, c := range cs {
-		select {
-		case <-c.Exited():
-			continue
-		default:
-		}
-		_ = c.Kill(ctx, syscall.SIGKILL, true)
-		select {
-		case <-c.Exited():
-		case <-time.After(5 * time.Second):
-			log.G(ctx).WithField("container_id", c.id).Warn("container did not exit after SIGKILL")
-		}
-	}
-}
-
-// deletePod removes what containers of a removed pod still hold.
-func (b *backend) deletePod(ctx context.Context, podID string) {
-	for _, c := range b.podContainers(podID) {
-		c.cleanup(ctx)
-	}
 }
 
 // shimDelete cleans up after containerd lost a task connection.
@@ -397,5 +366,3 @@ func shimDelete(ctx context.Context, id, bundle string) (*daemon.ShimExit, error
 	_ = os.Remove(filepath.Join(bundle, bundleNote))
 	return exit, nil
 }
-
-var _ = strconv.Itoa

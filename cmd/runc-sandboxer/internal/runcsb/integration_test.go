@@ -80,15 +80,14 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := task.New(life, filepath.Join(dir, "tasks"), be, nopPublisher{})
+	parts, err := daemon.NewParts(life, dir, Name, d, be, nopPublisher{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrl, err := controller.New(life, dir, d)
-	if err != nil {
+	if err := parts.Recover(life); err != nil {
 		t.Fatal(err)
 	}
-	return &rig{dir: dir, ctrl: ctrl, task: svc, cfg: cfg}
+	return &rig{dir: dir, ctrl: parts.Controller, task: parts.Tasks, cfg: cfg}
 }
 
 // leftovers lists what a failed request must not leave: mounts under the
@@ -303,9 +302,179 @@ func TestContainerLifecycleAndBadTasks(t *testing.T) {
 
 // TestMain lets the test binary serve as the pod init it re-executes.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 2 && os.Args[1] == daemon.PodInitArg {
+	if len(os.Args) >= 2 && os.Args[1] == daemon.PodInitArg {
 		_ = daemon.RunPodInit()
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// reopen is what a restarted daemon makes of the rig's state directory.
+func (r *rig) reopen(t *testing.T) *rig {
+	life, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	env := &daemon.Env{Life: life, Name: Name, Dir: r.dir, TaskAddress: "ttrpc+unix://" + r.dir + "/t.sock", Events: nopPublisher{}}
+	d, be, err := Sandboxer().Build(env, r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := daemon.NewParts(life, r.dir, Name, d, be, nopPublisher{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parts.Recover(life); err != nil {
+		t.Fatal(err)
+	}
+	return &rig{dir: r.dir, ctrl: parts.Controller, task: parts.Tasks, cfg: r.cfg}
+}
+
+// TestStartCutByRestartLeavesNoPodInit: a daemon killed inside Start, after
+// the pod init of a shared-PID pod was spawned but before its pid was
+// recorded, finds and ends that init at its next start; nothing is left
+// once the pod is shut down.
+func TestStartCutByRestartLeavesNoPodInit(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	cfg := hostNetPod(nil, "cut")
+	cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtime.NamespaceMode_POD
+	if _, err := r.ctrl.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: "cut", Options: podAny(t, cfg)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ctrl.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "cut"}); err != nil {
+		t.Fatal(err)
+	}
+	inits := findPodInits("cut")
+	if len(inits) != 1 {
+		t.Fatalf("pod inits after start: %v", inits)
+	}
+	// what the record says when the daemon dies inside Start: phase
+	// starting, no init pid yet
+	recPath := filepath.Join(r.dir, "state", "cut.json")
+	var st sandbox.State
+	raw, _ := os.ReadFile(recPath)
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	var ps podState
+	json.Unmarshal(st.Driver, &ps)
+	ps.InitPid, ps.InitStart = 0, 0
+	st.Driver, _ = json.Marshal(&ps)
+	st.Phase = sandbox.PhaseStarting
+	raw, _ = json.Marshal(&st)
+	os.WriteFile(recPath, raw, 0o600)
+
+	r2 := r.reopen(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(findPodInits("cut")) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if left := findPodInits("cut"); len(left) > 0 {
+		t.Fatalf("pod init of the cut start still runs: %v", left)
+	}
+	s, err := r2.ctrl.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: "cut"})
+	if err != nil || s.State != controller.StateNotReady {
+		t.Fatalf("status after restart: %v %v", s, err)
+	}
+	if _, err := r2.ctrl.Shutdown(ctx, &sandboxapi.ControllerShutdownRequest{SandboxID: "cut"}); err != nil {
+		t.Fatal(err)
+	}
+	if left := r2.leftovers(t); len(left) > 0 {
+		t.Errorf("left after shutdown: %v", left)
+	}
+}
+
+// TestCreateCutByRestartIsSwept: the namespace files a Create bind-mounted
+// before the daemon died (no record yet) are unmounted and removed at the
+// next start, and the same id can be created again.
+func TestCreateCutByRestartIsSwept(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.ctrl.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: "half", Options: podAny(t, hostNetPod(nil, "half"))}); err != nil {
+		t.Fatal(err)
+	}
+	// the record is written last: without it, this is a Create cut short
+	if err := os.Remove(filepath.Join(r.dir, "state", "half.json")); err != nil {
+		t.Fatal(err)
+	}
+	r2 := r.reopen(t)
+	if left := r2.leftovers(t); len(left) > 0 {
+		t.Fatalf("left after restart: %v", left)
+	}
+	if _, err := r2.ctrl.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: "half", Options: podAny(t, hostNetPod(nil, "half"))}); err != nil {
+		t.Fatalf("create again: %v", err)
+	}
+	if _, err := r2.ctrl.Shutdown(ctx, &sandboxapi.ControllerShutdownRequest{SandboxID: "half"}); err != nil {
+		t.Fatal(err)
+	}
+	if left := r2.leftovers(t); len(left) > 0 {
+		t.Errorf("left after shutdown: %v", left)
+	}
+}
+
+// TestExitsAndExecsSurviveRestart: after a restart, a container that had
+// exited keeps its exit code, and an exec that still runs is found again:
+// a replayed Kill reaches it and Wait returns.
+func TestExitsAndExecsSurviveRestart(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.ctrl.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: "rp", Options: podAny(t, hostNetPod(nil, "rp"))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ctrl.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "rp"}); err != nil {
+		t.Fatal(err)
+	}
+	bind := func(rootfs string) []*types.Mount {
+		return []*types.Mount{{Type: "bind", Source: rootfs, Options: []string{"rbind", "ro"}}}
+	}
+	b, rootfs := busyboxBundle(t, r, "three", "rp", []string{"sh", "-c", "exit 3"})
+	if _, err := r.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "three", Bundle: b, Rootfs: bind(rootfs)}); err != nil {
+		t.Fatal(err)
+	}
+	r.task.Start(ctx, &taskapi.StartRequest{ID: "three"})
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if w, err := r.task.Wait(wctx, &taskapi.WaitRequest{ID: "three"}); err != nil || w.ExitStatus != 3 {
+		t.Fatalf("wait: %v %v", w, err)
+	}
+	b, rootfs = busyboxBundle(t, r, "long", "rp", []string{"sh", "-c", "exec sleep 60"})
+	if _, err := r.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "long", Bundle: b, Rootfs: bind(rootfs)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.task.Start(ctx, &taskapi.StartRequest{ID: "long"}); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(specs.Process{Args: []string{"sh", "-c", "exec sleep 60"}, Cwd: "/", Env: []string{"PATH=/bin"}})
+	if _, err := r.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: "long", ExecID: "x", Spec: &anypb.Any{Value: spec}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.task.Start(ctx, &taskapi.StartRequest{ID: "long", ExecID: "x"}); err != nil {
+		t.Fatal(err)
+	}
+
+	r2 := r.reopen(t)
+	if st, err := r2.task.State(ctx, &taskapi.StateRequest{ID: "three"}); err != nil || st.ExitStatus != 3 {
+		t.Errorf("exited container after restart: %v %v", st, err)
+	}
+	st, err := r2.task.State(ctx, &taskapi.StateRequest{ID: "long", ExecID: "x"})
+	if err != nil || st.Status.String() != "RUNNING" {
+		t.Fatalf("exec after restart: %v %v", st, err)
+	}
+	if _, err := r2.task.Kill(ctx, &taskapi.KillRequest{ID: "long", ExecID: "x", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.task.Wait(wctx, &taskapi.WaitRequest{ID: "long", ExecID: "x"}); err != nil {
+		t.Fatalf("wait of the recovered exec: %v", err)
+	}
+	if _, err := r2.ctrl.Stop(ctx, &sandboxapi.ControllerStopRequest{SandboxID: "rp"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.ctrl.Shutdown(ctx, &sandboxapi.ControllerShutdownRequest{SandboxID: "rp"}); err != nil {
+		t.Fatal(err)
+	}
+	if left := r2.leftovers(t); len(left) > 0 {
+		t.Errorf("left after shutdown: %v", left)
+	}
+	for _, id := range []string{"three", "long"} {
+		_ = cgroups.Delete("/magnetar-it/" + id)
+	}
 }

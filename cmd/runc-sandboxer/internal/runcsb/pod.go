@@ -14,15 +14,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podinit"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
@@ -32,11 +30,8 @@ import (
 
 // driver creates pods.
 type driver struct {
-	env  *daemon.Env
-	cfg  *Config
-	be   *backend
-	mu   sync.Mutex
-	pods map[string]*pod
+	env *daemon.Env
+	cfg *Config
 }
 
 var _ sandbox.Driver = (*driver)(nil)
@@ -58,30 +53,20 @@ type podState struct {
 }
 
 type pod struct {
+	exit.Latch
 	id  string
 	d   *driver
 	mu  sync.Mutex
 	st  podState
 	ctx context.Context // lifetime
 
-	exited   chan struct{}
-	exitOnce sync.Once
-	exit     sandbox.ExitStatus
-	init     *proc.Watch
+	init *proc.Watch
 }
 
 var (
-	_ sandbox.Instance        = (*pod)(nil)
-	_ sandbox.MetricsReporter = (*pod)(nil)
-	_ sandbox.Describer       = (*pod)(nil)
+	_ sandbox.Instance  = (*pod)(nil)
+	_ sandbox.Describer = (*pod)(nil)
 )
-
-func (d *driver) lookup(id string) (*pod, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p, ok := d.pods[id]
-	return p, ok
-}
 
 // Create prepares the pod's namespaces and files; it starts no process.
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instance, retErr error) {
@@ -161,11 +146,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 }
 
 func (d *driver) newPod(id string, st podState) *pod {
-	p := &pod{id: id, d: d, st: st, ctx: d.env.Life, exited: make(chan struct{})}
-	d.mu.Lock()
-	d.pods[id] = p
-	d.mu.Unlock()
-	return p
+	return &pod{id: id, d: d, st: st, ctx: d.env.Life}
 }
 
 // Recover rebuilds a pod after a restart.
@@ -175,8 +156,14 @@ func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instanc
 		return nil, fmt.Errorf("pod state: %w", err)
 	}
 	p := d.newPod(s.ID, st)
-	if s.Phase == sandbox.PhaseStopped {
+	switch s.Phase {
+	case sandbox.PhaseStopped:
 		p.markExited(0)
+		return p, nil
+	case sandbox.PhaseStarting:
+		// the daemon died inside Start: the controller stops the pod
+		// next, and Stop finds a pod init that Start left by its command
+		// line (its pid was never recorded)
 		return p, nil
 	}
 	for _, f := range []string{st.IPC, st.UTS} {
@@ -295,7 +282,7 @@ func (p *pod) Start(ctx context.Context) (sandbox.Endpoint, error) {
 	defer p.mu.Unlock()
 	ep := sandbox.Endpoint{Address: p.d.env.TaskAddress, Version: 3}
 	if p.st.SharedPID && p.init == nil {
-		pid, w, err := startPodInit(p.st)
+		pid, w, err := startPodInit(p.id)
 		if err != nil {
 			return ep, fmt.Errorf("pod init: %w", err)
 		}
@@ -322,13 +309,13 @@ func podInitBinary() (string, error) {
 	return self, nil
 }
 
-// startPodInit runs the pod init as PID 1 of a new PID namespace.
-func startPodInit(st podState) (int, *proc.Watch, error) {
+// startPodInit runs the init of pod id as PID 1 of a new PID namespace.
+func startPodInit(id string) (int, *proc.Watch, error) {
 	bin, err := podInitBinary()
 	if err != nil {
 		return 0, nil, err
 	}
-	cmd := exec.Command(bin, podinit.Arg)
+	cmd := exec.Command(bin, podinit.Args(id)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {
@@ -356,48 +343,72 @@ func (p *pod) watchInit(w *proc.Watch) {
 	}()
 }
 
-func (p *pod) markExited(code uint32) {
-	p.exitOnce.Do(func() {
-		p.exit = sandbox.ExitStatus{Code: code, ExitedAt: time.Now()}
-		close(p.exited)
-	})
-}
+func (p *pod) markExited(code uint32) { p.Set(code, time.Now()) }
 
-// Stop stops every container of the pod and the pod's init.
+// Stop ends the pod's init (its containers are stopped already).
 func (p *pod) Stop(ctx context.Context, timeout time.Duration) error {
-	if timeout == 0 {
-		timeout = 0
-	}
-	p.d.be.stopPod(ctx, p.id, timeout)
-	p.mu.Lock()
-	w := p.init
-	p.mu.Unlock()
-	if w != nil {
-		_ = unix.Kill(w.Pid(), unix.SIGKILL)
-		select {
-		case <-w.Done():
-		case <-time.After(5 * time.Second):
-			return fmt.Errorf("pod init %d did not exit: %w", w.Pid(), errdefs.ErrUnavailable)
-		}
+	if err := p.stopInit(); err != nil {
+		return err
 	}
 	p.markExited(0)
 	return nil
 }
 
-func (p *pod) Exited() <-chan struct{}        { return p.exited }
-func (p *pod) ExitStatus() sandbox.ExitStatus { return p.exit }
+// stopInit kills the pod's init: the one this daemon watches, or one found
+// by its command line that a Start cut by a daemon restart left unrecorded.
+func (p *pod) stopInit() error {
+	p.mu.Lock()
+	w, shared := p.init, p.st.SharedPID
+	p.mu.Unlock()
+	if w == nil {
+		if shared {
+			for _, pid := range findPodInits(p.id) {
+				log.G(p.ctx).WithFields(log.Fields{"sandbox_id": p.id, "pid": pid}).Warn("killing a pod init this daemon did not record")
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+		return nil
+	}
+	_ = unix.Kill(w.Pid(), unix.SIGKILL)
+	select {
+	case <-w.Done():
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("pod init %d did not exit: %w", w.Pid(), errdefs.ErrUnavailable)
+	}
+}
+
+// findPodInits lists the processes whose command line is the init of pod id.
+func findPodInits(id string) []int {
+	want := strings.Join(podinit.Args(id), "\x00")
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.TrimRight(string(b), "\x00")
+		if i := strings.IndexByte(args, 0); i >= 0 && args[i+1:] == want {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
 
 // Cleanup releases the pod's namespaces and files. Idempotent.
 func (p *pod) Cleanup(ctx context.Context) error {
-	p.d.be.stopPod(ctx, p.id, 0)
-	p.d.be.deletePod(ctx, p.id)
+	if err := p.stopInit(); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	st := p.st
 	p.mu.Unlock()
 	releasePod(ctx, &st)
-	p.d.mu.Lock()
-	delete(p.d.pods, p.id)
-	p.d.mu.Unlock()
 	return nil
 }
 
@@ -405,21 +416,6 @@ func (p *pod) DriverState() (json.RawMessage, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return json.Marshal(&p.st)
-}
-
-// Metrics sums the cgroup metrics of the pod's containers.
-func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
-	var cgs []cgroups.Cgroup
-	for _, path := range p.d.be.podCgroups(p.id) {
-		if cg, err := cgroups.Load(path); err == nil {
-			cgs = append(cgs, cg)
-		}
-	}
-	a, err := cgroups.Sum(cgs)
-	if err != nil {
-		return nil, err
-	}
-	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
 }
 
 // Describe adds the pod's namespaces to a verbose status.
@@ -432,7 +428,6 @@ func (p *pod) Describe(ctx context.Context) map[string]string {
 		"uts_ns":     p.st.UTS,
 		"shared_pid": strconv.FormatBool(p.st.SharedPID),
 		"init_pid":   strconv.Itoa(p.st.InitPid),
-		"containers": strconv.Itoa(len(p.d.be.podCgroups(p.id))),
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
@@ -33,7 +34,7 @@ const bundleNote = "magnetar-wasm.json"
 
 // ExitCodeLost is the exit code of a container whose module was running
 // when the daemon stopped: modules run inside the daemon and die with it.
-const ExitCodeLost = 255
+const ExitCodeLost = sandbox.ExitCodeLost
 
 // killWait bounds how long Stop and Delete wait for a killed instance (the
 // engine promises 100 ms).
@@ -43,12 +44,8 @@ type backend struct {
 	cfg     *Config
 	life    context.Context
 	engines *engines
-	d       *driver
 	keep    *keeper
 	mods    *modTable
-
-	mu         sync.Mutex
-	containers map[string]*ctr
 }
 
 var (
@@ -58,7 +55,6 @@ var (
 
 // ctrState is a container's persisted, backend-private state.
 type ctrState struct {
-	PodID   string `json:"pod_id"`
 	Bundle  string `json:"bundle"`
 	Rootfs  string `json:"rootfs"`
 	Mounted bool   `json:"rootfs_mounted,omitempty"`
@@ -69,8 +65,10 @@ type ctrState struct {
 
 // ctr is one container: a module instance run by the daemon itself.
 type ctr struct {
+	exit.Latch
 	b   *backend
 	id  string
+	ns  string // containerd namespace, for a binary:// logger
 	st  ctrState
 	eng wasi.Engine
 	mod wasi.Module
@@ -81,10 +79,6 @@ type ctr struct {
 	inst     wasi.Instance
 	memLimit int64
 	final    usage // at exit
-	done     chan struct{}
-	doneOnce sync.Once
-	code     uint32
-	at       time.Time
 	oom      chan struct{}
 	execs    map[string]*execProc
 	cleaned  bool
@@ -99,18 +93,9 @@ var (
 // (so that a missing or invalid module fails here, naming its path) and
 // opens the stdio FIFOs. Nothing runs until Start.
 func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Container, retErr error) {
-	podID, err := sandbox.PodOf(r.Spec, "magnetar-wasm")
-	if err != nil {
-		return nil, err
-	}
-	p, ok := b.d.lookup(podID)
+	p, ok := r.Pod.(*pod)
 	if !ok {
-		return nil, fmt.Errorf("pod %s of container %s: %w", podID, r.ID, errdefs.ErrNotFound)
-	}
-	select {
-	case <-p.exited:
-		return nil, fmt.Errorf("pod %s has stopped: %w", podID, errdefs.ErrFailedPrecondition)
-	default:
+		return nil, fmt.Errorf("container %s: no wasm pod given (%T): %w", r.ID, r.Pod, errdefs.ErrInvalidArgument)
 	}
 	if r.Stdio.Terminal {
 		// InvalidArgument, not NotImplemented: containerd takes
@@ -120,18 +105,12 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if err := mount.Validate("rootfs", r.Rootfs); err != nil {
 		return nil, err
 	}
-	b.mu.Lock()
-	_, dup := b.containers[r.ID]
-	b.mu.Unlock()
-	if dup {
-		return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
-	}
 	eng, err := b.engines.get(ctx, p.st.Engine)
 	if err != nil {
 		return nil, err
 	}
-	c := &ctr{b: b, id: r.ID, eng: eng, done: make(chan struct{}), oom: make(chan struct{}, 1), execs: map[string]*execProc{},
-		st: ctrState{PodID: podID, Bundle: r.Bundle, Engine: eng.Name()}}
+	c := &ctr{b: b, id: r.ID, ns: r.Namespace, eng: eng, oom: make(chan struct{}, 1), execs: map[string]*execProc{},
+		st: ctrState{Bundle: r.Bundle, Engine: eng.Name()}}
 	defer func() {
 		if retErr != nil {
 			c.cleanup(context.WithoutCancel(ctx))
@@ -160,7 +139,9 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if l := r.Spec.Linux; l != nil && l.Resources != nil && l.Resources.Memory != nil && l.Resources.Memory.Limit != nil && *l.Resources.Memory.Limit > 0 {
 		c.memLimit = *l.Resources.Memory.Limit
 	}
-	if c.io, err = stdio.Open(ctx, r.Stdio); err != nil {
+	cfg := r.Stdio
+	cfg.ID, cfg.Namespace = r.ID, r.Namespace
+	if c.io, err = stdio.Open(ctx, cfg); err != nil {
 		return nil, err
 	}
 	note, _ := json.Marshal(map[string]any{"rootfs": c.st.Rootfs, "mounted": c.st.Mounted})
@@ -175,9 +156,6 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 			return nil, err
 		}
 	}
-	b.mu.Lock()
-	b.containers[r.ID] = c
-	b.mu.Unlock()
 	info := mod.Info()
 	log.G(ctx).WithFields(log.Fields{"module": guest, "read_load_ms": float64(time.Since(t0).Microseconds()) / 1000, "digest": c.st.Digest, "engine": eng.Name(),
 		"load": info.Source, "load_ms": float64(info.Duration.Microseconds()) / 1000, "cache_error": info.CacheError,
@@ -251,24 +229,23 @@ func preopens(rootfs string, sp *specs.Spec) []wasi.Preopen {
 }
 
 // Recover finds a container again after a daemon restart. Its module ran
-// inside the daemon and is gone: the container is reported as exited with
-// ExitCodeLost, and its rootfs stays mounted until Delete.
-func (b *backend) Recover(ctx context.Context, rec *task.Record) (task.Container, error) {
+// inside the daemon and is gone: the container ends at once with
+// ExitCodeLost (the task service reports the exit it recorded instead, if
+// it had one), and its rootfs stays mounted until Delete. For a Create the
+// daemon died in, the rootfs in the bundle is what Delete unmounts.
+func (b *backend) Recover(ctx context.Context, rec *task.Record, _ sandbox.Instance) (task.Container, error) {
 	var st ctrState
-	if err := json.Unmarshal(rec.Backend, &st); err != nil {
+	if rec.Status == task.StatusCreating {
+		st = ctrState{Bundle: rec.Bundle, Rootfs: filepath.Join(rec.Bundle, "rootfs"), Mounted: true}
+	} else if err := json.Unmarshal(rec.Backend, &st); err != nil {
 		return nil, fmt.Errorf("container state: %w", err)
 	}
-	c := &ctr{b: b, id: rec.ID, st: st, done: make(chan struct{}), oom: make(chan struct{}, 1), execs: map[string]*execProc{}}
-	if rec.Status == "stopped" {
-		c.finish(0, rec.CreatedAt)
-	} else {
+	c := &ctr{b: b, id: rec.ID, st: st, oom: make(chan struct{}, 1), execs: map[string]*execProc{}}
+	if rec.Status == "running" || rec.Status == "paused" {
 		log.G(ctx).WithFields(log.Fields{"container_id": rec.ID, "status": rec.Status, "exit_status": ExitCodeLost}).
 			Warn("wasm container lost: its module ran in the daemon, which restarted; reporting it exited")
-		c.finish(ExitCodeLost, time.Now())
 	}
-	b.mu.Lock()
-	b.containers[rec.ID] = c
-	b.mu.Unlock()
+	c.Set(ExitCodeLost, time.Now())
 	return c, nil
 }
 
@@ -278,10 +255,8 @@ func (c *ctr) Pid() uint32 { return 0 }
 func (c *ctr) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	select {
-	case <-c.done:
+	if c.IsSet() {
 		return fmt.Errorf("container %s was killed before it started: %w", c.id, errdefs.ErrFailedPrecondition)
-	default:
 	}
 	if c.inst != nil {
 		return fmt.Errorf("container %s already started: %w", c.id, errdefs.ErrFailedPrecondition)
@@ -342,19 +317,7 @@ func (c *ctr) watch(inst wasi.Instance) {
 	c.mu.Lock()
 	c.final = usage{cpu: st.CPU}
 	c.mu.Unlock()
-	c.finish(res.ExitCode, res.ExitedAt)
-}
-
-func (c *ctr) finish(code uint32, at time.Time) {
-	c.doneOnce.Do(func() {
-		if at.IsZero() {
-			at = time.Now()
-		}
-		c.mu.Lock()
-		c.code, c.at = code, at
-		c.mu.Unlock()
-		close(c.done)
-	})
+	c.Set(res.ExitCode, res.ExitedAt)
 }
 
 func (c *ctr) OOM() <-chan struct{} { return c.oom }
@@ -381,7 +344,7 @@ func (c *ctr) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
 	c.mu.Unlock()
 	if !started {
 		// created, never started: nothing runs; it ends as killed
-		c.finish(wasi.ExitCodeKilled, time.Now())
+		c.Set(wasi.ExitCodeKilled, time.Now())
 		return nil
 	}
 	log.G(ctx).WithFields(log.Fields{"container_id": c.id, "signal": int(sig)}).Debug("wasm kill")
@@ -404,14 +367,6 @@ func (c *ctr) execList() []*execProc {
 	return out
 }
 
-func (c *ctr) Exited() <-chan struct{} { return c.done }
-
-func (c *ctr) ExitStatus() (uint32, time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.code, c.at
-}
-
 func (c *ctr) ResizePty(ctx context.Context, w, h uint32) error {
 	return fmt.Errorf("container %s has no terminal: %w", c.id, errdefs.ErrFailedPrecondition)
 }
@@ -430,22 +385,19 @@ func (c *ctr) Delete(ctx context.Context) error {
 		return err
 	}
 	c.cleanup(ctx)
-	c.b.mu.Lock()
-	delete(c.b.containers, c.id)
-	c.b.mu.Unlock()
 	return nil
 }
 
 // stop kills the container and waits for it to end.
 func (c *ctr) stop(ctx context.Context) error {
 	select {
-	case <-c.done:
+	case <-c.Done():
 		return nil
 	default:
 	}
 	_ = c.Kill(ctx, syscall.SIGKILL, true)
 	select {
-	case <-c.done:
+	case <-c.Done():
 		return nil
 	case <-time.After(killWait):
 		return fmt.Errorf("container %s did not end %s after kill: %w", c.id, killWait, errdefs.ErrUnavailable)
@@ -491,7 +443,7 @@ func (c *ctr) usage() usage {
 	inst, final, limit := c.inst, c.final, c.memLimit
 	c.mu.Unlock()
 	select {
-	case <-c.done:
+	case <-c.Done():
 		return final
 	default:
 	}
@@ -568,42 +520,4 @@ func (c *ctr) Update(ctx context.Context, r *specs.LinuxResources, _ map[string]
 func (c *ctr) State() json.RawMessage {
 	data, _ := json.Marshal(&c.st)
 	return data
-}
-
-// podContainers lists the containers of a pod.
-func (b *backend) podContainers(podID string) []*ctr {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []*ctr
-	for _, c := range b.containers {
-		if c.st.PodID == podID {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// stopPod kills every container of a pod and waits for them.
-func (b *backend) stopPod(ctx context.Context, podID string) {
-	cs := b.podContainers(podID)
-	for _, c := range cs {
-		_ = c.Kill(ctx, syscall.SIGKILL, true)
-	}
-	for _, c := range cs {
-		select {
-		case <-c.done:
-		case <-time.After(killWait):
-			log.G(ctx).WithField("container_id", c.id).Warn("wasm container did not end after kill")
-		}
-	}
-}
-
-// deletePod releases what containers of a removed pod still hold.
-func (b *backend) deletePod(ctx context.Context, podID string) {
-	for _, c := range b.podContainers(podID) {
-		c.cleanup(ctx)
-		b.mu.Lock()
-		delete(b.containers, c.id)
-		b.mu.Unlock()
-	}
 }

@@ -2,9 +2,11 @@ package wasmsb
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
@@ -20,6 +22,8 @@ const (
 )
 
 // Config is the wasm sandboxer's configuration (/etc/magnetar/wasm.toml).
+// It names nothing on the host that must exist (the engines are compiled in,
+// cache.dir is made at start-up), so it has no CheckHost.
 type Config struct {
 	config.Daemon
 	// Engines maps a containerd proxy plugin name (the `sandboxer` of a CRI
@@ -50,10 +54,14 @@ type CacheConfig struct {
 	MaxBytes int64 `toml:"max_bytes"`
 	// Disabled compiles every module at each container start.
 	Disabled bool `toml:"disabled"`
-	// KeepSeconds is how long the compiled module of a container that
-	// ended stays in memory for the next container of the same image
-	// (0: closed at once).
-	KeepSeconds int `toml:"keep_seconds"`
+	// Keep is how long the compiled module of a container that ended
+	// stays in memory for the next container of the same image (0: closed
+	// at once).
+	Keep config.Duration `toml:"keep"`
+	// KeepSeconds is the former key of Keep, in seconds (nil: not set).
+	// Deprecated: read for one release, with a warning; Migrate moves it to
+	// Keep.
+	KeepSeconds *int64 `toml:"keep_seconds"`
 	// KeepModules bounds how many such modules stay in memory.
 	KeepModules int `toml:"keep_modules"`
 }
@@ -65,7 +73,7 @@ func DefaultConfig(known ...string) *Config {
 		Daemon:  config.DefaultDaemon(Name),
 		Engines: map[string]string{HandlerWasmtime: "wasmtime", HandlerWazero: "wazero"},
 		Wasm:    WasmConfig{DefaultEngine: "wasmtime", MaxModuleBytes: 256 << 20},
-		Cache:   CacheConfig{KeepSeconds: 300, KeepModules: 32},
+		Cache:   CacheConfig{Keep: config.Duration(5 * time.Minute), KeepModules: 32},
 		known:   map[string]bool{},
 	}
 	for _, k := range known {
@@ -148,8 +156,8 @@ func (c *Config) Validate() error {
 	if c.Cache.Dir != "" && !filepath.IsAbs(c.Cache.Dir) {
 		errs = append(errs, fmt.Errorf("cache.dir = %q: must be an absolute path", c.Cache.Dir))
 	}
-	if c.Cache.KeepSeconds < 0 {
-		errs = append(errs, fmt.Errorf("cache.keep_seconds = %d: must not be negative", c.Cache.KeepSeconds))
+	if c.Cache.Keep < 0 {
+		errs = append(errs, fmt.Errorf("cache.keep = %q: must not be negative", c.Cache.Keep))
 	}
 	if c.Cache.KeepModules < 0 {
 		errs = append(errs, fmt.Errorf("cache.keep_modules = %d: must not be negative", c.Cache.KeepModules))
@@ -160,4 +168,27 @@ func (c *Config) Validate() error {
 	return config.Join(errs...)
 }
 
-var _ daemon.Config = (*Config)(nil)
+// Migrate moves the deprecated cache.keep_seconds to cache.keep.
+func (c *Config) Migrate(defined func(key ...string) bool) ([]config.Warning, error) {
+	if c.Cache.KeepSeconds == nil {
+		return nil, nil
+	}
+	s := *c.Cache.KeepSeconds
+	c.Cache.KeepSeconds = nil
+	switch {
+	case defined("cache", "keep"):
+		return nil, fmt.Errorf("cache.keep_seconds and cache.keep are both set: keep only cache.keep (keep_seconds is deprecated)")
+	case s < 0:
+		return nil, fmt.Errorf("cache.keep_seconds = %d: must not be negative", s)
+	case s > math.MaxInt64/int64(time.Second):
+		return nil, fmt.Errorf("cache.keep_seconds = %d: out of range", s)
+	}
+	c.Cache.Keep = config.Duration(time.Duration(s) * time.Second)
+	return []config.Warning{{Key: "cache.keep_seconds", Msg: fmt.Sprintf(
+		"deprecated, and a later release will refuse it: write keep = %q in [cache] instead", c.Cache.Keep)}}, nil
+}
+
+var (
+	_ daemon.Config   = (*Config)(nil)
+	_ config.Migrator = (*Config)(nil)
+)

@@ -25,7 +25,7 @@
 // whose module file is the same file (inode, size, mtime, ctime: every
 // container of an image on overlayfs), so they neither read nor hash it
 // again, and keeps the module of an ended container for a while
-// (cache.keep_seconds) for the next container of its image.
+// (cache.keep) for the next container of its image.
 //
 // Exec runs a module of the container's rootfs (args[0] of the exec) as a
 // new instance with its own stdio and exit code, so crictl exec works.

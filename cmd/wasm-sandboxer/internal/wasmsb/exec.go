@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
@@ -22,21 +23,18 @@ import (
 // exit code. It shares nothing else with the container's instance (WASI
 // preview1 instances share no memory).
 type execProc struct {
+	exit.Latch
 	c   *ctr
 	id  string
 	mod wasi.Module
 	run wasi.RunConfig
 	cfg stdio.Config
 
-	mu       sync.Mutex
-	io       *stdio.IO
-	inst     wasi.Instance
-	final    usage
-	done     chan struct{}
-	doneOnce sync.Once
-	code     uint32
-	at       time.Time
-	deleted  bool
+	mu      sync.Mutex
+	io      *stdio.IO
+	inst    wasi.Instance
+	final   usage
+	deleted bool
 }
 
 var _ task.Process = (*execProc)(nil)
@@ -58,7 +56,8 @@ func (c *ctr) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.C
 	if err != nil {
 		return nil, fmt.Errorf("exec %s: %w", id, err)
 	}
-	e := &execProc{c: c, id: id, mod: mod, cfg: io, done: make(chan struct{}),
+	io.ID, io.Namespace = id, c.ns
+	e := &execProc{c: c, id: id, mod: mod, cfg: io,
 		run: wasi.RunConfig{Args: args, Env: sp.Env, Cwd: sp.Cwd, Preopens: c.run.Preopens}}
 	c.mu.Lock()
 	c.execs[id] = e
@@ -75,10 +74,8 @@ func (e *execProc) Start(ctx context.Context) error {
 	if e.inst != nil || e.deleted {
 		return fmt.Errorf("exec %s already started: %w", e.id, errdefs.ErrFailedPrecondition)
 	}
-	select {
-	case <-e.done:
+	if e.IsSet() {
 		return fmt.Errorf("exec %s was killed before it started: %w", e.id, errdefs.ErrFailedPrecondition)
-	default:
 	}
 	ioh, err := stdio.Open(ctx, e.cfg)
 	if err != nil {
@@ -103,21 +100,9 @@ func (e *execProc) Start(ctx context.Context) error {
 		e.mu.Lock()
 		e.final = usage{cpu: st.CPU}
 		e.mu.Unlock()
-		e.finish(res.ExitCode, res.ExitedAt)
+		e.Set(res.ExitCode, res.ExitedAt)
 	}()
 	return nil
-}
-
-func (e *execProc) finish(code uint32, at time.Time) {
-	e.doneOnce.Do(func() {
-		if at.IsZero() {
-			at = time.Now()
-		}
-		e.mu.Lock()
-		e.code, e.at = code, at
-		e.mu.Unlock()
-		close(e.done)
-	})
 }
 
 func (e *execProc) Kill(ctx context.Context, sig syscall.Signal, _ bool) error {
@@ -128,19 +113,11 @@ func (e *execProc) Kill(ctx context.Context, sig syscall.Signal, _ bool) error {
 	inst := e.inst
 	e.mu.Unlock()
 	if inst == nil {
-		e.finish(wasi.ExitCodeKilled, time.Now())
+		e.Set(wasi.ExitCodeKilled, time.Now())
 		return nil
 	}
 	inst.Kill()
 	return nil
-}
-
-func (e *execProc) Exited() <-chan struct{} { return e.done }
-
-func (e *execProc) ExitStatus() (uint32, time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.code, e.at
 }
 
 func (e *execProc) ResizePty(ctx context.Context, w, h uint32) error {
@@ -162,7 +139,7 @@ func (e *execProc) usage() usage {
 	inst, final := e.inst, e.final
 	e.mu.Unlock()
 	select {
-	case <-e.done:
+	case <-e.Done():
 		return final
 	default:
 	}
@@ -176,11 +153,11 @@ func (e *execProc) usage() usage {
 // Delete kills the exec if it still runs and releases it. Idempotent.
 func (e *execProc) Delete(ctx context.Context) error {
 	select {
-	case <-e.done:
+	case <-e.Done():
 	default:
 		_ = e.Kill(ctx, syscall.SIGKILL, false)
 		select {
-		case <-e.done:
+		case <-e.Done():
 		case <-time.After(killWait):
 			return fmt.Errorf("exec %s did not end %s after kill: %w", e.id, killWait, errdefs.ErrUnavailable)
 		}

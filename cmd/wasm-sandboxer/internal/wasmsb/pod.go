@@ -4,15 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"sync"
 	"time"
 
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/log"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 )
 
@@ -21,10 +18,7 @@ import (
 type driver struct {
 	env     *daemon.Env
 	cfg     *Config
-	be      *backend
 	engines *engines
-	mu      sync.Mutex
-	pods    map[string]*pod
 }
 
 var _ sandbox.Driver = (*driver)(nil)
@@ -38,27 +32,16 @@ type podState struct {
 }
 
 type pod struct {
+	exit.Latch
 	id string
 	d  *driver
 	st podState
-
-	exited   chan struct{}
-	exitOnce sync.Once
-	exit     sandbox.ExitStatus
 }
 
 var (
-	_ sandbox.Instance        = (*pod)(nil)
-	_ sandbox.MetricsReporter = (*pod)(nil)
-	_ sandbox.Describer       = (*pod)(nil)
+	_ sandbox.Instance  = (*pod)(nil)
+	_ sandbox.Describer = (*pod)(nil)
 )
-
-func (d *driver) lookup(id string) (*pod, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p, ok := d.pods[id]
-	return p, ok
-}
 
 // Create records the pod and the engine of its sandboxer name.
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance, error) {
@@ -75,11 +58,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 }
 
 func (d *driver) newPod(id string, st podState) *pod {
-	p := &pod{id: id, d: d, st: st, exited: make(chan struct{})}
-	d.mu.Lock()
-	d.pods[id] = p
-	d.mu.Unlock()
-	return p
+	return &pod{id: id, d: d, st: st}
 }
 
 // Recover rebuilds a pod after a restart: a pod holds nothing that dies
@@ -95,7 +74,7 @@ func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instanc
 	}
 	p := d.newPod(s.ID, st)
 	if s.Phase == sandbox.PhaseStopped {
-		p.markExited(0)
+		p.Set(0, time.Now())
 	}
 	return p, nil
 }
@@ -105,54 +84,20 @@ func (p *pod) Start(ctx context.Context) (sandbox.Endpoint, error) {
 	return sandbox.Endpoint{Address: p.d.env.TaskAddress, Version: 3}, nil
 }
 
-func (p *pod) markExited(code uint32) {
-	p.exitOnce.Do(func() {
-		p.exit = sandbox.ExitStatus{Code: code, ExitedAt: time.Now()}
-		close(p.exited)
-	})
-}
-
-// Stop ends every container of the pod. A module has no signal handlers,
-// so there is nothing to wait for: every container is killed at once.
+// Stop ends the pod; its containers (modules run by the daemon) are
+// stopped already.
 func (p *pod) Stop(ctx context.Context, _ time.Duration) error {
-	p.d.be.stopPod(ctx, p.id)
-	p.markExited(0)
+	p.Set(0, time.Now())
 	return nil
 }
 
-func (p *pod) Exited() <-chan struct{}        { return p.exited }
-func (p *pod) ExitStatus() sandbox.ExitStatus { return p.exit }
-
-// Cleanup releases what the pod's containers still hold. Idempotent.
-func (p *pod) Cleanup(ctx context.Context) error {
-	p.d.be.stopPod(ctx, p.id)
-	p.d.be.deletePod(ctx, p.id)
-	p.d.mu.Lock()
-	delete(p.d.pods, p.id)
-	p.d.mu.Unlock()
-	return nil
-}
+// Cleanup has nothing to release: a pod holds nothing but its record and
+// directory, which the controller removes. Idempotent.
+func (p *pod) Cleanup(ctx context.Context) error { return nil }
 
 func (p *pod) DriverState() (json.RawMessage, error) { return json.Marshal(&p.st) }
 
-// Metrics sums the memory and CPU time of the pod's containers (cheap: no
-// file is read, the engine keeps the counters).
-func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
-	var sum usage
-	for _, c := range p.d.be.podContainers(p.id) {
-		sum.add(c.usage())
-	}
-	a, err := sum.metrics()
-	if err != nil {
-		return nil, err
-	}
-	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
-}
-
 // Describe adds the pod's engine to a verbose status.
 func (p *pod) Describe(ctx context.Context) map[string]string {
-	return map[string]string{
-		"engine":     p.st.Engine,
-		"containers": strconv.Itoa(len(p.d.be.podContainers(p.id))),
-	}
+	return map[string]string{"engine": p.st.Engine}
 }

@@ -80,9 +80,7 @@ func build(env *daemon.Env, cfg *Config, factories map[string]wasi.New) (sandbox
 	if _, err := engs.get(env.Life, cfg.Wasm.DefaultEngine); err != nil {
 		return nil, nil, err
 	}
-	be := &backend{cfg: cfg, life: env.Life, engines: engs, containers: map[string]*ctr{}, mods: newModTable(),
-		keep: newKeeper(time.Duration(cfg.Cache.KeepSeconds)*time.Second, cfg.Cache.KeepModules)}
-	d := &driver{env: env, cfg: cfg, be: be, engines: engs, pods: map[string]*pod{}}
-	be.d = d
-	return d, be, nil
+	be := &backend{cfg: cfg, life: env.Life, engines: engs, mods: newModTable(),
+		keep: newKeeper(time.Duration(cfg.Cache.Keep), cfg.Cache.KeepModules)}
+	return &driver{env: env, cfg: cfg, engines: engs}, be, nil
 }

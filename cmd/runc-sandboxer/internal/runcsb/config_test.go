@@ -1,0 +1,102 @@
+package runcsb
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/magnetar-runtime/magnetar/shared/config"
+)
+
+func TestStopTimeoutIsADuration(t *testing.T) {
+	if got := time.Duration(DefaultConfig().Pod.StopTimeout); got != 10*time.Second {
+		t.Errorf("default stop_timeout %v, want 10s", got)
+	}
+	c := DefaultConfig()
+	warns, err := config.Decode("[pod]\nstop_timeout = \"1m30s\"\n", c)
+	if err != nil || len(warns) > 0 || time.Duration(c.Pod.StopTimeout) != 90*time.Second {
+		t.Errorf("stop_timeout = \"1m30s\": %v, %v, %v", c.Pod.StopTimeout, warns, err)
+	}
+	// the former form: seconds, with a warning naming the key and the new form
+	c = DefaultConfig()
+	warns, err = config.Decode("[pod]\nstop_timeout = 15\n", c)
+	if err != nil || time.Duration(c.Pod.StopTimeout) != 15*time.Second {
+		t.Fatalf("stop_timeout = 15: %v, %v", c.Pod.StopTimeout, err)
+	}
+	if len(warns) != 1 || warns[0].Key != "pod.stop_timeout" || !strings.Contains(warns[0].Msg, `stop_timeout = "15s"`) {
+		t.Errorf("stop_timeout = 15: warnings %v", warns)
+	}
+	for _, text := range []string{"[pod]\nstop_timeout = \"-1s\"\n", "[pod]\nstop_timeout = -1\n", "[pod]\nstop_timeout = \"soon\"\n"} {
+		if _, err := config.Decode(text, DefaultConfig()); err == nil || !strings.Contains(err.Error(), "pod.stop_timeout") {
+			t.Errorf("Decode(%q) = %v, want an error naming pod.stop_timeout", text, err)
+		}
+	}
+	c = DefaultConfig()
+	c.Pod.StopTimeout = config.Duration(-time.Second)
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "pod.stop_timeout") {
+		t.Errorf("negative stop_timeout: %v", err)
+	}
+}
+
+// Validate checks values only: it must pass on a host without runc.
+func TestValidateNeedsNoRunc(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	c := DefaultConfig()
+	if _, err := config.Decode("[runc]\nbinary = \"runc\"\n", c); err != nil {
+		t.Errorf("Validate looked for runc: %v", err)
+	}
+	if _, err := config.Decode("[runc]\nbinary = \"/nonexistent/runc\"\n", DefaultConfig()); err != nil {
+		t.Errorf("Validate looked for runc: %v", err)
+	}
+	if _, err := config.Decode("[runc]\nbinary = \"bin/runc\"\n", DefaultConfig()); err == nil || !strings.Contains(err.Error(), "runc.binary") {
+		t.Errorf("a relative path: %v, want an error naming runc.binary", err)
+	}
+}
+
+func TestCheckHostFindsRunc(t *testing.T) {
+	empty, bin := t.TempDir(), t.TempDir()
+	t.Setenv("PATH", empty)
+	c := DefaultConfig()
+	err := c.CheckHost()
+	if err == nil || !strings.Contains(err.Error(), "runc.binary") || !strings.Contains(err.Error(), empty) {
+		t.Errorf("runc not in PATH: %v, want an error naming runc.binary and %s", err, empty)
+	}
+	c.Runc.Binary = filepath.Join(bin, "runc")
+	if err := c.CheckHost(); err == nil || !strings.Contains(err.Error(), "runc.binary") || !strings.Contains(err.Error(), c.Runc.Binary) {
+		t.Errorf("missing runc path: %v", err)
+	}
+
+	runc := filepath.Join(bin, "runc")
+	if err := os.WriteFile(runc, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", empty+string(filepath.ListSeparator)+bin)
+	c = DefaultConfig()
+	if err := c.CheckHost(); err != nil {
+		t.Fatal(err)
+	}
+	// the path found is what every runc call (and a shim-style delete) uses
+	if c.Runc.Binary != runc {
+		t.Errorf("runc.binary resolved to %q, want %s", c.Runc.Binary, runc)
+	}
+	var _ config.HostChecker = c
+}
+
+// The shipped runc.toml shows every default.
+func TestDeployedConfigIsTheDefault(t *testing.T) {
+	data, err := os.ReadFile("../../../../deploy/etc/magnetar/runc.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	warns, err := config.Decode(string(data), c)
+	if err != nil || len(warns) > 0 {
+		t.Fatalf("deploy/etc/magnetar/runc.toml: %v %v", warns, err)
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(c, want) {
+		t.Errorf("deploy/etc/magnetar/runc.toml is\n%+v\nthe defaults are\n%+v", c, want)
+	}
+}
