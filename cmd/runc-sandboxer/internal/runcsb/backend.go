@@ -74,8 +74,8 @@ type ctrState struct {
 	Cgroups  string `json:"cgroups_path,omitempty"`
 	Terminal bool   `json:"terminal,omitempty"`
 	Mounted  bool   `json:"rootfs_mounted,omitempty"`
-	Pid      int    `json:"pid"`
-	PidStart uint64 `json:"pid_start,omitempty"`
+	// procState is the init's pid and start time.
+	procState
 }
 
 // ctr is one container; its init and the runc calls are runcproc's.
@@ -252,15 +252,7 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record, _ sandbox.Insta
 	}
 	c := b.newCtr(rec.ID, st)
 	c.Namespace = rec.Namespace
-	start, err := procStart(st.Pid)
-	var w *proc.Watch
-	if err == nil && start == st.PidStart {
-		w, err = proc.Open(st.Pid)
-	}
-	if w == nil || err != nil {
-		w = proc.Exited(st.Pid)
-	}
-	c.Watch(st.Pid, runcproc.WaitFor(w))
+	c.Watch(st.Pid, st.watchAgain())
 	if rec.Status == "running" {
 		c.startOOM()
 	}
@@ -339,20 +331,13 @@ func (c *ctr) State() json.RawMessage {
 // shimDelete cleans up after containerd lost a task connection.
 func shimDelete(ctx context.Context, id, bundle string) (*daemon.ShimExit, error) {
 	exit := &daemon.ShimExit{Status: 128 + uint32(syscall.SIGKILL), At: time.Now()}
-	if bundle == "" || !filepath.IsAbs(bundle) {
-		return exit, nil
-	}
-	data, err := os.ReadFile(filepath.Join(bundle, bundleNote))
-	if err != nil {
-		return exit, nil // nothing of ours there
-	}
 	var note struct {
 		Binary string `json:"runc_binary"`
 		Root   string `json:"runc_root"`
 		Dir    string `json:"dir"`
 	}
-	if err := json.Unmarshal(data, &note); err != nil {
-		return nil, fmt.Errorf("%s: %w", bundleNote, err)
+	if ok, err := daemon.ReadBundleNote(bundle, bundleNote, &note); !ok {
+		return exit, err
 	}
 	r := &runc.Runc{Command: note.Binary, Root: note.Root}
 	if st, err := r.State(ctx, id); err == nil {

@@ -2,8 +2,6 @@ package wasmsb
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,19 +15,12 @@ import (
 // connection's daemon; unmount the rootfs we mounted into the bundle.
 func shimDelete(ctx context.Context, id, bundle string) (*daemon.ShimExit, error) {
 	exit := &daemon.ShimExit{Status: ExitCodeLost, At: time.Now()}
-	if bundle == "" || !filepath.IsAbs(bundle) {
-		return exit, nil
-	}
-	data, err := os.ReadFile(filepath.Join(bundle, bundleNote))
-	if err != nil {
-		return exit, nil // nothing of ours there
-	}
 	var note struct {
 		Rootfs  string `json:"rootfs"`
 		Mounted bool   `json:"mounted"`
 	}
-	if err := json.Unmarshal(data, &note); err != nil {
-		return nil, fmt.Errorf("%s: %w", bundleNote, err)
+	if ok, err := daemon.ReadBundleNote(bundle, bundleNote, &note); !ok {
+		return exit, err
 	}
 	if note.Mounted && note.Rootfs == filepath.Join(bundle, "rootfs") {
 		if err := mount.UnmountAll(note.Rootfs); err != nil {
