@@ -22,10 +22,10 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/nsutil"
+	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/podinit"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
-	"github.com/magnetar-runtime/magnetar/shared/store"
 )
 
 // driver creates pods.
@@ -95,10 +95,10 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 	if st.Hostname == "" {
 		st.Hostname = s.ID[:min(len(s.ID), 12)]
 	}
-	if err := validateHostname(st.Hostname); err != nil {
+	if err := podfiles.ValidateHostname(st.Hostname); err != nil {
 		return nil, err
 	}
-	if err := validateSysctls(cfg.GetLinux().GetSysctls(), st.HostNetwork, nso.GetIpc() == runtime.NamespaceMode_NODE); err != nil {
+	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), st.HostNetwork, nso.GetIpc() == runtime.NamespaceMode_NODE); err != nil {
 		return nil, err
 	}
 
@@ -126,7 +126,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 			return nil, fmt.Errorf("options.linux.sysctls: %w", err)
 		}
 	}
-	if err := writePodFiles(s.Dir, &st, cfg); err != nil {
+	if err := podfiles.Write(s.Dir, st.Hostname, st.HostNetwork, cfg.GetDnsConfig()); err != nil {
 		return nil, err
 	}
 	if st.IPC != "" && d.cfg.Pod.ShmSize > 0 {
@@ -189,78 +189,6 @@ func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instanc
 		p.watchInit(w)
 	}
 	return p, nil
-}
-
-func validateHostname(h string) error {
-	if len(h) > 64 {
-		return fmt.Errorf("options.hostname %q: longer than 64 characters: %w", h, errdefs.ErrInvalidArgument)
-	}
-	for _, r := range h {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
-			return fmt.Errorf("options.hostname %q: character %q is not allowed: %w", h, r, errdefs.ErrInvalidArgument)
-		}
-	}
-	return nil
-}
-
-// validateSysctls refuses what cannot go into the pod's own namespaces before
-// anything is created.
-func validateSysctls(sys map[string]string, hostNet, hostIPC bool) error {
-	for k := range sys {
-		key := strings.ReplaceAll(k, "/", ".")
-		switch {
-		case strings.HasPrefix(key, "net.") && hostNet:
-			return fmt.Errorf("options.linux.sysctls[%s]: a host-network pod cannot set network sysctls: %w", k, errdefs.ErrInvalidArgument)
-		case (strings.HasPrefix(key, "kernel.shm") || strings.HasPrefix(key, "kernel.msg") || key == "kernel.sem" || strings.HasPrefix(key, "fs.mqueue.")) && hostIPC:
-			return fmt.Errorf("options.linux.sysctls[%s]: a host-IPC pod cannot set IPC sysctls: %w", k, errdefs.ErrInvalidArgument)
-		}
-	}
-	return nil
-}
-
-// writePodFiles writes /etc/hostname, /etc/hosts and /etc/resolv.conf for
-// the pod's containers (containerd leaves these to an external sandboxer).
-func writePodFiles(dir string, st *podState, cfg *runtime.PodSandboxConfig) error {
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	if !st.HostNetwork {
-		hosts += "127.0.1.1\t" + st.Hostname + "\n"
-	}
-	if st.HostNetwork {
-		if b, err := os.ReadFile("/etc/hosts"); err == nil {
-			hosts = string(b)
-		}
-	}
-	var resolv string
-	if dns := cfg.GetDnsConfig(); dns != nil && (len(dns.GetServers())+len(dns.GetSearches())+len(dns.GetOptions())) > 0 {
-		var b strings.Builder
-		for _, s := range dns.GetServers() {
-			if strings.ContainsAny(s, " \n\t") {
-				return fmt.Errorf("options.dns_config.servers %q: invalid: %w", s, errdefs.ErrInvalidArgument)
-			}
-			b.WriteString("nameserver " + s + "\n")
-		}
-		if len(dns.GetSearches()) > 0 {
-			b.WriteString("search " + strings.Join(dns.GetSearches(), " ") + "\n")
-		}
-		if len(dns.GetOptions()) > 0 {
-			b.WriteString("options " + strings.Join(dns.GetOptions(), " ") + "\n")
-		}
-		resolv = b.String()
-	} else if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		resolv = string(b)
-	}
-	hostname := st.Hostname
-	if st.HostNetwork {
-		if h, err := os.Hostname(); err == nil {
-			hostname = h
-		}
-	}
-	for name, content := range map[string]string{"hostname": hostname + "\n", "hosts": hosts, "resolv.conf": resolv} {
-		if err := store.WriteFileAtomic(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			return fmt.Errorf("pod file %s: %w", name, err)
-		}
-	}
-	return nil
 }
 
 // releasePod undoes what Create did. Idempotent.

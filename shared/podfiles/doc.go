@@ -1,0 +1,6 @@
+// Package podfiles holds what every sandboxer does the same way with a CRI
+// pod's identity: it checks the pod's hostname and sysctls before anything
+// is made, and writes the files containerd leaves to an external sandboxer
+// for the pod's containers to bind-mount: /etc/hostname, /etc/hosts and
+// /etc/resolv.conf (from the pod's DNS config, or the host's).
+package podfiles
