@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -138,7 +139,7 @@ func DialWith[T any](ctx context.Context, a Address, o DialOptions, setup func(c
 		if err == nil {
 			return v, nil
 		}
-		if dctx.Err() == nil || lastErr == nil {
+		if !endedByDeadline(dctx, err) || lastErr == nil {
 			lastErr = err
 		}
 		if why := peer.gone(); why != nil {
@@ -160,6 +161,19 @@ func DialWith[T any](ctx context.Context, a Address, o DialOptions, setup func(c
 		}
 		backoff = min(2*backoff, o.BackoffMax)
 	}
+}
+
+// endedByDeadline reports whether err is the dial context ending (or its
+// deadline reached by an I/O timeout a moment before the context's own timer
+// fires): such an error says nothing about why the peer did not answer.
+func endedByDeadline(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) && errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	return false
 }
 
 // dialAttempt is one connect + setup, bounded by o.AttemptTimeout.

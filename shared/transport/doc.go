@@ -34,14 +34,18 @@
 // socket or anything that is not a socket. Paths are limited to 107 bytes
 // (sun_path minus the terminating NUL).
 //
-// vsock: raw AF_VSOCK sockets through golang.org/x/sys/unix. The guest agent
-// calls ListenVsock(port), which binds VMADDR_CID_ANY; the host dials
+// vsock: AF_VSOCK through github.com/mdlayher/vsock. The guest agent calls
+// ListenVsock(port), which binds VMADDR_CID_ANY (vsock.ListenContextID, so
+// that the agent needs no /dev/vsock to learn its CID); the host dials
 // VsockAddress(cid, port), which needs vhost-vsock on the host (QEMU
-// vhost-vsock-pci, StratoVirt). A missing AF_VSOCK family or a missing
-// transport (ENODEV) fails at once with errdefs.ErrFailedPrecondition rather
-// than burning the whole dial deadline. One function (dialVsock) makes a
-// vsock connection, so that another implementation (such as
-// github.com/mdlayher/vsock) replaces it in one place.
+// vhost-vsock-pci, StratoVirt). Addresses are reported as *VsockAddr and a
+// closed listener's Accept returns net.ErrClosed. vsock.Dial takes no
+// context, so one attempt (dialVsock) runs it on a goroutine and returns when
+// the context ends; a connection made after that is closed, and the
+// abandoned connect ends by itself within the kernel's vsock connect timeout
+// (2 s by default). A missing AF_VSOCK family or a missing transport
+// (ENODEV) fails at once with errdefs.ErrFailedPrecondition rather than
+// burning the whole dial deadline.
 //
 // hvsock: Cloud Hypervisor and Firecracker expose the guest's vsock as a unix
 // socket on the host. Dial connects to it, writes "CONNECT <port>\n" and reads

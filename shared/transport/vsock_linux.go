@@ -5,49 +5,34 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/mdlayher/vsock"
 	"golang.org/x/sys/unix"
 )
 
 // ListenVsock listens for AF_VSOCK stream connections on port of every local
 // CID (VMADDR_CID_ANY); the in-guest agent uses it. Pass VMADDR_PORT_ANY
-// (0xFFFFFFFF) to have the kernel pick a port, then read it from Addr.
+// (0xFFFFFFFF) or 0 to have the kernel pick a port, then read it from Addr.
+// Addr, and the LocalAddr and RemoteAddr of accepted connections, are
+// *VsockAddr.
 func ListenVsock(port uint32) (net.Listener, error) {
-	fd, err := vsockSocket()
+	// CID_ANY rather than vsock.Listen's local CID: the agent need not read
+	// /dev/vsock first, and a guest whose CID changes (snapshot restore)
+	// keeps its listener.
+	l, err := vsock.ListenContextID(unix.VMADDR_CID_ANY, port, nil)
 	if err != nil {
-		return nil, fmt.Errorf("listen vsock port %d: %w", port, err)
+		return nil, fmt.Errorf("listen vsock port %d: %w", port, vsockErr(unwrapOp(err)))
 	}
-	if err := unix.Bind(fd, listenSockaddr(port)); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("listen vsock port %d: bind: %w", port, vsockErr(err))
-	}
-	if err := unix.Listen(fd, unix.SOMAXCONN); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("listen vsock port %d: %w", port, err)
-	}
-	local, err := vsockSockname(fd)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("listen vsock port %d: %w", port, err)
-	}
-	f := os.NewFile(uintptr(fd), "vsock-listener:"+local.String())
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("listen vsock port %d: %w", port, err)
-	}
-	return &vsockListener{f: f, rc: rc, addr: local}, nil
+	return &vsockListener{l: l, addr: toVsockAddr(l.Addr())}, nil
 }
 
-// vsockListener accepts AF_VSOCK connections through the runtime poller.
+// vsockListener is a vsock.Listener reporting *VsockAddr, whose Accept and
+// Close after Close return net.ErrClosed (vsock's own say "use of closed
+// network connection" without wrapping it).
 type vsockListener struct {
-	f      *os.File
-	rc     syscall.RawConn
+	l      *vsock.Listener
 	addr   *VsockAddr
 	closed atomic.Bool
 }
@@ -56,38 +41,18 @@ var _ net.Listener = (*vsockListener)(nil)
 
 // Accept waits for the next connection.
 func (l *vsockListener) Accept() (net.Conn, error) {
-	var (
-		nfd  int
-		sa   unix.Sockaddr
-		aerr error
-	)
-	err := l.rc.Read(func(fd uintptr) bool {
-		for {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if aerr != unix.EINTR {
-				return aerr != unix.EAGAIN
-			}
-		}
-	})
-	if err == nil {
-		err = aerr
-	}
+	c, err := l.l.Accept()
 	if err != nil {
+		err = unwrapOp(err)
 		if l.closed.Load() {
 			err = net.ErrClosed
 		}
 		return nil, &net.OpError{Op: "accept", Net: SchemeVsock, Addr: l.addr, Err: err}
 	}
-	remote := &VsockAddr{}
-	if vm, ok := sa.(*unix.SockaddrVM); ok {
-		remote = &VsockAddr{CID: vm.CID, Port: vm.Port}
+	if vc, ok := c.(*vsock.Conn); ok {
+		return newVsockConn(vc), nil
 	}
-	local, err := vsockSockname(nfd)
-	if err != nil {
-		local = l.addr
-	}
-	f := os.NewFile(uintptr(nfd), "vsock:"+remote.String())
-	return newFileConn(f, local, remote), nil
+	return c, nil
 }
 
 // Close stops the listener; a pending Accept returns net.ErrClosed.
@@ -95,100 +60,92 @@ func (l *vsockListener) Close() error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return &net.OpError{Op: "close", Net: SchemeVsock, Addr: l.addr, Err: net.ErrClosed}
 	}
-	return l.f.Close()
+	return l.l.Close()
 }
 
 // Addr returns the bound CID and port.
 func (l *vsockListener) Addr() net.Addr { return l.addr }
 
-// dialVsock makes one non-blocking AF_VSOCK connection attempt, bounded by
-// ctx.
-func dialVsock(ctx context.Context, cid, port uint32) (_ net.Conn, retErr error) {
-	fd, err := vsockSocket()
+// vsockConn is a vsock.Conn (CloseRead, CloseWrite and SyscallConn
+// included) whose addresses are *VsockAddr.
+type vsockConn struct {
+	*vsock.Conn
+	local, remote *VsockAddr
+}
+
+func newVsockConn(c *vsock.Conn) *vsockConn {
+	return &vsockConn{Conn: c, local: toVsockAddr(c.LocalAddr()), remote: toVsockAddr(c.RemoteAddr())}
+}
+
+// LocalAddr returns the local CID and port.
+func (c *vsockConn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr returns the peer's CID and port.
+func (c *vsockConn) RemoteAddr() net.Addr { return c.remote }
+
+// vsockConnect makes one blocking AF_VSOCK connection; tests replace it.
+var vsockConnect = func(cid, port uint32) (net.Conn, error) {
+	c, err := vsock.Dial(cid, port, nil)
 	if err != nil {
 		return nil, err
 	}
+	return newVsockConn(c), nil
+}
+
+// dialVsock makes one AF_VSOCK connection attempt, bounded by ctx.
+//
+// vsock.Dial takes no context, so it runs on a goroutine of its own and
+// dialVsock returns as soon as ctx ends; a connection made after that is
+// closed by the goroutine. The abandoned connect lasts at most the kernel's
+// vsock connect timeout (SO_VM_SOCKETS_CONNECT_TIMEOUT, 2 s by default),
+// after which it fails with ETIMEDOUT and the goroutine ends.
+func dialVsock(ctx context.Context, cid, port uint32) (net.Conn, error) {
 	remote := &VsockAddr{CID: cid, Port: port}
-	f := os.NewFile(uintptr(fd), "vsock:"+remote.String())
-	defer func() {
-		if retErr != nil {
-			f.Close()
-		}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("connect vsock %s: %w", remote, err)
+	}
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	connect := vsockConnect
+	done := make(chan result, 1)
+	go func() {
+		c, err := connect(cid, port)
+		done <- result{c, err}
 	}()
-	switch err := unix.Connect(fd, dialSockaddr(cid, port)); err {
-	case nil:
-	case unix.EINPROGRESS, unix.EINTR, unix.EALREADY:
-		if err := waitConnected(ctx, f); err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("connect vsock %s: %w", remote, vsockErr(err))
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("connect vsock %s: %w", remote, vsockErr(unwrapOp(r.err)))
 		}
-	default:
-		return nil, fmt.Errorf("connect vsock %s: %w", remote, vsockErr(err))
+		return r.c, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect vsock %s: %w", remote, ctx.Err())
 	}
-	local, err := vsockSockname(fd)
-	if err != nil {
-		return nil, err
-	}
-	return newFileConn(f, local, remote), nil
 }
 
-// waitConnected waits for a non-blocking connect on f to finish and returns
-// its error (from SO_ERROR), or ctx's error if ctx ends first.
-func waitConnected(ctx context.Context, f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
+// unwrapOp returns what a *net.OpError of package vsock wraps (such as
+// "connect: no such device"), since the caller names the operation and the
+// address itself; any other error is returned as it is.
+func unwrapOp(err error) error {
+	if op, ok := err.(*net.OpError); ok && op.Err != nil {
+		return op.Err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		if err := f.SetWriteDeadline(dl); err != nil {
-			return err
-		}
-	}
-	stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(aLongTimeAgo) })
-	defer stop()
-	var connErr error
-	err = rc.Write(func(fd uintptr) bool {
-		errno, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-		if err != nil {
-			connErr = err
-			return true
-		}
-		switch e := syscall.Errno(errno); e {
-		case 0:
-			// Writable with no error: connected, unless this is the call
-			// made before waiting at all.
-			if _, err := unix.Getpeername(int(fd)); err == nil {
-				return true
-			}
-			return false
-		case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
-			return false
-		default:
-			connErr = e
-			return true
-		}
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	}
-	if connErr != nil {
-		return connErr
-	}
-	return f.SetWriteDeadline(time.Time{})
+	return err
 }
 
-// vsockSocket opens a non-blocking AF_VSOCK stream socket.
-func vsockSocket() (int, error) {
-	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("open AF_VSOCK socket: %w", vsockErr(err))
+// toVsockAddr converts package vsock's address.
+func toVsockAddr(a net.Addr) *VsockAddr {
+	if va, ok := a.(*vsock.Addr); ok && va != nil {
+		return &VsockAddr{CID: va.ContextID, Port: va.Port}
 	}
-	return fd, nil
+	return &VsockAddr{CID: vsockCIDAny, Port: vsockPortAny}
 }
 
 // vsockErr adds errdefs.ErrFailedPrecondition to errors that mean this host
@@ -203,24 +160,4 @@ func vsockErr(err error) error {
 			err, errdefs.ErrFailedPrecondition)
 	}
 	return err
-}
-
-func listenSockaddr(port uint32) *unix.SockaddrVM {
-	return &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: port}
-}
-
-func dialSockaddr(cid, port uint32) *unix.SockaddrVM {
-	return &unix.SockaddrVM{CID: cid, Port: port}
-}
-
-func vsockSockname(fd int) (*VsockAddr, error) {
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return nil, fmt.Errorf("getsockname: %w", err)
-	}
-	vm, ok := sa.(*unix.SockaddrVM)
-	if !ok {
-		return nil, fmt.Errorf("getsockname: not a vsock address: %T", sa)
-	}
-	return &VsockAddr{CID: vm.CID, Port: vm.Port}, nil
 }

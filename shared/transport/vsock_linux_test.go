@@ -11,21 +11,22 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/mdlayher/vsock"
 	"golang.org/x/sys/unix"
 )
 
 // Never dial CID 2 (the host) in these tests: on a machine that is itself a
 // VM guest that reaches the real host.
 
-func TestVsockSockaddrs(t *testing.T) {
-	if sa := listenSockaddr(1024); sa.CID != unix.VMADDR_CID_ANY || sa.Port != 1024 {
-		t.Errorf("listenSockaddr(1024) = %+v, want VMADDR_CID_ANY:1024", sa)
-	}
-	if sa := dialSockaddr(3, 1024); sa.CID != 3 || sa.Port != 1024 {
-		t.Errorf("dialSockaddr(3, 1024) = %+v", sa)
-	}
+func TestVsockConstants(t *testing.T) {
 	if vsockCIDAny != unix.VMADDR_CID_ANY || vsockPortAny != unix.VMADDR_PORT_ANY {
 		t.Error("vsock constants disagree with x/sys/unix")
+	}
+	if a := toVsockAddr(&vsock.Addr{ContextID: 3, Port: 1024}); a.CID != 3 || a.Port != 1024 {
+		t.Errorf("toVsockAddr = %v, want 3:1024", a)
+	}
+	if a := toVsockAddr(nil); a.CID != vsockCIDAny || a.Port != vsockPortAny {
+		t.Errorf("toVsockAddr(nil) = %v, want the any address", a)
 	}
 }
 
@@ -70,6 +71,14 @@ func TestListenVsock(t *testing.T) {
 
 	if _, err := ListenVsock(a.Port); !errors.Is(err, unix.EADDRINUSE) {
 		t.Errorf("second ListenVsock(%d) = %v, want EADDRINUSE", a.Port, err)
+	}
+	if l0, err := ListenVsock(0); err != nil {
+		t.Errorf("ListenVsock(0) = %v", err)
+	} else {
+		if p := l0.Addr().(*VsockAddr).Port; p == 0 || p == unix.VMADDR_PORT_ANY {
+			t.Errorf("ListenVsock(0) bound port %d, want a kernel-assigned one", p)
+		}
+		l0.Close()
 	}
 
 	done := make(chan error, 1)
@@ -167,47 +176,112 @@ func TestVsockLoopbackRoundTrip(t *testing.T) {
 	roundTrip(t, c, "ping over vsock")
 }
 
-// TestWaitConnected exercises the non-blocking connect wait with TCP on
-// loopback, which (unlike unix sockets) returns EINPROGRESS, since a vsock
-// peer that connects asynchronously is not available on every test host.
-func TestWaitConnected(t *testing.T) {
-	tcpConnect := func(t *testing.T, port int) *os.File {
-		t.Helper()
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
-		if err != nil && err != unix.EINPROGRESS {
-			unix.Close(fd)
-			t.Fatalf("connect: %v", err)
-		}
-		f := os.NewFile(uintptr(fd), "tcp")
-		t.Cleanup(func() { f.Close() })
-		return f
+// stallVsock replaces the AF_VSOCK connect with one that blocks until
+// release is closed and then returns c, for the rest of the test.
+func stallVsock(t *testing.T, c net.Conn) (release chan struct{}, started chan struct{}) {
+	t.Helper()
+	release, started = make(chan struct{}), make(chan struct{}, 16)
+	orig := vsockConnect
+	vsockConnect = func(cid, port uint32) (net.Conn, error) {
+		started <- struct{}{}
+		<-release
+		return c, nil
 	}
+	t.Cleanup(func() { vsockConnect = orig })
+	return release, started
+}
 
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	port := l.Addr().(*net.TCPAddr).Port
+// closeRecorder is a net.Conn that records Close.
+type closeRecorder struct {
+	net.Conn
+	closed chan struct{}
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func (c *closeRecorder) Close() error {
+	close(c.closed)
+	return c.Conn.Close()
+}
+
+// TestDialVsockContext checks that a connect stuck in the kernel does not
+// hold dialVsock past its context, and that a connection made after the
+// caller gave up is closed rather than leaked.
+func TestDialVsockContext(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	late := &closeRecorder{Conn: a, closed: make(chan struct{})}
+	release, started := stallVsock(t, late)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := waitConnected(ctx, tcpConnect(t, port)); err != nil {
-		t.Errorf("waitConnected to a listener = %v", err)
+	start := time.Now()
+	c, err := dialVsock(ctx, 3, 1024)
+	if err == nil {
+		c.Close()
+		t.Fatal("dialVsock returned a connection although connect never finished")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "3:1024") {
+		t.Errorf("err = %v, want DeadlineExceeded naming 3:1024", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("dialVsock took %v after its deadline of 50ms", d)
+	}
+	<-started
+	close(release)
+	select {
+	case <-late.closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a connection made after the caller gave up was not closed")
 	}
 
-	l.Close()
-	if err := waitConnected(ctx, tcpConnect(t, port)); !errors.Is(err, unix.ECONNREFUSED) {
-		t.Errorf("waitConnected to a closed port = %v, want ECONNREFUSED", err)
+	// An ended context fails before connecting at all.
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	if _, err := dialVsock(done, 3, 1024); !errors.Is(err, context.Canceled) {
+		t.Errorf("dialVsock with a cancelled context = %v, want Canceled", err)
 	}
+	select {
+	case <-started:
+		t.Error("dialVsock connected with a cancelled context")
+	default:
+	}
+}
 
-	done, cancelDone := context.WithCancel(context.Background())
-	cancelDone()
-	if err := waitConnected(done, tcpConnect(t, port)); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, unix.ECONNREFUSED) {
-		t.Errorf("waitConnected with a cancelled context = %v", err)
+// TestDialVsockSuccessAndErrors checks that a connection is handed over as
+// it is, and that the errors of package vsock are classified: no transport
+// is permanent (FailedPrecondition), a reset is retried.
+func TestDialVsockSuccessAndErrors(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	release, _ := stallVsock(t, a)
+	close(release)
+	c, err := dialVsock(context.Background(), 3, 1024)
+	if err != nil || c != a {
+		t.Fatalf("dialVsock = %v, %v; want the connection made", c, err)
+	}
+	c.Close()
+
+	orig := vsockConnect
+	t.Cleanup(func() { vsockConnect = orig })
+	for _, tc := range []struct {
+		errno     syscall.Errno
+		permanent bool
+	}{
+		{unix.ENODEV, true},
+		{unix.EAFNOSUPPORT, true},
+		{unix.ECONNRESET, false},
+		{unix.ETIMEDOUT, false},
+	} {
+		vsockConnect = func(cid, port uint32) (net.Conn, error) {
+			// what vsock.Dial returns
+			return nil, &net.OpError{Op: "dial", Net: "vsock", Addr: &vsock.Addr{ContextID: cid, Port: port},
+				Err: os.NewSyscallError("connect", tc.errno)}
+		}
+		_, err := dialVsock(context.Background(), 3, 1024)
+		if !errors.Is(err, tc.errno) || permanent(err) != tc.permanent || errdefs.IsFailedPrecondition(err) != tc.permanent {
+			t.Errorf("%v: err = %v, permanent=%v; want the errno kept, permanent=%v", tc.errno, err, permanent(err), tc.permanent)
+		}
+		if want := "connect vsock 3:1024: connect: " + tc.errno.Error(); !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("err = %q, want it to begin %q", err, want)
+		}
 	}
 }
