@@ -12,7 +12,10 @@
 // read ends of a stdout and a stderr pipe, and exits by itself once the
 // process has exited and the pipes are closed (see startLogger). Stdin goes
 // through a pipe fed by a copy from the FIFO, opened without blocking, so
-// that CloseIO can end it. With a terminal, the console master received
+// that CloseIO can end it: once the copy has moved what containerd wrote
+// before it closed its end (stdinDrain at most), as CRI closes its end and
+// sends CloseIO at once. The copy is not waited for by Wait: containerd may
+// hold its end of stdin open after the process has exited. With a terminal, the console master received
 // over a console socket is copied both ways.
 //
 // A stream the config names nothing for is /dev/null in the child, as

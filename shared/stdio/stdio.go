@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/console"
 	"github.com/containerd/errdefs"
@@ -125,10 +126,13 @@ type IO struct {
 	ttyOut    io.WriteCloser
 
 	closeStdinOnce sync.Once
-	copies         sync.WaitGroup
-	mu             sync.Mutex
-	console        console.Console
-	closed         bool
+	// stdinCopied is closed when the copy from the stdin FIFO has ended
+	// (nil: no copy).
+	stdinCopied chan struct{}
+	copies      sync.WaitGroup
+	mu          sync.Mutex
+	console     console.Console
+	closed      bool
 }
 
 // Open opens the stdio of cfg. With cfg.Terminal the output FIFO is opened for
@@ -162,11 +166,15 @@ func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
 				return nil, fmt.Errorf("stdin pipe: %w", err)
 			}
 			s.stdinR, s.stdinW = r, w
-			s.copies.Add(1)
+			// Not one of s.copies: Wait, which a backend calls once the
+			// process has exited, must not wait for containerd to close
+			// its end of stdin (CRI holds it open while the container
+			// lives), or that exit is never reported.
+			s.stdinCopied = make(chan struct{})
 			go func() {
-				defer s.copies.Done()
+				defer close(s.stdinCopied)
 				_, _ = io.Copy(w, f)
-				s.CloseStdin()
+				s.closeStdin()
 			}()
 		}
 	}
@@ -329,8 +337,39 @@ func (s *IO) Resize(width, height uint32) error {
 	return s.console.Resize(console.WinSize{Width: uint16(width), Height: uint16(height)})
 }
 
-// CloseStdin ends the process's stdin (CloseIO).
+// stdinDrain bounds how long CloseStdin lets the copy from the stdin FIFO
+// move what containerd wrote before it cuts it.
+const stdinDrain = 2 * time.Second
+
+// CloseStdin ends the process's stdin (CloseIO). CRI writes, closes its end
+// of the FIFO and sends CloseIO at once: what it wrote may still be in the
+// FIFO, or on its way to the process's pipe, so the copy is given the time
+// to reach the FIFO's EOF (stdinDrain at most) before stdin is closed. It
+// returns at once.
 func (s *IO) CloseStdin() {
+	done := s.stdinCopied
+	if done == nil {
+		s.closeStdin()
+		return
+	}
+	select {
+	case <-done: // the copy ended and closed stdin
+		return
+	default:
+	}
+	go func() {
+		t := time.NewTimer(stdinDrain)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			s.closeStdin()
+		}
+	}()
+}
+
+// closeStdin closes the process's stdin now.
+func (s *IO) closeStdin() {
 	s.closeStdinOnce.Do(func() {
 		if s.stdinW != nil {
 			s.stdinW.Close()

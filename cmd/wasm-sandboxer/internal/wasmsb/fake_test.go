@@ -19,6 +19,7 @@ import (
 // magic followed by a script line; each instance follows RunConfig.Args[1:]:
 //
 //	echo WORDS...   write WORDS to stdout, exit 0
+//	print OUT ERR N write OUT to stdout and ERR to stderr (a line each), exit N
 //	exit N          exit N
 //	sleep           run until killed
 //	cat             copy stdin to stdout until EOF
@@ -85,6 +86,15 @@ func (in *fakeInstance) run(cfg *wasi.RunConfig) {
 		switch args[0] {
 		case "echo":
 			fmt.Fprintln(out, strings.Join(args[1:], " "))
+		case "print":
+			errw := cfg.Stderr
+			if errw == nil {
+				errw = io.Discard
+			}
+			fmt.Fprintln(out, args[1])
+			fmt.Fprintln(errw, args[2])
+			n, _ := strconv.Atoi(args[3])
+			res.ExitCode = uint32(n)
 		case "exit":
 			n, _ := strconv.Atoi(args[1])
 			res.ExitCode = uint32(n)
