@@ -1,0 +1,208 @@
+package qemu
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+)
+
+// Accelerators (vm.Config.Accel, Probe).
+const (
+	// AccelKVM is hardware virtualization (-accel kvm -cpu host).
+	AccelKVM = "kvm"
+	// AccelTCG is QEMU's translator (-accel tcg -cpu max).
+	AccelTCG = "tcg"
+	// AccelAuto asks Probe to choose.
+	AccelAuto = "auto"
+)
+
+// Files of a VM in its run directory (vm.Config.Dir).
+const (
+	// QMPSocket is QEMU's monitor (QMP).
+	QMPSocket = "qmp.sock"
+	// AgentSocket is the virtio-serial port's chardev socket.
+	AgentSocket = "agent.sock"
+	// VirtiofsSocket is virtiofsd's vhost-user socket.
+	VirtiofsSocket = "virtiofs.sock"
+	// PidFile is QEMU's -pidfile.
+	PidFile = "qemu.pid"
+	// ConsoleLog is the guest's serial console (ttyS0).
+	ConsoleLog = "console.log"
+	// QEMULog is QEMU's own stdout and stderr.
+	QEMULog = "qemu.log"
+	// VirtiofsdLog is virtiofsd's stdout and stderr.
+	VirtiofsdLog = "virtiofsd.log"
+)
+
+// maxSocketPath is the room for a path in a sockaddr_un.
+const maxSocketPath = 107
+
+// maxShareTag is virtio-fs's tag length (struct virtio_fs_config).
+const maxShareTag = 36
+
+// firstExtraFD is the descriptor of the first vmproc.Spec.ExtraFiles entry.
+const firstExtraFD = 3
+
+// Args is QEMU's command line (without the binary) for cfg: a microvm with
+// the accelerator accel, tsc_early_khz=tscKHz on the kernel command line
+// under TCG (0: left out), and, for a vsock agent channel, the guest CID
+// cid whose vhost-vsock descriptor follows the taps in ExtraFiles. It is a
+// pure function of its arguments (the golden files in testdata pin it); a
+// config it cannot express fails with errdefs.ErrInvalidArgument.
+//
+// Descriptors: NIC i's tap is fd 3+i, the vhost-vsock fd is 3+len(NICs).
+func Args(cfg *vm.Config, accel string, tscKHz int, cid uint32) ([]string, error) {
+	if err := validate(cfg); err != nil {
+		return nil, err
+	}
+	cpu := "max"
+	switch accel {
+	case AccelKVM:
+		cpu = "host"
+	case AccelTCG:
+	default:
+		return nil, fmt.Errorf("accelerator %q: want %s or %s: %w", accel, AccelKVM, AccelTCG, errdefs.ErrInvalidArgument)
+	}
+	mem := strconv.Itoa(cfg.MemoryMiB)
+	a := []string{
+		"-name", "guest=" + escape(cfg.ID) + ",debug-threads=on",
+		"-machine", "microvm,memory-backend=mem",
+		"-accel", accel,
+		"-cpu", cpu,
+		// shared guest memory: vhost-user-fs maps it into virtiofsd
+		"-object", "memory-backend-memfd,id=mem,size=" + mem + "M,share=on",
+		"-m", mem,
+		"-smp", strconv.Itoa(cfg.VCPUs),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		// libvhost-user refuses legacy virtio-mmio devices
+		"-global", "virtio-mmio.force-legacy=false",
+		"-chardev", "file,id=console,path=" + escape(filepath.Join(cfg.Dir, ConsoleLog)),
+		"-serial", "chardev:console",
+		"-qmp", "unix:" + escape(filepath.Join(cfg.Dir, QMPSocket)) + ",server=on,wait=off",
+		"-pidfile", filepath.Join(cfg.Dir, PidFile),
+	}
+	switch cfg.Agent.Kind {
+	case vm.ChannelSerial:
+		a = append(a,
+			"-device", "virtio-serial-device,id=vser0",
+			"-chardev", "socket,id=agent,path="+escape(filepath.Join(cfg.Dir, AgentSocket))+",server=on,wait=off",
+			"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+agentapi.DefaultSerialPort)
+	case vm.ChannelVsock:
+		if cid < 3 {
+			return nil, fmt.Errorf("vsock agent channel without a guest CID (%d): %w", cid, errdefs.ErrInvalidArgument)
+		}
+		a = append(a, "-device", fmt.Sprintf("vhost-vsock-device,id=vsock0,guest-cid=%d,vhostfd=%d", cid, firstExtraFD+len(cfg.NICs)))
+	}
+	if cfg.Share != "" {
+		a = append(a,
+			"-chardev", "socket,id=virtiofs,path="+escape(filepath.Join(cfg.Dir, VirtiofsSocket)),
+			"-device", "vhost-user-fs-device,chardev=virtiofs,tag="+shareTag(cfg))
+	}
+	for i, n := range cfg.NICs {
+		id := "n" + strconv.Itoa(i)
+		dev := "virtio-net-device,netdev=" + id + ",mac=" + n.MAC
+		if n.MTU > 0 {
+			dev += ",host_mtu=" + strconv.Itoa(n.MTU)
+		}
+		a = append(a, "-netdev", "tap,id="+id+",fd="+strconv.Itoa(firstExtraFD+i), "-device", dev)
+	}
+	return append(a,
+		"-kernel", cfg.Kernel,
+		"-initrd", cfg.Initrd,
+		"-append", strings.Join(KernelArgs(cfg, accel, tscKHz), " ")), nil
+}
+
+// KernelArgs is the guest kernel command line: the serial console, panic
+// and reboot turned into QEMU exiting (with -no-reboot), tsc_early_khz
+// under TCG (microvm has neither HPET nor PM timer, and TSC calibration
+// against the PIT fails now and then under TCG, hanging the boot:
+// notes/vm-host.md §5), the agent's transport and share
+// (agentapi.CmdlineTransport, CmdlineShare), then cfg.KernelArgs.
+func KernelArgs(cfg *vm.Config, accel string, tscKHz int) []string {
+	k := []string{"console=ttyS0", "panic=-1", "reboot=t", "quiet"}
+	if accel == AccelTCG && tscKHz > 0 {
+		k = append(k, "tsc_early_khz="+strconv.Itoa(tscKHz))
+	}
+	switch cfg.Agent.Kind {
+	case vm.ChannelSerial:
+		k = append(k, agentapi.CmdlineTransport+"=serial:"+agentapi.DefaultSerialPort)
+	case vm.ChannelVsock:
+		k = append(k, agentapi.CmdlineTransport+"=vsock:"+strconv.FormatUint(uint64(vsockPort(cfg)), 10))
+	}
+	if cfg.Share != "" {
+		k = append(k, agentapi.CmdlineShare+"=virtiofs:"+shareTag(cfg))
+	} else {
+		// or the agent waits for the default share's device
+		k = append(k, agentapi.CmdlineShare+"=none")
+	}
+	return append(k, cfg.KernelArgs...)
+}
+
+func shareTag(cfg *vm.Config) string {
+	if cfg.ShareTag == "" {
+		return agentapi.DefaultShareTag
+	}
+	return cfg.ShareTag
+}
+
+func vsockPort(cfg *vm.Config) uint32 {
+	if cfg.Agent.Port == 0 {
+		return agentapi.DefaultVsockPort
+	}
+	return cfg.Agent.Port
+}
+
+// escape doubles commas, QEMU's escape inside an option list (QemuOpts).
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// validate checks what Args needs of cfg; every error wraps
+// errdefs.ErrInvalidArgument (except an agent channel QEMU cannot offer:
+// errdefs.ErrNotImplemented).
+func validate(cfg *vm.Config) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("qemu vm %s: %s: %w", cfg.ID, fmt.Sprintf(format, a...), errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case cfg.ID == "":
+		return bad("no id")
+	case !filepath.IsAbs(cfg.Dir):
+		return bad("run directory %q is not absolute", cfg.Dir)
+	case len(filepath.Join(cfg.Dir, VirtiofsSocket)) > maxSocketPath:
+		return bad("run directory %q is too long for unix sockets (%d bytes at most with %s)", cfg.Dir, maxSocketPath, VirtiofsSocket)
+	case cfg.Kernel == "" || cfg.Initrd == "":
+		return bad("kernel and initrd are required")
+	case cfg.VCPUs <= 0 || cfg.MemoryMiB <= 0:
+		return bad("%d vCPUs and %d MiB: both must be positive", cfg.VCPUs, cfg.MemoryMiB)
+	case cfg.Share != "" && !filepath.IsAbs(cfg.Share):
+		return bad("share %q is not absolute", cfg.Share)
+	case len(shareTag(cfg)) > maxShareTag || strings.Contains(shareTag(cfg), ","):
+		return bad("share tag %q: at most %d bytes, no comma", shareTag(cfg), maxShareTag)
+	}
+	switch cfg.Agent.Kind {
+	case vm.ChannelSerial, vm.ChannelVsock:
+	case vm.ChannelHybridVsock:
+		return fmt.Errorf("qemu vm %s: agent channel %q is Cloud Hypervisor's; QEMU offers %q or %q: %w",
+			cfg.ID, cfg.Agent.Kind, vm.ChannelSerial, vm.ChannelVsock, errdefs.ErrNotImplemented)
+	default:
+		return bad("agent channel %q: want %q or %q", cfg.Agent.Kind, vm.ChannelSerial, vm.ChannelVsock)
+	}
+	for i, n := range cfg.NICs {
+		if n.Tap == nil {
+			return bad("nic %d (%s) has no tap", i, n.TapName)
+		}
+		if _, err := net.ParseMAC(n.MAC); err != nil || strings.Contains(n.MAC, ",") {
+			return bad("nic %d (%s): MAC %q", i, n.TapName, n.MAC)
+		}
+		if n.MTU < 0 {
+			return bad("nic %d (%s): MTU %d", i, n.TapName, n.MTU)
+		}
+	}
+	return nil
+}

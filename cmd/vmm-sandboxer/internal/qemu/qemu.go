@@ -1,0 +1,279 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+)
+
+// Name is the hypervisor's name (vm.Hypervisor.Name, State).
+const Name = "qemu"
+
+// DefaultBinary is QEMU when vm.Config.Binary is empty (looked up in PATH).
+const DefaultBinary = "qemu-system-x86_64"
+
+// HelperVirtiofsd is the vm.Config.Helpers key of virtiofsd's binary
+// (virtiofsd.DefaultBinary when absent).
+const HelperVirtiofsd = "virtiofsd"
+
+// Defaults of Options.
+const (
+	// DefaultStartTimeout bounds Start when its context has no deadline.
+	DefaultStartTimeout = 30 * time.Second
+	// DefaultStopTimeout bounds a graceful Stop when its context has no
+	// deadline (Kuasar waits 10 s after quit, too).
+	DefaultStopTimeout = 10 * time.Second
+	// DefaultHelperGrace is how long Stop lets virtiofsd end by itself
+	// once QEMU has exited (it does when its vhost-user peer goes).
+	DefaultHelperGrace = 2 * time.Second
+)
+
+// Options tune the driver; the zero value is the defaults.
+type Options struct {
+	// StartTimeout bounds Start when its context has no deadline.
+	StartTimeout time.Duration
+	// StopTimeout bounds a graceful Stop when its context has no deadline.
+	StopTimeout time.Duration
+	// HelperGrace is how long virtiofsd may take to exit after QEMU.
+	HelperGrace time.Duration
+
+	// vsockDevice replaces VhostVsockDevice (tests).
+	vsockDevice string
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Hypervisor is QEMU (microvm) as a vm.Hypervisor.
+type Hypervisor struct {
+	opts Options
+}
+
+var _ vm.Hypervisor = (*Hypervisor)(nil)
+
+// New returns the QEMU driver.
+func New(o Options) *Hypervisor {
+	o.StartTimeout = orDefault(o.StartTimeout, DefaultStartTimeout)
+	o.StopTimeout = orDefault(o.StopTimeout, DefaultStopTimeout)
+	o.HelperGrace = orDefault(o.HelperGrace, DefaultHelperGrace)
+	if o.vsockDevice == "" {
+		o.vsockDevice = VhostVsockDevice
+	}
+	return &Hypervisor{opts: o}
+}
+
+// Name is "qemu".
+func (h *Hypervisor) Name() string { return Name }
+
+// Start launches virtiofsd (when cfg.Share is set) and QEMU for cfg (see
+// the package doc) and returns once QEMU's QMP monitor greeted and answered
+// query-status. cfg.Accel "auto" or empty is resolved with Probe.
+//
+// Errors: an invalid cfg is errdefs.ErrInvalidArgument; a missing QEMU
+// binary, kernel, initrd or share errdefs.ErrNotFound; a kernel that is
+// neither a bzImage nor an ELF errdefs.ErrInvalidArgument; QEMU (or
+// virtiofsd) exiting during start errdefs.ErrFailedPrecondition with the
+// tail of its log and of the guest console. On error nothing started is
+// left running, the sockets are removed, and the logs stay in cfg.Dir.
+func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr error) {
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("sandbox_id", cfg.ID))
+	if err := validate(cfg); err != nil {
+		return nil, err
+	}
+	accel, err := Probe(cfg.Accel)
+	if err != nil {
+		return nil, err
+	}
+	bin := cfg.Binary
+	if bin == "" {
+		bin = DefaultBinary
+	}
+	// before anything starts
+	if bin, err = vmproc.LookPath("qemu", bin); err != nil {
+		return nil, err
+	}
+	if err := checkKernel(cfg.Kernel); err != nil {
+		return nil, err
+	}
+	if err := checkInitrd(cfg.Initrd); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("qemu run directory: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.opts.StartTimeout)
+		defer cancel()
+	}
+	tsc := 0
+	if accel == AccelTCG {
+		if tsc, err = TSCkHz(); err != nil {
+			log.G(ctx).WithError(err).Warn("no host TSC frequency: the guest boots without tsc_early_khz and may hang calibrating its TSC")
+		}
+	}
+
+	v := newVM(h, cfg, accel)
+	// what a previous run left would be taken for this one's
+	if err := v.removeFiles(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			v.abort(ctx)
+		}
+	}()
+	if cfg.Share != "" {
+		fsd, err := virtiofsd.Start(ctx, virtiofsd.Config{
+			ID: cfg.ID, Binary: cfg.Helpers[HelperVirtiofsd], Socket: v.path(VirtiofsSocket), Source: cfg.Share,
+			Log: v.path(VirtiofsdLog), Cgroup: cfg.Cgroup,
+		})
+		if err != nil {
+			return nil, err
+		}
+		v.fsd = fsd
+		id := fsd.ID()
+		v.st.Virtiofsd, v.st.ShareMounted = &id, fsd.ShareMounted()
+	}
+	extra := make([]*os.File, 0, len(cfg.NICs)+1)
+	for _, n := range cfg.NICs {
+		extra = append(extra, n.Tap)
+	}
+	if cfg.Agent.Kind == vm.ChannelVsock {
+		f, cid, err := allocCID(h.opts.vsockDevice)
+		if err != nil {
+			return nil, err
+		}
+		// QEMU holds the CID through its copy from now on
+		defer f.Close()
+		extra = append(extra, f)
+		v.st.Agent.CID = cid
+	}
+	args, err := Args(cfg, accel, tsc, v.st.Agent.CID)
+	if err != nil {
+		return nil, err
+	}
+	p, err := vmproc.Start(ctx, vmproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
+	if err != nil {
+		return nil, err
+	}
+	v.qemu, v.st.QEMU = p, p.ID()
+	if err := v.waitQMP(ctx); err != nil {
+		return nil, err
+	}
+	log.G(ctx).WithFields(log.Fields{"pid": p.Pid(), "accel": accel, "agent": v.Agent().String()}).Info("qemu started")
+	return v, nil
+}
+
+// waitQMP waits until QMP greets and answers query-status; it fails when
+// QEMU exits first or ctx ends. The socket exists (and accepts) before the
+// machine is built, but QEMU greets only from its main loop, once the
+// kernel and initrd are loaded.
+func (v *VM) waitQMP(ctx context.Context) error {
+	var last error
+	for {
+		q, err := DialQMP(ctx, v.st.QMPSocket)
+		if err == nil {
+			var st Status
+			st, err = q.QueryStatus(ctx)
+			q.Close()
+			if err == nil {
+				log.G(ctx).WithField("status", st.Status).Debug("qemu answers on qmp")
+				return nil
+			}
+		}
+		last = err
+		select {
+		case <-v.qemu.Done():
+			return v.exitedError("during start")
+		case <-ctx.Done():
+			// QEMU may have died in the last moment: say so rather than time out
+			select {
+			case <-v.qemu.Done():
+				return v.exitedError("during start")
+			case <-time.After(100 * time.Millisecond):
+			}
+			return fmt.Errorf("qemu (pid %d) did not answer on QMP: %w (last: %v)%s", v.qemu.Pid(), ctx.Err(), last, v.diagnostics())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// abort undoes a failed Start: kills what runs, removes sockets and pid
+// files, releases the share.
+func (v *VM) abort(ctx context.Context) {
+	if v.qemu != nil {
+		if err := v.qemu.KillWait(vmproc.DefaultKillWait); err != nil {
+			log.G(ctx).WithError(err).Error("qemu start failed and qemu could not be killed")
+		}
+	}
+	if v.fsd != nil {
+		if err := v.fsd.KillWait(vmproc.DefaultKillWait); err != nil {
+			log.G(ctx).WithError(err).Error("qemu start failed and virtiofsd could not be killed")
+		}
+	}
+	if err := v.Cleanup(); err != nil {
+		log.G(ctx).WithError(err).Warn("qemu start failed: cleanup")
+	}
+}
+
+// checkKernel fails with errdefs.ErrNotFound for a missing kernel and
+// errdefs.ErrInvalidArgument for one QEMU cannot boot: neither a bzImage
+// ("HdrS" at 0x202) nor an ELF vmlinux (booted through PVH).
+func checkKernel(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fileError("kernel", path, err)
+	}
+	defer f.Close()
+	hdr := make([]byte, 0x206)
+	n, err := io.ReadFull(f, hdr)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("kernel %s: %w", path, err)
+	}
+	hdr = hdr[:n]
+	if bytes.HasPrefix(hdr, []byte("\x7fELF")) || (len(hdr) >= 0x206 && string(hdr[0x202:0x206]) == "HdrS") {
+		return nil
+	}
+	return fmt.Errorf("kernel %s is neither a bzImage (no \"HdrS\" setup header) nor an ELF vmlinux: %w", path, errdefs.ErrInvalidArgument)
+}
+
+// checkInitrd fails with errdefs.ErrNotFound for a missing initrd and
+// errdefs.ErrInvalidArgument for an empty or non-regular one.
+func checkInitrd(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileError("initrd", path, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return fmt.Errorf("initrd %s: not a non-empty regular file: %w", path, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func fileError(what, path string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s %s: no such file: %w", what, path, errdefs.ErrNotFound)
+	}
+	return fmt.Errorf("%s %s: %w", what, path, err)
+}
+
+// path is name in the VM's run directory.
+func (v *VM) path(name string) string { return filepath.Join(v.st.Dir, name) }

@@ -1,0 +1,270 @@
+package virtiofsd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/mount"
+)
+
+// Defaults of Config.
+const (
+	// DefaultBinary is Debian's C virtiofsd (qemu-system-common 7.2).
+	DefaultBinary = "/usr/lib/qemu/virtiofsd"
+	// DefaultCache is virtiofsd's -o cache= (see the package doc).
+	DefaultCache = "none"
+	// DefaultThreadPoolSize is virtiofsd's --thread-pool-size.
+	DefaultThreadPoolSize = 1
+	// DefaultSocketTimeout bounds the wait for the socket when Start's
+	// context has no deadline.
+	DefaultSocketTimeout = 10 * time.Second
+)
+
+// lockDir is where the C virtiofsd keeps a lock file per socket
+// (qemu_get_local_state_dir() + "/run/virtiofsd").
+const lockDir = "/var/run/virtiofsd"
+
+// Config is one virtiofsd.
+type Config struct {
+	// ID is the sandbox id (logs).
+	ID string
+	// Binary is virtiofsd (DefaultBinary when empty).
+	Binary string
+	// Socket is the vhost-user socket the VMM connects to (absolute).
+	Socket string
+	// Source is the shared directory (absolute, an existing directory).
+	Source string
+	// Log receives virtiofsd's stdout and stderr.
+	Log string
+	// Cgroup, when set, is the cgroups path virtiofsd is moved to.
+	Cgroup string
+	// Cache is -o cache= (DefaultCache when empty).
+	Cache string
+	// ThreadPoolSize is --thread-pool-size (DefaultThreadPoolSize when 0;
+	// pass "--thread-pool-size=0" in ExtraArgs for none).
+	ThreadPoolSize int
+	// ExtraArgs are appended to the command line.
+	ExtraArgs []string
+}
+
+func (c Config) binary() string {
+	if c.Binary == "" {
+		return DefaultBinary
+	}
+	return c.Binary
+}
+
+// Args is virtiofsd's command line for c, without the binary.
+func (c Config) Args() []string {
+	cache, pool := c.Cache, c.ThreadPoolSize
+	if cache == "" {
+		cache = DefaultCache
+	}
+	if pool == 0 {
+		pool = DefaultThreadPoolSize
+	}
+	a := []string{"--socket-path=" + c.Socket, "-o", "source=" + c.Source, "-o", "cache=" + cache,
+		"-o", "no_xattr", "-o", "announce_submounts", "--thread-pool-size=" + strconv.Itoa(pool)}
+	return append(a, c.ExtraArgs...)
+}
+
+// Validate checks c before anything is started: absolute paths, a socket
+// path that fits a sockaddr_un, no comma in the source (virtiofsd's -o
+// list separator), and an existing source directory (errdefs.ErrNotFound
+// otherwise).
+func (c Config) Validate() error {
+	for _, p := range []struct{ name, v string }{{"socket", c.Socket}, {"source", c.Source}, {"log", c.Log}} {
+		if p.v == "" || !filepath.IsAbs(p.v) {
+			return fmt.Errorf("virtiofsd %s %q: must be an absolute path: %w", p.name, p.v, errdefs.ErrInvalidArgument)
+		}
+	}
+	if len(c.Socket) > 107 {
+		return fmt.Errorf("virtiofsd socket %q: longer than the 107 bytes of a unix socket path: %w", c.Socket, errdefs.ErrInvalidArgument)
+	}
+	if strings.Contains(c.Source, ",") {
+		return fmt.Errorf("virtiofsd source %q: a comma cannot be passed in -o source=: %w", c.Source, errdefs.ErrInvalidArgument)
+	}
+	fi, err := os.Stat(c.Source)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("virtiofsd source %s: %w", c.Source, errdefs.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("virtiofsd source: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("virtiofsd source %s: not a directory: %w", c.Source, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Daemon is one running (or exited) virtiofsd.
+type Daemon struct {
+	*vmproc.Process
+	cfg          Config
+	shareMounted bool
+}
+
+// Start prepares the share (PrepareShare), starts virtiofsd (see the
+// package doc) and returns once it listens on its socket, bounded by ctx
+// (DefaultSocketTimeout without a deadline). When virtiofsd exits first,
+// the error carries its log. On error nothing is left: no process, no
+// socket, the share's bind undone.
+func Start(ctx context.Context, cfg Config) (d *Daemon, retErr error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultSocketTimeout)
+		defer cancel()
+	}
+	mounted, err := PrepareShare(cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil && mounted {
+			if err := ReleaseShare(cfg.Source); err != nil {
+				log.G(ctx).WithError(err).Warn("virtiofsd: releasing the share")
+			}
+		}
+	}()
+	// a stale socket would pass for the new one
+	if err := Cleanup(cfg.Socket); err != nil {
+		return nil, err
+	}
+	p, err := vmproc.Start(ctx, vmproc.Spec{Name: "virtiofsd", Path: cfg.binary(), Args: cfg.Args(), Log: cfg.Log, Cgroup: cfg.Cgroup})
+	if err != nil {
+		return nil, err
+	}
+	d = &Daemon{Process: p, cfg: cfg, shareMounted: mounted}
+	if err := d.waitSocket(ctx); err != nil {
+		if kerr := p.KillWait(vmproc.DefaultKillWait); kerr != nil {
+			err = errors.Join(err, kerr)
+		}
+		_ = Cleanup(cfg.Socket)
+		return nil, err
+	}
+	log.G(ctx).WithFields(log.Fields{"sandbox_id": cfg.ID, "pid": p.Pid()}).Debug("virtiofsd listening")
+	return d, nil
+}
+
+// waitSocket polls for the socket until it appears, virtiofsd exits or ctx
+// ends.
+func (d *Daemon) waitSocket(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if fi, err := os.Stat(d.cfg.Socket); err == nil && fi.Mode()&fs.ModeSocket != 0 {
+			return nil
+		}
+		select {
+		case <-d.Done():
+			return fmt.Errorf("virtiofsd exited before listening (%s): %s: %w", d.ExitStatus(),
+				vmproc.Tail(d.cfg.Log, 10), errdefs.ErrFailedPrecondition)
+		case <-ctx.Done():
+			return fmt.Errorf("virtiofsd: no socket %s: %w (log: %s)", d.cfg.Socket, ctx.Err(), vmproc.Tail(d.cfg.Log, 10))
+		case <-t.C:
+		}
+	}
+}
+
+// Recover is the Daemon of a virtiofsd a previous daemon started with cfg
+// (vmproc.Recover: already Done when it is gone).
+func Recover(cfg Config, id vmproc.ID, shareMounted bool) *Daemon {
+	return &Daemon{Process: vmproc.Recover("virtiofsd", id), cfg: cfg, shareMounted: shareMounted}
+}
+
+// ShareMounted reports whether Start bind-mounted the share onto itself
+// (then ReleaseShare undoes it once the VM is gone).
+func (d *Daemon) ShareMounted() bool { return d.shareMounted }
+
+// Socket is the vhost-user socket.
+func (d *Daemon) Socket() string { return d.cfg.Socket }
+
+// Stop waits up to grace for virtiofsd to end by itself (it does when its
+// VMM disconnects), then kills it. It returns once virtiofsd has exited.
+func (d *Daemon) Stop(grace time.Duration) error {
+	select {
+	case <-d.Done():
+		return nil
+	case <-time.After(grace):
+	}
+	return d.KillWait(vmproc.DefaultKillWait)
+}
+
+// Cleanup removes what a virtiofsd on socket leaves: the socket and its
+// lock file. Missing files are fine.
+func Cleanup(socket string) error {
+	var errs []error
+	for _, p := range []string{socket, LockFile(socket)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LockFile is the lock (pid) file the C virtiofsd keeps for socket.
+func LockFile(socket string) string {
+	return filepath.Join(lockDir, strings.ReplaceAll(socket, "/", ".")+".pid")
+}
+
+// PrepareShare makes dir a mount point with shared propagation, so that
+// mounts made below it later reach virtiofsd (see the package doc). When
+// dir is not a mount point it is bind-mounted onto itself (recursively),
+// made private, then shared, and mounted is true; a mount point is only
+// made shared (a no-op when it is already), and mounted is false.
+func PrepareShare(dir string) (mounted bool, err error) {
+	dir = filepath.Clean(dir)
+	table, err := mount.Self()
+	if err != nil {
+		return false, err
+	}
+	isMount := false
+	for _, m := range table {
+		if m.Mountpoint == dir {
+			isMount = true
+			break
+		}
+	}
+	if !isMount {
+		if err := unix.Mount(dir, dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return false, fmt.Errorf("share %s: bind onto itself: %w", dir, err)
+		}
+		// out of the parent's peer group first: a new group of its own
+		if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+			return false, fmt.Errorf("share %s: make private: %w", dir, err)
+		}
+	}
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		if !isMount {
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+		}
+		return false, fmt.Errorf("share %s: make shared: %w", dir, err)
+	}
+	return !isMount, nil
+}
+
+// ReleaseShare undoes PrepareShare's bind of dir (lazily: mounts still
+// below it go with it, and a later os.RemoveAll of dir cannot descend into
+// them). Not mounted is fine.
+func ReleaseShare(dir string) error {
+	err := unix.Unmount(filepath.Clean(dir), unix.MNT_DETACH)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("release share %s: %w", dir, err)
+}
