@@ -25,6 +25,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/agent/internal/runcbe"
 	"github.com/magnetar-runtime/magnetar/agent/internal/service"
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+	"github.com/magnetar-runtime/magnetar/shared/podinit"
 	"github.com/magnetar-runtime/magnetar/shared/transport"
 )
 
@@ -41,6 +42,14 @@ const (
 const openRetry = 10 * time.Second
 
 func main() {
+	// the pod's shared PID namespace is held by this binary re-executed as
+	// the pod init (runcbe)
+	if len(os.Args) >= 2 && os.Args[1] == podinit.Arg {
+		if err := podinit.Run(); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	// development mode: run as an ordinary process on a host, serving a
 	// unix socket (what a QEMU chardev socket looks like to the host), with
 	// no mounts, modules or power-off

@@ -33,11 +33,16 @@ kill_other() {
   wait_ctr_state "$SA" CONTAINER_EXITED 10
   expect_eq "a's exit code after b's SIGTERM" "$(ctr_field "$SA" .status.exitCode)" 143
 }
-# PID 1 of the shared namespace: the runc shim's pause, or Magnetar's small
-# pod init (magnetar-podinit, not a copy of the sandboxer)
+# PID 1 of the shared namespace: the runc shim's pause, Magnetar's small pod
+# init (magnetar-podinit, not a copy of the sandboxer), or in a VM the guest
+# agent as the pod init (never the agent itself: PID 1 of the guest)
 pid1_is_init() {
   local want=/pause
-  if sandboxer_binary "$RUNTIME_HANDLER" >/dev/null; then want="magnetar-podinit __magnetar_pod_init"; fi
+  case "$RUNTIME_HANDLER" in
+  runc) ;;
+  magnetar-vmm) want="^/init __magnetar_pod_init " ;;
+  *) want="magnetar-podinit __magnetar_pod_init" ;;
+  esac
   expect_match "PID 1 of the shared pod" "$(exec_out "$SB" cat /proc/1/cmdline | tr '\0' ' ')" "$want"
 }
 b_alive() { expect_eq "b state" "$(ctr_state "$SB")" CONTAINER_RUNNING; }

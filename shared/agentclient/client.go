@@ -46,6 +46,14 @@ func newClient(conn net.Conn) *Client {
 func New(ctx context.Context, conn net.Conn) (*Client, error) {
 	c := newClient(conn)
 	h, err := c.sandbox.Health(ctx, &agentapi.HealthRequest{ClientVersion: agentapi.Version})
+	if err != nil && ctx.Err() == nil && !errdefs.IsUnavailable(err) {
+		// An agent always answers Health; an error here is the session, not
+		// the agent: on virtio-serial a client that dials again right after
+		// another closed sends its first request into the old ttrpc session
+		// before the guest has seen the old one end ("StreamID cannot be
+		// re-used"). Dial retries it.
+		err = fmt.Errorf("%v (the guest still served the previous connection?): %w", err, errdefs.ErrUnavailable)
+	}
 	if err == nil {
 		err = agentapi.CheckVersion(h)
 	}
@@ -127,6 +135,10 @@ type outputReader struct {
 	consumed uint32
 	mu       sync.Mutex
 	closed   bool
+	// ended is set (under mu) once the agent ended the stream (EOF): Close
+	// then sends nothing, as the stream is gone on both sides (a CloseSend
+	// on it would be answered on a stream the client no longer knows).
+	ended bool
 }
 
 func (r *outputReader) Read(p []byte) (int, error) {
@@ -138,6 +150,9 @@ func (r *outputReader) Read(p []byte) (int, error) {
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				r.err = io.EOF
+				r.mu.Lock()
+				r.ended = true
+				r.mu.Unlock()
 			} else {
 				r.err = errorFromStatus(err)
 			}
@@ -167,6 +182,11 @@ func (r *outputReader) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.ended {
+		r.mu.Unlock()
+		r.cancel()
+		return nil
+	}
 	err := r.st.CloseSend()
 	r.mu.Unlock()
 	if err == nil {
@@ -241,6 +261,15 @@ func (w *stdinWriter) acks() {
 		}
 		if a.GetClosed() {
 			w.final = a
+			// the stream's end follows: receive it, or the ttrpc client
+			// keeps the stream for the connection's lifetime
+			go func() {
+				for {
+					if _, err := w.st.Recv(); err != nil {
+						return
+					}
+				}
+			}()
 			return
 		}
 	}

@@ -2,12 +2,10 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
@@ -61,23 +59,4 @@ func shimDelete(sb Sandboxer, args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = stdout.Write(data)
 	return err
-}
-
-// ReadBundleNote reads the JSON note named name that a sandboxer wrote into
-// containerd's bundle for a later shim-style delete (which gets no
-// configuration), into v. It reports false, and no error, when the bundle
-// path is not absolute or holds no such note: nothing of that sandboxer is
-// there.
-func ReadBundleNote(bundle, name string, v any) (bool, error) {
-	if bundle == "" || !filepath.IsAbs(bundle) {
-		return false, nil
-	}
-	data, err := os.ReadFile(filepath.Join(bundle, name))
-	if err != nil {
-		return false, nil
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return false, fmt.Errorf("%s: %w", name, err)
-	}
-	return true, nil
 }

@@ -696,9 +696,20 @@ func execOrContainer(c *container, p *process) string {
 	return p.id
 }
 
+// watchOOM publishes the container's OOM kills until its OOM channel is
+// closed or the container is deleted (a backend need not close it).
 func (s *Service) watchOOM(c *container, n OOMNotifier) {
-	for range n.OOM() {
-		s.pub.Publish(s.life, c.ns, events.TopicTaskOOM, &apievents.TaskOOM{ContainerID: c.id})
+	oom := n.OOM()
+	for {
+		select {
+		case _, ok := <-oom:
+			if !ok {
+				return
+			}
+			s.pub.Publish(s.life, c.ns, events.TopicTaskOOM, &apievents.TaskOOM{ContainerID: c.id})
+		case <-c.init.gone:
+			return
+		}
 	}
 }
 

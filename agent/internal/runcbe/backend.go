@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/magnetar-runtime/magnetar/agent/internal/reaper"
+	"github.com/magnetar-runtime/magnetar/shared/podinit"
 	"github.com/magnetar-runtime/magnetar/shared/runcproc"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/store"
@@ -46,6 +49,13 @@ type Backend struct {
 	cfg Config
 	mu  sync.Mutex
 	ctr map[string]*ctr
+
+	podMu sync.Mutex
+	// podInit is the pid of the init holding the pod's shared PID
+	// namespace (0 until a container asks for it, or once it died);
+	// podInitDone is closed when it exits.
+	podInit     int
+	podInitDone chan struct{}
 }
 
 // New makes the backend; the reaper must already be runc.Monitor.
@@ -115,7 +125,7 @@ func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if len(r.Rootfs) > 0 {
 		return nil, fmt.Errorf("rootfs: %d mounts given: the host mounts the rootfs into the bundle on the share before Create: %w", len(r.Rootfs), errdefs.ErrInvalidArgument)
 	}
-	if err := RewriteSpec(r.Spec, r.ID, b.cfg.ShareRoot, b.isContainerPid); err != nil {
+	if err := RewriteSpec(r.Spec, r.ID, b.cfg.ShareRoot, b.isContainerPid, b.podPIDNamespace); err != nil {
 		return nil, err
 	}
 	if r.Spec.Root == nil {
@@ -215,4 +225,41 @@ func (c *ctr) State() json.RawMessage {
 func (c *ctr) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.Config) (task.Process, error) {
 	sp.ApparmorProfile, sp.SelinuxLabel = "", ""
 	return c.Init.Exec(ctx, id, sp, io)
+}
+
+// podPIDNamespace is the pod's shared PID namespace in the guest, held by a
+// pod init (this binary re-executed as shared/podinit, PID 1 of a new PID
+// namespace: it reaps the pod's orphans), started when the first container
+// asks for it and again if it died.
+func (b *Backend) podPIDNamespace() (string, error) {
+	b.podMu.Lock()
+	defer b.podMu.Unlock()
+	if b.podInit > 0 {
+		select {
+		case <-b.podInitDone:
+			b.podInit = 0
+		default:
+			return fmt.Sprintf("/proc/%d/ns/pid", b.podInit), nil
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(self, podinit.Args("pod")...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
+	cmd.Dir = "/"
+	ec, err := b.cfg.Reaper.Start(cmd)
+	if err != nil {
+		return "", fmt.Errorf("starting the pod init: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		e := <-ec
+		log.L.WithFields(log.Fields{"pid": e.Pid, "status": e.Status}).Warn("the pod's init exited: the pod's PID namespace is gone")
+		close(done)
+	}()
+	b.podInit, b.podInitDone = cmd.Process.Pid, done
+	log.L.WithField("pid", b.podInit).Info("pod init started: the pod's shared PID namespace")
+	return fmt.Sprintf("/proc/%d/ns/pid", b.podInit), nil
 }

@@ -21,8 +21,13 @@ func within(root, p string) bool {
 // RewriteSpec adapts a host-made spec to the guest. shareRoot confines bind
 // sources; isContainerPid says whether a pid is the init of one of our
 // containers (a namespace path of such a pid — CRI's target pid namespace
-// for an ephemeral container — is kept).
-func RewriteSpec(sp *specs.Spec, id, shareRoot string, isContainerPid func(int) bool) error {
+// for an ephemeral container — is kept). podPID, when set, gives the path of
+// the pod's shared PID namespace in the guest: a container that joins the
+// pod's PID namespace on the host (CRI's namespace_options.pid = POD) joins
+// that one, so that the pod's containers see each other but not the agent,
+// and an orphan of a container stays in the pod. Without it (nil) such a
+// container gets a PID namespace of its own.
+func RewriteSpec(sp *specs.Spec, id, shareRoot string, isContainerPid func(int) bool, podPID func() (string, error)) error {
 	if sp.Linux == nil {
 		sp.Linux = &specs.Linux{}
 	}
@@ -43,7 +48,17 @@ func RewriteSpec(sp *specs.Spec, id, shareRoot string, isContainerPid func(int) 
 			}
 		}
 		switch ns.Type {
-		case specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.PIDNamespace:
+		case specs.PIDNamespace:
+			ns.Path = ""
+			if podPID != nil {
+				p, err := podPID()
+				if err != nil {
+					return fmt.Errorf("the pod's PID namespace: %w", err)
+				}
+				ns.Path = p
+			}
+			nss = append(nss, ns)
+		case specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace:
 			// the pod's namespace on the host: in the guest the VM's own is the pod's
 			continue
 		default:

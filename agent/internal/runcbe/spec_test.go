@@ -28,7 +28,7 @@ func TestRewriteSpec(t *testing.T) {
 			{Destination: "/dev/shm", Source: "/dev/shm", Options: []string{"rbind"}},
 		},
 	}
-	if err := RewriteSpec(sp, "c1", "/run/magnetar/share", nil); err != nil {
+	if err := RewriteSpec(sp, "c1", "/run/magnetar/share", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	var kinds []string
@@ -45,7 +45,7 @@ func TestRewriteSpec(t *testing.T) {
 
 func TestRewriteSpecKeepsATargetContainersPidNamespace(t *testing.T) {
 	sp := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace, Path: "/proc/77/ns/pid"}}}}
-	if err := RewriteSpec(sp, "c2", "/run/magnetar/share", func(pid int) bool { return pid == 77 }); err != nil {
+	if err := RewriteSpec(sp, "c2", "/run/magnetar/share", func(pid int) bool { return pid == 77 }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(sp.Linux.Namespaces) != 1 || sp.Linux.Namespaces[0].Path != "/proc/77/ns/pid" {
@@ -60,8 +60,30 @@ func TestRewriteSpecRejects(t *testing.T) {
 		"prefix trick":  {Mounts: []specs.Mount{{Destination: "/data", Options: []string{"bind"}, Source: "/run/magnetar/share-other/x"}}},
 		"user ns path":  {Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: "/proc/9/ns/user"}}}},
 	} {
-		if err := RewriteSpec(sp, "c3", "/run/magnetar/share", nil); !errdefs.IsInvalidArgument(err) {
+		if err := RewriteSpec(sp, "c3", "/run/magnetar/share", nil, nil); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// A container joining the pod's PID namespace on the host joins the pod's
+// one in the guest, never the VM's own (where the agent is).
+func TestRewriteSpecPodPIDNamespace(t *testing.T) {
+	mk := func() *specs.Spec {
+		return &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace, Path: "/proc/4294967295/ns/pid"}}}}
+	}
+	sp := mk()
+	if err := RewriteSpec(sp, "c4", "/run/magnetar/share", nil, func() (string, error) { return "/proc/42/ns/pid", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ns := sp.Linux.Namespaces; len(ns) != 1 || ns[0].Type != specs.PIDNamespace || ns[0].Path != "/proc/42/ns/pid" {
+		t.Fatalf("namespaces %+v, want the pod's pid namespace", ns)
+	}
+	sp = mk()
+	if err := RewriteSpec(sp, "c5", "/run/magnetar/share", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ns := sp.Linux.Namespaces; len(ns) != 1 || ns[0].Type != specs.PIDNamespace || ns[0].Path != "" {
+		t.Fatalf("namespaces %+v, want a pid namespace of its own", ns)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/magnetar-runtime/magnetar/shared/bundle"
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
@@ -203,17 +204,10 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if err := store.WriteFileAtomic(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
 		return nil, err
 	}
-	note, _ := json.Marshal(map[string]string{"runc_binary": b.cfg.Runc.Binary, "runc_root": b.cfg.Runc.Root, "dir": dir})
-	if err := store.WriteFileAtomic(filepath.Join(r.Bundle, bundleNote), note, 0o600); err != nil {
+	// a restarted containerd reconnects to the task through this binary,
+	// and its shim-style `delete` finds runc's state through the note
+	if err := bundle.WriteNotes(r.Bundle, bundleNote, map[string]string{"runc_binary": b.cfg.Runc.Binary, "runc_root": b.cfg.Runc.Root, "dir": dir}); err != nil {
 		return nil, err
-	}
-	// A restarted containerd finds the runtime of a task by this file (else
-	// by the runtime_type's shim name in PATH): point it at this binary so
-	// that it reconnects to our tasks and uses our `delete`.
-	if self, err := os.Executable(); err == nil {
-		if err := store.WriteFileAtomic(filepath.Join(r.Bundle, "shim-binary-path"), []byte(self), 0o644); err != nil {
-			return nil, err
-		}
 	}
 	if err := c.Create(ctx, r.Stdio, false); err != nil {
 		return nil, err
@@ -310,8 +304,7 @@ func (c *ctr) cleanup(ctx context.Context) {
 			log.G(ctx).WithError(err).Warn("unmounting rootfs")
 		}
 	}
-	_ = os.Remove(filepath.Join(c.st.Bundle, bundleNote))
-	_ = os.Remove(filepath.Join(c.st.Bundle, "shim-binary-path"))
+	bundle.RemoveNotes(c.st.Bundle, bundleNote)
 	_ = os.RemoveAll(c.st.Dir)
 }
 
@@ -329,14 +322,14 @@ func (c *ctr) State() json.RawMessage {
 }
 
 // shimDelete cleans up after containerd lost a task connection.
-func shimDelete(ctx context.Context, id, bundle string) (*daemon.ShimExit, error) {
+func shimDelete(ctx context.Context, id, bundleDir string) (*daemon.ShimExit, error) {
 	exit := &daemon.ShimExit{Status: 128 + uint32(syscall.SIGKILL), At: time.Now()}
 	var note struct {
 		Binary string `json:"runc_binary"`
 		Root   string `json:"runc_root"`
 		Dir    string `json:"dir"`
 	}
-	if ok, err := daemon.ReadBundleNote(bundle, bundleNote, &note); !ok {
+	if ok, err := bundle.ReadNote(bundleDir, bundleNote, &note); !ok {
 		return exit, err
 	}
 	r := &runc.Runc{Command: note.Binary, Root: note.Root}
@@ -344,10 +337,10 @@ func shimDelete(ctx context.Context, id, bundle string) (*daemon.ShimExit, error
 		exit.Pid = uint32(st.Pid)
 	}
 	_ = r.Delete(ctx, id, &runc.DeleteOpts{Force: true})
-	_ = mount.UnmountAll(filepath.Join(bundle, "rootfs"))
+	_ = mount.UnmountAll(filepath.Join(bundleDir, "rootfs"))
 	if note.Dir != "" && filepath.Base(note.Dir) == id {
 		_ = os.RemoveAll(note.Dir)
 	}
-	_ = os.Remove(filepath.Join(bundle, bundleNote))
+	bundle.RemoveNotes(bundleDir, bundleNote)
 	return exit, nil
 }

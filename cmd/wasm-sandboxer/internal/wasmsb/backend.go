@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
+	"github.com/magnetar-runtime/magnetar/shared/bundle"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
@@ -144,40 +145,16 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if c.io, err = stdio.Open(ctx, cfg); err != nil {
 		return nil, err
 	}
-	note, _ := json.Marshal(map[string]any{"rootfs": c.st.Rootfs, "mounted": c.st.Mounted})
-	if err := writeBundleFile(filepath.Join(r.Bundle, bundleNote), note, 0o600); err != nil {
+	// a restarted containerd reconnects to the task through this binary,
+	// and its shim-style `delete` finds what to unmount in the note
+	if err := bundle.WriteNotes(r.Bundle, bundleNote, map[string]any{"rootfs": c.st.Rootfs, "mounted": c.st.Mounted}); err != nil {
 		return nil, err
-	}
-	// A restarted containerd finds the runtime of a task by this file: point
-	// it at this binary so that it reconnects to our tasks and uses our
-	// `delete`.
-	if self, err := os.Executable(); err == nil {
-		if err := writeBundleFile(filepath.Join(r.Bundle, "shim-binary-path"), []byte(self), 0o644); err != nil {
-			return nil, err
-		}
 	}
 	info := mod.Info()
 	log.G(ctx).WithFields(log.Fields{"module": guest, "read_load_ms": float64(time.Since(t0).Microseconds()) / 1000, "digest": c.st.Digest, "engine": eng.Name(),
 		"load": info.Source, "load_ms": float64(info.Duration.Microseconds()) / 1000, "cache_error": info.CacheError,
 		"preopens": len(c.run.Preopens), "memory_limit": c.memLimit}).Debug("wasm container created")
 	return c, nil
-}
-
-// writeBundleFile writes a small file into containerd's bundle: complete or
-// absent for every reader (a temporary file renamed), but not synced: the
-// bundle lives in containerd's state directory (a tmpfs under /run on a
-// node), which a power loss takes with it; two fsyncs were a third of a
-// warm container start.
-func writeBundleFile(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 // load reads the module of a process from the container's rootfs and loads
@@ -428,8 +405,7 @@ func (c *ctr) cleanup(ctx context.Context) {
 		}
 	}
 	if c.st.Bundle != "" {
-		_ = os.Remove(filepath.Join(c.st.Bundle, bundleNote))
-		_ = os.Remove(filepath.Join(c.st.Bundle, "shim-binary-path"))
+		bundle.RemoveNotes(c.st.Bundle, bundleNote)
 	}
 }
 

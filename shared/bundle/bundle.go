@@ -1,0 +1,74 @@
+// Package bundle is what a sandboxer leaves in containerd's task bundle for
+// later readers that get nothing else: a restarted containerd finds the
+// runtime binary of a task in shim-binary-path (it then reconnects to the
+// task, and runs that binary's `delete` after a lost task connection), and
+// that `delete` reads the sandboxer's own note to clean up what the task
+// left on the host.
+//
+// The files are written complete or not at all (a temporary file renamed)
+// but not synced: the bundle lives in containerd's state directory, a tmpfs
+// under /run on a node, which a power loss takes with it.
+package bundle
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// ShimBinaryPath is the file naming a task's runtime binary.
+const ShimBinaryPath = "shim-binary-path"
+
+// WriteNotes writes into bundle the note name (v as JSON, mode 0600) and
+// shim-binary-path naming this binary.
+func WriteNotes(bundle, name string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(bundle, name), data, 0o600); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(bundle, ShimBinaryPath), []byte(self), 0o644)
+}
+
+// RemoveNotes removes what WriteNotes wrote; missing files are fine.
+func RemoveNotes(bundle, name string) {
+	_ = os.Remove(filepath.Join(bundle, name))
+	_ = os.Remove(filepath.Join(bundle, ShimBinaryPath))
+}
+
+// ReadNote reads the note name of bundle into v. It reports false, and no
+// error, when the bundle path is not absolute or holds no such note:
+// nothing of that sandboxer is there.
+func ReadNote(bundle, name string, v any) (bool, error) {
+	if bundle == "" || !filepath.IsAbs(bundle) {
+		return false, nil
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, name))
+	if err != nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("%s: %w", name, err)
+	}
+	return true, nil
+}
+
+// writeFile writes data to path through a temporary file and a rename.
+func writeFile(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
+}
