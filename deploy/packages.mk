@@ -23,10 +23,11 @@ PACKAGES_TEST := packages-test
 # read; this line is what puts the package tests into make test
 test: packages-test
 
-packages: build
+# the vmm package ships the guest image
+packages: build guest-image
 	hack/packages/build.sh
 
-packages-test: build tools images
+packages-test: build tools images guest-image
 	hack/packages/test.sh
 
 deploy-gen:

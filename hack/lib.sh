@@ -50,7 +50,10 @@ CRICTL_CONFIG=$WORK/etc/crictl.yaml
 MAGNETAR_SANDBOXERS=(
   "magnetar-runc runc-sandboxer"
   "magnetar-wasm wasm-sandboxer"
+  "magnetar-vmm vmm-sandboxer"
 )
+# the guest image the vmm sandboxer boots (make guest-image)
+GUEST_OUT=${GUEST_OUT:-$OUT/guest}
 # More handlers served by the daemon of another one, one line each: "HANDLER
 # SERVED_BY": a proxy plugin HANDLER at SERVED_BY's socket plus a CRI runtime
 # handler, configured when SERVED_BY is (the wasm daemon picks its engine by

@@ -19,12 +19,14 @@ sandboxer_names() {
 }
 
 # load_sandboxer NAME: set NAME SUMMARY DESCRIPTION DEB_DEPENDS RPM_DEPENDS
-# EXTRA_FILES UNIT_SERVICE_EXTRA from the conf, and the derived HANDLER
+# EXTRA_FILES UNIT_SERVICE_EXTRA TEST_CONFIG_EDIT (a sed expression the
+# package test applies to the default config before it runs the daemon with
+# it: paths the package installs) from the conf, and the derived HANDLER
 # (= package = unit name), BINARY, CONFIG (path in DEPLOY).
 load_sandboxer() {
   local f=$DEPLOY/sandboxers/$1.conf
   [ -f "$f" ] || die "no sandboxer $1: $f missing"
-  NAME= SUMMARY= DESCRIPTION= UNIT_SERVICE_EXTRA=
+  NAME= SUMMARY= DESCRIPTION= UNIT_SERVICE_EXTRA= TEST_CONFIG_EDIT=
   DEB_DEPENDS=() RPM_DEPENDS=() EXTRA_FILES=()
   # shellcheck source=/dev/null
   source "$f"

@@ -166,15 +166,16 @@ config_defaults() {
 # its own /run (the file's runc root is under /run/magnetar), sockets and
 # state under $T; READY=1 then, on SIGTERM, STOPPING=1 and exit 0
 config_serves() {
-  local d=$T/cfg-$NAME n pid keepers
+  local d=$T/cfg-$NAME n pid keepers cfg=$CONFIG
   rm -rf "$d"; mkdir -p "$d"
+  if [ -n "$TEST_CONFIG_EDIT" ]; then cfg=$d/$NAME.toml; sed "$TEST_CONFIG_EDIT" "$CONFIG" >"$cfg"; fi
   "$T/notifylisten" "$d/notify.sock" >"$d/notify.log" 2>&1 &
   n=$!
   wait_for 5 test -S "$d/notify.sock"
   # the binaries the config names (runc) are checked at start-up: the
   # project's own, as a node would have them in PATH
   NOTIFY_SOCKET=$d/notify.sock PATH="$BIN:$PATH" unshare -m sh -c 'mount --make-rprivate / && mount -t tmpfs tmpfs /run && exec "$@"' sh \
-    "$ROOT/bin/$BINARY" --config "$CONFIG" --listen "$d/s.sock" --dir "$d/lib" --containerd-address "$d/none.ttrpc" \
+    "$ROOT/bin/$BINARY" --config "$cfg" --listen "$d/s.sock" --dir "$d/lib" --containerd-address "$d/none.ttrpc" \
     >"$d/daemon.log" 2>&1 &
   pid=$!
   wait_for 15 grep -qx READY=1 "$d/notify.log" || { kill -9 "$n" "$pid"; cat "$d/daemon.log"; return 1; }

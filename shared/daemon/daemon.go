@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
@@ -23,6 +24,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/controller"
 	"github.com/magnetar-runtime/magnetar/shared/events"
+	"github.com/magnetar-runtime/magnetar/shared/fdstore"
 	"github.com/magnetar-runtime/magnetar/shared/rpcserver"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
@@ -50,6 +52,11 @@ type Env struct {
 	TaskSocket  string
 	TaskAddress string
 	Events      events.Publisher
+	// FDs holds descriptors in the keeper across daemon restarts
+	// (shared/fdstore): containerd's stdio FIFOs a backend relays. Its
+	// calls fail with errdefs.ErrUnavailable while the running keeper,
+	// started by an older daemon, serves no store.
+	FDs *fdstore.Client
 }
 
 // StopTimeouter is implemented by configurations that set the grace period
@@ -186,15 +193,16 @@ func serve(sb Sandboxer, cfg Config) error {
 	}
 	taskSock := common.TaskSocketPath(sb.Name)
 	q := events.NewTTRPCQueue(life, common.ContainerdAddress, events.Options{})
+	// containerd dials the keeper, which outlives us; we serve behind it
+	ks := newKeeperSockets(sb.Name, taskSock, common.Listen)
+	fds := fdstore.NewClient(ks.FDs)
 	env := &Env{Life: life, Name: sb.Name, Dir: common.Dir, TaskSocket: taskSock,
-		TaskAddress: "ttrpc+unix://" + taskSock, Events: q}
+		TaskAddress: "ttrpc+unix://" + taskSock, Events: q, FDs: fds}
 	driver, backend, err := sb.Build(env, cfg)
 	if err != nil {
 		return err
 	}
 
-	// containerd dials the keeper, which outlives us; we serve behind it
-	ks := newKeeperSockets(sb.Name, taskSock, common.Listen)
 	if err := ensureKeeper(life, ks); err != nil {
 		return err
 	}
@@ -208,6 +216,11 @@ func serve(sb Sandboxer, cfg Config) error {
 	}
 	if err := parts.Recover(life); err != nil {
 		return err
+	}
+	// the recovery held again what it relays: the rest is of processes that
+	// went away while no daemon ran
+	if err := fds.RetainHeld(); err != nil && !errdefs.IsUnavailable(err) {
+		log.G(life).WithError(err).Warn("closing the descriptors the keeper no longer needs to hold")
 	}
 	var tsrv *ttrpc.Server
 	if svc := parts.Tasks; svc != nil {

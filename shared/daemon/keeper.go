@@ -26,10 +26,11 @@ const KeeperArg = "__magnetar_task_keeper"
 // lives (superviseKeeper).
 const keeperCheckInterval = 2 * time.Second
 
-// keeperSockets are the sockets containerd dials (owned by the keeper) and
-// the private ones the daemon serves behind it.
+// keeperSockets are the sockets containerd dials (owned by the keeper), the
+// private ones the daemon serves behind it, and the keeper's descriptor
+// store (FDs, shared/fdstore).
 type keeperSockets struct {
-	Task, TaskBackend, API, APIBackend, PidFile string
+	Task, TaskBackend, API, APIBackend, PidFile, FDs string
 }
 
 func newKeeperSockets(name, taskSock, apiSock string) keeperSockets {
@@ -38,6 +39,7 @@ func newKeeperSockets(name, taskSock, apiSock string) keeperSockets {
 		Task: taskSock, TaskBackend: filepath.Join(dir, name+"-task-backend.sock"),
 		API: apiSock, APIBackend: filepath.Join(filepath.Dir(apiSock), name+"-api-backend.sock"),
 		PidFile: filepath.Join(dir, name+"-keeper.pid"),
+		FDs:     filepath.Join(dir, name+"-fds.sock"),
 	}
 }
 
@@ -46,18 +48,23 @@ func newKeeperSockets(name, taskSock, apiSock string) keeperSockets {
 const keeperStartTimeout = 5 * time.Second
 
 // argv is the command line of a keeper of ks:
-// `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND PID_FILE`.
-// Keepers started before the pid file was an argument have the same line
-// without PID_FILE (see runningKeeper).
+// `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND PID_FILE FD_SOCKET`.
+// Keepers started before the fd store have the same line without
+// FD_SOCKET, and those started before the pid file was an argument without
+// PID_FILE either (see runningKeeper).
 func (ks keeperSockets) argv() []string {
-	return []string{KeeperArg, ks.Task, ks.TaskBackend, ks.API, ks.APIBackend, ks.PidFile}
+	return []string{KeeperArg, ks.Task, ks.TaskBackend, ks.API, ks.APIBackend, ks.PidFile, ks.FDs}
 }
+
+// olderArgs is how many trailing arguments of argv the older keepers'
+// command lines lack: FD_SOCKET; PID_FILE and FD_SOCKET.
+var olderArgs = []int{1, 2}
 
 // makeDirs creates the directories of the sockets and the pid file that do
 // not exist yet (a --listen or task_socket in a directory nobody made), 0700
 // as transport.Listen makes them. Existing directories keep their mode.
 func (ks keeperSockets) makeDirs() error {
-	for _, p := range []string{ks.Task, ks.TaskBackend, ks.API, ks.APIBackend, ks.PidFile} {
+	for _, p := range []string{ks.Task, ks.TaskBackend, ks.API, ks.APIBackend, ks.PidFile, ks.FDs} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return fmt.Errorf("keeper socket directory: %w", err)
 		}
@@ -70,13 +77,17 @@ func (ks keeperSockets) makeDirs() error {
 // sockets are gone) sees its sockets replaced and exits once the
 // connections it still holds end (see shared/keeper).
 func ensureKeeper(ctx context.Context, ks keeperSockets) error {
-	if pid, ok := runningKeeper(ks); ok {
+	if pid, args, ok := keeperArgs(ks); ok {
 		// A connection restarts the keeper's idle clock (shared/keeper), so
 		// that a keeper idle for almost its bound does not leave as we come.
 		if c, err := net.DialTimeout("unix", ks.API, time.Second); err == nil {
 			c.Close()
 		}
 		log.G(ctx).WithField("pid", pid).Info("reusing the keeper: containerd's connections survived the restart")
+		if len(args) < len(ks.argv()) {
+			log.G(ctx).WithField("pid", pid).Warn("the keeper, started by an older daemon, serves no fd store: " +
+				"the stdio a backend relays (a VM's containers') is cut when this daemon restarts, until the keeper is replaced")
+		}
 		return nil
 	}
 	if err := ks.makeDirs(); err != nil {
@@ -93,6 +104,7 @@ func ensureKeeper(ctx context.Context, ks keeperSockets) error {
 	cmd.Dir = "/"
 	_ = os.Remove(ks.Task)
 	_ = os.Remove(ks.API)
+	_ = os.Remove(ks.FDs)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the keeper: %w", err)
 	}
@@ -122,52 +134,68 @@ func ensureKeeper(ctx context.Context, ks keeperSockets) error {
 }
 
 // runningKeeper tells whether the pid file names a live keeper of ks whose
-// sockets exist. A keeper started with the older command line (without
-// PID_FILE, by a daemon before the keeper watched its pid file) is
-// recognised too and reused: replacing it would close every containerd task
-// connection it holds. It lacks the exit on replacement and on idleness
-// until it is replaced for another reason.
+// sockets exist. A keeper started with an older command line is recognised
+// too and reused: replacing it would close every containerd task
+// connection it holds. Without FD_SOCKET (started by a daemon before the
+// fd store) it holds no descriptors; without PID_FILE either (before the
+// keeper watched its pid file) it lacks the exit on replacement and on
+// idleness, until it is replaced for another reason.
 func runningKeeper(ks keeperSockets) (int, bool) {
+	pid, _, ok := keeperArgs(ks)
+	return pid, ok
+}
+
+// keeperArgs is runningKeeper, with the running keeper's arguments (argv's
+// form, or an older one).
+func keeperArgs(ks keeperSockets) (int, []string, bool) {
 	data, err := os.ReadFile(ks.PidFile)
 	if err != nil {
-		return 0, false
+		return 0, nil, false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || pid <= 0 {
-		return 0, false
+		return 0, nil, false
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
-		return 0, false
+		return 0, nil, false
 	}
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")[1:]
 	want := ks.argv()
-	if !slices.Equal(args[1:], want) && !slices.Equal(args[1:], want[:len(want)-1]) {
-		return 0, false
+	known := slices.Equal(args, want)
+	for _, n := range olderArgs {
+		known = known || slices.Equal(args, want[:len(want)-n])
+	}
+	if !known {
+		return 0, nil, false
 	}
 	for _, sock := range []string{ks.Task, ks.API} {
 		if _, err := os.Stat(sock); err != nil {
-			return 0, false
+			return 0, nil, false
 		}
 	}
-	return pid, true
+	return pid, args, true
 }
 
 // runKeeper is the keeper's main:
-// `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND [PID_FILE]`.
-// Without PID_FILE (the command line of an older daemon that runs this
-// binary after an upgrade) the keeper neither writes nor watches a pid file;
-// that daemon writes it.
+// `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND [PID_FILE [FD_SOCKET]]`.
+// The shorter lines are those of older daemons that run this binary after
+// an upgrade: without FD_SOCKET the keeper serves no descriptor store;
+// without PID_FILE it neither writes nor watches a pid file (that daemon
+// writes it).
 func runKeeper(args []string) error {
-	if len(args) != 4 && len(args) != 5 {
-		return fmt.Errorf("usage: %s TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND [PID_FILE]", KeeperArg)
+	if len(args) < 4 || len(args) > 6 {
+		return fmt.Errorf("usage: %s TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND [PID_FILE [FD_SOCKET]]", KeeperArg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("component", "task-keeper"))
 	cfg := keeper.Config{TaskSocket: args[0], TaskBackend: args[1], APISocket: args[2], APIBackend: args[3]}
-	if len(args) == 5 {
+	if len(args) >= 5 {
 		cfg.PidFile = args[4]
+	}
+	if len(args) == 6 {
+		cfg.FDSocket = args[5]
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

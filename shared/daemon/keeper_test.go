@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/magnetar-runtime/magnetar/shared/fdstore"
 )
 
 // TestMain lets ensureKeeper work in tests: it starts os.Executable(), here
@@ -129,45 +135,94 @@ func TestKeeperExitsWhenReplaced(t *testing.T) {
 	})
 }
 
-// A keeper started by an older daemon (the command line without the pid
-// file) is still recognised and reused: replacing it would close every task
-// connection it holds.
+// Keepers started by older daemons (the command line without the fd
+// store's socket, or without the pid file either) are still recognised and
+// reused: replacing one would close every task connection it holds. They
+// hold no descriptors: the fd store client finds none.
 func TestOldKeeperArgvReused(t *testing.T) {
-	ks, _ := testKeeperSockets(t)
-	if err := os.MkdirAll(filepath.Dir(ks.Task), 0o700); err != nil {
-		t.Fatal(err)
+	for _, lacks := range olderArgs {
+		t.Run(fmt.Sprintf("lacking %d", lacks), func(t *testing.T) {
+			ks, _ := testKeeperSockets(t)
+			if err := os.MkdirAll(filepath.Dir(ks.Task), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			argv := ks.argv()
+			cmd := exec.Command(self, argv[:len(argv)-lacks]...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = cmd.Wait() }()
+			pid := cmd.Process.Pid
+			stopKeeperAtCleanup(t, pid)
+			if lacks == 2 {
+				// the older daemon wrote the pid file itself
+				if err := os.WriteFile(ks.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if p, ok := runningKeeper(ks); ok && p == pid {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the keeper with the older command line is not recognised")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := ensureKeeper(context.Background(), ks); err != nil {
+				t.Fatal(err)
+			}
+			if p, ok := runningKeeper(ks); !ok || p != pid || gone(pid) {
+				t.Errorf("ensureKeeper replaced the older keeper %d: running %d %v", pid, p, ok)
+			}
+			if _, err := fdstore.NewClient(ks.FDs).List(); !errdefs.IsUnavailable(err) {
+				t.Errorf("fd store of an older keeper: %v, want Unavailable", err)
+			}
+		})
 	}
-	self, err := os.Executable()
+}
+
+// A keeper started by ensureKeeper serves the fd store: a descriptor held
+// through it stays open after the holder closed its own.
+func TestKeeperHoldsFDs(t *testing.T) {
+	ks, _ := testKeeperSockets(t)
+	startKeeper(t, ks)
+	fi, err := os.Stat(ks.FDs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self, KeeperArg, ks.Task, ks.TaskBackend, ks.API, ks.APIBackend)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("fd store socket mode %o, want 0600", fi.Mode().Perm())
+	}
+	c := fdstore.NewClient(ks.FDs)
+	r, w, err := os.Pipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = cmd.Wait() }()
-	pid := cmd.Process.Pid
-	stopKeeperAtCleanup(t, pid)
-	// the older daemon wrote the pid file itself
-	if err := os.WriteFile(ks.PidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+	defer r.Close()
+	if err := c.Hold("ctr/-/stdout", w); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if p, ok := runningKeeper(ks); ok && p == pid {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the keeper with the older command line is not recognised")
-		}
-		time.Sleep(10 * time.Millisecond)
+	w.Close()
+	_ = r.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read of the held pipe: %v, want no writer gone", err)
 	}
-	if err := ensureKeeper(context.Background(), ks); err != nil {
+	if err := c.RetainHeld(); err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := runningKeeper(ks); !ok || p != pid || gone(pid) {
-		t.Errorf("ensureKeeper replaced the older keeper %d: running %d %v", pid, p, ok)
+	if err := c.Release("ctr/-/stdout"); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("read of the released pipe: %v, want EOF", err)
 	}
 }

@@ -20,6 +20,17 @@
 // dead shim. It relays the Sandbox API socket too, as a byte stream (Serve,
 // ServeStream; Run serves both).
 //
+// # Descriptors
+//
+// The keeper also serves a descriptor store (shared/fdstore; ServeFDs) on a
+// third socket next to the others (Config.FDSocket, 0600): the daemon holds
+// there a write end of every containerd output FIFO it relays into, and a
+// read end of every stdin FIFO it reads, so that containerd's readers see
+// no EOF and its writers no EPIPE while no daemon runs (see shared/taskfwd).
+// The keeper only keeps them open. Its connections are the daemon's: they
+// and the descriptors held are no containerd connection for the rules
+// below.
+//
 // # Ownership
 //
 // The keeper that owns a sandboxer's sockets is the one its pid file names
@@ -46,13 +57,22 @@
 //     it holds none. It never touches the paths again: they are the newer
 //     keeper's (Go would unlink a listener's path on Close; Run turns that
 //     off). A pid file that is missing or unreadable says nothing by itself;
-//     the sockets decide.
+//     the sockets decide. The descriptors its store holds are closed at
+//     once: the daemon holds them in the newer keeper (its recovery holds
+//     again what it relays), and a write end left here would keep
+//     containerd's reader from the EOF of an output that ends, which the
+//     daemon releases in the newer keeper only.
 //
 //   - Idle. For IdleTimeout (DefaultIdleTimeout, five minutes) it held no
 //     containerd connection, on either socket, and no daemon listened behind
 //     it (Run dials the task backend, then the API backend, each second while
 //     it holds no connection). It then removes its sockets and pid file (when
 //     still its own) and exits; the next daemon starts a new keeper.
+//     Descriptors held do not keep it: they serve containerd's readers and
+//     writers of the stdio of running tasks, and a containerd that has such
+//     tasks holds their task connections, which keep the keeper anyway (and
+//     a containerd that restarted opens its FIFOs anew). A keeper with
+//     neither has nobody left to hold them for, and they close as it exits.
 //
 // Why five minutes. The bound must comfortably exceed the longest time a
 // daemon is legitimately away, or a keeper would leave just as its daemon
@@ -75,13 +95,16 @@
 // starts a new one within two seconds, before containerd can hold any
 // connection to the leaving one.
 //
-// A keeper with the older command line, without the pid file argument, is
-// still recognised and reused by a newer daemon: replacing it would cut
-// containerd's task connections. If it runs an older binary, none of the
-// rules above apply to it until it is replaced for another reason (it dies,
-// its sockets go). If it runs this one (an older daemon started it after the
-// binary was upgraded), Run has no PidFile and applies the socket and idle
-// rules only.
+// A keeper with an older command line, without the fd store's socket
+// argument or also without the pid file's, is still recognised and reused
+// by a newer daemon: replacing it would cut containerd's task connections.
+// It holds no descriptors: until it is replaced, a daemon restart still
+// ends containerd's copies of the VM containers' output (the daemon logs
+// it). If it runs an older binary, none of the rules above apply to it
+// until it is replaced for another reason (it dies, its sockets go). If it
+// runs this one (an older daemon started it after the binary was
+// upgraded), Run has no FDSocket, and without PidFile applies the socket
+// and idle rules only.
 //
 // # Panics
 //

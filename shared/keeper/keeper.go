@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/magnetar-runtime/magnetar/shared/fdstore"
 )
 
 // ttrpc frame header: length uint32, stream id uint32, type uint8, flags uint8.
@@ -48,6 +50,25 @@ func Serve(ctx context.Context, l net.Listener, backend string, o Options) error
 func ServeStream(ctx context.Context, l net.Listener, backend string, o Options) error {
 	closeOnDone(ctx, l)
 	return serveStream(ctx, l, backend, o, &activity{})
+}
+
+// ServeFDs serves the descriptor store st (see shared/fdstore) on l until
+// ctx ends. Its connections are the daemon's, not containerd's: they do not
+// count for the keeper's idle and replacement rules (see Run).
+func ServeFDs(ctx context.Context, l net.Listener, st *fdstore.Store) error {
+	closeOnDone(ctx, l)
+	return serveFDs(ctx, l, st)
+}
+
+func serveFDs(ctx context.Context, l net.Listener, st *fdstore.Store) error {
+	return acceptLoop(ctx, l, &activity{}, "fd store", func(c net.Conn) {
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			c.Close()
+			return
+		}
+		st.ServeConn(ctx, uc)
+	})
 }
 
 func serveFrames(ctx context.Context, l net.Listener, backend string, o Options, act *activity) error {

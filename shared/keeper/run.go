@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/log"
 
+	"github.com/magnetar-runtime/magnetar/shared/fdstore"
 	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/transport"
 )
@@ -41,10 +42,14 @@ type Config struct {
 	// APIBackend is the daemon's private socket behind it (relayed as a
 	// byte stream).
 	APISocket, APIBackend string
-	// PidFile is written with the keeper's pid once both sockets listen, and
+	// PidFile is written with the keeper's pid once its sockets listen, and
 	// watched: a file naming another process means a newer keeper took the
 	// sockets over. Empty: neither written nor watched.
 	PidFile string
+	// FDSocket is the socket of the descriptor store (shared/fdstore) the
+	// daemon holds containerd's stdio FIFOs in, across its restarts. Empty:
+	// no store (the command line of an older daemon).
+	FDSocket string
 	Options
 	// IdleTimeout bounds how long the keeper lives with neither a daemon
 	// behind it nor a containerd connection. Zero means DefaultIdleTimeout.
@@ -53,18 +58,20 @@ type Config struct {
 	checkEvery time.Duration // checkInterval; tests shorten it
 }
 
-// Run is a keeper process's main. It listens on the task and API sockets,
-// writes the pid file, and relays every connection to the daemon behind it
-// until ctx ends or the keeper has outlived its purpose:
+// Run is a keeper process's main. It listens on the task and API sockets
+// (and the fd store's), writes the pid file, and relays every connection to
+// the daemon behind it until ctx ends or the keeper has outlived its
+// purpose:
 //
 //   - replaced: a socket path is gone or is another socket, or the pid file
 //     names another process. Run stops accepting at once (and leaves the
-//     paths, now the newer keeper's, alone) and returns when the last
-//     connection it holds has ended;
+//     paths, now the newer keeper's, alone), closes the descriptors its
+//     store holds, and returns when the last connection it holds has ended;
 //   - idle: no daemon answered on either backend socket and no containerd
-//     connection was open for IdleTimeout.
+//     connection was open for IdleTimeout. Held descriptors do not count.
 //
-// Except when replaced, Run removes its sockets and pid file when it returns.
+// Except when replaced, Run removes its sockets and pid file when it
+// returns; the descriptors held are closed in every case.
 func Run(ctx context.Context, c Config) error {
 	if c.MaxWait <= 0 {
 		c.MaxWait = defaultMaxWait
@@ -75,15 +82,19 @@ func Run(ctx context.Context, c Config) error {
 	if c.checkEvery <= 0 {
 		c.checkEvery = checkInterval
 	}
-	k := &keeperProc{cfg: c}
+	k := &keeperProc{cfg: c, fds: fdstore.NewStore(fdstore.MaxFDs)}
+	defer k.fds.Close()
 	if err := k.listen(); err != nil {
 		k.closeListeners()
 		k.release()
 		return err
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, len(k.socks))
 	go func() { errc <- serveFrames(ctx, k.socks[0].l, c.TaskBackend, c.Options, &k.act) }()
 	go func() { errc <- serveStream(ctx, k.socks[1].l, c.APIBackend, c.Options, &k.act) }()
+	if len(k.socks) > 2 {
+		go func() { errc <- serveFDs(ctx, k.socks[2].l, k.fds) }()
+	}
 	return k.watch(ctx, errc)
 }
 
@@ -97,12 +108,17 @@ type ownedSocket struct {
 
 type keeperProc struct {
 	cfg   Config
-	socks []ownedSocket // task, API
-	act   activity
+	socks []ownedSocket // task, API, and the fd store's with FDSocket
+	act   activity      // containerd's connections
+	fds   *fdstore.Store
 }
 
 func (k *keeperProc) listen() error {
-	for _, path := range []string{k.cfg.TaskSocket, k.cfg.APISocket} {
+	paths := []string{k.cfg.TaskSocket, k.cfg.APISocket}
+	if k.cfg.FDSocket != "" {
+		paths = append(paths, k.cfg.FDSocket)
+	}
+	for _, path := range paths {
 		l, err := transport.Listen(path)
 		if err != nil {
 			return err
@@ -157,9 +173,13 @@ func (k *keeperProc) watch(ctx context.Context, errc <-chan error) error {
 		}
 		if replaced == "" {
 			if replaced = k.replacedBy(); replaced != "" {
-				log.G(ctx).WithFields(log.Fields{"reason": replaced, "connections": k.act.open.Load()}).
-					Info("keeper: replaced by a newer keeper, no longer accepting; exiting once the connections held end")
+				log.G(ctx).WithFields(log.Fields{"reason": replaced, "connections": k.act.open.Load(), "descriptors": k.fds.Len()}).
+					Info("keeper: replaced by a newer keeper, no longer accepting, closing the descriptors held; exiting once the connections held end")
 				k.closeListeners()
+				// The daemon holds in the newer keeper now; what this one
+				// holds would keep containerd's readers from the EOF of
+				// outputs that end, as the daemon releases them there.
+				k.fds.Close()
 			}
 		}
 		if replaced != "" {

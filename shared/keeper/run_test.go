@@ -23,6 +23,7 @@ func testConfig(t *testing.T) Config {
 		TaskSocket: filepath.Join(dir, "task.sock"), TaskBackend: filepath.Join(dir, "task-backend.sock"),
 		APISocket: filepath.Join(dir, "api.sock"), APIBackend: filepath.Join(dir, "api-backend.sock"),
 		PidFile:     filepath.Join(dir, "keeper.pid"),
+		FDSocket:    filepath.Join(dir, "fds.sock"),
 		Options:     Options{MaxWait: 30 * time.Second},
 		IdleTimeout: time.Hour,
 		checkEvery:  20 * time.Millisecond,
@@ -89,7 +90,7 @@ func TestRunExitsWhenPidFileNamesAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectExit(t, done, 2*time.Second)
-	for _, p := range []string{c.TaskSocket, c.APISocket, c.PidFile} {
+	for _, p := range []string{c.TaskSocket, c.APISocket, c.PidFile, c.FDSocket} {
 		if !exists(p) {
 			t.Errorf("a replaced keeper removed %s", p)
 		}
@@ -99,14 +100,11 @@ func TestRunExitsWhenPidFileNamesAnother(t *testing.T) {
 // (b) Another socket now sits at one of the keeper's paths: the keeper
 // exits and the other socket still serves.
 func TestRunExitsWhenSocketReplaced(t *testing.T) {
-	for _, which := range []string{"task", "api"} {
+	for _, which := range []string{"task", "api", "fds"} {
 		t.Run(which, func(t *testing.T) {
 			c := testConfig(t)
 			done := startKeeper(t, c)
-			path := c.TaskSocket
-			if which == "api" {
-				path = c.APISocket
-			}
+			path := map[string]string{"task": c.TaskSocket, "api": c.APISocket, "fds": c.FDSocket}[which]
 			if err := os.Remove(path); err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +144,7 @@ func TestRunExitsWhenIdle(t *testing.T) {
 	if d := time.Since(start); d < c.IdleTimeout {
 		t.Errorf("exited after %s, before the idle bound %s", d, c.IdleTimeout)
 	}
-	for _, p := range []string{c.TaskSocket, c.APISocket, c.PidFile} {
+	for _, p := range []string{c.TaskSocket, c.APISocket, c.PidFile, c.FDSocket} {
 		if exists(p) {
 			t.Errorf("an idle keeper left %s", p)
 		}

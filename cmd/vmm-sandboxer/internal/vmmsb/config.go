@@ -1,0 +1,184 @@
+package vmmsb
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/daemon"
+)
+
+// Name is the sandboxer's short name.
+const Name = "vmm"
+
+// Handler is the runtime handler (containerd proxy plugin) of QEMU VMs.
+const Handler = "magnetar-vmm"
+
+// Defaults of the files `make guest-image` builds, where the package installs
+// them.
+const (
+	DefaultKernel = "/usr/share/magnetar/vmm/vmlinuz"
+	DefaultInitrd = "/usr/share/magnetar/vmm/initramfs.cpio"
+)
+
+// Config is the vmm sandboxer's configuration (/etc/magnetar/vmm.toml).
+type Config struct {
+	config.Daemon
+	// RunDir holds one short directory per running VM (sockets, pid files,
+	// console log): unix socket paths are bounded to 107 bytes.
+	RunDir string   `toml:"run_dir"`
+	VM     VMConfig `toml:"vm"`
+	QEMU   QEMUConf `toml:"qemu"`
+	Pod    PodConf  `toml:"pod"`
+}
+
+// VMConfig is what every pod VM gets.
+type VMConfig struct {
+	// Kernel and Initrd are the guest kernel and initramfs.
+	Kernel string `toml:"kernel"`
+	Initrd string `toml:"initrd"`
+	// KernelArgs are appended to the kernel command line.
+	KernelArgs []string `toml:"kernel_args"`
+	// Accel: "auto" (KVM where the host really runs a guest with it, else
+	// TCG), "kvm" or "tcg".
+	Accel string `toml:"accel"`
+	// Agent is the agent's channel: "auto" (vsock where the host has
+	// vhost-vsock, else virtio-serial), "vsock" or "serial".
+	Agent string `toml:"agent"`
+	// BootTimeout bounds a VM's boot up to its agent's first answer.
+	BootTimeout config.Duration `toml:"boot_timeout"`
+	// AgentLogLevel is the agent's log level on the console.
+	AgentLogLevel string `toml:"agent_log_level"`
+	// VCPUs and MemoryMiB are a pod's VM without resource limits; the
+	// pod's limits (the sum of its containers', plus its overhead) raise
+	// them, up to MaxVCPUs and MaxMemoryMiB. MemoryOverheadMiB is added
+	// to a pod's memory limit for the guest kernel and agent.
+	VCPUs             int `toml:"vcpus"`
+	MemoryMiB         int `toml:"memory_mib"`
+	MaxVCPUs          int `toml:"max_vcpus"`
+	MaxMemoryMiB      int `toml:"max_memory_mib"`
+	MemoryOverheadMiB int `toml:"memory_overhead_mib"`
+}
+
+// QEMUConf locates QEMU and its helpers.
+type QEMUConf struct {
+	// Binary is qemu-system-x86_64 (a name is looked up in PATH).
+	Binary string `toml:"binary"`
+	// Virtiofsd is the virtio-fs daemon.
+	Virtiofsd string `toml:"virtiofsd"`
+}
+
+// PodConf holds pod defaults.
+type PodConf struct {
+	// StopTimeout is the grace period of the containers still running when
+	// Controller.Stop gives no timeout, and of the guest's power-off.
+	StopTimeout config.Duration `toml:"stop_timeout"`
+}
+
+// DefaultConfig is the configuration with every default.
+func DefaultConfig() *Config {
+	return &Config{
+		Daemon: config.DefaultDaemon(Name),
+		RunDir: filepath.Join(config.DefaultRunDir, Name),
+		VM: VMConfig{
+			Kernel: DefaultKernel, Initrd: DefaultInitrd, Accel: "auto", Agent: "auto",
+			BootTimeout: config.Duration(60 * time.Second), AgentLogLevel: "info",
+			VCPUs: 1, MemoryMiB: 256, MaxVCPUs: 8, MaxMemoryMiB: 8192, MemoryOverheadMiB: 128,
+		},
+		QEMU: QEMUConf{Binary: "qemu-system-x86_64", Virtiofsd: "/usr/lib/qemu/virtiofsd"},
+		Pod:  PodConf{StopTimeout: config.Duration(10 * time.Second)},
+	}
+}
+
+// Common returns the keys every sandboxer has.
+func (c *Config) Common() *config.Daemon { return &c.Daemon }
+
+// StopTimeout is pod.stop_timeout (daemon.StopTimeouter).
+func (c *Config) StopTimeout() time.Duration { return time.Duration(c.Pod.StopTimeout) }
+
+// Validate checks the configuration's values.
+func (c *Config) Validate() error {
+	var errs []error
+	errs = append(errs, c.Daemon.Validate())
+	if !filepath.IsAbs(c.RunDir) {
+		errs = append(errs, fmt.Errorf("run_dir = %q: must be an absolute path", c.RunDir))
+	} else if n := len(c.RunDir) + 1 + runDirNameLen + len("/virtiofs.sock"); n > 107 {
+		errs = append(errs, fmt.Errorf("run_dir = %q: too long for the VMs' unix sockets (%d > 107 bytes)", c.RunDir, n))
+	}
+	for _, f := range []struct{ key, v string }{{"vm.kernel", c.VM.Kernel}, {"vm.initrd", c.VM.Initrd}} {
+		if !filepath.IsAbs(f.v) {
+			errs = append(errs, fmt.Errorf("%s = %q: must be an absolute path", f.key, f.v))
+		}
+	}
+	switch c.VM.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		errs = append(errs, fmt.Errorf("vm.accel = %q: want auto, kvm or tcg", c.VM.Accel))
+	}
+	switch c.VM.Agent {
+	case "auto", "vsock", "serial":
+	default:
+		errs = append(errs, fmt.Errorf("vm.agent = %q: want auto, vsock or serial", c.VM.Agent))
+	}
+	switch c.VM.AgentLogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("vm.agent_log_level = %q: want debug, info, warn or error", c.VM.AgentLogLevel))
+	}
+	if c.VM.BootTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("vm.boot_timeout = %q: must be positive", c.VM.BootTimeout))
+	}
+	for _, n := range []struct {
+		key       string
+		v, lo, hi int
+		hiKey     string
+	}{
+		{"vm.vcpus", c.VM.VCPUs, 1, c.VM.MaxVCPUs, "vm.max_vcpus"},
+		{"vm.memory_mib", c.VM.MemoryMiB, 64, c.VM.MaxMemoryMiB, "vm.max_memory_mib"},
+	} {
+		if n.v < n.lo {
+			errs = append(errs, fmt.Errorf("%s = %d: must be at least %d", n.key, n.v, n.lo))
+		} else if n.v > n.hi {
+			errs = append(errs, fmt.Errorf("%s = %d: above %s = %d", n.key, n.v, n.hiKey, n.hi))
+		}
+	}
+	if c.VM.MemoryOverheadMiB < 0 {
+		errs = append(errs, fmt.Errorf("vm.memory_overhead_mib = %d: must not be negative", c.VM.MemoryOverheadMiB))
+	}
+	if c.QEMU.Binary == "" {
+		errs = append(errs, fmt.Errorf("qemu.binary: must not be empty"))
+	}
+	if c.QEMU.Virtiofsd == "" {
+		errs = append(errs, fmt.Errorf("qemu.virtiofsd: must not be empty"))
+	}
+	if c.Pod.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("pod.stop_timeout = %q: must not be negative", c.Pod.StopTimeout))
+	}
+	return config.Join(errs...)
+}
+
+// CheckHost checks the binaries and guest files the configuration names,
+// and resolves the binaries to absolute paths.
+func (c *Config) CheckHost() error {
+	var errs []error
+	var err error
+	if c.QEMU.Binary, err = config.Executable("qemu.binary", c.QEMU.Binary); err != nil {
+		errs = append(errs, err)
+	}
+	if c.QEMU.Virtiofsd, err = config.Executable("qemu.virtiofsd", c.QEMU.Virtiofsd); err != nil {
+		errs = append(errs, err)
+	}
+	for _, f := range []struct{ key, v string }{{"vm.kernel", c.VM.Kernel}, {"vm.initrd", c.VM.Initrd}} {
+		if err := config.ExistingFile(f.key, f.v); err != nil {
+			errs = append(errs, fmt.Errorf("%w (build it with `make guest-image`, or install the magnetar-vmm package)", err))
+		}
+	}
+	return config.Join(errs...)
+}
+
+var (
+	_ daemon.Config        = (*Config)(nil)
+	_ daemon.StopTimeouter = (*Config)(nil)
+	_ config.HostChecker   = (*Config)(nil)
+)

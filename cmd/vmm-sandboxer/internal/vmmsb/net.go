@@ -1,0 +1,27 @@
+package vmmsb
+
+import (
+	"context"
+
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/podnet"
+)
+
+// network prepares a pod's network namespace for its VM (podnet; a fake in
+// tests).
+type network interface {
+	// Attach makes a tap per pod interface, joined to it, and reads the
+	// guest's view of the network. On error it leaves nothing.
+	Attach(ctx context.Context, netns string) (*podnet.Network, error)
+	// Detach removes what Attach made. Idempotent; a netns that is gone
+	// already is fine.
+	Detach(ctx context.Context, st podnet.State) error
+}
+
+// podNetwork is the network of real pods.
+type podNetwork struct{}
+
+func (podNetwork) Attach(ctx context.Context, netns string) (*podnet.Network, error) {
+	return podnet.Attach(ctx, netns)
+}
+
+func (podNetwork) Detach(ctx context.Context, st podnet.State) error { return podnet.Detach(ctx, st) }

@@ -1,0 +1,656 @@
+package vmmsb
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/podnet"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+	"github.com/magnetar-runtime/magnetar/shared/agentclient"
+	"github.com/magnetar-runtime/magnetar/shared/cgroups"
+	"github.com/magnetar-runtime/magnetar/shared/daemon"
+	"github.com/magnetar-runtime/magnetar/shared/exit"
+	"github.com/magnetar-runtime/magnetar/shared/nsutil"
+	"github.com/magnetar-runtime/magnetar/shared/podfiles"
+	"github.com/magnetar-runtime/magnetar/shared/sandbox"
+	"github.com/magnetar-runtime/magnetar/shared/taskfwd"
+)
+
+// runDirNameLen is the length of a VM's run directory name: a hash of the
+// sandbox id, short enough for the unix sockets inside it.
+const runDirNameLen = 16
+
+// podFilesDir is the pod's own directory in the share (/etc/hostname, hosts,
+// resolv.conf). A container id cannot start with '.', so it never collides.
+const podFilesDir = ".pod"
+
+// clockSyncPeriod is how often a running guest's clock is checked against
+// the host's (a VM under emulation drifts); maxClockSkew is what is
+// corrected.
+const (
+	clockSyncPeriod = time.Minute
+	maxClockSkew    = 10 * time.Millisecond
+)
+
+// driver creates pod VMs.
+type driver struct {
+	env *daemon.Env
+	cfg *Config
+	hv  vm.Hypervisor
+	net network
+	// accel and channel are the resolved vm.accel and vm.agent.
+	accel, channel string
+}
+
+var _ sandbox.Driver = (*driver)(nil)
+
+// podState is a pod's persisted, driver-private state.
+type podState struct {
+	// Dir is the sandbox's state directory; the share is Dir/share.
+	Dir string `json:"dir"`
+	// RunDir is the VM's run directory (sockets, console log).
+	RunDir    string `json:"run_dir"`
+	NetNS     string `json:"netns"`
+	Hostname  string `json:"hostname"`
+	VCPUs     int    `json:"vcpus"`
+	MemoryMiB int    `json:"memory_mib"`
+	// Cgroup is the VM's host cgroup (cgroups path).
+	Cgroup     string          `json:"cgroup"`
+	Hypervisor string          `json:"hypervisor"`
+	Accel      string          `json:"accel,omitempty"`
+	VM         json.RawMessage `json:"vm,omitempty"`
+	Net        podnet.State    `json:"net"`
+}
+
+// pod is one pod VM. It is the taskfwd.Guest its containers run in.
+type pod struct {
+	exit.Latch
+	id  string
+	d   *driver
+	cfg *runtime.PodSandboxConfig
+	// life is the daemon's lifetime: watchers run under it.
+	life context.Context
+
+	mu    sync.Mutex
+	st    podState
+	vm    vm.VM
+	stage string // where a starting pod is, for Status
+	stop  context.CancelFunc
+	// stopping is set once Stop or Cleanup ends the VM on purpose.
+	stopping bool
+
+	connMu sync.Mutex
+	conn   *agentclient.Client
+}
+
+var (
+	_ sandbox.Instance        = (*pod)(nil)
+	_ sandbox.MetricsReporter = (*pod)(nil)
+	_ sandbox.Describer       = (*pod)(nil)
+	_ sandbox.Updater         = (*pod)(nil)
+	_ taskfwd.Guest           = (*pod)(nil)
+)
+
+// runDirOf is the run directory of sandbox id.
+func (d *driver) runDirOf(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(d.cfg.RunDir, hex.EncodeToString(sum[:])[:runDirNameLen])
+}
+
+// vmCgroup is the host cgroup of a pod's VM: below the pod's CRI cgroup
+// parent (cgroupfs or systemd form), else below /magnetar-vmm.
+func vmCgroup(parent, id string) string {
+	switch {
+	case parent == "":
+		return "/magnetar-vmm/" + id
+	case strings.HasPrefix(parent, "/"):
+		return filepath.Join(parent, "magnetar-vmm-"+id)
+	default: // systemd: a scope in the pod's slice
+		return parent + ":magnetar-vmm:" + id
+	}
+}
+
+// Create checks the pod and prepares its share; it starts nothing.
+func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance, error) {
+	cfg := s.Config
+	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if nso.GetNetwork() == runtime.NamespaceMode_NODE {
+		return nil, fmt.Errorf("options.linux.security_context.namespace_options.network: a host-network pod cannot run in a VM, which has its own kernel and network stack (use a runtime handler such as magnetar-runc): %w", errdefs.ErrInvalidArgument)
+	}
+	if nso.GetPid() == runtime.NamespaceMode_NODE || nso.GetIpc() == runtime.NamespaceMode_NODE {
+		return nil, fmt.Errorf("options.linux.security_context.namespace_options: a pod in a VM cannot share the host's PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
+	}
+	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
+		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by %s: %w", Handler, errdefs.ErrNotImplemented)
+	}
+	if s.NetNSPath == "" {
+		return nil, fmt.Errorf("netns_path: must be set: the VM's network is bridged into the pod's network namespace: %w", errdefs.ErrInvalidArgument)
+	}
+	if ok, err := nsutil.IsNSFile(s.NetNSPath, "net"); err != nil || !ok {
+		return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", s.NetNSPath, err, errdefs.ErrInvalidArgument)
+	}
+	hostname := cfg.GetHostname()
+	if hostname == "" {
+		hostname = s.ID[:min(len(s.ID), 12)]
+	}
+	if err := podfiles.ValidateHostname(hostname); err != nil {
+		return nil, err
+	}
+	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), false, false); err != nil {
+		return nil, err
+	}
+	vcpus, mem := d.size(cfg)
+	st := podState{Dir: s.Dir, RunDir: d.runDirOf(s.ID), NetNS: s.NetNSPath, Hostname: hostname, VCPUs: vcpus, MemoryMiB: mem,
+		Cgroup: vmCgroup(cfg.GetLinux().GetCgroupParent(), s.ID), Hypervisor: d.hv.Name(), Accel: d.accel}
+	if _, err := cgroups.ResolvePath(st.Cgroup); err != nil {
+		return nil, fmt.Errorf("options.linux.cgroup_parent %q: %w", cfg.GetLinux().GetCgroupParent(), err)
+	}
+	files := filepath.Join(s.Dir, "share", podFilesDir)
+	if err := os.MkdirAll(files, 0o711); err != nil {
+		return nil, err
+	}
+	if err := podfiles.Write(files, hostname, false, cfg.GetDnsConfig()); err != nil {
+		return nil, err
+	}
+	log.G(ctx).WithFields(log.Fields{"vcpus": vcpus, "memory_mib": mem, "hypervisor": st.Hypervisor, "accel": d.accel}).Debug("pod created")
+	return d.newPod(s.ID, st, cfg), nil
+}
+
+// size is the VM size of a pod: the configured default, raised to the pod's
+// limits (CRI's pod-level resources: its containers' limits plus its
+// overhead; memory gets the guest's own overhead on top), within the
+// configured maximum.
+func (d *driver) size(cfg *runtime.PodSandboxConfig) (vcpus, memMiB int) {
+	c := d.cfg.VM
+	vcpus, memMiB = c.VCPUs, c.MemoryMiB
+	res := cfg.GetLinux().GetResources()
+	over := cfg.GetLinux().GetOverhead()
+	if q, p := res.GetCpuQuota()+over.GetCpuQuota(), res.GetCpuPeriod(); q > 0 && p > 0 {
+		vcpus = max(vcpus, int((q+p-1)/p))
+	}
+	if m := res.GetMemoryLimitInBytes() + over.GetMemoryLimitInBytes(); m > 0 {
+		memMiB = max(memMiB, int((m+(1<<20)-1)>>20)+c.MemoryOverheadMiB)
+	}
+	return min(vcpus, c.MaxVCPUs), min(memMiB, c.MaxMemoryMiB)
+}
+
+func (d *driver) newPod(id string, st podState, cfg *runtime.PodSandboxConfig) *pod {
+	return &pod{id: id, d: d, st: st, cfg: cfg, life: d.env.Life, stage: "created"}
+}
+
+// Recover finds a pod again after a daemon restart: its VM from the
+// hypervisor's persisted state. A VM that died meanwhile is reported exited.
+func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instance, error) {
+	var st podState
+	if err := json.Unmarshal(s.Driver, &st); err != nil {
+		return nil, fmt.Errorf("pod state: %w", err)
+	}
+	cfg := &runtime.PodSandboxConfig{}
+	if len(s.Config) > 0 {
+		if err := proto.Unmarshal(s.Config, cfg); err != nil {
+			return nil, fmt.Errorf("pod config: %w", err)
+		}
+	}
+	p := d.newPod(s.ID, st, cfg)
+	switch s.Phase {
+	case sandbox.PhaseStopped:
+		p.Set(0, time.Now())
+		return p, nil
+	case sandbox.PhaseCreated:
+		return p, nil
+	}
+	if len(st.VM) == 0 {
+		// a Start cut before its VM was recorded: Stop finds what it left
+		p.stage = "start interrupted"
+		return p, nil
+	}
+	v, err := d.hv.Recover(ctx, st.VM)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("sandbox_id", s.ID).Warn("the VM could not be found again: reporting the pod exited")
+		p.Set(sandbox.ExitCodeLost, time.Now())
+		return p, nil
+	}
+	p.vm, p.stage = v, "running"
+	p.watch(v)
+	return p, nil
+}
+
+// setStage records where a starting pod is.
+func (p *pod) setStage(s string) {
+	p.mu.Lock()
+	p.stage = s
+	p.mu.Unlock()
+	log.G(p.life).WithFields(log.Fields{"sandbox_id": p.id, "stage": s}).Debug("pod start")
+}
+
+// Start boots the pod's VM: network, cgroup, VMM, agent, guest setup. It
+// returns once the agent answers and the guest is set up; on any failure
+// it leaves nothing running.
+func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
+	p.mu.Lock()
+	st := p.st
+	p.mu.Unlock()
+	lg := log.G(ctx)
+	t0 := time.Now()
+	var undo []func()
+	defer func() {
+		if retErr != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			p.setStage("start failed")
+		}
+	}()
+	cleanCtx := context.WithoutCancel(ctx)
+	if err := os.MkdirAll(st.RunDir, 0o700); err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("vm run dir: %w", err)
+	}
+	undo = append(undo, func() { _ = os.RemoveAll(st.RunDir) })
+
+	p.setStage("network")
+	nw, err := p.d.net.Attach(ctx, st.NetNS)
+	if err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("pod network: %w", err)
+	}
+	st.Net = nw.State()
+	undo = append(undo, func() {
+		if err := p.d.net.Detach(cleanCtx, st.Net); err != nil {
+			lg.WithError(err).Warn("detaching the pod network")
+		}
+	})
+	defer nw.Close()
+
+	if _, err := cgroups.New(st.Cgroup); err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("vm cgroup %s: %w", st.Cgroup, err)
+	}
+	undo = append(undo, func() { _ = cgroups.Delete(st.Cgroup) })
+
+	p.setStage("starting the VMM")
+	vcfg := p.vmConfig(&st, nw)
+	v, err := p.d.hv.Start(ctx, vcfg)
+	if err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("%s: %w", p.d.hv.Name(), err)
+	}
+	undo = append(undo, func() {
+		sctx, cancel := context.WithTimeout(cleanCtx, 10*time.Second)
+		defer cancel()
+		if err := v.Stop(sctx, true); err != nil {
+			lg.WithError(err).Warn("stopping the VM of a failed start")
+		}
+		_ = v.Cleanup()
+	})
+	_ = nw.Close() // the VMM holds the taps now
+	tVMM := time.Now()
+
+	p.setStage("booting: waiting for the agent")
+	bctx, cancel := context.WithTimeout(ctx, time.Duration(p.d.cfg.VM.BootTimeout))
+	defer cancel()
+	cl, err := agentclient.Dial(bctx, v.Agent(), agentclient.Options{Alive: v.Alive})
+	if err != nil {
+		if errdefs.IsDeadlineExceeded(err) && ctx.Err() == nil {
+			err = fmt.Errorf("no answer from the guest agent within vm.boot_timeout = %s: %w", time.Duration(p.d.cfg.VM.BootTimeout), err)
+		}
+		return sandbox.Endpoint{}, fmt.Errorf("%w\nguest console (last lines):\n%s", err, v.ConsoleTail(25))
+	}
+	undo = append(undo, func() { _ = cl.Close() })
+	tAgent := time.Now()
+
+	p.setStage("setting up the guest")
+	if _, err := cl.Sandbox().Setup(ctx, p.setupRequest(&st, nw)); err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("guest setup: %w", err)
+	}
+	if _, err := cl.SyncClock(ctx, maxClockSkew); err != nil {
+		lg.WithError(err).Warn("guest clock")
+	}
+	vs, err := v.State()
+	if err != nil {
+		return sandbox.Endpoint{}, err
+	}
+	st.VM = vs
+	p.mu.Lock()
+	p.st, p.vm = st, v
+	p.mu.Unlock()
+	p.connMu.Lock()
+	p.conn = cl
+	p.connMu.Unlock()
+	p.setStage("running")
+	p.watch(v)
+	lg.WithFields(log.Fields{"vmm_ms": tVMM.Sub(t0).Milliseconds(), "agent_ms": tAgent.Sub(tVMM).Milliseconds(),
+		"setup_ms": time.Since(tAgent).Milliseconds(), "total_ms": time.Since(t0).Milliseconds(),
+		"agent_version": cl.Health().GetAgentVersion()}).Info("pod VM ready")
+	pid := 0
+	if pids := v.Pids(); len(pids) > 0 {
+		pid = pids[0]
+	}
+	return sandbox.Endpoint{Address: p.d.env.TaskAddress, Version: 3, Pid: uint32(pid)}, nil
+}
+
+// vmConfig is the VM of a pod.
+func (p *pod) vmConfig(st *podState, nw *podnet.Network) *vm.Config {
+	c := p.d.cfg
+	args := append([]string{agentapi.CmdlineLogLevel + "=" + c.VM.AgentLogLevel}, c.VM.KernelArgs...)
+	cfg := &vm.Config{
+		ID: p.id, Dir: st.RunDir, Kernel: c.VM.Kernel, Initrd: c.VM.Initrd, KernelArgs: args,
+		VCPUs: st.VCPUs, MemoryMiB: st.MemoryMiB, Share: filepath.Join(st.Dir, "share"), ShareTag: agentapi.DefaultShareTag,
+		Agent: vm.AgentChannel{Kind: p.d.channel}, Cgroup: st.Cgroup, Accel: st.Accel,
+		Binary: c.QEMU.Binary, Helpers: map[string]string{"virtiofsd": c.QEMU.Virtiofsd},
+	}
+	for _, l := range nw.Links {
+		cfg.NICs = append(cfg.NICs, vm.NIC{Tap: l.TapFile, TapName: l.Tap, MAC: l.MAC.String(), MTU: l.MTU})
+	}
+	return cfg
+}
+
+// setupRequest is what the agent sets up: identity and network.
+func (p *pod) setupRequest(st *podState, nw *podnet.Network) *agentapi.SetupRequest {
+	req := &agentapi.SetupRequest{Hostname: st.Hostname, Sysctls: p.cfg.GetLinux().GetSysctls()}
+	if dns := p.cfg.GetDnsConfig(); dns != nil {
+		req.Dns = &agentapi.DNS{Servers: dns.GetServers(), Searches: dns.GetSearches(), Options: dns.GetOptions()}
+	}
+	req.Interfaces, req.Routes = nw.Interfaces(), nw.Routes
+	return req
+}
+
+// watch ends the pod when its VM ends, and keeps the guest clock in step
+// while it runs.
+func (p *pod) watch(v vm.VM) {
+	ctx, cancel := context.WithCancel(p.life)
+	p.mu.Lock()
+	p.stop = cancel
+	p.mu.Unlock()
+	go func() {
+		defer cancel()
+		tick := time.NewTicker(clockSyncPeriod)
+		defer tick.Stop()
+		for {
+			select {
+			case <-v.Done():
+				p.mu.Lock()
+				stopping := p.stopping
+				p.mu.Unlock()
+				if stopping {
+					p.Set(0, v.ExitedAt())
+				} else if p.Set(sandbox.ExitCodeLost, v.ExitedAt()) {
+					log.G(p.life).WithFields(log.Fields{"sandbox_id": p.id, "console": v.ConsoleTail(5)}).Warn("the pod's VM ended on its own")
+				}
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				p.syncClock(ctx)
+			}
+		}
+	}()
+}
+
+func (p *pod) syncClock(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := p.Conn(cctx)
+	if err != nil {
+		return
+	}
+	if off, err := c.(*agentclient.Client).SyncClock(cctx, maxClockSkew); err != nil {
+		log.G(ctx).WithError(err).WithField("sandbox_id", p.id).Debug("guest clock")
+	} else if off > maxClockSkew || off < -maxClockSkew {
+		log.G(ctx).WithFields(log.Fields{"sandbox_id": p.id, "offset": off}).Debug("guest clock stepped")
+	}
+}
+
+// Stop ends the VM: the guest is asked to power off (within timeout), then
+// the VMM to quit, then it is killed.
+func (p *pod) Stop(ctx context.Context, timeout time.Duration) error {
+	p.mu.Lock()
+	v, st, cancel := p.vm, p.st, p.stop
+	p.stopping = true
+	p.mu.Unlock()
+	if v == nil {
+		// never started, or a Start cut by a restart: end what it left
+		killProcessesOf(ctx, st.RunDir)
+		p.Set(0, time.Now())
+		return nil
+	}
+	select {
+	case <-v.Done():
+	default:
+		if timeout > 0 {
+			p.powerOff(ctx, v, timeout)
+		}
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		err := v.Stop(sctx, false)
+		scancel()
+		if err != nil {
+			return fmt.Errorf("stopping the VM: %w", err)
+		}
+	}
+	if cancel != nil {
+		cancel()
+	}
+	p.closeConn()
+	if err := p.d.net.Detach(ctx, st.Net); err != nil {
+		log.G(ctx).WithError(err).Warn("detaching the pod network")
+	}
+	p.Set(0, time.Now())
+	return nil
+}
+
+// powerOff asks the guest to shut down and waits for the VM to end, within
+// timeout.
+func (p *pod) powerOff(ctx context.Context, v vm.VM, timeout time.Duration) {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := p.Conn(tctx)
+	if err == nil {
+		_, err = c.(*agentclient.Client).Sandbox().Shutdown(tctx, &agentapi.ShutdownRequest{})
+	}
+	if err != nil && !errdefs.IsUnavailable(err) {
+		log.G(ctx).WithError(err).WithField("sandbox_id", p.id).Debug("guest power-off")
+		return
+	}
+	select {
+	case <-v.Done():
+	case <-tctx.Done():
+	}
+}
+
+// Cleanup releases what the pod holds on the host: its VM (killed if it
+// still runs), network, cgroup and run directory. Idempotent.
+func (p *pod) Cleanup(ctx context.Context) error {
+	p.mu.Lock()
+	v, st, cancel := p.vm, p.st, p.stop
+	p.stopping = true
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	p.closeConn()
+	var errs []error
+	if v != nil {
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := v.Stop(sctx, true); err != nil {
+			errs = append(errs, err)
+		}
+		scancel()
+		if err := v.Cleanup(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	killProcessesOf(ctx, st.RunDir)
+	if err := p.d.net.Detach(ctx, st.Net); err != nil {
+		log.G(ctx).WithError(err).Warn("detaching the pod network")
+	}
+	if err := cgroups.Delete(st.Cgroup); err != nil && !errdefs.IsNotFound(err) {
+		log.G(ctx).WithError(err).Warn("removing the VM's cgroup")
+	}
+	if err := os.RemoveAll(st.RunDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// killProcessesOf kills every process whose command line names dir (a VM's
+// run directory appears in its VMM's and helpers' arguments), for a Start
+// cut by a daemon restart before it recorded them.
+func killProcessesOf(ctx context.Context, dir string) {
+	if dir == "" {
+		return
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(b), dir+"/") {
+			continue
+		}
+		log.G(ctx).WithFields(log.Fields{"pid": pid, "run_dir": dir}).Warn("killing a VM process this daemon did not record")
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func (p *pod) DriverState() (json.RawMessage, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return json.Marshal(&p.st)
+}
+
+// Metrics are the VM's host cgroup figures: what the pod costs the node.
+func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
+	p.mu.Lock()
+	path := p.st.Cgroup
+	p.mu.Unlock()
+	cg, err := cgroups.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	a, err := cg.Metrics()
+	if err != nil {
+		return nil, err
+	}
+	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
+}
+
+// Update applies a pod's new CPU resources to its VM's host cgroup; a VM's
+// memory and vCPUs are fixed at boot, so those are named in an error.
+func (p *pod) Update(ctx context.Context, u *sandbox.Update) error {
+	r := u.Resources
+	if r == nil {
+		return nil
+	}
+	p.mu.Lock()
+	path := p.st.Cgroup
+	p.mu.Unlock()
+	var cannot []string
+	if r.GetMemoryLimitInBytes() != 0 {
+		cannot = append(cannot, "memory_limit_in_bytes (a VM's memory is fixed at boot)")
+	}
+	res := cpuResources(r)
+	if res != nil {
+		cg, err := cgroups.Load(path)
+		if err != nil {
+			return err
+		}
+		if err := cg.Update(res); err != nil {
+			return err
+		}
+	}
+	if len(cannot) > 0 {
+		return fmt.Errorf("update: %s: %w", strings.Join(cannot, ", "), errdefs.ErrNotImplemented)
+	}
+	return nil
+}
+
+// Describe adds the VM to a verbose status.
+func (p *pod) Describe(ctx context.Context) map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := map[string]string{
+		"stage": p.stage, "hypervisor": p.st.Hypervisor, "accel": p.st.Accel,
+		"vcpus": strconv.Itoa(p.st.VCPUs), "memory_mib": strconv.Itoa(p.st.MemoryMiB),
+		"cgroup": p.st.Cgroup, "run_dir": p.st.RunDir, "console": filepath.Join(p.st.RunDir, "console.log"),
+	}
+	if p.vm != nil {
+		m["agent"] = p.vm.Agent().String()
+		if pids := p.vm.Pids(); len(pids) > 0 {
+			m["vmm_pid"] = strconv.Itoa(pids[0])
+		}
+	}
+	return m
+}
+
+// ID is the sandbox id (taskfwd.Guest).
+func (p *pod) ID() string { return p.id }
+
+// Share is the pod's share, on the host and in the guest (taskfwd.Guest).
+func (p *pod) Share() (string, string) {
+	return filepath.Join(p.st.Dir, "share"), agentapi.ShareRoot
+}
+
+// PodFiles are the pod's /etc files, for containers that lack them
+// (taskfwd.PodFiler).
+func (p *pod) PodFiles() map[string]string {
+	host, _ := p.Share()
+	out := map[string]string{}
+	for _, n := range podfiles.Names {
+		out["/etc/"+n] = filepath.Join(host, podFilesDir, n)
+	}
+	return out
+}
+
+// Conn is the agent connection, dialled again when the last one broke
+// (taskfwd.Guest).
+func (p *pod) Conn(ctx context.Context) (taskfwd.Conn, error) {
+	p.mu.Lock()
+	v := p.vm
+	p.mu.Unlock()
+	if v == nil || p.IsSet() {
+		return nil, fmt.Errorf("pod %s: its VM is not running: %w", p.id, errdefs.ErrUnavailable)
+	}
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if c := p.conn; c != nil {
+		select {
+		case <-c.Done():
+		default:
+			return c, nil
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := agentclient.Dial(dctx, v.Agent(), agentclient.Options{Alive: v.Alive})
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: agent: %w", p.id, err)
+	}
+	p.conn = c
+	return c, nil
+}
+
+func (p *pod) closeConn() {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if p.conn != nil {
+		_ = p.conn.Close()
+		p.conn = nil
+	}
+}

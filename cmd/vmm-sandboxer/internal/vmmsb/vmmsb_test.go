@@ -1,0 +1,128 @@
+package vmmsb
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/daemon"
+	"github.com/magnetar-runtime/magnetar/shared/sandbox"
+)
+
+func TestDefaultConfigValid(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateNamesKeys(t *testing.T) {
+	for text, key := range map[string]string{
+		"[vm]\naccel = \"hvf\"\n":                          "vm.accel",
+		"[vm]\nagent = \"pipe\"\n":                         "vm.agent",
+		"[vm]\nkernel = \"vmlinuz\"\n":                     "vm.kernel",
+		"[vm]\nvcpus = 0\n":                                "vm.vcpus",
+		"[vm]\nmemory_mib = 9000\n":                        "vm.memory_mib",
+		"[vm]\nboot_timeout = \"0s\"\n":                    "vm.boot_timeout",
+		"[vm]\nagent_log_level = \"loud\"\n":               "vm.agent_log_level",
+		"[qemu]\nbinary = \"\"\n":                          "qemu.binary",
+		"run_dir = \"/" + strings.Repeat("x", 90) + "\"\n": "run_dir",
+	} {
+		if _, err := config.Decode(text, DefaultConfig()); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%q: %v, want an error naming %s", text, err, key)
+		}
+	}
+}
+
+func TestCheckHostNamesMissingFiles(t *testing.T) {
+	c := DefaultConfig()
+	c.QEMU.Binary = "/nonexistent/qemu"
+	c.VM.Kernel = "/nonexistent/vmlinuz"
+	err := c.CheckHost()
+	for _, want := range []string{"qemu.binary", "/nonexistent/qemu", "vm.kernel", "make guest-image"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckHost: %v, want it to name %q", err, want)
+		}
+	}
+}
+
+func TestSize(t *testing.T) {
+	d := &driver{cfg: DefaultConfig()}
+	cfg := func(quota, period, mem int64) *runtime.PodSandboxConfig {
+		return &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{Resources: &runtime.LinuxContainerResources{
+			CpuQuota: quota, CpuPeriod: period, MemoryLimitInBytes: mem}}}
+	}
+	for _, tc := range []struct {
+		c         *runtime.PodSandboxConfig
+		cpus, mem int
+	}{
+		{&runtime.PodSandboxConfig{}, 1, 256},
+		{cfg(250000, 100000, 512<<20), 3, 512 + 128},
+		{cfg(0, 0, 64<<20), 1, 256},             // below the default
+		{cfg(10000000, 100000, 1<<40), 8, 8192}, // capped
+	} {
+		if c, m := d.size(tc.c); c != tc.cpus || m != tc.mem {
+			t.Errorf("size(%v) = %d vCPUs %d MiB, want %d %d", tc.c.GetLinux().GetResources(), c, m, tc.cpus, tc.mem)
+		}
+	}
+}
+
+func TestVMCgroup(t *testing.T) {
+	for parent, want := range map[string]string{
+		"":                          "/magnetar-vmm/p1",
+		"/kubepods/besteffort/podx": "/kubepods/besteffort/podx/magnetar-vmm-p1",
+		"kubepods-podx.slice":       "kubepods-podx.slice:magnetar-vmm:p1",
+	} {
+		if got := vmCgroup(parent, "p1"); got != want {
+			t.Errorf("vmCgroup(%q) = %q, want %q", parent, got, want)
+		}
+	}
+}
+
+// fakeHV is a hypervisor that is never asked to start here.
+type fakeHV struct{}
+
+func (fakeHV) Name() string { return "fake" }
+func (fakeHV) Start(context.Context, *vm.Config) (vm.VM, error) {
+	return nil, errdefs.ErrNotImplemented
+}
+func (fakeHV) Recover(context.Context, json.RawMessage) (vm.VM, error) {
+	return nil, errdefs.ErrNotImplemented
+}
+
+func TestCreateRefusesAndLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	d := &driver{env: &daemon.Env{Life: context.Background()}, cfg: DefaultConfig(), hv: fakeHV{}}
+	hostNet := &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+		NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE}}}}
+	notNS := filepath.Join(dir, "not-a-netns")
+	os.WriteFile(notNS, nil, 0o600)
+	for _, tc := range []struct {
+		name, netns, field string
+		cfg                *runtime.PodSandboxConfig
+	}{
+		{"host network", "", "host-network", hostNet},
+		{"no netns", "", "netns_path", &runtime.PodSandboxConfig{}},
+		{"not a netns", notNS, "netns_path", &runtime.PodSandboxConfig{}},
+		{"bad hostname", "/proc/self/ns/net", "hostname", &runtime.PodSandboxConfig{Hostname: "a b"}},
+		{"bad cgroup parent", "/proc/self/ns/net", "cgroup_parent", &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{CgroupParent: "../x"}}},
+	} {
+		sd := filepath.Join(dir, "sb")
+		os.Mkdir(sd, 0o700)
+		_, err := d.Create(context.Background(), &sandbox.Spec{ID: "p1", NetNSPath: tc.netns, Config: tc.cfg, Dir: sd})
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: %v, want InvalidArgument naming %s", tc.name, err, tc.field)
+		}
+		if left, _ := os.ReadDir(sd); len(left) != 0 {
+			t.Errorf("%s left %v", tc.name, left)
+		}
+		os.RemoveAll(sd)
+	}
+}

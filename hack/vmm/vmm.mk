@@ -1,0 +1,13 @@
+# hack/vmm/vmm.mk: the vmm sandboxer's end-to-end stage, included by the
+# top-level Makefile.
+#
+#   make vmm-e2e   containerd 2.4 + crictl + critest with magnetar-vmm (every pod
+#                  a QEMU VM of the guest image; TCG here), hack/vmm/e2e-all.sh;
+#                  WORK=_output/vmm-e2e, bridge mgbr6, 10.244.0.0/16. Part of
+#                  make test. Ends with "vmm-e2e: N passed, M failed, K skipped"
+.PHONY: vmm-e2e
+
+vmm-e2e: build tools images guest-image
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/vmm/e2e-all.sh
+
+test: vmm-e2e

@@ -1,0 +1,330 @@
+package taskfwd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+	"github.com/magnetar-runtime/magnetar/shared/bundle"
+	"github.com/magnetar-runtime/magnetar/shared/mount"
+	"github.com/magnetar-runtime/magnetar/shared/stdio"
+	"github.com/magnetar-runtime/magnetar/shared/store"
+	"github.com/magnetar-runtime/magnetar/shared/task"
+)
+
+// Names inside a container's directory in the share.
+const (
+	rootfsDir  = "rootfs"
+	mountsDir  = "mounts"
+	configJSON = "config.json"
+)
+
+// shm is the destination whose bind mount becomes the guest's own /dev/shm:
+// the VM is the pod, so its /dev/shm is the pod's (the agent accepts it as
+// the one bind source outside the share).
+const shm = "/dev/shm"
+
+// ctrState is a container's persisted, backend-private state: what Recover
+// and Delete need besides the task record.
+type ctrState struct {
+	// Dir is the container's directory in the share as the host sees it
+	// (<share host>/<id>): config.json, rootfs/ and mounts/<n>.
+	Dir string `json:"dir"`
+	// Bundle is the same directory as the guest sees it, the bundle of the
+	// guest's Task.Create.
+	Bundle string `json:"bundle"`
+	// HostBundle is containerd's bundle, which holds the bundle notes.
+	HostBundle string `json:"host_bundle,omitempty"`
+}
+
+// BundleNote is the note the backend leaves in containerd's bundle (see
+// shared/bundle): the container's directory in the share, for
+// CleanupBundle.
+const BundleNote = "magnetar-taskfwd.json"
+
+type bundleNote struct {
+	Dir string `json:"dir"`
+}
+
+// CleanupBundle is the forwarding backend's part of a shim-style `delete`
+// (containerd lost the task connection): it unmounts and removes container
+// id's directory in its pod's share, named by the note in containerd's
+// bundle. Nothing of ours there is fine.
+func CleanupBundle(bundleDir, id string) error {
+	var n bundleNote
+	ok, err := bundle.ReadNote(bundleDir, BundleNote, &n)
+	if !ok {
+		return err
+	}
+	if n.Dir != "" && filepath.IsAbs(n.Dir) && filepath.Base(n.Dir) == id {
+		if err := mount.RemoveAll(n.Dir); err != nil {
+			return err
+		}
+	}
+	bundle.RemoveNotes(bundleDir, BundleNote)
+	return nil
+}
+
+// newCtrState names the directory of container id in g's share.
+func newCtrState(g Guest, id string) ctrState {
+	host, guest := g.Share()
+	return ctrState{Dir: filepath.Join(host, id), Bundle: path.Join(guest, id)}
+}
+
+// writeBundle fills st.Dir (which exists, empty) for r: the rootfs mounted
+// at rootfs/, every bind source on the host bind-mounted at mounts/<n>, and
+// config.json rewritten to the guest's paths. On error, what it mounted is
+// left for removeBundle.
+func writeBundle(r *task.CreateRequest, g Guest, st ctrState) error {
+	sp := r.Spec
+	if err := mountRootfs(r, st); err != nil {
+		return err
+	}
+	if sp.Root == nil {
+		sp.Root = &specs.Root{}
+	}
+	sp.Root.Path = rootfsDir
+	if pf, ok := g.(PodFiler); ok {
+		addPodFiles(sp, pf.PodFiles())
+	}
+	shareHost, shareGuest := g.Share()
+	for i := range sp.Mounts {
+		m := &sp.Mounts[i]
+		if m.Destination == shm && m.Type == "tmpfs" {
+			// containerd's default: a private tmpfs; the pod's containers
+			// share the pod's /dev/shm (as they share its IPC namespace)
+			*m = specs.Mount{Destination: shm, Type: "bind", Source: shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
+			continue
+		}
+		if !isBind(m) {
+			continue
+		}
+		if m.Destination == shm {
+			m.Source = shm
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			// runc takes a relative source from the bundle
+			src = filepath.Join(r.Bundle, src)
+		}
+		src = filepath.Clean(src)
+		if rel, ok := within(filepath.Clean(shareHost), src); ok {
+			// already shared (a pod file, say): the guest's path for it
+			m.Source = path.Join(shareGuest, filepath.ToSlash(rel))
+			continue
+		}
+		n := strconv.Itoa(i)
+		target := filepath.Join(st.Dir, mountsDir, n)
+		if err := bindInto(src, target, hasOption(m, "ro"), hasOption(m, "rbind")); err != nil {
+			return fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
+		}
+		m.Source = path.Join(st.Bundle, mountsDir, n)
+	}
+	data, err := json.Marshal(sp)
+	if err != nil {
+		return fmt.Errorf("config.json: %w", err)
+	}
+	return store.WriteFileAtomic(filepath.Join(st.Dir, configJSON), data, 0o600)
+}
+
+// mountRootfs mounts the container's rootfs at st.Dir/rootfs: containerd's
+// rootfs mounts, or, without any, a bind of the spec's root.path (relative
+// to containerd's bundle), read-only if the root is.
+func mountRootfs(r *task.CreateRequest, st ctrState) error {
+	target := filepath.Join(st.Dir, rootfsDir)
+	if len(r.Rootfs) > 0 {
+		if err := os.Mkdir(target, 0o755); err != nil {
+			return err
+		}
+		if err := mount.All(r.Rootfs, target); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		return nil
+	}
+	root := r.Spec.Root
+	if root == nil || root.Path == "" {
+		return fmt.Errorf("rootfs: no rootfs mounts and no root.path in config.json: %w", errdefs.ErrInvalidArgument)
+	}
+	src := root.Path
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(r.Bundle, src)
+	}
+	if err := bindInto(filepath.Clean(src), target, root.Readonly, true); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	return nil
+}
+
+// addPodFiles adds a bind mount of each pod file whose destination the
+// spec has no mount for, read-only with a read-only root, as the runc
+// sandboxer does.
+func addPodFiles(sp *specs.Spec, files map[string]string) {
+	has := map[string]bool{}
+	for _, m := range sp.Mounts {
+		has[m.Destination] = true
+	}
+	opts := []string{"rbind", "rprivate"}
+	if sp.Root != nil && sp.Root.Readonly {
+		opts = append(opts, "ro")
+	}
+	dsts := make([]string, 0, len(files))
+	for d := range files {
+		dsts = append(dsts, d)
+	}
+	slices.Sort(dsts)
+	for _, d := range dsts {
+		if has[d] || files[d] == "" {
+			continue
+		}
+		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: d, Type: "bind", Source: files[d], Options: slices.Clone(opts)})
+	}
+}
+
+// isBind reports whether m is a bind mount: type bind, or a bind or rbind
+// option (runc's rule).
+func isBind(m *specs.Mount) bool {
+	return m.Type == "bind" || hasOption(m, "bind") || hasOption(m, "rbind")
+}
+
+func hasOption(m *specs.Mount, o string) bool { return slices.Contains(m.Options, o) }
+
+// within reports whether p is root or below it (both clean), and p's path
+// relative to root.
+func within(root, p string) (string, bool) {
+	if p == root {
+		return ".", true
+	}
+	if rest, ok := strings.CutPrefix(p, root+string(filepath.Separator)); ok {
+		return rest, true
+	}
+	return "", false
+}
+
+// bindInto bind-mounts src at target, which it creates (a directory for a
+// directory, an empty file otherwise): recursively with recursive, private
+// (rprivate), read-only with ro. The mount is made read-only and private
+// before it is attached, so that a copy propagated to another mount
+// namespace (virtiofsd's) is read-only too.
+func bindInto(src, target string, ro, recursive bool) error {
+	fi, err := os.Stat(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("bind source %q does not exist: %w", src, errdefs.ErrInvalidArgument)
+	}
+	if err != nil {
+		return fmt.Errorf("bind source %q: %v: %w", src, err, errdefs.ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		err = os.Mkdir(target, 0o755)
+	} else {
+		var f *os.File
+		if f, err = os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_CLOEXEC, 0o600); err == nil {
+			err = f.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("bind target: %w", err)
+	}
+	err = attachTree(src, target, ro, recursive)
+	if errors.Is(err, unix.ENOSYS) {
+		err = bindLegacy(src, target, ro, recursive)
+	}
+	if err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, target, err)
+	}
+	return nil
+}
+
+// attachTree binds with the mount API (Linux 5.12): a detached copy of src
+// is made private and, with ro, read-only (recursively), then moved to
+// target.
+func attachTree(src, target string, ro, recursive bool) error {
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
+	if err != nil {
+		return fmt.Errorf("open_tree: %w", err)
+	}
+	defer unix.Close(fd)
+	attr := &unix.MountAttr{Propagation: unix.MS_PRIVATE}
+	if ro {
+		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+		return fmt.Errorf("mount_setattr: %w", err)
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount: %w", err)
+	}
+	return nil
+}
+
+// bindLegacy binds with mount(2) for kernels without the mount API: the
+// read-only remount comes after the bind (and applies to its top mount).
+func bindLegacy(src, target string, ro, recursive bool) error {
+	flags := uintptr(unix.MS_BIND)
+	if recursive {
+		flags |= unix.MS_REC
+	}
+	if err := unix.Mount(src, target, "", flags, ""); err != nil {
+		return err
+	}
+	if err := unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		_ = unix.Unmount(target, unix.MNT_DETACH)
+		return err
+	}
+	if ro {
+		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			_ = unix.Unmount(target, unix.MNT_DETACH)
+			return err
+		}
+	}
+	return nil
+}
+
+// removeBundle unmounts everything below a container's directory in the
+// share (rootfs, binds) and removes it. A missing directory is fine.
+func removeBundle(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	return mount.RemoveAll(dir)
+}
+
+// guestStdio is the stdio of a process as the guest gets it: for each
+// stream the host has, the agentapi stdio path (under the guest's IORoot);
+// no stderr with a terminal.
+func guestStdio(g Guest, id, execID string, host stdio.Config) stdio.Config {
+	root := agentapi.IORoot
+	if r, ok := g.(IORooter); ok && r.IORoot() != "" {
+		root = r.IORoot()
+	}
+	p := func(v, stream string) string {
+		if v == "" {
+			return ""
+		}
+		return path.Join(root, strings.TrimPrefix(agentapi.StdioPath(id, execID, stream), agentapi.IORoot))
+	}
+	gs := stdio.Config{Stdin: p(host.Stdin, agentapi.Stdin), Stdout: p(host.Stdout, agentapi.Stdout), Terminal: host.Terminal}
+	if !host.Terminal {
+		gs.Stderr = p(host.Stderr, agentapi.Stderr)
+	}
+	return gs
+}
