@@ -16,7 +16,20 @@
 # Both build what they need (make build, the cribench program, test tools and
 # images when missing) and run their own harness instance
 # (WORK=_output/bench, bridge mgbr2, 10.237.0.0/16), always stopped at the end.
-.PHONY: bench bench-smoke profile
+#
+#   make bench-vmm        the vmm sandboxer against DESIGN.md §8 (hack/bench/vmm.sh,
+#                         hack/bench/vmmbench; about 6 minutes under TCG): the bare
+#                         guest boot (marker image) vs RunPodSandbox vs pod +
+#                         container through crictl, interleaved, with a breakdown
+#                         of the pod start and Magnetar's own share; sandboxer
+#                         memory per pod and each VM's host cost at 1/5/10 pods.
+#                         Table, CSV, JSON under _output/bench/results/vmm-<time>/,
+#                         last line "bench-vmm: ...". Knobs: RUNS=6 MEM_PODS=1,5,10
+#                         VMMBENCH_ARGS=... Own harness: WORK=_output/vmm-bench,
+#                         bridge mgbr9, 10.247.0.0/16, always stopped at the end.
+#   make bench-vmm-smoke  the same, one run of each and memory at 1 pod (about a
+#                         minute); fails on any error. Not part of make test.
+.PHONY: bench bench-smoke profile bench-vmm bench-vmm-smoke
 
 bench:
 	hack/bench/bench.sh
@@ -26,3 +39,9 @@ bench-smoke:
 
 profile:
 	hack/bench/profile.sh
+
+bench-vmm: build tools images guest-image
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/bench/vmm.sh
+
+bench-vmm-smoke: build tools images guest-image
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) BENCH_SMOKE=1 hack/bench/vmm.sh

@@ -89,6 +89,44 @@ func panicMessage(console string) string {
 	return strings.TrimSpace(msg)
 }
 
+// helperOrphanGrace is how long QEMU may take to exit once its virtiofsd
+// exited before it counts as orphaned.
+const helperOrphanGrace = 2 * time.Second
+
+// watchHelpers ends the VM when its virtiofsd dies while QEMU runs (killed
+// from outside, crashed): the guest's root file systems and volumes hang on
+// a share with no server, so the pod is lost; ending QEMU makes that known
+// (Done) rather than leaving a VM whose containers hang.
+func (v *VM) watchHelpers(ctx context.Context) {
+	if v.fsd == nil {
+		return
+	}
+	go func() {
+		select {
+		case <-v.qemu.Done():
+			return
+		case <-v.fsd.Done():
+		}
+		// a guest that powers off disconnects virtiofsd just before QEMU
+		// exits: only a QEMU still running after that is orphaned
+		select {
+		case <-v.qemu.Done():
+			return
+		case <-time.After(helperOrphanGrace):
+		}
+		v.stopMu.Lock()
+		defer v.stopMu.Unlock()
+		if !v.qemu.Running() {
+			return
+		}
+		log.G(ctx).WithFields(log.Fields{"sandbox_id": v.st.ID, "virtiofsd_pid": v.fsd.Pid(), "exit": v.fsd.ExitStatus()}).
+			Error("virtiofsd exited while its VM runs: the pod's share is gone, stopping the VM")
+		if err := v.qemu.KillWait(vmproc.DefaultKillWait); err != nil {
+			log.G(ctx).WithError(err).WithField("sandbox_id", v.st.ID).Error("killing qemu after virtiofsd exited")
+		}
+	}()
+}
+
 // Done is closed when QEMU has exited.
 func (v *VM) Done() <-chan struct{} { return v.qemu.Done() }
 

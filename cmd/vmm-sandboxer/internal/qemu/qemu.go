@@ -179,6 +179,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 		return nil, err
 	}
 	log.G(ctx).WithFields(log.Fields{"pid": p.Pid(), "accel": accel, "agent": v.Agent().String()}).Info("qemu started")
+	v.watchHelpers(context.WithoutCancel(ctx))
 	return v, nil
 }
 

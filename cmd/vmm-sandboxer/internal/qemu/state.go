@@ -100,5 +100,6 @@ func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM,
 		}
 	}
 	log.G(ctx).WithFields(log.Fields{"pid": st.QEMU.Pid, "running": v.qemu.Running()}).Info("qemu vm recovered")
+	v.watchHelpers(context.WithoutCancel(ctx))
 	return v, nil
 }
