@@ -88,6 +88,7 @@ func main() {
 	go rp.Run(ctx)
 
 	features := []string{}
+	var lateModules func() // the kernel modules not needed to serve
 	cl := guest.DefaultCmdline()
 	paths := struct{ state, runc, ctr, share, io string }{stateDir, runcRoot, ctrDir, agentapi.ShareRoot, agentapi.IORoot}
 	if pid1 {
@@ -106,16 +107,6 @@ func main() {
 			lg.WithError(err).Warn("lo up")
 		}
 		t = mark("mounts", t)
-		loaded, mtimes, errs := guest.LoadModulesTimed(modDir)
-		t = mark("modules", t)
-		sort.Slice(mtimes, func(i, j int) bool { return mtimes[i].Took > mtimes[j].Took })
-		var slowest []string
-		for _, m := range mtimes[:min(3, len(mtimes))] {
-			slowest = append(slowest, fmt.Sprintf("%s=%s", strings.TrimSuffix(m.Name, ".ko"), m.Took.Round(time.Millisecond)))
-		}
-		for _, err := range errs {
-			lg.WithError(err).Warn("kernel module")
-		}
 		b, _ := os.ReadFile("/proc/cmdline")
 		var err error
 		if cl, err = guest.ParseCmdline(string(b)); err != nil {
@@ -125,6 +116,26 @@ func main() {
 			lg.WithField("key", k).Warn("unknown magnetar.* key on the kernel command line")
 		}
 		setLevel(cl.LogLevel)
+		// what serving needs now; the rest once serving (background)
+		boot := guest.BootModules(cl, hasPCI())
+		loaded, mtimes, errs := guest.LoadModulesOf(modDir, boot)
+		lateModules = func() {
+			t0 := time.Now()
+			more, _, errs := guest.LoadModulesOf(modDir, func(n string) bool { return !boot(n) })
+			for _, err := range errs {
+				log.L.WithError(err).Warn("kernel module")
+			}
+			log.L.WithFields(log.Fields{"modules": len(more), "elapsed": time.Since(t0).Round(time.Millisecond)}).Info("remaining kernel modules loaded")
+		}
+		t = mark("modules", t)
+		sort.Slice(mtimes, func(i, j int) bool { return mtimes[i].Took > mtimes[j].Took })
+		var slowest []string
+		for _, m := range mtimes[:min(3, len(mtimes))] {
+			slowest = append(slowest, fmt.Sprintf("%s=%s", strings.TrimSuffix(m.Name, ".ko"), m.Took.Round(time.Millisecond)))
+		}
+		for _, err := range errs {
+			lg.WithError(err).Warn("kernel module")
+		}
 		t = time.Now()
 		if err := guest.MountShare(cl.Share, agentapi.ShareRoot, 5*time.Second); err != nil {
 			lg.WithError(err).Error("host share not mounted: containers cannot be created")
@@ -163,6 +174,9 @@ func main() {
 		fatal(pid1, "agent services", err)
 	}
 	lg.WithFields(log.Fields{"protocol": agentapi.Version, "agent_version": service.AgentVersion, "runc": rb, "no_pivot": pid1 && rootIsInitramfs()}).Info("magnetar-agent serving")
+	if lateModules != nil {
+		go lateModules()
+	}
 
 	switch {
 	case !pid1:
@@ -305,6 +319,13 @@ func rootIsInitramfs() bool {
 		return true
 	}
 	return st.Type == unix.RAMFS_MAGIC || st.Type == unix.TMPFS_MAGIC
+}
+
+// hasPCI reports whether the machine has a PCI bus with devices (microvm
+// has none: its virtio devices are on MMIO).
+func hasPCI() bool {
+	ents, err := os.ReadDir("/sys/bus/pci/devices")
+	return err == nil && len(ents) > 0
 }
 
 // bootTime is btime from /proc/stat.

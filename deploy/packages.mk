@@ -4,7 +4,7 @@
 #   make packages        one .deb and one .rpm per sandboxer of deploy/sandboxers/
 #                        (nfpm, pinned in hack/tools/nfpm/go.mod), version from
 #                        git describe, into _output/packages (hack/packages/build.sh)
-#   make packages-test   the package tests (hack/packages/test.sh, about a minute):
+#   make packages-test   the package tests (hack/packages/test.sh, two to three minutes):
 #                        deploy files vs templates, default config, deb/rpm
 #                        contents, conffiles, dependencies, scriptlets,
 #                        systemd-analyze verify; as root also the install test

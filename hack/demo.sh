@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # hack/demo.sh (make demo): Magnetar on a fresh machine, start to finish.
 #   1. builds the test tools if missing (hack/install-tools.sh), Magnetar
-#      (make build) and the images (hack/images.sh)
-#   2. starts an isolated containerd + runc-sandboxer in a throwaway dir
-#      (mktemp under _output; own bridge and subnet)
+#      (make build), the images (hack/images.sh) and, where QEMU is
+#      installed, the VM guest image if missing (make guest-image; make demo
+#      builds it first anyway)
+#   2. starts an isolated containerd + the sandboxers the demo uses in a
+#      throwaway dir (mktemp under _output; own bridge and subnet)
 #   3. runs a pod with a busybox container that prints a greeting, on
 #      magnetar-runc and, for comparison, on containerd's runc shim (pods as
-#      kubelet makes them by default: a PID namespace per container); and,
-#      where the wasm sandboxer and clang-14 are there, a pod whose container
-#      is a WebAssembly module (Go, GOOS=wasip1) on magnetar-wasm
+#      kubelet makes them by default: a PID namespace per container); where
+#      the wasm sandboxer and clang-14 are there, a pod whose container is a
+#      WebAssembly module (Go, GOOS=wasip1) on magnetar-wasm; and where the
+#      vmm sandboxer, QEMU and the guest image are there, the busybox pod on
+#      magnetar-vmm: a QEMU micro-VM with its own kernel (the greeting shows
+#      the guest's kernel release, not the host's), saying how long
+#      RunPodSandbox (the VM's boot) took and whether the VM is emulated
+#      (TCG, no usable KVM) on this machine
 #   4. prints the container's output (crictl logs) and a summary: pod start
-#      time (runp + create + start) and the processes each pod costs beyond
-#      the container's own (magnetar-runc: no shim, no pause; the runc shim
-#      handler: containerd-shim-runc-v2 + pause)
+#      time (runp + create + start, and RunPodSandbox alone) and the
+#      processes each pod costs beyond the container's own (magnetar-runc: no
+#      shim, no pause; the runc shim handler: containerd-shim-runc-v2 +
+#      pause; magnetar-vmm: the VM's QEMU and virtiofsd)
 #   5. tears everything down (trap), whatever happened
 #
-#   [DEMO_HANDLERS="magnetar-runc runc magnetar-wasm"] [DEMO_BUILD=0: use bin/ as it is] hack/demo.sh
+#   [DEMO_HANDLERS="magnetar-runc runc magnetar-wasm magnetar-vmm"] [DEMO_BUILD=0: use bin/ as it is] hack/demo.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -55,22 +63,74 @@ fi
 [ -x "$ROOT/bin/runc-sandboxer" ] || die "bin/runc-sandboxer missing after make build"
 "$ROOT/hack/images.sh"
 
+# vm_missing: why a VM pod cannot run here (empty when it can): the vmm
+# sandboxer, QEMU and virtiofsd (as the harness's config names them: the
+# defaults), the guest image (built here when missing, as make demo does)
+vm_missing() {
+  [ -x "$ROOT/bin/vmm-sandboxer" ] || { echo "bin/vmm-sandboxer missing (make build)"; return; }
+  command -v qemu-system-x86_64 >/dev/null || { echo "no qemu-system-x86_64 (apt-get install qemu-system-x86)"; return; }
+  [ -x /usr/lib/qemu/virtiofsd ] || { echo "no /usr/lib/qemu/virtiofsd (qemu-system-common 7.2)"; return; }
+  if [ ! -f "$GUEST_OUT/manifest.json" ]; then
+    if [ "${DEMO_BUILD:-1}" = 1 ] && [ "$GUEST_OUT" = "$OUT/guest" ]; then
+      log "no guest image in $GUEST_OUT: make guest-image (first time: a few minutes)" >&2
+      make -C "$ROOT" --no-print-directory guest-image >&2 || { echo "make guest-image failed"; return; }
+    fi
+    [ -f "$GUEST_OUT/manifest.json" ] || { echo "no guest image in $GUEST_OUT (make guest-image)"; return; }
+  fi
+}
+
 if [ -z "$DEMO_HANDLERS" ]; then
   DEMO_HANDLERS="magnetar-runc runc"
   if [ -x "$ROOT/bin/wasm-sandboxer" ] && command -v clang-14 >/dev/null; then
     DEMO_HANDLERS+=" magnetar-wasm"
   fi
+  why=$(vm_missing)
+  if [ -z "$why" ]; then
+    DEMO_HANDLERS+=" magnetar-vmm"
+  else
+    log "no VM pod in this demo: $why"
+  fi
+elif [[ " $DEMO_HANDLERS " == *" magnetar-vmm "* ]]; then
+  why=$(vm_missing)
+  [ -z "$why" ] || die "magnetar-vmm asked for, but: $why"
 fi
 
 # --- 2. start -----------------------------------------------------------------------
-"$ROOT/hack/containerd.sh" start
+# only the sandboxers the demo's handlers need (a sandboxer that cannot run
+# here, e.g. vmm without QEMU, is not started)
+sandboxers=
+for h in $DEMO_HANDLERS; do
+  case "$h" in
+  runc) ;;
+  magnetar-wasm*) [[ " $sandboxers " == *" magnetar-wasm "* ]] || sandboxers+=" magnetar-wasm" ;;
+  *) sandboxers+=" $h" ;;
+  esac
+done
+sandboxers=${sandboxers# }
+HARNESS_SANDBOXERS=${sandboxers:-none} "$ROOT/hack/containerd.sh" start
 source "$WORK/etc/harness.env"
 if [[ " $DEMO_HANDLERS " == *" magnetar-wasm"* ]]; then
   "$ROOT/hack/wasm/images.sh" import
 fi
 
+# vm_accel_note: how the vmm sandboxer runs its VMs here (its "VM settings"
+# log line at start names the accelerator it probed: kvm or tcg), and why
+vm_accel_note() {
+  local accel why
+  accel=$(sed -n 's/.*msg="VM settings".* accel=\([a-z]*\).*/\1/p' "$WORK/logs/magnetar-vmm.log" | tail -1)
+  case "$accel" in
+  kvm) echo "the VM runs under KVM (hardware virtualization)" ;;
+  tcg)
+    if ! grep -qwE 'vmx|svm' /proc/cpuinfo; then why="the CPU shows no vmx/svm flag in /proc/cpuinfo"
+    elif [ ! -e /dev/kvm ]; then why="there is no /dev/kvm"
+    else why="KVM is not usable (the sandboxer's probe)"; fi
+    echo "the VM is EMULATED on this machine (QEMU TCG, accel=tcg): $why, so QEMU translates every guest instruction in software: that is why a pod takes seconds here. Where KVM works (vm.accel = \"auto\" picks it), the same VM runs on the CPU directly." ;;
+  *) echo "accelerator unknown (no \"VM settings\" line in $WORK/logs/magnetar-vmm.log)" ;;
+  esac
+}
+
 # --- 3. one pod per handler ---------------------------------------------------------
-declare -A START_MS EXTRA EXTRA_NAMES OUTPUT NOTE
+declare -A START_MS RUNP_MS EXTRA EXTRA_NAMES OUTPUT NOTE
 for h in $DEMO_HANDLERS; do
   [[ " $HANDLERS " == *" $h "* ]] || die "handler $h not configured (have: $HANDLERS)"
   mkdir -p "$WORK/demo/$h/logs"
@@ -99,10 +159,11 @@ EOF
   before=$(harness_pids | sort)
   t0=$(now_ms)
   pod=$(crictl runp -r "$h" "$WORK/demo/$h/pod.json")
+  RUNP_MS[$h]=$(( $(now_ms) - t0 ))
   cid=$(crictl create "$pod" "$WORK/demo/$h/ctr.json" "$WORK/demo/$h/pod.json")
   crictl start "$cid" >/dev/null
   START_MS[$h]=$(( $(now_ms) - t0 ))
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 200); do
     crictl logs "$cid" 2>/dev/null | grep -qi hello && break
     sleep 0.05
   done
@@ -120,10 +181,19 @@ EOF
     NOTE[$h]="first container compiles the module; a second one (compiled module cached): $(( $(now_ms) - t1 )) ms for create+start+output"
     ;;
   esac
+  case "$h" in
+  magnetar-vmm*) # the container runs on the VM's kernel
+    guest_kernel=$(crictl exec -s "$cid" uname -r 2>/dev/null || echo "?")
+    NOTE[$h]="the container runs on the pod VM's own kernel $guest_kernel (the host's is $(uname -r)); RunPodSandbox, which boots the VM, took ${RUNP_MS[$h]} ms"
+    NOTE[$h]+=$'\n'"$h: $(vm_accel_note)"
+    ;;
+  esac
   # the pod's processes beyond the container's own (its PID and descendants)
-  # (a wasm container has no process of its own: pid 0)
+  # (a wasm container has no process of its own: pid 0; a VM's container
+  # pid is one in the guest: none of its processes is on the host)
   cpid=$(crictl inspect -o go-template --template '{{.info.pid}}' "$cid")
   mine=
+  case "$h" in magnetar-vmm*) cpid= ;; esac
   if [ -n "$cpid" ] && [ "$cpid" != 0 ]; then mine=$(descendants "$cpid" | sort); fi
   extra=$(comm -13 <(echo "$before") <(harness_pids | sort) | comm -23 - <(echo "$mine"))
   EXTRA[$h]=$(grep -c . <<<"$extra" || true)
@@ -136,12 +206,12 @@ done
 # --- 4. summary ----------------------------------------------------------------------
 echo
 echo "Pods as kubelet makes them by default (a PID namespace per container)."
-printf '%-16s %-31s %s\n' "handler" "pod start (runp+create+start)" "processes per pod beyond the container's own"
+printf '%-16s %-31s %-15s %s\n' "handler" "pod start (runp+create+start)" "RunPodSandbox" "processes per pod beyond the container's own"
 for h in $DEMO_HANDLERS; do
-  printf '%-16s %-31s %s\n' "$h" "${START_MS[$h]} ms" "${EXTRA[$h]}${EXTRA_NAMES[$h]:+ (${EXTRA_NAMES[$h]})}"
+  printf '%-16s %-31s %-15s %s\n' "$h" "${START_MS[$h]} ms" "${RUNP_MS[$h]} ms" "${EXTRA[$h]}${EXTRA_NAMES[$h]:+ (${EXTRA_NAMES[$h]})}"
 done
 for h in $DEMO_HANDLERS; do
   if [ -n "${NOTE[$h]:-}" ]; then echo "$h: ${NOTE[$h]}"; fi
 done
-echo "containerd shims running now: $(our_shims | wc -l) (one per runc-shim pod; magnetar-runc and magnetar-wasm pods need none)"
+echo "containerd shims running now: $(our_shims | wc -l) (one per runc-shim pod; magnetar-runc, magnetar-wasm and magnetar-vmm pods need none)"
 echo

@@ -6,8 +6,10 @@
 #   make e2e       start an isolated containerd + sandboxers, run hack/e2e/*
 #                  and critest against magnetar-runc, always tear down
 #   make critest   critest only (same setup and teardown)
-#   make demo      a pod on magnetar-runc next to one on the runc shim, and a wasm
-#                  pod on magnetar-wasm, then teardown
+#   make demo      a pod on magnetar-runc next to one on the runc shim, a wasm
+#                  pod on magnetar-wasm and a pod in a QEMU micro-VM on
+#                  magnetar-vmm (its guest image built first: make guest-image,
+#                  cached), then teardown
 #
 # Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e, critest), WORK=dir.
 .PHONY: tools images e2e critest demo
@@ -24,5 +26,6 @@ e2e: build tools images
 critest: build tools images
 	hack/e2e-all.sh critest
 
-demo: tools
+# tools installs QEMU and what the guest image needs (apt) before guest-image
+demo: tools guest-image
 	hack/demo.sh

@@ -11,21 +11,31 @@
 #     resolves the dependencies (simulation); rpm install + erase in a scratch
 #     root; a second, made-up sandboxer built from the same templates shares
 #     no file with the real ones (only the common directories)
-#   install (root; skipped when anything of the package already exists on the
-#     host, never overwritten): dpkg -i magnetar-runc, verify the installed
-#     unit, start the daemon with the unit's ExecStart and a stand-in
-#     NOTIFY_SOCKET (READY=1, WATCHDOG=1), a throwaway containerd that imports
-#     the installed drop-in (proxy plugin and runtime handler loaded), the e2e
-#     smoke through it, a reinstall (kept conffile) + daemon restart with a
-#     running pod, dpkg -r (only the conffiles stay, keeper stopped), dpkg -P
-#     (nothing stays). Where systemd runs, the unit is masked in /run for the
-#     test so that postinst cannot start it for real. An EXIT trap removes
-#     everything on any failure. The rpm scriptlets run in private namespaces.
+#   install (root), for each package of INSTALL_HANDLERS (default
+#     "magnetar-runc magnetar-vmm"), one after the other, each purged and
+#     cleaned up before the next (skipped with the reason when anything of the
+#     package already exists on the host, never overwritten; magnetar-vmm
+#     also when QEMU or virtiofsd is missing or the guest image was not
+#     built): dpkg -i, verify the installed unit, start the daemon with the
+#     unit's ExecStart and a stand-in NOTIFY_SOCKET (READY=1, WATCHDOG=1; vmm:
+#     the guest image of the package, /usr/share/magnetar/vmm), a throwaway
+#     containerd that imports the installed drop-in (proxy plugin and runtime
+#     handler loaded), the e2e smoke through it (vmm: the pod was a VM that
+#     booted and was shut down), (vmm: a pod's QEMU boots the installed
+#     kernel and initramfs, the container runs on the guest's kernel,) a
+#     reinstall (kept conffile) + daemon restart with a running pod (runc: the
+#     container process survives; vmm: the VM's QEMU and virtiofsd survive),
+#     dpkg -r (only the conffiles stay, keeper stopped), dpkg -P (nothing
+#     stays). Where systemd runs, the unit is masked in /run for the test so
+#     that postinst cannot start it for real. An EXIT trap removes everything
+#     on any failure. The rpm scriptlets run in private namespaces.
 #
 # Needs: bin/ (make build), nfpm (built on first use), dpkg-deb, rpm (installed
 # with apt when missing), and for the install test the harness tools
-# (make tools) and images (make images). Bounded by PKGTEST_TIMEOUT (170 s,
-# counted after the apt step).
+# (make tools) and images (make images); for magnetar-vmm's also the guest
+# image (make guest-image) and QEMU. Bounded by PKGTEST_TIMEOUT (counted after
+# the apt step: 170 s, plus 120 s when magnetar-vmm's install test is asked
+# for: every pod is a VM, about 5 s to boot under TCG).
 # WORK (default _output/pkgtest) holds the test's containerd and scratch files;
 # it uses the CNI bridge $BRIDGE (mgbr3) and $SUBNET (10.238.0.0/16).
 set -euo pipefail
@@ -33,8 +43,14 @@ export WORK=${PKGTEST_WORK:-$(cd "$(dirname "$0")/../.." && pwd)/_output/pkgtest
 source "$(dirname "$0")/lib.sh"
 BRIDGE=${BRIDGE:-mgbr3}
 SUBNET=${SUBNET:-10.238.0.0/16}
-PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-170}
-INSTALL_HANDLER=${INSTALL_HANDLER:-magnetar-runc}
+# the packages the install test installs, in order (INSTALL_HANDLER, one
+# package, is still understood)
+INSTALL_HANDLERS=${INSTALL_HANDLERS:-${INSTALL_HANDLER:-magnetar-runc magnetar-vmm}}
+if [[ " $INSTALL_HANDLERS " == *" magnetar-vmm "* ]] && [ "$(id -u)" = 0 ]; then
+  PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-290}
+else
+  PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-170}
+fi
 BIN=$PREFIX/bin
 T=$WORK/scratch
 PASS=0 FAIL=0
@@ -455,10 +471,24 @@ stop_pidfile() {
   if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
   rm -f "$1"
 }
-# the host paths of the package (none may exist before the test)
+# the host paths of the package (none may exist before the test): its files
+# and directories, and those of EXTRA_FILES (runc: /usr/bin/magnetar-podinit;
+# vmm: the guest image and the directories below /usr/share it makes)
 host_paths() {
   echo "/usr/bin/$BINARY" /etc/magnetar /var/lib/magnetar /run/magnetar "/usr/lib/systemd/system/$HANDLER.service" \
     "/etc/containerd/conf.d/$HANDLER.toml" "/usr/share/doc/$HANDLER"
+  extra_paths
+}
+# extra_paths: each EXTRA_FILES destination, then its directories up to a
+# common one (SHARED_DIRS_OK), each once
+extra_paths() {
+  local line src dst mode d
+  for line in "${EXTRA_FILES[@]}"; do
+    read -r src dst mode <<<"$line"
+    echo "$dst"
+    d=$(dirname "$dst")
+    while [ "$d" != / ] && [[ "$SHARED_DIRS_OK" != *" $d "* ]]; do echo "$d"; d=$(dirname "$d"); done
+  done | awk '!seen[$0]++'
 }
 pkg_status() { dpkg-query -W -f '${Status}' "$HANDLER" 2>/dev/null || echo not-installed; }
 # dpkg ARGS: retried while another dpkg/apt holds the lock
@@ -475,6 +505,10 @@ dpkg_run() {
 install_precheck() { # prints the reason to skip, if any
   local p
   [ "$(id -u)" = 0 ] || { echo "needs root"; return; }
+  if [ "$IS_VM" = 1 ]; then
+    p=$(vm_precheck)
+    if [ -n "$p" ]; then echo "$p"; return; fi
+  fi
   command -v dpkg >/dev/null || { echo "dpkg missing"; return; }
   case "$(pkg_status)" in *not-installed* | "") ;; *) echo "$HANDLER is installed on this host ($(pkg_status))"; return ;; esac
   for p in $(host_paths); do
@@ -488,6 +522,78 @@ install_precheck() { # prints the reason to skip, if any
   for p in "/etc/systemd/system/$HANDLER.service" "/run/systemd/system/$HANDLER.service" "/etc/systemd/system/$HANDLER.service.d"; do
     if [ -e "$p" ] || [ -L "$p" ]; then echo "$p exists on this host"; return; fi
   done
+}
+
+# --- the VM sandboxer (magnetar-vmm): every pod a QEMU micro-VM booting the
+# guest image the package ships below VM_IMAGE_DIR
+IS_VM=0
+VM_IMAGE_DIR=/usr/share/magnetar/vmm
+# vm_config KEY: the value of KEY = "..." in the shipped config
+vm_config() { sed -n "s|^$1 *= *\"\([^\"]*\)\".*|\1|p" "$CONFIG" | head -1; }
+# vm_image_src: the checkout's guest image directory the package was built
+# from (EXTRA_FILES: the source of $VM_IMAGE_DIR/vmlinuz)
+vm_image_src() {
+  local line src dst mode
+  for line in "${EXTRA_FILES[@]}"; do
+    read -r src dst mode <<<"$line"
+    if [ "$dst" = "$VM_IMAGE_DIR/vmlinuz" ]; then dirname "$ROOT/$src"; return 0; fi
+  done
+  fail "no EXTRA_FILES line installs $VM_IMAGE_DIR/vmlinuz"
+}
+# vm_precheck: prints why VM pods cannot run here, if they cannot: QEMU and
+# virtiofsd as the shipped config names them, and the guest image (make
+# guest-image) that the package was built with
+vm_precheck() {
+  local q v f d
+  q=$(vm_config binary); v=$(vm_config virtiofsd)
+  command -v "$q" >/dev/null || { echo "no $q (apt-get install qemu-system-x86): VM pods cannot run here"; return; }
+  "$q" -version >/dev/null 2>&1 || { echo "$q -version fails: VM pods cannot run here"; return; }
+  [ -x "$v" ] || { echo "no virtiofsd at $v (qemu-system-common 7.2): VM pods cannot run here"; return; }
+  d=$(vm_image_src) || { echo "the package ships no guest kernel $VM_IMAGE_DIR/vmlinuz"; return; }
+  for f in manifest.json vmlinuz initramfs.cpio; do
+    [ -f "$d/$f" ] || { echo "no guest image ($d/$f missing): run make guest-image"; return; }
+  done
+}
+# cmdline PID: the process's command line, one argument a line ("" when
+# it is gone)
+cmdline() { local a=(); mapfile -d '' -t a 2>/dev/null <"/proc/$1/cmdline" || true; [ ${#a[@]} -eq 0 ] || printf '%s\n' "${a[@]}"; }
+# qemu_of POD: the pid of the pod's QEMU (its -name is guest=POD,...)
+qemu_of() {
+  local p a=()
+  for p in /proc/[0-9]*; do
+    mapfile -d '' -t a 2>/dev/null <"$p/cmdline" || continue
+    if [[ " ${a[*]} " == *" guest=$1,"* ]] && pid_alive "${p#/proc/}"; then echo "${p#/proc/}"; fi
+  done
+  return 0
+}
+no_qemu_of() { [ -z "$(qemu_of "$1")" ]; }
+# qemu_arg PID FLAG: the argument after FLAG on the process's command line
+qemu_arg() { cmdline "$1" | awk -v f="$2" 'take {print; exit} $0 == f {take = 1}'; }
+# vm_procs POD: "pid start-time comm" of every live process whose command line
+# names the VM's run directory (the directory of QEMU's -pidfile): QEMU and
+# its virtiofsd
+vm_procs() {
+  local q dir p a=()
+  q=$(qemu_of "$1")
+  [ -n "$q" ] || return 0
+  dir=$(dirname "$(qemu_arg "$q" -pidfile)")
+  for p in /proc/[0-9]*; do
+    mapfile -d '' -t a 2>/dev/null <"$p/cmdline" || continue
+    if [[ "${a[*]}" == *"$dir/"* ]] && pid_alive "${p#/proc/}"; then
+      echo "${p#/proc/} $(sed 's/.*) //' "$p/stat" | cut -d' ' -f20) $(cat "$p/comm")"
+    fi
+  done | sort -n
+}
+# pids of processes whose command line names a path of the package's
+# runtime or state directories (VMs, virtiofsd, keepers): only ours, since
+# none of these existed before the test
+our_pkg_procs() {
+  local p a=() re="(/run/magnetar|/var/lib/magnetar)/$NAME[/-]"
+  for p in /proc/[0-9]*; do
+    mapfile -d '' -t a 2>/dev/null <"$p/cmdline" || continue
+    if [[ "${a[*]}" =~ $re ]]; then echo "${p#/proc/}"; fi
+  done
+  return 0
 }
 
 # On a host where systemd runs (PID 1), postinst would enable and start the
@@ -517,6 +623,9 @@ install_cleanup() {
   stop_pidfile "$T/daemon.pid"
   stop_pidfile "$T/notify.pid"
   pids=$(our_keepers /run/magnetar); [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+  # VMs (QEMU, virtiofsd) and anything else running below the package's
+  # runtime or state directories
+  pids=$(our_pkg_procs); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
   # shims and container processes of ours that outlived containerd / the daemon
   for p in $(pgrep -f containerd-shim 2>/dev/null || true); do
     tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF -- "$CSOCK" && kill -KILL "$p" 2>/dev/null || true
@@ -547,17 +656,38 @@ install_cleanup() {
   # everything below was absent before the test (install_precheck)
   rm -rf /etc/magnetar /var/lib/magnetar /run/magnetar "/usr/share/doc/$HANDLER"
   rm -f "/usr/bin/$BINARY" "/usr/lib/systemd/system/$HANDLER.service" "/etc/containerd/conf.d/$HANDLER.toml"
+  for p in $(extra_paths); do if [ -d "$p" ]; then rmdir "$p" 2>/dev/null || rm -rf "$p"; else rm -f "$p"; fi; done
+  # virtiofsd's lock files of our VMs' sockets (its socket path, / -> .)
+  rm -f /run/virtiofsd/.run.magnetar."$NAME".* 2>/dev/null || true
   [ -f "$T/had-confd" ] || rmdir /etc/containerd/conf.d 2>/dev/null || true
   [ -f "$T/had-containerd-dir" ] || rmdir /etc/containerd 2>/dev/null || true
   if ip link show "$BRIDGE" >/dev/null 2>&1 && [ -z "$(ip link show master "$BRIDGE" 2>/dev/null)" ]; then ip link del "$BRIDGE" 2>/dev/null || true; fi
   rm -f /var/lib/cni/results/magnetar-pkgtest-* 2>/dev/null || true
   rm -rf "${WORK:?}"/{root,state,run,s,tmp,opt,cni-ipam}
-  rm -f "$T/install-started"
+  rm -f "$T/install-started" "$T/installed"
+}
+
+# deps_missing: the dependencies of DEB_DEPENDS that no installed package
+# satisfies (an alternative "a (>= 1) | b" is satisfied by either)
+deps_missing() {
+  local dep alt pkg op ver have ok alts
+  for dep in "${DEB_DEPENDS[@]}"; do
+    ok=0
+    IFS='|' read -ra alts <<<"$dep"
+    for alt in "${alts[@]}"; do
+      read -r pkg op ver <<<"$(sed 's/[()]/ /g' <<<"$alt")"
+      have=$(dpkg-query -W -f '${Status} ${Version}' "$pkg" 2>/dev/null) || continue
+      [[ "$have" == "install ok installed "* ]] || continue
+      if [ -z "$op" ] || dpkg --compare-versions "${have##* }" "$(sed 's/>=/ge/; s/<=/le/; s/>>/gt/; s/<</lt/; s/^=$/eq/' <<<"$op")" "$ver"; then ok=1; break; fi
+    done
+    [ "$ok" = 1 ] || echo "$dep"
+  done
 }
 
 pkg_install() {
-  local force=() out
-  if ! dpkg -s runc >/dev/null 2>&1; then force=(--force-depends); echo "runc is not installed: dpkg -i --force-depends (apt_resolves checks the dependency)"; fi
+  local force=() out missing
+  missing=$(deps_missing)
+  if [ -n "$missing" ]; then force=(--force-depends); echo "not installed: $(echo $missing): dpkg -i --force-depends (apt_resolves checks the dependency)"; fi
   mask_unit
   touch "$T/installed"
   out=$(dpkg_run -i "${force[@]}" "$(deb_of "$HANDLER")") || fail "$out"
@@ -639,6 +769,17 @@ daemon_start_check() {
   wait_ready 1
   expect_eq "mode of /run/magnetar/$NAME.sock" "$(stat -c %a "/run/magnetar/$NAME.sock")" 600
   grep -q "limit.*nofile\|LimitNOFILE" "$T/.out" || expect_eq "open files limit" "$(awk '/Max open files/ {print $4}' "/proc/$(cat "$T/daemon.pid")/limits")" "$(unit_key LimitNOFILE)"
+  if [ "$IS_VM" = 1 ]; then vm_settings_check; fi
+}
+# vm_settings_check: the daemon (installed config) boots the guest image the
+# package installed, not the checkout's; the accelerator it picked
+vm_settings_check() {
+  local line
+  line=$(grep 'msg="VM settings"' "$WORK/logs/$HANDLER.log" | tail -1)
+  [ -n "$line" ] || fail "no \"VM settings\" line in the daemon's log"
+  [[ "$line" == *" kernel=$VM_IMAGE_DIR/vmlinuz "* || "$line" == *" kernel=$VM_IMAGE_DIR/vmlinuz" ]] || fail "the daemon's kernel is not $VM_IMAGE_DIR/vmlinuz: $line"
+  [[ "$line" == *" initrd=$VM_IMAGE_DIR/initramfs.cpio "* ]] || fail "the daemon's initrd is not $VM_IMAGE_DIR/initramfs.cpio: $line"
+  echo "accel=$(sed -n 's/.* accel=\([a-z]*\).*/\1/p' <<<"$line")"
 }
 
 # write_containerd_config: a throwaway containerd whose only Magnetar
@@ -678,10 +819,26 @@ containerd_loaded_dropin() {
 }
 
 run_smoke() {
-  local out rc=0
+  local out rc=0 mark=0
+  if [ "$IS_VM" = 1 ]; then mark=$(stat -c %s "$WORK/logs/$HANDLER.log"); fi
   out=$(WORK=$WORK RUNTIME_HANDLER=$HANDLER timeout -k 5 120 "$ROOT/hack/e2e/smoke.sh" 2>&1) || rc=$?
   echo "$out" | grep -v '^ok ' || true
   [ "$rc" -eq 0 ] || fail "smoke failed (rc=$rc)"
+  if [ "$IS_VM" = 1 ]; then vm_smoke_check "$mark"; fi
+}
+# vm_smoke_check OFFSET: the daemon's log since OFFSET shows the smoke's pod
+# as one VM that QEMU started, that booted (its agent answered) and was
+# shut down; no QEMU of it is left
+vm_smoke_check() {
+  local new ids id
+  new=$(tail -c +"$(($1 + 1))" "$WORK/logs/$HANDLER.log")
+  ids=$(grep 'msg="qemu started"' <<<"$new" | sed -n 's/.* sandbox_id=\([0-9a-f]*\).*/\1/p')
+  expect_eq "VMs QEMU started during the smoke" "$(grep -c . <<<"$ids" || true)" 1
+  id=$ids
+  grep -q "msg=\"pod VM ready\".* sandbox_id=$id" <<<"$new" || fail "no \"pod VM ready\" for pod $id"
+  grep -q "msg=\"sandbox shut down\".* sandbox_id=$id" <<<"$new" || fail "no \"sandbox shut down\" for pod $id"
+  [ -z "$(qemu_of "$id")" ] || fail "QEMU of pod $id still runs: $(qemu_of "$id")"
+  echo "pod $id: $(grep "msg=\"pod VM ready\".* sandbox_id=$id" <<<"$new" | grep -o 'total_ms=[0-9]*' || true) (QEMU start to agent ready)"
 }
 
 pod_files() {
@@ -702,18 +859,55 @@ pid_gone() { ! pid_alive "$1"; }
 no_keepers() { [ -z "$(our_keepers /run/magnetar)" ]; }
 ctr_pid() { crictl inspect -o go-template --template '{{.info.pid}}' "$(cat "$T/ctr.id")"; }
 
-# a pod with a running container, a local change to the config, a reinstall
-# (the upgrade path: prerm upgrade, postinst configure OLD-VERSION), then what
-# `systemctl restart` does with KillMode=process: SIGTERM to the daemon alone
-# and a new one; the pod and its container live on, the changed config is used
-upgrade_restart() {
-  local pid out ready stopping
+# pod_start: the pod of upgrade_restart with its running container
+pod_start() {
   pod_files
   crictl runp -r "$HANDLER" "$T/pod.json" >"$T/pod.id"
   crictl create "$(cat "$T/pod.id")" "$T/ctr.json" "$T/pod.json" >"$T/ctr.id"
   crictl start "$(cat "$T/ctr.id")" >/dev/null
   wait_for 10 ctr_running
+}
+
+# vm_image: that pod (started here, kept for upgrade_restart) is a VM whose
+# QEMU boots the kernel and initramfs the package installed (the checkout's
+# image, byte for byte), named by no path of the checkout; the container
+# runs on the guest kernel of that image, not the host's
+vm_image() {
+  local id q args rel want src
+  pod_start
+  id=$(cat "$T/pod.id")
+  q=$(qemu_of "$id")
+  [ -n "$q" ] && [ "$(wc -w <<<"$q")" = 1 ] || fail "QEMU processes of pod $id (-name guest=$id): '$q'"
+  expect_eq "QEMU -kernel" "$(qemu_arg "$q" -kernel)" "$VM_IMAGE_DIR/vmlinuz"
+  expect_eq "QEMU -initrd" "$(qemu_arg "$q" -initrd)" "$VM_IMAGE_DIR/initramfs.cpio"
+  args=$(tr '\0' ' ' <"/proc/$q/cmdline")
+  [[ "$args" != *"$ROOT/"* ]] || fail "QEMU's command line names the checkout: $args"
+  src=$(vm_image_src)
+  cmp "$VM_IMAGE_DIR/vmlinuz" "$src/vmlinuz"
+  cmp "$VM_IMAGE_DIR/initramfs.cpio" "$src/initramfs.cpio"
+  rel=$(crictl exec -s "$(cat "$T/ctr.id")" uname -r)
+  want=$(jq -r .meta.kernel_release "$src/manifest.json")
+  expect_eq "kernel release in the container" "$rel" "$want"
+  [ "$rel" != "$(uname -r)" ] || fail "the container runs on the host's kernel $rel"
+  echo "QEMU pid $q: -kernel $VM_IMAGE_DIR/vmlinuz; in the container: uname -r = $rel (host: $(uname -r))"
+}
+
+# a pod with a running container, a local change to the config, a reinstall
+# (the upgrade path: prerm upgrade, postinst configure OLD-VERSION), then what
+# `systemctl restart` does with KillMode=process: SIGTERM to the daemon alone
+# and a new one; the pod and its container live on, the changed config is
+# used. runc: the container's process survives the restart; vmm (whose
+# container pid is one in the guest): the pod's VM, its QEMU and virtiofsd,
+# survives, and the container's guest pid is the same after it
+upgrade_restart() {
+  local pid out ready stopping vm=
+  # vmm: the pod vm_image started
+  [ -s "$T/ctr.id" ] || pod_start
   pid=$(ctr_pid)
+  if [ "$IS_VM" = 1 ]; then
+    vm=$(vm_procs "$(cat "$T/pod.id")")
+    grep -q ' qemu-system' <<<"$vm" && grep -q ' virtiofsd' <<<"$vm" || fail "no QEMU or virtiofsd of pod $(cat "$T/pod.id"): $vm"
+  fi
   sed -i 's/^log_level = "info"/log_level = "debug"/' "/etc/magnetar/$NAME.toml"
   out=$(dpkg_run -i --force-depends "$(deb_of "$HANDLER")") || fail "$out"
   expect_eq status "$(pkg_status)" "install ok installed"
@@ -724,7 +918,11 @@ upgrade_restart() {
   kill -TERM "$(cat "$T/daemon.pid")"
   wait_for 15 pid_gone "$(cat "$T/daemon.pid")"
   expect_eq "STOPPING=1 notifications" "$(notify_count STOPPING=1)" $((stopping + 1))
-  kill -0 "$pid" || fail "container process $pid died with the daemon"
+  if [ "$IS_VM" = 1 ]; then
+    expect_eq "the VM's processes (pid, start time, name) without the daemon" "$(vm_procs "$(cat "$T/pod.id")")" "$vm"
+  else
+    kill -0 "$pid" || fail "container process $pid died with the daemon"
+  fi
   [ -n "$(our_keepers /run/magnetar)" ] || fail "no keeper while the daemon is away"
   start_daemon
   wait_ready $((ready + 1))
@@ -733,10 +931,17 @@ upgrade_restart() {
   expect_eq "pod state after the restart" "$(pod_state)" SANDBOX_READY
   expect_eq "container state after the restart" "$(ctr_state)" CONTAINER_RUNNING
   expect_eq "container pid after the restart" "$(ctr_pid)" "$pid"
+  if [ "$IS_VM" = 1 ]; then
+    expect_eq "the VM's processes (pid, start time, name) after the restart" "$(vm_procs "$(cat "$T/pod.id")")" "$vm"
+  fi
   expect_eq "exec after the restart" "$(crictl exec -s "$(cat "$T/ctr.id")" echo alive)" alive
   crictl stopp "$(cat "$T/pod.id")" >/dev/null
   crictl rmp "$(cat "$T/pod.id")" >/dev/null
   expect_eq "pods left" "$(crictl pods -q)" ""
+  if [ "$IS_VM" = 1 ]; then
+    wait_for 10 no_qemu_of "$(cat "$T/pod.id")" || fail "the VM's QEMU still runs after rmp"
+    echo "VM processes that survived the restart (pid, start time, name): $(echo $vm)"
+  fi
 }
 
 # everything stops (as on a node being drained), then dpkg -r: the binary,
@@ -757,6 +962,7 @@ pkg_remove() {
   for f in $(want_conffiles); do [ -f "$f" ] || fail "conffile $f removed by dpkg -r"; done
   grep -q '^log_level = "debug"' "/etc/magnetar/$NAME.toml" || fail "the changed config was not kept"
   wait_for 5 no_keepers || fail "keeper still runs after dpkg -r: $(our_keepers /run/magnetar)"
+  if [ "$IS_VM" = 1 ]; then [ -z "$(our_pkg_procs)" ] || fail "VM processes left after dpkg -r: $(our_pkg_procs)"; fi
   # nothing else of the package: no state skeleton, no runtime files
   expect_eq "left after dpkg -r" "$(find $(host_paths) 2>/dev/null | sort | tr '\n' ' ')" "$( (echo /etc/magnetar; want_conffiles) | sort | tr '\n' ' ')"
 }
@@ -773,29 +979,59 @@ pkg_purge() {
   [ -z "$left" ] || fail "left after dpkg -P:$left $(find $left -maxdepth 2 2>/dev/null | head -20 | tr '\n' ' ')"
 }
 
-load_sandboxer "${INSTALL_HANDLER#magnetar-}"
-reason=$(install_precheck)
-if [ -n "$reason" ]; then
-  skip "install test of $HANDLER: $reason"
-else
+# install_test HANDLER: the install test of one package, then its cleanup (so
+# that the next package finds nothing of it on the host)
+install_test() {
+  load_sandboxer "${1#magnetar-}"
+  IS_VM=0; [ "$NAME" != vmm ] || IS_VM=1
+  local reason
+  reason=$(install_precheck)
+  if [ -n "$reason" ]; then
+    skip "install test of $HANDLER: $reason"
+    return 0
+  fi
   touch "$T/install-started"
+  rm -f "$T/had-containerd-dir" "$T/had-confd" "$T/pod.id" "$T/ctr.id"
   [ ! -d /etc/containerd ] || touch "$T/had-containerd-dir"
   [ ! -d /etc/containerd/conf.d ] || touch "$T/had-confd"
-  rm -rf "$WORK/logs"; mkdir -p "$WORK/logs"; : >"$T/notify.log"
+  if [ ! -f "$T/logs-reset" ]; then rm -rf "$WORK/logs"; mkdir -p "$WORK/logs"; touch "$T/logs-reset"; fi
+  : >"$T/notify.log"
   check "$HANDLER: dpkg -i (nothing of it on the host before)" pkg_install
   if [ "$CHECK_RC" -eq 0 ]; then
     if command -v systemd-analyze >/dev/null; then
       check "$HANDLER: systemd-analyze verify (installed unit)" unit_verify_installed
     fi
-    check "$HANDLER: daemon started as the unit does: READY=1, WATCHDOG=1, socket 0600" daemon_start_check
+    if [ "$IS_VM" = 1 ]; then
+      check "$HANDLER: daemon started as the unit does: READY=1, WATCHDOG=1, socket 0600, guest image of the package ($VM_IMAGE_DIR)" daemon_start_check
+      sed -n 's/^accel=/     accel: /p' "$T/.out"
+    else
+      check "$HANDLER: daemon started as the unit does: READY=1, WATCHDOG=1, socket 0600" daemon_start_check
+    fi
     check "$HANDLER: containerd with the installed drop-in: proxy plugin and runtime handler loaded" containerd_start
     if [ "$CHECK_RC" -eq 0 ]; then
       check "$HANDLER: proxy plugin, CRI runtime handler, main config kept (ctr plugins ls, crictl info)" containerd_loaded_dropin
-      check "$HANDLER: e2e smoke through the installed package" run_smoke
-      grep -E '^(FAIL|e2e:)' "$T/.out" | sed 's/^/     /' || true
-      check "$HANDLER: reinstall keeps the changed config; daemon restart keeps the pod running" upgrade_restart
+      if [ "$IS_VM" = 1 ]; then
+        check "$HANDLER: e2e smoke through the installed package, its pod a VM (QEMU started, booted, shut down)" run_smoke
+        grep -E '^(FAIL|e2e:|pod )' "$T/.out" | sed 's/^/     /' || true
+        check "$HANDLER: a pod's QEMU boots the installed kernel and initramfs; the container runs on the guest kernel" vm_image
+        grep -E '^QEMU pid' "$T/.out" | sed 's/^/     /' || true
+        check "$HANDLER: reinstall keeps the changed config; daemon restart keeps the pod's VM (QEMU, virtiofsd) running, exec works" upgrade_restart
+        grep -E '^VM processes' "$T/.out" | sed 's/^/     /' || true
+      else
+        check "$HANDLER: e2e smoke through the installed package" run_smoke
+        grep -E '^(FAIL|e2e:)' "$T/.out" | sed 's/^/     /' || true
+        check "$HANDLER: reinstall keeps the changed config; daemon restart keeps the pod running" upgrade_restart
+      fi
     fi
     check "$HANDLER: dpkg -r stops the keeper and keeps only the conffiles" pkg_remove
     check "$HANDLER: dpkg -P leaves nothing" pkg_purge
   fi
-fi
+  # (written for the EXIT trap: best effort, errexit off)
+  set +e
+  install_cleanup
+  set -e
+}
+
+for h in $INSTALL_HANDLERS; do
+  install_test "$h"
+done
