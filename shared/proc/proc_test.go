@@ -1,7 +1,9 @@
 package proc
 
 import (
+	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -61,5 +63,35 @@ func TestManyWatchersNoThreads(t *testing.T) {
 	}
 	if _, err := Open(0); err == nil {
 		t.Error("Open(0) must fail")
+	}
+}
+
+func TestFind(t *testing.T) {
+	mark := "magnetar-find-test-" + strconv.Itoa(os.Getpid())
+	cmd := exec.Command("sleep", "30")
+	cmd.Args[0] = mark // what /proc shows as its argv[0]
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	got := Find(Naming(mark))
+	if len(got) != 1 || got[0].PID != cmd.Process.Pid || got[0].Args[0] != mark {
+		t.Fatalf("Find = %+v, want pid %d", got, cmd.Process.Pid)
+	}
+	if got[0].Line() != mark+" 30" {
+		t.Fatalf("Line = %q", got[0].Line())
+	}
+	_ = cmd.Process.Kill()
+	_, _ = cmd.Process.Wait()
+	if got := Find(Naming(mark)); len(got) != 0 {
+		t.Fatalf("after exit Find = %+v", got)
+	}
+	if got := Find(func([]string) bool { return true }); len(got) == 0 {
+		t.Fatal("Find(all) is empty")
+	}
+	for _, p := range Find(func([]string) bool { return true }) {
+		if p.PID == os.Getpid() {
+			t.Fatal("Find lists this process")
+		}
 	}
 }

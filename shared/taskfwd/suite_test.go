@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/hack/vm/guestvm"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/sandboxtest"
 	"github.com/magnetar-runtime/magnetar/shared/task"
@@ -148,25 +148,11 @@ func (p *devPod) DriverState() (json.RawMessage, error) {
 
 // agentsBelow lists the dev agents running with their directory below dir.
 func agentsBelow(bin, dir string) []int {
-	ents, _ := os.ReadDir("/proc")
 	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) < 4 || args[0] != bin || !strings.HasPrefix(args[3], dir+"/") {
-			continue
-		}
-		if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); strings.Contains(string(st), ") Z ") {
-			continue
-		}
-		out = append(out, pid)
+	for _, p := range proc.Find(func(args []string) bool {
+		return len(args) >= 4 && args[0] == bin && strings.HasPrefix(args[3], dir+"/")
+	}) {
+		out = append(out, p.PID)
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/magnetar-runtime/magnetar/hack/vm/guestvm"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
 
 // bootTimeout bounds a boot to the agent's first answer (TCG on a busy 2-core
@@ -137,16 +138,12 @@ func assertGone(t *testing.T, pids []int, paths ...string) {
 		}
 	}
 	// and no QEMU anywhere that uses one of our run directories
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
+	for _, p := range paths {
+		if p == "" {
 			continue
 		}
-		for _, p := range paths {
-			if p != "" && strings.Contains(string(b), p+"/") {
-				t.Errorf("leak: process %s uses %s: %s", e.Name(), p, strings.ReplaceAll(string(b), "\x00", " "))
-			}
+		for _, q := range proc.Find(proc.Naming(p + "/")) {
+			t.Errorf("leak: process %d uses %s: %s", q.PID, p, q.Line())
 		}
 	}
 }

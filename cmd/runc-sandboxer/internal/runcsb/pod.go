@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -308,22 +309,10 @@ func (p *pod) stopInit() error {
 
 // findPodInits lists the processes whose command line is the init of pod id.
 func findPodInits(id string) []int {
-	want := strings.Join(podinit.Args(id), "\x00")
-	ents, _ := os.ReadDir("/proc")
+	want := podinit.Args(id)
 	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		args := strings.TrimRight(string(b), "\x00")
-		if i := strings.IndexByte(args, 0); i >= 0 && args[i+1:] == want {
-			out = append(out, pid)
-		}
+	for _, p := range proc.Find(func(args []string) bool { return slices.Equal(args[1:], want) }) {
+		out = append(out, p.PID)
 	}
 	return out
 }

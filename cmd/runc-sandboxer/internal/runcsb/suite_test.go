@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/podinit"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/sandboxtest"
 	"github.com/magnetar-runtime/magnetar/shared/task"
@@ -109,27 +109,12 @@ func runcLeftovers(dir string) []string {
 // run.
 func podInitLeftovers() []string {
 	self, _ := os.Executable()
-	ents, _ := os.ReadDir("/proc")
 	var out []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+	for _, p := range proc.Find(func(args []string) bool { return len(args) >= 2 && args[1] == podinit.Arg }) {
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.PID)); exe != self {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) < 2 || args[1] != podinit.Arg {
-			continue
-		}
-		if exe, _ := os.Readlink("/proc/" + e.Name() + "/exe"); exe != self {
-			continue
-		}
-		if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); strings.Contains(string(st), ") Z ") {
-			continue // a zombie: ended
-		}
-		out = append(out, fmt.Sprintf("pod init %s of pod %s", e.Name(), strings.Join(args[2:], " ")))
+		out = append(out, fmt.Sprintf("pod init %d of pod %s", p.PID, strings.Join(p.Args[2:], " ")))
 	}
 	return out
 }

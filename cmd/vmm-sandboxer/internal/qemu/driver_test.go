@@ -18,6 +18,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
 
 // These tests drive the whole driver (Start, Stop, Cleanup, State,
@@ -67,17 +68,8 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // procsWith lists the processes whose command line contains s.
 func procsWith(s string) []int {
 	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && bytes.Contains(b, []byte(s)) {
-			// a zombie has an empty cmdline, so this one runs
-			pids = append(pids, pid)
-		}
+	for _, p := range proc.Find(proc.Naming(s)) {
+		pids = append(pids, p.PID)
 	}
 	return pids
 }

@@ -2,6 +2,7 @@ package vmmsb
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/controller"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/taskfwd"
 )
 
@@ -138,15 +140,10 @@ func podOptions(t *testing.T, hostname string) *anypb.Any {
 // sandbox directories, mounts below the state directory, the cgroup.
 func (r *rig) leftovers(id string) []string {
 	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil || e.Name() == strconv.Itoa(os.Getpid()) {
-			continue
-		}
-		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if s := string(b); strings.Contains(s, r.cfg.RunDir+"/") || strings.Contains(s, r.dir+"/") {
-			out = append(out, "process "+e.Name()+": "+strings.ReplaceAll(s, "\x00", " "))
-		}
+	for _, p := range proc.Find(func(args []string) bool {
+		return proc.Naming(r.cfg.RunDir+"/")(args) || proc.Naming(r.dir+"/")(args)
+	}) {
+		out = append(out, fmt.Sprintf("process %d: %s", p.PID, p.Line()))
 	}
 	if ents, _ := os.ReadDir(r.cfg.RunDir); len(ents) > 0 {
 		out = append(out, "run dir entries: "+ents[0].Name())
@@ -172,7 +169,9 @@ func (r *rig) create(id string) {
 		r.t.Fatal(err)
 	}
 	// a test that fails half-way leaves no VM running
-	r.t.Cleanup(func() { _, _ = r.ctrl.Shutdown(context.Background(), &sandboxapi.ControllerShutdownRequest{SandboxID: id}) })
+	r.t.Cleanup(func() {
+		_, _ = r.ctrl.Shutdown(context.Background(), &sandboxapi.ControllerShutdownRequest{SandboxID: id})
+	})
 }
 
 func (r *rig) shutdown(id string) {
@@ -265,14 +264,11 @@ func TestVirtiofsdKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.Contains(string(b), "virtiofsd") && strings.Contains(string(b), r.dir+"/") {
-			pid, _ := strconv.Atoi(e.Name())
-			if unix.Kill(pid, unix.SIGKILL) == nil {
-				killed++
-			}
+	for _, p := range proc.Find(func(args []string) bool {
+		return proc.Naming("virtiofsd")(args) && proc.Naming(r.dir+"/")(args)
+	}) {
+		if unix.Kill(p.PID, unix.SIGKILL) == nil {
+			killed++
 		}
 	}
 	if killed == 0 {

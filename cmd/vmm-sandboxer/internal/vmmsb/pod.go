@@ -31,6 +31,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/taskfwd"
 )
@@ -514,18 +515,9 @@ func killProcessesOf(ctx context.Context, dir string) {
 	if dir == "" {
 		return
 	}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !strings.Contains(string(b), dir+"/") {
-			continue
-		}
-		log.G(ctx).WithFields(log.Fields{"pid": pid, "run_dir": dir}).Warn("killing a VM process this daemon did not record")
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	for _, p := range proc.Find(proc.Naming(dir + "/")) {
+		log.G(ctx).WithFields(log.Fields{"pid": p.PID, "run_dir": dir}).Warn("killing a VM process this daemon did not record")
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
 	}
 }
 
