@@ -10,4 +10,6 @@
 vmm-e2e: build tools images guest-image
 	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/vmm/e2e-all.sh
 
-test: vmm-e2e
+# then the VM benchmark's smoke run (one round, one pod of memory): it must
+# keep working, its figures are not checked
+test: vmm-e2e bench-vmm-smoke

@@ -9,40 +9,20 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-)
 
-// Labels put on every pod the bench creates, so that its pods (and only
-// those) can be found and removed, also after an interrupted run.
-const (
-	labelBench = "magnetar-bench"
-	labelRun   = "magnetar-bench-run"
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/criclient"
 )
 
 // cri is a thin CRI client bound to one containerd socket and one bench run.
 type cri struct {
-	conn    *grpc.ClientConn
-	rt      runtimeapi.RuntimeServiceClient
-	img     runtimeapi.ImageServiceClient
+	*criclient.Client
 	runID   string
 	image   string
 	logDir  string // pods' log directories go below it
 	cgroup  string // cgroup_parent of every pod
 	pidMode runtimeapi.NamespaceMode
-	timeout time.Duration // per RPC
-	seq     int           // pod name counter
-}
-
-func dialCRI(sock string) (*grpc.ClientConn, error) {
-	return grpc.NewClient("unix://"+sock,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-}
-
-func (c *cri) rpc(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.timeout)
+	seq     int // pod name counter
 }
 
 // podRef is one pod the bench started.
@@ -78,7 +58,7 @@ func (c *cri) configs(handler, phase string) (*runtimeapi.PodSandboxConfig, *run
 		},
 		Hostname:     fmt.Sprintf("bench-%d", c.seq),
 		LogDirectory: logDir,
-		Labels:       map[string]string{labelBench: "true", labelRun: c.runID},
+		Labels:       map[string]string{criclient.LabelBench: "true", criclient.LabelRun: c.runID},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			CgroupParent:    c.cgroup,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns},
@@ -89,7 +69,7 @@ func (c *cri) configs(handler, phase string) (*runtimeapi.PodSandboxConfig, *run
 		Image:    &runtimeapi.ImageSpec{Image: c.image},
 		Command:  []string{"sleep", "3600"},
 		LogPath:  "sleep.log",
-		Labels:   map[string]string{labelBench: "true", labelRun: c.runID},
+		Labels:   map[string]string{criclient.LabelBench: "true", criclient.LabelRun: c.runID},
 		Linux: &runtimeapi.LinuxContainerConfig{
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: ns},
 		},
@@ -104,24 +84,24 @@ func (c *cri) startPod(ctx context.Context, handler, phase string, pod *runtimea
 	ref := podRef{Handler: handler, Name: pod.Metadata.Name}
 	var s startSample
 	t0 := time.Now()
-	rctx, cancel := c.rpc(ctx)
-	rp, err := c.rt.RunPodSandbox(rctx, &runtimeapi.RunPodSandboxRequest{Config: pod, RuntimeHandler: handler})
+	rctx, cancel := c.RPC(ctx)
+	rp, err := c.Runtime.RunPodSandbox(rctx, &runtimeapi.RunPodSandboxRequest{Config: pod, RuntimeHandler: handler})
 	cancel()
 	if err != nil {
 		return ref, s, fmt.Errorf("RunPodSandbox %s on %s: %w", ref.Name, handler, err)
 	}
 	ref.ID = rp.PodSandboxId
 	t1 := time.Now()
-	rctx, cancel = c.rpc(ctx)
-	cc, err := c.rt.CreateContainer(rctx, &runtimeapi.CreateContainerRequest{PodSandboxId: ref.ID, Config: ctr, SandboxConfig: pod})
+	rctx, cancel = c.RPC(ctx)
+	cc, err := c.Runtime.CreateContainer(rctx, &runtimeapi.CreateContainerRequest{PodSandboxId: ref.ID, Config: ctr, SandboxConfig: pod})
 	cancel()
 	if err != nil {
 		return ref, s, fmt.Errorf("CreateContainer in %s on %s: %w", ref.Name, handler, err)
 	}
 	ref.Container = cc.ContainerId
 	t2 := time.Now()
-	rctx, cancel = c.rpc(ctx)
-	_, err = c.rt.StartContainer(rctx, &runtimeapi.StartContainerRequest{ContainerId: ref.Container})
+	rctx, cancel = c.RPC(ctx)
+	_, err = c.Runtime.StartContainer(rctx, &runtimeapi.StartContainerRequest{ContainerId: ref.Container})
 	cancel()
 	if err != nil {
 		return ref, s, fmt.Errorf("StartContainer in %s on %s: %w", ref.Name, handler, err)
@@ -134,14 +114,14 @@ func (c *cri) startPod(ctx context.Context, handler, phase string, pod *runtimea
 // removePod stops and removes one pod; it returns the time both took.
 func (c *cri) removePod(ctx context.Context, id string) (float64, error) {
 	t0 := time.Now()
-	rctx, cancel := c.rpc(ctx)
-	_, err := c.rt.StopPodSandbox(rctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+	rctx, cancel := c.RPC(ctx)
+	_, err := c.Runtime.StopPodSandbox(rctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("StopPodSandbox %s: %w", short(id), err)
 	}
-	rctx, cancel = c.rpc(ctx)
-	_, err = c.rt.RemovePodSandbox(rctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+	rctx, cancel = c.RPC(ctx)
+	_, err = c.Runtime.RemovePodSandbox(rctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("RemovePodSandbox %s: %w", short(id), err)
@@ -151,9 +131,9 @@ func (c *cri) removePod(ctx context.Context, id string) (float64, error) {
 
 // listPods returns the ids of pods labelled with the given key=value.
 func (c *cri) listPods(ctx context.Context, key, value string) ([]*runtimeapi.PodSandbox, error) {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	r, err := c.rt.ListPodSandbox(rctx, &runtimeapi.ListPodSandboxRequest{
+	r, err := c.Runtime.ListPodSandbox(rctx, &runtimeapi.ListPodSandboxRequest{
 		Filter: &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{key: value}},
 	})
 	if err != nil {
@@ -179,12 +159,12 @@ func (c *cri) removeLabelled(ctx context.Context, key, value string) (int, error
 
 // runningContainers counts this run's containers in state RUNNING, per pod id.
 func (c *cri) runningContainers(ctx context.Context) (map[string]int, error) {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	r, err := c.rt.ListContainers(rctx, &runtimeapi.ListContainersRequest{
+	r, err := c.Runtime.ListContainers(rctx, &runtimeapi.ListContainersRequest{
 		Filter: &runtimeapi.ContainerFilter{
 			State:         &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
-			LabelSelector: map[string]string{labelRun: c.runID},
+			LabelSelector: map[string]string{criclient.LabelRun: c.runID},
 		},
 	})
 	if err != nil {
@@ -200,9 +180,9 @@ func (c *cri) runningContainers(ctx context.Context) (map[string]int, error) {
 // containerPids returns the host pid of each running container of this run
 // (from the verbose status info containerd's CRI returns).
 func (c *cri) containerPids(ctx context.Context) ([]int, error) {
-	rctx, cancel := c.rpc(ctx)
-	r, err := c.rt.ListContainers(rctx, &runtimeapi.ListContainersRequest{
-		Filter: &runtimeapi.ContainerFilter{LabelSelector: map[string]string{labelRun: c.runID}},
+	rctx, cancel := c.RPC(ctx)
+	r, err := c.Runtime.ListContainers(rctx, &runtimeapi.ListContainersRequest{
+		Filter: &runtimeapi.ContainerFilter{LabelSelector: map[string]string{criclient.LabelRun: c.runID}},
 	})
 	cancel()
 	if err != nil {
@@ -210,8 +190,8 @@ func (c *cri) containerPids(ctx context.Context) ([]int, error) {
 	}
 	var pids []int
 	for _, ct := range r.Containers {
-		rctx, cancel := c.rpc(ctx)
-		st, err := c.rt.ContainerStatus(rctx, &runtimeapi.ContainerStatusRequest{ContainerId: ct.Id, Verbose: true})
+		rctx, cancel := c.RPC(ctx)
+		st, err := c.Runtime.ContainerStatus(rctx, &runtimeapi.ContainerStatusRequest{ContainerId: ct.Id, Verbose: true})
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("ContainerStatus %s: %w", short(ct.Id), err)
@@ -233,9 +213,9 @@ func (c *cri) containerPids(ctx context.Context) ([]int, error) {
 
 // handlers lists the runtime handlers containerd's CRI knows.
 func (c *cri) handlers(ctx context.Context) ([]string, error) {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	r, err := c.rt.Status(rctx, &runtimeapi.StatusRequest{})
+	r, err := c.Runtime.Status(rctx, &runtimeapi.StatusRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -247,9 +227,9 @@ func (c *cri) handlers(ctx context.Context) ([]string, error) {
 }
 
 func (c *cri) version(ctx context.Context) string {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	v, err := c.rt.Version(rctx, &runtimeapi.VersionRequest{})
+	v, err := c.Runtime.Version(rctx, &runtimeapi.VersionRequest{})
 	if err != nil {
 		return "?"
 	}
@@ -257,9 +237,9 @@ func (c *cri) version(ctx context.Context) string {
 }
 
 func (c *cri) checkImage(ctx context.Context) error {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	r, err := c.img.ImageStatus(rctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: c.image}})
+	r, err := c.Images.ImageStatus(rctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: c.image}})
 	if err != nil {
 		return err
 	}

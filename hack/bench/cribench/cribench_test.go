@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/hostproc"
 )
 
 func TestQuantile(t *testing.T) {
@@ -36,7 +38,7 @@ func TestNiceTicks(t *testing.T) {
 func TestMgmtProcs(t *testing.T) {
 	hp := harnessPaths{Work: "/w", Socket: "/w/run/containerd.sock"}
 	sb := "/repo/bin/runc-sandboxer"
-	ps := map[int]*proc{
+	ps := map[int]*hostproc.Proc{
 		10: {Pid: 10, PPid: 1, State: 'S', Args: []string{"/x/containerd-shim-runc-v2", "-address", "/w/run/containerd.sock"}},
 		11: {Pid: 11, PPid: 10, State: 'S', Comm: "pause", Args: []string{"/pause"}},
 		12: {Pid: 12, PPid: 10, State: 'S', Comm: "sleep", Args: []string{"sleep", "3600"}},

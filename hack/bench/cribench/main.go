@@ -45,6 +45,9 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/criclient"
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/hostproc"
 )
 
 type options struct {
@@ -184,12 +187,12 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "cribench:", err)
 		return 1
 	}
-	conn, err := dialCRI(o.socket)
+	cc, err := criclient.Dial(o.socket, o.timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cribench:", err)
 		return 1
 	}
-	defer conn.Close()
+	defer cc.Close()
 	pidMode := runtimeapi.NamespaceMode_CONTAINER
 	if o.pidMode == "pod" {
 		pidMode = runtimeapi.NamespaceMode_POD
@@ -197,9 +200,8 @@ func run() int {
 	b := &bench{
 		o: o,
 		c: &cri{
-			conn: conn, rt: runtimeapi.NewRuntimeServiceClient(conn), img: runtimeapi.NewImageServiceClient(conn),
-			runID: runID, image: o.image, logDir: filepath.Join(o.work, "bench-logs", runID),
-			cgroup: o.cgroup, pidMode: pidMode, timeout: o.timeout,
+			Client: cc, runID: runID, image: o.image, logDir: filepath.Join(o.work, "bench-logs", runID),
+			cgroup: o.cgroup, pidMode: pidMode,
 		},
 		hp: harnessPaths{
 			Work: o.work, Socket: o.socket, Containerd: filepath.Join(o.work, "run", "containerd.pid"),
@@ -214,13 +216,13 @@ func run() int {
 	// Always leave nothing behind, whatever happened above.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
-	n, err := b.c.removeLabelled(cctx, labelRun, runID)
+	n, err := b.c.removeLabelled(cctx, criclient.LabelRun, runID)
 	if n > 0 {
 		logf("cleanup: removed %d leftover pods of this run", n)
 	}
 	if err == nil {
 		var left []*runtimeapi.PodSandbox
-		if left, err = b.c.listPods(cctx, labelRun, runID); err == nil && len(left) > 0 {
+		if left, err = b.c.listPods(cctx, criclient.LabelRun, runID); err == nil && len(left) > 0 {
 			err = fmt.Errorf("%d pods still listed", len(left))
 		}
 	}
@@ -318,7 +320,7 @@ func (b *bench) main(ctx context.Context) int {
 			return 1
 		}
 	}
-	if n, err := b.c.removeLabelled(ctx, labelBench, "true"); err != nil {
+	if n, err := b.c.removeLabelled(ctx, criclient.LabelBench, "true"); err != nil {
 		b.check("setup", false, "removing leftover bench pods: %v", err)
 		return 1
 	} else if n > 0 {
@@ -647,7 +649,7 @@ func (b *bench) phaseMem(ctx context.Context) {
 }
 
 func (b *bench) recordMem(phase, h string, pods int, s mgmtSample) {
-	rec := func(prefix string, m mem) {
+	rec := func(prefix string, m hostproc.Mem) {
 		b.record(phase, h, pods, 0, -1, prefix+"procs", float64(m.Procs))
 		b.record(phase, h, pods, 0, -1, prefix+"threads", float64(m.Threads))
 		b.record(phase, h, pods, 0, -1, prefix+"rss_kib", float64(m.RSS))

@@ -11,9 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -21,6 +19,7 @@ import (
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/guestimage"
 	"github.com/magnetar-runtime/magnetar/hack/vm/guestvm"
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
@@ -88,7 +87,7 @@ func run(ctx context.Context, img string, runs, rttN, mem int, jsonOut, consoles
 			Cmdline: []string{agentapi.CmdlineTransport + "=" + agentapi.DefaultTransport, agentapi.CmdlineShare + "=" + agentapi.DefaultShare},
 		}
 	}
-	res := result{Runs: runs, Image: imageInfo(img)}
+	res := result{Runs: runs, Image: guestimage.Info(img, "kernel", "runc", "initramfs_bytes", "modules")}
 	if consoles != "" {
 		if err := os.MkdirAll(consoles, 0o755); err != nil {
 			return err
@@ -157,11 +156,6 @@ func kind(agent bool) string {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-var (
-	reBoottime = regexp.MustCompile(`boottime_us=(\d+)`)
-	reModMS    = regexp.MustCompile(`\bms=(\d+)`)
-)
-
 // agentPhases reads the agent's console log: `msg="guest initialised"`
 // (after mounts, modules and the share: elapsed= since its main() started,
 // with t_mounts=, t_modules=, t_share=) and `msg="magnetar-agent serving"`.
@@ -200,37 +194,18 @@ func logDuration(line, key string) float64 {
 
 func bootMarker(ctx context.Context, cfg guestvm.Config) (sample, string, error) {
 	s := sample{AgentReady: -1, Serving: -1, InitWork: -1, Share: -1, Container: -1}
-	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
-	defer cancel()
-	vm, err := guestvm.Start(ctx, cfg)
+	b, err := guestvm.BootMarker(ctx, cfg)
 	if err != nil {
-		return s, "", err
+		return s, b.Accel, err
 	}
-	defer vm.Close()
-	q, err := vm.QMPReady(ctx)
-	if err != nil {
-		return s, vm.Accel(), err
-	}
-	s.VMMStart = ms(q.Sub(vm.Started))
-	l, err := vm.WaitLine(ctx, "MAGNETAR-MARKER init")
-	if err != nil {
-		return s, vm.Accel(), fmt.Errorf("%w\n%s", err, vm.Tail(20))
-	}
-	s.ToInit = ms(l.At.Sub(vm.Started))
-	s.GuestInit = matchFloat(reBoottime, l.Text) / 1000
-	l, err = vm.WaitLine(ctx, "MAGNETAR-MARKER modules")
-	if err != nil {
-		return s, vm.Accel(), fmt.Errorf("%w\n%s", err, vm.Tail(20))
-	}
-	s.ToModules = ms(l.At.Sub(vm.Started))
-	s.Modules = matchFloat(reModMS, l.Text)
-	if err := vm.Wait(ctx); err != nil {
-		return s, vm.Accel(), fmt.Errorf("qemu after the marker's poweroff: %w", err)
-	}
-	end := time.Now()
-	s.Shutdown = ms(end.Sub(l.At))
-	s.Total = ms(end.Sub(vm.Started))
-	return s, vm.Accel(), nil
+	s.VMMStart = ms(b.QMP.Sub(b.Started))
+	s.ToInit = ms(b.Init.Sub(b.Started))
+	s.GuestInit = b.GuestInitMS
+	s.ToModules = ms(b.Modules.Sub(b.Started))
+	s.Modules = b.ModulesMS
+	s.Shutdown = ms(b.Exited.Sub(b.Modules))
+	s.Total = ms(b.Exited.Sub(b.Started))
+	return s, b.Accel, nil
 }
 
 func bootAgent(ctx context.Context, cfg guestvm.Config, rttN int, rtt *[]float64) (sample, string, error) {
@@ -333,18 +308,6 @@ func runContainer(ctx context.Context, c *agentclient.Client) (time.Duration, er
 	return d, nil
 }
 
-func matchFloat(re *regexp.Regexp, s string) float64 {
-	m := re.FindStringSubmatch(s)
-	if m == nil {
-		return -1
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		return -1
-	}
-	return v
-}
-
 // stats of the values >= 0
 func stats(v []float64) (med, lo, hi float64, n int) {
 	var x []float64
@@ -370,27 +333,6 @@ func pick(ss []sample, f func(sample) float64) []float64 {
 		out[i] = f(s)
 	}
 	return out
-}
-
-func imageInfo(img string) map[string]string {
-	info := map[string]string{}
-	b, err := os.ReadFile(filepath.Join(img, "manifest.json"))
-	if err != nil {
-		return info
-	}
-	var m struct {
-		Meta      map[string]string `json:"meta"`
-		Initramfs struct {
-			Size int64 `json:"size"`
-		} `json:"initramfs"`
-	}
-	if json.Unmarshal(b, &m) == nil {
-		info["kernel"] = m.Meta["kernel_release"]
-		info["runc"] = m.Meta["runc_version"]
-		info["initramfs_bytes"] = strconv.FormatInt(m.Initramfs.Size, 10)
-		info["modules"] = strconv.Itoa(len(strings.Fields(m.Meta["modules"])))
-	}
-	return info
 }
 
 func report(w io.Writer, r *result) {

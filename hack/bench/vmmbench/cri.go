@@ -10,47 +10,29 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-)
 
-// Labels on every pod of a run: its pods, and only those, are removed at
-// the end (also after an error).
-const (
-	labelBench = "magnetar-bench"
-	labelRun   = "magnetar-bench-run"
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/criclient"
 )
 
 // cri is a CRI client of the harness containerd, bound to one run.
 type cri struct {
-	conn    *grpc.ClientConn
-	rt      runtimeapi.RuntimeServiceClient
-	img     runtimeapi.ImageServiceClient
+	*criclient.Client
 	handler string
 	runID   string
 	image   string
 	cgroup  string // cgroup_parent of every pod
 	logRoot string // pods' log directories go below it
-	timeout time.Duration
 
 	crictl, crictlCfg string
-}
-
-func dialCRI(sock string) (*grpc.ClientConn, error) {
-	return grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-}
-
-func (c *cri) rpc(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.timeout)
 }
 
 // check answers when the CRI service, the runtime handler and the image are
 // there.
 func (c *cri) check(ctx context.Context) error {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	st, err := c.rt.Status(rctx, &runtimeapi.StatusRequest{})
+	st, err := c.Runtime.Status(rctx, &runtimeapi.StatusRequest{})
 	if err != nil {
 		return fmt.Errorf("CRI status: %w", err)
 	}
@@ -61,7 +43,7 @@ func (c *cri) check(ctx context.Context) error {
 	if !found {
 		return fmt.Errorf("runtime handler %s is not configured in the harness containerd", c.handler)
 	}
-	is, err := c.img.ImageStatus(rctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: c.image}})
+	is, err := c.Images.ImageStatus(rctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: c.image}})
 	if err != nil {
 		return fmt.Errorf("image %s: %w", c.image, err)
 	}
@@ -81,7 +63,7 @@ func (c *cri) podConfig(name string) (*runtimeapi.PodSandboxConfig, error) {
 	return &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "vmmbench", Uid: c.runID + "-" + name},
 		Hostname: name, LogDirectory: logDir,
-		Labels: map[string]string{labelBench: "vmm", labelRun: c.runID},
+		Labels: map[string]string{criclient.LabelBench: "vmm", criclient.LabelRun: c.runID},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			CgroupParent:    c.cgroup,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: podNamespaces()},
@@ -96,7 +78,7 @@ func (c *cri) ctrConfig() *runtimeapi.ContainerConfig {
 		Image:    &runtimeapi.ImageSpec{Image: c.image},
 		Command:  []string{"sleep", "3600"},
 		LogPath:  "sleep.log",
-		Labels:   map[string]string{labelBench: "vmm", labelRun: c.runID},
+		Labels:   map[string]string{criclient.LabelBench: "vmm", criclient.LabelRun: c.runID},
 		// as the kubelet sends them for a pod without shareProcessNamespace
 		// (CRI's zero value would share the pod's PID namespace: in the
 		// guest, a pod init started at the first container's Create)
@@ -112,9 +94,9 @@ func podNamespaces() *runtimeapi.NamespaceOption {
 
 // runPod is RunPodSandbox on our handler.
 func (c *cri) runPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig) (string, error) {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	r, err := c.rt.RunPodSandbox(rctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: c.handler})
+	r, err := c.Runtime.RunPodSandbox(rctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: c.handler})
 	if err != nil {
 		return "", fmt.Errorf("RunPodSandbox %s: %w", cfg.GetMetadata().GetName(), err)
 	}
@@ -123,13 +105,13 @@ func (c *cri) runPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig) (str
 
 // startContainer creates and starts the sleep container in pod.
 func (c *cri) startContainer(ctx context.Context, pod string, cfg *runtimeapi.PodSandboxConfig) (string, error) {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	cc, err := c.rt.CreateContainer(rctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: c.ctrConfig(), SandboxConfig: cfg})
+	cc, err := c.Runtime.CreateContainer(rctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: c.ctrConfig(), SandboxConfig: cfg})
 	if err != nil {
 		return "", fmt.Errorf("CreateContainer in %s: %w", cfg.GetMetadata().GetName(), err)
 	}
-	if _, err := c.rt.StartContainer(rctx, &runtimeapi.StartContainerRequest{ContainerId: cc.GetContainerId()}); err != nil {
+	if _, err := c.Runtime.StartContainer(rctx, &runtimeapi.StartContainerRequest{ContainerId: cc.GetContainerId()}); err != nil {
 		return cc.GetContainerId(), fmt.Errorf("StartContainer in %s: %w", cfg.GetMetadata().GetName(), err)
 	}
 	return cc.GetContainerId(), nil
@@ -137,10 +119,10 @@ func (c *cri) startContainer(ctx context.Context, pod string, cfg *runtimeapi.Po
 
 // waitRunning polls ContainerStatus until the container runs.
 func (c *cri) waitRunning(ctx context.Context, id string) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	for {
-		r, err := c.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		r, err := c.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
 		if err != nil {
 			return fmt.Errorf("ContainerStatus %s: %w", id, err)
 		}
@@ -160,14 +142,14 @@ func (c *cri) waitRunning(ctx context.Context, id string) error {
 
 // removePod stops and removes a pod, and times both.
 func (c *cri) removePod(ctx context.Context, id string) (stop, remove time.Duration, err error) {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
 	t0 := time.Now()
-	if _, err := c.rt.StopPodSandbox(rctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+	if _, err := c.Runtime.StopPodSandbox(rctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
 		return 0, 0, fmt.Errorf("StopPodSandbox %s: %w", id, err)
 	}
 	t1 := time.Now()
-	if _, err := c.rt.RemovePodSandbox(rctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+	if _, err := c.Runtime.RemovePodSandbox(rctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
 		return t1.Sub(t0), 0, fmt.Errorf("RemovePodSandbox %s: %w", id, err)
 	}
 	return t1.Sub(t0), time.Since(t1), nil
@@ -175,10 +157,10 @@ func (c *cri) removePod(ctx context.Context, id string) (stop, remove time.Durat
 
 // removeAll removes every pod of this run (after an error, or at the end).
 func (c *cri) removeAll(ctx context.Context) error {
-	rctx, cancel := c.rpc(ctx)
+	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	l, err := c.rt.ListPodSandbox(rctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
-		LabelSelector: map[string]string{labelRun: c.runID}}})
+	l, err := c.Runtime.ListPodSandbox(rctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+		LabelSelector: map[string]string{criclient.LabelRun: c.runID}}})
 	if err != nil {
 		return err
 	}
@@ -196,7 +178,7 @@ func (c *cri) removeAll(ctx context.Context) error {
 
 // crictlRun runs crictl with the harness's config and times it.
 func (c *cri) crictlRun(ctx context.Context, args ...string) (string, time.Time, time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout+10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout+10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.crictl, append([]string{"-c", c.crictlCfg}, args...)...)
 	var stderr strings.Builder

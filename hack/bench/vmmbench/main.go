@@ -17,6 +17,9 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/criclient"
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/guestimage"
 )
 
 type options struct {
@@ -131,25 +134,23 @@ func run(ctx context.Context, o options) error {
 	if err := os.Mkdir(share, 0o755); err != nil {
 		return err
 	}
-	conn, err := dialCRI(filepath.Join(work, "run", "containerd.sock"))
+	cc, err := criclient.Dial(filepath.Join(work, "run", "containerd.sock"), o.timeout)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer cc.Close()
 	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffffff)
 	b := &bench{
 		o: o,
-		cri: &cri{conn: conn, rt: runtimeapi.NewRuntimeServiceClient(conn), img: runtimeapi.NewImageServiceClient(conn),
-			handler: o.handler, runID: runID, image: o.ctrImage, cgroup: env["CGROUP_PARENT"],
-			logRoot: filepath.Join(tmp, "podlogs"), timeout: o.timeout,
-			crictl: o.crictl, crictlCfg: filepath.Join(work, "etc", "crictl.yaml")},
+		cri: &cri{Client: cc, handler: o.handler, runID: runID, image: o.ctrImage, cgroup: env["CGROUP_PARENT"],
+			logRoot: filepath.Join(tmp, "podlogs"), crictl: o.crictl, crictlCfg: filepath.Join(work, "etc", "crictl.yaml")},
 		procs:    harnessProcs{work: work, pidFile: filepath.Join(work, "run", o.handler+".pid"), vmRunDir: vmRunDir},
 		sbLog:    logTail{path: filepath.Join(work, "logs", o.handler+".log")},
 		cdLog:    logTail{path: filepath.Join(work, "logs", "containerd.log")},
 		sandbox:  filepath.Join(work, "lib", o.handler, "sandboxes"),
 		vmRunDir: vmRunDir, share: share, tmp: tmp,
 		res: &results{Runs: o.runs, Smoke: o.smoke, Handler: o.handler, GuestMiB: o.memMiB, Commit: o.commit,
-			Machine: machine(), Image: imageInfo(o.image), Started: time.Now(), LoadStart: loadavg()},
+			Machine: machine(), Image: guestimage.Info(o.image), Started: time.Now(), LoadStart: loadavg()},
 	}
 	if err := b.cri.check(ctx); err != nil {
 		return err

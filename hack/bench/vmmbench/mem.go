@@ -2,122 +2,24 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/hostproc"
 )
 
-// proc is one process as read from /proc.
-type proc struct {
-	Pid, PPid int
-	State     byte
-	Comm      string
-	Args      []string
-	CPUTicks  int64 // utime + stime
-}
-
-func (p *proc) cmdline() string { return strings.Join(p.Args, " ") }
-func (p *proc) zombie() bool    { return p.State == 'Z' || p.State == 'X' }
-
-// scanProcs reads every live process; those that vanish meanwhile are skipped.
-func scanProcs() map[int]*proc {
-	ents, _ := os.ReadDir("/proc")
-	ps := map[int]*proc{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if p, err := readProc(pid); err == nil && !p.zombie() {
-			ps[pid] = p
-		}
-	}
+// scanProcs reads every live process (no zombies); those that vanish
+// meanwhile are skipped.
+func scanProcs() map[int]*hostproc.Proc {
+	ps, _ := hostproc.Scan()
+	maps.DeleteFunc(ps, func(_ int, p *hostproc.Proc) bool { return p.Zombie() })
 	return ps
-}
-
-func readProc(pid int) (*proc, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	// pid (comm) state ppid …; comm may hold spaces and parentheses
-	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-	if open < 0 || end < open || end+2 >= len(stat) {
-		return nil, fmt.Errorf("pid %d: bad stat", pid)
-	}
-	f := strings.Fields(string(stat[end+2:]))
-	if len(f) < 13 {
-		return nil, fmt.Errorf("pid %d: bad stat", pid)
-	}
-	p := &proc{Pid: pid, Comm: string(stat[open+1 : end]), State: f[0][0]}
-	p.PPid, _ = strconv.Atoi(f[1])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	p.CPUTicks = ut + st
-	if cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && len(cl) > 0 {
-		p.Args = strings.Split(strings.TrimRight(string(cl), "\x00"), "\x00")
-	}
-	return p, nil
-}
-
-// mem is the memory of one or more processes, in KiB (smaps_rollup).
-type mem struct {
-	Procs   int   `json:"procs"`
-	Threads int   `json:"threads"`
-	RSS     int64 `json:"rss_kib"`
-	PSS     int64 `json:"pss_kib"`
-	USS     int64 `json:"uss_kib"` // Private_Clean + Private_Dirty
-}
-
-func (m *mem) add(o mem) {
-	m.Procs += o.Procs
-	m.Threads += o.Threads
-	m.RSS += o.RSS
-	m.PSS += o.PSS
-	m.USS += o.USS
-}
-
-func procMem(pid int) (mem, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return mem{}, err
-	}
-	defer f.Close()
-	m := mem{Procs: 1}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(fs[1], 10, 64)
-		switch fs[0] {
-		case "Rss:":
-			m.RSS = v
-		case "Pss:":
-			m.PSS = v
-		case "Private_Clean:", "Private_Dirty:":
-			m.USS += v
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return mem{}, err
-	}
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return mem{}, err
-	}
-	for _, l := range strings.Split(string(st), "\n") {
-		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
-			m.Threads, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	return m, nil
 }
 
 // guestRAM is the part of a process's memory in memfd mappings: a VM's
@@ -155,16 +57,6 @@ func guestRAM(pid int) (rss, pss int64, err error) {
 	return rss, pss, sc.Err()
 }
 
-func memOf(pids []int) mem {
-	var m mem
-	for _, pid := range pids {
-		if x, err := procMem(pid); err == nil {
-			m.add(x)
-		}
-	}
-	return m
-}
-
 // harnessProcs names the processes of the sandboxer under test.
 type harnessProcs struct {
 	work     string // the harness WORK: the daemon's and keeper's command lines name it
@@ -184,7 +76,7 @@ type vmProc struct {
 
 // find returns the daemon, its keeper(s), the daemon's other descendants
 // that are not VM processes, and every VM process below vmRunDir.
-func (h harnessProcs) find(ps map[int]*proc) (daemon int, keepers, others []int, vms []vmProc, err error) {
+func (h harnessProcs) find(ps map[int]*hostproc.Proc) (daemon int, keepers, others []int, vms []vmProc, err error) {
 	b, err := os.ReadFile(h.pidFile)
 	if err != nil {
 		return 0, nil, nil, nil, fmt.Errorf("sandboxer pid file: %w", err)
@@ -196,7 +88,7 @@ func (h harnessProcs) find(ps map[int]*proc) (daemon int, keepers, others []int,
 	re := regexp.MustCompile(regexp.QuoteMeta(h.vmRunDir+"/") + `([^/,\s]+)/`)
 	isVM := map[int]bool{}
 	for _, p := range ps {
-		cl := p.cmdline()
+		cl := p.Cmdline()
 		if m := re.FindStringSubmatch(cl); m != nil && p.Pid != daemon {
 			kind := "other:" + p.Comm
 			switch {
@@ -235,11 +127,11 @@ func (h harnessProcs) find(ps map[int]*proc) (daemon int, keepers, others []int,
 
 // vmCost is one pod VM's host processes.
 type vmCost struct {
-	VM        string  `json:"vm"`
-	QEMU      mem     `json:"qemu"`
-	Virtiofsd mem     `json:"virtiofsd"`
-	Other     mem     `json:"other"`
-	CPUPct    float64 `json:"idle_cpu_pct"` // QEMU + virtiofsd CPU over the sampling window, % of one core
+	VM        string       `json:"vm"`
+	QEMU      hostproc.Mem `json:"qemu"`
+	Virtiofsd hostproc.Mem `json:"virtiofsd"`
+	Other     hostproc.Mem `json:"other"`
+	CPUPct    float64      `json:"idle_cpu_pct"` // QEMU + virtiofsd CPU over the sampling window, % of one core
 	// GuestRSS and GuestPSS are the guest RAM resident on the host (QEMU's
 	// and virtiofsd's memfd mappings), KiB.
 	GuestRSS int64 `json:"guest_ram_rss_kib"`
@@ -248,9 +140,9 @@ type vmCost struct {
 
 // memSnap is one sample of the sandboxer's processes.
 type memSnap struct {
-	Daemon mem               `json:"daemon"`
-	Keeper mem               `json:"keeper"`
-	Other  mem               `json:"other"`
+	Daemon hostproc.Mem      `json:"daemon"`
+	Keeper hostproc.Mem      `json:"keeper"`
+	Other  hostproc.Mem      `json:"other"`
 	VMs    map[string]vmCost `json:"vms"`
 }
 
@@ -262,7 +154,7 @@ func (h harnessProcs) snapshot(window time.Duration) (memSnap, error) {
 	if err != nil {
 		return memSnap{}, err
 	}
-	s := memSnap{Daemon: memOf([]int{d}), Keeper: memOf(keepers), Other: memOf(others), VMs: map[string]vmCost{}}
+	s := memSnap{Daemon: hostproc.SumMem([]int{d}), Keeper: hostproc.SumMem(keepers), Other: hostproc.SumMem(others), VMs: map[string]vmCost{}}
 	if window > 0 {
 		t0 := time.Now()
 		time.Sleep(window)
@@ -270,7 +162,7 @@ func (h harnessProcs) snapshot(window time.Duration) (memSnap, error) {
 		hz := 100.0 // USER_HZ on Linux
 		for _, v := range vms {
 			p0 := ps[v.Pid]
-			p1, err := readProc(v.Pid)
+			p1, err := hostproc.Read(v.Pid)
 			if err != nil || p0 == nil {
 				continue
 			}
@@ -281,7 +173,7 @@ func (h harnessProcs) snapshot(window time.Duration) (memSnap, error) {
 		}
 	}
 	for _, v := range vms {
-		m, err := procMem(v.Pid)
+		m, err := hostproc.ReadMem(v.Pid)
 		if err != nil {
 			continue
 		}
@@ -295,11 +187,11 @@ func (h harnessProcs) snapshot(window time.Duration) (memSnap, error) {
 		}
 		switch v.Kind {
 		case "qemu":
-			c.QEMU.add(m)
+			c.QEMU.Add(m)
 		case "virtiofsd":
-			c.Virtiofsd.add(m)
+			c.Virtiofsd.Add(m)
 		default:
-			c.Other.add(m)
+			c.Other.Add(m)
 		}
 		s.VMs[v.VM] = c
 	}

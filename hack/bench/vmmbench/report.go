@@ -13,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/magnetar-runtime/magnetar/hack/bench/internal/hostproc"
 )
 
 // results is everything a run measured (samples.json).
@@ -478,7 +480,7 @@ func (r *results) csv() string {
 		for i, s := range p.Snaps {
 			for _, m := range []struct {
 				name string
-				m    mem
+				m    hostproc.Mem
 			}{{"daemon", s.Daemon}, {"keeper", s.Keeper}, {"other", s.Other}} {
 				fmt.Fprintf(&b, "mem,%d,%d,%s_rss,%d,KiB\n", p.Pods, i, m.name, m.m.RSS)
 				fmt.Fprintf(&b, "mem,%d,%d,%s_pss,%d,KiB\n", p.Pods, i, m.name, m.m.PSS)
@@ -521,37 +523,4 @@ func machine() map[string]string {
 	}
 	m["summary"] = fmt.Sprintf("%s CPUs, %s GiB, kernel %s", m["cpus"], m["mem_gib"], m["kernel"])
 	return m
-}
-
-// imageInfo reads the guest image's manifest.
-func imageInfo(img string) map[string]string {
-	info := map[string]string{}
-	b, err := os.ReadFile(filepath.Join(img, "manifest.json"))
-	if err != nil {
-		return info
-	}
-	var m struct {
-		Meta      map[string]string `json:"meta"`
-		Initramfs struct {
-			Size int64 `json:"size"`
-		} `json:"initramfs"`
-	}
-	if json.Unmarshal(b, &m) == nil {
-		info["kernel"] = m.Meta["kernel_release"]
-		info["runc"] = m.Meta["runc_version"]
-		info["agent"] = m.Meta["init_version"]
-		info["initramfs_bytes"] = strconv.FormatInt(m.Initramfs.Size, 10)
-		info["modules"] = strconv.Itoa(len(strings.Fields(m.Meta["modules"])))
-	}
-	if b, err := os.ReadFile(filepath.Join(img, "manifest-marker.json")); err == nil {
-		var mm struct {
-			Initramfs struct {
-				Size int64 `json:"size"`
-			} `json:"initramfs"`
-		}
-		if json.Unmarshal(b, &mm) == nil {
-			info["marker_initramfs_bytes"] = strconv.FormatInt(mm.Initramfs.Size, 10)
-		}
-	}
-	return info
 }
