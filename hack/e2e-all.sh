@@ -24,38 +24,11 @@ pass=0 fail=0 skip=0 summary=()
 finish() {
   local rc=$?
   set +e
-  log "teardown"
-  "$CD" stop || { echo "FAIL teardown: hack/containerd.sh stop failed"; fail=$((fail + 1)); }
-  if awk -v w="$WORK/" 'index($2, w) == 1 {f=1} END {exit !f}' /proc/mounts; then
-    echo "FAIL teardown: mounts left below $WORK:"; awk -v w="$WORK/" 'index($2, w) == 1 {print "  " $2}' /proc/mounts
-    fail=$((fail + 1))
-  fi
-  if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then echo "FAIL e2e-all: script error (rc=$rc)"; fail=1; fi
-  echo
-  local l
-  for l in "${summary[@]}"; do echo "$l"; done
-  echo "total: $pass passed, $fail failed, $skip skipped"
-  if [ "$fail" -gt 0 ]; then exit 1; fi
-  exit 0
+  stage_teardown
+  stage_end total "$rc"
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
-
-# add_counts LOG PREFIX NAME RC: add the last "PREFIX: N passed, M failed[, K
-# skipped]" of LOG; a non-zero RC with no failure counted counts as one
-add_counts() {
-  local line p f s
-  line=$(grep -E "^$2: [0-9]+ passed, [0-9]+ failed" "$1" | tail -1 || true)
-  if [ -z "$line" ]; then
-    summary+=("$3: no summary line (exit code $4, see $1)"); fail=$((fail + 1)); return 0
-  fi
-  p=$(sed 's/^[^:]*: \([0-9]*\) passed.*/\1/' <<<"$line")
-  f=$(sed 's/.* \([0-9]*\) failed.*/\1/' <<<"$line")
-  s=$(sed -n 's/.* \([0-9]*\) skipped.*/\1/p' <<<"$line")
-  if [ "$4" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; line="$line (but exit code $4)"; fi
-  pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + ${s:-0}))
-  summary+=("$3: $line")
-}
 
 # every Magnetar handler asked for must have its binary
 for h in $RUNTIME_HANDLERS; do

@@ -121,3 +121,48 @@ harness_pids() {
     if pid_alive "$p"; then echo "$p"; fi
   done
 }
+
+# --- stage totals of the e2e stages (hack/e2e-all.sh, hack/wasm/e2e-all.sh,
+# hack/vmm/e2e-all.sh): each keeps pass, fail, skip and summary=() and counts
+# what its suites' logs say.
+
+# add_counts LOG PREFIX NAME RC: add the last "PREFIX: N passed, M failed[, K
+# skipped]" of LOG to the totals; no such line, or a non-zero RC with no
+# failure counted, counts as one failure
+add_counts() {
+  local line p f s
+  line=$(grep -E "^$2: [0-9]+ passed, [0-9]+ failed" "$1" | tail -1 || true)
+  if [ -z "$line" ]; then
+    summary+=("$3: no summary line (exit code $4, see $1)"); fail=$((fail + 1)); return 0
+  fi
+  p=$(sed 's/^[^:]*: \([0-9]*\) passed.*/\1/' <<<"$line")
+  f=$(sed 's/.* \([0-9]*\) failed.*/\1/' <<<"$line")
+  s=$(sed -n 's/.* \([0-9]*\) skipped.*/\1/p' <<<"$line")
+  if [ "$4" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; line="$line (but exit code $4)"; fi
+  pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + ${s:-0}))
+  summary+=("$3: $line")
+}
+
+# stage_teardown: stop the stage's containerd (hack/containerd.sh stop) and
+# count a failure for it failing or for any mount left below $WORK
+stage_teardown() {
+  log "teardown"
+  "$ROOT/hack/containerd.sh" stop >/dev/null 2>&1 || { echo "FAIL teardown: hack/containerd.sh stop failed"; fail=$((fail + 1)); }
+  if awk -v w="$WORK/" 'index($2, w) == 1 {f=1} END {exit !f}' /proc/mounts; then
+    echo "FAIL teardown: mounts left below $WORK:"; awk -v w="$WORK/" 'index($2, w) == 1 {print "  " $2}' /proc/mounts
+    fail=$((fail + 1))
+  fi
+}
+
+# stage_end NAME RC: print each suite's line and "NAME: N passed, M failed,
+# K skipped", and exit 1 on any failure (a script error RC with none counted
+# is one)
+stage_end() {
+  if [ "$2" -ne 0 ] && [ "$fail" -eq 0 ]; then echo "FAIL $1: script error (rc=$2)"; fail=$((fail + 1)); fi
+  echo
+  local l
+  for l in "${summary[@]}"; do echo "$l"; done
+  echo "$1: $pass passed, $fail failed, $skip skipped"
+  if [ "$fail" -gt 0 ]; then exit 1; fi
+  exit 0
+}

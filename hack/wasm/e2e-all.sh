@@ -29,34 +29,12 @@ pass=0 fail=0 skip=0 summary=()
 finish() {
   local rc=$?
   set +e
-  log "teardown"
-  "$CD" stop >/dev/null 2>&1 || { echo "FAIL teardown: hack/containerd.sh stop failed"; fail=$((fail + 1)); }
-  if awk -v w="$WORK/" 'index($2, w) == 1 {f=1} END {exit !f}' /proc/mounts; then
-    echo "FAIL teardown: mounts left below $WORK:"; awk -v w="$WORK/" 'index($2, w) == 1 {print "  " $2}' /proc/mounts
-    fail=$((fail + 1))
-  fi
-  if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then echo "FAIL wasm-e2e: script error (rc=$rc)"; fail=$((fail + 1)); fi
-  echo
-  local l
-  for l in "${summary[@]}"; do echo "$l"; done
-  echo "wasm-e2e: $pass passed, $fail failed, $skip skipped"
-  if [ "$fail" -gt 0 ]; then exit 1; fi
-  exit 0
+  stage_teardown
+  stage_end wasm-e2e "$rc"
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-# add_counts LOG NAME RC: add the last "e2e: N passed, M failed" of LOG
-add_counts() {
-  local line p f
-  line=$(grep -E "^e2e: [0-9]+ passed, [0-9]+ failed" "$1" | tail -1 || true)
-  if [ -z "$line" ]; then summary+=("$2: no summary line (exit code $3, see $1)"); fail=$((fail + 1)); return 0; fi
-  p=$(sed 's/^e2e: \([0-9]*\) passed.*/\1/' <<<"$line")
-  f=$(sed 's/.* \([0-9]*\) failed.*/\1/' <<<"$line")
-  if [ "$3" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; line="$line (but exit code $3)"; fi
-  pass=$((pass + p)); fail=$((fail + f))
-  summary+=("$2: $line")
-}
 # run_suite NAME HANDLER [VAR=VALUE...]
 run_suite() {
   local name=$1 h=$2 rc=0 lf
@@ -64,7 +42,7 @@ run_suite() {
   lf=$WORK/logs/wasm-e2e-$name-$h.log
   log "wasm suite $name against $h"
   env RUNTIME_HANDLER="$h" "$@" "$E/$name.sh" 2>&1 | tee "$lf" || rc=$?
-  add_counts "$lf" "$name[$h]" "$rc"
+  add_counts "$lf" e2e "$name[$h]" "$rc"
 }
 
 [ -x "$ROOT/bin/wasm-sandboxer" ] || { echo "FAIL wasm-e2e: bin/wasm-sandboxer missing: run make build"; fail=1; exit 1; }
