@@ -3,12 +3,12 @@ package runcsb
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/config/configtest"
 )
 
 func TestStopTimeoutIsADuration(t *testing.T) {
@@ -87,16 +87,5 @@ func TestCheckHostFindsRunc(t *testing.T) {
 
 // The shipped runc.toml shows every default.
 func TestDeployedConfigIsTheDefault(t *testing.T) {
-	data, err := os.ReadFile("../../../../deploy/etc/magnetar/runc.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := DefaultConfig()
-	warns, err := config.Decode(string(data), c)
-	if err != nil || len(warns) > 0 {
-		t.Fatalf("deploy/etc/magnetar/runc.toml: %v %v", warns, err)
-	}
-	if want := DefaultConfig(); !reflect.DeepEqual(c, want) {
-		t.Errorf("deploy/etc/magnetar/runc.toml is\n%+v\nthe defaults are\n%+v", c, want)
-	}
+	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/runc.toml", DefaultConfig)
 }

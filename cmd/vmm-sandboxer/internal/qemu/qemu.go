@@ -20,10 +20,6 @@ const Name = "qemu"
 // DefaultBinary is QEMU when vm.Config.Binary is empty (looked up in PATH).
 const DefaultBinary = "qemu-system-x86_64"
 
-// HelperVirtiofsd is the vm.Config.Helpers key of virtiofsd's binary
-// (virtiofsd.DefaultBinary when absent).
-const HelperVirtiofsd = "virtiofsd"
-
 // Defaults of Options.
 const (
 	// DefaultStartTimeout bounds Start when its context has no deadline.
@@ -134,7 +130,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	}()
 	if cfg.Share != "" {
 		fsd, err := virtiofsd.Start(ctx, virtiofsd.Config{
-			ID: cfg.ID, Binary: cfg.Helpers[HelperVirtiofsd], Socket: v.path(VirtiofsSocket), Source: cfg.Share,
+			ID: cfg.ID, Binary: cfg.Helpers[vm.HelperVirtiofsd], Socket: v.path(VirtiofsSocket), Source: cfg.Share,
 			Log: v.path(VirtiofsdLog), Cgroup: cfg.Cgroup,
 		})
 		if err != nil {
