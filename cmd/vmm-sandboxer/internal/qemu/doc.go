@@ -87,18 +87,15 @@
 //
 // # QMP
 //
-// QMP is a small client of our own rather than
-// github.com/digitalocean/go-qemu: the driver needs four commands
-// (qmp_capabilities, query-status, quit, later device_add for hotplug),
-// every exchange must be bounded by a context (go-qemu's socket monitor
-// takes none and blocks on a QEMU that does not answer), and go-qemu
-// brings generated bindings for the whole QAPI schema, libvirt RPC and
-// their dependencies into the daemon. The client reads the greeting,
-// negotiates capabilities, matches answers to commands by id, keeps the
-// asynchronous events that arrive meanwhile (Events), and maps QMP error
-// classes to errdefs. The driver opens one connection per operation: QEMU
-// serves one QMP client at a time, and nothing then ties a connection to
-// the daemon's lifetime.
+// QEMU is driven with package vm/qmp's client in its QEMU variant
+// (capabilities negotiation, ids matched): qmp_capabilities, query-status
+// and quit. The driver opens one connection per operation: QEMU serves one
+// QMP client at a time, and nothing then ties a connection to the daemon's
+// lifetime.
+//
+// What every driver's VM has in common (virtiofsd, waiting for the control
+// channel, the helper watch, Stop, Cleanup, errors with the logs) is
+// package vm/vmhost's; the vhost-vsock CID is package vm/vhostvsock's.
 //
 // # Files in the run directory
 //

@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/qmp/qmptest"
 )
 
 // fakeQEMUEnv makes the test binary act as QEMU (TestMain): its value is
@@ -74,55 +75,8 @@ func fakeQEMU(mode string, args []string) int {
 		if err != nil {
 			return 1
 		}
-		if serveQMP(c) && mode == fakeModeServe {
+		if qmptest.Serve(c, qmptest.QEMU) && mode == fakeModeServe {
 			return 0
-		}
-	}
-}
-
-// serveQMP is a QMP server on one connection: greeting, then every
-// command is answered after an event and an answer to another id (which
-// the client must skip). It knows qmp_capabilities, query-status, quit and
-// "fail" (a GenericError); others are CommandNotFound. It reports whether
-// quit was asked.
-func serveQMP(c net.Conn) (quit bool) {
-	defer c.Close()
-	enc := json.NewEncoder(c)
-	_ = enc.Encode(map[string]any{"QMP": map[string]any{
-		"version":      map[string]any{"qemu": map[string]int{"major": 7, "minor": 2, "micro": 22}, "package": "fake"},
-		"capabilities": []string{"oob"}}})
-	dec := json.NewDecoder(c)
-	negotiated := false
-	for {
-		var req struct {
-			Execute string          `json:"execute"`
-			ID      json.RawMessage `json:"id"`
-		}
-		if err := dec.Decode(&req); err != nil {
-			return false
-		}
-		_ = enc.Encode(map[string]any{"event": "FAKE_TICK", "data": map[string]string{"cmd": req.Execute},
-			"timestamp": map[string]int{"seconds": 1, "microseconds": 2}})
-		_ = enc.Encode(map[string]any{"return": map[string]string{"stale": "yes"}, "id": 999999})
-		answer := func(k string, v any) { _ = enc.Encode(map[string]any{k: v, "id": req.ID}) }
-		errorAnswer := func(class, desc string) { answer("error", map[string]string{"class": class, "desc": desc}) }
-		switch {
-		case req.Execute == "qmp_capabilities":
-			negotiated = true
-			answer("return", map[string]any{})
-		case !negotiated:
-			errorAnswer("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'")
-		case req.Execute == "query-status":
-			answer("return", map[string]any{"status": "running", "singlestep": false, "running": true})
-		case req.Execute == "quit":
-			answer("return", map[string]any{})
-			_ = enc.Encode(map[string]any{"event": "SHUTDOWN", "data": map[string]any{"guest": false, "reason": "host-qmp-quit"},
-				"timestamp": map[string]int{"seconds": 1, "microseconds": 3}})
-			return true
-		case req.Execute == "fail":
-			errorAnswer("GenericError", "it failed")
-		default:
-			errorAnswer("CommandNotFound", "The command "+req.Execute+" has not been found")
 		}
 	}
 }

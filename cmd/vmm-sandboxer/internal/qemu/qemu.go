@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/containerd/log"
 
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/qmp"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vhostvsock"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 )
 
@@ -41,7 +41,7 @@ type Options struct {
 	// HelperGrace is how long virtiofsd may take to exit after QEMU.
 	HelperGrace time.Duration
 
-	// vsockDevice replaces VhostVsockDevice (tests).
+	// vsockDevice replaces vhostvsock.Device (tests).
 	vsockDevice string
 }
 
@@ -65,7 +65,7 @@ func New(o Options) *Hypervisor {
 	o.StopTimeout = orDefault(o.StopTimeout, DefaultStopTimeout)
 	o.HelperGrace = orDefault(o.HelperGrace, DefaultHelperGrace)
 	if o.vsockDevice == "" {
-		o.vsockDevice = VhostVsockDevice
+		o.vsockDevice = vhostvsock.Device
 	}
 	return &Hypervisor{opts: o}
 }
@@ -118,34 +118,29 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 		}
 	}
 
-	v := newVM(h, cfg, accel)
+	v := newVM(h, startState(cfg, accel))
 	// what a previous run left would be taken for this one's
-	if err := v.removeFiles(); err != nil {
+	if err := v.RemoveFiles(); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if retErr != nil {
-			v.abort(ctx)
+			v.Abort(ctx)
 		}
 	}()
 	if cfg.Share != "" {
-		fsd, err := virtiofsd.Start(ctx, virtiofsd.Config{
-			ID: cfg.ID, Binary: cfg.Helpers[vm.HelperVirtiofsd], Socket: v.path(VirtiofsSocket), Source: cfg.Share,
-			Log: v.path(VirtiofsdLog), Cgroup: cfg.Cgroup,
-		})
+		id, err := v.StartVirtiofsd(ctx, cfg, VirtiofsdLog)
 		if err != nil {
 			return nil, err
 		}
-		v.fsd = fsd
-		id := fsd.ID()
-		v.st.Virtiofsd, v.st.ShareMounted = &id, fsd.ShareMounted()
+		v.st.Virtiofsd, v.st.ShareMounted = &id, v.ShareMounted
 	}
 	extra := make([]*os.File, 0, len(cfg.NICs)+1)
 	for _, n := range cfg.NICs {
 		extra = append(extra, n.Tap)
 	}
 	if cfg.Agent.Kind == vm.ChannelVsock {
-		f, cid, err := allocCID(h.opts.vsockDevice)
+		f, cid, err := vhostvsock.AllocCID(h.opts.vsockDevice)
 		if err != nil {
 			return nil, err
 		}
@@ -158,70 +153,29 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	if err != nil {
 		return nil, err
 	}
-	p, err := vmproc.Start(ctx, vmproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
+	p, err := vmproc.Start(ctx, vmproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.Path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
 	if err != nil {
 		return nil, err
 	}
-	v.qemu, v.st.QEMU = p, p.ID()
-	if err := v.waitQMP(ctx); err != nil {
+	v.VMM, v.st.QEMU = p, p.ID()
+	// QEMU's QMP socket exists (and accepts) before the machine is built,
+	// but QEMU greets only from its main loop, once the kernel and initrd
+	// are loaded: a kernel QEMU refuses shows up as QEMU exiting
+	if err := v.WaitReady(ctx, "QMP", func(ctx context.Context) error {
+		q, err := qmp.Dial(ctx, v.st.QMPSocket, qmpOptions)
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		st, err := q.QueryStatus(ctx)
+		if err == nil {
+			log.G(ctx).WithField("status", st.Status).Debug("qemu answers on qmp")
+		}
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	log.G(ctx).WithFields(log.Fields{"pid": p.Pid(), "accel": accel, "agent": v.Agent().String()}).Info("qemu started")
-	v.watchHelpers(context.WithoutCancel(ctx))
+	v.WatchHelpers(context.WithoutCancel(ctx))
 	return v, nil
 }
-
-// waitQMP waits until QMP greets and answers query-status; it fails when
-// QEMU exits first or ctx ends. The socket exists (and accepts) before the
-// machine is built, but QEMU greets only from its main loop, once the
-// kernel and initrd are loaded.
-func (v *VM) waitQMP(ctx context.Context) error {
-	var last error
-	for {
-		q, err := DialQMP(ctx, v.st.QMPSocket)
-		if err == nil {
-			var st Status
-			st, err = q.QueryStatus(ctx)
-			q.Close()
-			if err == nil {
-				log.G(ctx).WithField("status", st.Status).Debug("qemu answers on qmp")
-				return nil
-			}
-		}
-		last = err
-		select {
-		case <-v.qemu.Done():
-			return v.exitedError("during start")
-		case <-ctx.Done():
-			// QEMU may have died in the last moment: say so rather than time out
-			select {
-			case <-v.qemu.Done():
-				return v.exitedError("during start")
-			case <-time.After(100 * time.Millisecond):
-			}
-			return fmt.Errorf("qemu (pid %d) did not answer on QMP: %w (last: %v)%s", v.qemu.Pid(), ctx.Err(), last, v.diagnostics())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-// abort undoes a failed Start: kills what runs, removes sockets and pid
-// files, releases the share.
-func (v *VM) abort(ctx context.Context) {
-	if v.qemu != nil {
-		if err := v.qemu.KillWait(vmproc.DefaultKillWait); err != nil {
-			log.G(ctx).WithError(err).Error("qemu start failed and qemu could not be killed")
-		}
-	}
-	if v.fsd != nil {
-		if err := v.fsd.KillWait(vmproc.DefaultKillWait); err != nil {
-			log.G(ctx).WithError(err).Error("qemu start failed and virtiofsd could not be killed")
-		}
-	}
-	if err := v.Cleanup(); err != nil {
-		log.G(ctx).WithError(err).Warn("qemu start failed: cleanup")
-	}
-}
-
-// path is name in the VM's run directory.
-func (v *VM) path(name string) string { return filepath.Join(v.st.Dir, name) }

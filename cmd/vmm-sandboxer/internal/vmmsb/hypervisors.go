@@ -13,6 +13,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/qemu"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vhostvsock"
 	"github.com/magnetar-runtime/magnetar/shared/config"
 )
 
@@ -43,7 +44,7 @@ var kinds = map[string]kind{
 		conf:    func(c *Config) *VMMConf { return &c.QEMU },
 		new:     func() vm.Hypervisor { return qemu.New(qemu.Options{}) },
 		accel:   qemu.Probe,
-		channel: func(want string) (string, error) { return agentChannel(want, qemu.VhostVsockDevice) },
+		channel: func(want string) (string, error) { return agentChannel(want, vhostvsock.Device) },
 	},
 }
 

@@ -1,4 +1,4 @@
-package qemu
+package qmp
 
 import (
 	"context"
@@ -19,22 +19,30 @@ import (
 // aLongTimeAgo is a deadline in the past: it unblocks I/O on cancel.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// maxEvents bounds the events a QMP connection keeps (the oldest go).
+// maxEvents bounds the events a connection keeps (the oldest go).
 const maxEvents = 256
 
-// ErrQMPClosed is wrapped by QMP errors caused by QEMU closing the
-// connection (it exited, or is exiting after quit); it is
-// errdefs.ErrUnavailable.
-var ErrQMPClosed = fmt.Errorf("qmp connection closed: %w", errdefs.ErrUnavailable)
+// ErrClosed is wrapped by errors caused by the VMM closing the connection
+// (it exited, or is exiting after quit); it is errdefs.ErrUnavailable.
+var ErrClosed = fmt.Errorf("qmp connection closed: %w", errdefs.ErrUnavailable)
 
-// QMP is a client of QEMU's machine protocol on one connection. Commands
-// are serialized; each is bounded by its context (deadline and
-// cancellation both end a blocked read or write). After an I/O error or an
-// interrupted command the connection is closed and every later call fails.
-// Asynchronous events that arrive meanwhile are collected (Events).
-type QMP struct {
+// Options select the protocol variant (see the package doc).
+type Options struct {
+	// Capabilities sends qmp_capabilities after the greeting (QEMU's
+	// capabilities negotiation mode).
+	Capabilities bool
+	// IDs tags every command with a numeric id and takes as its answer
+	// only the message carrying that id (others are skipped). Without it
+	// the answer is the first message after the command that is not an
+	// event.
+	IDs bool
+}
+
+// Client is a QMP client on one connection.
+type Client struct {
 	conn     net.Conn
 	dec      *json.Decoder
+	opts     Options
 	greeting Greeting
 
 	mu     sync.Mutex
@@ -43,17 +51,20 @@ type QMP struct {
 	broken error
 }
 
-// Greeting is what QEMU says first on a QMP connection.
+// Greeting is what the VMM says first on a connection.
 type Greeting struct {
-	Version struct {
-		QEMU struct {
-			Major int `json:"major"`
-			Minor int `json:"minor"`
-			Micro int `json:"micro"`
-		} `json:"qemu"`
-		Package string `json:"package"`
-	} `json:"version"`
-	Capabilities []string `json:"capabilities"`
+	// Version is the VMM's version; Application is the key it came under
+	// ("qemu", "StratoVirt").
+	Version Version
+	// Capabilities are the protocol capabilities offered.
+	Capabilities []string
+}
+
+// Version is a greeting's version.
+type Version struct {
+	Application         string
+	Major, Minor, Micro int
+	Package             string
 }
 
 // Event is an asynchronous QMP event ("SHUTDOWN", "STOP", ...).
@@ -66,7 +77,7 @@ type Event struct {
 	} `json:"timestamp"`
 }
 
-// Error is a QMP command's error answer. It unwraps to an errdefs class:
+// Error is a command's error answer. It unwraps to an errdefs class:
 // CommandNotFound is ErrNotImplemented, DeviceNotFound ErrNotFound,
 // DeviceNotActive and KVMMissingCap ErrFailedPrecondition, anything else
 // (GenericError) ErrUnknown.
@@ -91,7 +102,7 @@ func (e *Error) Unwrap() error {
 	return errdefs.ErrUnknown
 }
 
-// message is any line QEMU sends: a greeting, an answer or an event.
+// message is any line the VMM sends: a greeting, an answer or an event.
 type message struct {
 	QMP    json.RawMessage `json:"QMP"`
 	Return json.RawMessage `json:"return"`
@@ -100,15 +111,15 @@ type message struct {
 	Event
 }
 
-// DialQMP connects to the QMP socket at path and negotiates (NewQMP),
+// Dial connects to the QMP socket at path and reads the greeting (New),
 // bounded by ctx.
-func DialQMP(ctx context.Context, path string) (*QMP, error) {
+func Dial(ctx context.Context, path string, o Options) (*Client, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("qmp dial %s: %w", path, err)
 	}
-	q, err := NewQMP(ctx, c)
+	q, err := New(ctx, c, o)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -116,23 +127,25 @@ func DialQMP(ctx context.Context, path string) (*QMP, error) {
 	return q, nil
 }
 
-// NewQMP reads QEMU's greeting on conn and leaves capabilities negotiation
-// mode (qmp_capabilities), bounded by ctx. It owns conn from then on.
-func NewQMP(ctx context.Context, conn net.Conn) (*QMP, error) {
-	q := &QMP{conn: conn, dec: json.NewDecoder(conn)}
+// New reads the greeting on conn and, with Options.Capabilities, leaves
+// capabilities negotiation mode, bounded by ctx. It owns conn from then on.
+func New(ctx context.Context, conn net.Conn, o Options) (*Client, error) {
+	q := &Client{conn: conn, dec: json.NewDecoder(conn), opts: o}
 	q.mu.Lock()
 	err := q.greet(ctx)
 	q.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	if err := q.Execute(ctx, "qmp_capabilities", nil, nil); err != nil {
-		return nil, err
+	if o.Capabilities {
+		if err := q.Execute(ctx, "qmp_capabilities", nil, nil); err != nil {
+			return nil, err
+		}
 	}
 	return q, nil
 }
 
-func (q *QMP) greet(ctx context.Context) error {
+func (q *Client) greet(ctx context.Context) error {
 	defer q.bound(ctx)()
 	for {
 		var m message
@@ -142,32 +155,65 @@ func (q *QMP) greet(ctx context.Context) error {
 		if m.QMP == nil {
 			continue // nothing else comes before it; tolerate it anyway
 		}
-		if err := json.Unmarshal(m.QMP, &q.greeting); err != nil {
+		g, err := parseGreeting(m.QMP)
+		if err != nil {
 			return q.fail(ctx, "greeting", err)
 		}
+		q.greeting = g
 		return nil
 	}
 }
 
-// Greeting is QEMU's greeting on this connection.
-func (q *QMP) Greeting() Greeting { return q.greeting }
+// parseGreeting reads the object under "QMP": its version is keyed by the
+// application's name, beside "package".
+func parseGreeting(b json.RawMessage) (Greeting, error) {
+	var raw struct {
+		Version      map[string]json.RawMessage `json:"version"`
+		Capabilities []string                   `json:"capabilities"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return Greeting{}, err
+	}
+	g := Greeting{Capabilities: raw.Capabilities}
+	for k, v := range raw.Version {
+		if k == "package" {
+			if err := json.Unmarshal(v, &g.Version.Package); err != nil {
+				return Greeting{}, fmt.Errorf("version package: %w", err)
+			}
+			continue
+		}
+		var n struct{ Major, Minor, Micro int }
+		if err := json.Unmarshal(v, &n); err != nil {
+			return Greeting{}, fmt.Errorf("version %s: %w", k, err)
+		}
+		g.Version.Application, g.Version.Major, g.Version.Minor, g.Version.Micro = k, n.Major, n.Minor, n.Micro
+	}
+	return g, nil
+}
+
+// Greeting is the VMM's greeting on this connection.
+func (q *Client) Greeting() Greeting { return q.greeting }
 
 // Execute runs command with args (nil: none) and decodes the answer's
-// "return" into result (nil: ignored). Events read meanwhile are kept. A
-// QMP error answer is an *Error (errdefs-classed).
-func (q *QMP) Execute(ctx context.Context, command string, args, result any) error {
+// "return" into result (nil: ignored). Events read meanwhile are kept. An
+// error answer is an *Error (errdefs-classed).
+func (q *Client) Execute(ctx context.Context, command string, args, result any) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.broken != nil {
 		return fmt.Errorf("qmp %s: %w", command, q.broken)
 	}
-	q.nextID++
-	id := strconv.FormatUint(q.nextID, 10)
 	req := struct {
-		Execute   string `json:"execute"`
-		Arguments any    `json:"arguments,omitempty"`
-		ID        uint64 `json:"id"`
-	}{command, args, q.nextID}
+		Execute   string  `json:"execute"`
+		Arguments any     `json:"arguments,omitempty"`
+		ID        *uint64 `json:"id,omitempty"`
+	}{Execute: command, Arguments: args}
+	id := ""
+	if q.opts.IDs {
+		q.nextID++
+		n := q.nextID
+		req.ID, id = &n, strconv.FormatUint(n, 10)
+	}
 	b, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("qmp %s: %w: %w", command, err, errdefs.ErrInvalidArgument)
@@ -187,11 +233,13 @@ func (q *QMP) Execute(ctx context.Context, command string, args, result any) err
 			if len(q.events) > maxEvents {
 				q.events = q.events[len(q.events)-maxEvents:]
 			}
-		case string(m.ID) != id:
+		case q.opts.IDs && string(m.ID) != id:
 			// an answer to no command of ours: skipped
 		case m.Error != nil:
 			return fmt.Errorf("qmp %s: %w", command, m.Error)
-		case result != nil && m.Return != nil:
+		case m.Return == nil:
+			// neither an answer nor an event: skipped
+		case result != nil:
 			if err := json.Unmarshal(m.Return, result); err != nil {
 				return fmt.Errorf("qmp %s: answer: %w: %w", command, err, errdefs.ErrUnknown)
 			}
@@ -203,7 +251,7 @@ func (q *QMP) Execute(ctx context.Context, command string, args, result any) err
 }
 
 // bound makes conn's I/O end with ctx; the returned func undoes it.
-func (q *QMP) bound(ctx context.Context) func() {
+func (q *Client) bound(ctx context.Context) func() {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = q.conn.SetDeadline(dl)
 	}
@@ -216,9 +264,9 @@ func (q *QMP) bound(ctx context.Context) func() {
 
 // fail marks the connection broken after an I/O error (the protocol state
 // is unknown) and closes it: the error is ctx's when it ended (or its
-// deadline passed), else ErrQMPClosed for a connection QEMU closed, else
+// deadline passed), else ErrClosed for a connection the VMM closed, else
 // err.
-func (q *QMP) fail(ctx context.Context, what string, err error) error {
+func (q *Client) fail(ctx context.Context, what string, err error) error {
 	switch {
 	case ctx.Err() != nil:
 		err = fmt.Errorf("qmp %s: %w", what, ctx.Err())
@@ -227,7 +275,7 @@ func (q *QMP) fail(ctx context.Context, what string, err error) error {
 		// before ctx says so
 		err = fmt.Errorf("qmp %s: %w", what, context.DeadlineExceeded)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		err = fmt.Errorf("qmp %s: %w", what, ErrQMPClosed)
+		err = fmt.Errorf("qmp %s: %w", what, ErrClosed)
 	default:
 		err = fmt.Errorf("qmp %s: %w", what, err)
 	}
@@ -237,7 +285,7 @@ func (q *QMP) fail(ctx context.Context, what string, err error) error {
 }
 
 // Events returns the events collected so far and forgets them.
-func (q *QMP) Events() []Event {
+func (q *Client) Events() []Event {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	ev := q.events
@@ -245,7 +293,8 @@ func (q *QMP) Events() []Event {
 	return ev
 }
 
-// Status is query-status's answer.
+// Status is query-status's answer (the same in QEMU's and StratoVirt's
+// QMP).
 type Status struct {
 	// Status is the run state: "running", "paused", "prelaunch",
 	// "shutdown", "internal-error", ...
@@ -253,24 +302,25 @@ type Status struct {
 	Running bool   `json:"running"`
 }
 
-// QueryStatus asks for the VM's run state.
-func (q *QMP) QueryStatus(ctx context.Context) (Status, error) {
+// QueryStatus asks for the VM's run state (query-status).
+func (q *Client) QueryStatus(ctx context.Context) (Status, error) {
 	var s Status
 	err := q.Execute(ctx, "query-status", nil, &s)
 	return s, err
 }
 
-// Quit asks QEMU to exit at once (the guest is not told). A connection
-// that QEMU closes before its answer is success: it is exiting.
-func (q *QMP) Quit(ctx context.Context) error {
-	if err := q.Execute(ctx, "quit", nil, nil); err != nil && !errors.Is(err, ErrQMPClosed) {
+// Quit asks the VMM to exit at once (quit; the guest is not told). A
+// connection that the VMM closes before its answer is success: it is
+// exiting.
+func (q *Client) Quit(ctx context.Context) error {
+	if err := q.Execute(ctx, "quit", nil, nil); err != nil && !errors.Is(err, ErrClosed) {
 		return err
 	}
 	return nil
 }
 
 // Close closes the connection.
-func (q *QMP) Close() error {
+func (q *Client) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.broken == nil {

@@ -1,4 +1,4 @@
-package qemu
+package vhostvsock
 
 import (
 	"errors"
@@ -42,7 +42,7 @@ func TestClaimCID(t *testing.T) {
 }
 
 func TestAllocCIDNoDevice(t *testing.T) {
-	if _, _, err := allocCID("/nonexistent/vhost-vsock"); !errdefs.IsFailedPrecondition(err) {
+	if _, _, err := AllocCID("/nonexistent/vhost-vsock"); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("missing device: %v", err)
 	}
 }

@@ -1,4 +1,7 @@
-package qemu
+// Package vhostvsock gives a VM a guest CID on the host's vhost-vsock
+// device, for every VMM that takes the device's descriptor (QEMU's and
+// StratoVirt's vhostfd=).
+package vhostvsock
 
 import (
 	"errors"
@@ -12,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// VhostVsockDevice is the host's vhost-vsock device.
-const VhostVsockDevice = "/dev/vhost-vsock"
+// Device is the host's vhost-vsock device.
+const Device = "/dev/vhost-vsock"
 
 // vhostVsockSetGuestCID is VHOST_VSOCK_SET_GUEST_CID,
 // _IOW(VHOST_VIRTIO=0xAF, 0x60, __u64).
@@ -30,13 +33,13 @@ const (
 	cidAttempts = 4096
 )
 
-// allocCID opens the vhost-vsock device and claims a free guest CID on it
+// AllocCID opens the vhost-vsock device and claims a free guest CID on it
 // with VHOST_VSOCK_SET_GUEST_CID, trying CIDs upwards from a random start
 // (wrapping) while they are in use (EADDRINUSE). The open device holds the
-// CID: QEMU inherits it (vhostfd=) and sets the same CID again, which the
-// kernel allows on the same device. The caller closes its copy once QEMU
-// runs. A host without the device fails with errdefs.ErrFailedPrecondition.
-func allocCID(device string) (*os.File, uint32, error) {
+// CID: the VMM inherits it (vhostfd=) and sets the same CID again, which
+// the kernel allows on the same device. The caller closes its copy once the
+// VMM runs. A host without the device fails with errdefs.ErrFailedPrecondition.
+func AllocCID(device string) (*os.File, uint32, error) {
 	f, err := os.OpenFile(device, os.O_RDWR, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
