@@ -30,6 +30,11 @@
 //	                                        serial:magnetar.agent); the port is
 //	                                        found through /sys/class/virtio-ports/
 //	                                        vport*/name and opened as /dev/vportNpM
+//	magnetar.transport=console:hvc<n>       virtio console port /dev/hvc<n> (StratoVirt's
+//	                                        microvm: its one virtio-serial port is a
+//	                                        virtconsole, with no name); successive host
+//	                                        clients are told apart by their ttrpc
+//	                                        stream ids (transport.SessionListener)
 //	magnetar.transport=vsock:<port>         AF_VSOCK listener on <port> (host:
 //	                                        vhost-vsock, or hybrid vsock on Cloud
 //	                                        Hypervisor, port 1024 by convention)

@@ -191,6 +191,8 @@ func main() {
 		fatal(false, "serve", err)
 	case cl.Transport.Kind == "vsock":
 		serveVsock(ctx, a, cl.Transport.VsockPort)
+	case cl.Transport.Kind == "console":
+		serveConsole(ctx, a, cl.Transport.String(), "/dev/"+cl.Transport.Console)
 	default:
 		name := cl.Transport.SerialName
 		serveSerial(ctx, a, "serial:"+name, func() (string, error) { return guest.FindSerialPort("/sys", "/dev", name) })
@@ -268,6 +270,34 @@ func serveSerial(ctx context.Context, a *service.Agent, what string, find func()
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 100*time.Millisecond)
 		}
+	}
+}
+
+// serveConsole serves a virtio console port's tty (/dev/hvcN): one ttrpc
+// server on transport.SessionListener, which tells successive host
+// clients apart (the port never reads EOF when the host goes away). The
+// tty exists before its port does (the hvc driver makes /dev/hvc0-7 at
+// once) and fails to open (ENODEV) until virtio_console has the port: it
+// is retried. When the stream fails the port is opened again; it returns
+// only when the port cannot be opened within openRetry.
+func serveConsole(ctx context.Context, a *service.Agent, what, dev string) {
+	lg := log.G(ctx).WithFields(log.Fields{"transport": what, "device": dev})
+	deadline := time.Now().Add(openRetry)
+	for {
+		conn, err := transport.OpenSerial(dev)
+		if err != nil {
+			if time.Now().After(deadline) {
+				lg.WithError(err).Error("cannot open the virtio console port: giving up (virtio_console loaded? -device virtconsole?)")
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		lg.Info("serving the console port")
+		err = a.Serve(ctx, transport.SessionListener(conn))
+		conn.Close()
+		lg.WithError(err).Warn("console port stream ended: opening it again")
+		deadline = time.Now().Add(openRetry)
 	}
 }
 

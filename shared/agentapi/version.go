@@ -31,7 +31,9 @@ func CheckVersion(r *HealthResponse) error {
 
 // Kernel command line keys the agent reads (see agent/doc.go).
 const (
-	// CmdlineTransport: "serial:<virtio-serial port name>" or "vsock:<port>".
+	// CmdlineTransport: "serial:<virtio-serial port name>",
+	// "console:<hvcN>" (a virtio console port: StratoVirt's microvm has no
+	// other virtio-serial port) or "vsock:<port>".
 	CmdlineTransport = "magnetar.transport"
 	// CmdlineShare: "virtiofs:<tag>", "9p:<tag>" or "none".
 	CmdlineShare = "magnetar.share"
@@ -42,10 +44,12 @@ const (
 // Defaults for the command line keys.
 const (
 	DefaultSerialPort = "magnetar.agent"
-	DefaultVsockPort  = 1024
-	DefaultShareTag   = "magnetar"
-	DefaultTransport  = "serial:" + DefaultSerialPort
-	DefaultShare      = "virtiofs:" + DefaultShareTag
+	// DefaultConsole is the tty of the first virtio console port.
+	DefaultConsole   = "hvc0"
+	DefaultVsockPort = 1024
+	DefaultShareTag  = "magnetar"
+	DefaultTransport = "serial:" + DefaultSerialPort
+	DefaultShare     = "virtiofs:" + DefaultShareTag
 )
 
 // Guest paths of the contract between the host and the agent.

@@ -12,19 +12,30 @@ import (
 
 // Transport is where the agent serves.
 type Transport struct {
-	// Kind is "serial" or "vsock".
+	// Kind is "serial", "console" or "vsock".
 	Kind string
 	// SerialName is the virtio-serial port name (Kind "serial").
 	SerialName string
+	// Console is the virtio console port's tty, "hvc0" to "hvc7" (Kind
+	// "console").
+	Console string
 	// VsockPort is the AF_VSOCK port (Kind "vsock").
 	VsockPort uint32
 }
 
 func (t Transport) String() string {
-	if t.Kind == "vsock" {
+	switch t.Kind {
+	case "vsock":
 		return fmt.Sprintf("vsock:%d", t.VsockPort)
+	case "console":
+		return "console:" + t.Console
 	}
 	return "serial:" + t.SerialName
+}
+
+// validConsole reports whether c names one of the hvc driver's ttys.
+func validConsole(c string) bool {
+	return len(c) == 4 && strings.HasPrefix(c, "hvc") && c[3] >= '0' && c[3] <= '7'
 }
 
 // Share is the host share to mount.
@@ -90,6 +101,12 @@ func ParseCmdline(s string) (Cmdline, error) {
 					continue
 				}
 				c.Transport = Transport{Kind: "serial", SerialName: arg}
+			case "console":
+				if !validConsole(arg) {
+					errs = append(errs, fmt.Sprintf("%s=%q: want console:hvc<0-7>", k, v))
+					continue
+				}
+				c.Transport = Transport{Kind: "console", Console: arg}
 			case "vsock":
 				p, err := strconv.ParseUint(arg, 10, 32)
 				if err != nil || p == 0 {
@@ -98,7 +115,7 @@ func ParseCmdline(s string) (Cmdline, error) {
 				}
 				c.Transport = Transport{Kind: "vsock", VsockPort: uint32(p)}
 			default:
-				errs = append(errs, fmt.Sprintf("%s=%q: want serial:<name> or vsock:<port>", k, v))
+				errs = append(errs, fmt.Sprintf("%s=%q: want serial:<name>, console:hvc<n> or vsock:<port>", k, v))
 			}
 		case agentapi.CmdlineShare:
 			kind, tag, _ := strings.Cut(v, ":")

@@ -22,7 +22,12 @@ func TestParseCmdline(t *testing.T) {
 	if err != nil || c.Transport.SerialName != "my.port" || c.Share.Kind != "none" {
 		t.Fatalf("%+v %v", c, err)
 	}
+	c, err = ParseCmdline("magnetar.transport=console:hvc0")
+	if err != nil || c.Transport.Kind != "console" || c.Transport.Console != "hvc0" || c.Transport.String() != "console:hvc0" {
+		t.Fatalf("console: %+v %v", c, err)
+	}
 	for _, bad := range []string{"magnetar.transport=tcp:1", "magnetar.transport=vsock:x", "magnetar.transport=serial:../x",
+		"magnetar.transport=console:ttyS0", "magnetar.transport=console:hvc8", "magnetar.transport=console:",
 		"magnetar.share=nfs:x", "magnetar.share=virtiofs:", "magnetar.log=loud"} {
 		c, err := ParseCmdline(bad)
 		if !errdefs.IsInvalidArgument(err) {
