@@ -100,4 +100,13 @@
 // and then blocks until closed. A port carries one host connection at a time:
 // when the host side disconnects, the guest reads EOF and must reopen the
 // port and serve it again.
+//
+// A virtio console port (virtconsole, /dev/hvcN in the guest: StratoVirt's
+// microvm has one virtio-serial port, and only a virtconsole may take it) is
+// never told that the host side went away: the next host client's bytes
+// follow the last one's on the same stream. The guest serves it on
+// SessionListener(conn), which reads the ttrpc frames and starts a new
+// connection whenever a client's stream ids start again, so that each host
+// client meets a fresh ttrpc server connection; the host side is the same
+// chardev socket dial.
 package transport
