@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,12 +39,6 @@ const (
 	// VirtiofsdLog is virtiofsd's stdout and stderr.
 	VirtiofsdLog = "virtiofsd.log"
 )
-
-// maxSocketPath is the room for a path in a sockaddr_un.
-const maxSocketPath = 107
-
-// maxShareTag is virtio-fs's tag length (struct virtio_fs_config).
-const maxShareTag = 36
 
 // firstExtraFD is the descriptor of the first vmproc.Spec.ExtraFiles entry.
 const firstExtraFD = 3
@@ -145,12 +138,7 @@ func KernelArgs(cfg *vm.Config, accel string, tscKHz int) []string {
 	return append(k, cfg.KernelArgs...)
 }
 
-func shareTag(cfg *vm.Config) string {
-	if cfg.ShareTag == "" {
-		return agentapi.DefaultShareTag
-	}
-	return cfg.ShareTag
-}
+func shareTag(cfg *vm.Config) string { return cfg.ShareTagOr(agentapi.DefaultShareTag) }
 
 func vsockPort(cfg *vm.Config) uint32 {
 	if cfg.Agent.Port == 0 {
@@ -162,47 +150,19 @@ func vsockPort(cfg *vm.Config) uint32 {
 // escape doubles commas, QEMU's escape inside an option list (QemuOpts).
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-// validate checks what Args needs of cfg; every error wraps
-// errdefs.ErrInvalidArgument (except an agent channel QEMU cannot offer:
-// errdefs.ErrNotImplemented).
+// validate checks what Args needs of cfg (vm.Config.Check and the agent
+// channel); every error wraps errdefs.ErrInvalidArgument (except an agent
+// channel QEMU cannot offer: errdefs.ErrNotImplemented).
 func validate(cfg *vm.Config) error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("qemu vm %s: %s: %w", cfg.ID, fmt.Sprintf(format, a...), errdefs.ErrInvalidArgument)
-	}
-	switch {
-	case cfg.ID == "":
-		return bad("no id")
-	case !filepath.IsAbs(cfg.Dir):
-		return bad("run directory %q is not absolute", cfg.Dir)
-	case len(filepath.Join(cfg.Dir, VirtiofsSocket)) > maxSocketPath:
-		return bad("run directory %q is too long for unix sockets (%d bytes at most with %s)", cfg.Dir, maxSocketPath, VirtiofsSocket)
-	case cfg.Kernel == "" || cfg.Initrd == "":
-		return bad("kernel and initrd are required")
-	case cfg.VCPUs <= 0 || cfg.MemoryMiB <= 0:
-		return bad("%d vCPUs and %d MiB: both must be positive", cfg.VCPUs, cfg.MemoryMiB)
-	case cfg.Share != "" && !filepath.IsAbs(cfg.Share):
-		return bad("share %q is not absolute", cfg.Share)
-	case len(shareTag(cfg)) > maxShareTag || strings.Contains(shareTag(cfg), ","):
-		return bad("share tag %q: at most %d bytes, no comma", shareTag(cfg), maxShareTag)
+	if err := cfg.Check(Name, VirtiofsSocket, shareTag(cfg)); err != nil {
+		return err
 	}
 	switch cfg.Agent.Kind {
 	case vm.ChannelSerial, vm.ChannelVsock:
+		return nil
 	case vm.ChannelHybridVsock:
 		return fmt.Errorf("qemu vm %s: agent channel %q is Cloud Hypervisor's; QEMU offers %q or %q: %w",
 			cfg.ID, cfg.Agent.Kind, vm.ChannelSerial, vm.ChannelVsock, errdefs.ErrNotImplemented)
-	default:
-		return bad("agent channel %q: want %q or %q", cfg.Agent.Kind, vm.ChannelSerial, vm.ChannelVsock)
 	}
-	for i, n := range cfg.NICs {
-		if n.Tap == nil {
-			return bad("nic %d (%s) has no tap", i, n.TapName)
-		}
-		if _, err := net.ParseMAC(n.MAC); err != nil || strings.Contains(n.MAC, ",") {
-			return bad("nic %d (%s): MAC %q", i, n.TapName, n.MAC)
-		}
-		if n.MTU < 0 {
-			return bad("nic %d (%s): MTU %d", i, n.TapName, n.MTU)
-		}
-	}
-	return nil
+	return fmt.Errorf("qemu vm %s: agent channel %q: want %q or %q: %w", cfg.ID, cfg.Agent.Kind, vm.ChannelSerial, vm.ChannelVsock, errdefs.ErrInvalidArgument)
 }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/containerd/errdefs"
 )
@@ -66,4 +69,60 @@ func fileError(what, path string, err error) error {
 		return fmt.Errorf("%s %s: no such file: %w", what, path, errdefs.ErrNotFound)
 	}
 	return fmt.Errorf("%s %s: %w", what, path, err)
+}
+
+// MaxSocketPath is the room for a path in a sockaddr_un.
+const MaxSocketPath = 107
+
+// MaxShareTag is virtio-fs's tag length (struct virtio_fs_config).
+const MaxShareTag = 36
+
+// ShareTagOr is c.ShareTag, or def when it is empty.
+func (c *Config) ShareTagOr(def string) string {
+	if c.ShareTag == "" {
+		return def
+	}
+	return c.ShareTag
+}
+
+// Check is what every driver checks of c before it builds a command line:
+// an id, an absolute run directory short enough for longestSocket (the
+// longest socket name the driver puts there), a kernel and an initrd,
+// positive vCPUs and memory, an absolute share, a share tag (tag, c's or
+// the default the driver uses) of at most MaxShareTag bytes without a
+// comma, and NICs with a tap, a MAC and an MTU that is not negative.
+// Errors wrap errdefs.ErrInvalidArgument and name the VMM and the VM.
+// The agent channel and the VMM's own limits are the driver's to check.
+func (c *Config) Check(vmm, longestSocket, tag string) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%s vm %s: %s: %w", vmm, c.ID, fmt.Sprintf(format, a...), errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case c.ID == "":
+		return bad("no id")
+	case !filepath.IsAbs(c.Dir):
+		return bad("run directory %q is not absolute", c.Dir)
+	case len(filepath.Join(c.Dir, longestSocket)) > MaxSocketPath:
+		return bad("run directory %q is too long for unix sockets (%d bytes at most with %s)", c.Dir, MaxSocketPath, longestSocket)
+	case c.Kernel == "" || c.Initrd == "":
+		return bad("kernel and initrd are required")
+	case c.VCPUs <= 0 || c.MemoryMiB <= 0:
+		return bad("%d vCPUs and %d MiB: both must be positive", c.VCPUs, c.MemoryMiB)
+	case c.Share != "" && !filepath.IsAbs(c.Share):
+		return bad("share %q is not absolute", c.Share)
+	case len(tag) > MaxShareTag || strings.Contains(tag, ","):
+		return bad("share tag %q: at most %d bytes, no comma", tag, MaxShareTag)
+	}
+	for i, n := range c.NICs {
+		if n.Tap == nil {
+			return bad("nic %d (%s) has no tap", i, n.TapName)
+		}
+		if _, err := net.ParseMAC(n.MAC); err != nil || strings.Contains(n.MAC, ",") {
+			return bad("nic %d (%s): MAC %q", i, n.TapName, n.MAC)
+		}
+		if n.MTU < 0 {
+			return bad("nic %d (%s): MTU %d", i, n.TapName, n.MTU)
+		}
+	}
+	return nil
 }

@@ -16,5 +16,7 @@
 // of /proc/<pid>/stat, clock ticks since boot). Recover takes an ID a
 // previous daemon persisted and watches the process again only if a live
 // process with that pid has that start time; otherwise the process is
-// reported as already exited (status unknown).
+// reported as already exited (status unknown). Adopt watches a process
+// that another started for us (a VMM that daemonized itself, found through
+// its pid file) the same way.
 package vmproc

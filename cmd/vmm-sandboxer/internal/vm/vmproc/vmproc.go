@@ -201,6 +201,36 @@ func Recover(name string, id ID) *Process {
 	return p
 }
 
+// Adopt watches a process that was started for us by another one: a VMM
+// that daemonized itself (the pid from its pid file), not our child. Its
+// start time is read now, so that a later Recover finds it again. With a
+// cgroup it is moved there (idempotent: it may have forked before its
+// parent was moved). A pid that is gone, or a zombie, fails with
+// errdefs.ErrNotFound.
+func Adopt(name string, pid int, cgroup string) (*Process, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("%s pid %d: %w", name, pid, errdefs.ErrInvalidArgument)
+	}
+	st, err := StartTime(pid)
+	if err != nil {
+		return nil, fmt.Errorf("%s (pid %d): %w", name, pid, err)
+	}
+	p := Recover(name, ID{Pid: pid, StartTime: st})
+	if !p.Running() || exitedNow(pid) {
+		return nil, fmt.Errorf("%s (pid %d) exited: %w", name, pid, errdefs.ErrNotFound)
+	}
+	if cgroup != "" {
+		cg, err := cgroups.New(cgroup)
+		if err != nil {
+			return nil, fmt.Errorf("%s cgroup %s: %w", name, cgroup, err)
+		}
+		if _, err := p.intoCgroup(cg, Spec{Name: name, Cgroup: cgroup}); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
 func exited(name string, id ID) *Process {
 	return &Process{name: name, id: id, w: proc.Exited(id.Pid)}
 }

@@ -191,3 +191,44 @@ func TestKillChildrenFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestAdopt: a process another one started (as a daemonizing VMM leaves
+// one) is watched, found again by Recover, and seen to exit.
+func TestAdopt(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	// the shell starts sleep in the background and exits: sleep is not our child
+	p, err := Start(context.Background(), Spec{Name: "sh", Path: "sh", Args: []string{"-c", "sleep 60 & echo $! >" + pidFile}, Log: filepath.Join(dir, "log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	a, err := Adopt("sleep", pid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Running() || a.ID().StartTime == 0 {
+		t.Fatalf("adopted: running %v id %+v", a.Running(), a.ID())
+	}
+	if r := Recover("sleep", a.ID()); !r.Running() {
+		t.Error("adopted process not found again")
+	}
+	if err := a.KillWait(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Adopt("sleep", pid, ""); !errdefs.IsNotFound(err) {
+		t.Errorf("adopting a gone pid: %v", err)
+	}
+	if _, err := Adopt("x", 0, ""); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("pid 0: %v", err)
+	}
+}
