@@ -117,35 +117,18 @@ func Args(cfg *vm.Config, accel string, tscKHz int, cid uint32) ([]string, error
 // under TCG (microvm has neither HPET nor PM timer, and TSC calibration
 // against the PIT fails now and then under TCG, hanging the boot:
 // notes/vm-host.md §5), the agent's transport and share
-// (agentapi.CmdlineTransport, CmdlineShare), then cfg.KernelArgs.
+// (vm.Config.AgentCmdline: the named virtio-serial port, or vsock), then
+// cfg.KernelArgs.
 func KernelArgs(cfg *vm.Config, accel string, tscKHz int) []string {
 	k := []string{"console=ttyS0", "panic=-1", "reboot=t", "quiet"}
 	if accel == AccelTCG && tscKHz > 0 {
 		k = append(k, "tsc_early_khz="+strconv.Itoa(tscKHz))
 	}
-	switch cfg.Agent.Kind {
-	case vm.ChannelSerial:
-		k = append(k, agentapi.CmdlineTransport+"=serial:"+agentapi.DefaultSerialPort)
-	case vm.ChannelVsock:
-		k = append(k, agentapi.CmdlineTransport+"=vsock:"+strconv.FormatUint(uint64(vsockPort(cfg)), 10))
-	}
-	if cfg.Share != "" {
-		k = append(k, agentapi.CmdlineShare+"=virtiofs:"+shareTag(cfg))
-	} else {
-		// or the agent waits for the default share's device
-		k = append(k, agentapi.CmdlineShare+"=none")
-	}
+	k = append(k, cfg.AgentCmdline("serial:"+agentapi.DefaultSerialPort)...)
 	return append(k, cfg.KernelArgs...)
 }
 
 func shareTag(cfg *vm.Config) string { return cfg.ShareTagOr(agentapi.DefaultShareTag) }
-
-func vsockPort(cfg *vm.Config) uint32 {
-	if cfg.Agent.Port == 0 {
-		return agentapi.DefaultVsockPort
-	}
-	return cfg.Agent.Port
-}
 
 // escape doubles commas, QEMU's escape inside an option list (QemuOpts).
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
@@ -288,10 +289,10 @@ func TestRecoverChecksStartTime(t *testing.T) {
 	}
 	other, fsd := sleeper(), sleeper()
 	fsdID := fsd.ID()
-	st := State{Hypervisor: Name, ID: "x", Dir: dir, Accel: AccelTCG, QMPSocket: dir + "/qmp.sock",
-		QEMU:  vmproc.ID{Pid: other.Pid(), StartTime: other.ID().StartTime + 1},
-		Agent: AgentState{Kind: vm.ChannelSerial}, AgentSocket: dir + "/agent.sock",
-		Virtiofsd: &fsdID, Share: dir, VirtiofsSocket: dir + "/virtiofs.sock"}
+	st := State{State: vmhost.State{Hypervisor: Name, ID: "x", Dir: dir,
+		Agent: vmhost.AgentState{Kind: vm.ChannelSerial}, AgentSocket: dir + "/agent.sock",
+		Virtiofsd: &fsdID, Share: dir, VirtiofsSocket: dir + "/virtiofs.sock"},
+		Accel: AccelTCG, QMPSocket: dir + "/qmp.sock", QEMU: vmproc.ID{Pid: other.Pid(), StartTime: other.ID().StartTime + 1}}
 	b, _ := json.Marshal(st)
 	v, err := New(Options{}).Recover(context.Background(), b)
 	if err != nil {
@@ -313,15 +314,17 @@ func TestRecoverChecksStartTime(t *testing.T) {
 
 func TestRecoverBadState(t *testing.T) {
 	h := New(Options{})
-	good := State{Hypervisor: Name, ID: "x", Dir: "/run/x", QMPSocket: "/run/x/qmp.sock", QEMU: vmproc.ID{Pid: 1},
-		Agent: AgentState{Kind: vm.ChannelSerial}, AgentSocket: "/run/x/agent.sock"}
+	good := State{State: vmhost.State{Hypervisor: Name, ID: "x", Dir: "/run/x",
+		Agent: vmhost.AgentState{Kind: vm.ChannelSerial}, AgentSocket: "/run/x/agent.sock"},
+		QMPSocket: "/run/x/qmp.sock", QEMU: vmproc.ID{Pid: 1}}
 	for name, edit := range map[string]func(*State){
 		"clh":           func(s *State) { s.Hypervisor = "cloud-hypervisor" },
 		"no pid":        func(s *State) { s.QEMU.Pid = 0 },
 		"relative dir":  func(s *State) { s.Dir = "x" },
-		"vsock no cid":  func(s *State) { s.Agent = AgentState{Kind: vm.ChannelVsock} },
+		"vsock no cid":  func(s *State) { s.Agent = vmhost.AgentState{Kind: vm.ChannelVsock} },
 		"hvsock":        func(s *State) { s.Agent.Kind = vm.ChannelHybridVsock },
 		"fsd no socket": func(s *State) { s.Virtiofsd = &vmproc.ID{Pid: 2} },
+		"no qmp socket": func(s *State) { s.QMPSocket = "" },
 	} {
 		s := good
 		edit(&s)
@@ -336,7 +339,7 @@ func TestRecoverBadState(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
-	h := New(Options{vsockDevice: "/nonexistent/vhost-vsock"})
+	h := New(Options{VsockDevice: "/nonexistent/vhost-vsock"})
 	for _, c := range []struct {
 		name  string
 		mode  string

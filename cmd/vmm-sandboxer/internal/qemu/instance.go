@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"sync"
+
+	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/qmp"
@@ -17,11 +18,8 @@ import (
 // QMP and state on the host side every driver shares (vmhost.Machine).
 type VM struct {
 	*vmhost.Machine
-	st State
-
-	// qmpMu serializes our QMP connections: QEMU serves one at a time and
-	// would keep a second waiting in its backlog.
-	qmpMu sync.Mutex
+	st  State
+	qmp *qmp.Monitor
 }
 
 var _ vm.VM = (*VM)(nil)
@@ -31,66 +29,37 @@ var qmpOptions = qmp.Options{Capabilities: true, IDs: true}
 
 // newVM is the VM of st (its processes not set yet).
 func newVM(h *Hypervisor, st State) *VM {
-	v := &VM{st: st}
+	v := &VM{st: st, qmp: &qmp.Monitor{Path: st.QMPSocket, Options: qmpOptions}}
 	v.Machine = &vmhost.Machine{
 		Name: Name, ID: st.ID, Dir: st.Dir,
 		Logs:     []vmhost.Log{{What: "qemu", File: QEMULog}, {What: "virtiofsd", File: VirtiofsdLog}, {What: "console", File: ConsoleLog}},
 		Console:  ConsoleLog,
 		RunFiles: []string{QMPSocket, AgentSocket, PidFile}, VirtiofsSocket: VirtiofsSocket,
 		Share: st.Share, ShareMounted: st.ShareMounted,
-		StopTimeout: h.opts.StopTimeout, HelperGrace: h.opts.HelperGrace,
-		Quit: func(ctx context.Context) error {
-			return v.withQMP(ctx, func(q *qmp.Client) error { return q.Quit(ctx) })
-		},
+		Options: h.opts, Quit: v.qmp.Quit,
 	}
 	return v
 }
 
 // startState is the State of a VM about to start for cfg.
 func startState(cfg *vm.Config, accel string) State {
-	st := State{Hypervisor: Name, ID: cfg.ID, Dir: cfg.Dir, Accel: accel, Agent: AgentState{Kind: cfg.Agent.Kind}}
-	st.QMPSocket = filepath.Join(cfg.Dir, QMPSocket)
-	switch cfg.Agent.Kind {
-	case vm.ChannelSerial:
-		st.AgentSocket = filepath.Join(cfg.Dir, AgentSocket)
-	case vm.ChannelVsock:
-		st.Agent.Port = vsockPort(cfg)
-	}
-	if cfg.Share != "" {
-		st.Share, st.VirtiofsSocket = cfg.Share, filepath.Join(cfg.Dir, VirtiofsSocket)
-	}
-	return st
+	return State{State: vmhost.NewState(Name, cfg, AgentSocket, VirtiofsSocket), Accel: accel, QMPSocket: filepath.Join(cfg.Dir, QMPSocket)}
 }
 
 // Agent is where the agent is reached: the virtio-serial chardev socket,
 // or the guest's CID and port.
-func (v *VM) Agent() agentclient.Target {
-	if v.st.Agent.Kind == vm.ChannelVsock {
-		return agentclient.Target{VsockCID: v.st.Agent.CID, Port: v.st.Agent.Port}
-	}
-	return agentclient.Target{Serial: v.st.AgentSocket}
-}
+func (v *VM) Agent() agentclient.Target { return v.st.AgentTarget() }
 
 // Status asks QEMU for the VM's run state over QMP (a ping).
-func (v *VM) Status(ctx context.Context) (qmp.Status, error) {
-	var st qmp.Status
-	err := v.withQMP(ctx, func(q *qmp.Client) (err error) {
-		st, err = q.QueryStatus(ctx)
-		return err
-	})
-	return st, err
-}
+func (v *VM) Status(ctx context.Context) (qmp.Status, error) { return v.qmp.Status(ctx) }
 
-// withQMP runs f on a fresh QMP connection (closed afterwards).
-func (v *VM) withQMP(ctx context.Context, f func(q *qmp.Client) error) error {
-	v.qmpMu.Lock()
-	defer v.qmpMu.Unlock()
-	q, err := qmp.Dial(ctx, v.st.QMPSocket, qmpOptions)
-	if err != nil {
-		return err
+// ping is one query-status, while Start waits for QEMU.
+func (v *VM) ping(ctx context.Context) error {
+	st, err := v.qmp.Status(ctx)
+	if err == nil {
+		log.G(ctx).WithField("status", st.Status).Debug("qemu answers on qmp")
 	}
-	defer q.Close()
-	return f(q)
+	return err
 }
 
 // State is what Recover needs (JSON of State).

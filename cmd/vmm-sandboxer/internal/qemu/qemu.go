@@ -2,15 +2,12 @@ package qemu
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"time"
 
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/qmp"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vhostvsock"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 )
 
@@ -20,37 +17,8 @@ const Name = "qemu"
 // DefaultBinary is QEMU when vm.Config.Binary is empty (looked up in PATH).
 const DefaultBinary = "qemu-system-x86_64"
 
-// Defaults of Options.
-const (
-	// DefaultStartTimeout bounds Start when its context has no deadline.
-	DefaultStartTimeout = 30 * time.Second
-	// DefaultStopTimeout bounds a graceful Stop when its context has no
-	// deadline (Kuasar waits 10 s after quit, too).
-	DefaultStopTimeout = 10 * time.Second
-	// DefaultHelperGrace is how long Stop lets virtiofsd end by itself
-	// once QEMU has exited (it does when its vhost-user peer goes).
-	DefaultHelperGrace = 2 * time.Second
-)
-
-// Options tune the driver; the zero value is the defaults.
-type Options struct {
-	// StartTimeout bounds Start when its context has no deadline.
-	StartTimeout time.Duration
-	// StopTimeout bounds a graceful Stop when its context has no deadline.
-	StopTimeout time.Duration
-	// HelperGrace is how long virtiofsd may take to exit after QEMU.
-	HelperGrace time.Duration
-
-	// vsockDevice replaces vhostvsock.Device (tests).
-	vsockDevice string
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
+// Options tune the driver (timeouts); the zero value is the defaults.
+type Options = vmhost.Options
 
 // Hypervisor is QEMU (microvm) as a vm.Hypervisor.
 type Hypervisor struct {
@@ -60,15 +28,7 @@ type Hypervisor struct {
 var _ vm.Hypervisor = (*Hypervisor)(nil)
 
 // New returns the QEMU driver.
-func New(o Options) *Hypervisor {
-	o.StartTimeout = orDefault(o.StartTimeout, DefaultStartTimeout)
-	o.StopTimeout = orDefault(o.StopTimeout, DefaultStopTimeout)
-	o.HelperGrace = orDefault(o.HelperGrace, DefaultHelperGrace)
-	if o.vsockDevice == "" {
-		o.vsockDevice = vhostvsock.Device
-	}
-	return &Hypervisor{opts: o}
-}
+func New(o Options) *Hypervisor { return &Hypervisor{opts: o.WithDefaults()} }
 
 // Name is "qemu".
 func (h *Hypervisor) Name() string { return Name }
@@ -83,7 +43,7 @@ func (h *Hypervisor) Name() string { return Name }
 // virtiofsd) exiting during start errdefs.ErrFailedPrecondition with the
 // tail of its log and of the guest console. On error nothing started is
 // left running, the sockets are removed, and the logs stay in cfg.Dir.
-func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr error) {
+func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("sandbox_id", cfg.ID))
 	if err := validate(cfg); err != nil {
 		return nil, err
@@ -103,14 +63,6 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	if err := vm.CheckGuest(cfg); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("qemu run directory: %w", err)
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.opts.StartTimeout)
-		defer cancel()
-	}
 	tsc := 0
 	if accel == AccelTCG {
 		if tsc, err = TSCkHz(); err != nil {
@@ -119,63 +71,26 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	}
 
 	v := newVM(h, startState(cfg, accel))
-	// what a previous run left would be taken for this one's
-	if err := v.RemoveFiles(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if retErr != nil {
-			v.Abort(ctx)
-		}
-	}()
-	if cfg.Share != "" {
-		id, err := v.StartVirtiofsd(ctx, cfg, VirtiofsdLog)
-		if err != nil {
-			return nil, err
-		}
-		v.st.Virtiofsd, v.st.ShareMounted = &id, v.ShareMounted
-	}
-	extra := make([]*os.File, 0, len(cfg.NICs)+1)
-	for _, n := range cfg.NICs {
-		extra = append(extra, n.Tap)
-	}
-	if cfg.Agent.Kind == vm.ChannelVsock {
-		f, cid, err := vhostvsock.AllocCID(h.opts.vsockDevice)
-		if err != nil {
-			return nil, err
-		}
-		// QEMU holds the CID through its copy from now on
-		defer f.Close()
-		extra = append(extra, f)
-		v.st.Agent.CID = cid
-	}
-	args, err := Args(cfg, accel, tsc, v.st.Agent.CID)
-	if err != nil {
-		return nil, err
-	}
-	p, err := vmproc.Start(ctx, vmproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.Path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
-	if err != nil {
-		return nil, err
-	}
-	v.VMM, v.st.QEMU = p, p.ID()
 	// QEMU's QMP socket exists (and accepts) before the machine is built,
 	// but QEMU greets only from its main loop, once the kernel and initrd
 	// are loaded: a kernel QEMU refuses shows up as QEMU exiting
-	if err := v.WaitReady(ctx, "QMP", func(ctx context.Context) error {
-		q, err := qmp.Dial(ctx, v.st.QMPSocket, qmpOptions)
-		if err != nil {
-			return err
-		}
-		defer q.Close()
-		st, err := q.QueryStatus(ctx)
-		if err == nil {
-			log.G(ctx).WithField("status", st.Status).Debug("qemu answers on qmp")
-		}
-		return err
-	}); err != nil {
+	err = v.Boot(ctx, vmhost.Boot{Config: cfg, State: &v.st.State, VirtiofsdLog: VirtiofsdLog,
+		Control: "QMP", Ping: v.ping,
+		Launch: func(ctx context.Context, extra []*os.File, cid uint32) error {
+			args, err := Args(cfg, accel, tsc, cid)
+			if err != nil {
+				return err
+			}
+			p, err := vmproc.Start(ctx, vmproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.Path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
+			if err != nil {
+				return err
+			}
+			v.VMM, v.st.QEMU = p, p.ID()
+			return nil
+		}})
+	if err != nil {
 		return nil, err
 	}
-	log.G(ctx).WithFields(log.Fields{"pid": p.Pid(), "accel": accel, "agent": v.Agent().String()}).Info("qemu started")
-	v.WatchHelpers(context.WithoutCancel(ctx))
+	log.G(ctx).WithFields(log.Fields{"pid": v.VMM.Pid(), "accel": accel, "agent": v.Agent().String()}).Info("qemu started")
 	return v, nil
 }

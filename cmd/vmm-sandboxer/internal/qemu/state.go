@@ -4,73 +4,27 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 )
 
 // State is a VM as persisted (vm.VM.State) and recovered
-// (Hypervisor.Recover): the processes with their start times, the sockets,
-// the accelerator and the agent's address.
+// (Hypervisor.Recover): what every driver persists (vmhost.State: the
+// sandbox, virtiofsd, the agent's address, the share), QEMU's process with
+// its start time, its QMP socket and the accelerator.
 type State struct {
-	// Hypervisor is Name; Recover refuses another.
-	Hypervisor string `json:"hypervisor"`
-	// ID, Dir and Accel are the sandbox id, the run directory and the
-	// accelerator QEMU runs with.
-	ID    string `json:"id"`
-	Dir   string `json:"dir"`
+	vmhost.State
+	// Accel is the accelerator QEMU runs with.
 	Accel string `json:"accel"`
-	// QEMU and Virtiofsd (nil without a share) identify the processes.
-	QEMU      vmproc.ID  `json:"qemu"`
-	Virtiofsd *vmproc.ID `json:"virtiofsd,omitempty"`
-	// QMPSocket, AgentSocket (serial channel) and VirtiofsSocket (with a
-	// share) are the unix sockets in Dir.
-	QMPSocket      string `json:"qmp_socket"`
-	AgentSocket    string `json:"agent_socket,omitempty"`
-	VirtiofsSocket string `json:"virtiofs_socket,omitempty"`
-	// Share is the exported directory; ShareMounted says Start
-	// bind-mounted it onto itself (Cleanup undoes it).
-	Share        string `json:"share,omitempty"`
-	ShareMounted bool   `json:"share_mounted,omitempty"`
-	// Agent is the agent channel as configured and allocated.
-	Agent AgentState `json:"agent"`
-}
-
-// AgentState is the agent channel of a VM.
-type AgentState struct {
-	// Kind is vm.ChannelSerial or vm.ChannelVsock.
-	Kind string `json:"kind"`
-	// CID and Port are the vsock address (vsock only).
-	CID  uint32 `json:"cid,omitempty"`
-	Port uint32 `json:"port,omitempty"`
-}
-
-// validate checks a decoded State; errors wrap errdefs.ErrInvalidArgument.
-func (s *State) validate() error {
-	bad := func(why string) error {
-		return fmt.Errorf("qemu vm state (id %q): %s: %w", s.ID, why, errdefs.ErrInvalidArgument)
-	}
-	switch {
-	case s.Hypervisor != Name:
-		return bad(fmt.Sprintf("hypervisor %q, not %q", s.Hypervisor, Name))
-	case s.ID == "" || !filepath.IsAbs(s.Dir) || s.QMPSocket == "":
-		return bad("no id, run directory or QMP socket")
-	case s.QEMU.Pid <= 0:
-		return bad("no qemu pid")
-	case s.Agent.Kind == vm.ChannelSerial && s.AgentSocket == "":
-		return bad("serial agent channel without a socket")
-	case s.Agent.Kind == vm.ChannelVsock && s.Agent.CID < 3:
-		return bad("vsock agent channel without a guest CID")
-	case s.Agent.Kind != vm.ChannelSerial && s.Agent.Kind != vm.ChannelVsock:
-		return bad(fmt.Sprintf("agent channel %q", s.Agent.Kind))
-	case s.Virtiofsd != nil && (s.Share == "" || s.VirtiofsSocket == ""):
-		return bad("virtiofsd without a share or socket")
-	}
-	return nil
+	// QEMU identifies QEMU's process.
+	QEMU vmproc.ID `json:"qemu"`
+	// QMPSocket is QEMU's monitor in Dir.
+	QMPSocket string `json:"qmp_socket"`
 }
 
 // Recover finds a VM again from its State: QEMU and virtiofsd are watched
@@ -83,18 +37,16 @@ func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM,
 	if err := json.Unmarshal(state, &st); err != nil {
 		return nil, fmt.Errorf("qemu vm state: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	if err := st.validate(); err != nil {
+	if err := st.Validate(Name, st.QEMU.Pid); err != nil {
 		return nil, err
+	}
+	if st.QMPSocket == "" {
+		return nil, fmt.Errorf("qemu vm state (id %q): no QMP socket: %w", st.ID, errdefs.ErrInvalidArgument)
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("sandbox_id", st.ID))
 	v := newVM(h, st)
-	v.VMM = vmproc.Recover("qemu", st.QEMU)
-	if st.Virtiofsd != nil {
-		if err := v.RecoverVirtiofsd(ctx, *st.Virtiofsd, VirtiofsdLog); err != nil {
-			return nil, err
-		}
+	if err := v.Recover(ctx, st.QEMU, st.Virtiofsd, VirtiofsdLog); err != nil {
+		return nil, err
 	}
-	log.G(ctx).WithFields(log.Fields{"pid": st.QEMU.Pid, "running": v.VMM.Running()}).Info("qemu vm recovered")
-	v.WatchHelpers(context.WithoutCancel(ctx))
 	return v, nil
 }

@@ -9,9 +9,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 )
 
 // CheckGuest checks cfg's kernel and initrd before a driver starts anything:
@@ -125,4 +128,31 @@ func (c *Config) Check(vmm, longestSocket, tag string) error {
 		}
 	}
 	return nil
+}
+
+// VsockPort is c's agent vsock port (agentapi.DefaultVsockPort when 0).
+func (c *Config) VsockPort() uint32 {
+	if c.Agent.Port == 0 {
+		return agentapi.DefaultVsockPort
+	}
+	return c.Agent.Port
+}
+
+// AgentCmdline is the kernel command line that tells the agent its
+// transport and share: serial (agentapi.CmdlineTransport's value for the
+// serial channel, e.g. "serial:magnetar.agent") or vsock:<VsockPort>, and
+// virtiofs:<tag> (tag: ShareTagOr(agentapi.DefaultShareTag)) or none.
+func (c *Config) AgentCmdline(serial string) []string {
+	var k []string
+	switch c.Agent.Kind {
+	case ChannelSerial:
+		k = append(k, agentapi.CmdlineTransport+"="+serial)
+	case ChannelVsock:
+		k = append(k, agentapi.CmdlineTransport+"=vsock:"+strconv.FormatUint(uint64(c.VsockPort()), 10))
+	}
+	if c.Share != "" {
+		return append(k, agentapi.CmdlineShare+"=virtiofs:"+c.ShareTagOr(agentapi.DefaultShareTag))
+	}
+	// or the agent waits for the default share's device
+	return append(k, agentapi.CmdlineShare+"=none")
 }

@@ -329,3 +329,43 @@ func (q *Client) Close() error {
 	}
 	return nil
 }
+
+// Monitor is a VMM's QMP socket, used one connection per operation: QEMU
+// and StratoVirt serve one client at a time (a second waits in the
+// backlog), and nothing then ties a connection to the daemon's lifetime.
+// Its operations are serialized.
+type Monitor struct {
+	// Path is the QMP socket.
+	Path string
+	// Options are the VMM's protocol variant.
+	Options Options
+
+	mu sync.Mutex
+}
+
+// Do runs f on a fresh connection (closed afterwards).
+func (m *Monitor) Do(ctx context.Context, f func(q *Client) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q, err := Dial(ctx, m.Path, m.Options)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	return f(q)
+}
+
+// Status is query-status on a fresh connection.
+func (m *Monitor) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := m.Do(ctx, func(q *Client) (err error) {
+		st, err = q.QueryStatus(ctx)
+		return err
+	})
+	return st, err
+}
+
+// Quit is quit on a fresh connection.
+func (m *Monitor) Quit(ctx context.Context) error {
+	return m.Do(ctx, func(q *Client) error { return q.Quit(ctx) })
+}

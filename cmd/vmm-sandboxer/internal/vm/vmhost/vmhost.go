@@ -16,6 +16,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vhostvsock"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 )
 
@@ -51,9 +52,8 @@ type Machine struct {
 	// bind-mounted onto itself for virtiofsd (Cleanup undoes it).
 	Share        string
 	ShareMounted bool
-	// StopTimeout bounds a graceful Stop whose context has no deadline;
-	// HelperGrace is how long virtiofsd may take to exit after the VMM.
-	StopTimeout, HelperGrace time.Duration
+	// Options are the driver's timeouts (defaults applied).
+	Options Options
 	// Quit asks the VMM to exit through its control channel (a graceful
 	// Stop); an error is logged, the VMM killed once Stop's context ends.
 	Quit func(ctx context.Context) error
@@ -68,6 +68,82 @@ type Machine struct {
 
 // Path is name in the run directory.
 func (m *Machine) Path(name string) string { return filepath.Join(m.Dir, name) }
+
+// Boot is what a driver gives Machine.Boot.
+type Boot struct {
+	// Config is the VM (checked by the driver).
+	Config *vm.Config
+	// State is the driver's State (its vmhost part): Boot records
+	// virtiofsd and the guest CID in it.
+	State *State
+	// VirtiofsdLog is virtiofsd's log (a name in Dir).
+	VirtiofsdLog string
+	// Launch starts the VMM and sets the Machine's VMM; extra are the
+	// descriptors it inherits (the taps, then the vhost-vsock device
+	// holding the guest CID cid).
+	Launch func(ctx context.Context, extra []*os.File, cid uint32) error
+	// Control names the VMM's control channel ("QMP"); Ping is one attempt
+	// at it (WaitReady).
+	Control string
+	Ping    func(ctx context.Context) error
+}
+
+// Boot is the start sequence every driver shares, once it has checked its
+// configuration and found its binary: the run directory, a deadline
+// (Options.StartTimeout without one), what a previous run left removed,
+// virtiofsd for the share, the taps and a vhost-vsock guest CID for the
+// VMM to inherit, the driver's Launch, then WaitReady on its control
+// channel and the helper watch. On error everything started is killed and
+// removed (Abort); the logs stay.
+func (m *Machine) Boot(ctx context.Context, b Boot) (retErr error) {
+	if err := os.MkdirAll(m.Dir, 0o700); err != nil {
+		return fmt.Errorf("%s run directory: %w", m.Name, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.Options.StartTimeout)
+		defer cancel()
+	}
+	// what a previous run left would be taken for this one's
+	if err := m.RemoveFiles(); err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			m.Abort(ctx)
+		}
+	}()
+	cfg := b.Config
+	if cfg.Share != "" {
+		id, err := m.StartVirtiofsd(ctx, cfg, b.VirtiofsdLog)
+		if err != nil {
+			return err
+		}
+		b.State.Virtiofsd, b.State.ShareMounted = &id, m.ShareMounted
+	}
+	extra := make([]*os.File, 0, len(cfg.NICs)+1)
+	for _, n := range cfg.NICs {
+		extra = append(extra, n.Tap)
+	}
+	if cfg.Agent.Kind == vm.ChannelVsock {
+		f, cid, err := vhostvsock.AllocCID(m.Options.VsockDevice)
+		if err != nil {
+			return err
+		}
+		// the VMM holds the CID through its copy once it runs
+		defer f.Close()
+		extra = append(extra, f)
+		b.State.Agent.CID = cid
+	}
+	if err := b.Launch(ctx, extra, b.State.Agent.CID); err != nil {
+		return err
+	}
+	if err := m.WaitReady(ctx, b.Control, b.Ping); err != nil {
+		return err
+	}
+	m.WatchHelpers(context.WithoutCancel(ctx))
+	return nil
+}
 
 // StartVirtiofsd starts the virtiofsd of cfg's share (cfg.Helpers'
 // binary, its log at logName in Dir, in cfg's cgroup) and records it and
@@ -95,6 +171,21 @@ func (m *Machine) RecoverVirtiofsd(ctx context.Context, id vmproc.ID, logName st
 			return fmt.Errorf("recover vm %s: %w", m.ID, err)
 		}
 	}
+	return nil
+}
+
+// Recover sets the VMM of a recovered VM (vmproc.Recover of vmm) and its
+// virtiofsd (fsd, nil without one: RecoverVirtiofsd, logName its log),
+// then watches the helpers.
+func (m *Machine) Recover(ctx context.Context, vmm vmproc.ID, fsd *vmproc.ID, logName string) error {
+	m.VMM = vmproc.Recover(m.Name, vmm)
+	if fsd != nil {
+		if err := m.RecoverVirtiofsd(ctx, *fsd, logName); err != nil {
+			return err
+		}
+	}
+	log.G(ctx).WithFields(log.Fields{"pid": vmm.Pid, "running": m.VMM.Running()}).Infof("%s vm recovered", m.Name)
+	m.WatchHelpers(context.WithoutCancel(ctx))
 	return nil
 }
 
@@ -224,9 +315,10 @@ func (m *Machine) Pids() []int {
 	return p
 }
 
-// Stop ends the VMM: Quit, then SIGKILL once ctx ends (StopTimeout without
-// a deadline), or SIGKILL at once with force. virtiofsd then gets
-// HelperGrace to follow its peer (none with force) before it is killed.
+// Stop ends the VMM: Quit, then SIGKILL once ctx ends (Options.StopTimeout
+// without a deadline), or SIGKILL at once with force. virtiofsd then gets
+// Options.HelperGrace to follow its peer (none with force) before it is
+// killed.
 // Stop returns once both have exited; it is idempotent.
 func (m *Machine) Stop(ctx context.Context, force bool) error {
 	m.stopMu.Lock()
@@ -234,7 +326,7 @@ func (m *Machine) Stop(ctx context.Context, force bool) error {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("sandbox_id", m.ID))
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, m.StopTimeout)
+		ctx, cancel = context.WithTimeout(ctx, m.Options.StopTimeout)
 		defer cancel()
 	}
 	var errs []error
@@ -254,7 +346,7 @@ func (m *Machine) Stop(ctx context.Context, force bool) error {
 		}
 	}
 	if m.Fsd != nil {
-		grace := m.HelperGrace
+		grace := m.Options.HelperGrace
 		if force {
 			grace = 0
 		}
