@@ -19,83 +19,27 @@ import (
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
-	"github.com/magnetar-runtime/magnetar/shared/proc"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
 )
 
 // These tests drive the whole driver (Start, Stop, Cleanup, State,
 // Recover) against a fake QEMU: the test binary itself (TestMain), which
 // serves QMP on the -qmp socket. They need neither root nor QEMU.
 
-// shortTempDir is a temporary directory short enough for unix sockets.
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "mq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-// fakeConfig is a config for the fake QEMU in mode, with a kernel and an
-// initrd that pass Start's checks.
+// fakeConfig is a config for the fake QEMU in mode.
 func fakeConfig(t *testing.T, mode string) *vm.Config {
 	t.Helper()
 	t.Setenv(fakeQEMUEnv, mode)
-	dir := shortTempDir(t)
-	kernel := make([]byte, 0x400)
-	copy(kernel[0x202:], "HdrS")
-	if err := os.WriteFile(filepath.Join(dir, "vmlinuz"), kernel, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "initrd"), []byte("070701"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := "fake" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	return &vm.Config{ID: id, Dir: filepath.Join(dir, "vm"), Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"),
-		VCPUs: 1, MemoryMiB: 128, Agent: vm.AgentChannel{Kind: vm.ChannelSerial}, Accel: AccelTCG, Binary: self}
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// procsWith lists the processes whose command line contains s.
-func procsWith(s string) []int {
-	var pids []int
-	for _, p := range proc.Find(proc.Naming(s)) {
-		pids = append(pids, p.PID)
-	}
-	return pids
+	cfg := vmtest.FakeConfig(t)
+	cfg.Accel = AccelTCG
+	return cfg
 }
 
 // assertClean checks that no process of cfg runs and its run directory
 // holds no socket or pid file.
 func assertClean(t *testing.T, cfg *vm.Config) {
 	t.Helper()
-	if p := procsWith(cfg.ID); len(p) > 0 {
-		t.Errorf("processes of %s left: %v", cfg.ID, p)
-	}
-	for _, f := range []string{QMPSocket, AgentSocket, VirtiofsSocket, PidFile} {
-		if _, err := os.Lstat(filepath.Join(cfg.Dir, f)); err == nil {
-			t.Errorf("%s left in the run directory", f)
-		}
-	}
-}
-
-func waitDone(t *testing.T, v vm.VM, d time.Duration) {
-	t.Helper()
-	select {
-	case <-v.Done():
-	case <-time.After(d):
-		t.Fatalf("vm not done after %s", d)
-	}
+	vmtest.AssertGone(t, cfg, cfg.ID, QMPSocket, AgentSocket, VirtiofsSocket, PidFile)
 }
 
 func TestFakeStartStop(t *testing.T) {
@@ -104,7 +48,7 @@ func TestFakeStartStop(t *testing.T) {
 	if h.Name() != "qemu" {
 		t.Errorf("name %q", h.Name())
 	}
-	v, err := h.Start(ctxT(t, 10*time.Second), cfg)
+	v, err := h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,10 +64,10 @@ func TestFakeStartStop(t *testing.T) {
 	if sid, _ := unix.Getsid(pid); sid != pid {
 		t.Errorf("qemu session %d, want its own (%d)", sid, pid)
 	}
-	if p := procsWith("guest=" + cfg.ID + ","); len(p) != 1 || p[0] != pid {
+	if p := vmtest.ProcsNaming("guest=" + cfg.ID + ","); len(p) != 1 || p[0] != pid {
 		t.Errorf("processes named by the id: %v, qemu is %d", p, pid)
 	}
-	if st, err := qv.Status(ctxT(t, 5*time.Second)); err != nil || st.Status != "running" {
+	if st, err := qv.Status(vmtest.Ctx(t, 5*time.Second)); err != nil || st.Status != "running" {
 		t.Errorf("status %+v %v", st, err)
 	}
 	if got := v.ConsoleTail(5); got != "fake guest booting" {
@@ -133,10 +77,10 @@ func TestFakeStartStop(t *testing.T) {
 		t.Errorf("cleanup of a running vm: %v", err)
 	}
 	start := time.Now()
-	if err := v.Stop(ctxT(t, 10*time.Second), false); err != nil {
+	if err := v.Stop(vmtest.Ctx(t, 10*time.Second), false); err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, v, time.Second)
+	vmtest.WaitDone(t, v, time.Second)
 	if time.Since(start) > 3*time.Second {
 		t.Errorf("graceful stop took %s", time.Since(start))
 	}
@@ -146,7 +90,7 @@ func TestFakeStartStop(t *testing.T) {
 	if v.ExitedAt().IsZero() {
 		t.Error("no exit time")
 	}
-	if err := v.Stop(ctxT(t, time.Second), true); err != nil {
+	if err := v.Stop(vmtest.Ctx(t, time.Second), true); err != nil {
 		t.Errorf("second stop: %v", err)
 	}
 	if err := v.Cleanup(); err != nil {
@@ -166,12 +110,12 @@ func TestFakeStartStop(t *testing.T) {
 func TestFakeStopKills(t *testing.T) {
 	cfg := fakeConfig(t, fakeModeIgnoreQuit)
 	h := New(Options{})
-	v, err := h.Start(ctxT(t, 10*time.Second), cfg)
+	v, err := h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := v.Stop(ctxT(t, 300*time.Millisecond), false); err != nil {
+	if err := v.Stop(vmtest.Ctx(t, 300*time.Millisecond), false); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
@@ -185,7 +129,7 @@ func TestFakeStopKills(t *testing.T) {
 	}
 
 	cfg.ID += "f"
-	v, err = h.Start(ctxT(t, 10*time.Second), cfg)
+	v, err = h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,18 +148,18 @@ func TestFakeStopKills(t *testing.T) {
 
 func TestFakeKilledFromOutside(t *testing.T) {
 	cfg := fakeConfig(t, fakeModeServe)
-	v, err := New(Options{}).Start(ctxT(t, 10*time.Second), cfg)
+	v, err := New(Options{}).Start(vmtest.Ctx(t, 10*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := syscall.Kill(v.Pids()[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, v, 5*time.Second)
+	vmtest.WaitDone(t, v, 5*time.Second)
 	if err := v.Alive(); err == nil {
 		t.Error("alive after SIGKILL")
 	}
-	if err := v.Stop(ctxT(t, time.Second), false); err != nil {
+	if err := v.Stop(vmtest.Ctx(t, time.Second), false); err != nil {
 		t.Errorf("stop of a dead vm: %v", err)
 	}
 	if err := v.Cleanup(); err != nil {
@@ -229,7 +173,7 @@ func TestFakeKilledFromOutside(t *testing.T) {
 // sees the exit too.
 func TestFakeRecover(t *testing.T) {
 	cfg := fakeConfig(t, fakeModeServe)
-	v1, err := New(Options{}).Start(ctxT(t, 10*time.Second), cfg)
+	v1, err := New(Options{}).Start(vmtest.Ctx(t, 10*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +186,7 @@ func TestFakeRecover(t *testing.T) {
 		decoded.Accel != AccelTCG || decoded.AgentSocket == "" || decoded.Hypervisor != Name {
 		t.Fatalf("state %s: %v", st, err)
 	}
-	v2, err := New(Options{}).Recover(ctxT(t, 5*time.Second), st)
+	v2, err := New(Options{}).Recover(vmtest.Ctx(t, 5*time.Second), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,22 +197,22 @@ func TestFakeRecover(t *testing.T) {
 	if !bytes.Equal(st, st2) {
 		t.Errorf("state round trip:\n%s\n%s", st, st2)
 	}
-	if err := v2.Stop(ctxT(t, 10*time.Second), false); err != nil {
+	if err := v2.Stop(vmtest.Ctx(t, 10*time.Second), false); err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, v2, time.Second)
-	waitDone(t, v1, 5*time.Second)
+	vmtest.WaitDone(t, v2, time.Second)
+	vmtest.WaitDone(t, v1, 5*time.Second)
 	if err := v2.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
 	assertClean(t, cfg)
 
 	// the same State once QEMU is gone: already Done
-	v3, err := New(Options{}).Recover(ctxT(t, 5*time.Second), st)
+	v3, err := New(Options{}).Recover(vmtest.Ctx(t, 5*time.Second), st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, v3, time.Second)
+	vmtest.WaitDone(t, v3, time.Second)
 	if v3.Alive() == nil {
 		t.Error("a gone qemu is alive")
 	}
@@ -278,7 +222,7 @@ func TestFakeRecover(t *testing.T) {
 // another start time is not ours: the VM is Done and the process untouched.
 // A virtiofsd that outlived its QEMU is killed.
 func TestRecoverChecksStartTime(t *testing.T) {
-	dir := shortTempDir(t)
+	dir := vmtest.ShortDir(t)
 	sleeper := func() *vmproc.Process {
 		p, err := vmproc.Start(context.Background(), vmproc.Spec{Name: "sleep", Path: "sleep", Args: []string{"60"}, Log: filepath.Join(dir, "log")})
 		if err != nil {
@@ -298,7 +242,7 @@ func TestRecoverChecksStartTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, v, time.Second)
+	vmtest.WaitDone(t, v, time.Second)
 	if !other.Running() {
 		t.Error("recover killed a process that only had the pid")
 	}
@@ -364,7 +308,7 @@ func TestStartErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := fakeConfig(t, c.mode)
 			c.edit(t, cfg)
-			v, err := h.Start(ctxT(t, 10*time.Second), cfg)
+			v, err := h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
 			if err == nil {
 				v.Stop(context.Background(), true)
 				t.Fatal("started")
@@ -388,7 +332,7 @@ func TestStartTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err := New(Options{}).Start(ctxT(t, 500*time.Millisecond), cfg)
+	_, err := New(Options{}).Start(vmtest.Ctx(t, 500*time.Millisecond), cfg)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "qemu: starting") {
 		t.Errorf("silent qemu: %v", err)
 	}

@@ -47,7 +47,7 @@ func guestImage(t *testing.T) (kernel, initrd string) {
 func realConfig(t *testing.T, share bool) *vm.Config {
 	t.Helper()
 	kernel, initrd := guestImage(t)
-	dir := shortTempDir(t)
+	dir := vmtest.ShortDir(t)
 	cfg := &vm.Config{ID: "it" + strconv.FormatInt(time.Now().UnixNano(), 36), Dir: filepath.Join(dir, "vm"),
 		Kernel: kernel, Initrd: initrd, VCPUs: 1, MemoryMiB: 512, Accel: AccelAuto,
 		Agent: vm.AgentChannel{Kind: vm.ChannelSerial}}
@@ -59,7 +59,7 @@ func realConfig(t *testing.T, share bool) *vm.Config {
 	}
 	// whatever happens, no QEMU outlives the test
 	t.Cleanup(func() {
-		for _, pid := range procsWith(cfg.ID) {
+		for _, pid := range vmtest.ProcsNaming(cfg.ID) {
 			t.Errorf("killing leftover process %d", pid)
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -124,7 +124,7 @@ func TestVMKernelQEMURefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err := New(Options{}).Start(ctxT(t, 60*time.Second), cfg)
+	_, err := New(Options{}).Start(vmtest.Ctx(t, 60*time.Second), cfg)
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "linux kernel too old") {
 		t.Errorf("kernel qemu refuses: %v", err)
 	} else {

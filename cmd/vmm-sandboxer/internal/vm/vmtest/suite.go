@@ -145,21 +145,6 @@ func (s Suite) assertNothingLeft(t *testing.T, cfg *vm.Config) {
 	}
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func waitDone(t *testing.T, v vm.VM, d time.Duration) {
-	t.Helper()
-	select {
-	case <-v.Done():
-	case <-time.After(d):
-		t.Fatalf("VM not done %s after it should have ended", d)
-	}
-}
-
 // inCgroup reports whether pid's cgroup (any hierarchy) ends with path.
 func inCgroup(pid int, path string) bool {
 	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
@@ -173,7 +158,7 @@ func inCgroup(pid int, path string) bool {
 
 func dialAgent(t *testing.T, v vm.VM) *agentclient.Client {
 	t.Helper()
-	c, err := agentclient.Dial(ctxT(t, BootTimeout), v.Agent(), agentclient.Options{Alive: v.Alive})
+	c, err := agentclient.Dial(Ctx(t, BootTimeout), v.Agent(), agentclient.Options{Alive: v.Alive})
 	if err != nil {
 		t.Fatalf("agent: %v\nconsole:\n%s", err, v.ConsoleTail(40))
 	}
@@ -190,7 +175,7 @@ func testBootAgentRecover(t *testing.T, s Suite) {
 	cfg.Cgroup = "/magnetar-vmtest-" + cfg.ID
 	defer cgroups.Delete(cfg.Cgroup)
 	start := time.Now()
-	v, err := s.New().Start(ctxT(t, 60*time.Second), cfg)
+	v, err := s.New().Start(Ctx(t, 60*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +194,7 @@ func testBootAgentRecover(t *testing.T, s Suite) {
 		t.Errorf("a running VM: alive %v, exited at %v", v.Alive(), v.ExitedAt())
 	}
 	c := dialAgent(t, v)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := Ctx(t, 2*time.Minute)
 	t.Logf("the VMM answered %.2f s after Start, the agent %.2f s (%s, protocol %s)",
 		tStart.Seconds(), time.Since(start).Seconds(), c.Health().GetAgentVersion(), c.Health().GetVersion())
 	if tail := v.ConsoleTail(5); tail == "" {
@@ -254,23 +239,23 @@ func testBootAgentRecover(t *testing.T, s Suite) {
 	// a restarted daemon is never back within milliseconds; the agent
 	// must be reachable again all the same
 	time.Sleep(time.Second)
-	c2, err := agentclient.Dial(ctxT(t, 30*time.Second), v2.Agent(), agentclient.Options{Alive: v2.Alive})
+	c2, err := agentclient.Dial(Ctx(t, 30*time.Second), v2.Agent(), agentclient.Options{Alive: v2.Alive})
 	if err != nil {
 		t.Fatalf("agent after recover: %v", err)
 	}
 	c2.Close()
 
 	stop := time.Now()
-	if err := v2.Stop(ctxT(t, 30*time.Second), false); err != nil {
+	if err := v2.Stop(Ctx(t, 30*time.Second), false); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("graceful stop took %.2f s", time.Since(stop).Seconds())
-	waitDone(t, v2, time.Second)
-	waitDone(t, v, 5*time.Second)
+	WaitDone(t, v2, time.Second)
+	WaitDone(t, v, 5*time.Second)
 	if v2.ExitedAt().IsZero() || v2.Alive() == nil {
 		t.Errorf("a stopped VM: exited at %v, alive %v", v2.ExitedAt(), v2.Alive())
 	}
-	if err := v2.Stop(ctxT(t, 5*time.Second), true); err != nil {
+	if err := v2.Stop(Ctx(t, 5*time.Second), true); err != nil {
 		t.Errorf("Stop is idempotent: %v", err)
 	}
 	if err := v2.Cleanup(); err != nil {
@@ -286,7 +271,7 @@ func testBootAgentRecover(t *testing.T, s Suite) {
 // Alive report Unavailable and a dial fail fast, and its helpers follow.
 func testKilledFromOutside(t *testing.T, s Suite) {
 	cfg := s.newConfig(t)
-	v, err := s.New().Start(ctxT(t, 60*time.Second), cfg)
+	v, err := s.New().Start(Ctx(t, 60*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,12 +280,12 @@ func testKilledFromOutside(t *testing.T, s Suite) {
 	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, v, 5*time.Second)
+	WaitDone(t, v, 5*time.Second)
 	if err := v.Alive(); err == nil || !errdefs.IsUnavailable(err) {
 		t.Errorf("Alive after the kill: %v, want Unavailable", err)
 	}
 	start := time.Now()
-	if _, err := agentclient.Dial(ctxT(t, 30*time.Second), v.Agent(), agentclient.Options{Alive: v.Alive}); !errors.Is(err, agentclient.ErrVMMExited) {
+	if _, err := agentclient.Dial(Ctx(t, 30*time.Second), v.Agent(), agentclient.Options{Alive: v.Alive}); !errors.Is(err, agentclient.ErrVMMExited) {
 		t.Errorf("dial of a dead VM: %v, want ErrVMMExited", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -313,7 +298,7 @@ func testKilledFromOutside(t *testing.T, s Suite) {
 	if len(v.Pids()) > 1 {
 		t.Errorf("helpers still run 10 s after the VMM died: pids %v, were %v", v.Pids(), pids)
 	}
-	if err := v.Stop(ctxT(t, 10*time.Second), false); err != nil {
+	if err := v.Stop(Ctx(t, 10*time.Second), false); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.Cleanup(); err != nil {
@@ -329,7 +314,7 @@ func testHelperKilled(t *testing.T, s Suite) {
 		t.Skip("no helper processes")
 	}
 	cfg := s.newConfig(t)
-	v, err := s.New().Start(ctxT(t, 60*time.Second), cfg)
+	v, err := s.New().Start(Ctx(t, 60*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,8 +323,8 @@ func testHelperKilled(t *testing.T, s Suite) {
 	if err := syscall.Kill(pids[1], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, v, 20*time.Second)
-	if err := v.Stop(ctxT(t, 10*time.Second), false); err != nil {
+	WaitDone(t, v, 20*time.Second)
+	if err := v.Stop(Ctx(t, 10*time.Second), false); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.Cleanup(); err != nil {
@@ -379,7 +364,7 @@ func testStartFailures(t *testing.T, s Suite) {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			cfg := s.newConfig(t)
 			named := c.edit(cfg)
-			v, err := s.New().Start(ctxT(t, 60*time.Second), cfg)
+			v, err := s.New().Start(Ctx(t, 60*time.Second), cfg)
 			if err == nil {
 				v.Stop(context.Background(), true)
 				v.Cleanup()
@@ -398,7 +383,7 @@ func testStartFailures(t *testing.T, s Suite) {
 // Stop and Cleanup accept.
 func testRecoverStopped(t *testing.T, s Suite) {
 	cfg := s.newConfig(t)
-	v, err := s.New().Start(ctxT(t, 60*time.Second), cfg)
+	v, err := s.New().Start(Ctx(t, 60*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,19 +391,19 @@ func testRecoverStopped(t *testing.T, s Suite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Stop(ctxT(t, 30*time.Second), true); err != nil {
+	if err := v.Stop(Ctx(t, 30*time.Second), true); err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, v, 5*time.Second)
-	v2, err := s.New().Recover(ctxT(t, 10*time.Second), st)
+	WaitDone(t, v, 5*time.Second)
+	v2, err := s.New().Recover(Ctx(t, 10*time.Second), st)
 	if err != nil {
 		t.Fatalf("Recover of an ended VM: %v, want a VM already done", err)
 	}
-	waitDone(t, v2, 5*time.Second)
+	WaitDone(t, v2, 5*time.Second)
 	if v2.Alive() == nil {
 		t.Error("Alive of a recovered, ended VM is nil")
 	}
-	if err := v2.Stop(ctxT(t, 10*time.Second), false); err != nil {
+	if err := v2.Stop(Ctx(t, 10*time.Second), false); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
 	if err := v2.Cleanup(); err != nil {
