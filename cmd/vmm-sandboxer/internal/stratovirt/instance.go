@@ -1,0 +1,75 @@
+package stratovirt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/containerd/log"
+
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/qmp"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
+	"github.com/magnetar-runtime/magnetar/shared/agentclient"
+)
+
+// VM is one StratoVirt guest (vm.VM) with its virtiofsd: StratoVirt's
+// command line, QMP and state on the host side every driver shares
+// (vmhost.Machine). Its VMM process is StratoVirt's daemon, not the
+// process the driver started.
+type VM struct {
+	*vmhost.Machine
+	st  State
+	qmp *qmp.Monitor
+}
+
+var _ vm.VM = (*VM)(nil)
+
+// qmpOptions are StratoVirt's QMP as qmp.md documents it: commands right
+// after the greeting (no capabilities negotiation), without ids.
+var qmpOptions = qmp.Options{}
+
+// newVM is the VM of st (its processes not set yet).
+func newVM(h *Hypervisor, st State) *VM {
+	v := &VM{st: st, qmp: &qmp.Monitor{Path: st.QMPSocket, Options: qmpOptions}}
+	v.Machine = &vmhost.Machine{
+		Name: Name, ID: st.ID, Dir: st.Dir,
+		Logs:     []vmhost.Log{{What: "stratovirt", File: Log}, {What: "virtiofsd", File: VirtiofsdLog}, {What: "console", File: ConsoleLog}},
+		Console:  ConsoleLog,
+		RunFiles: []string{QMPSocket, AgentSocket, PidFile}, VirtiofsSocket: VirtiofsSocket,
+		Share: st.Share, ShareMounted: st.ShareMounted,
+		Options: h.opts, Quit: v.qmp.Quit,
+	}
+	return v
+}
+
+// startState is the State of a VM about to start for cfg.
+func startState(cfg *vm.Config) State {
+	return State{State: vmhost.NewState(Name, cfg, AgentSocket, VirtiofsSocket), QMPSocket: filepath.Join(cfg.Dir, QMPSocket)}
+}
+
+// Agent is where the agent is reached: the virtio console port's chardev
+// socket, or the guest's CID and port.
+func (v *VM) Agent() agentclient.Target { return v.st.AgentTarget() }
+
+// Status asks StratoVirt for the VM's run state over QMP (a ping).
+func (v *VM) Status(ctx context.Context) (qmp.Status, error) { return v.qmp.Status(ctx) }
+
+// ping is one query-status, while Start waits for StratoVirt.
+func (v *VM) ping(ctx context.Context) error {
+	st, err := v.qmp.Status(ctx)
+	if err == nil {
+		log.G(ctx).WithField("status", st.Status).Debug("stratovirt answers on qmp")
+	}
+	return err
+}
+
+// State is what Recover needs (JSON of State).
+func (v *VM) State() (json.RawMessage, error) {
+	b, err := json.Marshal(v.st)
+	if err != nil {
+		return nil, fmt.Errorf("vm %s state: %w", v.st.ID, err)
+	}
+	return b, nil
+}
