@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -192,7 +191,11 @@ func main() {
 	case cl.Transport.Kind == "vsock":
 		serveVsock(ctx, a, cl.Transport.VsockPort)
 	case cl.Transport.Kind == "console":
-		serveConsole(ctx, a, cl.Transport.String(), "/dev/"+cl.Transport.Console)
+		// the tty exists before its port does (the hvc driver makes
+		// /dev/hvc0-7 at once) and fails to open (ENODEV) until
+		// virtio_console has the port: serveSerial retries the open
+		dev := "/dev/" + cl.Transport.Console
+		serveSerial(ctx, a, cl.Transport.String(), func() (string, error) { return dev, nil })
 	default:
 		name := cl.Transport.SerialName
 		serveSerial(ctx, a, "serial:"+name, func() (string, error) { return guest.FindSerialPort("/sys", "/dev", name) })
@@ -222,9 +225,21 @@ func serveVsock(ctx context.Context, a *service.Agent, port uint32) {
 	}
 }
 
-// serveSerial serves the virtio-serial port find returns, reopening it
-// whenever the host side goes away (the guest reads EOF then). It returns
-// only when the port cannot be found or opened within openRetry.
+// serveSerial serves the virtio-serial or virtio console port find
+// returns: one ttrpc server on transport.SessionListener, which gives each
+// host session a connection of its own, until the port cannot be found or
+// opened within openRetry.
+//
+// The port's character device stays open from one host to the next.
+// A virtserialport reads EOF when the host side goes away (and until a host
+// is back): that ends the session (SessionListener's hangups). Closing the
+// device instead would drop what it holds unread (virtio_console discards
+// a port's input on release), and with it the first request of a host that
+// reconnects before the guest noticed the hang-up: that host would wait
+// for an answer forever. A console port (/dev/hvcN) never reads EOF: a new
+// host shows as its first request restarting the stream ids. A path that
+// is a unix socket (tests, like QEMU's chardev) is dialled again for every
+// session.
 func serveSerial(ctx context.Context, a *service.Agent, what string, find func() (string, error)) {
 	lg := log.G(ctx).WithField("transport", what)
 	deadline := time.Now().Add(openRetry)
@@ -242,75 +257,39 @@ func serveSerial(ctx context.Context, a *service.Agent, what string, find func()
 		time.Sleep(20 * time.Millisecond)
 	}
 	lg = lg.WithField("device", dev)
-	backoff := 10 * time.Millisecond
 	failures := 0
 	for {
 		conn, err := transport.OpenSerial(dev)
 		if err != nil {
 			failures++
 			if failures > int(openRetry/(100*time.Millisecond)) {
-				lg.WithError(err).Error("cannot open the virtio-serial port: giving up")
+				lg.WithError(err).Error("cannot open the port: giving up (virtio_console loaded? -device virtserialport or virtconsole?)")
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
 		failures = 0
-		cc := &closeNotify{Conn: conn, closed: make(chan struct{})}
-		l := transport.SerialListener(cc)
-		start := time.Now()
-		go func() { _ = a.Serve(ctx, l) }()
-		<-cc.closed
-		l.Close()
-		if d := time.Since(start); d > time.Second {
-			lg.WithField("served", d.Round(time.Millisecond)).Info("host disconnected: serving the port again")
-			backoff = 10 * time.Millisecond
-		} else {
-			// no host on the other side yet: reads end at once
-			time.Sleep(backoff)
-			backoff = min(2*backoff, 100*time.Millisecond)
+		fi, err := os.Stat(dev)
+		hangups := err == nil && fi.Mode()&os.ModeCharDevice != 0
+		lg.WithField("hangups", hangups).Info("serving the port")
+		err = servePort(ctx, a, conn, hangups)
+		if ctx.Err() != nil {
+			return
 		}
+		lg.WithError(err).Info("port stream ended: opening it again")
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// serveConsole serves a virtio console port's tty (/dev/hvcN): one ttrpc
-// server on transport.SessionListener, which tells successive host
-// clients apart (the port never reads EOF when the host goes away). The
-// tty exists before its port does (the hvc driver makes /dev/hvc0-7 at
-// once) and fails to open (ENODEV) until virtio_console has the port: it
-// is retried. When the stream fails the port is opened again; it returns
-// only when the port cannot be opened within openRetry.
-func serveConsole(ctx context.Context, a *service.Agent, what, dev string) {
-	lg := log.G(ctx).WithFields(log.Fields{"transport": what, "device": dev})
-	deadline := time.Now().Add(openRetry)
-	for {
-		conn, err := transport.OpenSerial(dev)
-		if err != nil {
-			if time.Now().After(deadline) {
-				lg.WithError(err).Error("cannot open the virtio console port: giving up (virtio_console loaded? -device virtconsole?)")
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		lg.Info("serving the console port")
-		err = a.Serve(ctx, transport.SessionListener(conn))
-		conn.Close()
-		lg.WithError(err).Warn("console port stream ended: opening it again")
-		deadline = time.Now().Add(openRetry)
-	}
-}
-
-// closeNotify tells when the ttrpc server closed the connection.
-type closeNotify struct {
-	net.Conn
-	once   sync.Once
-	closed chan struct{}
-}
-
-func (c *closeNotify) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { close(c.closed) })
+// servePort serves the host sessions on conn (transport.SessionListener)
+// until its stream ends or ctx does; conn is closed when it returns.
+func servePort(ctx context.Context, a *service.Agent, conn net.Conn, hangups bool) error {
+	l := transport.SessionListener(conn, hangups)
+	stop := context.AfterFunc(ctx, func() { _ = l.Close() })
+	defer stop()
+	err := a.Serve(ctx, l)
+	_ = l.Close()
 	return err
 }
 

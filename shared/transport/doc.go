@@ -96,17 +96,19 @@
 // stream. The guest finds its port by reading
 // /sys/class/virtio-ports/vport*/name, opens /dev/vportNpM with OpenSerial
 // (non-blocking, so deadlines work; a tty is put in raw mode) and serves
-// ttrpc on SerialListener(conn), a listener that yields that one connection
-// and then blocks until closed. A port carries one host connection at a time:
-// when the host side disconnects, the guest reads EOF and must reopen the
-// port and serve it again.
+// ttrpc on SessionListener(conn, true), which yields a connection per host
+// session. The port stays open from one host to the next: when the host
+// side disconnects the guest reads EOF (until a host is back), which ends
+// the session; closing the port instead would drop the next host's first
+// request (virtio_console discards a port's unread input on release).
 //
 // A virtio console port (virtconsole, /dev/hvcN in the guest: StratoVirt's
 // microvm has one virtio-serial port, and only a virtconsole may take it) is
 // never told that the host side went away: the next host client's bytes
-// follow the last one's on the same stream. The guest serves it on
-// SessionListener(conn), which reads the ttrpc frames and starts a new
-// connection whenever a client's stream ids start again, so that each host
-// client meets a fresh ttrpc server connection; the host side is the same
-// chardev socket dial.
+// follow the last one's on the same stream. SessionListener reads the
+// ttrpc frames and also starts a new session whenever a client's stream ids
+// start again, so that each host client meets a fresh ttrpc server
+// connection and no late answer of an old one reaches it; the host side is
+// the same chardev socket dial. SerialListener (one connection, then
+// blocks until closed) serves a stream that carries a single session.
 package transport

@@ -45,12 +45,30 @@ const SessionStall = time.Second
 //
 // A frame left incomplete for SessionStall (a client that died mid-write),
 // or a header no ttrpc peer sends, is dropped, and the stream is skipped up
-// to the start of a new session's first request (stream 1). Accept fails
-// once conn's reads fail; the caller reopens the device.
-func SessionListener(conn net.Conn) net.Listener { return newSessionListener(conn, SessionStall) }
+// to the start of a new session's first request (stream 1).
+//
+// hangups is for a stream that does tell: a virtserialport's character
+// device, which reads EOF when the host side goes away and for as long as
+// no host is there (it must stay open: virtio_console discards what a port
+// holds unread when it is released, and with it the first request of a
+// host that came back before the guest noticed). Each EOF then ends the
+// current session, drops an incomplete frame, and reading goes on (every
+// 10 ms to 100 ms while it reads EOF). Without hangups, and for any other
+// read error, Accept fails once reading ends; the caller reopens the
+// device (or dials a socket again).
+func SessionListener(conn net.Conn, hangups bool) net.Listener {
+	return newSessionListener(conn, SessionStall, hangups)
+}
 
-func newSessionListener(conn net.Conn, stall time.Duration) *sessionListener {
-	l := &sessionListener{conn: conn, sessions: make(chan *sessionConn), done: make(chan struct{}), stall: stall}
+// hangupBackoff bounds the wait between reads of a stream that reads EOF
+// while no host is connected.
+const (
+	hangupBackoffMin = 10 * time.Millisecond
+	hangupBackoffMax = 100 * time.Millisecond
+)
+
+func newSessionListener(conn net.Conn, stall time.Duration, hangups bool) *sessionListener {
+	l := &sessionListener{conn: conn, sessions: make(chan *sessionConn), done: make(chan struct{}), stall: stall, hangups: hangups}
 	go l.readLoop()
 	return l
 }
@@ -60,6 +78,7 @@ type sessionListener struct {
 	sessions chan *sessionConn
 	done     chan struct{} // closed by Close
 	stall    time.Duration
+	hangups  bool // EOF ends a session, not the stream
 
 	wmu     sync.Mutex   // serializes frames to conn
 	mu      sync.Mutex   // guards the fields below
@@ -217,25 +236,35 @@ func (l *sessionListener) readLoop() {
 		}
 		close(l.sessions)
 	}()
+	backoff := hangupBackoffMin
 	for {
 		f, h, err := r.next()
+		if err != nil && l.hangups && errors.Is(err, io.EOF) {
+			// the host went away (or is not there yet): its session ends,
+			// the next request starts a new one
+			r.buf = r.buf[:0]
+			l.endCurrent(nil)
+			select {
+			case <-l.done:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, hangupBackoffMax)
+			continue
+		}
 		if err != nil {
 			l.mu.Lock()
 			l.err = err
 			l.mu.Unlock()
 			return
 		}
+		backoff = hangupBackoffMin
 		l.mu.Lock()
 		cur := l.current
 		l.mu.Unlock()
 		if h.typ == ttrpcRequest && (cur == nil || h.stream <= last) {
 			next := newSessionConn(l)
-			l.mu.Lock()
-			l.current = next
-			l.mu.Unlock()
-			if cur != nil {
-				cur.in.CloseWithError(io.EOF)
-			}
+			l.endCurrent(next)
 			select {
 			case l.sessions <- next:
 			case <-l.done:
@@ -251,6 +280,18 @@ func (l *sessionListener) readLoop() {
 		}
 		// blocks until the session's server reads it (or closes)
 		_, _ = cur.in.Write(f)
+	}
+}
+
+// endCurrent makes next the current session (nil: none until the next
+// request); the one it replaces reads EOF.
+func (l *sessionListener) endCurrent(next *sessionConn) {
+	l.mu.Lock()
+	cur := l.current
+	l.current = next
+	l.mu.Unlock()
+	if cur != nil {
+		cur.in.CloseWithError(io.EOF)
 	}
 }
 

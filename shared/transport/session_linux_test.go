@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,7 +109,7 @@ func TestSessionTTRPCOverPTY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &countingListener{Listener: newSessionListener(port, 200*time.Millisecond)}
+	l := &countingListener{Listener: newSessionListener(port, 200*time.Millisecond, false)}
 	serveEcho(t, l)
 	host := newHostSide(master)
 
@@ -143,7 +144,7 @@ func TestSessionTTRPCOverPTY(t *testing.T) {
 func TestSessionStaleWrites(t *testing.T) {
 	host, guest := net.Pipe()
 	defer host.Close()
-	l := newSessionListener(guest, time.Second)
+	l := newSessionListener(guest, time.Second, false)
 	defer l.Close()
 	accept := func() net.Conn {
 		t.Helper()
@@ -209,7 +210,7 @@ func TestSessionStaleWrites(t *testing.T) {
 func TestSessionOneClient(t *testing.T) {
 	host, guest := net.Pipe()
 	defer host.Close()
-	l := newSessionListener(guest, time.Second)
+	l := newSessionListener(guest, time.Second, false)
 	defer l.Close()
 	go func() {
 		for _, f := range [][]byte{frame(1, ttrpcRequest, nil), frame(3, ttrpcRequest, []byte("x")), frame(3, ttrpcData, []byte("d")), frame(5, ttrpcRequest, nil)} {
@@ -262,7 +263,7 @@ func TestFindSessionStart(t *testing.T) {
 func TestSessionEchoOverPipe(t *testing.T) {
 	h, g := net.Pipe()
 	defer h.Close()
-	serveEcho(t, SessionListener(g))
+	serveEcho(t, SessionListener(g, false))
 	host := newHostSide(h)
 	for range 3 {
 		c := ttrpc.NewClient(host.client())
@@ -270,6 +271,122 @@ func TestSessionEchoOverPipe(t *testing.T) {
 		var resp wrapperspb.BytesValue
 		if err := c.Call(ctx, echoService, "Echo", &wrapperspb.BytesValue{Value: []byte("hi")}, &resp); err != nil || string(resp.Value) != "hi" {
 			t.Fatalf("echo: %q %v", resp.Value, err)
+		}
+		cancel()
+		c.Close()
+	}
+}
+
+// serialPort stands in for a virtserialport's character device in the
+// guest: reads end (EOF) while no host is connected and when the host
+// goes away; what the guest writes with no host there is lost.
+type serialPort struct {
+	mu   sync.Mutex
+	host net.Conn // the guest's end of the connected host's pipe
+}
+
+// connect is a new host on the port, its end of the stream.
+func (p *serialPort) connect() net.Conn {
+	h, g := net.Pipe()
+	p.mu.Lock()
+	p.host = g
+	p.mu.Unlock()
+	return h
+}
+
+func (p *serialPort) cur() net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.host
+}
+
+func (p *serialPort) Read(b []byte) (int, error) {
+	c := p.cur()
+	if c == nil {
+		return 0, io.EOF
+	}
+	n, err := c.Read(b)
+	if err != nil {
+		p.mu.Lock()
+		if p.host == c {
+			p.host = nil
+		}
+		p.mu.Unlock()
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (p *serialPort) Write(b []byte) (int, error) {
+	if c := p.cur(); c != nil {
+		_, _ = c.Write(b)
+	}
+	return len(b), nil
+}
+
+func (p *serialPort) Close() error                     { return nil }
+func (p *serialPort) LocalAddr() net.Addr              { return fileAddr{network: "serial", name: "port"} }
+func (p *serialPort) RemoteAddr() net.Addr             { return fileAddr{network: "serial", name: "port"} }
+func (p *serialPort) SetDeadline(time.Time) error      { return os.ErrNoDeadline }
+func (p *serialPort) SetReadDeadline(time.Time) error  { return os.ErrNoDeadline }
+func (p *serialPort) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }
+
+// TestSessionHangups: on a port that reads EOF when its host goes away
+// (hangups), the EOF ends the session (its server reads EOF) even though
+// the next host's first request does not restart the stream ids, while
+// no host is there reading goes on, and successive ttrpc clients are each
+// served on the one open port.
+func TestSessionHangups(t *testing.T) {
+	port := &serialPort{}
+	l := SessionListener(port, true)
+	defer l.Close()
+
+	h1 := port.connect()
+	go h1.Write(frame(1, ttrpcRequest, []byte("a")))
+	s1, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, err := s1.Read(buf); err != nil || n != ttrpcHeaderLen+1 {
+		t.Fatalf("first session read %d bytes, %v", n, err)
+	}
+	h1.Close()
+	done := make(chan error, 1)
+	go func() { _, err := s1.Read(buf); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("first session after its host hung up: %v, want EOF", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("first session still open after its host hung up")
+	}
+	// no host for a while: the listener keeps reading
+	time.Sleep(300 * time.Millisecond)
+	h2 := port.connect()
+	defer h2.Close()
+	go h2.Write(frame(3, ttrpcRequest, []byte("b")))
+	s2, err := l.Accept()
+	if err != nil {
+		t.Fatalf("second host: %v", err)
+	}
+	if n, err := s2.Read(buf); err != nil || n != ttrpcHeaderLen+1 || buf[ttrpcHeaderLen] != 'b' {
+		t.Fatalf("second session read %q, %v", buf[:n], err)
+	}
+}
+
+// TestSessionHangupsTTRPC: ttrpc clients one after another on a hanging-up
+// port, each reconnecting right after the previous one left.
+func TestSessionHangupsTTRPC(t *testing.T) {
+	port := &serialPort{}
+	serveEcho(t, SessionListener(port, true))
+	for i := range 3 {
+		c := ttrpc.NewClient(port.connect())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var resp wrapperspb.BytesValue
+		if err := c.Call(ctx, echoService, "Echo", &wrapperspb.BytesValue{Value: []byte("hi")}, &resp); err != nil || string(resp.Value) != "hi" {
+			t.Fatalf("client %d: echo %q %v", i, resp.Value, err)
 		}
 		cancel()
 		c.Close()
