@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/qemu"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/stratovirt"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vhostvsock"
 	"github.com/magnetar-runtime/magnetar/shared/config"
@@ -20,7 +21,8 @@ import (
 // Hypervisor names: the values of [hypervisors] and of a pod's persisted
 // state.
 const (
-	HypervisorQEMU = qemu.Name
+	HypervisorQEMU       = qemu.Name
+	HypervisorStratoVirt = stratovirt.Name
 )
 
 // kind is one hypervisor this binary has a driver for.
@@ -44,6 +46,14 @@ var kinds = map[string]kind{
 		conf:    func(c *Config) *VMMConf { return &c.QEMU },
 		new:     func() vm.Hypervisor { return qemu.New(qemu.Options{}) },
 		accel:   qemu.Probe,
+		channel: func(want string) (string, error) { return agentChannel(want, vhostvsock.Device) },
+	},
+	HypervisorStratoVirt: {
+		section: "stratovirt",
+		conf:    func(c *Config) *VMMConf { return &c.StratoVirt },
+		new:     func() vm.Hypervisor { return stratovirt.New(stratovirt.Options{}) },
+		accel:   stratovirt.Accel,
+		// a virtio console port where there is no vhost-vsock
 		channel: func(want string) (string, error) { return agentChannel(want, vhostvsock.Device) },
 	},
 }

@@ -34,6 +34,7 @@ func TestValidateNamesKeys(t *testing.T) {
 		"[vm]\nboot_timeout = \"0s\"\n":                    "vm.boot_timeout",
 		"[vm]\nagent_log_level = \"loud\"\n":               "vm.agent_log_level",
 		"[qemu]\nbinary = \"\"\n":                          "qemu.binary",
+		"[stratovirt]\nvirtiofsd = \"\"\n":                 "stratovirt.virtiofsd",
 		"[hypervisors]\nmagnetar-fc = \"firecracker\"\n":   "hypervisors.magnetar-fc",
 		"[vm]\ndefault_hypervisor = \"kvmtool\"\n":         "vm.default_hypervisor",
 		"run_dir = \"/" + strings.Repeat("x", 90) + "\"\n": "run_dir",
@@ -151,6 +152,41 @@ func TestHypervisorMissingFailsItsPods(t *testing.T) {
 	}
 	if _, err := d.Create(context.Background(), spec); err != nil {
 		t.Fatalf("Create once the binary is installed: %v", err)
+	}
+}
+
+// TestStratoVirtNotInstalled: with this binary's kinds, magnetar-stratovirt's
+// pods fail naming stratovirt.binary while magnetar-vmm's are created;
+// vm.accel = "tcg" cannot run StratoVirt and stops the daemon naming the
+// key.
+func TestStratoVirtNotInstalled(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "stratovirt")
+	cfg := DefaultConfig()
+	cfg.RunDir = t.TempDir()
+	cfg.QEMU.Binary, cfg.QEMU.Virtiofsd = "/bin/true", "/bin/true"
+	cfg.StratoVirt.Binary, cfg.StratoVirt.Virtiofsd = bin, "/bin/true"
+	d, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, kinds, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := d.backends[HypervisorStratoVirt]; b == nil || b.accel != "kvm" || (b.channel != vm.ChannelSerial && b.channel != vm.ChannelVsock) {
+		t.Fatalf("stratovirt backend %+v", b)
+	}
+	spec := func(handler string) *sandbox.Spec {
+		return &sandbox.Spec{ID: "p-" + handler, Sandboxer: handler, NetNSPath: "/proc/self/ns/net", Config: &runtime.PodSandboxConfig{}, Dir: t.TempDir()}
+	}
+	_, err = d.Create(context.Background(), spec(HandlerStratoVirt))
+	for _, want := range []string{HandlerStratoVirt, "stratovirt.binary", bin} {
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Create on %s: %v, want FailedPrecondition naming %q", HandlerStratoVirt, err, want)
+		}
+	}
+	if inst, err := d.Create(context.Background(), spec(Handler)); err != nil || inst.(*pod).st.Hypervisor != HypervisorQEMU {
+		t.Errorf("Create on %s: %v", Handler, err)
+	}
+	cfg.VM.Accel = "tcg"
+	if _, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, kinds, nil); err == nil || !strings.Contains(err.Error(), "vm.accel") {
+		t.Errorf("vm.accel = tcg with stratovirt configured: %v", err)
 	}
 }
 
