@@ -118,6 +118,12 @@ kernel = "$GUEST_OUT/vmlinuz"
 initrd = "$GUEST_OUT/initramfs.cpio"
 boot_timeout = "${VMM_BOOT_TIMEOUT:-90s}"
 agent_log_level = "${VMM_AGENT_LOG_LEVEL:-info}"
+# magnetar-stratovirt ([hypervisors] default): StratoVirt cannot run here
+# (no KVM, not packaged): its stand-in (hack/standins/stratovirt) takes its
+# place, the guidebook's command line and qmp.md's QMP over a QEMU TCG guest
+[stratovirt]
+binary = "$(standin_binary stratovirt)"
+virtiofsd = "${MAGNETAR_VIRTIOFSD:-/usr/lib/qemu/virtiofsd}"
 EOF
     ;;
   *) echo "# $1: defaults only" ;;

@@ -60,7 +60,18 @@ GUEST_OUT=${GUEST_OUT:-$OUT/guest}
 # the proxy plugin name containerd sends).
 MAGNETAR_HANDLER_ALIASES=(
   "magnetar-wasm-wazero magnetar-wasm"
+  "magnetar-stratovirt magnetar-vmm"
 )
+# standin_binary NAME: the stand-in of a VMM that cannot run here
+# (hack/standins/NAME: tests only, never packaged), built into
+# $OUT/standins/NAME-standin; prints its path (also when the build failed:
+# then only that hypervisor's pods fail, naming the missing binary)
+standin_binary() {
+  local out=$OUT/standins/$1-standin
+  mkdir -p "$OUT/standins"
+  (cd "$ROOT" && go build -o "$out" "./hack/standins/$1") >&2 || log "building the $1 stand-in failed: its pods will fail"
+  echo "$out"
+}
 # daemon_handler HANDLER: the handler whose daemon serves HANDLER (itself, or
 # what an alias is served by); its pid file is $WORK/run/<that>.pid
 daemon_handler() {

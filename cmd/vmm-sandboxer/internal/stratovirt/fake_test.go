@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/qmp/qmptest"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
 )
 
 // fakeEnv makes the test binary act as StratoVirt (TestMain): its value is
@@ -39,7 +40,9 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(fakeEnv); mode != "" {
 		os.Exit(fakeStratoVirt(mode, os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	vmtest.RemoveStandins()
+	os.Exit(code)
 }
 
 // fakeArgs are the parts of StratoVirt's command line the fake uses.

@@ -3,8 +3,11 @@ package vmtest
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,5 +97,51 @@ func AssertGone(t *testing.T, cfg *vm.Config, naming string, files ...string) {
 		if _, err := os.Lstat(filepath.Join(cfg.Dir, f)); err == nil {
 			t.Errorf("%s left in the run directory", f)
 		}
+	}
+}
+
+// standins are the stand-in binaries BuildStandin built, by package.
+var standins = struct {
+	sync.Mutex
+	path map[string]string
+}{path: map[string]string{}}
+
+// BuildStandin is the stand-in of a VMM (a main package under
+// hack/standins, e.g. ".../hack/standins/stratovirt") as a binary named
+// name, built once per test binary into a temporary directory, or the
+// binary $env names. Drivers' VM tests put it in place of the real VMM.
+// The directory stays until the test binary exits (use RemoveStandins in
+// TestMain, or leave it to the system's temporary directory).
+func BuildStandin(t *testing.T, env, pkg, name string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	standins.Lock()
+	defer standins.Unlock()
+	if p, ok := standins.path[pkg]; ok {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "standin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", p, pkg).CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("building the stand-in %s: %v\n%s", pkg, err, out)
+	}
+	standins.path[pkg] = p
+	return p
+}
+
+// RemoveStandins removes what BuildStandin built.
+func RemoveStandins() {
+	standins.Lock()
+	defer standins.Unlock()
+	for pkg, p := range standins.path {
+		os.RemoveAll(filepath.Dir(p))
+		delete(standins.path, pkg)
 	}
 }
