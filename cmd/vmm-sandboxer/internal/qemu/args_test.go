@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -59,20 +60,7 @@ func TestArgsGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := strings.Join(a, "\n") + "\n"
-			file := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatalf("%v (go test -run TestArgsGolden -update writes it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("argv differs from %s (go test -update after checking):\n--- got\n%s--- want\n%s", file, got, want)
-			}
+			vmtest.Golden(t, filepath.Join("testdata", name+".golden"), []byte(strings.Join(a, "\n")+"\n"), *update)
 		})
 	}
 }

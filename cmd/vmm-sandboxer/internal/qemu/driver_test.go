@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
@@ -42,180 +41,34 @@ func assertClean(t *testing.T, cfg *vm.Config) {
 	vmtest.AssertGone(t, cfg, cfg.ID, QMPSocket, AgentSocket, VirtiofsSocket, PidFile)
 }
 
-func TestFakeStartStop(t *testing.T) {
-	cfg := fakeConfig(t, fakeModeServe)
-	h := New(Options{})
-	if h.Name() != "qemu" {
-		t.Errorf("name %q", h.Name())
-	}
-	v, err := h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	qv := v.(*VM)
-	pid := v.Pids()[0]
-	if v.Alive() != nil || !v.ExitedAt().IsZero() || len(v.Pids()) != 1 {
-		t.Errorf("fresh vm: alive %v, exited %v, pids %v", v.Alive(), v.ExitedAt(), v.Pids())
-	}
-	if tg := v.Agent(); tg.Serial != filepath.Join(cfg.Dir, AgentSocket) || tg.Validate() != nil {
-		t.Errorf("agent target %+v", tg)
-	}
-	// detached: a session of its own; the id in argv
-	if sid, _ := unix.Getsid(pid); sid != pid {
-		t.Errorf("qemu session %d, want its own (%d)", sid, pid)
-	}
-	if p := vmtest.ProcsNaming("guest=" + cfg.ID + ","); len(p) != 1 || p[0] != pid {
-		t.Errorf("processes named by the id: %v, qemu is %d", p, pid)
-	}
-	if st, err := qv.Status(vmtest.Ctx(t, 5*time.Second)); err != nil || st.Status != "running" {
-		t.Errorf("status %+v %v", st, err)
-	}
-	if got := v.ConsoleTail(5); got != "fake guest booting" {
-		t.Errorf("console tail %q", got)
-	}
-	if err := v.Cleanup(); !errdefs.IsFailedPrecondition(err) {
-		t.Errorf("cleanup of a running vm: %v", err)
-	}
-	start := time.Now()
-	if err := v.Stop(vmtest.Ctx(t, 10*time.Second), false); err != nil {
-		t.Fatal(err)
-	}
-	vmtest.WaitDone(t, v, time.Second)
-	if time.Since(start) > 3*time.Second {
-		t.Errorf("graceful stop took %s", time.Since(start))
-	}
-	if err := v.Alive(); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "exit status 0") {
-		t.Errorf("alive after stop: %v", err)
-	}
-	if v.ExitedAt().IsZero() {
-		t.Error("no exit time")
-	}
-	if err := v.Stop(vmtest.Ctx(t, time.Second), true); err != nil {
-		t.Errorf("second stop: %v", err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Errorf("second cleanup: %v", err)
-	}
-	assertClean(t, cfg)
-	if _, err := os.Stat(filepath.Join(cfg.Dir, ConsoleLog)); err != nil {
-		t.Errorf("console log removed: %v", err)
-	}
-}
-
-// TestFakeStopKills: a QEMU that ignores quit is killed when the context
-// ends; with force at once.
-func TestFakeStopKills(t *testing.T) {
-	cfg := fakeConfig(t, fakeModeIgnoreQuit)
-	h := New(Options{})
-	v, err := h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := v.Stop(vmtest.Ctx(t, 300*time.Millisecond), false); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
-		t.Errorf("stop took %s: want the context's 300 ms and a kill", d)
-	}
-	if err := v.Alive(); err == nil || !strings.Contains(err.Error(), "exit status 137") {
-		t.Errorf("alive: %v", err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-
-	cfg.ID += "f"
-	v, err = h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start = time.Now()
-	if err := v.Stop(context.Background(), true); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("forced stop took %s", d)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-}
-
-func TestFakeKilledFromOutside(t *testing.T) {
-	cfg := fakeConfig(t, fakeModeServe)
-	v, err := New(Options{}).Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(v.Pids()[0], syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	vmtest.WaitDone(t, v, 5*time.Second)
-	if err := v.Alive(); err == nil {
-		t.Error("alive after SIGKILL")
-	}
-	if err := v.Stop(vmtest.Ctx(t, time.Second), false); err != nil {
-		t.Errorf("stop of a dead vm: %v", err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-}
-
-// TestFakeRecover: a new Hypervisor (a restarted daemon) takes the State
-// and finds the running QEMU again; its Stop works and the first VM value
-// sees the exit too.
-func TestFakeRecover(t *testing.T) {
-	cfg := fakeConfig(t, fakeModeServe)
-	v1, err := New(Options{}).Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := v1.State()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var decoded State
-	if err := json.Unmarshal(st, &decoded); err != nil || decoded.QEMU.Pid != v1.Pids()[0] || decoded.QEMU.StartTime == 0 ||
-		decoded.Accel != AccelTCG || decoded.AgentSocket == "" || decoded.Hypervisor != Name {
-		t.Fatalf("state %s: %v", st, err)
-	}
-	v2, err := New(Options{}).Recover(vmtest.Ctx(t, 5*time.Second), st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v2.Alive() != nil || v2.Pids()[0] != v1.Pids()[0] || v2.Agent() != v1.Agent() {
-		t.Fatalf("recovered: alive %v pids %v agent %+v", v2.Alive(), v2.Pids(), v2.Agent())
-	}
-	st2, _ := v2.State()
-	if !bytes.Equal(st, st2) {
-		t.Errorf("state round trip:\n%s\n%s", st, st2)
-	}
-	if err := v2.Stop(vmtest.Ctx(t, 10*time.Second), false); err != nil {
-		t.Fatal(err)
-	}
-	vmtest.WaitDone(t, v2, time.Second)
-	vmtest.WaitDone(t, v1, 5*time.Second)
-	if err := v2.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-
-	// the same State once QEMU is gone: already Done
-	v3, err := New(Options{}).Recover(vmtest.Ctx(t, 5*time.Second), st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vmtest.WaitDone(t, v3, time.Second)
-	if v3.Alive() == nil {
-		t.Error("a gone qemu is alive")
-	}
+// TestFake runs the fake part of the conformance suite.
+func TestFake(t *testing.T) {
+	vmtest.RunFake(t, vmtest.FakeSuite{
+		Name: Name, New: func() vm.Hypervisor { return New(Options{}) },
+		Config:     func(t *testing.T, mode vmtest.FakeMode) *vm.Config { return fakeConfig(t, string(mode)) },
+		Naming:     func(cfg *vm.Config) string { return cfg.ID },
+		RunFiles:   []string{QMPSocket, AgentSocket, VirtiofsSocket, PidFile},
+		ExitStatus: true,
+		Started: func(t *testing.T, cfg *vm.Config, v vm.VM) {
+			// the id in argv; the agent on the virtio-serial socket
+			if p := vmtest.ProcsNaming("guest=" + cfg.ID + ","); len(p) != 1 || p[0] != v.Pids()[0] {
+				t.Errorf("processes named by the id: %v, qemu is %d", p, v.Pids()[0])
+			}
+			if tg := v.Agent(); tg.Serial != filepath.Join(cfg.Dir, AgentSocket) {
+				t.Errorf("agent target %+v", tg)
+			}
+			if st, err := v.(*VM).Status(vmtest.Ctx(t, 5*time.Second)); err != nil || st.Status != "running" {
+				t.Errorf("status %+v %v", st, err)
+			}
+		},
+		State: func(t *testing.T, cfg *vm.Config, v vm.VM, st []byte) {
+			var decoded State
+			if err := json.Unmarshal(st, &decoded); err != nil || decoded.QEMU.Pid != v.Pids()[0] || decoded.QEMU.StartTime == 0 ||
+				decoded.Accel != AccelTCG || decoded.AgentSocket == "" || decoded.Hypervisor != Name {
+				t.Fatalf("state %s: %v", st, err)
+			}
+		},
+	})
 }
 
 // TestRecoverChecksStartTime: a live process with the saved pid but

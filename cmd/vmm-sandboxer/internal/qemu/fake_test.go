@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/qmp/qmptest"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
 )
 
 // fakeQEMUEnv makes the test binary act as QEMU (TestMain): its value is
@@ -58,7 +59,7 @@ func fakeQEMU(mode string, args []string) int {
 	if mode == fakeModeIgnoreQuit {
 		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
 	}
-	_ = os.WriteFile(console, []byte("fake guest booting\n"), 0o644)
+	_ = os.WriteFile(console, []byte(vmtest.FakeConsole+"\n"), 0o644)
 	_ = os.WriteFile(pidfile, []byte(fmt.Sprintln(os.Getpid())), 0o644)
 	if agentPath != "" {
 		if l, err := net.Listen("unix", agentPath); err == nil {

@@ -1,7 +1,6 @@
 package stratovirt
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
@@ -51,179 +49,37 @@ func assertClean(t *testing.T, cfg *vm.Config) {
 	vmtest.AssertGone(t, cfg, cfg.Dir+"/", QMPSocket, AgentSocket, VirtiofsSocket, PidFile)
 }
 
-func TestFakeStartStop(t *testing.T) {
-	cfg := fakeConfig(t, fakeModeServe)
-	h := New(Options{})
-	if h.Name() != "stratovirt" {
-		t.Errorf("name %q", h.Name())
-	}
-	v, err := h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sv := v.(*VM)
-	pid := v.Pids()[0]
-	if v.Alive() != nil || !v.ExitedAt().IsZero() || len(v.Pids()) != 1 {
-		t.Errorf("fresh vm: alive %v, exited %v, pids %v", v.Alive(), v.ExitedAt(), v.Pids())
-	}
-	if tg := v.Agent(); tg.Serial != filepath.Join(cfg.Dir, AgentSocket) || tg.Validate() != nil {
-		t.Errorf("agent target %+v", tg)
-	}
-	// the VMM is the daemon of the pid file, in a session of its own
-	b, err := os.ReadFile(filepath.Join(cfg.Dir, PidFile))
-	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
-		t.Errorf("pid file %q %v, vmm pid %d", b, err, pid)
-	}
-	if sid, _ := unix.Getsid(pid); sid != pid {
-		t.Errorf("stratovirt session %d, want its own (%d)", sid, pid)
-	}
-	if st, err := sv.Status(vmtest.Ctx(t, 5*time.Second)); err != nil || st.Status != "running" {
-		t.Errorf("status %+v %v", st, err)
-	}
-	if got := v.ConsoleTail(5); got != "fake guest booting" {
-		t.Errorf("console tail %q", got)
-	}
-	if err := v.Cleanup(); !errdefs.IsFailedPrecondition(err) {
-		t.Errorf("cleanup of a running vm: %v", err)
-	}
-	start := time.Now()
-	if err := v.Stop(vmtest.Ctx(t, 10*time.Second), false); err != nil {
-		t.Fatal(err)
-	}
-	vmtest.WaitDone(t, v, time.Second)
-	if time.Since(start) > 3*time.Second {
-		t.Errorf("graceful stop took %s", time.Since(start))
-	}
-	if err := v.Alive(); !errdefs.IsUnavailable(err) {
-		t.Errorf("alive after stop: %v", err)
-	}
-	if v.ExitedAt().IsZero() {
-		t.Error("no exit time")
-	}
-	if err := v.Stop(vmtest.Ctx(t, time.Second), true); err != nil {
-		t.Errorf("second stop: %v", err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Errorf("second cleanup: %v", err)
-	}
-	assertClean(t, cfg)
-	if _, err := os.Stat(filepath.Join(cfg.Dir, ConsoleLog)); err != nil {
-		t.Errorf("console log removed: %v", err)
-	}
-}
-
-// TestFakeStopKills: a StratoVirt that ignores quit is killed when the
-// context ends; with force at once.
-func TestFakeStopKills(t *testing.T) {
-	cfg := fakeConfig(t, fakeModeIgnoreQuit)
-	h := New(Options{})
-	v, err := h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := v.Stop(vmtest.Ctx(t, 300*time.Millisecond), false); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
-		t.Errorf("stop took %s: want the context's 300 ms and a kill", d)
-	}
-	if v.Alive() == nil {
-		t.Error("alive after the kill")
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	v, err = h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start = time.Now()
-	if err := v.Stop(context.Background(), true); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("forced stop took %s", d)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-}
-
-func TestFakeKilledFromOutside(t *testing.T) {
-	cfg := fakeConfig(t, fakeModeServe)
-	v, err := New(Options{}).Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(v.Pids()[0], syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	vmtest.WaitDone(t, v, 5*time.Second)
-	if err := v.Alive(); !errdefs.IsUnavailable(err) {
-		t.Errorf("alive after SIGKILL: %v", err)
-	}
-	if err := v.Stop(vmtest.Ctx(t, time.Second), false); err != nil {
-		t.Errorf("stop of a dead vm: %v", err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-}
-
-// TestFakeRecover: a new Hypervisor (a restarted daemon) takes the State
-// and finds StratoVirt's daemon again; its Stop works and the first VM
-// value sees the exit too.
-func TestFakeRecover(t *testing.T) {
-	cfg := fakeConfig(t, fakeModeServe)
-	v1, err := New(Options{}).Start(vmtest.Ctx(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := v1.State()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var decoded State
-	if err := json.Unmarshal(st, &decoded); err != nil || decoded.VMM.Pid != v1.Pids()[0] || decoded.VMM.StartTime == 0 ||
-		decoded.AgentSocket == "" || decoded.Hypervisor != Name || decoded.QMPSocket != filepath.Join(cfg.Dir, QMPSocket) {
-		t.Fatalf("state %s: %v", st, err)
-	}
-	v2, err := New(Options{}).Recover(vmtest.Ctx(t, 5*time.Second), st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v2.Alive() != nil || v2.Pids()[0] != v1.Pids()[0] || v2.Agent() != v1.Agent() {
-		t.Fatalf("recovered: alive %v pids %v agent %+v", v2.Alive(), v2.Pids(), v2.Agent())
-	}
-	st2, _ := v2.State()
-	if !bytes.Equal(st, st2) {
-		t.Errorf("state round trip:\n%s\n%s", st, st2)
-	}
-	if err := v2.Stop(vmtest.Ctx(t, 10*time.Second), false); err != nil {
-		t.Fatal(err)
-	}
-	vmtest.WaitDone(t, v2, time.Second)
-	vmtest.WaitDone(t, v1, 5*time.Second)
-	if err := v2.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-
-	// the same State once StratoVirt is gone: already Done
-	v3, err := New(Options{}).Recover(vmtest.Ctx(t, 5*time.Second), st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vmtest.WaitDone(t, v3, time.Second)
-	if v3.Alive() == nil {
-		t.Error("a gone stratovirt is alive")
-	}
+// TestFake runs the fake part of the conformance suite. StratoVirt's
+// daemon is not the driver's child: its exit status is unknown.
+func TestFake(t *testing.T) {
+	vmtest.RunFake(t, vmtest.FakeSuite{
+		Name: Name, New: func() vm.Hypervisor { return New(Options{}) },
+		Config:   func(t *testing.T, mode vmtest.FakeMode) *vm.Config { return fakeConfig(t, string(mode)) },
+		Naming:   func(cfg *vm.Config) string { return cfg.Dir + "/" },
+		RunFiles: []string{QMPSocket, AgentSocket, VirtiofsSocket, PidFile},
+		Started: func(t *testing.T, cfg *vm.Config, v vm.VM) {
+			// the VMM is the daemon of the pid file; the agent on the
+			// console port's socket
+			pid := v.Pids()[0]
+			b, err := os.ReadFile(filepath.Join(cfg.Dir, PidFile))
+			if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+				t.Errorf("pid file %q %v, vmm pid %d", b, err, pid)
+			}
+			if tg := v.Agent(); tg.Serial != filepath.Join(cfg.Dir, AgentSocket) {
+				t.Errorf("agent target %+v", tg)
+			}
+			if st, err := v.(*VM).Status(vmtest.Ctx(t, 5*time.Second)); err != nil || st.Status != "running" {
+				t.Errorf("status %+v %v", st, err)
+			}
+		},
+		State: func(t *testing.T, cfg *vm.Config, v vm.VM, st []byte) {
+			var decoded State
+			if err := json.Unmarshal(st, &decoded); err != nil || decoded.VMM.Pid != v.Pids()[0] || decoded.VMM.StartTime == 0 ||
+				decoded.AgentSocket == "" || decoded.Hypervisor != Name || decoded.QMPSocket != filepath.Join(cfg.Dir, QMPSocket) {
+				t.Fatalf("state %s: %v", st, err)
+			}
+		},
+	})
 }
 
 func TestRecoverBadState(t *testing.T) {

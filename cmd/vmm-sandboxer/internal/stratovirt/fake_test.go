@@ -119,7 +119,7 @@ func fakeStratoVirt(mode string, args []string) int {
 	if mode == fakeModeIgnoreQuit {
 		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
 	}
-	_ = os.WriteFile(f.console, []byte("fake guest booting\n"), 0o644)
+	_ = os.WriteFile(f.console, []byte(vmtest.FakeConsole+"\n"), 0o644)
 	if f.agent != "" {
 		if l, err := net.Listen("unix", f.agent); err == nil {
 			defer l.Close()

@@ -150,8 +150,10 @@ func (v *VM) launch(ctx context.Context, bin string, args []string, extra []*os.
 // removes its pid file as it exits, maybe before it was read: while there
 // is none, the daemon is looked for by its command line (the first
 // process's, naming the QMP socket: the fork in between has it too), and
-// its absence fails at once, with its log.
+// its absence fails, with its log. Absent is absent three polls in a row:
+// a process's command line reads empty while it executes another program.
 func (v *VM) waitPidFile(ctx context.Context) (int, error) {
+	missing := 0
 	for {
 		b, err := os.ReadFile(v.Path(PidFile))
 		switch {
@@ -161,8 +163,12 @@ func (v *VM) waitPidFile(ctx context.Context) (int, error) {
 			}
 		case !errors.Is(err, fs.ErrNotExist):
 			return 0, fmt.Errorf("stratovirt pid file: %w", err)
-		case len(proc.Find(proc.Naming(v.st.QMPSocket))) == 0:
-			return 0, fmt.Errorf("stratovirt exited during start, before its daemon wrote %s%s: %w", v.Path(PidFile), v.Diagnostics(), errdefs.ErrFailedPrecondition)
+		case len(proc.Find(proc.Naming(v.st.QMPSocket))) > 0:
+			missing = 0
+		default:
+			if missing++; missing >= 3 {
+				return 0, fmt.Errorf("stratovirt exited during start, before its daemon wrote %s%s: %w", v.Path(PidFile), v.Diagnostics(), errdefs.ErrFailedPrecondition)
+			}
 		}
 		select {
 		case <-ctx.Done():

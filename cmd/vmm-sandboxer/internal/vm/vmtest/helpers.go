@@ -145,3 +145,21 @@ func RemoveStandins() {
 		delete(standins.path, pkg)
 	}
 }
+
+// Golden compares got with the golden file (testdata/NAME.golden of a
+// driver's argv or requests); with update it first writes got there.
+func Golden(t *testing.T, file string, got []byte, update bool) {
+	t.Helper()
+	if update {
+		if err := os.WriteFile(file, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (go test -run %s -update writes it)", err, t.Name())
+	}
+	if string(got) != string(want) {
+		t.Errorf("differs from %s (go test -update after checking):\n--- got\n%s--- want\n%s", file, got, want)
+	}
+}
