@@ -2,7 +2,9 @@
 # top-level Makefile.
 #
 #   make vmm-e2e   containerd 2.4 + crictl + critest with magnetar-vmm (every pod
-#                  a QEMU VM of the guest image; TCG here), hack/vmm/e2e-all.sh;
+#                  a QEMU VM of the guest image; TCG here) and magnetar-stratovirt
+#                  (the same guest on the StratoVirt stand-in), hack/vmm/e2e-all.sh
+#                  (VMM_HANDLERS picks the handlers);
 #                  WORK=_output/vmm-e2e, bridge mgbr6, 10.244.0.0/16. Part of
 #                  make test. Ends with "vmm-e2e: N passed, M failed, K skipped"
 .PHONY: vmm-e2e
