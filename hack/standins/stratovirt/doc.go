@@ -35,7 +35,10 @@
 //     inherited descriptors: taps and vhost-vsock fds keep their numbers)
 //     and exits 0; the daemon writes -pidfile, removes it (and the QMP
 //     socket) when it exits, and logs its errors to -D's file in
-//     StratoVirt's layout.
+//     StratoVirt's layout. Like StratoVirt, it serves QMP only once the
+//     machine is built (here: once QEMU's own monitor, on an abstract
+//     socket, greets: its devices are connected to their backends,
+//     virtiofsd included).
 //   - QMP on -qmp unix:<path>,server,nowait: qmp.md's greeting, then only
 //     the commands qmp.md lists (no qmp_capabilities negotiation needed:
 //     qmp.md shows none), with the answers and events it shows:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -182,6 +184,28 @@ func (m *machine) signal(sig syscall.Signal) error {
 func (m *machine) pause() error  { return m.signal(syscall.SIGSTOP) }
 func (m *machine) resume() error { return m.signal(syscall.SIGCONT) }
 
+// waitMonitor waits for the greeting of QEMU's monitor on the abstract
+// socket name, or QEMU's exit.
+func waitMonitor(name string, exited <-chan error) error {
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("qemu exited while the machine was built: %v", err)
+		default:
+		}
+		c, err := net.Dial("unix", "@"+name)
+		if err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, rerr := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if rerr == nil && strings.Contains(line, `"QMP"`) {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // quit ends QEMU (as StratoVirt's own end ends the guest), killing it if
 // it has not gone in 5 s.
 func (m *machine) quit() {
@@ -206,23 +230,15 @@ func runVM(g *guidebook.Grammar, cfg *vmConfig, lg logger) int {
 		lg.errorLine(err.Error() + "\r\n")
 		return 1
 	}
-	var l net.Listener
-	if p.qmpPath != "" {
-		if fi, err := os.Lstat(p.qmpPath); err == nil && fi.Mode().Type() == fs.ModeSocket {
-			_ = os.Remove(p.qmpPath)
-		}
-		if l, err = net.Listen("unix", p.qmpPath); err != nil {
-			lg.errorLine(withContext(fmt.Sprintf("Failed to bind socket for path: %q", p.qmpPath), err).Error() + "\r\n")
-			return 1
-		}
-		defer l.Close()
-		_ = os.Chmod(p.qmpPath, 0o600)
-	}
 	tsc, err := guestvm.TSCkHz()
 	if err != nil {
 		tsc = 0
 	}
 	args, fds := qemuArgs(p, tsc)
+	// QEMU's own monitor, on an abstract socket (nothing left on disk):
+	// its greeting says the machine is built, devices connected
+	mon := fmt.Sprintf("magnetar-stratovirt-standin-%d", os.Getpid())
+	args = append(args, "-chardev", "socket,id=sv-mon,path="+mon+",abstract=on,server=on,wait=off", "-mon", "chardev=sv-mon,mode=control")
 	cmd := exec.Command(qemuBinary(), args...)
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = lg.w, lg.w
@@ -233,6 +249,29 @@ func runVM(g *guidebook.Grammar, cfg *vmConfig, lg logger) int {
 	if err := cmd.Start(); err != nil {
 		lg.errorLine(withContext("Failed to start VM.", err).Error() + "\r\n")
 		return 1
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// StratoVirt serves QMP from its main loop, once the machine is built
+	// (its devices connected to their backends, virtiofsd included): so
+	// does the stand-in, once QEMU's monitor greets
+	if err := waitMonitor(mon, exited); err != nil {
+		lg.errorLine(withContext("Failed to realize micro VM.", err).Error() + "\r\n")
+		_ = cmd.Process.Kill()
+		return 1
+	}
+	var l net.Listener
+	if p.qmpPath != "" {
+		if fi, err := os.Lstat(p.qmpPath); err == nil && fi.Mode().Type() == fs.ModeSocket {
+			_ = os.Remove(p.qmpPath)
+		}
+		if l, err = net.Listen("unix", p.qmpPath); err != nil {
+			lg.errorLine(withContext(fmt.Sprintf("Failed to bind socket for path: %q", p.qmpPath), err).Error() + "\r\n")
+			_ = cmd.Process.Kill()
+			return 1
+		}
+		defer l.Close()
+		_ = os.Chmod(p.qmpPath, 0o600)
 	}
 	m := &machine{qemu: cmd, done: make(chan struct{})}
 	var qs *qmpServer
@@ -252,7 +291,7 @@ func runVM(g *guidebook.Grammar, cfg *vmConfig, lg logger) int {
 			m.quit()
 		}
 	}()
-	werr := cmd.Wait()
+	werr := <-exited
 	close(m.done)
 	if p.qmpPath != "" {
 		_ = os.Remove(p.qmpPath)
