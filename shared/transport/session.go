@@ -10,6 +10,9 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
 )
 
 // ttrpc's framing (github.com/containerd/ttrpc channel.go): a 10-byte
@@ -194,6 +197,14 @@ func (r *frameReader) next() ([]byte, header, error) {
 				continue
 			}
 			if n := ttrpcHeaderLen + int(h.length); len(r.buf) >= n {
+				if h.typ == ttrpcRequest && !validRequest(r.buf[ttrpcHeaderLen:n]) {
+					// a frame cut or mangled (a console port's first
+					// bytes, read before the tty was raw): what follows
+					// its first byte may hold a client's request
+					resync = true
+					r.buf = r.buf[1:]
+					continue
+				}
 				f := bytes.Clone(r.buf[:n])
 				r.buf = r.buf[n:]
 				return f, h, nil
@@ -201,14 +212,26 @@ func (r *frameReader) next() ([]byte, header, error) {
 		}
 		err := r.fill(!resync && len(r.buf) > 0)
 		if errors.Is(err, errStall) {
+			// an incomplete frame: a client that died mid-frame, or a
+			// header that lies about its length; a new client's request
+			// may have followed it
 			resync = true
-			r.buf = r.buf[:0]
+			if len(r.buf) > 0 {
+				r.buf = r.buf[1:]
+			}
 			continue
 		}
 		if err != nil {
 			return nil, header{}, err
 		}
 	}
+}
+
+// validRequest reports whether p is a ttrpc request message naming a
+// service and a method.
+func validRequest(p []byte) bool {
+	var req ttrpc.Request
+	return proto.Unmarshal(p, &req) == nil && req.Service != "" && req.Method != ""
 }
 
 // findSessionStart is the offset in b of what may be a new client's first

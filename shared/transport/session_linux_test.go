@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -90,8 +91,12 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// frame is a ttrpc frame of type typ on stream with payload p.
+// frame is a ttrpc frame of type typ on stream with payload p; a request's
+// p is carried in a ttrpc request message.
 func frame(stream uint32, typ uint8, p []byte) []byte {
+	if typ == ttrpcRequest {
+		p, _ = proto.Marshal(&ttrpc.Request{Service: "test", Method: "Do", Payload: p})
+	}
 	b := make([]byte, ttrpcHeaderLen, ttrpcHeaderLen+len(p))
 	binary.BigEndian.PutUint32(b[0:4], uint32(len(p)))
 	binary.BigEndian.PutUint32(b[4:8], stream)
@@ -348,8 +353,8 @@ func TestSessionHangups(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 64)
-	if n, err := s1.Read(buf); err != nil || n != ttrpcHeaderLen+1 {
-		t.Fatalf("first session read %d bytes, %v", n, err)
+	if n, err := s1.Read(buf); err != nil || !bytes.Equal(buf[:n], frame(1, ttrpcRequest, []byte("a"))) {
+		t.Fatalf("first session read %q, %v", buf[:n], err)
 	}
 	h1.Close()
 	done := make(chan error, 1)
@@ -371,7 +376,7 @@ func TestSessionHangups(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second host: %v", err)
 	}
-	if n, err := s2.Read(buf); err != nil || n != ttrpcHeaderLen+1 || buf[ttrpcHeaderLen] != 'b' {
+	if n, err := s2.Read(buf); err != nil || !bytes.Equal(buf[:n], frame(3, ttrpcRequest, []byte("b"))) {
 		t.Fatalf("second session read %q, %v", buf[:n], err)
 	}
 }
@@ -390,5 +395,47 @@ func TestSessionHangupsTTRPC(t *testing.T) {
 		}
 		cancel()
 		c.Close()
+	}
+}
+
+// TestSessionMangledFirstRequest: a request mangled on its way (a console
+// port's first bytes, read by a tty not yet raw: bytes dropped, its length
+// now a lie) neither starts a session nor swallows the next client's
+// request: that one is served, after at most a stall.
+func TestSessionMangledFirstRequest(t *testing.T) {
+	h, g := net.Pipe()
+	defer h.Close()
+	l := newSessionListener(g, 200*time.Millisecond, false)
+	defer l.Close()
+	good := frame(1, ttrpcRequest, []byte("second"))
+	bad := frame(1, ttrpcRequest, bytes.Repeat([]byte("x"), 60))
+	mangled := append(append([]byte{}, bad[:ttrpcHeaderLen]...), bad[ttrpcHeaderLen+20:]...)
+	go func() {
+		h.Write(mangled)
+		time.Sleep(50 * time.Millisecond)
+		h.Write(good)
+	}()
+	type res struct {
+		b   []byte
+		err error
+	}
+	got := make(chan res, 1)
+	go func() {
+		s, err := l.Accept()
+		if err != nil {
+			got <- res{err: err}
+			return
+		}
+		buf := make([]byte, 256)
+		n, err := s.Read(buf)
+		got <- res{buf[:n], err}
+	}()
+	select {
+	case r := <-got:
+		if r.err != nil || !bytes.Equal(r.b, good) {
+			t.Errorf("session read %q, %v; want the second client's request", r.b, r.err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the second client's request was not served")
 	}
 }
