@@ -154,6 +154,16 @@ add_counts() {
   summary+=("$3: $line")
 }
 
+# conformance_record SUITE HANDLER LINE: keep the count line ("N passed, M
+# failed, K skipped ...") of SUITE on HANDLER for the conformance table
+# (hack/conformance.sh), with the commit it ran on
+conformance_record() {
+  local dir=$OUT/conformance/$1 commit
+  commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+  mkdir -p "$dir"
+  printf '%s\t%s\t%s\n' "$3" "$commit" "$(date -u +%Y-%m-%dT%H:%MZ)" >"$dir/$2.tmp" && mv "$dir/$2.tmp" "$dir/$2"
+}
+
 # stage_teardown: stop the stage's containerd (hack/containerd.sh stop) and
 # count a failure for it failing or for any mount left below $WORK
 stage_teardown() {
