@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 )
 
@@ -30,15 +31,15 @@ const (
 	// AgentSocket is the virtio-serial port's chardev socket.
 	AgentSocket = "agent.sock"
 	// VirtiofsSocket is virtiofsd's vhost-user socket.
-	VirtiofsSocket = "virtiofs.sock"
+	VirtiofsSocket = vmhost.VirtiofsSocket
 	// PidFile is QEMU's -pidfile.
 	PidFile = "qemu.pid"
 	// ConsoleLog is the guest's serial console (ttyS0).
-	ConsoleLog = "console.log"
+	ConsoleLog = vmhost.ConsoleLog
 	// QEMULog is QEMU's own stdout and stderr.
 	QEMULog = "qemu.log"
 	// VirtiofsdLog is virtiofsd's stdout and stderr.
-	VirtiofsdLog = "virtiofsd.log"
+	VirtiofsdLog = vmhost.VirtiofsdLog
 )
 
 // maxSocketPath is the room for a path in a sockaddr_un.
