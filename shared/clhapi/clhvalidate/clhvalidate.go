@@ -46,8 +46,12 @@ func New() (*Validator, error) {
 }
 
 // ErrUnknownOperation is returned by Request for a path or method the
-// document does not define.
-var ErrUnknownOperation = errors.New("no such operation in the document")
+// document does not define; for a path it defines with other methods the
+// error is also ErrMethodNotAllowed.
+var (
+	ErrUnknownOperation = errors.New("no such operation in the document")
+	ErrMethodNotAllowed = errors.New("method not allowed on this path")
+)
 
 // Exchange is one request found valid, whose response is still to check.
 type Exchange struct {
@@ -94,6 +98,10 @@ func (v *Validator) Request(ctx context.Context, r *http.Request) (*Exchange, er
 	}
 	route, params, err := v.router.FindRoute(rr)
 	if err != nil {
+		var re *routers.RouteError
+		if errors.As(err, &re) && re.Reason == routers.ErrMethodNotAllowed.Error() {
+			return nil, fmt.Errorf("%s %s: %w: %w", r.Method, r.URL.Path, ErrUnknownOperation, ErrMethodNotAllowed)
+		}
 		return nil, fmt.Errorf("%s %s: %w: %w", r.Method, r.URL.Path, ErrUnknownOperation, err)
 	}
 	op := r.Method + " " + strings.TrimPrefix(route.Path, clhapi.BasePath)
@@ -181,6 +189,88 @@ func (v *Validator) Body(ctx context.Context, method, path string, body []byte) 
 	}
 	_, err = v.Request(ctx, r)
 	return err
+}
+
+// Set lists the properties of a request body for method and path (without
+// /api/v1) whose values differ from the document's default (the zero value
+// where it names none: false, 0, ""), as JSON paths with arrays written
+// "[]" ("memory.shared", "fs[].socket"); objects and arrays are listed
+// through their members. For a consumer that honours only some properties
+// and must refuse the rest. The body must have passed Request.
+func (v *Validator) Set(method, path string, body []byte) ([]string, error) {
+	op := v.doc.Paths.Find(clhapi.BasePath + path)
+	if op == nil {
+		op = v.doc.Paths.Find(path)
+	}
+	if op == nil || op.GetOperation(method) == nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, ErrUnknownOperation)
+	}
+	rb := op.GetOperation(method).RequestBody
+	if rb == nil || rb.Value == nil || rb.Value.Content.Get("application/json") == nil {
+		return nil, nil
+	}
+	var val any
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if err := d.Decode(&val); err != nil {
+		return nil, err
+	}
+	var out []string
+	nonDefault(rb.Value.Content.Get("application/json").Schema.Value, val, "", &out)
+	sort.Strings(out)
+	return out, nil
+}
+
+func nonDefault(s *openapi3.Schema, v any, at string, out *[]string) {
+	if s == nil {
+		return
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if at != "" {
+				p = at + "." + k
+			}
+			var ps *openapi3.Schema
+			if r, ok := s.Properties[k]; ok {
+				ps = r.Value
+			} else if ap := s.AdditionalProperties.Schema; ap != nil {
+				ps = ap.Value
+			}
+			nonDefault(ps, e, p, out)
+		}
+		return
+	case []any:
+		if s.Items != nil {
+			for _, e := range x {
+				nonDefault(s.Items.Value, e, at+"[]", out)
+			}
+		}
+		return
+	}
+	if !isDefault(s, v) {
+		*out = append(*out, at)
+	}
+}
+
+// isDefault reports whether a scalar equals the schema's default, or the
+// zero value when it has none.
+func isDefault(s *openapi3.Schema, v any) bool {
+	if s.Default != nil {
+		return fmt.Sprint(s.Default) == fmt.Sprint(v)
+	}
+	switch x := v.(type) {
+	case nil:
+		return true
+	case bool:
+		return !x
+	case string:
+		return x == ""
+	case json.Number:
+		return x.String() == "0"
+	}
+	return false
 }
 
 // strictJSON fails on any object property the schema does not name.

@@ -59,8 +59,11 @@ func TestRequestBodies(t *testing.T) {
 			}
 		})
 	}
-	if err := v.Body(ctx, "PUT", "/vm.explode", nil); !errors.Is(err, ErrUnknownOperation) {
+	if err := v.Body(ctx, "PUT", "/vm.explode", nil); !errors.Is(err, ErrUnknownOperation) || errors.Is(err, ErrMethodNotAllowed) {
 		t.Errorf("unknown operation: %v, want ErrUnknownOperation", err)
+	}
+	if err := v.Body(ctx, "GET", "/vm.boot", nil); !errors.Is(err, ErrUnknownOperation) || !errors.Is(err, ErrMethodNotAllowed) {
+		t.Errorf("wrong method: %v, want ErrMethodNotAllowed", err)
 	}
 }
 
@@ -123,5 +126,24 @@ func TestResponses(t *testing.T) {
 				t.Errorf("response %d %s: err %v, want ok=%v", c.status, c.body, err, c.ok)
 			}
 		})
+	}
+}
+
+func TestSet(t *testing.T) {
+	v := newV(t)
+	got, err := v.Set("PUT", "/vm.create", []byte(`{"payload":{"kernel":"/k","cmdline":""},"memory":{"size":1048576,"shared":false,"thp":true,"hugepages":true},`+
+		`"iommu":false,"fs":[{"tag":"t","socket":"/s","num_queues":1,"queue_size":1024}],"vsock":{"cid":3,"socket":"/v"},"cpus":{"boot_vcpus":1,"max_vcpus":1,"nested":true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "cpus.boot_vcpus cpus.max_vcpus fs[].socket fs[].tag memory.hugepages memory.size payload.kernel vsock.cid vsock.socket"
+	if strings.Join(got, " ") != want {
+		t.Errorf("set properties\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	if got, err := v.Set("PUT", "/vm.boot", nil); err != nil || got != nil {
+		t.Errorf("vm.boot: %v %v", got, err)
+	}
+	if _, err := v.Set("PUT", "/vm.nothing", nil); !errors.Is(err, ErrUnknownOperation) {
+		t.Errorf("unknown: %v", err)
 	}
 }
