@@ -89,7 +89,7 @@ func VMConfig(cfg *vm.Config) (*clhapi.VmConfig, error) {
 		Rng:     &clhapi.RngConfig{Src: EntropySource},
 	}
 	if cfg.Share != "" {
-		c.Fs = &[]clhapi.FsConfig{{Tag: shareTag(cfg), Socket: filepath.Join(dir, VirtiofsSocket),
+		c.Fs = &[]clhapi.FsConfig{{Tag: cfg.VirtiofsTag(), Socket: filepath.Join(dir, VirtiofsSocket),
 			NumQueues: FsNumQueues, QueueSize: FsQueueSize}}
 	}
 	return c, nil
@@ -113,28 +113,9 @@ func NetConfig(i int, n vm.NIC) *clhapi.NetConfig {
 // and share (agentapi.CmdlineTransport, CmdlineShare), then cfg.KernelArgs.
 func KernelArgs(cfg *vm.Config) []string {
 	k := []string{"console=ttyS0", "panic=-1", "quiet",
-		agentapi.CmdlineTransport + "=vsock:" + strconv.FormatUint(uint64(agentPort(cfg)), 10)}
-	if cfg.Share != "" {
-		k = append(k, agentapi.CmdlineShare+"=virtiofs:"+shareTag(cfg))
-	} else {
-		// or the agent waits for the default share's device
-		k = append(k, agentapi.CmdlineShare+"=none")
-	}
+		agentapi.CmdlineTransport + "=vsock:" + strconv.FormatUint(uint64(cfg.VsockPort()), 10)}
+	k = append(k, cfg.ShareKernelArg())
 	return append(k, cfg.KernelArgs...)
-}
-
-func shareTag(cfg *vm.Config) string {
-	if cfg.ShareTag == "" {
-		return agentapi.DefaultShareTag
-	}
-	return cfg.ShareTag
-}
-
-func agentPort(cfg *vm.Config) uint32 {
-	if cfg.Agent.Port == 0 {
-		return agentapi.DefaultVsockPort
-	}
-	return cfg.Agent.Port
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -162,8 +143,8 @@ func validate(cfg *vm.Config) error {
 		return bad("%d vCPUs and %d MiB: both must be positive", cfg.VCPUs, cfg.MemoryMiB)
 	case cfg.Share != "" && !filepath.IsAbs(cfg.Share):
 		return bad("share %q is not absolute", cfg.Share)
-	case len(shareTag(cfg)) > maxShareTag:
-		return bad("share tag %q: at most %d bytes", shareTag(cfg), maxShareTag)
+	case len(cfg.VirtiofsTag()) > maxShareTag:
+		return bad("share tag %q: at most %d bytes", cfg.VirtiofsTag(), maxShareTag)
 	}
 	switch cfg.Agent.Kind {
 	case vm.ChannelHybridVsock:

@@ -30,7 +30,7 @@ var _ vm.VM = (*VM)(nil)
 func newVM(h *Hypervisor, cfg *vm.Config) *VM {
 	v := &VM{opts: h.opts, st: State{
 		Hypervisor: Name, ID: cfg.ID, Dir: cfg.Dir, Accel: AccelKVM,
-		APISocket: filepath.Join(cfg.Dir, APISocket), VsockSocket: filepath.Join(cfg.Dir, VsockSocket), AgentPort: agentPort(cfg),
+		APISocket: filepath.Join(cfg.Dir, APISocket), VsockSocket: filepath.Join(cfg.Dir, VsockSocket), AgentPort: cfg.VsockPort(),
 	}}
 	if cfg.Share != "" {
 		v.st.Share, v.st.VirtiofsSocket = cfg.Share, filepath.Join(cfg.Dir, VirtiofsSocket)

@@ -36,7 +36,7 @@ func newVM(h *Hypervisor, cfg *vm.Config, accel string) *VM {
 	case vm.ChannelSerial:
 		v.st.AgentSocket = v.Path(AgentSocket)
 	case vm.ChannelVsock:
-		v.st.Agent.Port = vsockPort(cfg)
+		v.st.Agent.Port = cfg.VsockPort()
 	}
 	if cfg.Share != "" {
 		v.st.Share, v.st.VirtiofsSocket = cfg.Share, v.Path(VirtiofsSocket)
