@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/magnetar-runtime/magnetar/hack/vm/guestvm"
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 	"github.com/magnetar-runtime/magnetar/shared/clhapi"
 )
@@ -235,24 +236,6 @@ func deref[T any](p *T) T {
 // esc doubles commas (QEMU's option lists).
 func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-// tscKHz is the host's TSC frequency in kHz (what TCG's rdtsc counts at),
-// 0 when unknown.
-func tscKHz() int {
-	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			return n
-		}
-	}
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "cpu MHz" {
-			mhz, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int(mhz * 1000)
-		}
-	}
-	return 0
-}
-
 // machine is the QEMU underneath one boot of the VM.
 type machine struct {
 	cmd  *exec.Cmd
@@ -269,7 +252,9 @@ type machine struct {
 // boot starts QEMU for cfg, connects its monitor, serves the hybrid vsock
 // socket and lets the guest run. On error nothing is left running.
 func boot(cfg *clhapi.VmConfig, nets []netDev, p paths) (*machine, error) {
-	args, agentPort, err := qemuArgs(cfg, nets, p, tscKHz())
+	// 0 when unknown: the guest calibrates (and may hang now and then)
+	khz, _ := guestvm.TSCkHz()
+	args, agentPort, err := qemuArgs(cfg, nets, p, khz)
 	if err != nil {
 		return nil, err
 	}

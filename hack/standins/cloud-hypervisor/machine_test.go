@@ -91,7 +91,7 @@ func TestQEMUArgsRefuses(t *testing.T) {
 			c.Serial.Mode, c.Console.Mode = clhapi.ConsoleModeTty, clhapi.ConsoleModeTty
 		}, nil, "both on the terminal"},
 		"net without tap": {func(*clhapi.VmConfig) {}, []netDev{{cfg: clhapi.NetConfig{Id: ptr("n")}}}, "neither a tap name nor a descriptor"},
-		"multiqueue": {func(*clhapi.VmConfig) {}, []netDev{{cfg: clhapi.NetConfig{Id: ptr("n"), NumQueues: ptr(4)}, tap: os.Stdin}}, "one queue pair"},
+		"multiqueue":      {func(*clhapi.VmConfig) {}, []netDev{{cfg: clhapi.NetConfig{Id: ptr("n"), NumQueues: ptr(4)}, tap: os.Stdin}}, "one queue pair"},
 	} {
 		c2 := base()
 		c.edit(&c2)
