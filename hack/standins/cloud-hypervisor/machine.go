@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,6 +237,35 @@ func deref[T any](p *T) T {
 // esc doubles commas (QEMU's option lists).
 func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
+// spawnReqs go to the spawner: the parent-death signal is sent when the
+// THREAD that forked the child ends, and the Go runtime may end a thread
+// (one a goroutine left locked); the spawner's thread is locked to a
+// goroutine that never returns, so it lives as long as the process.
+var (
+	spawnOnce sync.Once
+	spawnReqs = make(chan spawnReq)
+)
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startOnSpawner starts cmd from the spawner's thread.
+func startOnSpawner(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		go func() {
+			runtime.LockOSThread()
+			for r := range spawnReqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	r := spawnReq{cmd: cmd, done: make(chan error, 1)}
+	spawnReqs <- r
+	return <-r.done
+}
+
 // machine is the QEMU underneath one boot of the VM.
 type machine struct {
 	cmd  *exec.Cmd
@@ -279,12 +309,10 @@ func boot(cfg *clhapi.VmConfig, nets []netDev, p paths) (*machine, error) {
 			m.cmd.ExtraFiles = append(m.cmd.ExtraFiles, n.tap)
 		}
 	}
-	// QEMU dies with the stand-in (main locks its thread, so the parent
-	// thread lives as long as the process), as the guest dies with Cloud
-	// Hypervisor
+	// QEMU dies with the stand-in, as the guest dies with Cloud Hypervisor
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf("booting: %s %s", bin, strings.Join(args, " "))
-	if err := m.cmd.Start(); err != nil {
+	if err := startOnSpawner(m.cmd); err != nil {
 		m.closeMux()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}

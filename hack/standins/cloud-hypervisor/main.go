@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"syscall"
 )
 
@@ -18,10 +17,6 @@ import (
 const version = "cloud-hypervisor v53.0-246-gae44c2971c83 (magnetar stand-in)"
 
 func main() {
-	// QEMU's parent-death signal follows the thread that started it: the
-	// main goroutine keeps the main thread, which lives as long as the
-	// process
-	runtime.LockOSThread()
 	os.Exit(run(os.Args[1:]))
 }
 

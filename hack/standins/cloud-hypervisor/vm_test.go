@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,7 +31,6 @@ const standinEnv = "MAGNETAR_TEST_RUN_STANDIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(standinEnv) == "1" {
-		runtime.LockOSThread()
 		os.Exit(run(os.Args[1:]))
 	}
 	os.Exit(m.Run())
@@ -143,13 +141,16 @@ type nopCloser struct{ *strings.Reader }
 
 func (nopCloser) Close() error { return nil }
 
-// qemuPid is the stand-in's QEMU.
+// qemuPid is the stand-in's QEMU: the child of one of its threads.
 func (s *standin) qemuPid(t *testing.T) int {
 	t.Helper()
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.cmd.Process.Pid, s.cmd.Process.Pid))
-	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil {
-			return pid
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", s.cmd.Process.Pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				return pid
+			}
 		}
 	}
 	t.Fatal("the stand-in has no QEMU child")
