@@ -59,4 +59,7 @@ func TestRecoverChecksStartTime(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("the orphaned virtiofsd still runs")
 	}
+	if len(h.Pids()) != 1 {
+		t.Errorf("pids %v: want the (gone) VMM's only", h.Pids())
+	}
 }
