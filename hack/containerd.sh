@@ -118,6 +118,14 @@ kernel = "$GUEST_OUT/vmlinuz"
 initrd = "$GUEST_OUT/initramfs.cpio"
 boot_timeout = "${VMM_BOOT_TIMEOUT:-90s}"
 agent_log_level = "${VMM_AGENT_LOG_LEVEL:-info}"
+[hypervisors]
+magnetar-vmm = "qemu"
+magnetar-clh = "cloud-hypervisor"
+# magnetar-clh's VMs: the stand-in (tests only; the real one needs KVM)
+# with QEMU 7.2's virtiofsd
+[cloud_hypervisor]
+binary = "$CLH_STANDIN"
+virtiofsd = "/usr/lib/qemu/virtiofsd"
 EOF
     ;;
   *) echo "# $1: defaults only" ;;

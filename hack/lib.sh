@@ -57,10 +57,15 @@ GUEST_OUT=${GUEST_OUT:-$OUT/guest}
 # More handlers served by the daemon of another one, one line each: "HANDLER
 # SERVED_BY": a proxy plugin HANDLER at SERVED_BY's socket plus a CRI runtime
 # handler, configured when SERVED_BY is (the wasm daemon picks its engine by
-# the proxy plugin name containerd sends).
+# the proxy plugin name containerd sends; the vmm daemon its hypervisor).
 MAGNETAR_HANDLER_ALIASES=(
   "magnetar-wasm-wazero magnetar-wasm"
+  "magnetar-clh magnetar-vmm"
 )
+# the Cloud Hypervisor stand-in (hack/standins/cloud-hypervisor, built by
+# make standins; tests only) that the harness's magnetar-clh pods run on:
+# this machine has no KVM for the real cloud-hypervisor
+CLH_STANDIN=${CLH_STANDIN:-$OUT/standins/cloud-hypervisor}
 # daemon_handler HANDLER: the handler whose daemon serves HANDLER (itself, or
 # what an alias is served by); its pid file is $WORK/run/<that>.pid
 daemon_handler() {
