@@ -14,6 +14,10 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.2}
 CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.36.0}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
+# the Kubernetes node of hack/k8s (hack/install-tools.sh k8s): kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kubectl and etcd
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
 export PATH=/usr/local/go/bin:$PATH
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
