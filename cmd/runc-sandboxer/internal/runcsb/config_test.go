@@ -1,8 +1,10 @@
 package runcsb
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,4 +90,33 @@ func TestCheckHostFindsRunc(t *testing.T) {
 // The shipped runc.toml shows every default.
 func TestDeployedConfigIsTheDefault(t *testing.T) {
 	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/runc.toml", DefaultConfig)
+}
+
+// TestRuntimeFeatures: the handler declares what its runc reports, less
+// what a pod of the sandboxer cannot have.
+func TestRuntimeFeatures(t *testing.T) {
+	runc := filepath.Join(t.TempDir(), "runc")
+	script := "#!/bin/sh\n[ \"$1\" = features ] || exit 1\n" +
+		`echo '{"ociVersionMin":"1.0.0","ociVersionMax":"1.3.0","mountOptions":["ro","rro"],"linux":{"namespaces":["ipc","user","uts"],"mountExtensions":{"idmap":{"enabled":true}}}}'` + "\n"
+	if err := os.WriteFile(runc, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.Runc.Binary = runc
+	f, err := runtimeFeatures(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(f.MountOptions, "rro") || f.Linux.MountExtensions.IDMap == nil {
+		t.Errorf("runc's features lost: %+v", f)
+	}
+	for _, ns := range unsupportedNamespaces {
+		if slices.Contains(f.Linux.Namespaces, ns) {
+			t.Errorf("namespace %s declared: %v", ns, f.Linux.Namespaces)
+		}
+	}
+	c.Runc.Binary = filepath.Join(t.TempDir(), "no-runc")
+	if _, err := runtimeFeatures(context.Background(), c); err == nil || !strings.Contains(err.Error(), "runc.binary") {
+		t.Errorf("missing runc: %v", err)
+	}
 }

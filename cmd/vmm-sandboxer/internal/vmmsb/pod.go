@@ -346,10 +346,15 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	tAgent := time.Now()
 
 	p.setStage("setting up the guest")
-	if _, err := cl.Sandbox().Setup(ctx, p.setupRequest(&st, nw)); err != nil {
-		return sandbox.Endpoint{}, fmt.Errorf("guest setup: %w", err)
+	// within the boot timeout too: a guest that answered once and then
+	// does not fails the start rather than hold it
+	if _, err := cl.Sandbox().Setup(bctx, p.setupRequest(&st, nw)); err != nil {
+		if errdefs.IsDeadlineExceeded(err) && ctx.Err() == nil {
+			err = fmt.Errorf("the guest agent did not finish the pod setup within vm.boot_timeout = %s: %w", time.Duration(p.d.cfg.VM.BootTimeout), err)
+		}
+		return sandbox.Endpoint{}, fmt.Errorf("guest setup: %w\nguest console (last lines):\n%s", err, v.ConsoleTail(25))
 	}
-	if _, err := cl.SyncClock(ctx, maxClockSkew); err != nil {
+	if _, err := cl.SyncClock(bctx, maxClockSkew); err != nil {
 		lg.WithError(err).Warn("guest clock")
 	}
 	vs, err := v.State()
