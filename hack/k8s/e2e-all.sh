@@ -10,6 +10,7 @@
 #   k8s-e2e: N passed, M failed, K skipped
 #
 # K8S_HANDLERS: default every handler of K8S_HANDLER_TABLE (hack/k8s/lib.sh)
+# (make k8s-e2e: magnetar-runc magnetar-wasm; make k8s-vmm-e2e: magnetar-vmm)
 # whose sandboxer is built (magnetar-vmm also needs the guest image).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

@@ -81,8 +81,9 @@ wasm)
 *) echo "FAIL $SUITE: $H: unknown workload '$WORKLOAD' (linux or wasm)"; E2E_FAIL=1; exit 1 ;;
 esac
 show() { if [ -n "$LAST" ]; then sed 's/^/     /' <<<"$LAST"; fi; }
-# json WORD...: a JSON array of the words (YAML takes JSON)
-json() { jq -cn '$ARGS.positional' --args "$@"; }
+# json WORD...: a JSON array of the words (YAML takes JSON); not jq --args,
+# which takes a word such as -c for one of its own options
+json() { local a; for a in "$@"; do jq -n --arg a "$a" '$a'; done | jq -cs .; }
 
 # check FEATURE NAME CMD...: a step; if the handler cannot do FEATURE
 # (K8S_CANNOT) CMD must fail, and the step counts as skipped with the reason
