@@ -25,10 +25,11 @@ apt_install() {
   # wasm test modules: clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32;
   # agent protocol: protobuf-compiler and libprotobuf-dev (google/protobuf/*.proto,
   # which --no-install-recommends leaves out); guest image and VM tests: qemu-system-x86
-  # (QEMU 7.2 + virtiofsd) qemu-utils kmod cpio lz4 xz-utils
+  # (QEMU 7.2 + virtiofsd) qemu-utils kmod cpio lz4 xz-utils; the Kubernetes node
+  # of hack/k8s: openssl (its certificates) curl (health and the kubelet's API)
   local pkgs=(busybox-static libseccomp-dev pkg-config iptables iproute2 gcc libc6-dev jq procps bsdutils util-linux
     clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 protobuf-compiler libprotobuf-dev
-    qemu-system-x86 qemu-utils kmod cpio lz4 xz-utils)
+    qemu-system-x86 qemu-utils kmod cpio lz4 xz-utils openssl curl)
   local missing=() p i
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -30,6 +30,24 @@ pid_alive() {
   [ -n "$st" ] && [ "$st" != Z ]
 }
 
+# is_listening SOCKET: a process listens on the unix socket (from /proc/net/unix:
+# flag __SO_ACCEPTCON); a stale socket file left by a killed daemon does not count.
+is_listening() { awk -v p="$1" '$8 == p && $4 == "00010000" {f=1} END {exit !f}' /proc/net/unix; }
+
+# pidfile_stop NAME PIDFILE [SIGNAL] [SECONDS]: signal the daemon of PIDFILE
+# (default TERM), wait up to SECONDS (default 10) for it to go, then KILL;
+# remove PIDFILE
+pidfile_stop() {
+  local name=$1 pidf=$2 sig=${3:-TERM} secs=${4:-10} pid i
+  if [ ! -f "$pidf" ] || ! pid_alive "$(cat "$pidf")"; then rm -f "$pidf"; return 0; fi
+  pid=$(cat "$pidf")
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for i in $(seq 1 $((secs * 20))); do pid_alive "$pid" || break; sleep 0.05; done
+  if pid_alive "$pid"; then log "$name ignored SIG$sig for $secs s: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
+  rm -f "$pidf"
+}
+
 # --- e2e harness: hack/containerd.sh, hack/e2e/*, hack/critest.sh, hack/demo.sh
 # Everything of one harness instance lives below WORK (throwaway): containerd's
 # root/state/sockets, the sandboxers' dirs, CNI config and IPAM, logs.
