@@ -405,7 +405,9 @@ oom() {
   wait_for 90 oom_reason
   oom_reason
   expect_eq "reason" "$reason" OOMKilled
-  echo "oom: exit code $(cstatus failing oom '.lastState.terminated.exitCode')$(cstatus failing oom '.state.terminated.exitCode')"
+  local code
+  code=$(cstatus failing oom '.lastState.terminated.exitCode')
+  echo "oom: exit code ${code:-$(cstatus failing oom '.state.terminated.exitCode')}"
 }
 check oom "a container outgrowing its memory limit: OOMKilled" oom; show
 
