@@ -14,6 +14,10 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.2}
 CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.36.0}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
+# the Kubernetes node of hack/k8s (hack/install-tools.sh k8s): kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kubectl and etcd
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
 export PATH=/usr/local/go/bin:$PATH
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -24,6 +28,24 @@ pid_alive() {
   local st
   st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
   [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# is_listening SOCKET: a process listens on the unix socket (from /proc/net/unix:
+# flag __SO_ACCEPTCON); a stale socket file left by a killed daemon does not count.
+is_listening() { awk -v p="$1" '$8 == p && $4 == "00010000" {f=1} END {exit !f}' /proc/net/unix; }
+
+# pidfile_stop NAME PIDFILE [SIGNAL] [SECONDS]: signal the daemon of PIDFILE
+# (default TERM), wait up to SECONDS (default 10) for it to go, then KILL;
+# remove PIDFILE
+pidfile_stop() {
+  local name=$1 pidf=$2 sig=${3:-TERM} secs=${4:-10} pid i
+  if [ ! -f "$pidf" ] || ! pid_alive "$(cat "$pidf")"; then rm -f "$pidf"; return 0; fi
+  pid=$(cat "$pidf")
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for i in $(seq 1 $((secs * 20))); do pid_alive "$pid" || break; sleep 0.05; done
+  if pid_alive "$pid"; then log "$name ignored SIG$sig for $secs s: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
+  rm -f "$pidf"
 }
 
 # --- e2e harness: hack/containerd.sh, hack/e2e/*, hack/critest.sh, hack/demo.sh
