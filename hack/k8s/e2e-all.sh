@@ -72,6 +72,11 @@ run() {
   RUNTIME_HANDLER=$2 "$ROOT/hack/k8s/e2e.sh" "$1" 2>&1 | tee "$lf" || rc=$?
   add_counts "$lf" e2e "$1[$2]" "$rc"
   log "k8s $1 on $2 took $((SECONDS - ts)) s"
+  if [ "$1" = pods ]; then
+    local line
+    line=$(grep -E "^e2e: [0-9]+ passed" "$lf" | tail -1 || true)
+    conformance_record k8s-e2e "$2" "${line#e2e: }"
+  fi
 }
 for h in $K8S_HANDLERS; do run pods "$h"; done
 for h in $K8S_HANDLERS; do run removed "$h"; done
