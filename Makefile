@@ -54,3 +54,6 @@ clean:
 -include hack/vm/vm.mk
 # the vmm sandboxer's end-to-end stage (after the VM tests: it needs the guest image)
 -include hack/vmm/vmm.mk
+# a real Kubernetes node (kubelet, API server, controllers) on the harness,
+# every handler through kubectl (after the VM stages: it runs VM pods too)
+-include hack/k8s/k8s.mk

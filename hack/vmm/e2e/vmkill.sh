@@ -1,46 +1,46 @@
 #!/usr/bin/env bash
-# hack/vmm/e2e/vmkill.sh: a VM killed from outside (SIGKILL to its VMM):
-# the pod turns NOTREADY (Controller.Wait returns), its container is reported
-# exited, removing the pod works and leaves no VM process, socket or mount;
-# a new pod runs. The VMM is QEMU on magnetar-vmm, StratoVirt's daemon on
-# magnetar-stratovirt (here its stand-in, whose QEMU must die with it, as a
-# real StratoVirt's guest does).
+# hack/vmm/e2e/vmkill.sh: a VM killed from outside (SIGKILL to its VMM: the
+# QEMU of magnetar-vmm; the cloud-hypervisor of magnetar-clh and the
+# StratoVirt daemon of magnetar-stratovirt, here their stand-ins, whose death
+# must take their QEMU with them as the real ones' ends the guest): the pod turns NOTREADY (Controller.Wait returns), its container
+# is reported exited, removing the pod works and leaves no VM process, socket
+# or mount; a new pod runs.
 #
-#   RUNTIME_HANDLER=magnetar-vmm [WORK=...] hack/vmm/e2e/vmkill.sh
+#   RUNTIME_HANDLER=magnetar-vmm|magnetar-clh|magnetar-stratovirt [WORK=...] hack/vmm/e2e/vmkill.sh
 set -euo pipefail
 source "$(dirname "$0")/../../e2e/lib.sh"
 e2e_init
 
 SLEEP='["sh", "-c", "exec sleep 3600"]'
-# vm_dir: the VM's run directory, from the virtiofsd of the pod's share
-# (source=<dir>/sandboxes/<id>/share, --socket-path=<run dir>/virtiofs.sock)
-vm_dir() {
-  local pid
-  pid=$(pgrep -f -- "[s]andboxes/$POD_ID/" | head -1)
-  [ -n "$pid" ] || return 0
-  tr '\0' '\n' <"/proc/$pid/cmdline" | sed -n 's|^--socket-path=\(.*\)/virtiofs.sock$|\1|p'
-}
-# vm_pids: the VMM of this pod (QEMU: -name guest=<id>; StratoVirt, which
-# has no -name: the processes naming its run directory), the virtiofsd of
-# its share
+RUN_DIR=""
+# fsd_pids: the virtiofsd of the pod's share (source=<dir>/sandboxes/<id>/share;
+# QEMU 7.2's forks once into its sandbox)
+fsd_pids() { pgrep -f -- "[s]andboxes/$POD_ID/" || true; }
+# vm_pids: virtiofsd and every process naming the VM's run directory (the
+# VMM, and the stand-in's QEMU)
 vm_pids() {
-  pgrep -f -- "[g]uest=$POD_ID|[s]andboxes/$POD_ID/" || true
-  if [ -n "${VMDIR:-}" ]; then pgrep -f -- "$VMDIR/" || true; fi
+  fsd_pids
+  if [ -n "$RUN_DIR" ]; then pgrep -f -- "$RUN_DIR/" || true; fi
 }
+# vmm_pid: prints "PID RUN_DIR" of the VMM: of the processes naming the run
+# directory (where virtiofsd's --socket-path is), the one that is neither
+# virtiofsd nor the child of another (the stand-in's QEMU)
 vmm_pid() {
-  local pid
-  VMDIR=$(vm_dir)
-  [ -n "$VMDIR" ] || fail "no virtiofsd naming $POD_ID"
-  [ "$(vm_pids | sort -u | wc -l)" -ge 2 ] || fail "want a VMM and a virtiofsd of $POD_ID, got: $(vm_pids | sort -u | tr '\n' ' ')"
-  case "$RUNTIME_HANDLER" in
-  magnetar-stratovirt) pid=$(pgrep -f -- "-pidfile $VMDIR/stratovirt.pid" | head -1) ;;
-  *) pid=$(pgrep -f -- "[g]uest=$POD_ID" | head -1) ;;
-  esac
-  [ -n "$pid" ] || fail "no VMM process of $POD_ID"
-  echo "$pid"
+  local fsd sock dir pids p out=""
+  fsd=$(fsd_pids)
+  [ -n "$fsd" ] || fail "no virtiofsd naming $POD_ID"
+  sock=$(tr '\0' '\n' <"/proc/$(head -1 <<<"$fsd")/cmdline" | sed -n 's/^--socket-path=//p')
+  [ -n "$sock" ] || fail "virtiofsd has no --socket-path"
+  dir=$(dirname "$sock")
+  pids=$(pgrep -f -- "$dir/" | grep -vxF "$fsd" || true)
+  for p in $pids; do
+    grep -qx "$(ps -o ppid= -p "$p" | tr -d ' ')" <<<"$pids" || out+="$p "
+  done
+  [ "$(wc -w <<<"$out")" -eq 1 ] || fail "want one VMM process naming $dir/, got: $out(all: $(tr '\n' ' ' <<<"$pids"))"
+  echo "${out% } $dir"
 }
 no_vm_pids() { [ -z "$(vm_pids)" ]; }
-kill_vm() { kill -KILL "$QPID"; }
+kill_vm() { kill -KILL "$VPID"; }
 notready() { wait_pod_state "$POD" SANDBOX_NOTREADY 20; }
 ctr_exited() { wait_ctr_state "$C" CONTAINER_EXITED 20; }
 no_vm_left() { wait_for 10 no_vm_pids; }
@@ -56,7 +56,7 @@ new_pod() {
 req  "runp" run_pod victim; POD=$LAST; POD_ID=$POD
 req  "container" start_ctr "$POD" victim c "$BUSYBOX_IMAGE" "$SLEEP"; C=$LAST
 req  "container running" wait_ctr_state "$C" CONTAINER_RUNNING 30
-req  "the VM's VMM process" vmm_pid; QPID=$LAST; VMDIR=$(vm_dir)
+req  "the VM's VMM process" vmm_pid; read -r VPID RUN_DIR <<<"$LAST"
 step "kill -9 the VMM" kill_vm
 step "pod NOTREADY" notready
 step "container EXITED" ctr_exited

@@ -128,7 +128,7 @@ func KernelArgs(cfg *vm.Config, accel string, tscKHz int) []string {
 	return append(k, cfg.KernelArgs...)
 }
 
-func shareTag(cfg *vm.Config) string { return cfg.ShareTagOr(agentapi.DefaultShareTag) }
+func shareTag(cfg *vm.Config) string { return cfg.VirtiofsTag() }
 
 // escape doubles commas, QEMU's escape inside an option list (QemuOpts).
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

@@ -117,7 +117,7 @@ func KernelArgs(cfg *vm.Config) []string {
 	return append(k, cfg.KernelArgs...)
 }
 
-func shareTag(cfg *vm.Config) string { return cfg.ShareTagOr(agentapi.DefaultShareTag) }
+func shareTag(cfg *vm.Config) string { return cfg.VirtiofsTag() }
 
 // validate checks what Args needs of cfg: vm.Config.Check, then
 // StratoVirt's own limits. StratoVirt splits its property lists at every

@@ -80,14 +80,6 @@ const MaxSocketPath = 107
 // MaxShareTag is virtio-fs's tag length (struct virtio_fs_config).
 const MaxShareTag = 36
 
-// ShareTagOr is c.ShareTag, or def when it is empty.
-func (c *Config) ShareTagOr(def string) string {
-	if c.ShareTag == "" {
-		return def
-	}
-	return c.ShareTag
-}
-
 // Check is what every driver checks of c before it builds a command line:
 // an id, an absolute run directory short enough for longestSocket (the
 // longest socket name the driver puts there), a kernel and an initrd,
@@ -130,18 +122,10 @@ func (c *Config) Check(vmm, longestSocket, tag string) error {
 	return nil
 }
 
-// VsockPort is c's agent vsock port (agentapi.DefaultVsockPort when 0).
-func (c *Config) VsockPort() uint32 {
-	if c.Agent.Port == 0 {
-		return agentapi.DefaultVsockPort
-	}
-	return c.Agent.Port
-}
-
 // AgentCmdline is the kernel command line that tells the agent its
 // transport and share: serial (agentapi.CmdlineTransport's value for the
-// serial channel, e.g. "serial:magnetar.agent") or vsock:<VsockPort>, and
-// virtiofs:<tag> (tag: ShareTagOr(agentapi.DefaultShareTag)) or none.
+// serial channel, e.g. "serial:magnetar.agent") or vsock:<VsockPort>, then
+// ShareKernelArg.
 func (c *Config) AgentCmdline(serial string) []string {
 	var k []string
 	switch c.Agent.Kind {
@@ -150,9 +134,5 @@ func (c *Config) AgentCmdline(serial string) []string {
 	case ChannelVsock:
 		k = append(k, agentapi.CmdlineTransport+"=vsock:"+strconv.FormatUint(uint64(c.VsockPort()), 10))
 	}
-	if c.Share != "" {
-		return append(k, agentapi.CmdlineShare+"=virtiofs:"+c.ShareTagOr(agentapi.DefaultShareTag))
-	}
-	// or the agent waits for the default share's device
-	return append(k, agentapi.CmdlineShare+"=none")
+	return append(k, c.ShareKernelArg())
 }

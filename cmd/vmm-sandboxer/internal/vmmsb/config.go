@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/clh"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/stratovirt"
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
@@ -17,6 +18,9 @@ const Name = "vmm"
 // Handler is the runtime handler (containerd proxy plugin) of QEMU VMs, the
 // default.
 const Handler = "magnetar-vmm"
+
+// HandlerCLH is the runtime handler of Cloud Hypervisor VMs.
+const HandlerCLH = "magnetar-clh"
 
 // HandlerStratoVirt is the runtime handler of StratoVirt VMs.
 const HandlerStratoVirt = "magnetar-stratovirt"
@@ -40,6 +44,8 @@ type Config struct {
 	Hypervisors map[string]string `toml:"hypervisors"`
 	VM          VMConfig          `toml:"vm"`
 	QEMU        VMMConf           `toml:"qemu"`
+	// CloudHypervisor is [cloud_hypervisor].
+	CloudHypervisor VMMConf `toml:"cloud_hypervisor"`
 	// StratoVirt is [stratovirt].
 	StratoVirt VMMConf `toml:"stratovirt"`
 	Pod        PodConf `toml:"pod"`
@@ -97,7 +103,7 @@ func DefaultConfig() *Config {
 	return &Config{
 		Daemon:      config.DefaultDaemon(Name),
 		RunDir:      filepath.Join(config.DefaultRunDir, Name),
-		Hypervisors: map[string]string{Handler: HypervisorQEMU, HandlerStratoVirt: HypervisorStratoVirt},
+		Hypervisors: map[string]string{Handler: HypervisorQEMU, HandlerCLH: HypervisorCLH, HandlerStratoVirt: HypervisorStratoVirt},
 		VM: VMConfig{
 			DefaultHypervisor: HypervisorQEMU, Kernel: DefaultKernel, Initrd: DefaultInitrd, KernelArgs: []string{},
 			Accel: "auto", Agent: "auto",
@@ -105,6 +111,9 @@ func DefaultConfig() *Config {
 			VCPUs: 1, MemoryMiB: 256, MaxVCPUs: 8, MaxMemoryMiB: 8192, MemoryOverheadMiB: 128,
 		},
 		QEMU: VMMConf{Binary: "qemu-system-x86_64", Virtiofsd: "/usr/lib/qemu/virtiofsd"},
+		// the Rust virtiofsd Cloud Hypervisor's docs use (Debian 13, Ubuntu
+		// 24.04: package virtiofsd)
+		CloudHypervisor: VMMConf{Binary: clh.DefaultBinary, Virtiofsd: "/usr/libexec/virtiofsd"},
 		// StratoVirt's own vhost_user_fs is gone: its guidebook points to
 		// the Rust virtiofsd (package virtiofsd on Debian 13, Ubuntu 24.04,
 		// openEuler)

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/clh"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/qemu"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/stratovirt"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
@@ -22,6 +23,7 @@ import (
 // state.
 const (
 	HypervisorQEMU       = qemu.Name
+	HypervisorCLH        = clh.Name
 	HypervisorStratoVirt = stratovirt.Name
 )
 
@@ -55,6 +57,13 @@ var kinds = map[string]kind{
 		accel:   stratovirt.Accel,
 		// a virtio console port where there is no vhost-vsock
 		channel: func(want string) (string, error) { return agentChannel(want, vhostvsock.Device) },
+	},
+	HypervisorCLH: {
+		section: "cloud_hypervisor",
+		conf:    func(c *Config) *VMMConf { return &c.CloudHypervisor },
+		new:     func() vm.Hypervisor { return clh.New(clh.Options{}) },
+		accel:   clh.Accel,
+		channel: clh.AgentChannel,
 	},
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,6 +36,7 @@ func TestValidateNamesKeys(t *testing.T) {
 		"[vm]\nagent_log_level = \"loud\"\n":               "vm.agent_log_level",
 		"[qemu]\nbinary = \"\"\n":                          "qemu.binary",
 		"[stratovirt]\nvirtiofsd = \"\"\n":                 "stratovirt.virtiofsd",
+		"[cloud_hypervisor]\nvirtiofsd = \"\"\n":           "cloud_hypervisor.virtiofsd",
 		"[hypervisors]\nmagnetar-fc = \"firecracker\"\n":   "hypervisors.magnetar-fc",
 		"[vm]\ndefault_hypervisor = \"kvmtool\"\n":         "vm.default_hypervisor",
 		"run_dir = \"/" + strings.Repeat("x", 90) + "\"\n": "run_dir",
@@ -155,38 +157,50 @@ func TestHypervisorMissingFailsItsPods(t *testing.T) {
 	}
 }
 
-// TestStratoVirtNotInstalled: with this binary's kinds, magnetar-stratovirt's
-// pods fail naming stratovirt.binary while magnetar-vmm's are created;
-// vm.accel = "tcg" cannot run StratoVirt and stops the daemon naming the
-// key.
-func TestStratoVirtNotInstalled(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "stratovirt")
-	cfg := DefaultConfig()
-	cfg.RunDir = t.TempDir()
-	cfg.QEMU.Binary, cfg.QEMU.Virtiofsd = "/bin/true", "/bin/true"
-	cfg.StratoVirt.Binary, cfg.StratoVirt.Virtiofsd = bin, "/bin/true"
-	d, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, kinds, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := d.backends[HypervisorStratoVirt]; b == nil || b.accel != "kvm" || (b.channel != vm.ChannelSerial && b.channel != vm.ChannelVsock) {
-		t.Fatalf("stratovirt backend %+v", b)
-	}
-	spec := func(handler string) *sandbox.Spec {
-		return &sandbox.Spec{ID: "p-" + handler, Sandboxer: handler, NetNSPath: "/proc/self/ns/net", Config: &runtime.PodSandboxConfig{}, Dir: t.TempDir()}
-	}
-	_, err = d.Create(context.Background(), spec(HandlerStratoVirt))
-	for _, want := range []string{HandlerStratoVirt, "stratovirt.binary", bin} {
-		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), want) {
-			t.Errorf("Create on %s: %v, want FailedPrecondition naming %q", HandlerStratoVirt, err, want)
-		}
-	}
-	if inst, err := d.Create(context.Background(), spec(Handler)); err != nil || inst.(*pod).st.Hypervisor != HypervisorQEMU {
-		t.Errorf("Create on %s: %v", Handler, err)
-	}
-	cfg.VM.Accel = "tcg"
-	if _, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, kinds, nil); err == nil || !strings.Contains(err.Error(), "vm.accel") {
-		t.Errorf("vm.accel = tcg with stratovirt configured: %v", err)
+// TestKVMHypervisorNotInstalled: with this binary's kinds, the pods of a
+// KVM-only hypervisor whose binary is missing fail naming its key while
+// magnetar-vmm's are created; vm.accel = "tcg" cannot run it and stops the
+// daemon naming the key.
+func TestKVMHypervisorNotInstalled(t *testing.T) {
+	for _, c := range []struct {
+		hv, handler, key string
+		conf             func(*Config) *VMMConf
+		channels         []string
+	}{
+		{HypervisorCLH, HandlerCLH, "cloud_hypervisor.binary", func(c *Config) *VMMConf { return &c.CloudHypervisor }, []string{vm.ChannelHybridVsock}},
+		{HypervisorStratoVirt, HandlerStratoVirt, "stratovirt.binary", func(c *Config) *VMMConf { return &c.StratoVirt }, []string{vm.ChannelSerial, vm.ChannelVsock}},
+	} {
+		t.Run(c.hv, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), c.hv)
+			cfg := DefaultConfig()
+			cfg.RunDir = t.TempDir()
+			cfg.QEMU.Binary, cfg.QEMU.Virtiofsd = "/bin/true", "/bin/true"
+			cfg.CloudHypervisor.Virtiofsd, cfg.StratoVirt.Virtiofsd = "/bin/true", "/bin/true"
+			c.conf(cfg).Binary = bin
+			d, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, kinds, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := d.backends[c.hv]; b == nil || !slices.Contains(c.channels, b.channel) || b.accel != "kvm" {
+				t.Fatalf("%s backend %+v", c.hv, b)
+			}
+			spec := func(handler string) *sandbox.Spec {
+				return &sandbox.Spec{ID: "p-" + handler, Sandboxer: handler, NetNSPath: "/proc/self/ns/net", Config: &runtime.PodSandboxConfig{}, Dir: t.TempDir()}
+			}
+			_, err = d.Create(context.Background(), spec(c.handler))
+			for _, want := range []string{c.handler, c.key, bin} {
+				if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), want) {
+					t.Errorf("Create on %s: %v, want FailedPrecondition naming %q", c.handler, err, want)
+				}
+			}
+			if inst, err := d.Create(context.Background(), spec(Handler)); err != nil || inst.(*pod).st.Hypervisor != HypervisorQEMU {
+				t.Errorf("Create on %s: %v", Handler, err)
+			}
+			cfg.VM.Accel = "tcg"
+			if _, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, kinds, nil); err == nil || !strings.Contains(err.Error(), "vm.accel") {
+				t.Errorf("vm.accel = tcg with %s configured: %v", c.hv, err)
+			}
+		})
 	}
 }
 

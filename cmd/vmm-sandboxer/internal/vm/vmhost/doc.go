@@ -1,6 +1,16 @@
 // Package vmhost is the host side that the VMs of every driver (QEMU,
-// StratoVirt, ...) have in common, so that each driver keeps only what is
-// its own (command line, control channel, state):
+// Cloud Hypervisor, StratoVirt) have in common, so that each driver keeps
+// only what is its own (command line or REST API, control channel, its
+// part of the state). A driver's VM embeds a *Machine; its State embeds
+// State (sandbox, virtiofsd, agent channel: serial socket, vsock CID and
+// port, or hybrid vsock socket and port; share) and Options are the
+// timeouts every driver takes. Machine gives:
+//
+//   - Boot, the start sequence of a VMM whose devices are all on its
+//     command line (run directory, deadline, virtiofsd, the taps and a
+//     vhost-vsock CID inherited, the driver's Launch, WaitReady, the
+//     helper watch; Abort on error); a driver that defines its VM over an
+//     API (Cloud Hypervisor) uses the steps themselves;
 //
 //   - the VMM process and the pod share's virtiofsd (package virtiofsd),
 //     both package vmproc processes: detached from the daemon, watched

@@ -24,8 +24,9 @@ type State struct {
 	Dir string `json:"dir"`
 	// Virtiofsd identifies virtiofsd (nil without a share).
 	Virtiofsd *vmproc.ID `json:"virtiofsd,omitempty"`
-	// AgentSocket (serial channel) and VirtiofsSocket (with a share) are
-	// unix sockets in Dir.
+	// AgentSocket (serial channel: its chardev socket; hybrid vsock: the
+	// VMM's vsock socket) and VirtiofsSocket (with a share) are unix
+	// sockets in Dir.
 	AgentSocket    string `json:"agent_socket,omitempty"`
 	VirtiofsSocket string `json:"virtiofs_socket,omitempty"`
 	// Share is the exported directory; ShareMounted says the start
@@ -38,9 +39,9 @@ type State struct {
 
 // AgentState is the agent channel of a VM.
 type AgentState struct {
-	// Kind is vm.ChannelSerial or vm.ChannelVsock.
+	// Kind is vm.ChannelSerial, vm.ChannelVsock or vm.ChannelHybridVsock.
 	Kind string `json:"kind"`
-	// CID and Port are the vsock address (vsock only).
+	// CID and Port are the vsock address (CID: vsock only).
 	CID  uint32 `json:"cid,omitempty"`
 	Port uint32 `json:"port,omitempty"`
 }
@@ -54,6 +55,8 @@ func NewState(name string, cfg *vm.Config, agentSocket, virtiofsSocket string) S
 		st.AgentSocket = filepath.Join(cfg.Dir, agentSocket)
 	case vm.ChannelVsock:
 		st.Agent.Port = cfg.VsockPort()
+	case vm.ChannelHybridVsock:
+		st.AgentSocket, st.Agent.Port = filepath.Join(cfg.Dir, agentSocket), cfg.VsockPort()
 	}
 	if cfg.Share != "" {
 		st.Share, st.VirtiofsSocket = cfg.Share, filepath.Join(cfg.Dir, virtiofsSocket)
@@ -78,7 +81,9 @@ func (s *State) Validate(name string, vmmPid int) error {
 		return bad("serial agent channel without a socket")
 	case s.Agent.Kind == vm.ChannelVsock && s.Agent.CID < 3:
 		return bad("vsock agent channel without a guest CID")
-	case s.Agent.Kind != vm.ChannelSerial && s.Agent.Kind != vm.ChannelVsock:
+	case s.Agent.Kind == vm.ChannelHybridVsock && (s.AgentSocket == "" || s.Agent.Port == 0):
+		return bad("hybrid vsock agent channel without a socket or port")
+	case s.Agent.Kind != vm.ChannelSerial && s.Agent.Kind != vm.ChannelVsock && s.Agent.Kind != vm.ChannelHybridVsock:
 		return bad(fmt.Sprintf("agent channel %q", s.Agent.Kind))
 	case s.Virtiofsd != nil && (s.Share == "" || s.VirtiofsSocket == ""):
 		return bad("virtiofsd without a share or socket")
@@ -87,10 +92,13 @@ func (s *State) Validate(name string, vmmPid int) error {
 }
 
 // AgentTarget is where the agent is reached: the serial chardev socket,
-// or the guest's CID and port.
+// the guest's CID and port, or the hybrid vsock socket and port.
 func (s *State) AgentTarget() agentclient.Target {
-	if s.Agent.Kind == vm.ChannelVsock {
+	switch s.Agent.Kind {
+	case vm.ChannelVsock:
 		return agentclient.Target{VsockCID: s.Agent.CID, Port: s.Agent.Port}
+	case vm.ChannelHybridVsock:
+		return agentclient.Target{HybridVsock: s.AgentSocket, Port: s.Agent.Port}
 	}
 	return agentclient.Target{Serial: s.AgentSocket}
 }
