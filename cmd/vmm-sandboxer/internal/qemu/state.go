@@ -37,7 +37,7 @@ func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM,
 	if err := json.Unmarshal(state, &st); err != nil {
 		return nil, fmt.Errorf("qemu vm state: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	if err := st.Validate(Name, st.QEMU.Pid); err != nil {
+	if err := st.Validate(Name, st.QEMU.Pid, vm.ChannelSerial, vm.ChannelVsock); err != nil {
 		return nil, err
 	}
 	if st.QMPSocket == "" {

@@ -36,7 +36,7 @@ func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM,
 	if err := json.Unmarshal(state, &st); err != nil {
 		return nil, fmt.Errorf("stratovirt vm state: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	if err := st.Validate(Name, st.VMM.Pid); err != nil {
+	if err := st.Validate(Name, st.VMM.Pid, vm.ChannelSerial, vm.ChannelVsock); err != nil {
 		return nil, err
 	}
 	if st.QMPSocket == "" {

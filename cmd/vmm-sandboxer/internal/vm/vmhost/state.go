@@ -3,6 +3,7 @@ package vmhost
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -65,8 +66,9 @@ func NewState(name string, cfg *vm.Config, agentSocket, virtiofsSocket string) S
 }
 
 // Validate checks a decoded State of hypervisor name whose VMM has pid
-// vmmPid; errors wrap errdefs.ErrInvalidArgument.
-func (s *State) Validate(name string, vmmPid int) error {
+// vmmPid and whose agent channel is one of channels; errors wrap
+// errdefs.ErrInvalidArgument.
+func (s *State) Validate(name string, vmmPid int, channels ...string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("%s vm state (id %q): %s: %w", name, s.ID, why, errdefs.ErrInvalidArgument)
 	}
@@ -83,8 +85,8 @@ func (s *State) Validate(name string, vmmPid int) error {
 		return bad("vsock agent channel without a guest CID")
 	case s.Agent.Kind == vm.ChannelHybridVsock && (s.AgentSocket == "" || s.Agent.Port == 0):
 		return bad("hybrid vsock agent channel without a socket or port")
-	case s.Agent.Kind != vm.ChannelSerial && s.Agent.Kind != vm.ChannelVsock && s.Agent.Kind != vm.ChannelHybridVsock:
-		return bad(fmt.Sprintf("agent channel %q", s.Agent.Kind))
+	case !slices.Contains(channels, s.Agent.Kind):
+		return bad(fmt.Sprintf("agent channel %q, not one of %q", s.Agent.Kind, channels))
 	case s.Virtiofsd != nil && (s.Share == "" || s.VirtiofsSocket == ""):
 		return bad("virtiofsd without a share or socket")
 	}
