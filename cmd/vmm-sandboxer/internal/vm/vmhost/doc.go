@@ -11,23 +11,17 @@
 //     vhost-vsock CID inherited, the driver's Launch, WaitReady, the
 //     helper watch; Abort on error); a driver that defines its VM over an
 //     API (Cloud Hypervisor) uses the steps themselves;
-//
 //   - the VMM process and the pod share's virtiofsd (package virtiofsd),
 //     both package vmproc processes: detached from the daemon, watched
 //     through pidfds, found again after a restart by pid and start time;
-//
 //   - waiting at start for the VMM's control channel to answer, failing
 //     fast with the VMM's log when it exits first;
-//
 //   - a virtiofsd that dies while its VMM runs ends the VM (the pod's
 //     root file systems and volumes hang on a share with no server);
-//
 //   - Stop: the driver's graceful quit, SIGKILL once the context ends (or
 //     at once with force), virtiofsd given a grace period to follow;
-//
 //   - Cleanup: sockets and pid files removed, the share's bind mount
 //     undone, the logs kept for the caller;
-//
 //   - errors that end with the tails of the VMM's log, virtiofsd's log and
 //     the guest console, and an Alive error that names the guest kernel's
 //     panic when the console has one.
