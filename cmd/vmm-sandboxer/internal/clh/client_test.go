@@ -11,15 +11,10 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
 	"github.com/magnetar-runtime/magnetar/shared/clhapi"
 	"github.com/magnetar-runtime/magnetar/shared/clhapi/clhvalidate"
 )
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // TestOperationsAreTheDocuments: every operation the client sends exists in
 // the document with that method, and every status it takes for success is
@@ -57,7 +52,7 @@ func TestOperationsAreTheDocuments(t *testing.T) {
 func TestClientExchanges(t *testing.T) {
 	f := startFake(t, fakeModeServe)
 	c := NewClient(f.socket)
-	ctx := ctxT(t, 10*time.Second)
+	ctx := vmtest.Ctx(t, 10*time.Second)
 	p, err := c.Ping(ctx)
 	if err != nil || p.Version != "fake" || p.Pid == nil || *p.Pid != int64(os.Getpid()) {
 		t.Fatalf("ping: %+v, %v", p, err)
@@ -118,7 +113,7 @@ func TestClientExchanges(t *testing.T) {
 // nobody serves is Unavailable.
 func TestClientBoundedByContext(t *testing.T) {
 	c := NewClient(t.TempDir() + "/none.sock")
-	if _, err := c.Ping(ctxT(t, time.Second)); !errdefs.IsUnavailable(err) {
+	if _, err := c.Ping(vmtest.Ctx(t, time.Second)); !errdefs.IsUnavailable(err) {
 		t.Errorf("ping of no socket: %v, want Unavailable", err)
 	}
 	f := startFake(t, fakeModeServe)

@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
 	"github.com/magnetar-runtime/magnetar/shared/clhapi"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
@@ -30,23 +30,12 @@ import (
 // document. They need neither root nor KVM. Without a share (virtiofsd
 // needs root): TestVMConformance covers it with the stand-in.
 
-// shortTempDir is a temporary directory short enough for unix sockets.
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "mc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 // fakeConfig is a config for the fake in mode, with a kernel and an initrd
 // that pass Start's checks and a stand-in for /dev/kvm.
 func fakeConfig(t *testing.T, mode string) (*vm.Config, *Hypervisor) {
 	t.Helper()
 	t.Setenv(fakeCLHEnv, mode)
-	dir := shortTempDir(t)
+	dir := vmtest.ShortDir(t)
 	kernel := make([]byte, 0x400)
 	copy(kernel[0x202:], "HdrS")
 	if err := os.WriteFile(filepath.Join(dir, "vmlinuz"), kernel, 0o644); err != nil {
@@ -89,196 +78,59 @@ func assertClean(t *testing.T, cfg *vm.Config) {
 	}
 }
 
-func waitDone(t *testing.T, v vm.VM, d time.Duration) {
-	t.Helper()
-	select {
-	case <-v.Done():
-	case <-time.After(d):
-		t.Fatalf("vm not done after %s", d)
-	}
-}
-
-func TestFakeStartStop(t *testing.T) {
-	cfg, h := fakeConfig(t, fakeModeServe)
-	tap := tempFile(t)
-	cfg.NICs = []vm.NIC{{Tap: tap, TapName: "tap0", MAC: "02:00:00:00:00:01", MTU: 1500}}
-	if h.Name() != Name {
-		t.Errorf("name %q", h.Name())
-	}
-	v, err := h.Start(ctxT(t, 10*time.Second), cfg)
-	if err != nil {
+// TestFake runs the fake part of the conformance suite, with a tap (sent
+// with vm.add-net) on every VM.
+func TestFake(t *testing.T) {
+	kvm := filepath.Join(vmtest.ShortDir(t), "kvm")
+	if err := os.WriteFile(kvm, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cv := v.(*VM)
-	pid := v.Pids()[0]
-	if v.Alive() != nil || !v.ExitedAt().IsZero() || len(v.Pids()) != 1 {
-		t.Errorf("fresh vm: alive %v, exited %v, pids %v", v.Alive(), v.ExitedAt(), v.Pids())
-	}
-	want := agentclient.Target{HybridVsock: filepath.Join(cfg.Dir, VsockSocket), Port: 1024}
-	if tg := v.Agent(); tg != want || tg.Validate() != nil {
-		t.Errorf("agent target %+v, want %+v", tg, want)
-	}
-	// detached: a session of its own
-	if sid, _ := unix.Getsid(pid); sid != pid {
-		t.Errorf("cloud-hypervisor session %d, want its own (%d)", sid, pid)
-	}
-	info, err := cv.Info(ctxT(t, 5*time.Second))
-	if err != nil || info.State != clhapi.Running || *info.Config.Payload.Kernel != cfg.Kernel || info.Config.Memory.Size != 128<<20 {
-		t.Errorf("info %+v %v", info, err)
-	}
-	// the tap went with vm.add-net (the fake logs what it received)
-	var st syscall.Stat_t
-	syscall.Fstat(int(tap.Fd()), &st)
-	if l, _ := os.ReadFile(filepath.Join(cfg.Dir, CLHLog)); !strings.Contains(string(l), "vm.add-net net0: "+devIno(st)) {
-		t.Errorf("the fake did not receive the tap with vm.add-net; its log:\n%s", l)
-	}
-	if got := v.ConsoleTail(5); got != "fake guest booting" {
-		t.Errorf("console tail %q", got)
-	}
-	if err := v.Cleanup(); !errdefs.IsFailedPrecondition(err) {
-		t.Errorf("cleanup of a running vm: %v", err)
-	}
-	start := time.Now()
-	if err := v.Stop(ctxT(t, 10*time.Second), false); err != nil {
-		t.Fatal(err)
-	}
-	waitDone(t, v, time.Second)
-	if time.Since(start) > 3*time.Second {
-		t.Errorf("graceful stop took %s", time.Since(start))
-	}
-	if err := v.Alive(); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "exit status 0") {
-		t.Errorf("alive after stop: %v", err)
-	}
-	if err := v.Stop(ctxT(t, time.Second), true); err != nil {
-		t.Errorf("second stop: %v", err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Errorf("second cleanup: %v", err)
-	}
-	assertClean(t, cfg)
-	for _, f := range []string{ConsoleLog, CLHLog} {
-		if _, err := os.Stat(filepath.Join(cfg.Dir, f)); err != nil {
-			t.Errorf("%s removed: %v", f, err)
-		}
-	}
-}
-
-// TestFakeStopKills: a VMM that does not exit on vmm.shutdown is killed
-// when the context ends; with force at once.
-func TestFakeStopKills(t *testing.T) {
-	cfg, h := fakeConfig(t, fakeModeIgnoreShutdown)
-	v, err := h.Start(ctxT(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := v.Stop(ctxT(t, 300*time.Millisecond), false); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
-		t.Errorf("stop took %s: want the context's 300 ms and a kill", d)
-	}
-	if err := v.Alive(); err == nil || !strings.Contains(err.Error(), "exit status 137") {
-		t.Errorf("alive: %v", err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	v, err = h.Start(ctxT(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start = time.Now()
-	if err := v.Stop(context.Background(), true); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("forced stop took %s", d)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-}
-
-func TestFakeKilledFromOutside(t *testing.T) {
-	cfg, h := fakeConfig(t, fakeModeServe)
-	v, err := h.Start(ctxT(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(v.Pids()[0], syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitDone(t, v, 5*time.Second)
-	if err := v.Alive(); !errdefs.IsUnavailable(err) {
-		t.Errorf("alive after SIGKILL: %v", err)
-	}
-	if _, err := agentclient.Dial(ctxT(t, 5*time.Second), v.Agent(), agentclient.Options{Alive: v.Alive}); !errors.Is(err, agentclient.ErrVMMExited) {
-		t.Errorf("agent dial of a dead VM: %v", err)
-	}
-	if err := v.Stop(ctxT(t, time.Second), false); err != nil {
-		t.Errorf("stop of a dead vm: %v", err)
-	}
-	if err := v.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-}
-
-// TestFakeRecover: a new Hypervisor (a restarted daemon) takes the State,
-// finds the running VMM again and asks its API; Stop works through it and
-// the first VM value sees the exit too.
-func TestFakeRecover(t *testing.T) {
-	cfg, h := fakeConfig(t, fakeModeServe)
-	v1, err := h.Start(ctxT(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := v1.State()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var decoded State
-	if err := json.Unmarshal(st, &decoded); err != nil || decoded.CLH.Pid != v1.Pids()[0] || decoded.CLH.StartTime == 0 ||
-		decoded.Accel != AccelKVM || decoded.APISocket != filepath.Join(cfg.Dir, APISocket) || decoded.Hypervisor != Name || decoded.Agent.Port != 1024 {
-		t.Fatalf("state %s: %v", st, err)
-	}
-	v2, err := New(Options{}).Recover(ctxT(t, 5*time.Second), st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v2.Alive() != nil || v2.Pids()[0] != v1.Pids()[0] || v2.Agent() != v1.Agent() {
-		t.Fatalf("recovered: alive %v pids %v agent %+v", v2.Alive(), v2.Pids(), v2.Agent())
-	}
-	if info, err := v2.(*VM).Info(ctxT(t, 5*time.Second)); err != nil || info.State != clhapi.Running {
-		t.Errorf("info through the recovered vm: %+v, %v", info, err)
-	}
-	st2, _ := v2.State()
-	if !bytes.Equal(st, st2) {
-		t.Errorf("state round trip:\n%s\n%s", st, st2)
-	}
-	if err := v2.Stop(ctxT(t, 10*time.Second), false); err != nil {
-		t.Fatal(err)
-	}
-	waitDone(t, v2, time.Second)
-	waitDone(t, v1, 5*time.Second)
-	if err := v2.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	assertClean(t, cfg)
-	// the same State once the VMM is gone: already Done
-	v3, err := New(Options{}).Recover(ctxT(t, 5*time.Second), st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitDone(t, v3, time.Second)
-	if v3.Alive() == nil {
-		t.Error("a gone cloud-hypervisor is alive")
-	}
+	modes := map[vmtest.FakeMode]string{vmtest.FakeServe: fakeModeServe, vmtest.FakeIgnoreQuit: fakeModeIgnoreShutdown}
+	taps := map[string]*os.File{}
+	vmtest.RunFake(t, vmtest.FakeSuite{
+		Name: Name, New: func() vm.Hypervisor { return New(Options{kvmDevice: kvm}) },
+		Config: func(t *testing.T, mode vmtest.FakeMode) *vm.Config {
+			cfg, _ := fakeConfig(t, modes[mode])
+			tap := tempFile(t)
+			taps[cfg.ID] = tap
+			cfg.NICs = []vm.NIC{{Tap: tap, TapName: "tap0", MAC: "02:00:00:00:00:01", MTU: 1500}}
+			return cfg
+		},
+		Naming:     func(cfg *vm.Config) string { return cfg.Dir + "/" },
+		RunFiles:   []string{APISocket, VsockSocket, VirtiofsSocket},
+		ExitStatus: true,
+		Started: func(t *testing.T, cfg *vm.Config, v vm.VM) {
+			want := agentclient.Target{HybridVsock: filepath.Join(cfg.Dir, VsockSocket), Port: 1024}
+			if tg := v.Agent(); tg != want {
+				t.Errorf("agent target %+v, want %+v", tg, want)
+			}
+			info, err := v.(*VM).Info(vmtest.Ctx(t, 5*time.Second))
+			if err != nil || info.State != clhapi.Running || *info.Config.Payload.Kernel != cfg.Kernel || info.Config.Memory.Size != 128<<20 {
+				t.Errorf("info %+v %v", info, err)
+			}
+			// the tap went with vm.add-net (the fake logs what it received)
+			var st syscall.Stat_t
+			syscall.Fstat(int(taps[cfg.ID].Fd()), &st)
+			if l, _ := os.ReadFile(filepath.Join(cfg.Dir, CLHLog)); !strings.Contains(string(l), "vm.add-net net0: "+devIno(st)) {
+				t.Errorf("the fake did not receive the tap with vm.add-net; its log:\n%s", l)
+			}
+		},
+		State: func(t *testing.T, cfg *vm.Config, v vm.VM, st []byte) {
+			var decoded State
+			if err := json.Unmarshal(st, &decoded); err != nil || decoded.CLH.Pid != v.Pids()[0] || decoded.CLH.StartTime == 0 ||
+				decoded.Accel != AccelKVM || decoded.APISocket != filepath.Join(cfg.Dir, APISocket) || decoded.Hypervisor != Name || decoded.Agent.Port != 1024 {
+				t.Fatalf("state %s: %v", st, err)
+			}
+			// the recovered VM asks the API
+			v2, err := New(Options{kvmDevice: kvm}).Recover(vmtest.Ctx(t, 5*time.Second), st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info, err := v2.(*VM).Info(vmtest.Ctx(t, 5*time.Second)); err != nil || info.State != clhapi.Running {
+				t.Errorf("info through the recovered vm: %+v, %v", info, err)
+			}
+		},
+	})
 }
 
 func TestRecoverBadState(t *testing.T) {
@@ -332,7 +184,7 @@ func TestStartErrors(t *testing.T) {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			cfg, h := fakeConfig(t, c.mode)
 			c.edit(t, cfg, h)
-			v, err := h.Start(ctxT(t, 10*time.Second), cfg)
+			v, err := h.Start(vmtest.Ctx(t, 10*time.Second), cfg)
 			if err == nil {
 				v.Stop(context.Background(), true)
 				v.Cleanup()
@@ -356,7 +208,7 @@ func TestStartTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err := h.Start(ctxT(t, 500*time.Millisecond), cfg)
+	_, err := h.Start(vmtest.Ctx(t, 500*time.Millisecond), cfg)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "cloud-hypervisor: starting") {
 		t.Errorf("silent cloud-hypervisor: %v", err)
 	}

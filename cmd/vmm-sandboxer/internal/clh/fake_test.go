@@ -227,7 +227,7 @@ func (f *fake) handle(op string, body []byte, fds []*os.File) (int, any) {
 			return 500, nil
 		}
 		if c := f.config.Serial; c != nil && c.File != nil {
-			os.WriteFile(*c.File, []byte("fake guest booting\n"), 0o600)
+			os.WriteFile(*c.File, []byte(vmtest.FakeConsole+"\n"), 0o600)
 		}
 		if v := f.config.Vsock; v != nil {
 			l, err := net.Listen("unix", v.Socket)

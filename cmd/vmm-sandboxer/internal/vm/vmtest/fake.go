@@ -3,6 +3,7 @@ package vmtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/shared/agentclient"
 )
 
 // FakeMode is how a driver's fake VMM behaves (FakeSuite.Config).
@@ -192,6 +194,9 @@ func fakeKilledFromOutside(t *testing.T, s FakeSuite) {
 	}
 	WaitDone(t, v, 5*time.Second)
 	s.wantExit(t, v, "exit status 137")
+	if _, err := agentclient.Dial(Ctx(t, 5*time.Second), v.Agent(), agentclient.Options{Alive: v.Alive}); !errors.Is(err, agentclient.ErrVMMExited) {
+		t.Errorf("agent dial of a dead VM: %v, want ErrVMMExited", err)
+	}
 	if err := v.Stop(Ctx(t, time.Second), false); err != nil {
 		t.Errorf("stop of a dead vm: %v", err)
 	}
