@@ -2,7 +2,6 @@ package clh
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -47,12 +46,6 @@ const (
 	// EntropySource is the virtio-rng device's source.
 	EntropySource = "/dev/urandom"
 )
-
-// maxSocketPath is the room for a path in a sockaddr_un.
-const maxSocketPath = 107
-
-// maxShareTag is virtio-fs's tag length (struct virtio_fs_config).
-const maxShareTag = 36
 
 // Args is Cloud Hypervisor's command line (without the binary) for cfg:
 // only the REST API's socket. The VM itself is defined over the API
@@ -126,24 +119,12 @@ func validate(cfg *vm.Config) error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("cloud-hypervisor vm %s: %s: %w", cfg.ID, fmt.Sprintf(format, a...), errdefs.ErrInvalidArgument)
 	}
-	switch {
-	case cfg.ID == "":
-		return bad("no id")
-	case !filepath.IsAbs(cfg.Dir):
-		return bad("run directory %q is not absolute", cfg.Dir)
-	case strings.Contains(cfg.Dir, ","):
+	if err := cfg.Check(Name, VirtiofsSocket, cfg.VirtiofsTag()); err != nil {
+		return err
+	}
+	if strings.Contains(cfg.Dir, ",") {
 		// --api-socket path=... is a comma-separated option list
 		return bad("run directory %q: no comma allowed (cloud-hypervisor's option syntax)", cfg.Dir)
-	case len(filepath.Join(cfg.Dir, VirtiofsSocket)) > maxSocketPath:
-		return bad("run directory %q is too long for unix sockets (%d bytes at most with %s)", cfg.Dir, maxSocketPath, VirtiofsSocket)
-	case cfg.Kernel == "" || cfg.Initrd == "":
-		return bad("kernel and initrd are required")
-	case cfg.VCPUs <= 0 || cfg.MemoryMiB <= 0:
-		return bad("%d vCPUs and %d MiB: both must be positive", cfg.VCPUs, cfg.MemoryMiB)
-	case cfg.Share != "" && !filepath.IsAbs(cfg.Share):
-		return bad("share %q is not absolute", cfg.Share)
-	case len(cfg.VirtiofsTag()) > maxShareTag:
-		return bad("share tag %q: at most %d bytes", cfg.VirtiofsTag(), maxShareTag)
 	}
 	switch cfg.Agent.Kind {
 	case vm.ChannelHybridVsock:
@@ -157,17 +138,6 @@ func validate(cfg *vm.Config) error {
 	case "", AccelAuto, AccelKVM:
 	default:
 		return bad("accelerator %q: Cloud Hypervisor runs on KVM only", cfg.Accel)
-	}
-	for i, n := range cfg.NICs {
-		if n.Tap == nil {
-			return bad("nic %d (%s) has no tap", i, n.TapName)
-		}
-		if _, err := net.ParseMAC(n.MAC); err != nil {
-			return bad("nic %d (%s): MAC %q", i, n.TapName, n.MAC)
-		}
-		if n.MTU < 0 {
-			return bad("nic %d (%s): MTU %d", i, n.TapName, n.MTU)
-		}
 	}
 	return nil
 }
