@@ -83,7 +83,7 @@
 // # Processes, stop and recovery
 //
 // virtiofsd and Cloud Hypervisor are started with package vmproc (detached,
-// own session, in vm.Config.Cgroup) and kept in a vmhost.Host: a virtiofsd
+// own session, in vm.Config.Cgroup) and kept in a vmhost.Machine: a virtiofsd
 // that dies ends the VM. Stop sends vm.shutdown then vmm.shutdown and kills
 // the VMM when the context ends (at once with force); virtiofsd follows.
 // State holds both processes' pids with their start times and the sockets;
