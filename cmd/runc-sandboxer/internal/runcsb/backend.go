@@ -108,12 +108,7 @@ type procState struct {
 // watchAgain watches a process found again after a restart: the one the
 // state names if it still runs, else one that is over (status unknown).
 func (st procState) watchAgain() func() runcproc.Exit {
-	if start, err := procStart(st.Pid); err == nil && st.Pid > 0 && start == st.PidStart {
-		if w, err := proc.Open(st.Pid); err == nil {
-			return runcproc.WaitFor(w)
-		}
-	}
-	return runcproc.WaitFor(proc.Exited(st.Pid))
+	return runcproc.WaitFor(proc.Reopen(st.Pid, st.PidStart))
 }
 
 // execProc is an exec process that persists what finds it again.
@@ -122,7 +117,7 @@ type execProc struct{ *runcproc.Exec }
 // State is the exec's pid and start time, for RecoverExec.
 func (e execProc) State() json.RawMessage {
 	st := procState{Pid: int(e.Pid())}
-	st.PidStart, _ = procStart(st.Pid)
+	st.PidStart, _ = proc.StartTime(st.Pid)
 	data, _ := json.Marshal(&st)
 	return data
 }
@@ -213,7 +208,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		return nil, err
 	}
 	c.st.Pid = int(c.Pid())
-	c.st.PidStart, _ = procStart(c.st.Pid)
+	c.st.PidStart, _ = proc.StartTime(c.st.Pid)
 	return c, nil
 }
 
