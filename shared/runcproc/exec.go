@@ -32,6 +32,9 @@ type Exec struct {
 
 var _ task.Process = (*Exec)(nil)
 
+// ID is the exec's id.
+func (e *Exec) ID() string { return e.id }
+
 // Start opens the exec's stdio and runs `runc exec --detach`, its pid file
 // and log in the container's dir (removed after).
 func (e *Exec) Start(ctx context.Context) (retErr error) {
