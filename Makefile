@@ -54,3 +54,5 @@ clean:
 -include hack/vm/vm.mk
 # the vmm sandboxer's end-to-end stage (after the VM tests: it needs the guest image)
 -include hack/vmm/vmm.mk
+# the gVisor sandboxer (runsc application-kernel pods), its e2e stage and benchmark
+-include hack/gvisor/gvisor.mk

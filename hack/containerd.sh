@@ -27,7 +27,8 @@
 # whose binary exists in $ROOT/bin.
 # Knobs: BRIDGE (mgbr0), SUBNET (10.235.0.0/16), CGROUP_PARENT, LOG_LEVEL
 # (containerd, info), SANDBOXER_LOG_LEVEL (debug), SNAPSHOTTER (overlayfs),
-# KEEP_BRIDGE=1, RUNC_BIN and CNI_BIN (see below), and for a containerd
+# KEEP_BRIDGE=1, RUNC_BIN and CNI_BIN (see below), RUNSC_PLATFORM
+# (magnetar-gvisor's runsc.platform, systrap), and for a containerd
 # configured from drop-ins: CONTAINERD_IMPORTS (files or globs), EXTRA_HANDLERS
 # (the handlers they add), HARNESS_SANDBOXERS=none (no sandboxer of bin/) or
 # a list of handlers (only those sandboxers; default: every one in bin/).
@@ -88,6 +89,11 @@ present_sandboxers() {
       if [ -n "$want" ]; then die "magnetar-vmm: no guest image in $GUEST_OUT: run make guest-image"; fi
       continue
     fi
+    # the gVisor sandboxer needs runsc (make tools)
+    if [ "$name" = magnetar-gvisor ] && [ ! -x "$BIN/runsc" ]; then
+      if [ -n "$want" ]; then die "magnetar-gvisor: no runsc in $BIN: run make tools"; fi
+      continue
+    fi
     echo "$name $bin"
   done
 }
@@ -118,6 +124,15 @@ kernel = "$GUEST_OUT/vmlinuz"
 initrd = "$GUEST_OUT/initramfs.cpio"
 boot_timeout = "${VMM_BOOT_TIMEOUT:-90s}"
 agent_log_level = "${VMM_AGENT_LOG_LEVEL:-info}"
+EOF
+    ;;
+  magnetar-gvisor)
+    cat <<EOF
+[runsc]
+binary = "$BIN/runsc"
+platform = "${RUNSC_PLATFORM:-systrap}"
+[pod]
+pause_binary = "$ROOT/bin/magnetar-podinit"
 EOF
     ;;
   *) echo "# $1: defaults only" ;;

@@ -14,6 +14,10 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.2}
 CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.36.0}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
+# gVisor's runsc (gvisor.dev/gvisor/runsc): the proxy serves no tags for gvisor
+# (@go and @master answer 403), so a pseudo-version, the one @latest resolved
+# to when it was pinned
+RUNSC_VERSION=${RUNSC_VERSION:-v0.0.0-20260905035102-160fafc42237}
 export PATH=/usr/local/go/bin:$PATH
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -51,6 +55,7 @@ MAGNETAR_SANDBOXERS=(
   "magnetar-runc runc-sandboxer"
   "magnetar-wasm wasm-sandboxer"
   "magnetar-vmm vmm-sandboxer"
+  "magnetar-gvisor gvisor-sandboxer"
 )
 # the guest image the vmm sandboxer boots (make guest-image)
 GUEST_OUT=${GUEST_OUT:-$OUT/guest}
