@@ -79,7 +79,7 @@ var ownedFlags = []string{"root", "log", "log-format", "platform", "network"}
 func DefaultConfig() *Config {
 	return &Config{
 		Daemon: config.DefaultDaemon(Name),
-		Runsc:  RunscConfig{Binary: filepath.Join(LibDir, "runsc"), Platform: "systrap", Monitor: "control"},
+		Runsc:  RunscConfig{Binary: filepath.Join(LibDir, "runsc"), Platform: "systrap", Flags: []string{}, Monitor: "control"},
 		Pod: PodConfig{
 			CgroupParent: "/magnetar-gvisor",
 			StopTimeout:  config.Duration(10 * time.Second),

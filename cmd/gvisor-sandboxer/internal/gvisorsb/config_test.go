@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/config/configtest"
 )
 
 func TestDefaultConfig(t *testing.T) {
@@ -74,4 +75,9 @@ func TestCheckHost(t *testing.T) {
 	if err := c.CheckHost(); err == nil || !strings.Contains(err.Error(), "pod.pause_binary") {
 		t.Fatalf("CheckHost with a missing pause binary: %v", err)
 	}
+}
+
+// The shipped gvisor.toml shows every default.
+func TestDeployedConfigIsTheDefault(t *testing.T) {
+	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/gvisor.toml", DefaultConfig)
 }

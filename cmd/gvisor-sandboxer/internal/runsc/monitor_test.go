@@ -204,7 +204,9 @@ func testMonitor(t *testing.T, s *sandbox) {
 	// the sandbox dies: a pending wait fails, and so do later ones
 	d := s.waitFor("d")
 	time.Sleep(200 * time.Millisecond)
-	sb := proc.Find(func(args []string) bool { return args[0] == "runsc-sandbox" && slices.Contains(args, "--root="+s.cli.Root) })
+	sb := proc.Find(func(args []string) bool {
+		return args[0] == "runsc-sandbox" && slices.Contains(args, "--root="+s.cli.Root)
+	})
 	if len(sb) != 1 {
 		t.Fatalf("sandbox processes: %v", sb)
 	}
