@@ -11,10 +11,15 @@
 package bundle
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/containerd/log"
+
+	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
 
 // ShimBinaryPath is the file naming a task's runtime binary.
@@ -71,4 +76,17 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return nil
+}
+
+// Clean undoes what a backend made of a container in its bundle and in a
+// directory of its own: the mounts on bundle/rootfs (when mounted), the
+// notes name, dir. Idempotent; an unmount that fails is logged.
+func Clean(ctx context.Context, bundle, name string, mounted bool, dir string) {
+	if mounted {
+		if err := mount.UnmountAll(filepath.Join(bundle, "rootfs")); err != nil {
+			log.G(ctx).WithError(err).Warn("unmounting rootfs")
+		}
+	}
+	RemoveNotes(bundle, name)
+	_ = os.RemoveAll(dir)
 }

@@ -331,13 +331,7 @@ func (c *ctr) Delete(ctx context.Context) error {
 // cleanup releases everything; idempotent.
 func (c *ctr) cleanup(ctx context.Context) {
 	c.Release(ctx)
-	if c.st.Mounted {
-		if err := mount.UnmountAll(filepath.Join(c.st.Bundle, "rootfs")); err != nil {
-			log.G(ctx).WithError(err).Warn("unmounting rootfs")
-		}
-	}
-	bundle.RemoveNotes(c.st.Bundle, bundleNote)
-	_ = os.RemoveAll(c.st.Dir)
+	bundle.Clean(ctx, c.st.Bundle, bundleNote, c.st.Mounted, c.st.Dir)
 }
 
 // Stats are the sentry's statistics of the container.

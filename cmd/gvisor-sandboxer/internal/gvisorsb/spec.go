@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/podinit"
 )
 
@@ -199,29 +200,7 @@ func rewriteSpec(sp *specs.Spec, podID string, st *podState) error {
 	} else if sp.Hostname == "" {
 		sp.Hostname = st.Hostname
 	}
-	ro := sp.Root != nil && sp.Root.Readonly
-	has := map[string]int{}
-	for i, m := range sp.Mounts {
-		has[m.Destination] = i
-	}
-	for _, f := range []struct{ dst, name string }{{"/etc/hostname", "hostname"}, {"/etc/hosts", "hosts"}, {"/etc/resolv.conf", "resolv.conf"}} {
-		if _, ok := has[f.dst]; ok {
-			continue
-		}
-		opts := []string{"rbind", "rprivate"}
-		if ro {
-			opts = append(opts, "ro")
-		}
-		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: f.dst, Type: "bind", Source: filepath.Join(st.Dir, f.name), Options: opts})
-	}
-	shm := specs.Mount{Destination: "/dev/shm", Type: "bind", Source: st.Shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
-	if i, ok := has["/dev/shm"]; ok {
-		if sp.Mounts[i].Type == "tmpfs" { // the default private tmpfs: the pod's instead
-			sp.Mounts[i] = shm
-		}
-	} else {
-		sp.Mounts = append(sp.Mounts, shm)
-	}
+	podfiles.Mount(sp, st.Dir, st.Shm)
 	return nil
 }
 

@@ -311,21 +311,11 @@ func (c *ctr) Delete(ctx context.Context) error {
 // cleanup releases everything; idempotent.
 func (c *ctr) cleanup(ctx context.Context) {
 	c.Release(ctx)
-	if c.st.Mounted {
-		if err := mount.UnmountAll(filepath.Join(c.st.Bundle, "rootfs")); err != nil {
-			log.G(ctx).WithError(err).Warn("unmounting rootfs")
-		}
-	}
-	bundle.RemoveNotes(c.st.Bundle, bundleNote)
-	_ = os.RemoveAll(c.st.Dir)
+	bundle.Clean(ctx, c.st.Bundle, bundleNote, c.st.Mounted, c.st.Dir)
 }
 
 func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) {
-	cg, err := cgroups.Load(c.st.Cgroups)
-	if err != nil {
-		return nil, err
-	}
-	return cg.Metrics()
+	return cgroups.MetricsAt(c.st.Cgroups)
 }
 
 func (c *ctr) State() json.RawMessage {

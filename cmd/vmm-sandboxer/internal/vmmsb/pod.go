@@ -567,11 +567,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	cg, err := cgroups.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	a, err := cg.Metrics()
+	a, err := cgroups.MetricsAt(path)
 	if err != nil {
 		return nil, err
 	}
