@@ -8,8 +8,10 @@
 #   volumes  a host directory mounted into two containers: what one writes
 #            the other and the host see; a volume the pod declares with a
 #            gVisor mount hint (pod annotations dev.gvisor.spec.mount.*,
-#            share=pod): shared by the containers inside the sandbox; the
-#            pod's /dev/shm (the sandboxer's own hint)
+#            type=tmpfs share=pod, as an emptyDir in memory): one tmpfs in the
+#            sandbox shared by the containers, not written to the host; the
+#            pod's /dev/shm (the sandboxer's own hint); a bind hint with
+#            share=pod (runsc cannot share it) refused at runp
 #   stats    crictl stats of each container (the sentry's accounting) and
 #            statsp of the pod (its host cgroup: sandbox + gofers)
 #   procs    the pod's host processes are runsc's alone: one runsc-sandbox
@@ -33,7 +35,7 @@ run_hinted_pod() {
   local f
   f=$(pod_json gv)
   jq --arg src "$HINTED" '.annotations = {"dev.gvisor.spec.mount.hinted.source": $src,
-    "dev.gvisor.spec.mount.hinted.type": "bind", "dev.gvisor.spec.mount.hinted.share": "pod"}' "$f" > "$f.tmp"
+    "dev.gvisor.spec.mount.hinted.type": "tmpfs", "dev.gvisor.spec.mount.hinted.share": "pod"}' "$f" > "$f.tmp"
   mv "$f.tmp" "$f"
   crictl runp -r "$RUNTIME_HANDLER" "$f"
 }
@@ -70,6 +72,18 @@ hinted_volume() {
   expect_eq "b reads a's file in the hinted volume" "$(exec_out "$B" cat /hinted/x.txt)" hinted-from-a
   exec_out "$B" sh -c 'echo hinted-from-b >> /hinted/x.txt' >/dev/null
   expect_eq "a reads b's append" "$(exec_out "$A" tail -1 /hinted/x.txt)" hinted-from-b
+  [ ! -e "$HINTED/x.txt" ] || fail "the hinted tmpfs volume was written to the host"
+}
+# a bind volume hinted share=pod: refused, naming the hint, leaving nothing
+bind_hint_refused() {
+  local f out
+  f=$(pod_json gvbad)
+  jq --arg src "$HINTED" '.annotations = {"dev.gvisor.spec.mount.v.source": $src,
+    "dev.gvisor.spec.mount.v.type": "bind", "dev.gvisor.spec.mount.v.share": "pod"}' "$f" > "$f.tmp"
+  mv "$f.tmp" "$f"
+  if out=$(crictl runp -r "$RUNTIME_HANDLER" "$f" 2>&1); then fail "runp with a bind share=pod hint succeeded"; fi
+  expect_match "the error" "$out" 'type bind with share pod'
+  expect_eq "pods left of the refused runp" "$(crictl pods -q --name gvbad | wc -l)" 0
 }
 shm_shared() {
   exec_out "$A" sh -c 'echo shm-from-a > /dev/shm/x' >/dev/null
@@ -137,7 +151,8 @@ step "net: a reaches web over 127.0.0.1" localhost_http
 step "net: eth0 in the sandbox has the pod IP" eth0_ip
 step "net: the host reaches the pod IP" host_http
 step "volume: a host directory shared by a, b and the host" shared_volume
-step "volume: a hinted (share=pod) volume shared by a and b" hinted_volume
+step "volume: a hinted (tmpfs, share=pod) volume shared by a and b" hinted_volume
+step "volume: a bind hint with share=pod refused at runp" bind_hint_refused
 step "volume: /dev/shm shared" shm_shared
 step "stats: each container" ctr_stats
 step "statsp: the pod's cgroup" pod_stats

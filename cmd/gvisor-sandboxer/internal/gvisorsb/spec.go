@@ -93,6 +93,13 @@ func podHints(ann map[string]string, shm string) (map[string]string, error) {
 				return nil, fmt.Errorf("options.annotations: mount hint %q has no %s%s.%s (runsc would ignore it): %w", name, hintPrefix, name, req, errdefs.ErrInvalidArgument)
 			}
 		}
+		if f["type"] == "bind" && f["share"] == "pod" {
+			// runsc (boot/mount_hints.go ShouldShareMount) shares only
+			// tmpfs mounts inside the sandbox; a sandbox-local bind mount
+			// gets an overlay backed by a file in its source per
+			// container, and the second container's start fails
+			return nil, fmt.Errorf("options.annotations: mount hint %q: type bind with share pod: runsc shares only tmpfs volumes between a pod's containers (use type tmpfs, or share container for one container, or shared for a volume the host sees): %w", name, errdefs.ErrInvalidArgument)
+		}
 		if other, dup := sources[f["source"]]; dup || f["source"] == shm {
 			return nil, fmt.Errorf("options.annotations: mount hints %q and %q have the same source %q: %w", name, other, f["source"], errdefs.ErrInvalidArgument)
 		}

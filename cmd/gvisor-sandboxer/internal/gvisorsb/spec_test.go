@@ -15,7 +15,7 @@ import (
 func TestPodHints(t *testing.T) {
 	ann := map[string]string{
 		"dev.gvisor.spec.mount.data.source": "/var/lib/kubelet/pods/x/volumes/data",
-		"dev.gvisor.spec.mount.data.type":   "bind",
+		"dev.gvisor.spec.mount.data.type":   "tmpfs",
 		"dev.gvisor.spec.mount.data.share":  "pod",
 		"other":                             "kept out",
 	}
@@ -42,10 +42,11 @@ func TestPodHints(t *testing.T) {
 		"own name":     {"dev.gvisor.spec.mount.magnetar-shm.type": "tmpfs"},
 		"missing type": {"dev.gvisor.spec.mount.data.source": "/d", "dev.gvisor.spec.mount.data.share": "pod"},
 		"same source": {
-			"dev.gvisor.spec.mount.a.source": "/d", "dev.gvisor.spec.mount.a.type": "bind", "dev.gvisor.spec.mount.a.share": "pod",
-			"dev.gvisor.spec.mount.b.source": "/d", "dev.gvisor.spec.mount.b.type": "bind", "dev.gvisor.spec.mount.b.share": "pod",
+			"dev.gvisor.spec.mount.a.source": "/d", "dev.gvisor.spec.mount.a.type": "tmpfs", "dev.gvisor.spec.mount.a.share": "pod",
+			"dev.gvisor.spec.mount.b.source": "/d", "dev.gvisor.spec.mount.b.type": "bind", "dev.gvisor.spec.mount.b.share": "shared",
 		},
-		"the shm source": {"dev.gvisor.spec.mount.a.source": "/pod/shm", "dev.gvisor.spec.mount.a.type": "bind", "dev.gvisor.spec.mount.a.share": "pod"},
+		"the shm source": {"dev.gvisor.spec.mount.a.source": "/pod/shm", "dev.gvisor.spec.mount.a.type": "tmpfs", "dev.gvisor.spec.mount.a.share": "pod"},
+		"bind shared by the pod": {"dev.gvisor.spec.mount.a.source": "/d", "dev.gvisor.spec.mount.a.type": "bind", "dev.gvisor.spec.mount.a.share": "pod"},
 	} {
 		if _, err := podHints(bad, "/pod/shm"); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "annotations") {
 			t.Errorf("%s: %v", name, err)

@@ -158,8 +158,10 @@ func TestTaskSuiteMonitorProcesses(t *testing.T) {
 
 // busyboxWorkload runs the suite's programs with busybox sh, in a bundle
 // made as containerd's CRI makes one for a container of a pod (the
-// container's own cgroup under the tests' parent) and a read-only bind of
-// an image holding busybox as the rootfs.
+// container's own cgroup under the tests' parent) and a bind of an image
+// holding busybox as the rootfs: writable, as containerd's overlay is (runsc
+// keeps the rootfs overlay's file store in the rootfs itself, its default
+// --overlay2=root:self, which a read-only mount refuses).
 func busyboxWorkload(busybox string) tasktest.Workload {
 	return tasktest.Workload{
 		Bundle: func(t *testing.T, bundle string) []*types.Mount {
@@ -171,7 +173,7 @@ func busyboxWorkload(busybox string) tasktest.Workload {
 			if err := os.WriteFile(filepath.Join(bundle, "config.json"), raw, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			return []*types.Mount{{Type: "bind", Source: image, Options: []string{"rbind", "ro"}}}
+			return []*types.Mount{{Type: "bind", Source: image, Options: []string{"rbind"}}}
 		},
 		Args: func(p tasktest.Program) []string {
 			switch p.Kind {

@@ -69,23 +69,15 @@ type Stdio interface {
 
 // Start runs `runsc start id` with io's files as its stdio, which runsc
 // hands to the container: a container joining a sandbox takes its stdio
-// at start (nil: /dev/null for all three).
+// at start (nil, or a stream io leaves unset: /dev/null, never a pipe of
+// ours, which the container would hold open for its whole life). runsc's
+// error is in logFile.
 func (c *CLI) Start(ctx context.Context, logFile, id string, io Stdio) error {
 	cmd := c.Command(ctx, logFile, "start", id)
 	if io != nil {
 		io.Set(cmd)
 	}
-	var out bytes.Buffer
-	if cmd.Stdout == nil {
-		cmd.Stdout = &out
-	}
-	if cmd.Stderr == nil {
-		cmd.Stderr = &out
-	}
 	if err := cmd.Run(); err != nil {
-		if runcproc.LastError(logFile) == "" && out.Len() > 0 {
-			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(out.Bytes()))
-		}
 		return runscError("start", logFile, err)
 	}
 	return nil
