@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,9 @@ type ctrState struct {
 	Runsc   string   `json:"runsc"`
 	Root    string   `json:"runsc_root"`
 	Flags   []string `json:"runsc_flags"`
+	// Cgroup is the container's cgroupsPath: runsc makes the cgroup (its
+	// processes live in the sentry: it stays empty) and leaves it behind.
+	Cgroup string `json:"cgroup,omitempty"`
 	// Pid is what runsc reported: the pod's sandbox process.
 	Pid     int  `json:"pid"`
 	Started bool `json:"started,omitempty"`
@@ -132,6 +136,9 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	}
 	if r.Spec.Root.Path == "" || !filepath.IsAbs(r.Spec.Root.Path) {
 		r.Spec.Root.Path = rootfs
+	}
+	if r.Spec.Linux != nil {
+		c.st.Cgroup = r.Spec.Linux.CgroupsPath
 	}
 	if err := checkProgram(r.Spec); err != nil {
 		return nil, err
@@ -287,6 +294,15 @@ func (c *ctr) waitRunning() runcproc.Exit {
 	}
 }
 
+// Update changes the container's resources with `runsc update`; an update
+// that sets nothing is done here (runsc crashes on one).
+func (c *ctr) Update(ctx context.Context, r *specs.LinuxResources, ann map[string]string) error {
+	if r == nil || reflect.ValueOf(*r).IsZero() {
+		return nil
+	}
+	return c.Init.Update(ctx, r, ann)
+}
+
 // Kill signals the container. One that never started has no process in
 // the sandbox and runsc refuses to signal it; a signal that would end a
 // runc init still waiting for its start ends it here too.
@@ -332,6 +348,11 @@ func (c *ctr) Delete(ctx context.Context) error {
 func (c *ctr) cleanup(ctx context.Context) {
 	c.Release(ctx)
 	bundle.Clean(ctx, c.st.Bundle, bundleNote, c.st.Mounted, c.st.Dir)
+	if c.st.Cgroup != "" {
+		if err := cgroups.Delete(c.st.Cgroup); err != nil && !errdefs.IsNotFound(err) {
+			log.G(ctx).WithError(err).WithFields(log.Fields{"container_id": c.id, "cgroup": c.st.Cgroup}).Warn("removing the container's cgroup")
+		}
+	}
 }
 
 // Stats are the sentry's statistics of the container.

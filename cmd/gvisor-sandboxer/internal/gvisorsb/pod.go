@@ -24,6 +24,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
+	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
@@ -339,6 +340,11 @@ func (p *pod) destroy(ctx context.Context) error {
 		}
 	}
 	killNaming(ctx, cli.Root)
+	// the gofers' empty network namespace, pinned under the root by
+	// runsc and left for the caller to unmount
+	if err := mount.UnmountAll(runsc.NullNetNS(cli.Root)); err != nil {
+		return fmt.Errorf("pod %s: %w", p.id, err)
+	}
 	return nil
 }
 

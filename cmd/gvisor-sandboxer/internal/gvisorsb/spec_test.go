@@ -45,7 +45,7 @@ func TestPodHints(t *testing.T) {
 			"dev.gvisor.spec.mount.a.source": "/d", "dev.gvisor.spec.mount.a.type": "tmpfs", "dev.gvisor.spec.mount.a.share": "pod",
 			"dev.gvisor.spec.mount.b.source": "/d", "dev.gvisor.spec.mount.b.type": "bind", "dev.gvisor.spec.mount.b.share": "shared",
 		},
-		"the shm source": {"dev.gvisor.spec.mount.a.source": "/pod/shm", "dev.gvisor.spec.mount.a.type": "tmpfs", "dev.gvisor.spec.mount.a.share": "pod"},
+		"the shm source":         {"dev.gvisor.spec.mount.a.source": "/pod/shm", "dev.gvisor.spec.mount.a.type": "tmpfs", "dev.gvisor.spec.mount.a.share": "pod"},
 		"bind shared by the pod": {"dev.gvisor.spec.mount.a.source": "/d", "dev.gvisor.spec.mount.a.type": "bind", "dev.gvisor.spec.mount.a.share": "pod"},
 	} {
 		if _, err := podHints(bad, "/pod/shm"); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "annotations") {

@@ -1,6 +1,7 @@
 package gvisorsb
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/cmd/gvisor-sandboxer/internal/gvisortest"
+	"github.com/magnetar-runtime/magnetar/cmd/gvisor-sandboxer/internal/runsc"
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
@@ -102,14 +104,26 @@ func sandboxPids(root string) []int {
 }
 
 // leftovers lists what is left of a daemon on dir: runsc processes naming
-// it, our container directories and, with pods, cgroups below the tests'
-// parent.
+// it (without pods: those of our containers, not the pods' own), mounts
+// below it, our container directories and, with pods, cgroups below the
+// tests' parent.
 func leftovers(dir string, pods bool) []string {
 	var out []string
 	for _, p := range proc.Find(func(args []string) bool {
-		return strings.HasPrefix(args[0], "runsc") && slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, dir+"/") })
+		under := dir + "/"
+		if !pods {
+			under = filepath.Join(dir, containersDir) + "/"
+		}
+		return strings.HasPrefix(args[0], "runsc") && slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, under) })
 	}) {
 		out = append(out, fmt.Sprintf("process %d: %s", p.PID, p.Line()))
+	}
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+				out = append(out, "mount "+f[4])
+			}
+		}
 	}
 	ents, _ := os.ReadDir(filepath.Join(dir, containersDir))
 	for _, e := range ents {
@@ -136,9 +150,10 @@ func TestSandboxSuite(t *testing.T) {
 func TestTaskSuite(t *testing.T) {
 	h := gvisortest.Need(t)
 	tasktest.Run(t, &tasktest.Suite{
-		Sandboxer: suiteSandboxer(h, "control"),
-		Workload:  busyboxWorkload(h.Busybox),
-		Leftovers: func(t *testing.T, dir string) []string { return leftovers(dir, false) },
+		Sandboxer:  suiteSandboxer(h, "control"),
+		Workload:   busyboxWorkload(h.Busybox),
+		Leftovers:  func(t *testing.T, dir string) []string { return leftovers(dir, false) },
+		EndProcess: endProcess(h),
 	})
 }
 
@@ -150,9 +165,10 @@ func TestTaskSuiteMonitorProcesses(t *testing.T) {
 		t.Skip("-short: the control monitor's run covers the backend")
 	}
 	tasktest.Run(t, &tasktest.Suite{
-		Sandboxer: suiteSandboxer(h, "processes"),
-		Workload:  busyboxWorkload(h.Busybox),
-		Leftovers: func(t *testing.T, dir string) []string { return leftovers(dir, false) },
+		Sandboxer:  suiteSandboxer(h, "processes"),
+		Workload:   busyboxWorkload(h.Busybox),
+		Leftovers:  func(t *testing.T, dir string) []string { return leftovers(dir, false) },
+		EndProcess: endProcess(h),
 	})
 }
 
@@ -188,5 +204,17 @@ func busyboxWorkload(busybox string) tasktest.Workload {
 			}
 			return []string{"/no/such/program"}
 		},
+	}
+}
+
+// endProcess ends a container in its sandbox while no daemon runs: the pid
+// a record holds is the sandbox's, so `runsc kill` of the container, with
+// the pod's root and flags.
+func endProcess(h gvisortest.Host) func(t *testing.T, state, pod, id string, pid uint32) {
+	return func(t *testing.T, state, pod, id string, _ uint32) {
+		cli := &runsc.CLI{Binary: h.Runsc, Root: podRoot(state, pod), Flags: []string{"--platform=systrap", "--network=host"}}
+		if err := cli.Runc(filepath.Join(state, "end.log")).Kill(context.Background(), id, int(syscall.SIGKILL), nil); err != nil {
+			t.Fatalf("runsc kill %s: %v", id, err)
+		}
 	}
 }

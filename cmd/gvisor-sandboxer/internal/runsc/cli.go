@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -129,3 +130,8 @@ func (c *CLI) Create(ctx context.Context, logFile, id, bundle, pidFile string) e
 	}
 	return nil
 }
+
+// NullNetNS is where runsc pins the empty network namespace of the gofers
+// of a root (a bind mount of an nsfs file, runsc's specutils.NullNetNSFilename):
+// runsc leaves it mounted, whoever removes the root unmounts it first.
+func NullNetNS(root string) string { return filepath.Join(root, "null-netns") }

@@ -70,6 +70,8 @@ func newSandbox(t *testing.T, h gvisortest.Host, kind string) *sandbox {
 		for _, p := range proc.Find(func(args []string) bool { return slices.Contains(args, "--root="+s.cli.Root) }) {
 			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
+		for syscall.Unmount(NullNetNS(s.cli.Root), syscall.MNT_DETACH) == nil {
+		}
 	})
 	if err := s.cli.Create(ctx, s.log, "sb", bundle, filepath.Join(bundle, "pid")); err != nil {
 		t.Fatal(err)
