@@ -56,3 +56,6 @@ clean:
 -include hack/vmm/vmm.mk
 # the gVisor sandboxer (runsc application-kernel pods), its e2e stage and benchmark
 -include hack/gvisor/gvisor.mk
+# a real Kubernetes node (kubelet, API server, controllers) on the harness,
+# every handler through kubectl (after the VM stages: it runs VM pods too)
+-include hack/k8s/k8s.mk
