@@ -37,52 +37,10 @@ func descendants(ps map[int]*hostproc.Proc, roots []int) map[int]bool {
 // mgmtSample is the management processes of one handler at one moment.
 type mgmtSample struct {
 	Total      hostproc.Mem            `json:"total"`
-	Groups     map[string]hostproc.Mem `json:"groups"` // shim, pause / daemon, keeper, pod-init, other / kernel:*
+	Groups     map[string]hostproc.Mem `json:"groups"` // shim, pause / daemon, keeper, pod-init, other
 	Containers int                     `json:"container_procs"`
-	// Kernel sums the processes of the pods' application kernels (groups
-	// kernel:*), which Total leaves out; Kernels counts the kernels (one a
-	// pod: its runsc-sandbox).
-	Kernel     hostproc.Mem   `json:"kernel"`
-	Kernels    int            `json:"kernels"`
-	Containerd hostproc.Mem   `json:"containerd"`
-	Pids       map[int]string `json:"-"`
-}
-
-// kernelPrefix starts the group of a process of a pod's application kernel:
-// runsc's sandbox (the sentry, with its systrap stub processes below it),
-// its gofers and its exec helpers (argv[0] runsc-sandbox, runsc-gofer,
-// runsc-exec). They are the pod's, as a VM's QEMU would be: measured, and
-// reported apart from the management processes.
-const kernelPrefix = "kernel:"
-
-// kernelOf is the kernel group of p, if it is one of runsc's processes.
-func kernelOf(p *hostproc.Proc) (string, bool) {
-	if a := filepath.Base(firstArg(p)); strings.HasPrefix(a, "runsc-") {
-		return kernelPrefix + a, true
-	}
-	return "", false
-}
-
-// kernels is every runsc process of ps and everything below it, by group
-// (a process below one takes the group of the topmost).
-func kernels(ps map[int]*hostproc.Proc, within map[int]bool) map[int]string {
-	out := map[int]string{}
-	for pid := range within {
-		p := ps[pid]
-		g, ok := kernelOf(p)
-		if !ok {
-			continue
-		}
-		if par, ok := ps[p.PPid]; ok {
-			if _, inner := kernelOf(par); inner && within[p.PPid] {
-				continue // below another runsc process: its group
-			}
-		}
-		for k := range descendants(ps, []int{pid}) {
-			out[k] = g
-		}
-	}
-	return out
+	Containerd hostproc.Mem            `json:"containerd"`
+	Pids       map[int]string          `json:"-"`
 }
 
 // harnessPaths names what identifies our harness instance's processes.
@@ -117,10 +75,7 @@ func readPidFile(path string) (int, error) {
 //   - a magnetar handler: the sandboxer daemon (its pid file), everything
 //     below it (pod inits, a task keeper started by it, transient runc calls)
 //     and any other process of the same executable whose command line names
-//     our WORK (a task keeper that outlived a daemon restart); runsc's
-//     processes below the daemon (a gVisor pod's sandbox, gofers, exec
-//     helpers: the daemon is their subreaper) are the pods' kernels, in
-//     kernel:* groups, never containers.
+//     our WORK (a task keeper that outlived a daemon restart).
 func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPids []int) (map[int]string, int, error) {
 	ctrs := descendants(ps, ctrPids)
 	groups := map[int]string{}
@@ -163,14 +118,7 @@ func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPi
 			roots = append(roots, p.Pid)
 		}
 	}
-	below := descendants(ps, roots)
-	kern := kernels(ps, below)
-	for pid := range below {
-		if g, ok := kern[pid]; ok {
-			groups[pid] = g
-			delete(ctrs, pid)
-			continue
-		}
+	for pid := range descendants(ps, roots) {
 		if ctrs[pid] {
 			continue
 		}
@@ -229,15 +177,6 @@ func measureMgmt(hp harnessPaths, handler string, ctrPids []int) (mgmtSample, er
 		g := s.Groups[groups[pid]]
 		g.Add(m)
 		s.Groups[groups[pid]] = g
-		if strings.HasPrefix(groups[pid], kernelPrefix) {
-			s.Kernel.Add(m)
-			if groups[pid] == kernelPrefix+"runsc-sandbox" && ps[pid].PPid != 0 {
-				if _, inner := kernelOf(ps[ps[pid].PPid]); !inner {
-					s.Kernels++
-				}
-			}
-			continue
-		}
 		s.Total.Add(m)
 	}
 	if cpid, err := readPidFile(hp.Containerd); err == nil {
