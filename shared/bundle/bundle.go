@@ -17,7 +17,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/log"
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
@@ -89,4 +91,28 @@ func Clean(ctx context.Context, bundle, name string, mounted bool, dir string) {
 	}
 	RemoveNotes(bundle, name)
 	_ = os.RemoveAll(dir)
+}
+
+// MountRootfs mounts a container's rootfs (ms, as the Task API gives them)
+// on bundle/rootfs and points the spec's root there when it names no
+// absolute path of its own. mounted tells whether anything was mounted:
+// Clean's argument.
+func MountRootfs(bundle string, ms []*types.Mount, sp *specs.Spec) (mounted bool, err error) {
+	rootfs := filepath.Join(bundle, "rootfs")
+	if len(ms) > 0 {
+		if err := os.MkdirAll(rootfs, 0o711); err != nil {
+			return false, err
+		}
+		if err := mount.All(ms, rootfs); err != nil {
+			return false, err
+		}
+		mounted = true
+	}
+	if sp.Root == nil {
+		sp.Root = &specs.Root{}
+	}
+	if sp.Root.Path == "" || !filepath.IsAbs(sp.Root.Path) {
+		sp.Root.Path = rootfs
+	}
+	return mounted, nil
 }

@@ -185,21 +185,10 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 			c.cleanup(context.WithoutCancel(ctx))
 		}
 	}()
-	rootfs := filepath.Join(r.Bundle, "rootfs")
-	if len(r.Rootfs) > 0 {
-		if err := os.MkdirAll(rootfs, 0o711); err != nil {
-			return nil, err
-		}
-		if err := mount.All(r.Rootfs, rootfs); err != nil {
-			return nil, err
-		}
-		c.st.Mounted = true
-	}
-	if r.Spec.Root == nil {
-		r.Spec.Root = &specs.Root{}
-	}
-	if r.Spec.Root.Path == "" || !filepath.IsAbs(r.Spec.Root.Path) {
-		r.Spec.Root.Path = rootfs
+	mounted, err := bundle.MountRootfs(r.Bundle, r.Rootfs, r.Spec)
+	c.st.Mounted = mounted
+	if err != nil {
+		return nil, err
 	}
 	if r.Spec.Linux != nil {
 		c.st.Cgroups = r.Spec.Linux.CgroupsPath
