@@ -79,6 +79,11 @@ type ctr struct {
 	st      ctrState
 	started chan struct{} // closed once runsc start succeeded
 	early   exit.Latch    // a kill before start: the exit it gives
+	// recStdio is the stdio of a container recovered before its start
+	// (runsc gives a container its stdio at start); late is that stdio
+	// once opened by start, closed by cleanup.
+	recStdio stdio.Config
+	late     *stdio.IO
 }
 
 var (
@@ -214,6 +219,15 @@ func (c *ctr) start(ctx context.Context, io *stdio.IO) error {
 	if c.early.IsSet() {
 		return fmt.Errorf("container %s was killed before it started: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
+	if io == nil && !c.recStdio.Terminal && c.recStdio != (stdio.Config{}) {
+		cfg := c.recStdio
+		cfg.ID, cfg.Namespace = c.id, c.Namespace
+		late, err := stdio.Open(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		c.late, io = late, late
+	}
 	var s runsc.Stdio
 	if io != nil {
 		s = io
@@ -336,6 +350,11 @@ func (c *ctr) Delete(ctx context.Context) error {
 // cleanup releases everything; idempotent.
 func (c *ctr) cleanup(ctx context.Context) {
 	c.Release(ctx)
+	c.mu.Lock()
+	if c.late != nil {
+		c.late.Close()
+	}
+	c.mu.Unlock()
 	bundle.Clean(ctx, c.st.Bundle, bundleNote, c.st.Mounted, c.st.Dir)
 	if c.st.Cgroup != "" {
 		if err := cgroups.Delete(c.st.Cgroup); err != nil && !errdefs.IsNotFound(err) {
@@ -391,6 +410,8 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record, inst sandbox.In
 	c.Namespace = rec.Namespace
 	if st.Started {
 		close(c.started)
+	} else {
+		c.recStdio = rec.Stdio
 	}
 	c.Watch(st.Pid, c.wait)
 	return c, nil

@@ -120,7 +120,11 @@ func leftovers(dir string, pods bool) []string {
 	}
 	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for _, l := range strings.Split(string(mounts), "\n") {
-			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			f := strings.Fields(l)
+			if len(f) < 5 || !pods && f[4] == runsc.NullNetNS(filepath.Dir(f[4])) && filepath.Base(filepath.Dir(f[4])) == runscDir {
+				continue // a running pod's own (without pods: its containers' alone)
+			}
+			if strings.HasPrefix(f[4], dir+"/") {
 				out = append(out, "mount "+f[4])
 			}
 		}
