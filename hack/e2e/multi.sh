@@ -49,12 +49,9 @@ shm_create() {
 }
 shm_seen() {
   local out
-  # (gVisor's kernel has no /proc/sysvipc: ipcs alone, through shmctl)
-  if [ "$RUNTIME_HANDLER" != magnetar-gvisor ]; then
-    out=$(exec_out "$CLIENT" cat /proc/sysvipc/shm)
-    awk -v id="$SHMID" '$2 == id && $4 == 65536 {f=1} END {exit !f}' <<<"$out" ||
-      fail "segment $SHMID (65536 bytes) not in the client's /proc/sysvipc/shm: $out"
-  fi
+  out=$(exec_out "$CLIENT" cat /proc/sysvipc/shm)
+  awk -v id="$SHMID" '$2 == id && $4 == 65536 {f=1} END {exit !f}' <<<"$out" ||
+    fail "segment $SHMID (65536 bytes) not in the client's /proc/sysvipc/shm: $out"
   expect_match "ipcs in client" "$(exec_out "$CLIENT" ipcs -m)" " $SHMID +[0-9]+ +644 +65536 "
 }
 # 65536-byte segments in the host's IPC namespace
@@ -81,7 +78,11 @@ step "net: same eth0 address in all containers" same_net
 step "uts: pod hostname in all containers" same_hostname
 HOST_SHM=$(host_shm_count)
 req  "ipc: ipcmk -M 65536 in ipc" shm_create; SHMID=$LAST
-step "ipc: client sees the segment" shm_seen
+if [ "$RUNTIME_HANDLER" = magnetar-gvisor ]; then
+  skip "ipc: client sees the segment" "each container of a gVisor sandbox has an IPC namespace of its own in the sentry: SysV IPC is not shared between a pod's containers (/dev/shm is)"
+else
+  step "ipc: client sees the segment" shm_seen
+fi
 step "ipc: segment not in the host namespace" shm_not_on_host
 step "ipc: /dev/shm shared" devshm
 step "rmp -f with running containers" rmp_running
