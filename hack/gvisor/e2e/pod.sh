@@ -125,12 +125,15 @@ procs_are_runscs() {
     name=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{print $1}')
     case "$name" in runsc-sandbox|runsc-gofer|'') ;; *) fail "process $p in the pod's cgroup is $name" ;; esac
   done
-  # and the sandboxer daemon has no child but runsc's and its keeper
-  local d kids
-  d=$(cat "$WORK/run/$RUNTIME_HANDLER.pid")
-  kids=$(ps -o pid=,args= --ppid "$d" | awk '$2 !~ /^runsc-(sandbox|gofer)$/ && $3 != "__magnetar_task_keeper"' || true)
-  [ -z "$kids" ] || fail "children of the sandboxer that are not runsc's: $kids"
+  # and the sandboxer daemon has no child but runsc's and its keeper (an
+  # exited helper of runsc's is reaped within two of its sweeps, 20 s)
+  wait_for 25 no_other_children || fail "children of the sandboxer that are not runsc's: $(other_children)"
 }
+other_children() {
+  ps -o pid=,args= --ppid "$(cat "$WORK/run/$RUNTIME_HANDLER.pid")" |
+    awk '$2 !~ /^runsc-(sandbox|gofer)$/ && $3 != "__magnetar_task_keeper"' || true
+}
+no_other_children() { [ -z "$(other_children)" ]; }
 rmp_gone() {
   local root
   root=$(pod_root)

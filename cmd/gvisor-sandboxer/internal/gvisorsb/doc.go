@@ -48,7 +48,9 @@
 //     --stats), as containerd's cgroup v1 metrics.
 //
 // runsc create and start leave a gofer per container, re-parented to the
-// daemon: the daemon watches them (and so reaps them, gofers.go).
+// daemon: the daemon watches them (and so reaps them, gofers.go). Other
+// helpers of runsc's re-parented to it and left as zombies with no watcher
+// are reaped by a sweep (sweepOrphans).
 //
 // # Mount hints
 //

@@ -45,6 +45,7 @@ func build(env *daemon.Env, c daemon.Config) (sandbox.Driver, task.Backend, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("pause rootfs: %w", err)
 	}
+	go sweepOrphans(env.Life)
 	return &driver{env: env, cfg: cfg, pause: pause, gofers: be.gofers}, be, nil
 }
 
