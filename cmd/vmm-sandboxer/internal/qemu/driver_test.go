@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
 
@@ -278,8 +278,8 @@ func TestFakeRecover(t *testing.T) {
 // A virtiofsd that outlived its QEMU is killed.
 func TestRecoverChecksStartTime(t *testing.T) {
 	dir := shortTempDir(t)
-	sleeper := func() *vmproc.Process {
-		p, err := vmproc.Start(context.Background(), vmproc.Spec{Name: "sleep", Path: "sleep", Args: []string{"60"}, Log: filepath.Join(dir, "log")})
+	sleeper := func() *hostproc.Process {
+		p, err := hostproc.Start(context.Background(), hostproc.Spec{Name: "sleep", Path: "sleep", Args: []string{"60"}, Log: filepath.Join(dir, "log")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,7 +289,7 @@ func TestRecoverChecksStartTime(t *testing.T) {
 	other, fsd := sleeper(), sleeper()
 	fsdID := fsd.ID()
 	st := State{Hypervisor: Name, ID: "x", Dir: dir, Accel: AccelTCG, QMPSocket: dir + "/qmp.sock",
-		QEMU:  vmproc.ID{Pid: other.Pid(), StartTime: other.ID().StartTime + 1},
+		QEMU:  hostproc.ID{Pid: other.Pid(), StartTime: other.ID().StartTime + 1},
 		Agent: AgentState{Kind: vm.ChannelSerial}, AgentSocket: dir + "/agent.sock",
 		Virtiofsd: &fsdID, Share: dir, VirtiofsSocket: dir + "/virtiofs.sock"}
 	b, _ := json.Marshal(st)
@@ -313,7 +313,7 @@ func TestRecoverChecksStartTime(t *testing.T) {
 
 func TestRecoverBadState(t *testing.T) {
 	h := New(Options{})
-	good := State{Hypervisor: Name, ID: "x", Dir: "/run/x", QMPSocket: "/run/x/qmp.sock", QEMU: vmproc.ID{Pid: 1},
+	good := State{Hypervisor: Name, ID: "x", Dir: "/run/x", QMPSocket: "/run/x/qmp.sock", QEMU: hostproc.ID{Pid: 1},
 		Agent: AgentState{Kind: vm.ChannelSerial}, AgentSocket: "/run/x/agent.sock"}
 	for name, edit := range map[string]func(*State){
 		"clh":           func(s *State) { s.Hypervisor = "cloud-hypervisor" },
@@ -321,7 +321,7 @@ func TestRecoverBadState(t *testing.T) {
 		"relative dir":  func(s *State) { s.Dir = "x" },
 		"vsock no cid":  func(s *State) { s.Agent = AgentState{Kind: vm.ChannelVsock} },
 		"hvsock":        func(s *State) { s.Agent.Kind = vm.ChannelHybridVsock },
-		"fsd no socket": func(s *State) { s.Virtiofsd = &vmproc.ID{Pid: 2} },
+		"fsd no socket": func(s *State) { s.Virtiofsd = &hostproc.ID{Pid: 2} },
 	} {
 		s := good
 		edit(&s)

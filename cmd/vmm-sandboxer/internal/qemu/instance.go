@@ -16,15 +16,15 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // VM is one QEMU guest (vm.VM) with its virtiofsd.
 type VM struct {
 	opts Options
 	st   State
-	qemu *vmproc.Process
+	qemu *hostproc.Process
 	fsd  *virtiofsd.Daemon // nil without a share
 
 	// stopMu serializes Stop (and Cleanup) calls.
@@ -121,7 +121,7 @@ func (v *VM) watchHelpers(ctx context.Context) {
 		}
 		log.G(ctx).WithFields(log.Fields{"sandbox_id": v.st.ID, "virtiofsd_pid": v.fsd.Pid(), "exit": v.fsd.ExitStatus()}).
 			Error("virtiofsd exited while its VM runs: the pod's share is gone, stopping the VM")
-		if err := v.qemu.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := v.qemu.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).WithField("sandbox_id", v.st.ID).Error("killing qemu after virtiofsd exited")
 		}
 	}()
@@ -189,7 +189,7 @@ func (v *VM) Stop(ctx context.Context, force bool) error {
 				log.G(ctx).WithField("pid", v.qemu.Pid()).Warn("qemu did not exit in time: killing it")
 			}
 		}
-		if err := v.qemu.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := v.qemu.KillWait(hostproc.DefaultKillWait); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -221,7 +221,7 @@ func (v *VM) Cleanup() error {
 	}
 	var errs []error
 	if v.fsd != nil {
-		if err := v.fsd.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := v.fsd.KillWait(hostproc.DefaultKillWait); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -255,7 +255,7 @@ func (v *VM) removeFiles() error {
 }
 
 // ConsoleTail is the last n lines of the guest console.
-func (v *VM) ConsoleTail(n int) string { return vmproc.Tail(v.path(ConsoleLog), n) }
+func (v *VM) ConsoleTail(n int) string { return hostproc.Tail(v.path(ConsoleLog), n) }
 
 // exitedError is the error of a QEMU that exited while it was needed.
 func (v *VM) exitedError(when string) error {
@@ -267,7 +267,7 @@ func (v *VM) exitedError(when string) error {
 func (v *VM) diagnostics() string {
 	var b strings.Builder
 	for _, l := range []struct{ what, file string }{{"qemu", QEMULog}, {"virtiofsd", VirtiofsdLog}, {"console", ConsoleLog}} {
-		if t := vmproc.Tail(v.path(l.file), 10); t != "" {
+		if t := hostproc.Tail(v.path(l.file), 10); t != "" {
 			fmt.Fprintf(&b, "; %s: %s", l.what, strings.ReplaceAll(t, "\n", " | "))
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // Name is the hypervisor's name (vm.Hypervisor.Name, State).
@@ -106,7 +106,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 		bin = DefaultBinary
 	}
 	// before anything starts
-	if bin, err = vmproc.LookPath("qemu", bin); err != nil {
+	if bin, err = hostproc.LookPath("qemu", bin); err != nil {
 		return nil, err
 	}
 	if err := checkKernel(cfg.Kernel); err != nil {
@@ -170,7 +170,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	if err != nil {
 		return nil, err
 	}
-	p, err := vmproc.Start(ctx, vmproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
+	p, err := hostproc.Start(ctx, hostproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
 	if err != nil {
 		return nil, err
 	}
@@ -221,12 +221,12 @@ func (v *VM) waitQMP(ctx context.Context) error {
 // files, releases the share.
 func (v *VM) abort(ctx context.Context) {
 	if v.qemu != nil {
-		if err := v.qemu.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := v.qemu.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).Error("qemu start failed and qemu could not be killed")
 		}
 	}
 	if v.fsd != nil {
-		if err := v.fsd.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := v.fsd.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).Error("qemu start failed and virtiofsd could not be killed")
 		}
 	}

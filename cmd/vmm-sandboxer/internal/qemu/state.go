@@ -11,7 +11,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // State is a VM as persisted (vm.VM.State) and recovered
@@ -26,8 +26,8 @@ type State struct {
 	Dir   string `json:"dir"`
 	Accel string `json:"accel"`
 	// QEMU and Virtiofsd (nil without a share) identify the processes.
-	QEMU      vmproc.ID  `json:"qemu"`
-	Virtiofsd *vmproc.ID `json:"virtiofsd,omitempty"`
+	QEMU      hostproc.ID  `json:"qemu"`
+	Virtiofsd *hostproc.ID `json:"virtiofsd,omitempty"`
 	// QMPSocket, AgentSocket (serial channel) and VirtiofsSocket (with a
 	// share) are the unix sockets in Dir.
 	QMPSocket      string `json:"qmp_socket"`
@@ -75,7 +75,7 @@ func (s *State) validate() error {
 }
 
 // Recover finds a VM again from its State: QEMU and virtiofsd are watched
-// again if they still run (same pid and start time, see package vmproc).
+// again if they still run (same pid and start time, see package hostproc).
 // A VM whose QEMU is gone comes back already Done; a virtiofsd that
 // outlived its QEMU is killed. A State that does not decode or is not
 // QEMU's fails with errdefs.ErrInvalidArgument.
@@ -88,13 +88,13 @@ func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM,
 		return nil, err
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("sandbox_id", st.ID))
-	v := &VM{opts: h.opts, st: st, qemu: vmproc.Recover("qemu", st.QEMU)}
+	v := &VM{opts: h.opts, st: st, qemu: hostproc.Recover("qemu", st.QEMU)}
 	if st.Virtiofsd != nil {
 		v.fsd = virtiofsd.Recover(virtiofsd.Config{ID: st.ID, Socket: st.VirtiofsSocket, Source: st.Share, Log: v.path(VirtiofsdLog)},
 			*st.Virtiofsd, st.ShareMounted)
 		if !v.qemu.Running() && v.fsd.Running() {
 			log.G(ctx).WithField("pid", v.fsd.Pid()).Info("virtiofsd outlived its qemu: killing it")
-			if err := v.fsd.KillWait(vmproc.DefaultKillWait); err != nil {
+			if err := v.fsd.KillWait(hostproc.DefaultKillWait); err != nil {
 				return nil, fmt.Errorf("recover vm %s: %w", st.ID, err)
 			}
 		}
