@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,6 +188,37 @@ func TestV1LoadMetricsStats(t *testing.T) {
 	}
 	if err := cg.Update(nil); err != nil {
 		t.Errorf("Update(nil) = %v", err)
+	}
+}
+
+func TestProcsFake(t *testing.T) {
+	root := t.TempDir()
+	for f, procs := range map[string]string{
+		"memory/pod/cgroup.procs":     "12\n7\n",
+		"memory/pod/c1/cgroup.procs":  "30\n",
+		"pids/pod/cgroup.procs":       "7\n12\n",
+		"pids/pod/c1/x/cgroup.procs":  "31\n",
+		"memory/other/cgroup.procs":   "99\n",
+		"unified/pod/c2/cgroup.procs": "",
+		"unified/pod/cgroup.procs":    "40\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, f), []byte(procs), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &host{hierarchies: []string{filepath.Join(root, "memory"), filepath.Join(root, "pids"), filepath.Join(root, "unified"), filepath.Join(root, "cpu")}}
+	got, err := h.procs("/pod")
+	if err != nil || fmt.Sprint(got) != "[7 12 30 31 40]" {
+		t.Errorf("procs of /pod: %v, %v", got, err)
+	}
+	if got, err := h.procs("/missing"); err != nil || len(got) != 0 {
+		t.Errorf("procs of a cgroup that does not exist: %v, %v", got, err)
+	}
+	if _, err := h.procs("relative"); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("a bad path: %v", err)
 	}
 }
 

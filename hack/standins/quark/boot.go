@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -70,6 +71,14 @@ func serveSandbox(cfg *bootConfig, ready *os.File) error {
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
+	}
+	// the pod's sysctls: /proc/sys/net is this network namespace's, the
+	// IPC keys this IPC namespace's (the sandboxer refused the rest)
+	for k, v := range cfg.Sysctls {
+		p := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			return fmt.Errorf("sysctl %s: %w", k, err)
+		}
 	}
 	state := filepath.Join(cfg.Root, stateDir)
 	if err := os.MkdirAll(state, 0o700); err != nil {

@@ -37,7 +37,9 @@ type bootConfig struct {
 	Hostname string `json:"hostname,omitempty"`
 	NewUTS   bool   `json:"new_uts,omitempty"`
 	Cgroup   string `json:"cgroup,omitempty"`
-	Verbose  int    `json:"verbose,omitempty"`
+	// Sysctls are the pod's, written in the sandbox's namespaces.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	Verbose int               `json:"verbose,omitempty"`
 }
 
 // launch is `quark -r DIR sandbox --id ID --task-socket SOCK --pid-file
@@ -72,7 +74,7 @@ func launch(c *cmdline) (retErr error) {
 	}
 	cfg := bootConfig{ID: a.id, Root: root, TaskSocket: sock, Hostname: sp.Hostname, Verbose: c.global.verbose}
 	if sp.Linux != nil {
-		cfg.Cgroup = sp.Linux.CgroupsPath
+		cfg.Cgroup, cfg.Sysctls = sp.Linux.CgroupsPath, sp.Linux.Sysctl
 	}
 	// the namespaces: as Quark's CollectNamespaces, one of each kind the
 	// spec lists without a path is new, one with a path is joined (the

@@ -217,18 +217,6 @@ func busyboxWorkload(runcBin, busybox string) tasktest.Workload {
 			}
 			return []*types.Mount{{Type: "bind", Source: image, Options: []string{"rbind", "ro"}}}
 		},
-		Args: func(p tasktest.Program) []string {
-			switch p.Kind {
-			case tasktest.Print:
-				return []string{"/bin/sh", "-c", fmt.Sprintf("echo %s; echo %s >&2; exit %d", p.Stdout, p.Stderr, p.Code)}
-			case tasktest.Exit:
-				return []string{"/bin/sh", "-c", fmt.Sprintf("exit %d", p.Code)}
-			case tasktest.Sleep:
-				return []string{"/bin/busybox", "sleep", "3600"}
-			case tasktest.Cat:
-				return []string{"/bin/busybox", "cat"}
-			}
-			return []string{"/no/such/program"}
-		},
+		Args: tasktest.BusyboxArgs,
 	}
 }
