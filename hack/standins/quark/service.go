@@ -111,7 +111,12 @@ func (s *sandboxService) Create(ctx context.Context, r *taskapi.CreateTaskReques
 	if err != nil {
 		return nil, refused(ctx, "create", err)
 	}
-	return s.Service.Create(ctx, m)
+	resp, err := s.Service.Create(ctx, m)
+	if errdefs.IsInvalidArgument(errgrpc.ToNative(err)) {
+		// the container's spec: a path or namespace outside the sandbox
+		log.G(ctx).WithError(err).Error("REFUSED create: a path or request Quark would not take")
+	}
+	return resp, err
 }
 
 // Exec adds an exec process, its stdio FIFOs inside the sandbox.
