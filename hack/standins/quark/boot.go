@@ -143,6 +143,7 @@ func serveSandbox(cfg *bootConfig, ready *os.File) error {
 		cancel()
 		_ = srv.Close()
 	}()
+	go reapOrphans(life)
 	log.G(life).WithFields(log.Fields{"root": cfg.Root, "task_socket": cfg.TaskSocket, "runc": runc, "cgroup": cgroup}).Info("sandbox serving Task API v2")
 	fmt.Fprintln(ready, "ok")
 	ready.Close()
@@ -159,3 +160,58 @@ func serveSandbox(cfg *bootConfig, ready *os.File) error {
 type nowhere struct{}
 
 func (nowhere) Publish(context.Context, string, string, proto.Message) {}
+
+// orphanGrace is how long a child of the sandbox process may stay a zombie
+// before reapOrphans reaps it: a container's init or exec is reaped at once
+// by the watch that learns its exit (shared/proc), so a zombie older than
+// this is an orphan the sandbox inherited as PID 1 of its namespace.
+const orphanGrace = 2 * time.Second
+
+// reapOrphans reaps the zombies no watch reaps: orphans of the containers
+// that share the sandbox's PID namespace (Quark's kernel reaps them too).
+func reapOrphans(ctx context.Context) {
+	seen := map[int]time.Time{}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		zombies := map[int]bool{}
+		tasks, _ := os.ReadDir("/proc/1/task")
+		for _, task := range tasks {
+			b, _ := os.ReadFile("/proc/1/task/" + task.Name() + "/children")
+			for _, f := range strings.Fields(string(b)) {
+				pid, err := strconv.Atoi(f)
+				if err != nil {
+					continue
+				}
+				st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				if i := strings.LastIndexByte(string(st), ')'); i > 0 && strings.HasPrefix(string(st[i+1:]), " Z") {
+					zombies[pid] = true
+				}
+			}
+		}
+		for pid := range seen {
+			if !zombies[pid] {
+				delete(seen, pid)
+			}
+		}
+		for pid := range zombies {
+			first, ok := seen[pid]
+			switch {
+			case !ok:
+				seen[pid] = now
+			case now.Sub(first) >= orphanGrace:
+				var ws unix.WaitStatus
+				if got, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got == pid {
+					log.G(ctx).WithField("pid", pid).Debug("reaped an orphan")
+				}
+				delete(seen, pid)
+			}
+		}
+	}
+}

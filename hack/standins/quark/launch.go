@@ -130,6 +130,9 @@ func launch(c *cmdline) (retErr error) {
 		return fmt.Errorf("log: %w", err)
 	}
 	defer logf.Close()
+	// what it was run with, and from where, for the tests to check
+	wd, _ := os.Getwd()
+	fmt.Fprintf(logf, "time=%q level=info msg=\"quark command\" args=%q cwd=%q\n", time.Now().Format(time.RFC3339), strings.Join(os.Args[1:], " "), wd)
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return err
