@@ -10,7 +10,7 @@ SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/magnetar-runtime/magnetar/shared/daemon.Version=$(VERSION)
-SANDBOXERS := runc-sandboxer vmm-sandboxer
+SANDBOXERS := runc-sandboxer vmm-sandboxer quark-sandboxer
 # helpers the sandboxers run (installed beside them)
 HELPERS := magnetar-podinit
 BINARIES := $(addprefix bin/,$(SANDBOXERS) $(HELPERS))
@@ -54,3 +54,5 @@ clean:
 -include hack/vm/vm.mk
 # the vmm sandboxer's end-to-end stage (after the VM tests: it needs the guest image)
 -include hack/vmm/vmm.mk
+# the quark sandboxer's end-to-end stage, against the stand-in for Quark
+-include hack/quark/quark.mk
