@@ -220,9 +220,18 @@ func serveVsock(ctx context.Context, a *service.Agent, port uint32) {
 	}
 }
 
-// serveSerial serves the virtio-serial port find returns, reopening it
-// whenever the host side goes away (the guest reads EOF then). It returns
-// only when the port cannot be found or opened within openRetry.
+// serveSerial serves the virtio-serial port find returns, a ttrpc session
+// for each host connection, until the port cannot be found or opened within
+// openRetry.
+//
+// The port's character device stays open from one host to the next: when
+// the host side goes away the guest reads EOF (until a host is back), and
+// a new session starts on the same descriptor. Closing the device instead
+// would drop what it holds unread (virtio_console discards a port's input
+// on release), and with it the first request of a host that reconnects
+// before the guest noticed the hang-up: that host would wait for an answer
+// forever. A path that is a unix socket (tests, like QEMU's chardev) is
+// dialled again for every session.
 func serveSerial(ctx context.Context, a *service.Agent, what string, find func() (string, error)) {
 	lg := log.G(ctx).WithField("transport", what)
 	deadline := time.Now().Add(openRetry)
@@ -240,7 +249,8 @@ func serveSerial(ctx context.Context, a *service.Agent, what string, find func()
 		time.Sleep(20 * time.Millisecond)
 	}
 	lg = lg.WithField("device", dev)
-	backoff := 10 * time.Millisecond
+	fi, err := os.Stat(dev)
+	persistent := err == nil && fi.Mode()&os.ModeCharDevice != 0
 	failures := 0
 	for {
 		conn, err := transport.OpenSerial(dev)
@@ -254,11 +264,22 @@ func serveSerial(ctx context.Context, a *service.Agent, what string, find func()
 			continue
 		}
 		failures = 0
-		cc := &closeNotify{Conn: conn, closed: make(chan struct{})}
-		l := transport.SerialListener(cc)
+		serveSessions(ctx, a, lg, conn, persistent)
+	}
+}
+
+// serveSessions serves conn, a session after another while persistent (a
+// device whose reads end at each host hang-up), else once; it closes conn
+// when it returns.
+func serveSessions(ctx context.Context, a *service.Agent, lg *log.Entry, conn net.Conn, persistent bool) {
+	defer conn.Close()
+	backoff := 10 * time.Millisecond
+	for {
+		s := &session{Conn: conn, closed: make(chan struct{})}
+		l := transport.SerialListener(s)
 		start := time.Now()
 		go func() { _ = a.Serve(ctx, l) }()
-		<-cc.closed
+		<-s.closed
 		l.Close()
 		if d := time.Since(start); d > time.Second {
 			lg.WithField("served", d.Round(time.Millisecond)).Info("host disconnected: serving the port again")
@@ -268,20 +289,43 @@ func serveSerial(ctx context.Context, a *service.Agent, what string, find func()
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 100*time.Millisecond)
 		}
+		if !persistent || ctx.Err() != nil {
+			return
+		}
 	}
 }
 
-// closeNotify tells when the ttrpc server closed the connection.
-type closeNotify struct {
+// session is one ttrpc session on a port: the server's Close ends the
+// session (and tells serveSessions) without closing the port, and the
+// session neither reads nor writes after it, so that a late answer of an
+// ended session never mixes into the next host's stream.
+type session struct {
 	net.Conn
 	once   sync.Once
 	closed chan struct{}
 }
 
-func (c *closeNotify) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { close(c.closed) })
-	return err
+func (s *session) Read(b []byte) (int, error) {
+	select {
+	case <-s.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	return s.Conn.Read(b)
+}
+
+func (s *session) Write(b []byte) (int, error) {
+	select {
+	case <-s.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	return s.Conn.Write(b)
+}
+
+func (s *session) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return nil
 }
 
 func findRunc(flagged string) string {

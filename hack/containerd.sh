@@ -218,6 +218,8 @@ EOF
         runtime_path = "$ROOT/bin/$bin"
         sandboxer = "$name"
         disable_pause_image_pull = true
+        [$R.$name.options]
+          ConfigPath = "$WORK/etc/$by.toml"
 EOF
   done < <(present_handlers)
   cat >> "$CFG" <<EOF

@@ -75,6 +75,17 @@ QUARK_BIN=${QUARK_BIN:-$OUT/standins/quark}
 MAGNETAR_HANDLER_ALIASES=(
   "magnetar-wasm-wazero magnetar-wasm"
 )
+# daemon_handler HANDLER: the handler whose daemon serves HANDLER (itself, or
+# what an alias is served by); its pid file is $WORK/run/<that>.pid
+daemon_handler() {
+  local line name by
+  for line in "${MAGNETAR_HANDLER_ALIASES[@]}"; do
+    read -r name by <<<"$line"
+    if [ "$name" = "$1" ]; then echo "$by"; return 0; fi
+  done
+  echo "$1"
+}
+
 # sandboxer_binary HANDLER: prints BINARY for a known HANDLER (rc 1 otherwise)
 sandboxer_binary() {
   local line name bin

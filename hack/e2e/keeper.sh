@@ -14,7 +14,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 e2e_init
 
-SB=$(sandboxer_binary "$RUNTIME_HANDLER" || true)
+SB=$(sandboxer_binary "$DAEMON_HANDLER" || true)
 if [ -z "$SB" ]; then
   echo "     keeper: handler $RUNTIME_HANDLER has no sandboxer daemon: nothing to test"
   exit 0
@@ -22,7 +22,7 @@ fi
 SLEEP='["sleep", "3600"]'
 NAME=${RUNTIME_HANDLER#magnetar-}
 KPID_FILE=$WORK/run/$NAME-keeper.pid
-DPID=$(cat "$WORK/run/$RUNTIME_HANDLER.pid")
+DPID=$(cat "$WORK/run/$DAEMON_HANDLER.pid")
 
 keeper_pid() { cat "$KPID_FILE"; }
 keeper_alive() { pid_alive "$(keeper_pid)"; }

@@ -21,10 +21,10 @@ e2e_init
 
 CYCLES=${CYCLES:-20}
 FD_SLACK=${FD_SLACK:-0}
-SB=$(sandboxer_binary "$RUNTIME_HANDLER" || true)
+SB=$(sandboxer_binary "$DAEMON_HANDLER" || true)
 
 daemon_pid() {
-  if [ -n "$SB" ]; then cat "$WORK/run/$RUNTIME_HANDLER.pid"; else cat "$WORK/run/containerd.pid"; fi
+  if [ -n "$SB" ]; then cat "$WORK/run/$DAEMON_HANDLER.pid"; else cat "$WORK/run/containerd.pid"; fi
 }
 state_dirs() {
   if [ -n "$SB" ]; then echo "$WORK/lib/$RUNTIME_HANDLER"

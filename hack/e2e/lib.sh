@@ -246,6 +246,8 @@ e2e_init() {
     fi
     E2E_FAIL=1; exit 1
   fi
+  # the handler whose daemon serves RUNTIME_HANDLER (an alias shares one)
+  DAEMON_HANDLER=$(daemon_handler "$RUNTIME_HANDLER")
   mkdir -p "$WORK/tmp"
   T=$(mktemp -d "$WORK/tmp/e2e-$SUITE.XXXXXX")
   echo "=== $SUITE (handler $RUNTIME_HANDLER)"

@@ -16,18 +16,18 @@ source "$(dirname "$0")/lib.sh"
 e2e_init
 
 CD=$ROOT/hack/containerd.sh
-SB=$(sandboxer_binary "$RUNTIME_HANDLER" || true)
+SB=$(sandboxer_binary "$DAEMON_HANDLER" || true)
 TICK='["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done"]'
 SLEEP='["sleep", "3600"]'
 
-sb_pid() { cat "$WORK/run/$RUNTIME_HANDLER.pid"; }
+sb_pid() { cat "$WORK/run/$DAEMON_HANDLER.pid"; }
 kill_sandboxer() {
   local pid
   pid=$(sb_pid)
-  "$CD" sandboxer-kill "$RUNTIME_HANDLER" 2>&1
+  "$CD" sandboxer-kill "$DAEMON_HANDLER" 2>&1
   ! pid_alive "$pid" || fail "sandboxer $pid still alive after SIGKILL"
 }
-start_sandboxer() { "$CD" sandboxer-start "$RUNTIME_HANDLER" 2>&1; }
+start_sandboxer() { "$CD" sandboxer-start "$DAEMON_HANDLER" 2>&1; }
 kill_containerd() {
   local pid
   pid=$(cat "$WORK/run/containerd.pid")

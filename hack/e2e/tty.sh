@@ -23,7 +23,7 @@ C="$PREFIX/bin/crictl -c $CRICTL_CONFIG"
 in_pty() { timeout -k 5 60 script -qec "$1" /dev/null <<<"$2"; }
 
 tty_logs() {
-  wait_for 10 sh -c "'$PREFIX/bin/crictl' -c '$CRICTL_CONFIG' logs '$TERM_ID' 2>&1 | grep -q stdout-is-a-tty"
+  wait_for 10 sh -c "'$PREFIX/bin/crictl' -c '$CRICTL_CONFIG' logs '$TERM_ID' 2>&1 | grep -q /dev/pts/"
   local out
   out=$(crictl logs "$TERM_ID" 2>&1)
   expect_match "log" "$out" "^tty-hello"

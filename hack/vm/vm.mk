@@ -6,7 +6,8 @@
 #                      static runc with seccomp, modules in dependency order) +
 #                      manifest into _output/guest; cached in
 #                      ~/.cache/magnetar/guest (hack/vm/guest-image.sh)
-#   make vm-test       the VM integration tests (hack/vm/vmtest, root, QEMU;
+#   make vm-test       the VM integration tests (hack/vm/vmtest and those of
+#                      cmd/vmm-sandboxer that boot the image; root, QEMU;
 #                      TCG here), serially; skipped with a reason where QEMU
 #                      cannot run. Ends with "vm: N passed, M failed, K skipped".
 #                      Part of make test.

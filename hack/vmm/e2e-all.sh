@@ -3,24 +3,29 @@
 # with guaranteed teardown. Starts its own harness containerd with the vmm
 # sandboxer only (hack/containerd.sh) in VMM_WORK (default _output/vmm-e2e,
 # bridge mgbr6, 10.244.0.0/16: apart from the other harnesses), runs the
-# generic e2e scripts of hack/e2e and the VM ones of hack/vmm/e2e against
-# magnetar-vmm, then critest's basic focus, stops everything and ends with
-# exactly one summary line:
+# generic e2e scripts of hack/e2e and the VM ones of hack/vmm/e2e against each
+# runtime handler of VMM_HANDLERS (one daemon serves them all, each handler its
+# hypervisor), then critest's basic focus on each, stops everything and ends
+# with exactly one summary line:
 #   vmm-e2e: N passed, M failed, K skipped
 #
-# Every pod is a QEMU VM booting the guest image (make guest-image): about 5 s
-# each under TCG here. Knobs: VMM_SUITES (default below), VMM_CRITEST=0 skips
-# critest, CYCLES (leak.sh, 10).
+# Every pod is a VM booting the guest image (make guest-image): about 5 s each
+# under TCG here. Knobs: VMM_HANDLERS (default magnetar-vmm), VMM_SUITES (the
+# suites of magnetar-vmm, default below), VMM_OTHER_SUITES (those of every
+# other handler: the lifecycle, exit codes, network, restart and VMM kill,
+# since QEMU's run covers what is the same whatever the hypervisor),
+# VMM_CRITEST=0 skips critest, CYCLES (leak.sh, 10).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 export WORK=${VMM_WORK:-$OUT/vmm-e2e}
 export BRIDGE=${VMM_BRIDGE:-mgbr6} SUBNET=${VMM_SUBNET:-10.244.0.0/16}
 export HARNESS_SANDBOXERS=magnetar-vmm
-export RUNTIME_HANDLER=magnetar-vmm
+VMM_HANDLERS=${VMM_HANDLERS:-magnetar-vmm}
 export CYCLES=${CYCLES:-10}
 # generic (hack/e2e) and VM (hack/vmm/e2e) suites, in order; leak before
 # restart so that it measures a daemon that was not restarted
 VMM_SUITES=${VMM_SUITES:-"smoke exitcode tty multi net volume leak restart vmkill"}
+VMM_OTHER_SUITES=${VMM_OTHER_SUITES:-"smoke exitcode net restart vmkill"}
 CD=$ROOT/hack/containerd.sh
 
 pass=0 fail=0 skip=0 summary=()
@@ -42,27 +47,32 @@ t0=$SECONDS
 "$CD" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
 "$CD" start
 mkdir -p "$WORK/logs"
-for s in $VMM_SUITES; do
-  script=$ROOT/hack/vmm/e2e/$s.sh
-  [ -x "$script" ] || script=$ROOT/hack/e2e/$s.sh
-  lf=$WORK/logs/vmm-e2e-$s.log
-  ts=$SECONDS
-  rc=0
-  log "suite $s ($script)"
-  "$script" 2>&1 | tee "$lf" || rc=$?
-  add_counts "$lf" e2e "$s" "$rc"
-  log "suite $s took $((SECONDS - ts)) s"
+for h in $VMM_HANDLERS; do
+  export RUNTIME_HANDLER=$h
+  suites=$VMM_SUITES
+  [ "$h" = magnetar-vmm ] || suites=$VMM_OTHER_SUITES
+  for s in $suites; do
+    script=$ROOT/hack/vmm/e2e/$s.sh
+    [ -x "$script" ] || script=$ROOT/hack/e2e/$s.sh
+    lf=$WORK/logs/vmm-e2e-$s-$h.log
+    ts=$SECONDS
+    rc=0
+    log "suite $s on $h ($script)"
+    "$script" 2>&1 | tee "$lf" || rc=$?
+    add_counts "$lf" e2e "$s[$h]" "$rc"
+    log "suite $s on $h took $((SECONDS - ts)) s"
+  done
+  if [ "${VMM_CRITEST:-1}" = 1 ]; then
+    lf=$WORK/logs/vmm-critest-$h.log
+    rc=0
+    # Not for a pod in a VM, skipped with the reason:
+    # - "runtime should support portforward": containerd's CRI forwards a port
+    #   by dialing 127.0.0.1:<port> inside the pod's network namespace on the
+    #   host; a VM pod's network stack is the guest's (the netns only holds the
+    #   veth and the tap the VM's NIC is mirrored to), so nothing listens there.
+    SKIP='RemoveImage|host network|HostNetwork|runtime should support port mapping|runtime should support portforward' \
+      "$ROOT/hack/critest.sh" 2>&1 | tee "$lf" || rc=$?
+    add_counts "$lf" critest "critest[$h]" "$rc"
+  fi
 done
-if [ "${VMM_CRITEST:-1}" = 1 ]; then
-  lf=$WORK/logs/vmm-critest.log
-  rc=0
-  # Not for a pod in a VM, skipped with the reason:
-  # - "runtime should support portforward": containerd's CRI forwards a port
-  #   by dialing 127.0.0.1:<port> inside the pod's network namespace on the
-  #   host; a VM pod's network stack is the guest's (the netns only holds the
-  #   veth and the tap the VM's NIC is mirrored to), so nothing listens there.
-  RUNTIME_HANDLER=magnetar-vmm SKIP='RemoveImage|host network|HostNetwork|runtime should support port mapping|runtime should support portforward' \
-    "$ROOT/hack/critest.sh" 2>&1 | tee "$lf" || rc=$?
-  add_counts "$lf" critest critest "$rc"
-fi
 log "vmm-e2e took $((SECONDS - t0)) s (logs in $WORK/logs)"

@@ -102,9 +102,8 @@ type Options struct {
 	AlivePoll time.Duration
 	// AttemptTimeout bounds one attempt (connect + Health). 0: 2 s for
 	// vsock and hybrid vsock (a connection proves the agent listens, so a
-	// slow answer is a broken one); the whole remaining deadline for
-	// virtio-serial, whose chardev accepts before the guest has booted and
-	// holds the request until the agent reads it.
+	// slow answer is a broken one); SerialAttemptTimeout for
+	// virtio-serial.
 	AttemptTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts
 	// (0: 10 ms and 200 ms).
@@ -114,12 +113,24 @@ type Options struct {
 	dialVsock func(ctx context.Context, cid, port uint32) (net.Conn, error)
 }
 
+// SerialAttemptTimeout bounds one attempt over virtio-serial. Its chardev
+// accepts before the guest has booted and holds the request until the agent
+// opens the port, so an attempt may wait out a whole boot; but a request
+// sent while the agent is still reopening the port after the previous
+// host's hang-up is discarded with the port's unread data (virtio_console
+// drops it on close), and only a new connection gets an answer. A slow boot
+// costs a few reconnects, a lost request at most this long.
+const SerialAttemptTimeout = 5 * time.Second
+
 // dialOptions are o as transport.DialWith's options for t.
 func (o Options) dialOptions(t Target) transport.DialOptions {
 	d := transport.DialOptions{Alive: o.Alive, AlivePoll: o.AlivePoll, AttemptTimeout: o.AttemptTimeout,
 		BackoffMin: o.RetryMin, BackoffMax: o.RetryMax, Connect: o.connector()}
-	if d.AttemptTimeout <= 0 && t.Serial == "" {
+	if d.AttemptTimeout <= 0 {
 		d.AttemptTimeout = 2 * time.Second
+		if t.Serial != "" {
+			d.AttemptTimeout = SerialAttemptTimeout
+		}
 	}
 	if d.BackoffMin <= 0 {
 		d.BackoffMin = 10 * time.Millisecond

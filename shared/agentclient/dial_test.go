@@ -403,14 +403,14 @@ func TestCallErrorsAreErrdefs(t *testing.T) {
 
 // TestAttemptTimeoutByTransport: a connection to the vsock transports proves
 // the agent listens (2 s per attempt); a serial chardev accepts before the
-// guest booted (no bound but the deadline).
+// guest booted (SerialAttemptTimeout).
 func TestAttemptTimeoutByTransport(t *testing.T) {
 	for _, tc := range []struct {
 		t    Target
 		o    Options
 		want time.Duration
 	}{
-		{Target{Serial: "/run/agent.sock"}, Options{}, 0},
+		{Target{Serial: "/run/agent.sock"}, Options{}, SerialAttemptTimeout},
 		{Target{HybridVsock: "/run/vsock.sock"}, Options{}, 2 * time.Second},
 		{Target{VsockCID: 3}, Options{}, 2 * time.Second},
 		{Target{Serial: "/run/agent.sock"}, Options{AttemptTimeout: time.Second}, time.Second},
@@ -475,5 +475,47 @@ func TestDialHybridVsockSilentAgent(t *testing.T) {
 	}
 	if n := conns.Load(); n < 3 {
 		t.Errorf("%d connections, want the silent attempts retried", n)
+	}
+}
+
+// TestDialSerialLostRequest: a chardev whose first connection swallows the
+// Health request (the agent discarded it while reopening its port after the
+// previous host hung up) is dialled again once the attempt times out.
+func TestDialSerialLostRequest(t *testing.T) {
+	p := sockPath(t, "agent.sock")
+	l, err := net.Listen("unix", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	srv := newFakeServer(t, &fakeAgent{})
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if conns.Add(1) == 1 {
+				// read and drop: never answered
+				go func() { _, _ = io.Copy(io.Discard, c) }()
+				continue
+			}
+			serveConn(t, srv, c)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := Dial(ctx, Target{Serial: p}, Options{AttemptTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("dial took %s", d)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 	"github.com/magnetar-runtime/magnetar/shared/transport"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
 )
 
 // Version is set at build time with -ldflags "-X ...daemon.Version=...".
@@ -78,6 +79,12 @@ type Sandboxer struct {
 	// ShimDelete cleans up after a lost task, for containerd's
 	// `<binary> -id ID -bundle DIR ... delete`. Optional.
 	ShimDelete func(ctx context.Context, id, bundle string) (*ShimExit, error)
+	// Features is what the sandboxer's pods support, with cfg (the
+	// handler's configuration, loaded but not host-checked), for
+	// containerd's `<binary> -info` (see printInfo): it must be the truth,
+	// since the kubelet then admits pods with user namespaces or recursive
+	// read-only mounts on the handler. Optional: nothing is declared.
+	Features func(ctx context.Context, cfg Config) (*features.Features, error)
 }
 
 // ShimExit is what a shim-style delete reports.
@@ -98,16 +105,16 @@ func Main(sb Sandboxer) {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(gcPercent)
 	}
-	if err := run(sb, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(sb, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "%s-sandboxer: %v\n", sb.Name, err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-func run(sb Sandboxer, args []string, stdout, stderr io.Writer) error {
+func run(sb Sandboxer, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 1 && args[0] == "-info" {
-		return printInfo(sb, stdout)
+		return printInfo(sb, stdin, stdout)
 	}
 	if len(args) > 0 && args[0] == KeeperArg {
 		return runKeeper(args[1:])

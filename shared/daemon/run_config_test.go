@@ -70,14 +70,14 @@ func TestRunChecksTheHost(t *testing.T) {
 	path, _ := writeConfig(t, "[runc]\nbinary = \"runc\"\n")
 	cfg := newHostCfg()
 	var out, errb bytes.Buffer
-	err := run(hostSandboxer(cfg), []string{"--config", path}, &out, &errb)
+	err := run(hostSandboxer(cfg), []string{"--config", path}, strings.NewReader(""), &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "runc.binary") || !strings.Contains(err.Error(), empty) {
 		t.Errorf("runc missing: %v, want an error naming runc.binary and %s", err, empty)
 	}
 
 	missing := filepath.Join(empty, "sbin", "runc")
 	path, _ = writeConfig(t, "[runc]\nbinary = \""+missing+"\"\n")
-	err = run(hostSandboxer(newHostCfg()), []string{"--config", path}, &out, &errb)
+	err = run(hostSandboxer(newHostCfg()), []string{"--config", path}, strings.NewReader(""), &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "runc.binary") || !strings.Contains(err.Error(), missing) {
 		t.Errorf("runc path missing: %v, want an error naming runc.binary and %s", err, missing)
 	}
@@ -92,7 +92,7 @@ func TestRunPassesAPresentBinary(t *testing.T) {
 	path, blocker := writeConfig(t, "[runc]\nbinary = \"runc\"\n")
 	cfg := newHostCfg()
 	var out, errb bytes.Buffer
-	err := run(hostSandboxer(cfg), []string{"--config", path}, &out, &errb)
+	err := run(hostSandboxer(cfg), []string{"--config", path}, strings.NewReader(""), &out, &errb)
 	// past the configuration, serve cannot make its state dir
 	var pe *os.PathError
 	if !errors.As(err, &pe) || !strings.HasPrefix(pe.Path, blocker) {
@@ -111,7 +111,7 @@ func TestRunLogsConfigWarnings(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	path, _ := writeConfig(t, "[runc]\nbinary = \"runc\"\n[pod]\nstop_timeout = 30\n")
 	var out, errb bytes.Buffer
-	if err := run(hostSandboxer(newHostCfg()), []string{"--config", path}, &out, &errb); err == nil {
+	if err := run(hostSandboxer(newHostCfg()), []string{"--config", path}, strings.NewReader(""), &out, &errb); err == nil {
 		t.Fatal("runc missing: want an error")
 	}
 	got := logs.String()

@@ -79,7 +79,18 @@ func All(ms []*types.Mount, target string) (retErr error) {
 		if m.GetTarget() != "" {
 			dst = filepath.Join(target, m.GetTarget())
 		}
-		flags, data := ParseOptions(m.GetOptions())
+		opts, uidmap, gidmap := idmapOptions(m.GetOptions())
+		if uidmap != "" || gidmap != "" {
+			if m.GetType() != "overlay" {
+				return fmt.Errorf("mount %s (%s) on %s: uidmap/gidmap options on a %s mount: %w", m.GetSource(), m.GetType(), dst, m.GetType(), errdefs.ErrNotImplemented)
+			}
+			if err := mountIDMappedOverlay(m.GetSource(), dst, opts, uidmap, gidmap); err != nil {
+				return err
+			}
+			done = append(done, dst)
+			continue
+		}
+		flags, data := ParseOptions(opts)
 		if err := unix.Mount(m.GetSource(), dst, m.GetType(), flags&^unix.MS_REMOUNT, data); err != nil {
 			return fmt.Errorf("mount %s (%s) on %s: %w", m.GetSource(), m.GetType(), dst, err)
 		}

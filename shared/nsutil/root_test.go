@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -384,5 +386,63 @@ func TestDoRestoresAndPropagatesPanics(t *testing.T) {
 		if got := uname(t); got != host {
 			t.Fatalf("a thread came back in the pod's uts namespace (%q)", got)
 		}
+	}
+}
+
+// TestHoldAndHoldOwner: a user namespace that owns a network namespace, and
+// an IPC namespace of a process, stay held after the process is gone;
+// the host's network namespace has no pod user namespace; Release unmounts
+// them all.
+func TestHoldAndHoldOwner(t *testing.T) {
+	requireRoot(t)
+	cmd := exec.Command("sleep", "30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	var userIno, ipcIno uint64
+	for p, ino := range map[string]*uint64{"user": &userIno, "ipc": &ipcIno} {
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, p), &st); err != nil {
+			t.Fatal(err)
+		}
+		*ino = st.Ino
+	}
+	dir := filepath.Join(t.TempDir(), "ns")
+	u, err := HoldOwner(dir, fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, err := Hold(dir, KindIPC, fmt.Sprintf("/proc/%d/ns/ipc", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Hold(dir, KindUTS, fmt.Sprintf("/proc/%d/ns/ipc", pid)); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("an ipc namespace held as uts: %v", err)
+	}
+	if _, err := Hold(dir, KindIPC, fmt.Sprintf("/proc/%d/ns/ipc", pid)); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("held twice: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for p, ino := range map[string]uint64{u: userIno, i: ipcIno} {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil || st.Ino != ino {
+			t.Errorf("%s: inode %d (%v), want %d: not the process's namespace", p, st.Ino, err, ino)
+		}
+	}
+	if _, err := HoldOwner(t.TempDir(), "/proc/self/ns/net"); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("the host's netns: %v, want InvalidArgument", err)
+	}
+	if err := Release(dir); err != nil {
+		t.Fatal(err)
+	}
+	if left := mountsUnder(t, filepath.Dir(dir)); len(left) > 0 {
+		t.Errorf("mounts left: %v", left)
 	}
 }

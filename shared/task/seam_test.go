@@ -262,7 +262,18 @@ func TestLostRunningReportedOnce(t *testing.T) {
 func TestExecsAcrossRestart(t *testing.T) {
 	for _, canRecover := range []bool{true, false} {
 		ctx := context.Background()
-		dir := t.TempDir()
+		// the first service is not a dead daemon: its exit watchers may
+		// still write records while the test ends, so the directory is
+		// removed once they are done
+		dir, err := os.MkdirTemp("", "execs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			for i := 0; i < 100 && os.RemoveAll(dir) != nil; i++ {
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 		s, _ := New(ctx, dir, &recBackend{}, &fakePublisher{})
 		if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c", Bundle: bundle(t)}); err != nil {
 			t.Fatal(err)

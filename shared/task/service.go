@@ -205,9 +205,12 @@ type container struct {
 	init *process
 	mu   sync.Mutex // guards execs
 	// pmu serialises building and writing the record, so that the last
-	// write holds the latest state.
-	pmu   sync.Mutex
-	execs map[string]*process
+	// write holds the latest state; deleted (under pmu) says the record
+	// is gone for good: a late persist (an exit watcher's) must not bring
+	// it back.
+	pmu     sync.Mutex
+	deleted bool
+	execs   map[string]*process
 }
 
 // New makes a task service persisting its records under dir.
@@ -455,6 +458,9 @@ func (s *Service) getProcess(id, execID string) (*container, *process, error) {
 func (s *Service) persist(c *container) {
 	c.pmu.Lock()
 	defer c.pmu.Unlock()
+	if c.deleted {
+		return
+	}
 	rec := Record{ID: c.id, Namespace: c.ns, Bundle: c.bundle, Pod: c.pod, Stdio: c.init.stdio, Pid: c.c.Pid(),
 		Status: c.init.getStatus().String(), CreatedAt: c.createdAt, Backend: c.c.State(), Exit: c.init.persisted()}
 	if rec.Exit != nil {
@@ -776,7 +782,11 @@ func (s *Service) deleteProcess(ctx context.Context, c *container, p *process) (
 	s.mu.Lock()
 	delete(s.containers, c.id)
 	s.mu.Unlock()
-	if err := s.store.Delete(c.id); err != nil {
+	c.pmu.Lock()
+	c.deleted = true
+	err := s.store.Delete(c.id)
+	c.pmu.Unlock()
+	if err != nil {
 		log.G(ctx).WithError(err).Warn("removing task record")
 	}
 	s.pub.Publish(ctx, c.ns, events.TopicTaskDelete, &apievents.TaskDelete{

@@ -267,3 +267,33 @@ func TestRecoverWithoutRecoverer(t *testing.T) {
 		t.Error("a backend without Recover cannot keep tasks")
 	}
 }
+
+// TestLatePersistAfterDelete: an exit watcher persisting its record after
+// the container was deleted (a pod shut down while its container exits)
+// must not bring the record back: it would be recovered as a ghost.
+func TestLatePersistAfterDelete(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := New(ctx, dir, &fakeBackend{}, &fakePublisher{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: bundle(t)}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.get("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, &taskapi.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	s.persist(c) // the watcher, late
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("records left after delete: %v", names)
+	}
+}

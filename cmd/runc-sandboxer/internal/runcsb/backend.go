@@ -60,6 +60,7 @@ func Sandboxer() daemon.Sandboxer {
 			return &driver{env: env, cfg: cfg}, be, nil
 		},
 		ShimDelete: shimDelete,
+		Features:   runtimeFeatures,
 	}
 }
 
@@ -159,10 +160,21 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		return nil, err
 	}
 	p.mu.Lock()
+	late := p.st.LateNS
+	p.mu.Unlock()
+	if late {
+		// the second container joins what the first made
+		p.lateMu.Lock()
+		defer p.lateMu.Unlock()
+	}
+	p.mu.Lock()
 	pst := p.st
 	p.mu.Unlock()
 	if err := rewriteSpec(r.Spec, &pst, pst.InitPid); err != nil {
 		return nil, err
+	}
+	if late {
+		p.lateSpec(r.Spec)
 	}
 	dir := filepath.Join(b.dir, r.ID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -211,6 +223,11 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	}
 	if err := c.Create(ctx, r.Stdio, false); err != nil {
 		return nil, err
+	}
+	if late {
+		if err := p.joinLate(ctx, int(c.Pid())); err != nil {
+			return nil, err
+		}
 	}
 	c.st.Pid = int(c.Pid())
 	c.st.PidStart, _ = procStart(c.st.Pid)

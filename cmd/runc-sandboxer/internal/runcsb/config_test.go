@@ -1,14 +1,16 @@
 package runcsb
 
 import (
+	"context"
 	"os"
 	"path/filepath"
-	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/config/configtest"
 )
 
 func TestStopTimeoutIsADuration(t *testing.T) {
@@ -87,16 +89,34 @@ func TestCheckHostFindsRunc(t *testing.T) {
 
 // The shipped runc.toml shows every default.
 func TestDeployedConfigIsTheDefault(t *testing.T) {
-	data, err := os.ReadFile("../../../../deploy/etc/magnetar/runc.toml")
-	if err != nil {
+	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/runc.toml", DefaultConfig)
+}
+
+// TestRuntimeFeatures: the handler declares what its runc reports, less
+// what a pod of the sandboxer cannot have.
+func TestRuntimeFeatures(t *testing.T) {
+	runc := filepath.Join(t.TempDir(), "runc")
+	script := "#!/bin/sh\n[ \"$1\" = features ] || exit 1\n" +
+		`echo '{"ociVersionMin":"1.0.0","ociVersionMax":"1.3.0","mountOptions":["ro","rro"],"linux":{"namespaces":["ipc","user","uts"],"mountExtensions":{"idmap":{"enabled":true}}}}'` + "\n"
+	if err := os.WriteFile(runc, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	c := DefaultConfig()
-	warns, err := config.Decode(string(data), c)
-	if err != nil || len(warns) > 0 {
-		t.Fatalf("deploy/etc/magnetar/runc.toml: %v %v", warns, err)
+	c.Runc.Binary = runc
+	f, err := runtimeFeatures(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if want := DefaultConfig(); !reflect.DeepEqual(c, want) {
-		t.Errorf("deploy/etc/magnetar/runc.toml is\n%+v\nthe defaults are\n%+v", c, want)
+	if !slices.Contains(f.MountOptions, "rro") || f.Linux.MountExtensions.IDMap == nil {
+		t.Errorf("runc's features lost: %+v", f)
+	}
+	for _, ns := range unsupportedNamespaces {
+		if slices.Contains(f.Linux.Namespaces, ns) {
+			t.Errorf("namespace %s declared: %v", ns, f.Linux.Namespaces)
+		}
+	}
+	c.Runc.Binary = filepath.Join(t.TempDir(), "no-runc")
+	if _, err := runtimeFeatures(context.Background(), c); err == nil || !strings.Contains(err.Error(), "runc.binary") {
+		t.Errorf("missing runc: %v", err)
 	}
 }

@@ -42,6 +42,7 @@ type rig struct {
 	ctrl *controller.Controller
 	task *task.Service
 	cfg  *Config
+	stop context.CancelFunc // ends the rig's life: its watchers write no more
 }
 
 func findRunc(t *testing.T) string {
@@ -87,7 +88,7 @@ func newRig(t *testing.T) *rig {
 	if err := parts.Recover(life); err != nil {
 		t.Fatal(err)
 	}
-	return &rig{dir: dir, ctrl: parts.Controller, task: parts.Tasks, cfg: cfg}
+	return &rig{dir: dir, ctrl: parts.Controller, task: parts.Tasks, cfg: cfg, stop: cancel}
 }
 
 // leftovers lists what a failed request must not leave: mounts under the
@@ -311,6 +312,7 @@ func TestMain(m *testing.M) {
 
 // reopen is what a restarted daemon makes of the rig's state directory.
 func (r *rig) reopen(t *testing.T) *rig {
+	r.stop() // the old daemon is dead: its watchers must not write over the new one's state
 	life, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	env := &daemon.Env{Life: life, Name: Name, Dir: r.dir, TaskAddress: "ttrpc+unix://" + r.dir + "/t.sock", Events: nopPublisher{}}
@@ -325,7 +327,7 @@ func (r *rig) reopen(t *testing.T) *rig {
 	if err := parts.Recover(life); err != nil {
 		t.Fatal(err)
 	}
-	return &rig{dir: r.dir, ctrl: parts.Controller, task: parts.Tasks, cfg: r.cfg}
+	return &rig{dir: r.dir, ctrl: parts.Controller, task: parts.Tasks, cfg: r.cfg, stop: cancel}
 }
 
 // TestStartCutByRestartLeavesNoPodInit: a daemon killed inside Start, after

@@ -17,7 +17,9 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
@@ -51,6 +53,14 @@ type podState struct {
 	Hostname     string `json:"hostname,omitempty"`
 	CgroupParent string `json:"cgroup_parent,omitempty"`
 	Dir          string `json:"dir"`
+	// UserNS is the pod's user namespace, held (hostUsers: false): the one
+	// containerd made the pod's network namespace in. Its IPC and UTS
+	// namespaces must belong to it, and only a process inside it can make
+	// them (a multithreaded daemon cannot enter a user namespace), so the
+	// pod's first container makes them and they are held from it
+	// (LateNS) at ns/ipc and ns/uts.
+	UserNS string `json:"user_ns,omitempty"`
+	LateNS bool   `json:"late_ns,omitempty"`
 }
 
 type pod struct {
@@ -60,6 +70,12 @@ type pod struct {
 	mu  sync.Mutex
 	st  podState
 	ctx context.Context // lifetime
+	// lateMu serialises container creation in a pod whose IPC and UTS
+	// namespaces its first container makes (podState.LateNS), so that the
+	// second joins what the first made.
+	lateMu sync.Mutex
+	// sysctls are applied once the late namespaces exist.
+	sysctls map[string]string
 
 	init *proc.Watch
 }
@@ -82,8 +98,12 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 		CgroupParent: cfg.GetLinux().GetCgroupParent(),
 		Dir:          s.Dir,
 	}
-	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by magnetar-runc: %w", errdefs.ErrNotImplemented)
+	userns := nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD
+	if userns && (st.HostNetwork || st.HostPID || nso.GetIpc() == runtime.NamespaceMode_NODE) {
+		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: a pod with its own user namespace cannot share the host's network, PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
+	}
+	if userns && st.SharedPID {
+		return nil, fmt.Errorf("options.linux.security_context.namespace_options: a shared PID namespace (shareProcessNamespace) in a pod with its own user namespace is not supported by magnetar-runc: %w", errdefs.ErrNotImplemented)
 	}
 	if !st.HostNetwork && st.NetNS == "" {
 		return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
@@ -115,14 +135,20 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 	if !st.HostNetwork {
 		kinds = append(kinds, "uts")
 	}
-	if len(kinds) > 0 {
+	if userns {
+		u, err := nsutil.HoldOwner(filepath.Join(s.Dir, "ns"), st.NetNS)
+		if err != nil {
+			return nil, fmt.Errorf("netns_path %q: the pod's user namespace: %w", st.NetNS, err)
+		}
+		st.UserNS, st.LateNS = u, true
+	} else if len(kinds) > 0 {
 		held, err := nsutil.Create(ctx, filepath.Join(s.Dir, "ns"), kinds, st.Hostname)
 		if err != nil {
 			return nil, fmt.Errorf("pod namespaces: %w", err)
 		}
 		st.IPC, st.UTS = held["ipc"], held["uts"]
 	}
-	if sys := cfg.GetLinux().GetSysctls(); len(sys) > 0 {
+	if sys := cfg.GetLinux().GetSysctls(); len(sys) > 0 && !st.LateNS {
 		if err := nsutil.ApplySysctls(st.NetNS, st.IPC, sys); err != nil {
 			return nil, fmt.Errorf("options.linux.sysctls: %w", err)
 		}
@@ -142,7 +168,10 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 		st.Shm = shm
 	}
 	p := d.newPod(s.ID, st)
-	log.G(ctx).WithFields(log.Fields{"ipc": st.IPC != "", "uts": st.UTS != "", "shared_pid": st.SharedPID}).Debug("pod created")
+	if st.LateNS {
+		p.sysctls = cfg.GetLinux().GetSysctls()
+	}
+	log.G(ctx).WithFields(log.Fields{"ipc": st.IPC != "", "uts": st.UTS != "", "shared_pid": st.SharedPID, "userns": st.UserNS != ""}).Debug("pod created")
 	return p, nil
 }
 
@@ -167,7 +196,11 @@ func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instanc
 		// line (its pid was never recorded)
 		return p, nil
 	}
-	for _, f := range []string{st.IPC, st.UTS} {
+	if st.LateNS {
+		p.recoverLateNS(s.Config)
+		st = p.st
+	}
+	for _, f := range []string{st.IPC, st.UTS, st.UserNS} {
 		if f == "" {
 			continue
 		}
@@ -190,6 +223,76 @@ func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instanc
 		p.watchInit(w)
 	}
 	return p, nil
+}
+
+// recoverLateNS finds the IPC and UTS namespaces a late pod's first
+// container made, held before the restart, or else the sysctls its first
+// container is still to set (from the pod's persisted CRI config).
+func (p *pod) recoverLateNS(config []byte) {
+	dir := filepath.Join(p.st.Dir, "ns")
+	ipc, uts := filepath.Join(dir, "ipc"), filepath.Join(dir, "uts")
+	okIPC, _ := nsutil.IsNSFile(ipc, nsutil.KindIPC)
+	okUTS, _ := nsutil.IsNSFile(uts, nsutil.KindUTS)
+	if okIPC && okUTS {
+		p.st.IPC, p.st.UTS = ipc, uts
+		return
+	}
+	cfg := &runtime.PodSandboxConfig{}
+	if err := proto.Unmarshal(config, cfg); err == nil {
+		p.sysctls = cfg.GetLinux().GetSysctls()
+	}
+}
+
+// lateSpec readies the spec of a container of a late pod whose namespaces
+// do not exist yet: it makes them, so it also sets the pod's sysctls
+// (linux.sysctl, the container's own winning). runc writes them from
+// inside the pod's user namespace: from outside, an IPC namespace of
+// another user namespace takes CAP_SYS_RESOURCE, which a node may not
+// grant. Called with p.lateMu held.
+func (p *pod) lateSpec(sp *specs.Spec) {
+	p.mu.Lock()
+	done := p.st.IPC != ""
+	p.mu.Unlock()
+	if done || len(p.sysctls) == 0 {
+		return
+	}
+	if sp.Linux.Sysctl == nil {
+		sp.Linux.Sysctl = map[string]string{}
+	}
+	for k, v := range p.sysctls {
+		if _, own := sp.Linux.Sysctl[k]; !own {
+			sp.Linux.Sysctl[k] = v
+		}
+	}
+}
+
+// joinLate is called with a container of a late pod created (its init
+// waits in runc create, inside the namespaces runc made for it): the
+// first such container's IPC and UTS namespaces become the pod's, held
+// from it. Later containers join them (rewriteSpec). Called with
+// p.lateMu held.
+func (p *pod) joinLate(ctx context.Context, pid int) error {
+	p.mu.Lock()
+	done := p.st.IPC != ""
+	p.mu.Unlock()
+	if done {
+		return nil
+	}
+	dir := filepath.Join(p.st.Dir, "ns")
+	ipc, err := nsutil.Hold(dir, nsutil.KindIPC, fmt.Sprintf("/proc/%d/ns/ipc", pid))
+	if err != nil {
+		return fmt.Errorf("holding the pod's IPC namespace: %w", err)
+	}
+	uts, err := nsutil.Hold(dir, nsutil.KindUTS, fmt.Sprintf("/proc/%d/ns/uts", pid))
+	if err != nil {
+		_ = nsutil.Unhold(ipc)
+		return fmt.Errorf("holding the pod's UTS namespace: %w", err)
+	}
+	p.mu.Lock()
+	p.st.IPC, p.st.UTS = ipc, uts
+	p.mu.Unlock()
+	log.G(ctx).WithFields(log.Fields{"sandbox_id": p.id, "pid": pid}).Debug("pod IPC and UTS namespaces held from its first container")
+	return nil
 }
 
 // releasePod undoes what Create did. Idempotent.

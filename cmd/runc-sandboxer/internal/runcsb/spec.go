@@ -45,15 +45,20 @@ func rewriteSpec(sp *specs.Spec, st *podState, sandboxPid int) error {
 			}
 			ns.Path = st.NetNS
 		case specs.IPCNamespace:
-			if st.IPC == "" {
+			if st.IPC == "" && !st.LateNS {
 				continue
 			}
-			ns.Path = st.IPC
+			ns.Path = st.IPC // "" in a late pod: its first container makes it
 		case specs.UTSNamespace:
-			if st.UTS == "" {
+			if st.UTS == "" && !st.LateNS {
 				continue
 			}
 			ns.Path = st.UTS
+		case specs.UserNamespace:
+			if st.UserNS == "" {
+				return fmt.Errorf("linux.namespaces: the pod has no user namespace of its own (its userns_options), a container cannot join one: %w", errdefs.ErrInvalidArgument)
+			}
+			ns.Path = st.UserNS
 		case specs.PIDNamespace:
 			switch {
 			case st.HostPID:

@@ -81,7 +81,41 @@ func TestRewriteSharedAndHost(t *testing.T) {
 	}
 	sp = baseSpec("0")
 	sp.Linux.Namespaces = append(sp.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/0/ns/user"})
-	if err := rewriteSpec(sp, &podState{Dir: "/d"}, 0); !errdefs.IsNotImplemented(err) {
-		t.Errorf("user ns: %v", err)
+	if err := rewriteSpec(sp, &podState{Dir: "/d"}, 0); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("user ns of a pod without one: %v", err)
+	}
+}
+
+// TestRewriteUserNamespacePod: a container of a pod with its own user
+// namespace joins it; while the pod's IPC and UTS namespaces do not exist
+// yet (the first container makes them), the container gets new ones, and
+// later ones join what was held.
+func TestRewriteUserNamespacePod(t *testing.T) {
+	withUser := func() *specs.Spec {
+		sp := baseSpec("0")
+		sp.Linux.Namespaces = append(sp.Linux.Namespaces,
+			specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/0/ns/user"},
+			specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/0/ns/ipc"},
+			specs.LinuxNamespace{Type: specs.UTSNamespace, Path: "/proc/0/ns/uts"})
+		return sp
+	}
+	st := &podState{NetNS: "/n", Dir: "/d", UserNS: "/d/ns/user", LateNS: true, Hostname: "h"}
+	sp := withUser()
+	if err := rewriteSpec(sp, st, 0); err != nil {
+		t.Fatal(err)
+	}
+	ns := nsMap(sp)
+	for kind, want := range map[specs.LinuxNamespaceType]string{specs.UserNamespace: "/d/ns/user", specs.IPCNamespace: "", specs.UTSNamespace: "", specs.NetworkNamespace: "/n"} {
+		if got, ok := ns[kind]; !ok || got != want {
+			t.Errorf("first container: %s namespace %q (present %v), want %q", kind, got, ok, want)
+		}
+	}
+	st.IPC, st.UTS = "/d/ns/ipc", "/d/ns/uts"
+	sp = withUser()
+	if err := rewriteSpec(sp, st, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ns := nsMap(sp); ns[specs.IPCNamespace] != "/d/ns/ipc" || ns[specs.UTSNamespace] != "/d/ns/uts" {
+		t.Errorf("later container: %v", ns)
 	}
 }

@@ -1,17 +1,12 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
@@ -24,10 +19,6 @@ const Name = "qemu"
 
 // DefaultBinary is QEMU when vm.Config.Binary is empty (looked up in PATH).
 const DefaultBinary = "qemu-system-x86_64"
-
-// HelperVirtiofsd is the vm.Config.Helpers key of virtiofsd's binary
-// (virtiofsd.DefaultBinary when absent).
-const HelperVirtiofsd = "virtiofsd"
 
 // Defaults of Options.
 const (
@@ -109,10 +100,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	if bin, err = hostproc.LookPath("qemu", bin); err != nil {
 		return nil, err
 	}
-	if err := checkKernel(cfg.Kernel); err != nil {
-		return nil, err
-	}
-	if err := checkInitrd(cfg.Initrd); err != nil {
+	if err := vm.CheckGuest(cfg); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
@@ -142,7 +130,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	}()
 	if cfg.Share != "" {
 		fsd, err := virtiofsd.Start(ctx, virtiofsd.Config{
-			ID: cfg.ID, Binary: cfg.Helpers[HelperVirtiofsd], Socket: v.path(VirtiofsSocket), Source: cfg.Share,
+			ID: cfg.ID, Binary: cfg.Helpers[vm.HelperVirtiofsd], Socket: v.path(VirtiofsSocket), Source: cfg.Share,
 			Log: v.path(VirtiofsdLog), Cgroup: cfg.Cgroup,
 		})
 		if err != nil {
@@ -233,47 +221,6 @@ func (v *VM) abort(ctx context.Context) {
 	if err := v.Cleanup(); err != nil {
 		log.G(ctx).WithError(err).Warn("qemu start failed: cleanup")
 	}
-}
-
-// checkKernel fails with errdefs.ErrNotFound for a missing kernel and
-// errdefs.ErrInvalidArgument for one QEMU cannot boot: neither a bzImage
-// ("HdrS" at 0x202) nor an ELF vmlinux (booted through PVH).
-func checkKernel(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fileError("kernel", path, err)
-	}
-	defer f.Close()
-	hdr := make([]byte, 0x206)
-	n, err := io.ReadFull(f, hdr)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("kernel %s: %w", path, err)
-	}
-	hdr = hdr[:n]
-	if bytes.HasPrefix(hdr, []byte("\x7fELF")) || (len(hdr) >= 0x206 && string(hdr[0x202:0x206]) == "HdrS") {
-		return nil
-	}
-	return fmt.Errorf("kernel %s is neither a bzImage (no \"HdrS\" setup header) nor an ELF vmlinux: %w", path, errdefs.ErrInvalidArgument)
-}
-
-// checkInitrd fails with errdefs.ErrNotFound for a missing initrd and
-// errdefs.ErrInvalidArgument for an empty or non-regular one.
-func checkInitrd(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileError("initrd", path, err)
-	}
-	if !fi.Mode().IsRegular() || fi.Size() == 0 {
-		return fmt.Errorf("initrd %s: not a non-empty regular file: %w", path, errdefs.ErrInvalidArgument)
-	}
-	return nil
-}
-
-func fileError(what, path string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s %s: no such file: %w", what, path, errdefs.ErrNotFound)
-	}
-	return fmt.Errorf("%s %s: %w", what, path, err)
 }
 
 // path is name in the VM's run directory.

@@ -160,13 +160,16 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, retErr error) {
 	return d, nil
 }
 
-// waitSocket polls for the socket until it appears, virtiofsd exits or ctx
-// ends.
+// waitSocket polls until virtiofsd listens on its socket, it exits or ctx
+// ends. The socket file exists from bind(2) on, before listen(2): a VMM
+// connecting in between is refused, so the file alone is not enough, and
+// a probe connection cannot be used (virtiofsd serves one frontend and
+// ends when it hangs up).
 func (d *Daemon) waitSocket(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if fi, err := os.Stat(d.cfg.Socket); err == nil && fi.Mode()&fs.ModeSocket != 0 {
+		if fi, err := os.Stat(d.cfg.Socket); err == nil && fi.Mode()&fs.ModeSocket != 0 && listening(d.Pid(), d.cfg.Socket) {
 			return nil
 		}
 		select {
@@ -267,4 +270,28 @@ func ReleaseShare(dir string) error {
 		return nil
 	}
 	return fmt.Errorf("release share %s: %w", dir, err)
+}
+
+// soAcceptCon is the flag /proc/net/unix shows for a listening socket
+// (__SO_ACCEPTCON).
+const soAcceptCon = 0x10000
+
+// listening reports whether a unix socket bound to path listens in the
+// network namespace of pid (/proc/<pid>/net/unix: Num RefCount Protocol
+// Flags Type St Inode Path).
+func listening(pid int, path string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/net/unix")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || strings.Join(f[7:], " ") != path {
+			continue
+		}
+		if flags, err := strconv.ParseUint(f[3], 16, 32); err == nil && flags&soAcceptCon != 0 {
+			return true
+		}
+	}
+	return false
 }

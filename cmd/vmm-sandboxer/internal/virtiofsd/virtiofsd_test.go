@@ -283,3 +283,30 @@ func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
+
+// TestListening tells a bound socket from a listening one: virtiofsd's
+// socket file exists from bind on, and a VMM connecting before listen is
+// refused (a flaky "connection refused" at pod start).
+func TestListening(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if listening(os.Getpid(), path) {
+		t.Error("a socket only bound is reported listening")
+	}
+	if err := unix.Listen(fd, 1); err != nil {
+		t.Fatal(err)
+	}
+	if !listening(os.Getpid(), path) {
+		t.Error("a listening socket is not reported")
+	}
+	if listening(os.Getpid(), path+"x") {
+		t.Error("another path is reported listening")
+	}
+}

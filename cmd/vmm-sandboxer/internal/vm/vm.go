@@ -57,6 +57,10 @@ type Config struct {
 	Helpers map[string]string
 }
 
+// HelperVirtiofsd is the Config.Helpers key of virtiofsd's binary (empty:
+// the driver's default).
+const HelperVirtiofsd = "virtiofsd"
+
 // Channel kinds for AgentChannel.
 const (
 	// ChannelSerial is a virtio-serial port on a host unix socket (QEMU

@@ -3,6 +3,7 @@ package vmmsb
 import (
 	"fmt"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
@@ -12,7 +13,8 @@ import (
 // Name is the sandboxer's short name.
 const Name = "vmm"
 
-// Handler is the runtime handler (containerd proxy plugin) of QEMU VMs.
+// Handler is the runtime handler (containerd proxy plugin) of QEMU VMs, the
+// default.
 const Handler = "magnetar-vmm"
 
 // Defaults of the files `make guest-image` builds, where the package installs
@@ -27,14 +29,21 @@ type Config struct {
 	config.Daemon
 	// RunDir holds one short directory per running VM (sockets, pid files,
 	// console log): unix socket paths are bounded to 107 bytes.
-	RunDir string   `toml:"run_dir"`
-	VM     VMConfig `toml:"vm"`
-	QEMU   QEMUConf `toml:"qemu"`
-	Pod    PodConf  `toml:"pod"`
+	RunDir string `toml:"run_dir"`
+	// Hypervisors maps a containerd proxy plugin name (the `sandboxer` of
+	// a CRI runtime handler, sent with every Controller.Create) to the
+	// hypervisor its pods run on.
+	Hypervisors map[string]string `toml:"hypervisors"`
+	VM          VMConfig          `toml:"vm"`
+	QEMU        VMMConf           `toml:"qemu"`
+	Pod         PodConf           `toml:"pod"`
 }
 
 // VMConfig is what every pod VM gets.
 type VMConfig struct {
+	// DefaultHypervisor runs the pods of a sandboxer name missing from
+	// Hypervisors (e.g. `ctr sandbox run`, which names none).
+	DefaultHypervisor string `toml:"default_hypervisor"`
 	// Kernel and Initrd are the guest kernel and initramfs.
 	Kernel string `toml:"kernel"`
 	Initrd string `toml:"initrd"`
@@ -61,9 +70,10 @@ type VMConfig struct {
 	MemoryOverheadMiB int `toml:"memory_overhead_mib"`
 }
 
-// QEMUConf locates QEMU and its helpers.
-type QEMUConf struct {
-	// Binary is qemu-system-x86_64 (a name is looked up in PATH).
+// VMMConf locates a hypervisor and its helpers: one section per
+// hypervisor ([qemu], ...).
+type VMMConf struct {
+	// Binary is the VMM (a name is looked up in PATH).
 	Binary string `toml:"binary"`
 	// Virtiofsd is the virtio-fs daemon.
 	Virtiofsd string `toml:"virtiofsd"`
@@ -79,14 +89,16 @@ type PodConf struct {
 // DefaultConfig is the configuration with every default.
 func DefaultConfig() *Config {
 	return &Config{
-		Daemon: config.DefaultDaemon(Name),
-		RunDir: filepath.Join(config.DefaultRunDir, Name),
+		Daemon:      config.DefaultDaemon(Name),
+		RunDir:      filepath.Join(config.DefaultRunDir, Name),
+		Hypervisors: map[string]string{Handler: HypervisorQEMU},
 		VM: VMConfig{
-			Kernel: DefaultKernel, Initrd: DefaultInitrd, Accel: "auto", Agent: "auto",
+			DefaultHypervisor: HypervisorQEMU, Kernel: DefaultKernel, Initrd: DefaultInitrd, KernelArgs: []string{},
+			Accel: "auto", Agent: "auto",
 			BootTimeout: config.Duration(60 * time.Second), AgentLogLevel: "info",
 			VCPUs: 1, MemoryMiB: 256, MaxVCPUs: 8, MaxMemoryMiB: 8192, MemoryOverheadMiB: 128,
 		},
-		QEMU: QEMUConf{Binary: "qemu-system-x86_64", Virtiofsd: "/usr/lib/qemu/virtiofsd"},
+		QEMU: VMMConf{Binary: "qemu-system-x86_64", Virtiofsd: "/usr/lib/qemu/virtiofsd"},
 		Pod:  PodConf{StopTimeout: config.Duration(10 * time.Second)},
 	}
 }
@@ -146,11 +158,34 @@ func (c *Config) Validate() error {
 	if c.VM.MemoryOverheadMiB < 0 {
 		errs = append(errs, fmt.Errorf("vm.memory_overhead_mib = %d: must not be negative", c.VM.MemoryOverheadMiB))
 	}
-	if c.QEMU.Binary == "" {
-		errs = append(errs, fmt.Errorf("qemu.binary: must not be empty"))
+	names := make([]string, 0, len(c.Hypervisors))
+	for h := range c.Hypervisors {
+		names = append(names, h)
 	}
-	if c.QEMU.Virtiofsd == "" {
-		errs = append(errs, fmt.Errorf("qemu.virtiofsd: must not be empty"))
+	sort.Strings(names)
+	for _, h := range names {
+		if h == "" {
+			errs = append(errs, fmt.Errorf("hypervisors: a sandboxer name must not be empty"))
+		}
+		if _, ok := kinds[c.Hypervisors[h]]; !ok {
+			errs = append(errs, fmt.Errorf("hypervisors.%s = %q: unknown hypervisor (this binary has: %s)", h, c.Hypervisors[h], kindNames()))
+		}
+	}
+	if _, ok := kinds[c.VM.DefaultHypervisor]; !ok {
+		errs = append(errs, fmt.Errorf("vm.default_hypervisor = %q: unknown hypervisor (this binary has: %s)", c.VM.DefaultHypervisor, kindNames()))
+	}
+	for _, name := range c.UsedHypervisors() {
+		k, ok := kinds[name]
+		if !ok {
+			continue
+		}
+		conf := k.conf(c)
+		if conf.Binary == "" {
+			errs = append(errs, fmt.Errorf("%s.binary: must not be empty", k.section))
+		}
+		if conf.Virtiofsd == "" {
+			errs = append(errs, fmt.Errorf("%s.virtiofsd: must not be empty", k.section))
+		}
 	}
 	if c.Pod.StopTimeout < 0 {
 		errs = append(errs, fmt.Errorf("pod.stop_timeout = %q: must not be negative", c.Pod.StopTimeout))
@@ -158,17 +193,35 @@ func (c *Config) Validate() error {
 	return config.Join(errs...)
 }
 
-// CheckHost checks the binaries and guest files the configuration names,
-// and resolves the binaries to absolute paths.
+// HypervisorFor is the hypervisor that runs the pods of a sandboxer name.
+func (c *Config) HypervisorFor(sandboxer string) string {
+	if h, ok := c.Hypervisors[sandboxer]; ok {
+		return h
+	}
+	return c.VM.DefaultHypervisor
+}
+
+// UsedHypervisors lists every hypervisor the configuration refers to,
+// sorted.
+func (c *Config) UsedHypervisors() []string {
+	set := map[string]bool{c.VM.DefaultHypervisor: true}
+	for _, h := range c.Hypervisors {
+		set[h] = true
+	}
+	out := make([]string, 0, len(set))
+	for h := range set {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CheckHost checks the guest files the configuration names. A hypervisor's
+// binaries are checked when the daemon starts, without stopping it: one
+// hypervisor missing does not stop the others, and its pods fail naming
+// the binary and its key.
 func (c *Config) CheckHost() error {
 	var errs []error
-	var err error
-	if c.QEMU.Binary, err = config.Executable("qemu.binary", c.QEMU.Binary); err != nil {
-		errs = append(errs, err)
-	}
-	if c.QEMU.Virtiofsd, err = config.Executable("qemu.virtiofsd", c.QEMU.Virtiofsd); err != nil {
-		errs = append(errs, err)
-	}
 	for _, f := range []struct{ key, v string }{{"vm.kernel", c.VM.Kernel}, {"vm.initrd", c.VM.Initrd}} {
 		if err := config.ExistingFile(f.key, f.v); err != nil {
 			errs = append(errs, fmt.Errorf("%w (build it with `make guest-image`, or install the magnetar-vmm package)", err))

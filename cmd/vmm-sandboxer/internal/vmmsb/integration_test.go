@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/qemu"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/controller"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
@@ -28,8 +28,8 @@ import (
 )
 
 // These tests boot real VMs (QEMU, TCG here: a few seconds each): they need
-// root, qemu-system-x86_64, virtiofsd and the guest image (make
-// guest-image; MAGNETAR_GUEST_IMAGE, else _output/guest of the checkout).
+// root, qemu-system-x86_64, virtiofsd and the guest image named by
+// MAGNETAR_GUEST_IMAGE (make vm-test builds it, sets it and runs them).
 // They drive the controller as containerd does, without containerd, and
 // check that a failed start and a torn-down pod leave nothing behind.
 
@@ -45,10 +45,10 @@ type rig struct {
 }
 
 func guestImage(t *testing.T) string {
-	if d := os.Getenv("MAGNETAR_GUEST_IMAGE"); d != "" {
-		return d
+	d := os.Getenv(vmtest.ImageEnv)
+	if d == "" {
+		t.Skipf("%s is not set (make vm-test builds the guest image and sets it)", vmtest.ImageEnv)
 	}
-	d, _ := filepath.Abs("../../../../_output/guest")
 	return d
 }
 
@@ -88,7 +88,7 @@ func newRig(t *testing.T, edit func(*Config)) *rig {
 // new daemon, later a restarted one.
 func (r *rig) open(life context.Context) {
 	env := &daemon.Env{Life: life, Name: Name, Dir: r.dir, TaskAddress: "ttrpc+unix://" + r.dir + "/t.sock", Events: nopPub{}}
-	d, err := newDriver(env, r.cfg, qemu.New(qemu.Options{}), podNetwork{})
+	d, err := newDriver(env, r.cfg, kinds, podNetwork{})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -184,10 +184,10 @@ func (r *rig) shutdown(id string) {
 	}
 }
 
-// TestBootRestartStop: a pod VM boots (READY), survives a daemon restart
+// TestVMPodBootRestartStop: a pod VM boots (READY), survives a daemon restart
 // (found again, its agent answers), stops with its timeout, and leaves
 // nothing once shut down.
-func TestBootRestartStop(t *testing.T) {
+func TestVMPodBootRestartStop(t *testing.T) {
 	r := newRig(t, nil)
 	ctx := context.Background()
 	r.create("boot")
@@ -224,9 +224,9 @@ func TestBootRestartStop(t *testing.T) {
 	r.shutdown("boot")
 }
 
-// TestStartFailures: a start that cannot succeed fails naming the cause and
+// TestVMPodStartFailures: a start that cannot succeed fails naming the cause and
 // leaves no QEMU, virtiofsd, socket, mount or directory.
-func TestStartFailures(t *testing.T) {
+func TestVMPodStartFailures(t *testing.T) {
 	junk := filepath.Join(t.TempDir(), "vmlinuz")
 	if err := os.WriteFile(junk, []byte("not a kernel at all, just text"), 0o644); err != nil {
 		t.Fatal(err)
@@ -254,9 +254,9 @@ func TestStartFailures(t *testing.T) {
 	}
 }
 
-// TestVirtiofsdKilled: a VM whose virtiofsd is killed from outside ends
+// TestVMPodVirtiofsdKilled: a VM whose virtiofsd is killed from outside ends
 // (Wait returns, the pod is NOTREADY) and is cleaned up.
-func TestVirtiofsdKilled(t *testing.T) {
+func TestVMPodVirtiofsdKilled(t *testing.T) {
 	r := newRig(t, nil)
 	ctx := context.Background()
 	r.create("fsd")

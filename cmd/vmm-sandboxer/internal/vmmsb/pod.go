@@ -56,10 +56,19 @@ const (
 type driver struct {
 	env *daemon.Env
 	cfg *Config
-	hv  vm.Hypervisor
 	net network
-	// accel and channel are the resolved vm.accel and vm.agent.
-	accel, channel string
+	// backends are the hypervisors the configuration uses, by name.
+	backends map[string]*backend
+}
+
+// backend is the hypervisor of a pod: of its sandboxer name at Create, of
+// its persisted state after.
+func (d *driver) backend(name string) (*backend, error) {
+	b, ok := d.backends[name]
+	if !ok {
+		return nil, fmt.Errorf("hypervisor %q: not configured in this daemon (vmm.toml [hypervisors]): %w", name, errdefs.ErrFailedPrecondition)
+	}
+	return b, nil
 }
 
 var _ sandbox.Driver = (*driver)(nil)
@@ -159,9 +168,16 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), false, false); err != nil {
 		return nil, err
 	}
+	b, err := d.backend(d.cfg.HypervisorFor(s.Sandboxer))
+	if err != nil {
+		return nil, fmt.Errorf("runtime handler %q: %w", s.Sandboxer, err)
+	}
+	if _, err := b.ready(); err != nil {
+		return nil, fmt.Errorf("runtime handler %q: %w", s.Sandboxer, err)
+	}
 	vcpus, mem := d.size(cfg)
 	st := podState{Dir: s.Dir, RunDir: d.runDirOf(s.ID), NetNS: s.NetNSPath, Hostname: hostname, VCPUs: vcpus, MemoryMiB: mem,
-		Cgroup: vmCgroup(cfg.GetLinux().GetCgroupParent(), s.ID), Hypervisor: d.hv.Name(), Accel: d.accel}
+		Cgroup: vmCgroup(cfg.GetLinux().GetCgroupParent(), s.ID), Hypervisor: b.name, Accel: b.accel}
 	if _, err := cgroups.ResolvePath(st.Cgroup); err != nil {
 		return nil, fmt.Errorf("options.linux.cgroup_parent %q: %w", cfg.GetLinux().GetCgroupParent(), err)
 	}
@@ -172,7 +188,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 	if err := podfiles.Write(files, hostname, false, cfg.GetDnsConfig()); err != nil {
 		return nil, err
 	}
-	log.G(ctx).WithFields(log.Fields{"vcpus": vcpus, "memory_mib": mem, "hypervisor": st.Hypervisor, "accel": d.accel}).Debug("pod created")
+	log.G(ctx).WithFields(log.Fields{"vcpus": vcpus, "memory_mib": mem, "hypervisor": st.Hypervisor, "accel": st.Accel}).Debug("pod created")
 	return d.newPod(s.ID, st, cfg), nil
 }
 
@@ -224,7 +240,13 @@ func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instanc
 		p.stage = "start interrupted"
 		return p, nil
 	}
-	v, err := d.hv.Recover(ctx, st.VM)
+	b, err := d.backend(st.Hypervisor)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("sandbox_id", s.ID).Warn("the VM's hypervisor is no longer configured: reporting the pod exited")
+		p.Set(sandbox.ExitCodeLost, time.Now())
+		return p, nil
+	}
+	v, err := b.hv.Recover(ctx, st.VM)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("sandbox_id", s.ID).Warn("the VM could not be found again: reporting the pod exited")
 		p.Set(sandbox.ExitCodeLost, time.Now())
@@ -262,6 +284,14 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 		}
 	}()
 	cleanCtx := context.WithoutCancel(ctx)
+	b, err := p.d.backend(st.Hypervisor)
+	if err != nil {
+		return sandbox.Endpoint{}, err
+	}
+	bins, err := b.ready()
+	if err != nil {
+		return sandbox.Endpoint{}, err
+	}
 	if err := os.MkdirAll(st.RunDir, 0o700); err != nil {
 		return sandbox.Endpoint{}, fmt.Errorf("vm run dir: %w", err)
 	}
@@ -286,10 +316,10 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	undo = append(undo, func() { _ = cgroups.Delete(st.Cgroup) })
 
 	p.setStage("starting the VMM")
-	vcfg := p.vmConfig(&st, nw)
-	v, err := p.d.hv.Start(ctx, vcfg)
+	vcfg := p.vmConfig(&st, nw, b, bins)
+	v, err := b.hv.Start(ctx, vcfg)
 	if err != nil {
-		return sandbox.Endpoint{}, fmt.Errorf("%s: %w", p.d.hv.Name(), err)
+		return sandbox.Endpoint{}, fmt.Errorf("%s: %w", b.name, err)
 	}
 	undo = append(undo, func() {
 		sctx, cancel := context.WithTimeout(cleanCtx, 10*time.Second)
@@ -316,10 +346,15 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	tAgent := time.Now()
 
 	p.setStage("setting up the guest")
-	if _, err := cl.Sandbox().Setup(ctx, p.setupRequest(&st, nw)); err != nil {
-		return sandbox.Endpoint{}, fmt.Errorf("guest setup: %w", err)
+	// within the boot timeout too: a guest that answered once and then
+	// does not fails the start rather than hold it
+	if _, err := cl.Sandbox().Setup(bctx, p.setupRequest(&st, nw)); err != nil {
+		if errdefs.IsDeadlineExceeded(err) && ctx.Err() == nil {
+			err = fmt.Errorf("the guest agent did not finish the pod setup within vm.boot_timeout = %s: %w", time.Duration(p.d.cfg.VM.BootTimeout), err)
+		}
+		return sandbox.Endpoint{}, fmt.Errorf("guest setup: %w\nguest console (last lines):\n%s", err, v.ConsoleTail(25))
 	}
-	if _, err := cl.SyncClock(ctx, maxClockSkew); err != nil {
+	if _, err := cl.SyncClock(bctx, maxClockSkew); err != nil {
 		lg.WithError(err).Warn("guest clock")
 	}
 	vs, err := v.State()
@@ -346,14 +381,14 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 }
 
 // vmConfig is the VM of a pod.
-func (p *pod) vmConfig(st *podState, nw *podnet.Network) *vm.Config {
+func (p *pod) vmConfig(st *podState, nw *podnet.Network, b *backend, bins VMMConf) *vm.Config {
 	c := p.d.cfg
 	args := append([]string{agentapi.CmdlineLogLevel + "=" + c.VM.AgentLogLevel}, c.VM.KernelArgs...)
 	cfg := &vm.Config{
 		ID: p.id, Dir: st.RunDir, Kernel: c.VM.Kernel, Initrd: c.VM.Initrd, KernelArgs: args,
 		VCPUs: st.VCPUs, MemoryMiB: st.MemoryMiB, Share: filepath.Join(st.Dir, "share"), ShareTag: agentapi.DefaultShareTag,
-		Agent: vm.AgentChannel{Kind: p.d.channel}, Cgroup: st.Cgroup, Accel: st.Accel,
-		Binary: c.QEMU.Binary, Helpers: map[string]string{"virtiofsd": c.QEMU.Virtiofsd},
+		Agent: vm.AgentChannel{Kind: b.channel}, Cgroup: st.Cgroup, Accel: st.Accel,
+		Binary: bins.Binary, Helpers: map[string]string{vm.HelperVirtiofsd: bins.Virtiofsd},
 	}
 	for _, l := range nw.Links {
 		cfg.NICs = append(cfg.NICs, vm.NIC{Tap: l.TapFile, TapName: l.Tap, MAC: l.MAC.String(), MTU: l.MTU})

@@ -8,8 +8,6 @@ import (
 
 	"github.com/containerd/log"
 
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/qemu"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
@@ -23,7 +21,7 @@ func Sandboxer() daemon.Sandboxer {
 		NewConfig: func() daemon.Config { return DefaultConfig() },
 		Build: func(env *daemon.Env, c daemon.Config) (sandbox.Driver, task.Backend, error) {
 			cfg := c.(*Config)
-			d, err := newDriver(env, cfg, qemu.New(qemu.Options{}), podNetwork{})
+			d, err := newDriver(env, cfg, kinds, podNetwork{})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -37,43 +35,25 @@ func Sandboxer() daemon.Sandboxer {
 	}
 }
 
-// newDriver resolves the accelerator and the agent channel once, at start:
-// a host that cannot do what the configuration forces stops the daemon.
-func newDriver(env *daemon.Env, cfg *Config, hv vm.Hypervisor, net network) (*driver, error) {
+// newDriver resolves every hypervisor the configuration uses (of ks, the
+// binary's kinds but in tests) once, at start.
+func newDriver(env *daemon.Env, cfg *Config, ks map[string]kind, net network) (*driver, error) {
 	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
 		return nil, fmt.Errorf("run_dir: %w", err)
 	}
-	accel, err := qemu.Probe(cfg.VM.Accel)
-	if err != nil {
-		return nil, fmt.Errorf("vm.accel = %q: %w", cfg.VM.Accel, err)
-	}
-	channel, err := agentChannel(cfg.VM.Agent)
-	if err != nil {
-		return nil, err
-	}
-	log.G(env.Life).WithFields(log.Fields{"hypervisor": hv.Name(), "accel": accel, "agent_channel": channel,
-		"kernel": cfg.VM.Kernel, "initrd": cfg.VM.Initrd}).Info("VM settings")
-	return &driver{env: env, cfg: cfg, hv: hv, net: net, accel: accel, channel: channel}, nil
-}
-
-// agentChannel resolves vm.agent: vsock where the host has vhost-vsock
-// (the device opens), else virtio-serial.
-func agentChannel(want string) (string, error) {
-	f, err := os.OpenFile(qemu.VhostVsockDevice, os.O_RDWR, 0)
-	if err == nil {
-		f.Close()
-	}
-	switch want {
-	case "serial":
-		return vm.ChannelSerial, nil
-	case "vsock":
-		if err != nil {
-			return "", fmt.Errorf("vm.agent = \"vsock\": %s cannot be opened (%v): load vhost_vsock, or set vm.agent = \"auto\" or \"serial\"", qemu.VhostVsockDevice, err)
+	d := &driver{env: env, cfg: cfg, net: net, backends: map[string]*backend{}}
+	for _, name := range cfg.UsedHypervisors() {
+		k, ok := ks[name]
+		if !ok {
+			return nil, fmt.Errorf("hypervisor %q: unknown (this binary has: %s)", name, kindNames())
 		}
-		return vm.ChannelVsock, nil
+		b, err := newBackend(env.Life, cfg, name, k)
+		if err != nil {
+			return nil, err
+		}
+		d.backends[name] = b
 	}
-	if err == nil {
-		return vm.ChannelVsock, nil
-	}
-	return vm.ChannelSerial, nil
+	log.G(env.Life).WithFields(log.Fields{"hypervisors": cfg.Hypervisors, "default_hypervisor": cfg.VM.DefaultHypervisor,
+		"kernel": cfg.VM.Kernel, "initrd": cfg.VM.Initrd}).Info("VM settings")
+	return d, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/config/configtest"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 )
@@ -33,6 +34,8 @@ func TestValidateNamesKeys(t *testing.T) {
 		"[vm]\nboot_timeout = \"0s\"\n":                    "vm.boot_timeout",
 		"[vm]\nagent_log_level = \"loud\"\n":               "vm.agent_log_level",
 		"[qemu]\nbinary = \"\"\n":                          "qemu.binary",
+		"[hypervisors]\nmagnetar-fc = \"firecracker\"\n":   "hypervisors.magnetar-fc",
+		"[vm]\ndefault_hypervisor = \"kvmtool\"\n":         "vm.default_hypervisor",
 		"run_dir = \"/" + strings.Repeat("x", 90) + "\"\n": "run_dir",
 	} {
 		if _, err := config.Decode(text, DefaultConfig()); err == nil || !strings.Contains(err.Error(), key) {
@@ -46,7 +49,7 @@ func TestCheckHostNamesMissingFiles(t *testing.T) {
 	c.QEMU.Binary = "/nonexistent/qemu"
 	c.VM.Kernel = "/nonexistent/vmlinuz"
 	err := c.CheckHost()
-	for _, want := range []string{"qemu.binary", "/nonexistent/qemu", "vm.kernel", "make guest-image"} {
+	for _, want := range []string{"vm.kernel", "/nonexistent/vmlinuz", "make guest-image"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckHost: %v, want it to name %q", err, want)
 		}
@@ -97,9 +100,83 @@ func (fakeHV) Recover(context.Context, json.RawMessage) (vm.VM, error) {
 	return nil, errdefs.ErrNotImplemented
 }
 
+// fakeKind is a hypervisor kind whose driver is fakeHV, configured in
+// [qemu] (tests build their own kinds).
+func fakeKind() kind {
+	return kind{section: "qemu", conf: func(c *Config) *VMMConf { return &c.QEMU }, new: func() vm.Hypervisor { return fakeHV{} },
+		accel:   func(string) (string, error) { return "tcg", nil },
+		channel: func(string) (string, error) { return vm.ChannelSerial, nil }}
+}
+
+// fakeDriver is a driver of cfg whose hypervisors are fakeHV.
+func fakeDriver(t *testing.T, cfg *Config) *driver {
+	t.Helper()
+	cfg.RunDir = t.TempDir()
+	ks := map[string]kind{}
+	for _, h := range cfg.UsedHypervisors() {
+		ks[h] = fakeKind()
+	}
+	d, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, ks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestHypervisorMissingFailsItsPods: a hypervisor whose binary is not
+// installed does not stop the daemon; its pods fail at Create with
+// FailedPrecondition naming the binary and its key, leaving nothing, and
+// installing it needs no restart.
+func TestHypervisorMissingFailsItsPods(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "qemu-system-x86_64")
+	cfg := DefaultConfig()
+	cfg.QEMU.Binary, cfg.QEMU.Virtiofsd = bin, "/bin/true"
+	d := fakeDriver(t, cfg)
+	sd := t.TempDir()
+	spec := &sandbox.Spec{ID: "p1", Sandboxer: Handler, NetNSPath: "/proc/self/ns/net", Config: &runtime.PodSandboxConfig{}, Dir: sd}
+	_, err := d.Create(context.Background(), spec)
+	if !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("Create: %v, want FailedPrecondition", err)
+	}
+	for _, want := range []string{Handler, "qemu.binary", bin} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Create: %v, want it to name %q", err, want)
+		}
+	}
+	if left, _ := os.ReadDir(sd); len(left) != 0 {
+		t.Errorf("a refused Create left %v", left)
+	}
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Create(context.Background(), spec); err != nil {
+		t.Fatalf("Create once the binary is installed: %v", err)
+	}
+}
+
+// TestHypervisorOfSandboxer: the sandboxer name picks the hypervisor, an
+// unknown name gets the default one, and the pod records it.
+func TestHypervisorOfSandboxer(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.QEMU.Binary, cfg.QEMU.Virtiofsd = "/bin/true", "/bin/true"
+	cfg.Hypervisors = map[string]string{Handler: HypervisorQEMU}
+	d := fakeDriver(t, cfg)
+	for _, sb := range []string{Handler, "", "magnetar-other"} {
+		inst, err := d.Create(context.Background(), &sandbox.Spec{ID: "p1", Sandboxer: sb, NetNSPath: "/proc/self/ns/net", Config: &runtime.PodSandboxConfig{}, Dir: t.TempDir()})
+		if err != nil {
+			t.Fatalf("%q: %v", sb, err)
+		}
+		if h := inst.(*pod).st.Hypervisor; h != HypervisorQEMU {
+			t.Errorf("%q: hypervisor %q", sb, h)
+		}
+	}
+}
+
 func TestCreateRefusesAndLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
-	d := &driver{env: &daemon.Env{Life: context.Background()}, cfg: DefaultConfig(), hv: fakeHV{}}
+	cfg := DefaultConfig()
+	cfg.QEMU.Binary, cfg.QEMU.Virtiofsd = "/bin/true", "/bin/true"
+	d := fakeDriver(t, cfg)
 	hostNet := &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
 		NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE}}}}
 	notNS := filepath.Join(dir, "not-a-netns")
@@ -125,4 +202,9 @@ func TestCreateRefusesAndLeavesNothing(t *testing.T) {
 		}
 		os.RemoveAll(sd)
 	}
+}
+
+// The shipped vmm.toml shows every default.
+func TestDeployedConfigIsTheDefault(t *testing.T) {
+	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/vmm.toml", DefaultConfig)
 }

@@ -1,8 +1,6 @@
 package wasmsb
 
 import (
-	"os"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/wasm-sandboxer/internal/wasi"
 	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/config/configtest"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 )
 
@@ -86,16 +85,5 @@ func TestBuildKeepsModulesForCacheKeep(t *testing.T) {
 
 // The shipped wasm.toml shows every default.
 func TestDeployedConfigIsTheDefault(t *testing.T) {
-	data, err := os.ReadFile("../../../../deploy/etc/magnetar/wasm.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := DefaultConfig("wasmtime", "wazero")
-	warns, err := config.Decode(string(data), c)
-	if err != nil || len(warns) > 0 {
-		t.Fatalf("deploy/etc/magnetar/wasm.toml: %v %v", warns, err)
-	}
-	if want := DefaultConfig("wasmtime", "wazero"); !reflect.DeepEqual(c, want) {
-		t.Errorf("deploy/etc/magnetar/wasm.toml is\n%+v\nthe defaults are\n%+v", c, want)
-	}
+	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/wasm.toml", func() *Config { return DefaultConfig("wasmtime", "wazero") })
 }
