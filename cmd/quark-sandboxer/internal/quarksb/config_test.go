@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
+	"github.com/magnetar-runtime/magnetar/shared/config/configtest"
 )
 
 func TestDefaultConfigValid(t *testing.T) {
@@ -82,4 +83,9 @@ func TestCheckHost(t *testing.T) {
 	if err := cfg.CheckHost(); err == nil || !strings.Contains(err.Error(), "quark.config_file") {
 		t.Errorf("a missing Quark config: %v", err)
 	}
+}
+
+// TestShippedConfig: deploy/etc/magnetar/quark.toml shows every default.
+func TestShippedConfig(t *testing.T) {
+	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/quark.toml", DefaultConfig)
 }
