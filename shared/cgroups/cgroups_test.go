@@ -248,3 +248,15 @@ func TestDeleteFake(t *testing.T) {
 		t.Errorf("delete root = %v", err)
 	}
 }
+
+func TestPodPath(t *testing.T) {
+	for _, c := range []struct{ parent, want string }{
+		{"", "/magnetar-x/p1"},
+		{"/kubepods/besteffort/pod1", "/kubepods/besteffort/pod1/magnetar-x-p1"},
+		{"kubepods-besteffort-pod1.slice", "kubepods-besteffort-pod1.slice:magnetar-x:p1"},
+	} {
+		if got := PodPath("magnetar-x", c.parent, "p1"); got != c.want {
+			t.Errorf("PodPath(%q) = %q, want %q", c.parent, got, c.want)
+		}
+	}
+}

@@ -73,11 +73,7 @@ func (c *Config) StopTimeout() time.Duration { return time.Duration(c.Pod.StopTi
 func (c *Config) Validate() error {
 	var errs []error
 	errs = append(errs, c.Daemon.Validate())
-	if !filepath.IsAbs(c.RunDir) {
-		errs = append(errs, fmt.Errorf("run_dir = %q: must be an absolute path", c.RunDir))
-	} else if n := len(c.RunDir) + 1 + runDirNameLen + 1 + len(taskSocketName); n > 107 {
-		errs = append(errs, fmt.Errorf("run_dir = %q: too long for the pods' task sockets (%d > 107 bytes)", c.RunDir, n))
-	}
+	errs = append(errs, config.CheckRunDir(c.RunDir, taskSocketName, "the pods' task sockets"))
 	if c.Quark.Binary == "" {
 		errs = append(errs, errors.New("quark.binary: must not be empty"))
 	}

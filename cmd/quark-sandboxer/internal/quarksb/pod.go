@@ -2,8 +2,6 @@ package quarksb
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +22,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
+	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/hostproc"
@@ -42,10 +41,7 @@ const (
 	bundleDir = "sandbox"
 	// podFilesDir holds the pod's /etc files in the bundle; a container id
 	// cannot start with '.', so it never collides.
-	podFilesDir = ".pod"
-	// runDirNameLen is the length of a pod's run directory name: a hash
-	// of the sandbox id, short enough for the task socket inside.
-	runDirNameLen  = 16
+	podFilesDir    = ".pod"
 	taskSocketName = "task.sock"
 	pidFileName    = "quark.pid"
 	outputName     = "quark.out"
@@ -108,21 +104,7 @@ var (
 
 // runDirOf is the run directory of sandbox id.
 func (d *driver) runDirOf(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return filepath.Join(d.cfg.RunDir, hex.EncodeToString(sum[:])[:runDirNameLen])
-}
-
-// podCgroup is a pod's cgroup: below the pod's CRI cgroup parent (cgroupfs
-// or systemd form), else below /magnetar-quark.
-func podCgroup(parent, id string) string {
-	switch {
-	case parent == "":
-		return "/magnetar-quark/" + id
-	case strings.HasPrefix(parent, "/"):
-		return filepath.Join(parent, "magnetar-quark-"+id)
-	default: // systemd: a scope in the pod's slice
-		return parent + ":magnetar-quark:" + id
-	}
+	return config.PodRunDir(d.cfg.RunDir, id)
 }
 
 // Create checks the pod and writes Quark's bundle; it starts nothing.
@@ -157,7 +139,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 		return nil, err
 	}
 	st := podState{Dir: s.Dir, RunDir: d.runDirOf(s.ID), NetNS: s.NetNSPath, HostNetwork: hostNet, Hostname: hostname,
-		Cgroup: podCgroup(cfg.GetLinux().GetCgroupParent(), s.ID)}
+		Cgroup: cgroups.PodPath(Handler, cfg.GetLinux().GetCgroupParent(), s.ID)}
 	if _, err := cgroups.ResolvePath(st.Cgroup); err != nil {
 		return nil, fmt.Errorf("options.linux.cgroup_parent %q: %w", cfg.GetLinux().GetCgroupParent(), err)
 	}
@@ -486,11 +468,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	cg, err := cgroups.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	a, err := cg.Metrics()
+	a, err := cgroups.MetricsOf(path)
 	if err != nil {
 		return nil, err
 	}

@@ -36,15 +36,3 @@ func TestSandboxSpec(t *testing.T) {
 		t.Errorf("host network: %+v", sp.Linux)
 	}
 }
-
-func TestPodCgroup(t *testing.T) {
-	for parent, want := range map[string]string{
-		"":                     "/magnetar-quark/p1",
-		"/kubepods/besteffort": "/kubepods/besteffort/magnetar-quark-p1",
-		"kubepods-pod1.slice":  "kubepods-pod1.slice:magnetar-quark:p1",
-	} {
-		if got := podCgroup(parent, "p1"); got != want {
-			t.Errorf("%q: %q, want %q", parent, got, want)
-		}
-	}
-}

@@ -118,7 +118,7 @@ const suiteCgroupParent = "/magnetar-quark-suite"
 // sandboxOf is the pid of pod id's sandbox process (the stand-in's boot
 // process in the pod's cgroup); 0 when there is none.
 func sandboxOf(quark, id string) []int {
-	want := podCgroup(suiteCgroupParent, id)
+	want := cgroups.PodPath(Handler, suiteCgroupParent, id)
 	var out []int
 	for _, p := range standins(quark) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.PID))
