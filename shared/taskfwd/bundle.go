@@ -277,30 +277,14 @@ func bindInto(src, target string, ro, recursive bool) error {
 	return nil
 }
 
-// attachTree binds with the mount API (Linux 5.12): a detached copy of src
-// is made private and, with ro, read-only (recursively), then moved to
-// target.
+// attachTree binds src onto target with the mount API: private and, with
+// ro, read-only (recursively).
 func attachTree(src, target string, ro, recursive bool) error {
-	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
-	if recursive {
-		flags |= unix.AT_RECURSIVE
-	}
-	fd, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
-	if err != nil {
-		return fmt.Errorf("open_tree: %w", err)
-	}
-	defer unix.Close(fd)
-	attr := &unix.MountAttr{Propagation: unix.MS_PRIVATE}
+	var attr uint64
 	if ro {
-		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
+		attr = unix.MOUNT_ATTR_RDONLY
 	}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
-		return fmt.Errorf("mount_setattr: %w", err)
-	}
-	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount: %w", err)
-	}
-	return nil
+	return attachTreeAt(src, unix.AT_FDCWD, target, attr, recursive)
 }
 
 // bindLegacy binds with mount(2) for kernels without the mount API: the

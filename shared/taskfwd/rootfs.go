@@ -82,7 +82,7 @@ func bindInRootfs(src, rootfs string, m *specs.Mount) error {
 	}
 	defer target.Close()
 	recursive := hasOption(m, "rbind")
-	err = attachTreeAt(src, int(target.Fd()), bindAttrs(m), recursive)
+	err = attachTreeAt(src, int(target.Fd()), "", bindAttrs(m), recursive)
 	if errors.Is(err, unix.ENOSYS) {
 		// no mount API (Linux < 5.12): by the path the target resolved to
 		var p string
@@ -96,9 +96,11 @@ func bindInRootfs(src, rootfs string, m *specs.Mount) error {
 	return nil
 }
 
-// attachTreeAt binds src onto the file or directory open (O_PATH) at
-// target with the mount API: a detached copy of src, private, with attr.
-func attachTreeAt(src string, target int, attr uint64, recursive bool) error {
+// attachTreeAt binds src onto target with the mount API (Linux 5.12): a
+// detached copy of src, private, with attr, moved to the file or directory
+// open (O_PATH) at dirfd when path is "", else to path (relative to dirfd,
+// e.g. unix.AT_FDCWD).
+func attachTreeAt(src string, dirfd int, path string, attr uint64, recursive bool) error {
 	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
 	if recursive {
 		flags |= unix.AT_RECURSIVE
@@ -111,7 +113,11 @@ func attachTreeAt(src string, target int, attr uint64, recursive bool) error {
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr, Propagation: unix.MS_PRIVATE}); err != nil {
 		return fmt.Errorf("mount_setattr: %w", err)
 	}
-	if err := unix.MoveMount(fd, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+	mflags := unix.MOVE_MOUNT_F_EMPTY_PATH
+	if path == "" {
+		mflags |= unix.MOVE_MOUNT_T_EMPTY_PATH
+	}
+	if err := unix.MoveMount(fd, "", dirfd, path, mflags); err != nil {
 		return fmt.Errorf("move_mount: %w", err)
 	}
 	return nil
