@@ -46,12 +46,8 @@ func requirements(t *testing.T) (quark, runcBin string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (namespaces, mounts, runc)")
 	}
-	if runcBin = os.Getenv("MAGNETAR_RUNC"); runcBin == "" {
-		if p, _ := filepath.Abs("../../../../_output/prefix/bin/runc"); fileExists(p) {
-			runcBin = p
-		} else if runcBin, _ = exec.LookPath("runc"); runcBin == "" {
-			t.Skip("runc not found: set MAGNETAR_RUNC or run hack/install-tools.sh")
-		}
+	if runcBin = tasktest.FindRunc("../../../.."); runcBin == "" {
+		t.Skip("runc not found: set MAGNETAR_RUNC or run hack/install-tools.sh")
 	}
 	if !fileExists(guestvm.Busybox) {
 		t.Skip("no static busybox (apt-get install busybox-static)")
