@@ -23,9 +23,9 @@ func PodPath(handler, parent, id string) string {
 	}
 }
 
-// MetricsOf loads the cgroup at cgroupsPath and returns its metrics
+// LoadMetrics loads the cgroup at cgroupsPath and returns its metrics
 // ([Cgroup.Metrics]).
-func MetricsOf(cgroupsPath string) (*anypb.Any, error) {
+func LoadMetrics(cgroupsPath string) (*anypb.Any, error) {
 	cg, err := Load(cgroupsPath)
 	if err != nil {
 		return nil, err

@@ -468,7 +468,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	a, err := cgroups.MetricsOf(path)
+	a, err := cgroups.LoadMetrics(path)
 	if err != nil {
 		return nil, err
 	}
