@@ -129,6 +129,9 @@ func bindMounts(bundle string, ms []specs.Mount, fw Forwarding, st ctrState, sha
 			out = append(out, specs.Mount{Destination: shm, Type: "bind", Source: shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}})
 			continue
 		}
+		if fw.PodShm != "" && m.Destination == shm && m.Type == "tmpfs" {
+			m = specs.Mount{Destination: shm, Type: "bind", Source: fw.PodShm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
+		}
 		if !isBind(&m) {
 			out = append(out, m)
 			continue

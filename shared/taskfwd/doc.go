@@ -40,7 +40,8 @@
 //     rootfs.go) and dropped from config.json, as Kuasar prepares a
 //     Quark container; one below a mount that config.json keeps (a tmpfs
 //     /dev) is made as for an agent, or it would be hidden. /dev/shm is
-//     not special.
+//     not special, but for PodShm: a directory bound instead of each
+//     container's private /dev/shm tmpfs, the pod's shared one.
 //
 // # Bundle
 //

@@ -109,11 +109,17 @@ func TestOpenInRoot(t *testing.T) {
 // TestWriteBundleBindsInRootfs: with BindsInRootfs every bind is made at
 // its destination in the rootfs and dropped from config.json, read-only
 // where asked; one below a mount the spec keeps (/dev) is made as for an
-// agent, its source the guest's path; removeBundle leaves nothing.
+// agent, its source the guest's path; with PodShm, /dev/shm is a bind of
+// the pod's; removeBundle leaves nothing.
 func TestWriteBundleBindsInRootfs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (mounts)")
 	}
+	t.Run("tmpfs shm", func(t *testing.T) { testWriteBundleBindsInRootfs(t, false) })
+	t.Run("pod shm", func(t *testing.T) { testWriteBundleBindsInRootfs(t, true) })
+}
+
+func testWriteBundleBindsInRootfs(t *testing.T, podShm bool) {
 	dir := t.TempDir()
 	share := filepath.Join(dir, "share")
 	image := filepath.Join(dir, "image")
@@ -125,6 +131,12 @@ func TestWriteBundleBindsInRootfs(t *testing.T) {
 	mkfile(t, filepath.Join(share, ".pod", "hosts"), "127.0.0.1 pod")
 	g := &kernelGuest{fakeGuest: fakeGuest{share: share, files: map[string]string{"/etc/hosts": filepath.Join(share, ".pod", "hosts")}},
 		fw: Forwarding{BindsInRootfs: true}}
+	want := "/proc=proc /dev=tmpfs /dev/shm=shm /dev/termination-log=/c1/mounts/5"
+	if podShm {
+		g.fw.PodShm = filepath.Join(dir, "podshm")
+		mkfile(t, filepath.Join(g.fw.PodShm, "seg"), "shared")
+		want = "/proc=proc /dev=tmpfs /dev/shm=/c1/mounts/2 /dev/termination-log=/c1/mounts/5"
+	}
 	sp := &specs.Spec{Root: &specs.Root{Path: image}, Process: &specs.Process{Args: []string{"sh"}}, Mounts: []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc"},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs"},
@@ -149,9 +161,13 @@ func TestWriteBundleBindsInRootfs(t *testing.T) {
 	for _, m := range got.Mounts {
 		dsts = append(dsts, m.Destination+"="+m.Source)
 	}
-	want := "/proc=proc /dev=tmpfs /dev/shm=shm /dev/termination-log=/c1/mounts/5"
 	if strings.Join(dsts, " ") != want {
 		t.Errorf("config.json mounts %v, want %s", dsts, want)
+	}
+	if podShm {
+		if b, err := os.ReadFile(filepath.Join(st.Dir, mountsDir, "2", "seg")); err != nil || string(b) != "shared" {
+			t.Errorf("the pod's /dev/shm at mounts/2: %q, %v", b, err)
+		}
 	}
 	rootfs := filepath.Join(st.Dir, rootfsDir)
 	for p, content := range map[string]string{"vol/data": "volume", "srv/file": "file", "etc/hosts": "127.0.0.1 pod", "etc/passwd": "root"} {

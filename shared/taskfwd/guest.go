@@ -96,6 +96,12 @@ type Forwarding struct {
 	// source rewritten to the guest's path). Otherwise every bind is made
 	// as for an agent.
 	BindsInRootfs bool
+	// PodShm is a host directory, the pod's /dev/shm (a tmpfs), that
+	// replaces the private tmpfs containerd gives every container at
+	// /dev/shm: a bind of it, made as any other bind, so that the pod's
+	// containers share /dev/shm as they share its IPC namespace. "": the
+	// tmpfs is kept (an agent's guest has a /dev/shm of its own instead).
+	PodShm string
 }
 
 // forwarding is how g is forwarded to (an agent's without Forwarder).

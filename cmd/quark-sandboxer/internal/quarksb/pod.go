@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -41,7 +42,11 @@ const (
 	bundleDir = "sandbox"
 	// podFilesDir holds the pod's /etc files in the bundle; a container id
 	// cannot start with '.', so it never collides.
-	podFilesDir    = ".pod"
+	podFilesDir = ".pod"
+	// shmDir is the pod's /dev/shm in its state directory, of shmSize
+	// bytes (containerd's size for a container's own)
+	shmDir         = "shm"
+	shmSize        = 64 << 20
 	taskSocketName = "task.sock"
 	pidFileName    = "quark.pid"
 	outputName     = "quark.out"
@@ -71,6 +76,10 @@ type podState struct {
 	// Cgroup is the pod's cgroup (cgroups path): Quark's sandbox process
 	// is moved into it (the stand-in nests its containers below).
 	Cgroup string `json:"cgroup"`
+	// Shm is the pod's /dev/shm, a tmpfs below Dir bound into every
+	// container (taskfwd.Forwarding.PodShm); "" in the state of an older
+	// daemon.
+	Shm string `json:"shm,omitempty"`
 	// Sandbox is Quark's sandbox process, once started.
 	Sandbox hostproc.ID `json:"sandbox,omitzero"`
 }
@@ -157,6 +166,16 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 	}
 	if err := writeSandboxSpec(bundle, sandboxSpec(cfg, s.NetNSPath, hostname, st.Cgroup)); err != nil {
 		return nil, err
+	}
+	// the pod's /dev/shm, shared by its containers as its IPC namespace
+	// is (the controller unmounts it with the state directory); last, so
+	// that no failure comes after it
+	st.Shm = filepath.Join(s.Dir, shmDir)
+	if err := os.Mkdir(st.Shm, 0o700); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount("shm", st.Shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(shmSize)); err != nil {
+		return nil, fmt.Errorf("the pod's /dev/shm: %w", err)
 	}
 	log.G(ctx).WithFields(log.Fields{"bundle": bundle, "cgroup": st.Cgroup}).Debug("pod created")
 	return d.newPod(s.ID, st), nil
@@ -497,7 +516,9 @@ func (p *pod) Share() (string, string) { return p.st.bundle(), "/" }
 // Forwarding: Quark opens stdio by path inside its root, has no event
 // queue and takes no bind mounts (taskfwd.Forwarder).
 func (p *pod) Forwarding() taskfwd.Forwarding {
-	return taskfwd.Forwarding{StdioByPath: true, WaitExits: true, BindsInRootfs: true}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return taskfwd.Forwarding{StdioByPath: true, WaitExits: true, BindsInRootfs: true, PodShm: p.st.Shm}
 }
 
 // PodFiles are the pod's /etc files, for containers that lack them
