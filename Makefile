@@ -56,3 +56,6 @@ clean:
 -include hack/vmm/vmm.mk
 # the quark sandboxer's end-to-end stage, against the stand-in for Quark
 -include hack/quark/quark.mk
+# a real Kubernetes node (kubelet, API server, controllers) on the harness,
+# every handler through kubectl (after the VM stages: it runs VM pods too)
+-include hack/k8s/k8s.mk

@@ -124,6 +124,14 @@ kernel = "$GUEST_OUT/vmlinuz"
 initrd = "$GUEST_OUT/initramfs.cpio"
 boot_timeout = "${VMM_BOOT_TIMEOUT:-90s}"
 agent_log_level = "${VMM_AGENT_LOG_LEVEL:-info}"
+[hypervisors]
+magnetar-vmm = "qemu"
+magnetar-clh = "cloud-hypervisor"
+# magnetar-clh's VMs: the stand-in (tests only; the real one needs KVM)
+# with QEMU 7.2's virtiofsd
+[cloud_hypervisor]
+binary = "$CLH_STANDIN"
+virtiofsd = "/usr/lib/qemu/virtiofsd"
 EOF
     ;;
   magnetar-quark)
@@ -297,10 +305,6 @@ EOF
 
 # --- sandboxer daemons ------------------------------------------------------
 
-# is_listening SOCKET: a process listens on the unix socket (from /proc/net/unix:
-# flag __SO_ACCEPTCON); a stale socket file left by a killed daemon does not count.
-is_listening() { awk -v p="$1" '$8 == p && $4 == "00010000" {f=1} END {exit !f}' /proc/net/unix; }
-
 sb_require() {
   local bin
   bin=$(sandboxer_binary "$1") || die "unknown sandboxer handler $1 (known: ${MAGNETAR_SANDBOXERS[*]})"
@@ -334,15 +338,9 @@ sb_start() {
 
 # sb_stop HANDLER [SIGNAL]: signal the daemon (TERM: wait up to 10 s, then KILL)
 sb_stop() {
-  local pidf=$WORK/run/$1.pid sig=${2:-TERM} pid i
-  alive "$pidf" || { rm -f "$pidf"; return 0; }
-  pid=$(cat "$pidf")
-  kill -"$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 1 200); do pid_alive "$pid" || break; sleep 0.05; done
-  if pid_alive "$pid"; then log "$1 ignored SIG$sig for 10 s: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
-  for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
-  rm -f "$pidf"
-  echo "=== $(date -Is) stopped $1 (SIG$sig)" >> "$WORK/logs/$1.log"
+  alive "$WORK/run/$1.pid" || { rm -f "$WORK/run/$1.pid"; return 0; }
+  pidfile_stop "$1" "$WORK/run/$1.pid" "${2:-TERM}"
+  echo "=== $(date -Is) stopped $1 (SIG${2:-TERM})" >> "$WORK/logs/$1.log"
 }
 
 # --- containerd ---------------------------------------------------------------
@@ -365,16 +363,7 @@ cd_start() {
   log "containerd pid $(cat "$PIDF") socket $CSOCK"
 }
 
-cd_stop() { # cd_stop [SIGNAL]
-  local sig=${1:-TERM} pid i
-  alive "$PIDF" || { rm -f "$PIDF"; return 0; }
-  pid=$(cat "$PIDF")
-  kill -"$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 1 200); do pid_alive "$pid" || break; sleep 0.05; done
-  if pid_alive "$pid"; then log "containerd ignored SIG$sig for 10 s: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
-  for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
-  rm -f "$PIDF"
-}
+cd_stop() { pidfile_stop containerd "$PIDF" "${1:-TERM}"; } # cd_stop [SIGNAL]
 
 import_images() {
   local t n=0

@@ -9,6 +9,9 @@
 #   hack/e2e-all.sh [all|e2e|critest]      (default all)
 #   RUNTIME_HANDLERS="magnetar-runc runc"  also validate the scripts against
 #                                          containerd's runc shim (default: magnetar-runc)
+#   CRITEST_HANDLERS="runc magnetar-runc"  the handlers critest runs on
+#                                          (default: RUNTIME_HANDLERS)
+#   CRITEST_SET=basic|offline              critest's set of specs (hack/critest.sh)
 # Prints per part "e2e: ..." / "critest: ..." and last the combined
 # "total: N passed, M failed, K skipped".
 set -euo pipefail
@@ -17,6 +20,7 @@ source "$(dirname "$0")/lib.sh"
 MODE=${1:-all}
 case "$MODE" in all|e2e|critest) ;; *) echo "usage: $0 [all|e2e|critest]" >&2; exit 2 ;; esac
 RUNTIME_HANDLERS=${RUNTIME_HANDLERS:-magnetar-runc}
+CRITEST_HANDLERS=${CRITEST_HANDLERS:-$RUNTIME_HANDLERS}
 export WORK
 CD=$ROOT/hack/containerd.sh
 
@@ -31,7 +35,7 @@ trap finish EXIT
 trap 'exit 130' INT TERM
 
 # every Magnetar handler asked for must have its binary
-for h in $RUNTIME_HANDLERS; do
+for h in $RUNTIME_HANDLERS $CRITEST_HANDLERS; do
   if bin=$(sandboxer_binary "$h") && [ ! -x "$ROOT/bin/$bin" ]; then
     echo "FAIL e2e-all: bin/$bin missing: run make build"
     fail=$((fail + 1)); exit 1
@@ -43,16 +47,18 @@ t0=$SECONDS
 "$CD" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
 "$CD" start
 mkdir -p "$WORK/logs"
-for h in $RUNTIME_HANDLERS; do
-  if [ "$MODE" != critest ]; then
+if [ "$MODE" != critest ]; then
+  for h in $RUNTIME_HANDLERS; do
     log "e2e scripts against $h"
     rc=0; RUNTIME_HANDLER=$h "$ROOT/hack/e2e/run.sh" 2>&1 | tee "$WORK/logs/e2e-all-$h.log" || rc=$?
     add_counts "$WORK/logs/e2e-all-$h.log" e2e "e2e[$h]" "$rc"
-  fi
-  if [ "$MODE" != e2e ]; then
+  done
+fi
+if [ "$MODE" != e2e ]; then
+  for h in $CRITEST_HANDLERS; do
     log "critest against $h"
     rc=0; RUNTIME_HANDLER=$h "$ROOT/hack/critest.sh" 2>&1 | tee "$WORK/logs/critest-all-$h.log" || rc=$?
     add_counts "$WORK/logs/critest-all-$h.log" critest "critest[$h]" "$rc"
-  fi
-done
-log "e2e-all: $MODE against $RUNTIME_HANDLERS took $((SECONDS - t0)) s (logs in $WORK/logs)"
+  done
+fi
+log "e2e-all: $MODE against $RUNTIME_HANDLERS (critest: $CRITEST_HANDLERS) took $((SECONDS - t0)) s (logs in $WORK/logs)"

@@ -4,15 +4,22 @@
 #                  tools cache and link them into _output/prefix
 #   make images    busybox / web / pause test images (_output/images)
 #   make e2e       start an isolated containerd + sandboxers, run hack/e2e/*
-#                  and critest against magnetar-runc, always tear down
+#                  against magnetar-runc and critest's offline set against
+#                  containerd's runc shim and magnetar-runc, always tear down
 #   make critest   critest only (same setup and teardown)
+#   make conformance  the conformance table (hack/conformance.sh) of what
+#                  the stages recorded
 #   make demo      a pod on magnetar-runc next to one on the runc shim, a wasm
 #                  pod on magnetar-wasm and a pod in a QEMU micro-VM on
 #                  magnetar-vmm (its guest image built first: make guest-image,
 #                  cached), then teardown
 #
-# Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e, critest), WORK=dir.
-.PHONY: tools images e2e critest demo
+# Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e), CRITEST_HANDLERS,
+# CRITEST_SET=basic|offline (critest), WORK=dir.
+.PHONY: tools images e2e critest demo conformance
+CRITEST_SET ?= offline
+CRITEST_HANDLERS ?= runc magnetar-runc
+export CRITEST_SET CRITEST_HANDLERS
 
 tools:
 	hack/install-tools.sh
@@ -25,6 +32,9 @@ e2e: build tools images
 
 critest: build tools images
 	hack/e2e-all.sh critest
+
+conformance:
+	hack/conformance.sh
 
 # tools installs QEMU and what the guest image needs (apt) before guest-image
 demo: tools guest-image

@@ -14,6 +14,10 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.2}
 CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.36.0}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
+# the Kubernetes node of hack/k8s (hack/install-tools.sh k8s): kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kubectl and etcd
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
 export PATH=/usr/local/go/bin:$PATH
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -24,6 +28,24 @@ pid_alive() {
   local st
   st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
   [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# is_listening SOCKET: a process listens on the unix socket (from /proc/net/unix:
+# flag __SO_ACCEPTCON); a stale socket file left by a killed daemon does not count.
+is_listening() { awk -v p="$1" '$8 == p && $4 == "00010000" {f=1} END {exit !f}' /proc/net/unix; }
+
+# pidfile_stop NAME PIDFILE [SIGNAL] [SECONDS]: signal the daemon of PIDFILE
+# (default TERM), wait up to SECONDS (default 10) for it to go, then KILL;
+# remove PIDFILE
+pidfile_stop() {
+  local name=$1 pidf=$2 sig=${3:-TERM} secs=${4:-10} pid i
+  if [ ! -f "$pidf" ] || ! pid_alive "$(cat "$pidf")"; then rm -f "$pidf"; return 0; fi
+  pid=$(cat "$pidf")
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for i in $(seq 1 $((secs * 20))); do pid_alive "$pid" || break; sleep 0.05; done
+  if pid_alive "$pid"; then log "$name ignored SIG$sig for $secs s: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
+  rm -f "$pidf"
 }
 
 # --- e2e harness: hack/containerd.sh, hack/e2e/*, hack/critest.sh, hack/demo.sh
@@ -71,10 +93,15 @@ QUARK_BIN=${QUARK_BIN:-$OUT/standins/quark}
 # More handlers served by the daemon of another one, one line each: "HANDLER
 # SERVED_BY": a proxy plugin HANDLER at SERVED_BY's socket plus a CRI runtime
 # handler, configured when SERVED_BY is (the wasm daemon picks its engine by
-# the proxy plugin name containerd sends).
+# the proxy plugin name containerd sends; the vmm daemon its hypervisor).
 MAGNETAR_HANDLER_ALIASES=(
   "magnetar-wasm-wazero magnetar-wasm"
+  "magnetar-clh magnetar-vmm"
 )
+# the Cloud Hypervisor stand-in (hack/standins/cloud-hypervisor, built by
+# make standins; tests only) that the harness's magnetar-clh pods run on:
+# this machine has no KVM for the real cloud-hypervisor
+CLH_STANDIN=${CLH_STANDIN:-$OUT/standins/cloud-hypervisor}
 # daemon_handler HANDLER: the handler whose daemon serves HANDLER (itself, or
 # what an alias is served by); its pid file is $WORK/run/<that>.pid
 daemon_handler() {
@@ -166,6 +193,16 @@ add_counts() {
   if [ "$4" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; line="$line (but exit code $4)"; fi
   pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + ${s:-0}))
   summary+=("$3: $line")
+}
+
+# conformance_record SUITE HANDLER LINE: keep the count line ("N passed, M
+# failed, K skipped ...") of SUITE on HANDLER for the conformance table
+# (hack/conformance.sh), with the commit it ran on
+conformance_record() {
+  local dir=$OUT/conformance/$1 commit
+  commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+  mkdir -p "$dir"
+  printf '%s\t%s\t%s\n' "$3" "$commit" "$(date -u +%Y-%m-%dT%H:%MZ)" >"$dir/$2.tmp" && mv "$dir/$2.tmp" "$dir/$2"
 }
 
 # stage_teardown: stop the stage's containerd (hack/containerd.sh stop) and

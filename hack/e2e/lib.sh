@@ -11,12 +11,15 @@
 #   req NAME CMD...    like step, but a failure ends the script (later steps
 #                      depend on it); the EXIT trap still cleans up and prints
 #                      the summary.
+#   skip NAME REASON   count a step as skipped, saying why
 #   e2e_finish         (EXIT trap) removes this script's pods and prints
-#                      exactly "e2e: N passed, M failed"; exit 1 if M > 0.
+#                      exactly "e2e: N passed, M failed" (", K skipped" after
+#                      it when a step was skipped); exit 1 if M > 0.
 #
 # Settings: RUNTIME_HANDLER (default magnetar-runc; "runc" = containerd's runc
 # shim, to validate the scripts themselves), WORK (hack/lib.sh), E2E_KEEP=1
-# keeps the scratch dir $T (pod/container JSON, container logs).
+# keeps the scratch dir $T (pod/container JSON, container logs), E2E_LOGS
+# (more logs whose new lines a failed step shows, e.g. the kubelet's).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 # errexit also inside $(...): a helper whose first command fails must not go
 # on and print something that looks like a result
@@ -29,6 +32,7 @@ WEB_IMAGE=${WEB_IMAGE:-localhost/magnetar/web:v1}
 CRICTL_TIMEOUT=${CRICTL_TIMEOUT:-90}
 E2E_PASS=0
 E2E_FAIL=0
+E2E_SKIP=0
 LAST=
 STEP_RC=0
 
@@ -41,8 +45,10 @@ crictl() { timeout -k 5 "$CRICTL_TIMEOUT" "$PREFIX/bin/crictl" -c "$CRICTL_CONFI
 
 # log files whose new lines are shown when a step fails
 _e2e_logs() {
-  if [ "$RUNTIME_HANDLER" != runc ]; then echo "$WORK/logs/$RUNTIME_HANDLER.log"; fi
+  if [ "$RUNTIME_HANDLER" != runc ]; then echo "$WORK/logs/$(daemon_handler "$RUNTIME_HANDLER").log"; fi
   echo "$WORK/logs/containerd.log"
+  local f
+  for f in ${E2E_LOGS:-}; do echo "$f"; done
 }
 _e2e_mark() {
   local f
@@ -96,6 +102,11 @@ req() {
     echo "     $SUITE: stopping here, later steps depend on \"$1\""
     exit 1
   fi
+}
+
+skip() {
+  E2E_SKIP=$((E2E_SKIP + 1))
+  printf 'skip %s: %s [handler %s: %s]\n' "$SUITE" "$1" "$RUNTIME_HANDLER" "$2"
 }
 
 # fail MESSAGE: make the current step fail with a message on stderr
@@ -223,7 +234,7 @@ e2e_finish() {
     echo "FAIL $SUITE: script error (rc=$rc)"
     E2E_FAIL=1
   fi
-  echo "e2e: $E2E_PASS passed, $E2E_FAIL failed"
+  echo "e2e: $E2E_PASS passed, $E2E_FAIL failed$([ "$E2E_SKIP" -eq 0 ] || echo ", $E2E_SKIP skipped")"
   if [ "$E2E_FAIL" -gt 0 ]; then exit 1; fi
   exit 0
 }

@@ -19,14 +19,14 @@ sandboxer_names() {
 }
 
 # load_sandboxer NAME: set NAME SUMMARY DESCRIPTION DEB_DEPENDS RPM_DEPENDS
-# EXTRA_FILES UNIT_SERVICE_EXTRA TEST_CONFIG_EDIT (a sed expression the
+# EXTRA_FILES UNIT_SERVICE_EXTRA RUNTIMECLASS_EXTRA TEST_CONFIG_EDIT (a sed expression the
 # package test applies to the default config before it runs the daemon with
 # it: paths the package installs) from the conf, and the derived HANDLER
 # (= package = unit name), BINARY, CONFIG (path in DEPLOY).
 load_sandboxer() {
   local f=$DEPLOY/sandboxers/$1.conf
   [ -f "$f" ] || die "no sandboxer $1: $f missing"
-  NAME= SUMMARY= DESCRIPTION= UNIT_SERVICE_EXTRA= TEST_CONFIG_EDIT=
+  NAME= SUMMARY= DESCRIPTION= UNIT_SERVICE_EXTRA= RUNTIMECLASS_EXTRA= TEST_CONFIG_EDIT=
   DEB_DEPENDS=() RPM_DEPENDS=() EXTRA_FILES=()
   # shellcheck source=/dev/null
   source "$f"
@@ -39,8 +39,8 @@ load_sandboxer() {
 }
 
 # render TEMPLATE: the template with @NAME@ @HANDLER@ @PACKAGE@ @BINARY@
-# @SUMMARY@ @UNIT_SERVICE_EXTRA@ filled in (a line holding only an empty
-# placeholder disappears)
+# @SUMMARY@ @UNIT_SERVICE_EXTRA@ @RUNTIMECLASS_EXTRA@ filled in (a line
+# holding only an empty placeholder disappears)
 render() {
   local t
   t=$(<"$1")
@@ -53,6 +53,11 @@ render() {
     t=${t//@UNIT_SERVICE_EXTRA@/$UNIT_SERVICE_EXTRA}
   else
     t=${t//$'\n'@UNIT_SERVICE_EXTRA@/}
+  fi
+  if [ -n "$RUNTIMECLASS_EXTRA" ]; then
+    t=${t//@RUNTIMECLASS_EXTRA@/$RUNTIMECLASS_EXTRA}
+  else
+    t=${t//$'\n'@RUNTIMECLASS_EXTRA@/}
   fi
   printf '%s\n' "$t"
 }

@@ -29,3 +29,6 @@ quark-e2e-short: build tools images quark-standin
 packages-test: quark-standin
 
 test: quark-e2e-short
+
+# make standins builds every stand-in
+standins: quark-standin

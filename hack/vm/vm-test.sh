@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # hack/vm/vm-test.sh (`make vm-test`): the VM integration tests, one at a
-# time: the guest's (hack/vm/vmtest) and the vmm sandboxer's that boot the
+# time: the guest's (hack/vm/vmtest), the Cloud Hypervisor stand-in's
+# (hack/standins/cloud-hypervisor) and the vmm sandboxer's that boot the
 # guest image (the vm.Hypervisor conformance suite on each driver, the pod
 # VM through the controller). Where they can run (root, QEMU and
 # virtiofsd installed) the guest image is built first (hack/vm/guest-image.sh,
@@ -35,10 +36,14 @@ else
   unset MAGNETAR_GUEST_IMAGE
 fi
 
-# the sandboxer's VM tests are its TestVM* (its other tests are the unit stage's)
+# the stand-ins' and the sandboxer's VM tests are their TestVM* (their other
+# tests are the unit stage's)
+# the Cloud Hypervisor driver's suite runs on the stand-in make standins built
+# (else its test builds one)
+if [ -x "$CLH_STANDIN" ]; then export MAGNETAR_CLH_STANDIN=$CLH_STANDIN; fi
 go test -count=1 -v -p 1 -timeout 20m ./hack/vm/vmtest/... >"$LOG" 2>&1
 rc=$?
-go test -count=1 -v -p 1 -timeout 20m -run '^TestVM' ./cmd/vmm-sandboxer/... >>"$LOG" 2>&1 || rc=$?
+go test -count=1 -v -p 1 -timeout 20m -run '^TestVM' ./hack/standins/... ./cmd/vmm-sandboxer/... >>"$LOG" 2>&1 || rc=$?
 # the result lines, a skip with its reason (the test's last message before it)
 awk '/^[ \t]+[^ ]+_test\.go:[0-9]+: /{msg=$0} /^(--- |ok|FAIL|panic)|^[ \t]+--- /{print} /^[ \t]*--- SKIP/{sub(/^[ \t]+/, "    ", msg); print msg}' "$LOG" || true
 if [ "$rc" -ne 0 ]; then

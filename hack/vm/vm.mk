@@ -6,8 +6,10 @@
 #                      static runc with seccomp, modules in dependency order) +
 #                      manifest into _output/guest; cached in
 #                      ~/.cache/magnetar/guest (hack/vm/guest-image.sh)
-#   make vm-test       the VM integration tests (hack/vm/vmtest and those of
-#                      cmd/vmm-sandboxer that boot the image; root, QEMU;
+#   make vm-test       the VM integration tests (hack/vm/vmtest, the Cloud
+#                      Hypervisor stand-in's, and those of cmd/vmm-sandboxer
+#                      that boot the image: the vm conformance suite on QEMU
+#                      and on Cloud Hypervisor's driver + stand-in; root, QEMU;
 #                      TCG here), serially; skipped with a reason where QEMU
 #                      cannot run. Ends with "vm: N passed, M failed, K skipped".
 #                      Part of make test.
@@ -26,7 +28,7 @@ RTT_N ?= 1000
 guest-image: bin/magnetar-agent
 	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) AGENT_VERSION=$(VERSION) hack/vm/guest-image.sh
 
-vm-test: bin/magnetar-agent
+vm-test: bin/magnetar-agent standins
 	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) AGENT_VERSION=$(VERSION) hack/vm/vm-test.sh
 
 bench-vmboot: guest-image

@@ -53,6 +53,11 @@
 // is read byte by byte, so nothing the guest sends right after the OK line is
 // lost, and the caller gets the *net.UnixConn itself.
 //
+// Descriptors: FDListener wraps a unix listener so that its connections
+// (*FDConn) keep the descriptors that arrive with their bytes (SCM_RIGHTS,
+// close-on-exec), for servers that take descriptors out of band on a
+// request's connection, as Cloud Hypervisor's API does with vm.add-net.
+//
 // serial: the host side of a QEMU virtio-serial chardev is a unix socket,
 // dialled like unix, but QEMU accepts on it before the guest has booted and
 // holds what the host writes until the agent opens the port: a connection

@@ -1,27 +1,46 @@
 #!/usr/bin/env bash
-# hack/vmm/e2e/vmkill.sh: a VM killed from outside (SIGKILL to its QEMU):
-# the pod turns NOTREADY (Controller.Wait returns), its container is reported
-# exited, removing the pod works and leaves no VM process, socket or mount;
-# a new pod runs.
+# hack/vmm/e2e/vmkill.sh: a VM killed from outside (SIGKILL to its VMM: the
+# QEMU of magnetar-vmm; the cloud-hypervisor of magnetar-clh, here its
+# stand-in, whose death must take its QEMU with it as the real one's ends
+# the guest): the pod turns NOTREADY (Controller.Wait returns), its container
+# is reported exited, removing the pod works and leaves no VM process, socket
+# or mount; a new pod runs.
 #
-#   RUNTIME_HANDLER=magnetar-vmm [WORK=...] hack/vmm/e2e/vmkill.sh
+#   RUNTIME_HANDLER=magnetar-vmm|magnetar-clh [WORK=...] hack/vmm/e2e/vmkill.sh
 set -euo pipefail
 source "$(dirname "$0")/../../e2e/lib.sh"
 e2e_init
 
 SLEEP='["sh", "-c", "exec sleep 3600"]'
-# vm_pids: the QEMU of this pod (its -name guest=<id>) and the virtiofsd of
-# its share (source=<dir>/sandboxes/<id>/share)
-vm_pids() { pgrep -f -- "[g]uest=$POD_ID|[s]andboxes/$POD_ID/" || true; }
-qemu_pid() {
-  local pid
-  [ "$(vm_pids | wc -l)" -ge 2 ] || fail "want a QEMU and a virtiofsd naming $POD_ID, got: $(vm_pids | tr '\n' ' ')"
-  pid=$(pgrep -f -- "[g]uest=$POD_ID" | head -1)
-  [ -n "$pid" ] || fail "no QEMU process naming $POD_ID"
-  echo "$pid"
+RUN_DIR=""
+# fsd_pids: the virtiofsd of the pod's share (source=<dir>/sandboxes/<id>/share;
+# QEMU 7.2's forks once into its sandbox)
+fsd_pids() { pgrep -f -- "[s]andboxes/$POD_ID/" || true; }
+# vm_pids: virtiofsd and every process naming the VM's run directory (the
+# VMM, and the stand-in's QEMU)
+vm_pids() {
+  fsd_pids
+  if [ -n "$RUN_DIR" ]; then pgrep -f -- "$RUN_DIR/" || true; fi
+}
+# vmm_pid: prints "PID RUN_DIR" of the VMM: of the processes naming the run
+# directory (where virtiofsd's --socket-path is), the one that is neither
+# virtiofsd nor the child of another (the stand-in's QEMU)
+vmm_pid() {
+  local fsd sock dir pids p out=""
+  fsd=$(fsd_pids)
+  [ -n "$fsd" ] || fail "no virtiofsd naming $POD_ID"
+  sock=$(tr '\0' '\n' <"/proc/$(head -1 <<<"$fsd")/cmdline" | sed -n 's/^--socket-path=//p')
+  [ -n "$sock" ] || fail "virtiofsd has no --socket-path"
+  dir=$(dirname "$sock")
+  pids=$(pgrep -f -- "$dir/" | grep -vxF "$fsd" || true)
+  for p in $pids; do
+    grep -qx "$(ps -o ppid= -p "$p" | tr -d ' ')" <<<"$pids" || out+="$p "
+  done
+  [ "$(wc -w <<<"$out")" -eq 1 ] || fail "want one VMM process naming $dir/, got: $out(all: $(tr '\n' ' ' <<<"$pids"))"
+  echo "${out% } $dir"
 }
 no_vm_pids() { [ -z "$(vm_pids)" ]; }
-kill_vm() { kill -KILL "$QPID"; }
+kill_vm() { kill -KILL "$VPID"; }
 notready() { wait_pod_state "$POD" SANDBOX_NOTREADY 20; }
 ctr_exited() { wait_ctr_state "$C" CONTAINER_EXITED 20; }
 no_vm_left() { wait_for 10 no_vm_pids; }
@@ -37,8 +56,8 @@ new_pod() {
 req  "runp" run_pod victim; POD=$LAST; POD_ID=$POD
 req  "container" start_ctr "$POD" victim c "$BUSYBOX_IMAGE" "$SLEEP"; C=$LAST
 req  "container running" wait_ctr_state "$C" CONTAINER_RUNNING 30
-req  "the VM's QEMU process" qemu_pid; QPID=$LAST
-step "kill -9 QEMU" kill_vm
+req  "the VM's VMM process" vmm_pid; read -r VPID RUN_DIR <<<"$LAST"
+step "kill -9 the VMM" kill_vm
 step "pod NOTREADY" notready
 step "container EXITED" ctr_exited
 step "rmp -f" crictl rmp -f "$POD"

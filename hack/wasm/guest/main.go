@@ -10,6 +10,9 @@
 //	exit N              exit with N (os.Exit: proc_exit)
 //	sleep DURATION      print "sleeping", sleep (poll_oneoff), print "woke"
 //	idle                print "ready", then sleep forever
+//	tick [FILE TEXT]... write each FILE with TEXT, then print "tick N" once a
+//	                    second forever (N from 0)
+//	rm FILE             remove FILE
 //	spin                print "spinning", then burn CPU forever
 //	stdin               copy stdin to stdout, then print "stdin: EOF"
 //	grow MIB            allocate and touch MIB MiB, print "grew"
@@ -98,6 +101,26 @@ func main() {
 		fmt.Println("ready")
 		for {
 			time.Sleep(time.Hour)
+		}
+	case "tick":
+		if len(arg)%2 != 0 {
+			fail("usage: tick [FILE TEXT]...")
+		}
+		for i := 0; i < len(arg); i += 2 {
+			if err := os.WriteFile(arg[i], []byte(arg[i+1]+"\n"), 0o644); err != nil {
+				fail(err.Error())
+			}
+		}
+		for n := 0; ; n++ {
+			fmt.Printf("tick %d\n", n)
+			time.Sleep(time.Second)
+		}
+	case "rm":
+		if len(arg) != 1 {
+			fail("usage: rm FILE")
+		}
+		if err := os.Remove(arg[0]); err != nil {
+			fail(err.Error())
 		}
 	case "spin":
 		fmt.Println("spinning")

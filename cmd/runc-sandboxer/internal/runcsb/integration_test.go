@@ -149,6 +149,8 @@ func TestBadPodRequestsLeaveNothing(t *testing.T) {
 		{"bad hostname", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, hostNetPod(nil, "a b/c"))}, codes.InvalidArgument, "hostname"},
 		{"non-namespaced sysctl", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, hostNetPod(map[string]string{"vm.swappiness": "1"}, ""))}, codes.InvalidArgument, "vm.swappiness"},
 		{"net sysctl on host network", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, hostNetPod(map[string]string{"net.core.somaxconn": "1"}, ""))}, codes.InvalidArgument, "net.core.somaxconn"},
+		{"userns mode CONTAINER", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, usernsModePod(runtime.NamespaceMode_CONTAINER))}, codes.InvalidArgument, "userns_options.mode"},
+		{"userns mode TARGET", &sandboxapi.ControllerCreateRequest{SandboxID: "p", Options: podAny(t, usernsModePod(runtime.NamespaceMode_TARGET))}, codes.InvalidArgument, "userns_options.mode"},
 	}
 	for _, tc := range cases {
 		_, err := r.ctrl.Create(ctx, tc.req)
@@ -157,6 +159,13 @@ func TestBadPodRequestsLeaveNothing(t *testing.T) {
 			t.Errorf("%s left %v", tc.name, left)
 		}
 	}
+}
+
+// usernsModePod is a host-network pod asking for a user namespace in mode m.
+func usernsModePod(m runtime.NamespaceMode) *runtime.PodSandboxConfig {
+	c := hostNetPod(nil, "")
+	c.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtime.UserNamespace{Mode: m}
+	return c
 }
 
 // busyboxBundle writes a bundle whose rootfs holds a static busybox.

@@ -98,6 +98,12 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 		CgroupParent: cfg.GetLinux().GetCgroupParent(),
 		Dir:          s.Dir,
 	}
+	switch m := nso.GetUsernsOptions().GetMode(); {
+	case nso.GetUsernsOptions() == nil || m == runtime.NamespaceMode_NODE || m == runtime.NamespaceMode_POD:
+	default:
+		// a user namespace is the pod's or the host's: CRI defines no other
+		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options.mode: %s: want POD or NODE: %w", m, errdefs.ErrInvalidArgument)
+	}
 	userns := nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD
 	if userns && (st.HostNetwork || st.HostPID || nso.GetIpc() == runtime.NamespaceMode_NODE) {
 		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: a pod with its own user namespace cannot share the host's network, PID or IPC namespace: %w", errdefs.ErrInvalidArgument)

@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 )
 
@@ -30,15 +31,15 @@ const (
 	// AgentSocket is the virtio-serial port's chardev socket.
 	AgentSocket = "agent.sock"
 	// VirtiofsSocket is virtiofsd's vhost-user socket.
-	VirtiofsSocket = "virtiofs.sock"
+	VirtiofsSocket = vmhost.VirtiofsSocket
 	// PidFile is QEMU's -pidfile.
 	PidFile = "qemu.pid"
 	// ConsoleLog is the guest's serial console (ttyS0).
-	ConsoleLog = "console.log"
+	ConsoleLog = vmhost.ConsoleLog
 	// QEMULog is QEMU's own stdout and stderr.
 	QEMULog = "qemu.log"
 	// VirtiofsdLog is virtiofsd's stdout and stderr.
-	VirtiofsdLog = "virtiofsd.log"
+	VirtiofsdLog = vmhost.VirtiofsdLog
 )
 
 // maxSocketPath is the room for a path in a sockaddr_un.
@@ -103,7 +104,7 @@ func Args(cfg *vm.Config, accel string, tscKHz int, cid uint32) ([]string, error
 	if cfg.Share != "" {
 		a = append(a,
 			"-chardev", "socket,id=virtiofs,path="+escape(filepath.Join(cfg.Dir, VirtiofsSocket)),
-			"-device", "vhost-user-fs-device,chardev=virtiofs,tag="+shareTag(cfg))
+			"-device", "vhost-user-fs-device,chardev=virtiofs,tag="+cfg.VirtiofsTag())
 	}
 	for i, n := range cfg.NICs {
 		id := "n" + strconv.Itoa(i)
@@ -134,29 +135,10 @@ func KernelArgs(cfg *vm.Config, accel string, tscKHz int) []string {
 	case vm.ChannelSerial:
 		k = append(k, agentapi.CmdlineTransport+"=serial:"+agentapi.DefaultSerialPort)
 	case vm.ChannelVsock:
-		k = append(k, agentapi.CmdlineTransport+"=vsock:"+strconv.FormatUint(uint64(vsockPort(cfg)), 10))
+		k = append(k, agentapi.CmdlineTransport+"=vsock:"+strconv.FormatUint(uint64(cfg.VsockPort()), 10))
 	}
-	if cfg.Share != "" {
-		k = append(k, agentapi.CmdlineShare+"=virtiofs:"+shareTag(cfg))
-	} else {
-		// or the agent waits for the default share's device
-		k = append(k, agentapi.CmdlineShare+"=none")
-	}
+	k = append(k, cfg.ShareKernelArg())
 	return append(k, cfg.KernelArgs...)
-}
-
-func shareTag(cfg *vm.Config) string {
-	if cfg.ShareTag == "" {
-		return agentapi.DefaultShareTag
-	}
-	return cfg.ShareTag
-}
-
-func vsockPort(cfg *vm.Config) uint32 {
-	if cfg.Agent.Port == 0 {
-		return agentapi.DefaultVsockPort
-	}
-	return cfg.Agent.Port
 }
 
 // escape doubles commas, QEMU's escape inside an option list (QemuOpts).
@@ -182,8 +164,8 @@ func validate(cfg *vm.Config) error {
 		return bad("%d vCPUs and %d MiB: both must be positive", cfg.VCPUs, cfg.MemoryMiB)
 	case cfg.Share != "" && !filepath.IsAbs(cfg.Share):
 		return bad("share %q is not absolute", cfg.Share)
-	case len(shareTag(cfg)) > maxShareTag || strings.Contains(shareTag(cfg), ","):
-		return bad("share tag %q: at most %d bytes, no comma", shareTag(cfg), maxShareTag)
+	case len(cfg.VirtiofsTag()) > maxShareTag || strings.Contains(cfg.VirtiofsTag(), ","):
+		return bad("share tag %q: at most %d bytes, no comma", cfg.VirtiofsTag(), maxShareTag)
 	}
 	switch cfg.Agent.Kind {
 	case vm.ChannelSerial, vm.ChannelVsock:

@@ -273,44 +273,6 @@ func TestFakeRecover(t *testing.T) {
 	}
 }
 
-// TestRecoverChecksStartTime: a live process with the saved pid but
-// another start time is not ours: the VM is Done and the process untouched.
-// A virtiofsd that outlived its QEMU is killed.
-func TestRecoverChecksStartTime(t *testing.T) {
-	dir := shortTempDir(t)
-	sleeper := func() *hostproc.Process {
-		p, err := hostproc.Start(context.Background(), hostproc.Spec{Name: "sleep", Path: "sleep", Args: []string{"60"}, Log: filepath.Join(dir, "log")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.KillWait(time.Second) })
-		return p
-	}
-	other, fsd := sleeper(), sleeper()
-	fsdID := fsd.ID()
-	st := State{Hypervisor: Name, ID: "x", Dir: dir, Accel: AccelTCG, QMPSocket: dir + "/qmp.sock",
-		QEMU:  hostproc.ID{Pid: other.Pid(), StartTime: other.ID().StartTime + 1},
-		Agent: AgentState{Kind: vm.ChannelSerial}, AgentSocket: dir + "/agent.sock",
-		Virtiofsd: &fsdID, Share: dir, VirtiofsSocket: dir + "/virtiofs.sock"}
-	b, _ := json.Marshal(st)
-	v, err := New(Options{}).Recover(context.Background(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitDone(t, v, time.Second)
-	if !other.Running() {
-		t.Error("recover killed a process that only had the pid")
-	}
-	select {
-	case <-fsd.Done():
-	case <-time.After(5 * time.Second):
-		t.Error("the orphaned virtiofsd still runs")
-	}
-	if len(v.Pids()) != 1 {
-		t.Errorf("pids %v", v.Pids())
-	}
-}
-
 func TestRecoverBadState(t *testing.T) {
 	h := New(Options{})
 	good := State{Hypervisor: Name, ID: "x", Dir: "/run/x", QMPSocket: "/run/x/qmp.sock", QEMU: hostproc.ID{Pid: 1},

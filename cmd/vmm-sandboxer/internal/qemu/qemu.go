@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/containerd/log"
 
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
 	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
@@ -29,7 +28,7 @@ const (
 	DefaultStopTimeout = 10 * time.Second
 	// DefaultHelperGrace is how long Stop lets virtiofsd end by itself
 	// once QEMU has exited (it does when its vhost-user peer goes).
-	DefaultHelperGrace = 2 * time.Second
+	DefaultHelperGrace = vmhost.DefaultHelperGrace
 )
 
 // Options tune the driver; the zero value is the defaults.
@@ -120,25 +119,20 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 
 	v := newVM(h, cfg, accel)
 	// what a previous run left would be taken for this one's
-	if err := v.removeFiles(); err != nil {
+	if err := v.RemoveFiles(); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if retErr != nil {
-			v.abort(ctx)
+			v.Abort(ctx)
 		}
 	}()
 	if cfg.Share != "" {
-		fsd, err := virtiofsd.Start(ctx, virtiofsd.Config{
-			ID: cfg.ID, Binary: cfg.Helpers[vm.HelperVirtiofsd], Socket: v.path(VirtiofsSocket), Source: cfg.Share,
-			Log: v.path(VirtiofsdLog), Cgroup: cfg.Cgroup,
-		})
-		if err != nil {
+		if err := v.StartVirtiofsd(ctx, cfg); err != nil {
 			return nil, err
 		}
-		v.fsd = fsd
-		id := fsd.ID()
-		v.st.Virtiofsd, v.st.ShareMounted = &id, fsd.ShareMounted()
+		id := v.FSD.ID()
+		v.st.Virtiofsd, v.st.ShareMounted = &id, v.ShareMounted
 	}
 	extra := make([]*os.File, 0, len(cfg.NICs)+1)
 	for _, n := range cfg.NICs {
@@ -158,70 +152,29 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	if err != nil {
 		return nil, err
 	}
-	p, err := hostproc.Start(ctx, hostproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
+	p, err := hostproc.Start(ctx, hostproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.Path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
 	if err != nil {
 		return nil, err
 	}
-	v.qemu, v.st.QEMU = p, p.ID()
-	if err := v.waitQMP(ctx); err != nil {
+	v.VMM, v.st.QEMU = p, p.ID()
+	// QMP's socket exists (and accepts) before the machine is built, but
+	// QEMU greets only from its main loop, once the kernel and initrd are
+	// loaded
+	if err := v.WaitReady(ctx, "QMP", func(ctx context.Context) error {
+		q, err := DialQMP(ctx, v.st.QMPSocket)
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		st, err := q.QueryStatus(ctx)
+		if err == nil {
+			log.G(ctx).WithField("status", st.Status).Debug("qemu answers on qmp")
+		}
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	log.G(ctx).WithFields(log.Fields{"pid": p.Pid(), "accel": accel, "agent": v.Agent().String()}).Info("qemu started")
-	v.watchHelpers(context.WithoutCancel(ctx))
+	v.WatchHelpers(context.WithoutCancel(ctx))
 	return v, nil
 }
-
-// waitQMP waits until QMP greets and answers query-status; it fails when
-// QEMU exits first or ctx ends. The socket exists (and accepts) before the
-// machine is built, but QEMU greets only from its main loop, once the
-// kernel and initrd are loaded.
-func (v *VM) waitQMP(ctx context.Context) error {
-	var last error
-	for {
-		q, err := DialQMP(ctx, v.st.QMPSocket)
-		if err == nil {
-			var st Status
-			st, err = q.QueryStatus(ctx)
-			q.Close()
-			if err == nil {
-				log.G(ctx).WithField("status", st.Status).Debug("qemu answers on qmp")
-				return nil
-			}
-		}
-		last = err
-		select {
-		case <-v.qemu.Done():
-			return v.exitedError("during start")
-		case <-ctx.Done():
-			// QEMU may have died in the last moment: say so rather than time out
-			select {
-			case <-v.qemu.Done():
-				return v.exitedError("during start")
-			case <-time.After(100 * time.Millisecond):
-			}
-			return fmt.Errorf("qemu (pid %d) did not answer on QMP: %w (last: %v)%s", v.qemu.Pid(), ctx.Err(), last, v.diagnostics())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-// abort undoes a failed Start: kills what runs, removes sockets and pid
-// files, releases the share.
-func (v *VM) abort(ctx context.Context) {
-	if v.qemu != nil {
-		if err := v.qemu.KillWait(hostproc.DefaultKillWait); err != nil {
-			log.G(ctx).WithError(err).Error("qemu start failed and qemu could not be killed")
-		}
-	}
-	if v.fsd != nil {
-		if err := v.fsd.KillWait(hostproc.DefaultKillWait); err != nil {
-			log.G(ctx).WithError(err).Error("qemu start failed and virtiofsd could not be killed")
-		}
-	}
-	if err := v.Cleanup(); err != nil {
-		log.G(ctx).WithError(err).Warn("qemu start failed: cleanup")
-	}
-}
-
-// path is name in the VM's run directory.
-func (v *VM) path(name string) string { return filepath.Join(v.st.Dir, name) }

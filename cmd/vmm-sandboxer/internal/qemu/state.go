@@ -9,7 +9,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
@@ -88,18 +87,11 @@ func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM,
 		return nil, err
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("sandbox_id", st.ID))
-	v := &VM{opts: h.opts, st: st, qemu: hostproc.Recover("qemu", st.QEMU)}
-	if st.Virtiofsd != nil {
-		v.fsd = virtiofsd.Recover(virtiofsd.Config{ID: st.ID, Socket: st.VirtiofsSocket, Source: st.Share, Log: v.path(VirtiofsdLog)},
-			*st.Virtiofsd, st.ShareMounted)
-		if !v.qemu.Running() && v.fsd.Running() {
-			log.G(ctx).WithField("pid", v.fsd.Pid()).Info("virtiofsd outlived its qemu: killing it")
-			if err := v.fsd.KillWait(hostproc.DefaultKillWait); err != nil {
-				return nil, fmt.Errorf("recover vm %s: %w", st.ID, err)
-			}
-		}
+	v := &VM{opts: h.opts, st: st}
+	v.Host = v.host()
+	if err := v.Host.Recover(ctx, st.QEMU, st.Virtiofsd); err != nil {
+		return nil, err
 	}
-	log.G(ctx).WithFields(log.Fields{"pid": st.QEMU.Pid, "running": v.qemu.Running()}).Info("qemu vm recovered")
-	v.watchHelpers(context.WithoutCancel(ctx))
+	log.G(ctx).WithFields(log.Fields{"pid": st.QEMU.Pid, "running": v.VMM.Running()}).Info("qemu vm recovered")
 	return v, nil
 }

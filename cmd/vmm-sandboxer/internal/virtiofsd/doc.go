@@ -1,9 +1,12 @@
 // Package virtiofsd runs the vhost-user file system daemon that exports a
 // pod's share directory to its VM (virtio-fs), for every VMM that speaks
-// vhost-user-fs: QEMU now, Cloud Hypervisor later.
+// vhost-user-fs: QEMU and Cloud Hypervisor.
 //
 // The daemon is Debian bookworm's C virtiofsd (qemu-system-common 7.2,
-// /usr/lib/qemu/virtiofsd); its command line is
+// /usr/lib/qemu/virtiofsd) or the Rust one (virtio-fs/virtiofsd, packaged
+// as virtiofsd in Debian 13 and Ubuntu 24.04: /usr/libexec/virtiofsd), which
+// takes the same options (the -o forms as deprecated aliases, with a
+// warning in its log); its command line is
 //
 //	virtiofsd --socket-path=<socket> -o source=<share> -o cache=none
 //	          -o no_xattr -o announce_submounts --thread-pool-size=1
@@ -49,6 +52,7 @@
 // own, no parent-death signal), stdout and stderr in a log file, in the
 // VM's cgroup. It ends by itself when its vhost-user peer (the VMM)
 // disconnects; Stop waits a grace period for that and kills it otherwise.
-// It leaves its socket and a lock file (/var/run/virtiofsd/<socket path
-// with '/' → '.'>.pid) behind; Cleanup removes both.
+// It leaves its socket and a lock file behind (the C daemon
+// /var/run/virtiofsd/<socket path with '/' → '.'>.pid, the Rust one
+// <socket>.pid); Cleanup removes them.
 package virtiofsd

@@ -208,10 +208,10 @@ func (d *Daemon) Stop(grace time.Duration) error {
 }
 
 // Cleanup removes what a virtiofsd on socket leaves: the socket and its
-// lock file. Missing files are fine.
+// lock file (the C daemon's or the Rust one's). Missing files are fine.
 func Cleanup(socket string) error {
 	var errs []error
-	for _, p := range []string{socket, LockFile(socket)} {
+	for _, p := range []string{socket, LockFile(socket), RustLockFile(socket)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -223,6 +223,10 @@ func Cleanup(socket string) error {
 func LockFile(socket string) string {
 	return filepath.Join(lockDir, strings.ReplaceAll(socket, "/", ".")+".pid")
 }
+
+// RustLockFile is the lock (pid) file the Rust virtiofsd (virtio-fs/virtiofsd,
+// /usr/libexec/virtiofsd) keeps for socket: next to it.
+func RustLockFile(socket string) string { return socket + ".pid" }
 
 // PrepareShare makes dir a mount point with shared propagation, so that
 // mounts made below it later reach virtiofsd (see the package doc). When

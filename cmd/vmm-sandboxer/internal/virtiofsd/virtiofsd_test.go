@@ -61,6 +61,9 @@ func TestValidate(t *testing.T) {
 }
 
 func TestLockFile(t *testing.T) {
+	if got := RustLockFile("/tmp/vfx/v.sock"); got != "/tmp/vfx/v.sock.pid" {
+		t.Errorf("rust lock file %q", got)
+	}
 	if got := LockFile("/tmp/vfx/v.sock"); got != "/var/run/virtiofsd/.tmp.vfx.v.sock.pid" {
 		t.Errorf("lock file %s", got)
 	}
@@ -235,10 +238,14 @@ func TestMountPropagation(t *testing.T) {
 	if b, err := os.ReadFile("/proc/" + child + "/stat"); err == nil {
 		t.Errorf("virtiofsd's sandbox child left: %s", b)
 	}
+	// as the Rust virtiofsd would have left it
+	if err := os.WriteFile(RustLockFile(cfg.Socket), []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := Cleanup(cfg.Socket); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{cfg.Socket, LockFile(cfg.Socket)} {
+	for _, p := range []string{cfg.Socket, LockFile(cfg.Socket), RustLockFile(cfg.Socket)} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s left", p)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
 )
 
@@ -126,4 +127,32 @@ type VM interface {
 // Hotplugger is implemented by VMs that take devices after boot.
 type Hotplugger interface {
 	AddNIC(ctx context.Context, nic NIC) error
+}
+
+// VirtiofsTag is the share's virtio-fs tag: ShareTag, else
+// agentapi.DefaultShareTag.
+func (c *Config) VirtiofsTag() string {
+	if c.ShareTag == "" {
+		return agentapi.DefaultShareTag
+	}
+	return c.ShareTag
+}
+
+// VsockPort is the agent's vsock port: Agent.Port, else
+// agentapi.DefaultVsockPort.
+func (c *Config) VsockPort() uint32 {
+	if c.Agent.Port == 0 {
+		return agentapi.DefaultVsockPort
+	}
+	return c.Agent.Port
+}
+
+// ShareKernelArg is the guest kernel argument that tells the agent where
+// its share is: virtio-fs under VirtiofsTag, or none without a share (else
+// the agent waits for the default share's device).
+func (c *Config) ShareKernelArg() string {
+	if c.Share == "" {
+		return agentapi.CmdlineShare + "=none"
+	}
+	return agentapi.CmdlineShare + "=virtiofs:" + c.VirtiofsTag()
 }

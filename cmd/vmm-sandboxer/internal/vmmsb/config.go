@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/clh"
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 )
@@ -16,6 +17,9 @@ const Name = "vmm"
 // Handler is the runtime handler (containerd proxy plugin) of QEMU VMs, the
 // default.
 const Handler = "magnetar-vmm"
+
+// HandlerCLH is the runtime handler of Cloud Hypervisor VMs.
+const HandlerCLH = "magnetar-clh"
 
 // Defaults of the files `make guest-image` builds, where the package installs
 // them.
@@ -36,7 +40,9 @@ type Config struct {
 	Hypervisors map[string]string `toml:"hypervisors"`
 	VM          VMConfig          `toml:"vm"`
 	QEMU        VMMConf           `toml:"qemu"`
-	Pod         PodConf           `toml:"pod"`
+	// CloudHypervisor is [cloud_hypervisor].
+	CloudHypervisor VMMConf `toml:"cloud_hypervisor"`
+	Pod             PodConf `toml:"pod"`
 }
 
 // VMConfig is what every pod VM gets.
@@ -91,7 +97,7 @@ func DefaultConfig() *Config {
 	return &Config{
 		Daemon:      config.DefaultDaemon(Name),
 		RunDir:      filepath.Join(config.DefaultRunDir, Name),
-		Hypervisors: map[string]string{Handler: HypervisorQEMU},
+		Hypervisors: map[string]string{Handler: HypervisorQEMU, HandlerCLH: HypervisorCLH},
 		VM: VMConfig{
 			DefaultHypervisor: HypervisorQEMU, Kernel: DefaultKernel, Initrd: DefaultInitrd, KernelArgs: []string{},
 			Accel: "auto", Agent: "auto",
@@ -99,7 +105,10 @@ func DefaultConfig() *Config {
 			VCPUs: 1, MemoryMiB: 256, MaxVCPUs: 8, MaxMemoryMiB: 8192, MemoryOverheadMiB: 128,
 		},
 		QEMU: VMMConf{Binary: "qemu-system-x86_64", Virtiofsd: "/usr/lib/qemu/virtiofsd"},
-		Pod:  PodConf{StopTimeout: config.Duration(10 * time.Second)},
+		// the Rust virtiofsd Cloud Hypervisor's docs use (Debian 13, Ubuntu
+		// 24.04: package virtiofsd)
+		CloudHypervisor: VMMConf{Binary: clh.DefaultBinary, Virtiofsd: "/usr/libexec/virtiofsd"},
+		Pod:             PodConf{StopTimeout: config.Duration(10 * time.Second)},
 	}
 }
 

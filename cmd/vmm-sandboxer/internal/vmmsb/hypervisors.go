@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/clh"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/qemu"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/shared/config"
@@ -20,6 +21,7 @@ import (
 // state.
 const (
 	HypervisorQEMU = qemu.Name
+	HypervisorCLH  = clh.Name
 )
 
 // kind is one hypervisor this binary has a driver for.
@@ -44,6 +46,13 @@ var kinds = map[string]kind{
 		new:     func() vm.Hypervisor { return qemu.New(qemu.Options{}) },
 		accel:   qemu.Probe,
 		channel: func(want string) (string, error) { return agentChannel(want, qemu.VhostVsockDevice) },
+	},
+	HypervisorCLH: {
+		section: "cloud_hypervisor",
+		conf:    func(c *Config) *VMMConf { return &c.CloudHypervisor },
+		new:     func() vm.Hypervisor { return clh.New(clh.Options{}) },
+		accel:   clh.Accel,
+		channel: clh.AgentChannel,
 	},
 }
 

@@ -34,6 +34,7 @@ func TestValidateNamesKeys(t *testing.T) {
 		"[vm]\nboot_timeout = \"0s\"\n":                    "vm.boot_timeout",
 		"[vm]\nagent_log_level = \"loud\"\n":               "vm.agent_log_level",
 		"[qemu]\nbinary = \"\"\n":                          "qemu.binary",
+		"[cloud_hypervisor]\nvirtiofsd = \"\"\n":           "cloud_hypervisor.virtiofsd",
 		"[hypervisors]\nmagnetar-fc = \"firecracker\"\n":   "hypervisors.magnetar-fc",
 		"[vm]\ndefault_hypervisor = \"kvmtool\"\n":         "vm.default_hypervisor",
 		"run_dir = \"/" + strings.Repeat("x", 90) + "\"\n": "run_dir",
@@ -139,6 +140,41 @@ func TestHypervisorMissingFailsItsPods(t *testing.T) {
 	}
 	if _, err := d.Create(context.Background(), spec); err != nil {
 		t.Fatalf("Create once the binary is installed: %v", err)
+	}
+}
+
+// TestCloudHypervisorNotInstalled: with this binary's kinds, magnetar-clh's
+// pods fail naming cloud_hypervisor.binary while magnetar-vmm's are
+// created; vm.accel = "tcg" cannot run Cloud Hypervisor and stops the
+// daemon naming the key.
+func TestCloudHypervisorNotInstalled(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "cloud-hypervisor")
+	cfg := DefaultConfig()
+	cfg.RunDir = t.TempDir()
+	cfg.QEMU.Binary, cfg.QEMU.Virtiofsd = "/bin/true", "/bin/true"
+	cfg.CloudHypervisor.Binary, cfg.CloudHypervisor.Virtiofsd = bin, "/bin/true"
+	d, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, kinds, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := d.backends[HypervisorCLH]; b == nil || b.channel != vm.ChannelHybridVsock || b.accel != "kvm" {
+		t.Fatalf("cloud-hypervisor backend %+v", b)
+	}
+	spec := func(handler string) *sandbox.Spec {
+		return &sandbox.Spec{ID: "p-" + handler, Sandboxer: handler, NetNSPath: "/proc/self/ns/net", Config: &runtime.PodSandboxConfig{}, Dir: t.TempDir()}
+	}
+	_, err = d.Create(context.Background(), spec(HandlerCLH))
+	for _, want := range []string{HandlerCLH, "cloud_hypervisor.binary", bin} {
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Create on %s: %v, want FailedPrecondition naming %q", HandlerCLH, err, want)
+		}
+	}
+	if inst, err := d.Create(context.Background(), spec(Handler)); err != nil || inst.(*pod).st.Hypervisor != HypervisorQEMU {
+		t.Errorf("Create on %s: %v", Handler, err)
+	}
+	cfg.VM.Accel = "tcg"
+	if _, err := newDriver(&daemon.Env{Life: context.Background()}, cfg, kinds, nil); err == nil || !strings.Contains(err.Error(), "vm.accel") {
+		t.Errorf("vm.accel = tcg with cloud-hypervisor configured: %v", err)
 	}
 }
 
