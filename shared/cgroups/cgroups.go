@@ -99,6 +99,17 @@ func Load(cgroupsPath string) (Cgroup, error) {
 	return h.load(cgroupsPath)
 }
 
+// MetricsAt is the metrics of the existing cgroup named by cgroupsPath
+// (Load, then Metrics): what a pod whose processes all live in one host
+// cgroup (a VM, an application kernel) costs the node.
+func MetricsAt(cgroupsPath string) (*anypb.Any, error) {
+	cg, err := Load(cgroupsPath)
+	if err != nil {
+		return nil, err
+	}
+	return cg.Metrics()
+}
+
 // New creates the cgroup named by cgroupsPath, with its parents, in every
 // hierarchy (v1) or in the unified hierarchy with the host's controllers
 // enabled down to it (v2), and opens it. An existing cgroup is opened as is.

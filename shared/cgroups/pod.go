@@ -3,8 +3,6 @@ package cgroups
 import (
 	"path/filepath"
 	"strings"
-
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // PodPath is the cgroup of a pod whose host processes (a VMM, an
@@ -21,14 +19,4 @@ func PodPath(handler, parent, id string) string {
 	default:
 		return parent + ":" + handler + ":" + id
 	}
-}
-
-// LoadMetrics loads the cgroup at cgroupsPath and returns its metrics
-// ([Cgroup.Metrics]).
-func LoadMetrics(cgroupsPath string) (*anypb.Any, error) {
-	cg, err := Load(cgroupsPath)
-	if err != nil {
-		return nil, err
-	}
-	return cg.Metrics()
 }

@@ -487,7 +487,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	a, err := cgroups.LoadMetrics(path)
+	a, err := cgroups.MetricsAt(path)
 	if err != nil {
 		return nil, err
 	}

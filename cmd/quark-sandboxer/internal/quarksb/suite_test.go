@@ -202,16 +202,20 @@ func TestTaskSuite(t *testing.T) {
 			},
 			Args: tasktest.BusyboxArgs,
 		},
-		Kill: func(t *testing.T, pod, _ string, pid uint32) error {
+		// the pid is the sandbox's: the process's host pid is found
+		// through the pod's sandbox process
+		EndProcess: func(t *testing.T, _, pod, _ string, pid uint32) {
 			sb := sandboxOf(quark, pod)
 			if len(sb) != 1 {
-				return fmt.Errorf("sandbox processes of pod %s: %v", pod, sb)
+				t.Fatalf("sandbox processes of pod %s: %v", pod, sb)
 			}
 			host, err := hostPid(sb[0], pid)
 			if err != nil {
-				return err
+				t.Fatal(err)
 			}
-			return syscall.Kill(host, syscall.SIGKILL)
+			if err := syscall.Kill(host, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
 		},
 	})
 }
