@@ -94,6 +94,12 @@ present_sandboxers() {
       if [ -n "$want" ]; then die "magnetar-gvisor: no runsc in $BIN: run make tools"; fi
       continue
     fi
+    # the Quark sandboxer needs a quark: the stand-in (make quark-standin)
+    # unless QUARK_BIN names a real one
+    if [ "$name" = magnetar-quark ] && [ ! -x "$QUARK_BIN" ]; then
+      if [ -n "$want" ]; then die "magnetar-quark: no quark at $QUARK_BIN: run make quark-standin (or set QUARK_BIN)"; fi
+      continue
+    fi
     echo "$name $bin"
   done
 }
@@ -118,7 +124,7 @@ EOF
     ;;
   magnetar-vmm)
     cat <<EOF
-run_dir = "$(vmm_run_dir)"
+run_dir = "$(run_dir_of vmm)"
 [vm]
 kernel = "$GUEST_OUT/vmlinuz"
 initrd = "$GUEST_OUT/initramfs.cpio"
@@ -143,20 +149,20 @@ platform = "${RUNSC_PLATFORM:-systrap}"
 pause_binary = "$ROOT/bin/magnetar-podinit"
 EOF
     ;;
+  magnetar-quark)
+    # QUARK_BIN: Quark's qvisor; the tests use the stand-in (hack/standins/quark)
+    cat <<EOF
+run_dir = "$(run_dir_of quark)"
+[quark]
+binary = "$QUARK_BIN"
+config_file = ""
+start_timeout = "30s"
+EOF
+    ;;
   *) echo "# $1: defaults only" ;;
   esac
 }
 
-# vmm_run_dir: the VMs' run directories (their unix sockets must fit 107
-# bytes): below WORK when it is short, else a short directory of its own
-# under /run/magnetar-harness
-vmm_run_dir() {
-  if [ $((${#WORK} + 8)) -le 76 ]; then
-    echo "$WORK/run/vmm"
-  else
-    echo "/run/magnetar-harness/$(printf '%s' "$WORK" | sha256sum | cut -c1-12)-vmm"
-  fi
-}
 
 # present_handlers: "HANDLER SERVED_BY BINARY" for every runtime handler of a
 # present sandboxer: its own (SERVED_BY = HANDLER) and its aliases

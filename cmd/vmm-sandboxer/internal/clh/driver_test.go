@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
 	"github.com/magnetar-runtime/magnetar/shared/clhapi"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
 
@@ -283,14 +283,14 @@ func TestFakeRecover(t *testing.T) {
 func TestRecoverBadState(t *testing.T) {
 	h := New(Options{})
 	good := State{Hypervisor: Name, ID: "x", Dir: "/run/x", APISocket: "/run/x/api.sock", VsockSocket: "/run/x/vsock.sock",
-		AgentPort: 1024, CLH: vmproc.ID{Pid: 1}}
+		AgentPort: 1024, CLH: hostproc.ID{Pid: 1}}
 	for name, edit := range map[string]func(*State){
 		"qemu":          func(s *State) { s.Hypervisor = "qemu" },
 		"no pid":        func(s *State) { s.CLH.Pid = 0 },
 		"relative dir":  func(s *State) { s.Dir = "x" },
 		"no api socket": func(s *State) { s.APISocket = "" },
 		"no port":       func(s *State) { s.AgentPort = 0 },
-		"fsd no socket": func(s *State) { s.Virtiofsd = &vmproc.ID{Pid: 2} },
+		"fsd no socket": func(s *State) { s.Virtiofsd = &hostproc.ID{Pid: 2} },
 	} {
 		s := good
 		edit(&s)

@@ -11,7 +11,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // State is a VM as persisted (vm.VM.State) and recovered
@@ -26,8 +26,8 @@ type State struct {
 	Dir   string `json:"dir"`
 	Accel string `json:"accel"`
 	// CLH and Virtiofsd (nil without a share) identify the processes.
-	CLH       vmproc.ID  `json:"cloud_hypervisor"`
-	Virtiofsd *vmproc.ID `json:"virtiofsd,omitempty"`
+	CLH       hostproc.ID  `json:"cloud_hypervisor"`
+	Virtiofsd *hostproc.ID `json:"virtiofsd,omitempty"`
 	// APISocket, VsockSocket and VirtiofsSocket (with a share) are the
 	// unix sockets in Dir.
 	APISocket      string `json:"api_socket"`
@@ -65,7 +65,7 @@ func (s *State) validate() error {
 
 // Recover finds a VM again from its State: Cloud Hypervisor and virtiofsd
 // are watched again if they still run (same pid and start time, see
-// package vmproc), then the API socket is asked (vmm.ping, vm.info) and
+// package hostproc), then the API socket is asked (vmm.ping, vm.info) and
 // the hybrid vsock socket dialled (a connection without CONNECT, which the
 // VMM drops), bounded by RecoverTimeout: a VMM that does not answer is
 // logged, and returned all the same (the pod's agent dial decides). A VM

@@ -48,7 +48,7 @@ const maxSocketPath = 107
 // maxShareTag is virtio-fs's tag length (struct virtio_fs_config).
 const maxShareTag = 36
 
-// firstExtraFD is the descriptor of the first vmproc.Spec.ExtraFiles entry.
+// firstExtraFD is the descriptor of the first hostproc.Spec.ExtraFiles entry.
 const firstExtraFD = 3
 
 // Args is QEMU's command line (without the binary) for cfg: a microvm with

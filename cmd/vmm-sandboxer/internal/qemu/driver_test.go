@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
 
@@ -275,7 +275,7 @@ func TestFakeRecover(t *testing.T) {
 
 func TestRecoverBadState(t *testing.T) {
 	h := New(Options{})
-	good := State{Hypervisor: Name, ID: "x", Dir: "/run/x", QMPSocket: "/run/x/qmp.sock", QEMU: vmproc.ID{Pid: 1},
+	good := State{Hypervisor: Name, ID: "x", Dir: "/run/x", QMPSocket: "/run/x/qmp.sock", QEMU: hostproc.ID{Pid: 1},
 		Agent: AgentState{Kind: vm.ChannelSerial}, AgentSocket: "/run/x/agent.sock"}
 	for name, edit := range map[string]func(*State){
 		"clh":           func(s *State) { s.Hypervisor = "cloud-hypervisor" },
@@ -283,7 +283,7 @@ func TestRecoverBadState(t *testing.T) {
 		"relative dir":  func(s *State) { s.Dir = "x" },
 		"vsock no cid":  func(s *State) { s.Agent = AgentState{Kind: vm.ChannelVsock} },
 		"hvsock":        func(s *State) { s.Agent.Kind = vm.ChannelHybridVsock },
-		"fsd no socket": func(s *State) { s.Virtiofsd = &vmproc.ID{Pid: 2} },
+		"fsd no socket": func(s *State) { s.Virtiofsd = &hostproc.ID{Pid: 2} },
 	} {
 		s := good
 		edit(&s)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // Name is the hypervisor's name (vm.Hypervisor.Name, State).
@@ -96,7 +96,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 		bin = DefaultBinary
 	}
 	// before anything starts
-	if bin, err = vmproc.LookPath("qemu", bin); err != nil {
+	if bin, err = hostproc.LookPath("qemu", bin); err != nil {
 		return nil, err
 	}
 	if err := vm.CheckGuest(cfg); err != nil {
@@ -152,7 +152,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	if err != nil {
 		return nil, err
 	}
-	p, err := vmproc.Start(ctx, vmproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.Path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
+	p, err := hostproc.Start(ctx, hostproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.Path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // State is a VM as persisted (vm.VM.State) and recovered
@@ -25,8 +25,8 @@ type State struct {
 	Dir   string `json:"dir"`
 	Accel string `json:"accel"`
 	// QEMU and Virtiofsd (nil without a share) identify the processes.
-	QEMU      vmproc.ID  `json:"qemu"`
-	Virtiofsd *vmproc.ID `json:"virtiofsd,omitempty"`
+	QEMU      hostproc.ID  `json:"qemu"`
+	Virtiofsd *hostproc.ID `json:"virtiofsd,omitempty"`
 	// QMPSocket, AgentSocket (serial channel) and VirtiofsSocket (with a
 	// share) are the unix sockets in Dir.
 	QMPSocket      string `json:"qmp_socket"`
@@ -74,7 +74,7 @@ func (s *State) validate() error {
 }
 
 // Recover finds a VM again from its State: QEMU and virtiofsd are watched
-// again if they still run (same pid and start time, see package vmproc).
+// again if they still run (same pid and start time, see package hostproc).
 // A VM whose QEMU is gone comes back already Done; a virtiofsd that
 // outlived its QEMU is killed. A State that does not decode or is not
 // QEMU's fails with errdefs.ErrInvalidArgument.

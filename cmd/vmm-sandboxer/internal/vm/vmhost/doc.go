@@ -11,6 +11,6 @@
 // Abort (undo a failed start) and Recover (the processes found again by
 // pid and start time, an orphaned virtiofsd killed).
 //
-// The processes are package vmproc's (detached from the daemon, watched
+// The processes are package hostproc's (detached from the daemon, watched
 // through pidfds) and virtiofsd is package virtiofsd's.
 package vmhost

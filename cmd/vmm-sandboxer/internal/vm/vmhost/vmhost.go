@@ -16,7 +16,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // Files every VM has in its run directory.
@@ -54,7 +54,7 @@ type Host struct {
 	HelperGrace time.Duration
 
 	// VMM is the VMM process; FSD its virtiofsd (nil without a share).
-	VMM *vmproc.Process
+	VMM *hostproc.Process
 	FSD *virtiofsd.Daemon
 	// Share is the exported directory; ShareMounted says it was
 	// bind-mounted onto itself (Cleanup undoes it).
@@ -124,7 +124,7 @@ func PanicMessage(console string) string {
 }
 
 // ConsoleTail is the last n lines of the guest console.
-func (h *Host) ConsoleTail(n int) string { return vmproc.Tail(h.Path(ConsoleLog), n) }
+func (h *Host) ConsoleTail(n int) string { return hostproc.Tail(h.Path(ConsoleLog), n) }
 
 // WatchHelpers ends the VM when its virtiofsd dies while the VMM runs
 // (killed from outside, crashed): the guest's root file systems and
@@ -155,7 +155,7 @@ func (h *Host) WatchHelpers(ctx context.Context) {
 		}
 		log.G(ctx).WithFields(log.Fields{"sandbox_id": h.ID, "virtiofsd_pid": h.FSD.Pid(), "exit": h.FSD.ExitStatus()}).
 			Errorf("virtiofsd exited while its VM runs: the pod's share is gone, stopping %s", h.Name)
-		if err := h.VMM.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := h.VMM.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).WithField("sandbox_id", h.ID).Errorf("killing %s after virtiofsd exited", h.Name)
 		}
 	}()
@@ -204,7 +204,7 @@ func (h *Host) Diagnostics() string {
 		if l.file == "" {
 			continue
 		}
-		if t := vmproc.Tail(h.Path(l.file), 10); t != "" {
+		if t := hostproc.Tail(h.Path(l.file), 10); t != "" {
 			fmt.Fprintf(&b, "; %s: %s", l.what, strings.ReplaceAll(t, "\n", " | "))
 		}
 	}
@@ -237,7 +237,7 @@ func (h *Host) Stop(ctx context.Context, force bool, defaultTimeout time.Duratio
 				log.G(ctx).WithField("pid", h.VMM.Pid()).Warnf("%s did not exit in time: killing it", h.Name)
 			}
 		}
-		if err := h.VMM.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := h.VMM.KillWait(hostproc.DefaultKillWait); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -272,7 +272,7 @@ func (h *Host) Cleanup() error {
 	}
 	var errs []error
 	if h.FSD != nil {
-		if err := h.FSD.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := h.FSD.KillWait(hostproc.DefaultKillWait); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -309,12 +309,12 @@ func (h *Host) RemoveFiles() error {
 // releases the share.
 func (h *Host) Abort(ctx context.Context) {
 	if h.VMM != nil {
-		if err := h.VMM.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := h.VMM.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).Errorf("%s start failed and %s could not be killed", h.Name, h.Name)
 		}
 	}
 	if h.FSD != nil {
-		if err := h.FSD.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := h.FSD.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).Errorf("%s start failed and virtiofsd could not be killed", h.Name)
 		}
 	}
@@ -327,14 +327,14 @@ func (h *Host) Abort(ctx context.Context) {
 // fsd is set) are watched again if they still run (same pid and start
 // time); a virtiofsd that outlived its VMM is killed. The helper watch is
 // started.
-func (h *Host) Recover(ctx context.Context, vmm vmproc.ID, fsd *vmproc.ID) error {
-	h.VMM = vmproc.Recover(h.Name, vmm)
+func (h *Host) Recover(ctx context.Context, vmm hostproc.ID, fsd *hostproc.ID) error {
+	h.VMM = hostproc.Recover(h.Name, vmm)
 	if fsd != nil {
 		h.FSD = virtiofsd.Recover(virtiofsd.Config{ID: h.ID, Socket: h.Path(VirtiofsSocket), Source: h.Share, Log: h.Path(VirtiofsdLog)},
 			*fsd, h.ShareMounted)
 		if !h.VMM.Running() && h.FSD.Running() {
 			log.G(ctx).WithField("pid", h.FSD.Pid()).Infof("virtiofsd outlived its %s: killing it", h.Name)
-			if err := h.FSD.KillWait(vmproc.DefaultKillWait); err != nil {
+			if err := h.FSD.KillWait(hostproc.DefaultKillWait); err != nil {
 				return fmt.Errorf("recover vm %s: %w", h.ID, err)
 			}
 		}

@@ -1,4 +1,4 @@
-package vmproc
+package hostproc
 
 import (
 	"bytes"
@@ -199,6 +199,25 @@ func Recover(name string, id ID) *Process {
 	}
 	p.id = id
 	return p
+}
+
+// Adopt watches pid, a process the daemon did not start itself (one that
+// daemonized and wrote its pid), as the process name: its ID is read now.
+// A pid that is gone fails with errdefs.ErrNotFound; one that has just
+// exited (a zombie) is watched, and reaped, and Done soon.
+func Adopt(name string, pid int) (*Process, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("%s pid %d: %w", name, pid, errdefs.ErrInvalidArgument)
+	}
+	st, err := StartTime(pid)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p := Recover(name, ID{Pid: pid, StartTime: st})
+	if !p.Running() {
+		return nil, fmt.Errorf("%s (pid %d): gone: %w", name, pid, errdefs.ErrNotFound)
+	}
+	return p, nil
 }
 
 func exited(name string, id ID) *Process {

@@ -1,9 +1,10 @@
-package vmproc
+package hostproc
 
 import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -171,5 +172,33 @@ func TestKillChildrenFirst(t *testing.T) {
 			t.Errorf("child %d left: %s", k, b)
 			unix.Kill(k, unix.SIGKILL)
 		}
+	}
+}
+
+// TestAdopt: a process the daemon did not start through Start is watched by
+// its pid (its exit seen, and reaped when it is a child); a pid that does not
+// exist is NotFound.
+func TestAdopt(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Adopt("sleeper", cmd.Process.Pid)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Release()
+	if !p.Running() || p.ID().StartTime == 0 {
+		t.Fatalf("adopted: running %v, id %+v", p.Running(), p.ID())
+	}
+	if err := p.KillWait(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.ExitStatus(); got != "exit status 137" {
+		t.Errorf("exit: %q", got)
+	}
+	if _, err := Adopt("gone", 1<<22+7); !errdefs.IsNotFound(err) {
+		t.Errorf("a pid that does not exist: %v, want NotFound", err)
 	}
 }
