@@ -27,7 +27,8 @@
 # whose binary exists in $ROOT/bin.
 # Knobs: BRIDGE (mgbr0), SUBNET (10.235.0.0/16), CGROUP_PARENT, LOG_LEVEL
 # (containerd, info), SANDBOXER_LOG_LEVEL (debug), SNAPSHOTTER (overlayfs),
-# KEEP_BRIDGE=1, RUNC_BIN and CNI_BIN (see below), and for a containerd
+# KEEP_BRIDGE=1, RUNC_BIN and CNI_BIN (see below), RUNSC_PLATFORM
+# (magnetar-gvisor's runsc.platform, systrap), and for a containerd
 # configured from drop-ins: CONTAINERD_IMPORTS (files or globs), EXTRA_HANDLERS
 # (the handlers they add), HARNESS_SANDBOXERS=none (no sandboxer of bin/) or
 # a list of handlers (only those sandboxers; default: every one in bin/).
@@ -88,6 +89,17 @@ present_sandboxers() {
       if [ -n "$want" ]; then die "magnetar-vmm: no guest image in $GUEST_OUT: run make guest-image"; fi
       continue
     fi
+    # the gVisor sandboxer needs runsc (make tools)
+    if [ "$name" = magnetar-gvisor ] && [ ! -x "$BIN/runsc" ]; then
+      if [ -n "$want" ]; then die "magnetar-gvisor: no runsc in $BIN: run make tools"; fi
+      continue
+    fi
+    # the Quark sandboxer needs a quark: the stand-in (make quark-standin)
+    # unless QUARK_BIN names a real one
+    if [ "$name" = magnetar-quark ] && [ ! -x "$QUARK_BIN" ]; then
+      if [ -n "$want" ]; then die "magnetar-quark: no quark at $QUARK_BIN: run make quark-standin (or set QUARK_BIN)"; fi
+      continue
+    fi
     echo "$name $bin"
   done
 }
@@ -112,7 +124,7 @@ EOF
     ;;
   magnetar-vmm)
     cat <<EOF
-run_dir = "$(vmm_run_dir)"
+run_dir = "$(run_dir_of vmm)"
 [vm]
 kernel = "$GUEST_OUT/vmlinuz"
 initrd = "$GUEST_OUT/initramfs.cpio"
@@ -134,20 +146,29 @@ binary = "$STRATOVIRT_STANDIN"
 virtiofsd = "/usr/lib/qemu/virtiofsd"
 EOF
     ;;
+  magnetar-gvisor)
+    cat <<EOF
+[runsc]
+binary = "$BIN/runsc"
+platform = "${RUNSC_PLATFORM:-systrap}"
+[pod]
+pause_binary = "$ROOT/bin/magnetar-podinit"
+EOF
+    ;;
+  magnetar-quark)
+    # QUARK_BIN: Quark's qvisor; the tests use the stand-in (hack/standins/quark)
+    cat <<EOF
+run_dir = "$(run_dir_of quark)"
+[quark]
+binary = "$QUARK_BIN"
+config_file = ""
+start_timeout = "30s"
+EOF
+    ;;
   *) echo "# $1: defaults only" ;;
   esac
 }
 
-# vmm_run_dir: the VMs' run directories (their unix sockets must fit 107
-# bytes): below WORK when it is short, else a short directory of its own
-# under /run/magnetar-harness
-vmm_run_dir() {
-  if [ $((${#WORK} + 8)) -le 76 ]; then
-    echo "$WORK/run/vmm"
-  else
-    echo "/run/magnetar-harness/$(printf '%s' "$WORK" | sha256sum | cut -c1-12)-vmm"
-  fi
-}
 
 # present_handlers: "HANDLER SERVED_BY BINARY" for every runtime handler of a
 # present sandboxer: its own (SERVED_BY = HANDLER) and its aliases

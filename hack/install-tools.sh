@@ -7,6 +7,7 @@
 #   runc                                      $RUNC_VERSION (cgo, seccomp)
 #   crictl, critest                           $CRI_TOOLS_VERSION (built from the module zip)
 #   CNI bridge, host-local, loopback, portmap $CNI_PLUGINS_VERSION
+#   runsc (gVisor)                            $RUNSC_VERSION (CGO off: static)
 #
 # `hack/install-tools.sh k8s` builds the Kubernetes node of hack/k8s instead
 # (about 11 min and 3.7 GB of Go build cache the first time on 2 cores, 1.5 min
@@ -82,6 +83,11 @@ b_cni() {
     "$p/ipam/host-local@$CNI_PLUGINS_VERSION" "$p/main/loopback@$CNI_PLUGINS_VERSION" \
     "$p/meta/portmap@$CNI_PLUGINS_VERSION"
 }
+b_runsc() {
+  # static (CGO_ENABLED=0): the sandbox re-executes /proc/self/exe inside its
+  # chroot, where a dynamically linked runsc finds no ld.so
+  GOBIN=$DEST/bin CGO_ENABLED=0 go install -ldflags=-s "gvisor.dev/gvisor/runsc@$RUNSC_VERSION"
+}
 
 # module_copy MODULE@VERSION DIR: the module's source from the Go module proxy
 # into DIR, writable
@@ -151,12 +157,13 @@ build containerd "$CONTAINERD_VERSION" bin/containerd b_containerd
 build runc "$RUNC_VERSION" bin/runc b_runc
 build cri-tools "$CRI_TOOLS_VERSION" bin/critest b_critools
 build cni-plugins "$CNI_PLUGINS_VERSION" bin/bridge b_cni
+build runsc "$RUNSC_VERSION" bin/runsc b_runsc
 
 for f in "$MAGNETAR_TOOLS/containerd-$CONTAINERD_VERSION"/bin/* "$MAGNETAR_TOOLS/runc-$RUNC_VERSION"/bin/* \
-         "$MAGNETAR_TOOLS/cri-tools-$CRI_TOOLS_VERSION"/bin/*; do
+         "$MAGNETAR_TOOLS/cri-tools-$CRI_TOOLS_VERSION"/bin/* "$MAGNETAR_TOOLS/runsc-$RUNSC_VERSION"/bin/*; do
   ln -sfn "$f" "$PREFIX/bin/$(basename "$f")"
 done
 for f in "$MAGNETAR_TOOLS/cni-plugins-$CNI_PLUGINS_VERSION"/bin/*; do
   ln -sfn "$f" "$PREFIX/cni-bin/$(basename "$f")"
 done
-log "tools in $PREFIX: containerd $("$PREFIX/bin/containerd" --version | awk '{print $3}'), $("$PREFIX/bin/runc" --version | head -1)"
+log "tools in $PREFIX: containerd $("$PREFIX/bin/containerd" --version | awk '{print $3}'), $("$PREFIX/bin/runc" --version | head -1), runsc $RUNSC_VERSION"

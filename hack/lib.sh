@@ -14,6 +14,10 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.2}
 CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.36.0}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
+# gVisor's runsc (gvisor.dev/gvisor/runsc): the proxy serves no tags for gvisor
+# (@go and @master answer 403), so a pseudo-version, the one @latest resolved
+# to when it was pinned
+RUNSC_VERSION=${RUNSC_VERSION:-v0.0.0-20260905035102-160fafc42237}
 # the Kubernetes node of hack/k8s (hack/install-tools.sh k8s): kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubelet, kubectl and etcd
 KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}
@@ -65,6 +69,16 @@ shim_socket_dir() {
 }
 SHIM_SOCKETS=$(shim_socket_dir)
 CRICTL_CONFIG=$WORK/etc/crictl.yaml
+# run_dir_of NAME: a sandboxer's per-pod run directories (VM sockets,
+# Quark task sockets: unix socket paths must fit 107 bytes): below WORK when
+# it is short, else a short directory of its own under /run/magnetar-harness
+run_dir_of() {
+  if [ $((${#WORK} + 5 + ${#1})) -le 76 ]; then
+    echo "$WORK/run/$1"
+  else
+    echo "/run/magnetar-harness/$(printf '%s' "$WORK" | sha256sum | cut -c1-12)-$1"
+  fi
+}
 # Magnetar sandboxers the harness knows, one line each: "HANDLER BINARY".
 # HANDLER names both the containerd proxy plugin and the CRI runtime handler;
 # the daemon is $ROOT/bin/BINARY and is configured only when that file exists.
@@ -73,9 +87,14 @@ MAGNETAR_SANDBOXERS=(
   "magnetar-runc runc-sandboxer"
   "magnetar-wasm wasm-sandboxer"
   "magnetar-vmm vmm-sandboxer"
+  "magnetar-gvisor gvisor-sandboxer"
+  "magnetar-quark quark-sandboxer"
 )
 # the guest image the vmm sandboxer boots (make guest-image)
 GUEST_OUT=${GUEST_OUT:-$OUT/guest}
+# the quark the quark sandboxer runs: the stand-in for tests (make
+# quark-standin: hack/standins/quark, never packaged), or a real Quark
+QUARK_BIN=${QUARK_BIN:-$OUT/standins/quark}
 # More handlers served by the daemon of another one, one line each: "HANDLER
 # SERVED_BY": a proxy plugin HANDLER at SERVED_BY's socket plus a CRI runtime
 # handler, configured when SERVED_BY is (the wasm daemon picks its engine by

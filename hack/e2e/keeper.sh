@@ -68,6 +68,12 @@ old_pod_removed() {
     sleep 0.5
   done
   expect_eq "pods of this test left" "$(suite_pods)" ""
+  case "$RUNTIME_HANDLER" in
+  magnetar-vmm | magnetar-quark)
+    # the pid is the guest's (the VM's, the Quark sandbox's), no host
+    # process: the pod's own suites check that its host processes end
+    return 0 ;;
+  esac
   for i in $(seq 1 50); do pid_alive "$CPID" || break; sleep 0.1; done
   ! pid_alive "$CPID" || fail "the old container's process $CPID outlived its pod"
 }

@@ -78,7 +78,11 @@ step "net: same eth0 address in all containers" same_net
 step "uts: pod hostname in all containers" same_hostname
 HOST_SHM=$(host_shm_count)
 req  "ipc: ipcmk -M 65536 in ipc" shm_create; SHMID=$LAST
-step "ipc: client sees the segment" shm_seen
+if [ "$RUNTIME_HANDLER" = magnetar-gvisor ]; then
+  skip "ipc: client sees the segment" "each container of a gVisor sandbox has an IPC namespace of its own in the sentry: SysV IPC is not shared between a pod's containers (/dev/shm is)"
+else
+  step "ipc: client sees the segment" shm_seen
+fi
 step "ipc: segment not in the host namespace" shm_not_on_host
 step "ipc: /dev/shm shared" devshm
 step "rmp -f with running containers" rmp_running

@@ -34,13 +34,18 @@ kill_other() {
   expect_eq "a's exit code after b's SIGTERM" "$(ctr_field "$SA" .status.exitCode)" 143
 }
 # PID 1 of the shared namespace: the runc shim's pause, Magnetar's small pod
-# init (magnetar-podinit, not a copy of the sandboxer), or in a VM the guest
-# agent as the pod init (never the agent itself: PID 1 of the guest)
+# init (magnetar-podinit, not a copy of the sandboxer), in a VM the guest
+# agent as the pod init (never the agent itself: PID 1 of the guest), in a
+# gVisor sandbox the pod's root container (magnetar-podinit as /pause), for
+# Quark the sandbox itself (Quark's kernel; the stand-in's sandbox process
+# in the tests)
 pid1_is_init() {
   local want=/pause
   case "$RUNTIME_HANDLER" in
   runc) ;;
   magnetar-vmm) want="^/init __magnetar_pod_init " ;;
+  magnetar-gvisor) want="^/pause __magnetar_pod_init " ;;
+  magnetar-quark) want="^[^ ]*quark boot " ;;
   *) want="magnetar-podinit __magnetar_pod_init" ;;
   esac
   expect_match "PID 1 of the shared pod" "$(exec_out "$SB" cat /proc/1/cmdline | tr '\0' ' ')" "$want"

@@ -34,7 +34,7 @@
 # with apt when missing), and for the install test the harness tools
 # (make tools) and images (make images); for magnetar-vmm's also the guest
 # image (make guest-image) and QEMU. Bounded by PKGTEST_TIMEOUT (counted after
-# the apt step: 170 s, plus 120 s when magnetar-vmm's install test is asked
+# the apt step: 200 s, plus 120 s when magnetar-vmm's install test is asked
 # for: every pod is a VM, about 5 s to boot under TCG).
 # WORK (default _output/pkgtest) holds the test's containerd and scratch files;
 # it uses the CNI bridge $BRIDGE (mgbr3) and $SUBNET (10.238.0.0/16).
@@ -47,9 +47,9 @@ SUBNET=${SUBNET:-10.238.0.0/16}
 # package, is still understood)
 INSTALL_HANDLERS=${INSTALL_HANDLERS:-${INSTALL_HANDLER:-magnetar-runc magnetar-vmm}}
 if [[ " $INSTALL_HANDLERS " == *" magnetar-vmm "* ]] && [ "$(id -u)" = 0 ]; then
-  PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-290}
+  PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-320}
 else
-  PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-170}
+  PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-200}
 fi
 BIN=$PREFIX/bin
 T=$WORK/scratch

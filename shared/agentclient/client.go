@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+	"github.com/magnetar-runtime/magnetar/shared/transport"
 )
 
 // Client is a connection to one VM's agent. Its methods are safe for
@@ -33,7 +34,7 @@ func newClient(conn net.Conn) *Client {
 	c := &Client{conn: conn, done: make(chan struct{})}
 	var once sync.Once
 	c.tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { once.Do(func() { close(c.done) }) }),
-		ttrpc.WithUnaryClientInterceptor(convertErrors))
+		ttrpc.WithUnaryClientInterceptor(transport.ClientErrors))
 	c.task = taskapi.NewTTRPCTaskClient(c.tc)
 	c.sandbox = agentapi.NewSandboxClient(c.tc)
 	c.streams = agentapi.NewStreamsClient(c.tc)
@@ -122,7 +123,7 @@ func (c *Client) Output(ctx context.Context, id, execID string, s agentapi.StdSt
 	}
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("%s of %s: %w", s, procName(id, execID), errorFromStatus(err))
+		return nil, fmt.Errorf("%s of %s: %w", s, procName(id, execID), transport.FromStatus(err))
 	}
 	return &outputReader{st: st, cancel: cancel}, nil
 }
@@ -154,7 +155,7 @@ func (r *outputReader) Read(p []byte) (int, error) {
 				r.ended = true
 				r.mu.Unlock()
 			} else {
-				r.err = errorFromStatus(err)
+				r.err = transport.FromStatus(err)
 			}
 			continue
 		}
@@ -222,7 +223,7 @@ func (c *Client) Stdin(ctx context.Context, id, execID string) (io.WriteCloser, 
 		err = st.Send(&agentapi.InputChunk{ContainerId: id, ExecId: execID})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("stdin of %s: %w", procName(id, execID), errorFromStatus(err))
+		return nil, fmt.Errorf("stdin of %s: %w", procName(id, execID), transport.FromStatus(err))
 	}
 	w := &stdinWriter{ctx: ctx, st: st, name: procName(id, execID), credit: make(chan struct{}, 64), done: make(chan struct{})}
 	go w.acks()
@@ -250,7 +251,7 @@ func (w *stdinWriter) acks() {
 			if errors.Is(err, io.EOF) {
 				err = fmt.Errorf("agent ended the stream without closing stdin: %w", errdefs.ErrUnavailable)
 			}
-			w.err = errorFromStatus(err)
+			w.err = transport.FromStatus(err)
 			return
 		}
 		for i := uint32(0); i < a.GetCredit(); i++ {
@@ -292,7 +293,7 @@ func (w *stdinWriter) Write(p []byte) (int, error) {
 		}
 		k := min(len(p), maxChunk)
 		if err := w.st.Send(&agentapi.InputChunk{Data: p[:k]}); err != nil {
-			return n, fmt.Errorf("stdin of %s: %w", w.name, errorFromStatus(err))
+			return n, fmt.Errorf("stdin of %s: %w", w.name, transport.FromStatus(err))
 		}
 		n += k
 		p = p[k:]
@@ -310,7 +311,7 @@ func (w *stdinWriter) Close() error {
 	}
 	w.closed = true
 	if err := w.st.CloseSend(); err != nil {
-		return fmt.Errorf("stdin of %s: %w", w.name, errorFromStatus(err))
+		return fmt.Errorf("stdin of %s: %w", w.name, transport.FromStatus(err))
 	}
 	select {
 	case <-w.done:

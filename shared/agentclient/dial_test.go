@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
+	"github.com/magnetar-runtime/magnetar/shared/transport"
 )
 
 // fakeAgent is a Sandbox service that only answers Health (and Setup with
@@ -390,7 +391,7 @@ func TestCallErrorsAreErrdefs(t *testing.T) {
 	// a call whose own context ended says so (ttrpc's dispatch returns
 	// ctx.Err(); a real call may race the answer, so the invoker does)
 	local := func(context.Context, *ttrpc.Request, *ttrpc.Response) error { return context.Canceled }
-	if err := convertErrors(ctx, &ttrpc.Request{}, &ttrpc.Response{}, nil, local); err != context.Canceled {
+	if err := transport.ClientErrors(ctx, &ttrpc.Request{}, &ttrpc.Response{}, nil, local); err != context.Canceled {
 		t.Errorf("a call whose context ended = %v, want context.Canceled as it is", err)
 	}
 	// a closed connection is Unavailable

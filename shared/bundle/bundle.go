@@ -11,10 +11,17 @@
 package bundle
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/log"
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
 
 // ShimBinaryPath is the file naming a task's runtime binary.
@@ -71,4 +78,41 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return nil
+}
+
+// Clean undoes what a backend made of a container in its bundle and in a
+// directory of its own: the mounts on bundle/rootfs (when mounted), the
+// notes name, dir. Idempotent; an unmount that fails is logged.
+func Clean(ctx context.Context, bundle, name string, mounted bool, dir string) {
+	if mounted {
+		if err := mount.UnmountAll(filepath.Join(bundle, "rootfs")); err != nil {
+			log.G(ctx).WithError(err).Warn("unmounting rootfs")
+		}
+	}
+	RemoveNotes(bundle, name)
+	_ = os.RemoveAll(dir)
+}
+
+// MountRootfs mounts a container's rootfs (ms, as the Task API gives them)
+// on bundle/rootfs and points the spec's root there when it names no
+// absolute path of its own. mounted tells whether anything was mounted:
+// Clean's argument.
+func MountRootfs(bundle string, ms []*types.Mount, sp *specs.Spec) (mounted bool, err error) {
+	rootfs := filepath.Join(bundle, "rootfs")
+	if len(ms) > 0 {
+		if err := os.MkdirAll(rootfs, 0o711); err != nil {
+			return false, err
+		}
+		if err := mount.All(ms, rootfs); err != nil {
+			return false, err
+		}
+		mounted = true
+	}
+	if sp.Root == nil {
+		sp.Root = &specs.Root{}
+	}
+	if sp.Root.Path == "" || !filepath.IsAbs(sp.Root.Path) {
+		sp.Root.Path = rootfs
+	}
+	return mounted, nil
 }

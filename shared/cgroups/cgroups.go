@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	cgroupsv3 "github.com/containerd/cgroups/v3"
@@ -95,6 +99,17 @@ func Load(cgroupsPath string) (Cgroup, error) {
 	return h.load(cgroupsPath)
 }
 
+// MetricsAt is the metrics of the existing cgroup named by cgroupsPath
+// (Load, then Metrics): what a pod whose processes all live in one host
+// cgroup (a VM, an application kernel) costs the node.
+func MetricsAt(cgroupsPath string) (*anypb.Any, error) {
+	cg, err := Load(cgroupsPath)
+	if err != nil {
+		return nil, err
+	}
+	return cg.Metrics()
+}
+
 // New creates the cgroup named by cgroupsPath, with its parents, in every
 // hierarchy (v1) or in the unified hierarchy with the host's controllers
 // enabled down to it (v2), and opens it. An existing cgroup is opened as is.
@@ -118,6 +133,58 @@ func Delete(cgroupsPath string) error {
 		return err
 	}
 	return h.delete(cgroupsPath)
+}
+
+// Procs lists the processes in the cgroup named by cgroupsPath and in its
+// descendants, in every mounted hierarchy: each pid once, ascending. A
+// cgroup that does not exist has none. It is how a sandboxer finds every
+// process of a pod's cgroup to end, whoever started them.
+func Procs(cgroupsPath string) ([]int, error) {
+	h, err := currentHost()
+	if err != nil {
+		return nil, err
+	}
+	return h.procs(cgroupsPath)
+}
+
+func (h *host) procs(cgroupsPath string) ([]int, error) {
+	p, err := ResolvePath(cgroupsPath)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int]bool{}
+	for _, root := range h.hierarchyRoots() {
+		err := filepath.WalkDir(filepath.Join(root, p), func(dir string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil // gone meanwhile, or never there
+				}
+				return err
+			}
+			if !d.IsDir() {
+				return nil
+			}
+			procs, err := readControl(filepath.Join(dir, "cgroup.procs"))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			for _, f := range strings.Fields(procs) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+					seen[pid] = true
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("processes of cgroup %s: %w", p, err)
+		}
+	}
+	out := make([]int, 0, len(seen))
+	for pid := range seen {
+		out = append(out, pid)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // host describes where the hierarchies are mounted. Tests build one over a

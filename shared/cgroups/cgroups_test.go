@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,6 +191,37 @@ func TestV1LoadMetricsStats(t *testing.T) {
 	}
 }
 
+func TestProcsFake(t *testing.T) {
+	root := t.TempDir()
+	for f, procs := range map[string]string{
+		"memory/pod/cgroup.procs":     "12\n7\n",
+		"memory/pod/c1/cgroup.procs":  "30\n",
+		"pids/pod/cgroup.procs":       "7\n12\n",
+		"pids/pod/c1/x/cgroup.procs":  "31\n",
+		"memory/other/cgroup.procs":   "99\n",
+		"unified/pod/c2/cgroup.procs": "",
+		"unified/pod/cgroup.procs":    "40\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, f), []byte(procs), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &host{hierarchies: []string{filepath.Join(root, "memory"), filepath.Join(root, "pids"), filepath.Join(root, "unified"), filepath.Join(root, "cpu")}}
+	got, err := h.procs("/pod")
+	if err != nil || fmt.Sprint(got) != "[7 12 30 31 40]" {
+		t.Errorf("procs of /pod: %v, %v", got, err)
+	}
+	if got, err := h.procs("/missing"); err != nil || len(got) != 0 {
+		t.Errorf("procs of a cgroup that does not exist: %v, %v", got, err)
+	}
+	if _, err := h.procs("relative"); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("a bad path: %v", err)
+	}
+}
+
 func TestDeleteFake(t *testing.T) {
 	root := t.TempDir()
 	for _, d := range []string{"memory/pod/c1/child", "memory/pod/c2", "cpu/pod/c1", "unified/pod/c1"} {
@@ -214,5 +246,17 @@ func TestDeleteFake(t *testing.T) {
 	}
 	if err := h.delete("/"); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("delete root = %v", err)
+	}
+}
+
+func TestPodPath(t *testing.T) {
+	for _, c := range []struct{ parent, want string }{
+		{"", "/magnetar-x/p1"},
+		{"/kubepods/besteffort/pod1", "/kubepods/besteffort/pod1/magnetar-x-p1"},
+		{"kubepods-besteffort-pod1.slice", "kubepods-besteffort-pod1.slice:magnetar-x:p1"},
+	} {
+		if got := PodPath("magnetar-x", c.parent, "p1"); got != c.want {
+			t.Errorf("PodPath(%q) = %q, want %q", c.parent, got, c.want)
+		}
 	}
 }

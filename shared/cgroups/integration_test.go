@@ -200,6 +200,9 @@ func TestRealDeleteBusy(t *testing.T) {
 	if err := cg.AddProc(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
+	if pids, err := Procs(path); err != nil || len(pids) != 1 || pids[0] != cmd.Process.Pid {
+		t.Errorf("Procs = %v, %v; want [%d]", pids, err, cmd.Process.Pid)
+	}
 	if err := Delete(path); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("Delete with a process inside = %v, want FailedPrecondition", err)
 	}

@@ -219,3 +219,26 @@ func TestSumErrors(t *testing.T) {
 		t.Errorf("Sum of foreign metrics = %v", err)
 	}
 }
+
+func TestMetricsOf(t *testing.T) {
+	a, err := MetricsOf(Stats{CPUUsageNS: 30, UserNS: 20, SystemNS: 10, MemoryUsage: 4096, RSS: 2048, Pids: 3})
+	if err != nil || a.GetTypeUrl() != MetricsV1TypeURL {
+		t.Fatalf("MetricsOf: %v %v", a.GetTypeUrl(), err)
+	}
+	v, err := typeurl.UnmarshalAny(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.(*v1stats.Metrics)
+	if got := statsFromV1(m); *got != (Stats{CPUUsageNS: 30, UserNS: 20, SystemNS: 10, MemoryUsage: 4096, WorkingSet: 4096, RSS: 2048, Pids: 3}) {
+		t.Errorf("read back %+v", got)
+	}
+	if m.GetMemory().GetUsage().GetLimit() != unlimited {
+		t.Errorf("no limit given: %d", m.GetMemory().GetUsage().GetLimit())
+	}
+	a, _ = MetricsOf(Stats{MemoryLimit: 1 << 20})
+	v, _ = typeurl.UnmarshalAny(a)
+	if l := v.(*v1stats.Metrics).GetMemory().GetUsage().GetLimit(); l != 1<<20 {
+		t.Errorf("limit %d", l)
+	}
+}

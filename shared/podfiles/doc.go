@@ -2,5 +2,6 @@
 // pod's identity: it checks the pod's hostname and sysctls before anything
 // is made, and writes the files containerd leaves to an external sandboxer
 // for the pod's containers to bind-mount: /etc/hostname, /etc/hosts and
-// /etc/resolv.conf (from the pod's DNS config, or the host's).
+// /etc/resolv.conf (from the pod's DNS config, or the host's), and adds their
+// mounts (and the pod's /dev/shm) to a container's spec (Mount).
 package podfiles

@@ -3,10 +3,12 @@ package podfiles
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -48,5 +50,32 @@ func TestBadInput(t *testing.T) {
 	}
 	if err := Write(t.TempDir(), "h", false, &runtime.DNSConfig{Servers: []string{"x y"}}); err == nil {
 		t.Error("bad dns written")
+	}
+}
+
+// Mount binds the pod's files where the spec mounts none, read-only with a
+// read-only root, and the pod's /dev/shm instead of a private tmpfs.
+func TestMount(t *testing.T) {
+	sp := &specs.Spec{Root: &specs.Root{Readonly: true}, Mounts: []specs.Mount{
+		{Destination: "/etc/hosts", Type: "bind", Source: "/mine"},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm"},
+	}}
+	Mount(sp, "/pod", "/pod/shm")
+	got := map[string]specs.Mount{}
+	for _, m := range sp.Mounts {
+		got[m.Destination] = m
+	}
+	if len(sp.Mounts) != 4 || got["/etc/hosts"].Source != "/mine" || got["/etc/hostname"].Source != "/pod/hostname" ||
+		got["/etc/resolv.conf"].Options[len(got["/etc/resolv.conf"].Options)-1] != "ro" || got["/dev/shm"].Source != "/pod/shm" {
+		t.Errorf("mounts %+v", sp.Mounts)
+	}
+	sp = &specs.Spec{Mounts: []specs.Mount{{Destination: "/dev/shm", Type: "bind", Source: "/host/shm"}}}
+	Mount(sp, "/pod", "/pod/shm")
+	if sp.Mounts[0].Source != "/host/shm" || len(sp.Mounts) != 4 || slices.Contains(sp.Mounts[1].Options, "ro") {
+		t.Errorf("a bind of the spec's own kept, read-write: %+v", sp.Mounts)
+	}
+	sp = &specs.Spec{}
+	if Mount(sp, "/pod", ""); len(sp.Mounts) != 3 {
+		t.Errorf("no shm: %+v", sp.Mounts)
 	}
 }

@@ -32,6 +32,9 @@ type Exec struct {
 
 var _ task.Process = (*Exec)(nil)
 
+// ID is the exec's id.
+func (e *Exec) ID() string { return e.id }
+
 // Start opens the exec's stdio and runs `runc exec --detach`, its pid file
 // and log in the container's dir (removed after).
 func (e *Exec) Start(ctx context.Context) (retErr error) {
@@ -49,10 +52,13 @@ func (e *Exec) Start(ctx context.Context) (retErr error) {
 	defer os.Remove(pidFile)
 	defer os.Remove(logFile)
 	opts := &runc.ExecOpts{IO: ioh, PidFile: pidFile, Detach: true, LogFile: logFile}
-	pid, wait, err := e.init.spawn(e.cfg.Terminal, ioh, pidFile, "exec", func(sock runc.ConsoleSocket) error {
+	if h := e.init.Hooks.ExecArgs; h != nil {
+		opts.ExtraArgs = h(e.id)
+	}
+	pid, wait, err := e.init.spawn(e.cfg.Terminal, ioh, pidFile, "exec", e.init.waiter.Watch, func(sock runc.ConsoleSocket) error {
 		opts.ConsoleSocket = sock
 		if err := e.init.r.Exec(ctx, e.init.id, *e.spec, opts); err != nil {
-			return Error("exec", logFile, err)
+			return e.init.error("exec", logFile, err)
 		}
 		return nil
 	})

@@ -38,8 +38,34 @@ type Init struct {
 	// to a binary:// logger of the init and of the execs; set before Create
 	// and Exec.
 	Namespace string
+	// Hooks adapt the init to runsc; the zero value is runc. Set them
+	// before Create or Watch.
+	Hooks Hooks
 
 	status
+}
+
+// Hooks adapt Init to a runtime with runc's command line whose containers
+// are not host processes of their own: runsc, where every container of a
+// pod runs inside the pod's one sandbox process, the pid `create` writes
+// is that sandbox's (no exit of the container can be learnt from it), and
+// a container joining a sandbox takes its stdio at `start`, not at
+// `create`. Everything else (stdio, console socket, pid files, exec, the
+// calls acting on the container, errors) stays Init's.
+type Hooks struct {
+	// WaitInit, if set, learns the init's exit instead of the Waiter,
+	// which still watches the exec processes (a host process each, with
+	// runsc too). pid is what the runtime wrote to the pid file.
+	WaitInit func(pid int) (wait func() Exit, err error)
+	// Start, if set, starts the init instead of `runc start`, and the
+	// init's stdio goes to it rather than to `create`: io is the init's
+	// (with a terminal, whose console came through the console socket at
+	// create, the streams to give are /dev/null). Its error is returned
+	// as it is.
+	Start func(ctx context.Context, io *stdio.IO) error
+	// ExecArgs, if set, are more flags of `exec` for exec id (runsc:
+	// --internal-pid-file, the exec's pid inside the sandbox).
+	ExecArgs func(id string) []string
 }
 
 // New makes the init of container id. dir is runc's bundle (config.json;
@@ -47,6 +73,15 @@ type Init struct {
 // errors; w learns the exits of the init and of the execs.
 func New(id, dir string, r *runc.Runc, w Waiter) *Init {
 	return &Init{id: id, dir: dir, r: r, waiter: w}
+}
+
+// error is Error for a call of the container's runtime.
+func (p *Init) error(op, logFile string, err error) error {
+	name := filepath.Base(p.r.Command)
+	if p.r.Command == "" {
+		name = runc.DefaultCommand
+	}
+	return Error(name, op, logFile, err)
 }
 
 // ID is the container's id.
@@ -65,10 +100,13 @@ func (p *Init) Create(ctx context.Context, cfg stdio.Config, noPivot bool) error
 		return err
 	}
 	opts := &runc.CreateOpts{IO: p.io, PidFile: filepath.Join(p.dir, "init.pid"), NoPivot: noPivot}
-	pid, wait, err := p.spawn(cfg.Terminal, p.io, opts.PidFile, "init", func(sock runc.ConsoleSocket) error {
+	if p.Hooks.Start != nil {
+		opts.IO = nil // the stdio is Start's
+	}
+	pid, wait, err := p.spawn(cfg.Terminal, p.io, opts.PidFile, "init", p.watchInit, func(sock runc.ConsoleSocket) error {
 		opts.ConsoleSocket = sock
 		if err := p.r.Create(ctx, p.id, p.dir, opts); err != nil {
-			return Error("create", p.r.Log, err)
+			return p.error("create", p.r.Log, err)
 		}
 		return nil
 	})
@@ -80,11 +118,20 @@ func (p *Init) Create(ctx context.Context, cfg stdio.Config, noPivot bool) error
 	return nil
 }
 
+// watchInit watches the init: through Hooks.WaitInit when set, else the
+// Waiter.
+func (p *Init) watchInit(pid int, since time.Time) (func() Exit, error) {
+	if p.Hooks.WaitInit != nil {
+		return p.Hooks.WaitInit(pid)
+	}
+	return p.waiter.Watch(pid, since)
+}
+
 // spawn makes call, the runc call that starts a process (create, exec):
 // with a console socket for a terminal (nil without), whose master then goes
-// to io. The pid that runc wrote to pidFile is then watched. what names the
-// process in errors.
-func (p *Init) spawn(terminal bool, io *stdio.IO, pidFile, what string, call func(runc.ConsoleSocket) error) (int, func() Exit, error) {
+// to io. The pid that runc wrote to pidFile is then watched with watch.
+// what names the process in errors.
+func (p *Init) spawn(terminal bool, io *stdio.IO, pidFile, what string, watch func(int, time.Time) (func() Exit, error), call func(runc.ConsoleSocket) error) (int, func() Exit, error) {
 	var sock *runc.Socket
 	var cs runc.ConsoleSocket // nil, not a nil *runc.Socket, without a terminal
 	if terminal {
@@ -110,7 +157,7 @@ func (p *Init) spawn(terminal bool, io *stdio.IO, pidFile, what string, call fun
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading %s pid: %w", what, err)
 	}
-	wait, err := p.waiter.Watch(pid, since)
+	wait, err := watch(pid, since)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -123,10 +170,13 @@ func (p *Init) Watch(pid int, wait func() Exit) {
 	p.watch(wait, nil, p.OnExit)
 }
 
-// Start runs `runc start`.
+// Start runs `runc start` (Hooks.Start instead when set).
 func (p *Init) Start(ctx context.Context) error {
+	if p.Hooks.Start != nil {
+		return p.Hooks.Start(ctx, p.io)
+	}
 	if err := p.r.Start(ctx, p.id); err != nil {
-		return Error("start", p.r.Log, err)
+		return p.error("start", p.r.Log, err)
 	}
 	return nil
 }
@@ -141,10 +191,10 @@ func (p *Init) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
 		if p.exited() {
 			return nil // exited meanwhile
 		}
-		if msg := LastError(p.r.Log); strings.Contains(msg, "not running") || strings.Contains(msg, "does not exist") {
+		if gone(LastError(p.r.Log)) {
 			return nil
 		}
-		return Error("kill", p.r.Log, err)
+		return p.error("kill", p.r.Log, err)
 	}
 	return nil
 }
@@ -185,7 +235,7 @@ func (p *Init) Terminate(ctx context.Context) error {
 func (p *Init) Release(ctx context.Context) {
 	if err := p.r.Delete(ctx, p.id, &runc.DeleteOpts{Force: true}); err != nil {
 		if msg := LastError(p.r.Log); msg != "" && !strings.Contains(msg, "does not exist") {
-			log.G(ctx).WithField("container_id", p.id).Warnf("runc delete: %s", msg)
+			log.G(ctx).WithField("container_id", p.id).Warnf("%s delete: %s", filepath.Base(p.r.Command), msg)
 		}
 	}
 	if p.io != nil {
@@ -197,7 +247,7 @@ func (p *Init) Release(ctx context.Context) {
 func (p *Init) Pids(ctx context.Context) ([]*tasktypes.ProcessInfo, error) {
 	pids, err := p.r.Ps(ctx, p.id)
 	if err != nil {
-		return nil, Error("ps", p.r.Log, err)
+		return nil, p.error("ps", p.r.Log, err)
 	}
 	out := make([]*tasktypes.ProcessInfo, 0, len(pids))
 	for _, pid := range pids {
@@ -209,7 +259,7 @@ func (p *Init) Pids(ctx context.Context) ([]*tasktypes.ProcessInfo, error) {
 // Update runs `runc update`.
 func (p *Init) Update(ctx context.Context, r *specs.LinuxResources, _ map[string]string) error {
 	if err := p.r.Update(ctx, p.id, r); err != nil {
-		return Error("update", p.r.Log, err)
+		return p.error("update", p.r.Log, err)
 	}
 	return nil
 }
@@ -217,7 +267,7 @@ func (p *Init) Update(ctx context.Context, r *specs.LinuxResources, _ map[string
 // Pause runs `runc pause`.
 func (p *Init) Pause(ctx context.Context) error {
 	if err := p.r.Pause(ctx, p.id); err != nil {
-		return Error("pause", p.r.Log, err)
+		return p.error("pause", p.r.Log, err)
 	}
 	return nil
 }
@@ -225,7 +275,7 @@ func (p *Init) Pause(ctx context.Context) error {
 // Resume runs `runc resume`.
 func (p *Init) Resume(ctx context.Context) error {
 	if err := p.r.Resume(ctx, p.id); err != nil {
-		return Error("resume", p.r.Log, err)
+		return p.error("resume", p.r.Log, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package runcproc
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -55,31 +56,56 @@ func WaitFor(w *proc.Watch) func() Exit {
 	}
 }
 
-// Error turns a failed runc call into an error with runc's own message
-// (the last error in its JSON log), ErrFailedPrecondition; without one, the
-// call's error is wrapped.
-func Error(op, logFile string, err error) error {
+// Error turns a failed call op of runtime (the binary's name: "runc",
+// "runsc") into an error with the runtime's own message (the last error in
+// its JSON log), ErrFailedPrecondition; without one, the call's error is
+// wrapped.
+func Error(runtime, op, logFile string, err error) error {
 	if msg := LastError(logFile); msg != "" {
-		return fmt.Errorf("runc %s: %s: %w", op, msg, errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("%s %s: %s: %w", runtime, op, msg, errdefs.ErrFailedPrecondition)
 	}
-	return fmt.Errorf("runc %s: %w", op, err)
+	return fmt.Errorf("%s %s: %w", runtime, op, err)
 }
 
-// LastError is the message of the last error (or fatal) line of runc's JSON
-// log, "" if none.
+// LastError is the message of the last error (or fatal) entry of runc's
+// JSON log, "" if none. The log is read as a stream of JSON objects, so
+// that runsc's, which writes them without newlines between, reads as
+// runc's does; what is not JSON (a stray line) is skipped.
 func LastError(logFile string) string {
 	data, err := os.ReadFile(logFile)
 	if err != nil {
 		return ""
 	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
+	var last string
+	for rest := data; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		dec := json.NewDecoder(bytes.NewReader(rest[i:]))
 		var e struct{ Level, Msg string }
-		if json.Unmarshal([]byte(lines[i]), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
-			return e.Msg
+		if err := dec.Decode(&e); err != nil {
+			rest = rest[i+1:] // not an object here: look for the next one
+			continue
+		}
+		if e.Level == "error" || e.Level == "fatal" {
+			last = e.Msg
+		}
+		rest = rest[i+int(dec.InputOffset()):]
+	}
+	return last
+}
+
+// gone tells whether a runtime's error message says that the process it
+// was to act on is not there any more: runc's "container not running" or
+// "does not exist", runsc's "no such process".
+func gone(msg string) bool {
+	for _, s := range []string{"not running", "does not exist", "no such process"} {
+		if strings.Contains(msg, s) {
+			return true
 		}
 	}
-	return ""
+	return false
 }
 
 // status is a process's pid and exit. It holds (not embeds) the latch, so

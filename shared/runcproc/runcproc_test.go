@@ -131,7 +131,7 @@ func waitExited(t *testing.T, ch <-chan struct{}) {
 func TestError(t *testing.T) {
 	dir := t.TempDir()
 	cause := errors.New("exit status 1")
-	err := Error("start", filepath.Join(dir, "missing.log"), cause)
+	err := Error("runc", "start", filepath.Join(dir, "missing.log"), cause)
 	if !errors.Is(err, cause) || errdefs.IsFailedPrecondition(err) || err.Error() != "runc start: exit status 1" {
 		t.Fatalf("without a log: %v", err)
 	}
@@ -147,7 +147,7 @@ not json
 	if msg := LastError(logFile); msg != "container not running" {
 		t.Fatalf("LastError = %q", msg)
 	}
-	err = Error("kill", logFile, cause)
+	err = Error("runc", "kill", logFile, cause)
 	if !errdefs.IsFailedPrecondition(err) || err.Error() != "runc kill: container not running: failed precondition" {
 		t.Fatalf("with a log: %v", err)
 	}
@@ -529,5 +529,102 @@ func TestBinaryLoggerNames(t *testing.T) {
 	_ = proc.Delete(ctx)
 	_ = p.Kill(ctx, syscall.SIGKILL, false)
 	waitExited(t, p.Exited())
+	p.Release(ctx)
+}
+
+// runsc writes its JSON log entries without newlines between them.
+func TestLastErrorOfRunscLog(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "runsc.log")
+	data := `{"msg":"starting","level":"info"}{"msg":"signaling container \"c1\": no such process","level":"error","time":"x"}{"msg":"later","level":"warning"}` + "\n"
+	if err := os.WriteFile(logFile, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if msg := LastError(logFile); msg != `signaling container "c1": no such process` {
+		t.Fatalf("LastError = %q", msg)
+	}
+	if !gone(LastError(logFile)) {
+		t.Fatal("runsc's no such process does not read as gone")
+	}
+	if err := os.WriteFile(logFile, []byte("{broken\n"+`{"level":"error","msg":"after a broken one"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if msg := LastError(logFile); msg != "after a broken one" {
+		t.Fatalf("LastError after a broken entry = %q", msg)
+	}
+}
+
+// With Hooks (runsc), the init's exit comes from WaitInit, not from the
+// Waiter (the pid the runtime reports is the pod's sandbox), `create` gets
+// no stdio and Start gets it, and exec gets the extra flags; the execs are
+// still the Waiter's.
+func TestHooks(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	var watched []int
+	w := waiterFunc(func(pid int, since time.Time) (func() Exit, error) {
+		watched = append(watched, pid)
+		return Pidfd{}.Watch(pid, since)
+	})
+	p := New("c12", f.dir, f.r, w)
+	initEnd := make(chan Exit, 1)
+	var waitInitPid int
+	var startIO *stdio.IO
+	p.Hooks = Hooks{
+		WaitInit: func(pid int) (func() Exit, error) {
+			waitInitPid = pid
+			return func() Exit { return <-initEnd }, nil
+		},
+		Start: func(ctx context.Context, io *stdio.IO) error {
+			startIO = io
+			return errors.New("start hook says no")
+		},
+		ExecArgs: func(id string) []string { return []string{"--internal-pid-file", "/x/" + id} },
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if err := p.Create(ctx, stdio.Config{Stdout: "file://" + out}, false); err != nil {
+		t.Fatal(err)
+	}
+	killOnCleanup(t, p.Pid())
+	if waitInitPid == 0 || uint32(waitInitPid) != p.Pid() || len(watched) != 0 {
+		t.Fatalf("WaitInit got pid %d (init %d), the Waiter %v", waitInitPid, p.Pid(), watched)
+	}
+	if stdin, stdout, _ := p.IO().Files(); stdin != nil || stdout == nil {
+		t.Fatalf("the init's stdout was closed by create: %v %v", stdin, stdout)
+	}
+	if err := p.Start(ctx); err == nil || err.Error() != "start hook says no" || startIO != p.IO() {
+		t.Fatalf("Start: %v (io %p, init's %p)", err, startIO, p.IO())
+	}
+	for _, c := range f.calls(t) {
+		if strings.Contains(c, " start ") {
+			t.Fatalf("runc start called despite the hook: %s", c)
+		}
+	}
+	proc, err := p.Exec(ctx, "e3", &specs.Process{Args: []string{"sh"}}, stdio.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	killOnCleanup(t, proc.Pid())
+	if c := f.lastCall(t); !strings.Contains(c, "--internal-pid-file /x/e3") {
+		t.Fatalf("exec call: %s", c)
+	}
+	if len(watched) != 1 || uint32(watched[0]) != proc.Pid() {
+		t.Fatalf("the Waiter watched %v, exec pid %d", watched, proc.Pid())
+	}
+	_ = proc.Kill(ctx, syscall.SIGKILL, false)
+	waitExited(t, proc.Exited())
+	_ = proc.Delete(ctx)
+	select {
+	case <-p.Exited():
+		t.Fatal("the init exited before WaitInit said so")
+	default:
+	}
+	initEnd <- Exit{Status: 3, At: time.Now(), Known: true}
+	waitExited(t, p.Exited())
+	if code, _ := p.ExitStatus(); code != 3 {
+		t.Fatalf("init exit %d", code)
+	}
 	p.Release(ctx)
 }

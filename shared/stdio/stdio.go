@@ -112,6 +112,27 @@ func (c Config) Validate() error {
 	return err
 }
 
+// PathsOnly checks that every stream the config names is a plain path (a
+// FIFO or file that exists), for a process that opens them itself, by path
+// (an application kernel): neither file:// nor binary:// targets.
+func (c Config) PathsOnly() error {
+	for _, s := range []struct{ name, v string }{{"stdin", c.Stdin}, {"stdout", c.Stdout}, {"stderr", c.Stderr}} {
+		t, err := parse(s.name, s.v)
+		if err != nil {
+			return err
+		}
+		if t.kind != none && t.kind != path {
+			return fmt.Errorf("%s %q: only a FIFO or file path can be given to this sandbox, which opens it itself: %w", s.name, s.v, errdefs.ErrInvalidArgument)
+		}
+		if t.kind == path {
+			if _, err := os.Stat(t.path); err != nil {
+				return fmt.Errorf("%s %q: %v: %w", s.name, s.v, err, errdefs.ErrInvalidArgument)
+			}
+		}
+	}
+	return nil
+}
+
 // IO is the stdio of one process.
 type IO struct {
 	cfg Config

@@ -137,7 +137,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 			log.G(ctx).WithError(err).Warn("removing the container's directory in the share")
 		}
 	}()
-	if err := writeBundle(r, g, st); err != nil {
+	if err := writeBundle(r, g, c.fw, st); err != nil {
 		return nil, err
 	}
 	// a restarted containerd reconnects to the task through this binary,
@@ -161,7 +161,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if err != nil {
 		return nil, err
 	}
-	gs := guestStdio(g, r.ID, "", r.Stdio)
+	gs := p.guestStdio()
 	sentCreate = true
 	resp, err := t.Create(cctx, &taskapi.CreateTaskRequest{ID: r.ID, Bundle: st.Bundle, Terminal: gs.Terminal,
 		Stdin: gs.Stdin, Stdout: gs.Stdout, Stderr: gs.Stderr})
@@ -252,7 +252,9 @@ func (c *ctr) recoverProcess(ctx context.Context, p *process) error {
 	if st.GetStatus() != tasktypes.Status_CREATED {
 		p.started.Store(true)
 	}
-	if err := p.openIO(ctx); err != nil {
+	if c.fw.StdioByPath {
+		// the guest holds containerd's FIFOs, bound into the share
+	} else if err := p.openIO(ctx); err != nil {
 		// the output stays in the guest; the process is still watched
 		p.logger().WithError(err).Warn("containerd's stdio could not be reopened: not relaying")
 	}

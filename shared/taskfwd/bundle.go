@@ -84,10 +84,10 @@ func newCtrState(g Guest, id string) ctrState {
 }
 
 // writeBundle fills st.Dir (which exists, empty) for r: the rootfs mounted
-// at rootfs/, every bind source on the host bind-mounted at mounts/<n>, and
-// config.json rewritten to the guest's paths. On error, what it mounted is
-// left for removeBundle.
-func writeBundle(r *task.CreateRequest, g Guest, st ctrState) error {
+// at rootfs/, the bind mounts made (see bindMounts) and config.json
+// rewritten to the guest's paths. On error, what it mounted is left for
+// removeBundle.
+func writeBundle(r *task.CreateRequest, g Guest, fw Forwarding, st ctrState) error {
 	sp := r.Spec
 	if err := mountRootfs(r, st); err != nil {
 		return err
@@ -100,44 +100,74 @@ func writeBundle(r *task.CreateRequest, g Guest, st ctrState) error {
 		addPodFiles(sp, pf.PodFiles())
 	}
 	shareHost, shareGuest := g.Share()
-	for i := range sp.Mounts {
-		m := &sp.Mounts[i]
-		if m.Destination == shm && m.Type == "tmpfs" {
-			// containerd's default: a private tmpfs; the pod's containers
-			// share the pod's /dev/shm (as they share its IPC namespace)
-			*m = specs.Mount{Destination: shm, Type: "bind", Source: shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
-			continue
-		}
-		if !isBind(m) {
-			continue
-		}
-		if m.Destination == shm {
-			m.Source = shm
-			continue
-		}
-		src := m.Source
-		if !filepath.IsAbs(src) {
-			// runc takes a relative source from the bundle
-			src = filepath.Join(r.Bundle, src)
-		}
-		src = filepath.Clean(src)
-		if rel, ok := within(filepath.Clean(shareHost), src); ok {
-			// already shared (a pod file, say): the guest's path for it
-			m.Source = path.Join(shareGuest, filepath.ToSlash(rel))
-			continue
-		}
-		n := strconv.Itoa(i)
-		target := filepath.Join(st.Dir, mountsDir, n)
-		if err := bindInto(src, target, hasOption(m, "ro"), hasOption(m, "rbind")); err != nil {
-			return fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
-		}
-		m.Source = path.Join(st.Bundle, mountsDir, n)
+	var err error
+	if sp.Mounts, err = bindMounts(r.Bundle, sp.Mounts, fw, st, filepath.Clean(shareHost), shareGuest); err != nil {
+		return err
 	}
 	data, err := json.Marshal(sp)
 	if err != nil {
 		return fmt.Errorf("config.json: %w", err)
 	}
 	return store.WriteFileAtomic(filepath.Join(st.Dir, configJSON), data, 0o600)
+}
+
+// bindMounts makes the bind mounts of a container's spec for the guest and
+// returns the mounts config.json keeps. For an agent, every bind whose
+// source is outside the share is bind-mounted at mounts/<n> (n: its index
+// in the spec) and its source rewritten to the guest's path, a source
+// already in the share only rewritten, and a /dev/shm the guest's own.
+// With fw.BindsInRootfs every bind is made at its destination inside the
+// rootfs and dropped, but one below another mount the spec keeps, made as
+// for an agent.
+func bindMounts(bundle string, ms []specs.Mount, fw Forwarding, st ctrState, shareHost, shareGuest string) ([]specs.Mount, error) {
+	out := make([]specs.Mount, 0, len(ms))
+	for i := range ms {
+		m := ms[i]
+		if !fw.BindsInRootfs && m.Destination == shm && m.Type == "tmpfs" {
+			// containerd's default: a private tmpfs; the pod's containers
+			// share the pod's /dev/shm (as they share its IPC namespace)
+			out = append(out, specs.Mount{Destination: shm, Type: "bind", Source: shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}})
+			continue
+		}
+		if fw.PodShm != "" && m.Destination == shm && m.Type == "tmpfs" {
+			m = specs.Mount{Destination: shm, Type: "bind", Source: fw.PodShm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
+		}
+		if !isBind(&m) {
+			out = append(out, m)
+			continue
+		}
+		if !fw.BindsInRootfs && m.Destination == shm {
+			m.Source = shm
+			out = append(out, m)
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			// runc takes a relative source from the bundle
+			src = filepath.Join(bundle, src)
+		}
+		src = filepath.Clean(src)
+		if fw.BindsInRootfs && !belowKept(m.Destination, out, ms[i+1:]) {
+			if err := bindInRootfs(src, filepath.Join(st.Dir, rootfsDir), &m); err != nil {
+				return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
+			}
+			continue
+		}
+		if rel, ok := within(shareHost, src); ok {
+			// already shared (a pod file, say): the guest's path for it
+			m.Source = path.Join(shareGuest, filepath.ToSlash(rel))
+			out = append(out, m)
+			continue
+		}
+		n := strconv.Itoa(i)
+		target := filepath.Join(st.Dir, mountsDir, n)
+		if err := bindInto(src, target, hasOption(&m, "ro"), hasOption(&m, "rbind")); err != nil {
+			return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
+		}
+		m.Source = path.Join(st.Bundle, mountsDir, n)
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // mountRootfs mounts the container's rootfs at st.Dir/rootfs: containerd's
@@ -250,30 +280,14 @@ func bindInto(src, target string, ro, recursive bool) error {
 	return nil
 }
 
-// attachTree binds with the mount API (Linux 5.12): a detached copy of src
-// is made private and, with ro, read-only (recursively), then moved to
-// target.
+// attachTree binds src onto target with the mount API: private and, with
+// ro, read-only (recursively).
 func attachTree(src, target string, ro, recursive bool) error {
-	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
-	if recursive {
-		flags |= unix.AT_RECURSIVE
-	}
-	fd, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
-	if err != nil {
-		return fmt.Errorf("open_tree: %w", err)
-	}
-	defer unix.Close(fd)
-	attr := &unix.MountAttr{Propagation: unix.MS_PRIVATE}
+	var attr uint64
 	if ro {
-		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
+		attr = unix.MOUNT_ATTR_RDONLY
 	}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
-		return fmt.Errorf("mount_setattr: %w", err)
-	}
-	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount: %w", err)
-	}
-	return nil
+	return attachTreeAt(src, unix.AT_FDCWD, target, attr, recursive)
 }
 
 // bindLegacy binds with mount(2) for kernels without the mount API: the
@@ -308,10 +322,10 @@ func removeBundle(dir string) error {
 	return mount.RemoveAll(dir)
 }
 
-// guestStdio is the stdio of a process as the guest gets it: for each
+// agentStdio is the stdio of a process as an agent gets it: for each
 // stream the host has, the agentapi stdio path (under the guest's IORoot);
 // no stderr with a terminal.
-func guestStdio(g Guest, id, execID string, host stdio.Config) stdio.Config {
+func agentStdio(g Guest, id, execID string, host stdio.Config) stdio.Config {
 	root := agentapi.IORoot
 	if r, ok := g.(IORooter); ok && r.IORoot() != "" {
 		root = r.IORoot()

@@ -91,6 +91,24 @@ func withConn(ctx context.Context, g Guest, f func(Conn) error) error {
 	}
 }
 
+// asStreamConn is conn as a StreamConn; a guest whose connection carries
+// no streams must take Forwarding.StdioByPath.
+func asStreamConn(conn Conn) (StreamConn, error) {
+	if sc, ok := conn.(StreamConn); ok {
+		return sc, nil
+	}
+	return nil, fmt.Errorf("the guest's connection (%T) carries no stdio streams (a guest without them takes Forwarding.StdioByPath): %w", conn, errdefs.ErrFailedPrecondition)
+}
+
+// asEventConn is conn as an EventConn; a guest whose connection carries no
+// event queue must take Forwarding.WaitExits.
+func asEventConn(conn Conn) (EventConn, error) {
+	if ec, ok := conn.(EventConn); ok {
+		return ec, nil
+	}
+	return nil, fmt.Errorf("the guest's connection (%T) carries no event queue (a guest without one takes Forwarding.WaitExits): %w", conn, errdefs.ErrFailedPrecondition)
+}
+
 // timeOf is a guest timestamp as a time; now when the guest sent none.
 func timeOf(ts *timestamppb.Timestamp) time.Time {
 	if ts == nil {

@@ -30,10 +30,12 @@ type ctr struct {
 	// g is the container's guest; nil when recovered without its pod.
 	g    Guest
 	pump *pump // nil without g
-	id   string
-	ns   string
-	st   ctrState
-	oom  chan struct{}
+	// fw is how g is forwarded to.
+	fw  Forwarding
+	id  string
+	ns  string
+	st  ctrState
+	oom chan struct{}
 }
 
 var (
@@ -46,6 +48,7 @@ var (
 func (b *backend) newCtr(g Guest, id, ns string, st ctrState) *ctr {
 	c := &ctr{b: b, g: g, id: id, ns: ns, st: st, oom: make(chan struct{}, 1)}
 	if g != nil {
+		c.fw = forwarding(g)
 		c.pump = b.pumpFor(g)
 	}
 	return c
@@ -144,7 +147,7 @@ func (c *ctr) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.C
 	if err != nil {
 		return nil, err
 	}
-	gs := guestStdio(c.g, c.id, id, io)
+	gs := p.guestStdio()
 	sentExec = true
 	if _, err := t.Exec(cctx, &taskapi.ExecProcessRequest{ID: c.id, ExecID: id, Terminal: gs.Terminal,
 		Stdin: gs.Stdin, Stdout: gs.Stdout, Stderr: gs.Stderr, Spec: &anypb.Any{TypeUrl: processTypeURL, Value: data}}); err != nil {

@@ -15,8 +15,33 @@
 //
 // The pod instance a task.CreateRequest carries must implement Guest (Create
 // refuses any other with InvalidArgument): serve the task service with
-// task.WithPods. Optional: PodFiler (the pod's /etc files) and IORooter (an
-// agent in -dev mode).
+// task.WithPods. Optional: PodFiler (the pod's /etc files), IORooter (an
+// agent in -dev mode) and Forwarder (a guest that is no agent).
+//
+// # Guests that are no agent
+//
+// What follows is the agent's contract. A guest that returns a Forwarding
+// (an application kernel: Quark, whose sandbox task server serves Task v2
+// on a unix socket, with shared/taskv2 at the edge) replaces parts of it:
+//
+//   - StdioByPath: containerd's FIFOs are bind-mounted into the
+//     container's directory in the share, <stream> for the init and
+//     <exec id>-<stream> for an exec, and the guest gets them by the path
+//     it sees (Kuasar's layout: /<id>/stdout for a guest rooted at the
+//     share); the guest writes into containerd's FIFOs itself, nothing is
+//     relayed or held in the keeper, and CloseIO is forwarded. Its
+//     connection needs no stdio streams (Conn, not StreamConn).
+//   - WaitExits: one Task.Wait per process, kept in flight (again after a
+//     reconnect), instead of the event pump; the pump only sees the guest
+//     go. Its connection needs no event queue (not an EventConn). No OOM
+//     notices come from such a guest.
+//   - BindsInRootfs: bind mounts are made inside the rootfs at their
+//     destinations (resolved in the rootfs as runc resolves them: see
+//     rootfs.go) and dropped from config.json, as Kuasar prepares a
+//     Quark container; one below a mount that config.json keeps (a tmpfs
+//     /dev) is made as for an agent, or it would be hidden. /dev/shm is
+//     not special, but for PodShm: a directory bound instead of each
+//     container's private /dev/shm tmpfs, the pod's shared one.
 //
 // # Bundle
 //

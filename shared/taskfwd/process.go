@@ -106,6 +106,9 @@ func (p *process) name() string {
 // until they end for good (unhold). The targets are closed when the
 // relays' context ends.
 func (p *process) openIO(ctx context.Context) error {
+	if p.c.fw.StdioByPath {
+		return p.bindStdio()
+	}
 	hc := p.cfg
 	if hc.Terminal {
 		hc.Stderr = ""
@@ -151,6 +154,9 @@ func (p *process) attach() {
 		close(p.drained)
 	}()
 	go p.watch()
+	if p.c.fw.WaitExits {
+		go p.waitExit()
+	}
 }
 
 // watch waits for the guest's exit, holds it until the output is drained
@@ -350,4 +356,18 @@ func (p *process) release() {
 	if p.c.pump != nil {
 		p.c.pump.remove(p)
 	}
+	if p.c.fw.StdioByPath {
+		p.unbindStdio()
+	}
+}
+
+// guestStdio is the stdio of the process as the guest gets it: the paths
+// of the agentapi stdio contract (under the guest's IORoot), or of the
+// files containerd's FIFOs are bound to (Forwarding.StdioByPath); no
+// stderr with a terminal.
+func (p *process) guestStdio() stdio.Config {
+	if p.c.fw.StdioByPath {
+		return p.pathStdio()
+	}
+	return agentStdio(p.c.g, p.c.id, p.execID, p.cfg)
 }

@@ -91,10 +91,13 @@ func (p *pump) run() {
 		}
 	}()
 	var seq uint64
-	for {
+	for !forwarding(p.g).WaitExits {
 		err := withConn(ctx, p.g, func(c Conn) error {
-			var err error
-			seq, err = c.Events(ctx, seq, func(ev *agentapi.Event) error {
+			ec, err := asEventConn(c)
+			if err != nil {
+				return err
+			}
+			seq, err = ec.Events(ctx, seq, func(ev *agentapi.Event) error {
 				p.handle(ctx, ev)
 				return nil
 			})
@@ -112,6 +115,9 @@ func (p *pump) run() {
 		case <-time.After(retryMax):
 		}
 	}
+	// (a guest without events: each process waits for its own exit; the
+	// pump only sees the guest go)
+	<-ctx.Done()
 	if gone(p.g) {
 		p.loseAll(ctx)
 	}

@@ -31,12 +31,16 @@ var errHostTarget = errors.New("host stdio target")
 // the process is deleted, lost, or the daemon ends.
 func (p *process) relayOutput(s agentapi.StdStream, w *os.File) {
 	defer p.outputs.Done()
-	open := Conn.Stdout
+	open := StreamConn.Stdout
 	if s == agentapi.StdStream_STDERR {
-		open = Conn.Stderr
+		open = StreamConn.Stderr
 	}
 	err := withConn(p.ctx, p.c.g, func(conn Conn) error {
-		r, err := open(conn, p.ctx, p.c.id, p.execID)
+		sc, err := asStreamConn(conn)
+		if err != nil {
+			return err
+		}
+		r, err := open(sc, p.ctx, p.c.id, p.execID)
 		if err != nil {
 			return err
 		}
@@ -143,7 +147,11 @@ func (s *guestStdin) on(f func(w io.WriteCloser) error) error {
 	p := s.p
 	return withConn(p.ctx, p.c.g, func(conn Conn) error {
 		if s.w == nil {
-			w, err := conn.Stdin(p.ctx, p.c.id, p.execID)
+			sc, err := asStreamConn(conn)
+			if err != nil {
+				return err
+			}
+			w, err := sc.Stdin(p.ctx, p.c.id, p.execID)
 			if err != nil {
 				return err
 			}
@@ -260,7 +268,7 @@ func (p *process) hold(stream string, open func() (*os.File, error)) {
 // end held on would keep containerd's reader from EOF. Not when the daemon
 // ends: the next one relays them again.
 func (p *process) unhold(streams ...string) {
-	if p.c.b.fds == nil || len(streams) == 0 || p.c.b.life.Err() != nil {
+	if p.c.b.fds == nil || len(streams) == 0 || p.c.b.life.Err() != nil || p.c.fw.StdioByPath {
 		return
 	}
 	keys := make([]string, len(streams))

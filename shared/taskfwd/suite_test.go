@@ -203,19 +203,7 @@ func TestTaskSuite(t *testing.T) {
 				}
 				return nil
 			},
-			Args: func(p tasktest.Program) []string {
-				switch p.Kind {
-				case tasktest.Print:
-					return sh(fmt.Sprintf("echo %s; echo %s >&2; exit %d", p.Stdout, p.Stderr, p.Code))
-				case tasktest.Exit:
-					return sh(fmt.Sprintf("exit %d", p.Code))
-				case tasktest.Sleep:
-					return []string{"/bin/busybox", "sleep", "3600"}
-				case tasktest.Cat:
-					return []string{"/bin/busybox", "cat"}
-				}
-				return []string{"/no/such/program"}
-			},
+			Args: tasktest.BusyboxArgs,
 		},
 	})
 }

@@ -58,13 +58,13 @@ func (c *fakeConn) Done() <-chan struct{} { return c.done }
 
 func TestGuestStdio(t *testing.T) {
 	g := &fakeGuest{}
-	got := guestStdio(g, "c1", "", stdio.Config{Stdin: "/x/in", Stdout: "/x/out", Stderr: "/x/err"})
+	got := agentStdio(g, "c1", "", stdio.Config{Stdin: "/x/in", Stdout: "/x/out", Stderr: "/x/err"})
 	want := stdio.Config{Stdin: "/run/magnetar/io/c1/init/stdin", Stdout: "/run/magnetar/io/c1/init/stdout", Stderr: "/run/magnetar/io/c1/init/stderr"}
 	if got != want {
 		t.Errorf("init: %+v, want %+v", got, want)
 	}
 	// a terminal has no stderr; streams containerd did not give stay empty
-	got = guestStdio(g, "c1", "e1", stdio.Config{Stdout: "/x/out", Stderr: "/x/err", Terminal: true})
+	got = agentStdio(g, "c1", "e1", stdio.Config{Stdout: "/x/out", Stderr: "/x/err", Terminal: true})
 	want = stdio.Config{Stdout: "/run/magnetar/io/c1/exec-e1/stdout", Terminal: true}
 	if got != want {
 		t.Errorf("tty exec: %+v, want %+v", got, want)
@@ -77,7 +77,7 @@ func TestGuestStdio(t *testing.T) {
 	}
 	// a dev agent's own root
 	g.io = "/tmp/dev/io"
-	if got := guestStdio(g, "c1", "", stdio.Config{Stdin: "/x/in"}); got.Stdin != "/tmp/dev/io/c1/init/stdin" {
+	if got := agentStdio(g, "c1", "", stdio.Config{Stdin: "/x/in"}); got.Stdin != "/tmp/dev/io/c1/init/stdin" {
 		t.Errorf("IORooter: %q", got.Stdin)
 	}
 }
@@ -265,7 +265,7 @@ func TestWriteBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer removeBundle(st.Dir)
-	if err := writeBundle(&task.CreateRequest{ID: "c1", Bundle: dir, Spec: sp}, g, st); err != nil {
+	if err := writeBundle(&task.CreateRequest{ID: "c1", Bundle: dir, Spec: sp}, g, Forwarding{}, st); err != nil {
 		t.Fatal(err)
 	}
 	got := readSpecFile(t, filepath.Join(st.Dir, configJSON))

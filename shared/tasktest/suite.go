@@ -64,6 +64,10 @@ type Suite struct {
 	// restarted daemon must report every process that ran exited with
 	// sandbox.ExitCodeLost.
 	Lost string
+	// EndProcess ends the process of container id of pod while no daemon
+	// runs (state is the stopped daemon's directory, pid what its record
+	// says). nil: SIGKILL to pid, a host process of the container's own.
+	EndProcess func(t *testing.T, state, pod, id string, pid uint32)
 }
 
 type suite struct {
@@ -71,6 +75,7 @@ type suite struct {
 	w         Workload
 	lost      string
 	leftovers func(t *testing.T, dir string) []string
+	end       func(t *testing.T, state, pod, id string, pid uint32)
 }
 
 // Run runs the conformance suite against a task backend.
@@ -78,7 +83,7 @@ func Run(t *testing.T, cfg *Suite) {
 	if cfg.Sandboxer == nil || cfg.Workload.Bundle == nil || cfg.Workload.Args == nil {
 		t.Fatal("tasktest: Suite.Sandboxer and both Workload functions must be set")
 	}
-	s := &suite{sb: cfg.Sandboxer, w: cfg.Workload, lost: cfg.Lost, leftovers: cfg.Leftovers}
+	s := &suite{sb: cfg.Sandboxer, w: cfg.Workload, lost: cfg.Lost, leftovers: cfg.Leftovers, end: cfg.EndProcess}
 	t.Run("Lifecycle", s.testLifecycle)
 	t.Run("ExitCodes", s.testExitCodes)
 	t.Run("RunningQueries", s.testQueries)
@@ -1079,7 +1084,11 @@ func (s *suite) testRestart(t *testing.T) {
 	a.pid = recordPid(t, dirs, "a")
 	// x's process ends while no daemon runs
 	if pid := recordPid(t, dirs, "x"); pid > 0 && s.lost == "" {
-		sandboxtest.Must(t, "kill x", syscall.Kill(int(pid), syscall.SIGKILL))
+		if s.end != nil {
+			s.end(t, dirs.State, "pod1", "x", pid)
+		} else {
+			sandboxtest.Must(t, "kill x", syscall.Kill(int(pid), syscall.SIGKILL))
+		}
 	}
 	d := sandboxtest.Open(t, s.sb, dirs.State)
 	st, err := d.Controller.Status(ctx(), &sandboxapi.ControllerStatusRequest{SandboxID: "pod1"})

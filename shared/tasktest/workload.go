@@ -144,3 +144,20 @@ func (s *suite) execSpec(t *testing.T, bundle string, p Program) *specs.Process 
 	proc.Terminal = false
 	return &proc
 }
+
+// BusyboxArgs is Workload.Args for a rootfs with a static busybox at
+// /bin/busybox and /bin/sh linked to it.
+func BusyboxArgs(p Program) []string {
+	sh := func(script string) []string { return []string{"/bin/sh", "-c", script} }
+	switch p.Kind {
+	case Print:
+		return sh(fmt.Sprintf("echo %s; echo %s >&2; exit %d", p.Stdout, p.Stderr, p.Code))
+	case Exit:
+		return sh(fmt.Sprintf("exit %d", p.Code))
+	case Sleep:
+		return []string{"/bin/busybox", "sleep", "3600"}
+	case Cat:
+		return []string{"/bin/busybox", "cat"}
+	}
+	return []string{"/no/such/program"}
+}

@@ -85,6 +85,13 @@
 //   - AttemptTimeout bounds one attempt (a stalled handshake is retried),
 //     BackoffMin/BackoffMax the backoff, and Connect replaces the dialer.
 //
+// # Errors of ttrpc calls
+//
+// ClientErrors is the ttrpc client interceptor of every connection Magnetar
+// dials to a peer of its own (an agent, an application kernel): a status
+// answered becomes its errdefs error (FromStatus) and a broken connection
+// errdefs.ErrUnavailable, which the callers retry on a new connection.
+//
 // # virtio-serial fallback
 //
 // Hosts without vhost-vsock (such as the Firecracker-based build machines,

@@ -109,12 +109,7 @@ type procState struct {
 // watchAgain watches a process found again after a restart: the one the
 // state names if it still runs, else one that is over (status unknown).
 func (st procState) watchAgain() func() runcproc.Exit {
-	if start, err := procStart(st.Pid); err == nil && st.Pid > 0 && start == st.PidStart {
-		if w, err := proc.Open(st.Pid); err == nil {
-			return runcproc.WaitFor(w)
-		}
-	}
-	return runcproc.WaitFor(proc.Exited(st.Pid))
+	return runcproc.WaitFor(proc.Reopen(st.Pid, st.PidStart))
 }
 
 // execProc is an exec process that persists what finds it again.
@@ -123,7 +118,7 @@ type execProc struct{ *runcproc.Exec }
 // State is the exec's pid and start time, for RecoverExec.
 func (e execProc) State() json.RawMessage {
 	st := procState{Pid: int(e.Pid())}
-	st.PidStart, _ = procStart(st.Pid)
+	st.PidStart, _ = proc.StartTime(st.Pid)
 	data, _ := json.Marshal(&st)
 	return data
 }
@@ -190,21 +185,10 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 			c.cleanup(context.WithoutCancel(ctx))
 		}
 	}()
-	rootfs := filepath.Join(r.Bundle, "rootfs")
-	if len(r.Rootfs) > 0 {
-		if err := os.MkdirAll(rootfs, 0o711); err != nil {
-			return nil, err
-		}
-		if err := mount.All(r.Rootfs, rootfs); err != nil {
-			return nil, err
-		}
-		c.st.Mounted = true
-	}
-	if r.Spec.Root == nil {
-		r.Spec.Root = &specs.Root{}
-	}
-	if r.Spec.Root.Path == "" || !filepath.IsAbs(r.Spec.Root.Path) {
-		r.Spec.Root.Path = rootfs
+	mounted, err := bundle.MountRootfs(r.Bundle, r.Rootfs, r.Spec)
+	c.st.Mounted = mounted
+	if err != nil {
+		return nil, err
 	}
 	if r.Spec.Linux != nil {
 		c.st.Cgroups = r.Spec.Linux.CgroupsPath
@@ -230,7 +214,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		}
 	}
 	c.st.Pid = int(c.Pid())
-	c.st.PidStart, _ = procStart(c.st.Pid)
+	c.st.PidStart, _ = proc.StartTime(c.st.Pid)
 	return c, nil
 }
 
@@ -316,21 +300,11 @@ func (c *ctr) Delete(ctx context.Context) error {
 // cleanup releases everything; idempotent.
 func (c *ctr) cleanup(ctx context.Context) {
 	c.Release(ctx)
-	if c.st.Mounted {
-		if err := mount.UnmountAll(filepath.Join(c.st.Bundle, "rootfs")); err != nil {
-			log.G(ctx).WithError(err).Warn("unmounting rootfs")
-		}
-	}
-	bundle.RemoveNotes(c.st.Bundle, bundleNote)
-	_ = os.RemoveAll(c.st.Dir)
+	bundle.Clean(ctx, c.st.Bundle, bundleNote, c.st.Mounted, c.st.Dir)
 }
 
 func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) {
-	cg, err := cgroups.Load(c.st.Cgroups)
-	if err != nil {
-		return nil, err
-	}
-	return cg.Metrics()
+	return cgroups.MetricsAt(c.st.Cgroups)
 }
 
 func (c *ctr) State() json.RawMessage {

@@ -28,6 +28,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
+	"github.com/magnetar-runtime/magnetar/shared/tasktest"
 )
 
 // This integration test runs the real runc binary (no containerd): it needs
@@ -46,14 +47,8 @@ type rig struct {
 }
 
 func findRunc(t *testing.T) string {
-	if p := os.Getenv("MAGNETAR_RUNC"); p != "" {
-		return p
-	}
-	if p, _ := filepath.Abs("../../../../_output/prefix/bin/runc"); fileExists(p) {
-		return p
-	}
-	p, err := exec.LookPath("runc")
-	if err != nil {
+	p := tasktest.FindRunc("../../../..")
+	if p == "" {
 		t.Skip("runc not found: set MAGNETAR_RUNC or run hack/install-tools.sh")
 	}
 	return p

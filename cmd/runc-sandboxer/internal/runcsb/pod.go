@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -217,7 +216,7 @@ func (d *driver) Recover(ctx context.Context, s *sandbox.State) (sandbox.Instanc
 		}
 	}
 	if st.SharedPID && st.InitPid > 0 {
-		if start, err := procStart(st.InitPid); err != nil || start != st.InitStart {
+		if start, err := proc.StartTime(st.InitPid); err != nil || start != st.InitStart {
 			p.markExited(255)
 			return p, nil
 		}
@@ -325,7 +324,7 @@ func (p *pod) Start(ctx context.Context) (sandbox.Endpoint, error) {
 			return ep, fmt.Errorf("pod init: %w", err)
 		}
 		p.st.InitPid = pid
-		p.st.InitStart, _ = procStart(pid)
+		p.st.InitStart, _ = proc.StartTime(pid)
 		p.watchInit(w)
 	}
 	ep.Pid = uint32(p.st.InitPid)
@@ -455,23 +454,4 @@ func (p *pod) Describe(ctx context.Context) map[string]string {
 		"shared_pid": strconv.FormatBool(p.st.SharedPID),
 		"init_pid":   strconv.Itoa(p.st.InitPid),
 	}
-}
-
-// procStart is a process's start time (field 22 of /proc/pid/stat), which
-// tells a pid apart from a later process reusing it.
-func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("bad stat")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("bad stat")
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }

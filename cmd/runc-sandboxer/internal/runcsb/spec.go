@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 )
 
 // nsPathRE matches the /proc/<pid>/ns/<kind> paths containerd's CRI derives
@@ -81,34 +83,10 @@ func rewriteSpec(sp *specs.Spec, st *podState, sandboxPid int) error {
 		sp.Hostname = st.Hostname
 	}
 
-	ro := sp.Root != nil && sp.Root.Readonly
-	has := map[string]int{}
-	for i, m := range sp.Mounts {
-		has[m.Destination] = i
-	}
-	for _, f := range []struct{ dst, name string }{{"/etc/hostname", "hostname"}, {"/etc/hosts", "hosts"}, {"/etc/resolv.conf", "resolv.conf"}} {
-		if _, ok := has[f.dst]; ok {
-			continue
-		}
-		opts := []string{"rbind", "rprivate"}
-		if ro {
-			opts = append(opts, "ro")
-		}
-		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: f.dst, Type: "bind", Source: st.Dir + "/" + f.name, Options: opts})
-	}
 	shm := st.Shm
 	if st.IPC == "" {
 		shm = "/dev/shm"
 	}
-	if shm != "" {
-		m := specs.Mount{Destination: "/dev/shm", Type: "bind", Source: shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
-		if i, ok := has["/dev/shm"]; ok {
-			if sp.Mounts[i].Type == "tmpfs" { // the default private tmpfs: share the pod's instead
-				sp.Mounts[i] = m
-			}
-		} else {
-			sp.Mounts = append(sp.Mounts, m)
-		}
-	}
+	podfiles.Mount(sp, st.Dir, shm)
 	return nil
 }

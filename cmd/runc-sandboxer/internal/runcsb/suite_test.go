@@ -40,12 +40,8 @@ func suiteHost(t *testing.T) (runcBin, busybox string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (namespaces, mounts, runc)")
 	}
-	if runcBin = os.Getenv("MAGNETAR_RUNC"); runcBin == "" {
-		if p, _ := filepath.Abs("../../../../_output/prefix/bin/runc"); fileExists(p) {
-			runcBin = p
-		} else if runcBin, _ = exec.LookPath("runc"); runcBin == "" {
-			t.Skip("runc not found: set MAGNETAR_RUNC or run hack/install-tools.sh")
-		}
+	if runcBin = tasktest.FindRunc("../../../.."); runcBin == "" {
+		t.Skip("runc not found: set MAGNETAR_RUNC or run hack/install-tools.sh")
 	}
 	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
 		if fileExists(p) {
@@ -217,18 +213,6 @@ func busyboxWorkload(runcBin, busybox string) tasktest.Workload {
 			}
 			return []*types.Mount{{Type: "bind", Source: image, Options: []string{"rbind", "ro"}}}
 		},
-		Args: func(p tasktest.Program) []string {
-			switch p.Kind {
-			case tasktest.Print:
-				return []string{"/bin/sh", "-c", fmt.Sprintf("echo %s; echo %s >&2; exit %d", p.Stdout, p.Stderr, p.Code)}
-			case tasktest.Exit:
-				return []string{"/bin/sh", "-c", fmt.Sprintf("exit %d", p.Code)}
-			case tasktest.Sleep:
-				return []string{"/bin/busybox", "sleep", "3600"}
-			case tasktest.Cat:
-				return []string{"/bin/busybox", "cat"}
-			}
-			return []string{"/no/such/program"}
-		},
+		Args: tasktest.BusyboxArgs,
 	}
 }

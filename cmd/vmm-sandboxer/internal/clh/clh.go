@@ -13,8 +13,8 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 	"github.com/magnetar-runtime/magnetar/shared/clhapi"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // Name is the hypervisor's name (vm.Hypervisor.Name, State, vmm.toml's
@@ -112,7 +112,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 		bin = DefaultBinary
 	}
 	// before anything starts
-	bin, err := vmproc.LookPath(Name, bin)
+	bin, err := hostproc.LookPath(Name, bin)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 		}
 		v.st.Virtiofsd, v.st.ShareMounted = &id, v.ShareMounted
 	}
-	p, err := vmproc.Start(ctx, vmproc.Spec{Name: Name, Path: bin, Args: Args(cfg), Log: v.Path(CLHLog), Cgroup: cfg.Cgroup})
+	p, err := hostproc.Start(ctx, hostproc.Spec{Name: Name, Path: bin, Args: Args(cfg), Log: v.Path(CLHLog), Cgroup: cfg.Cgroup})
 	if err != nil {
 		return nil, err
 	}

@@ -82,7 +82,7 @@
 //
 // # Processes, stop and recovery
 //
-// virtiofsd and Cloud Hypervisor are started with package vmproc (detached,
+// virtiofsd and Cloud Hypervisor are started with package hostproc (detached,
 // own session, in vm.Config.Cgroup) and kept in a vmhost.Machine: a virtiofsd
 // that dies ends the VM. Stop sends vm.shutdown then vmm.shutdown and kills
 // the VMM when the context ends (at once with force); virtiofsd follows.

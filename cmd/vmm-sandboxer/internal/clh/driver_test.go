@@ -17,10 +17,10 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
 	"github.com/magnetar-runtime/magnetar/shared/clhapi"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
 
@@ -136,7 +136,7 @@ func TestFake(t *testing.T) {
 func TestRecoverBadState(t *testing.T) {
 	h := New(Options{})
 	good := State{State: vmhost.State{Hypervisor: Name, ID: "x", Dir: "/run/x", AgentSocket: "/run/x/vsock.sock",
-		Agent: vmhost.AgentState{Kind: vm.ChannelHybridVsock, Port: 1024}}, APISocket: "/run/x/api.sock", CLH: vmproc.ID{Pid: 1}}
+		Agent: vmhost.AgentState{Kind: vm.ChannelHybridVsock, Port: 1024}}, APISocket: "/run/x/api.sock", CLH: hostproc.ID{Pid: 1}}
 	for name, edit := range map[string]func(*State){
 		"qemu":          func(s *State) { s.Hypervisor = "qemu" },
 		"no pid":        func(s *State) { s.CLH.Pid = 0 },
@@ -144,7 +144,7 @@ func TestRecoverBadState(t *testing.T) {
 		"no api socket": func(s *State) { s.APISocket = "" },
 		"no port":       func(s *State) { s.Agent.Port = 0 },
 		"serial":        func(s *State) { s.Agent.Kind = vm.ChannelSerial },
-		"fsd no socket": func(s *State) { s.Virtiofsd = &vmproc.ID{Pid: 2} },
+		"fsd no socket": func(s *State) { s.Virtiofsd = &hostproc.ID{Pid: 2} },
 	} {
 		s := good
 		edit(&s)

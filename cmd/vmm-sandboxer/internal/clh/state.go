@@ -12,7 +12,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // State is a VM as persisted (vm.VM.State) and recovered
@@ -25,7 +25,7 @@ type State struct {
 	// Accel is the accelerator (kvm).
 	Accel string `json:"accel"`
 	// CLH identifies Cloud Hypervisor's process.
-	CLH vmproc.ID `json:"cloud_hypervisor"`
+	CLH hostproc.ID `json:"cloud_hypervisor"`
 	// APISocket is the REST API's socket in Dir.
 	APISocket string `json:"api_socket"`
 }
@@ -43,7 +43,7 @@ func (s *State) validate() error {
 
 // Recover finds a VM again from its State: Cloud Hypervisor and virtiofsd
 // are watched again if they still run (same pid and start time, see
-// package vmproc), then the API socket is asked (vmm.ping, vm.info) and
+// package hostproc), then the API socket is asked (vmm.ping, vm.info) and
 // the hybrid vsock socket dialled (a connection without CONNECT, which the
 // VMM drops), bounded by RecoverTimeout: a VMM that does not answer is
 // logged, and returned all the same (the pod's agent dial decides). A VM

@@ -40,7 +40,7 @@ const (
 	VirtiofsdLog = "virtiofsd.log"
 )
 
-// firstExtraFD is the descriptor of the first vmproc.Spec.ExtraFiles entry.
+// firstExtraFD is the descriptor of the first hostproc.Spec.ExtraFiles entry.
 const firstExtraFD = 3
 
 // Args is QEMU's command line (without the binary) for cfg: a microvm with

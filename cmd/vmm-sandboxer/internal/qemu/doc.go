@@ -58,7 +58,7 @@
 // # Processes
 //
 // virtiofsd (package virtiofsd, when vm.Config.Share is set) and QEMU are
-// started with package vmproc: detached from the daemon (own session, no
+// started with package hostproc: detached from the daemon (own session, no
 // parent-death signal, stdio to <dir>/virtiofsd.log and <dir>/qemu.log),
 // watched through pidfds (shared/proc), and put into vm.Config.Cgroup.
 // Taps and the vhost-vsock descriptor are inherited through ExtraFiles.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmtest"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // These tests drive the whole driver (Start, Stop, Cleanup, State,
@@ -75,14 +75,14 @@ func TestRecoverBadState(t *testing.T) {
 	h := New(Options{})
 	good := State{State: vmhost.State{Hypervisor: Name, ID: "x", Dir: "/run/x",
 		Agent: vmhost.AgentState{Kind: vm.ChannelSerial}, AgentSocket: "/run/x/agent.sock"},
-		QMPSocket: "/run/x/qmp.sock", QEMU: vmproc.ID{Pid: 1}}
+		QMPSocket: "/run/x/qmp.sock", QEMU: hostproc.ID{Pid: 1}}
 	for name, edit := range map[string]func(*State){
 		"clh":           func(s *State) { s.Hypervisor = "cloud-hypervisor" },
 		"no pid":        func(s *State) { s.QEMU.Pid = 0 },
 		"relative dir":  func(s *State) { s.Dir = "x" },
 		"vsock no cid":  func(s *State) { s.Agent = vmhost.AgentState{Kind: vm.ChannelVsock} },
 		"hvsock":        func(s *State) { s.Agent.Kind = vm.ChannelHybridVsock },
-		"fsd no socket": func(s *State) { s.Virtiofsd = &vmproc.ID{Pid: 2} },
+		"fsd no socket": func(s *State) { s.Virtiofsd = &hostproc.ID{Pid: 2} },
 		"no qmp socket": func(s *State) { s.QMPSocket = "" },
 	} {
 		s := good

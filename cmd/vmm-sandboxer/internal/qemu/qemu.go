@@ -8,7 +8,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // Name is the hypervisor's name (vm.Hypervisor.Name, State).
@@ -57,7 +57,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 		bin = DefaultBinary
 	}
 	// before anything starts
-	if bin, err = vmproc.LookPath("qemu", bin); err != nil {
+	if bin, err = hostproc.LookPath("qemu", bin); err != nil {
 		return nil, err
 	}
 	if err := vm.CheckGuest(cfg); err != nil {
@@ -81,7 +81,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 			if err != nil {
 				return err
 			}
-			p, err := vmproc.Start(ctx, vmproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.Path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
+			p, err := hostproc.Start(ctx, hostproc.Spec{Name: "qemu", Path: bin, Args: args, Log: v.Path(QEMULog), ExtraFiles: extra, Cgroup: cfg.Cgroup})
 			if err != nil {
 				return err
 			}

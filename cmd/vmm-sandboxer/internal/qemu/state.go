@@ -10,7 +10,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // State is a VM as persisted (vm.VM.State) and recovered
@@ -22,13 +22,13 @@ type State struct {
 	// Accel is the accelerator QEMU runs with.
 	Accel string `json:"accel"`
 	// QEMU identifies QEMU's process.
-	QEMU vmproc.ID `json:"qemu"`
+	QEMU hostproc.ID `json:"qemu"`
 	// QMPSocket is QEMU's monitor in Dir.
 	QMPSocket string `json:"qmp_socket"`
 }
 
 // Recover finds a VM again from its State: QEMU and virtiofsd are watched
-// again if they still run (same pid and start time, see package vmproc).
+// again if they still run (same pid and start time, see package hostproc).
 // A VM whose QEMU is gone comes back already Done; a virtiofsd that
 // outlived its QEMU is killed. A State that does not decode or is not
 // QEMU's fails with errdefs.ErrInvalidArgument.

@@ -43,7 +43,7 @@ const (
 	maxShareTag = 35
 )
 
-// firstExtraFD is the descriptor of the first vmproc.Spec.ExtraFiles entry.
+// firstExtraFD is the descriptor of the first hostproc.Spec.ExtraFiles entry.
 const firstExtraFD = 3
 
 // Args is StratoVirt's command line (without the binary) for cfg: a

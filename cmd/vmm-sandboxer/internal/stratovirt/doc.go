@@ -72,11 +72,11 @@
 // # Processes
 //
 // StratoVirt runs daemonized (-daemonize, -pidfile): the process the
-// driver starts (package vmproc: detached, in vm.Config.Cgroup, its stderr
+// driver starts (package hostproc: detached, in vm.Config.Cgroup, its stderr
 // in stratovirt.log) checks the command line, forks the daemon and exits:
 // 0, or 1 with StratoVirt's message when it refused the command line
 // (FailedPrecondition with it). The daemon writes the pid file; the
-// driver reads it and watches the daemon with vmproc.Adopt (pid and start
+// driver reads it and watches the daemon with hostproc.Adopt (pid and start
 // time, moved into the cgroup), so that Pids()[0] is the daemon. A daemon
 // that fails right away removes its pid file as it exits; the driver then
 // finds no process naming its QMP socket and fails at once. The daemon's

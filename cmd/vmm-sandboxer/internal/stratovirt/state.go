@@ -10,7 +10,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // State is a VM as persisted (vm.VM.State) and recovered
@@ -21,14 +21,14 @@ type State struct {
 	vmhost.State
 	// VMM identifies StratoVirt's daemon (the process that wrote the pid
 	// file, not the one the driver started).
-	VMM vmproc.ID `json:"stratovirt"`
+	VMM hostproc.ID `json:"stratovirt"`
 	// QMPSocket is StratoVirt's QMP socket in Dir.
 	QMPSocket string `json:"qmp_socket"`
 }
 
 // Recover finds a VM again from its State: StratoVirt's daemon and
 // virtiofsd are watched again if they still run (same pid and start time,
-// see package vmproc). A VM whose StratoVirt is gone comes back already
+// see package hostproc). A VM whose StratoVirt is gone comes back already
 // Done; a virtiofsd that outlived it is killed. A State that does not
 // decode or is not StratoVirt's fails with errdefs.ErrInvalidArgument.
 func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM, error) {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmhost"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
 
@@ -84,7 +84,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 		bin = DefaultBinary
 	}
 	// before anything starts
-	bin, err := vmproc.LookPath(Name, bin)
+	bin, err := hostproc.LookPath(Name, bin)
 	if err != nil {
 		return nil, err
 	}
@@ -117,14 +117,14 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 // command line, forks the daemon and exits (0, or 1 with StratoVirt's
 // message when it refused the command line); the daemon writes its pid to
 // the pid file and runs the VM. launch waits for the first to exit, then
-// for the pid file, and watches the daemon (vmproc.Adopt, into cgroup).
+// for the pid file, and watches the daemon (hostproc.Adopt, into cgroup).
 func (v *VM) launch(ctx context.Context, bin string, args []string, extra []*os.File, cgroup string) error {
-	p, err := vmproc.Start(ctx, vmproc.Spec{Name: Name, Path: bin, Args: args, Log: v.Path(Log), ExtraFiles: extra, Cgroup: cgroup})
+	p, err := hostproc.Start(ctx, hostproc.Spec{Name: Name, Path: bin, Args: args, Log: v.Path(Log), ExtraFiles: extra, Cgroup: cgroup})
 	if err != nil {
 		return err
 	}
 	if err := p.Wait(ctx); err != nil {
-		_ = p.KillWait(vmproc.DefaultKillWait)
+		_ = p.KillWait(hostproc.DefaultKillWait)
 		return fmt.Errorf("stratovirt (pid %d) did not daemonize: %w%s", p.Pid(), err, v.Diagnostics())
 	}
 	if st := p.ExitStatus(); st != "exit status 0" {
@@ -134,11 +134,15 @@ func (v *VM) launch(ctx context.Context, bin string, args []string, extra []*os.
 	if err != nil {
 		return err
 	}
-	d, err := vmproc.Adopt(Name, pid, cgroup)
+	d, err := hostproc.Adopt(Name, pid)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return fmt.Errorf("stratovirt (pid %d) exited during start%s: %w", pid, v.Diagnostics(), errdefs.ErrFailedPrecondition)
 		}
+		return err
+	}
+	// the daemon was forked before its parent was in the cgroup
+	if err := d.MoveToCgroup(cgroup); err != nil {
 		return err
 	}
 	v.VMM, v.st.VMM = d, d.ID()

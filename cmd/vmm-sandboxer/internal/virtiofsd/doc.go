@@ -48,7 +48,7 @@
 //
 // # Process
 //
-// virtiofsd is started with package vmproc: detached (a session of its
+// virtiofsd is started with package hostproc: detached (a session of its
 // own, no parent-death signal), stdout and stderr in a log file, in the
 // VM's cgroup. It ends by itself when its vhost-user peer (the VMM)
 // disconnects; Stop waits a grace period for that and kills it otherwise.

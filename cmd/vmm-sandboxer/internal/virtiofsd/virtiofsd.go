@@ -15,7 +15,7 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
 
@@ -110,7 +110,7 @@ func (c Config) Validate() error {
 
 // Daemon is one running (or exited) virtiofsd.
 type Daemon struct {
-	*vmproc.Process
+	*hostproc.Process
 	cfg          Config
 	shareMounted bool
 }
@@ -144,13 +144,13 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, retErr error) {
 	if err := Cleanup(cfg.Socket); err != nil {
 		return nil, err
 	}
-	p, err := vmproc.Start(ctx, vmproc.Spec{Name: "virtiofsd", Path: cfg.binary(), Args: cfg.Args(), Log: cfg.Log, Cgroup: cfg.Cgroup})
+	p, err := hostproc.Start(ctx, hostproc.Spec{Name: "virtiofsd", Path: cfg.binary(), Args: cfg.Args(), Log: cfg.Log, Cgroup: cfg.Cgroup})
 	if err != nil {
 		return nil, err
 	}
 	d = &Daemon{Process: p, cfg: cfg, shareMounted: mounted}
 	if err := d.waitSocket(ctx); err != nil {
-		if kerr := p.KillWait(vmproc.DefaultKillWait); kerr != nil {
+		if kerr := p.KillWait(hostproc.DefaultKillWait); kerr != nil {
 			err = errors.Join(err, kerr)
 		}
 		_ = Cleanup(cfg.Socket)
@@ -175,18 +175,18 @@ func (d *Daemon) waitSocket(ctx context.Context) error {
 		select {
 		case <-d.Done():
 			return fmt.Errorf("virtiofsd exited before listening (%s): %s: %w", d.ExitStatus(),
-				vmproc.Tail(d.cfg.Log, 10), errdefs.ErrFailedPrecondition)
+				hostproc.Tail(d.cfg.Log, 10), errdefs.ErrFailedPrecondition)
 		case <-ctx.Done():
-			return fmt.Errorf("virtiofsd: no socket %s: %w (log: %s)", d.cfg.Socket, ctx.Err(), vmproc.Tail(d.cfg.Log, 10))
+			return fmt.Errorf("virtiofsd: no socket %s: %w (log: %s)", d.cfg.Socket, ctx.Err(), hostproc.Tail(d.cfg.Log, 10))
 		case <-t.C:
 		}
 	}
 }
 
 // Recover is the Daemon of a virtiofsd a previous daemon started with cfg
-// (vmproc.Recover: already Done when it is gone).
-func Recover(cfg Config, id vmproc.ID, shareMounted bool) *Daemon {
-	return &Daemon{Process: vmproc.Recover("virtiofsd", id), cfg: cfg, shareMounted: shareMounted}
+// (hostproc.Recover: already Done when it is gone).
+func Recover(cfg Config, id hostproc.ID, shareMounted bool) *Daemon {
+	return &Daemon{Process: hostproc.Recover("virtiofsd", id), cfg: cfg, shareMounted: shareMounted}
 }
 
 // ShareMounted reports whether Start bind-mounted the share onto itself
@@ -204,7 +204,7 @@ func (d *Daemon) Stop(grace time.Duration) error {
 		return nil
 	case <-time.After(grace):
 	}
-	return d.KillWait(vmproc.DefaultKillWait)
+	return d.KillWait(hostproc.DefaultKillWait)
 }
 
 // Cleanup removes what a virtiofsd on socket leaves: the socket and its

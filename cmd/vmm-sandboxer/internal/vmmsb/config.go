@@ -132,11 +132,7 @@ func (c *Config) StopTimeout() time.Duration { return time.Duration(c.Pod.StopTi
 func (c *Config) Validate() error {
 	var errs []error
 	errs = append(errs, c.Daemon.Validate())
-	if !filepath.IsAbs(c.RunDir) {
-		errs = append(errs, fmt.Errorf("run_dir = %q: must be an absolute path", c.RunDir))
-	} else if n := len(c.RunDir) + 1 + runDirNameLen + len("/virtiofs.sock"); n > 107 {
-		errs = append(errs, fmt.Errorf("run_dir = %q: too long for the VMs' unix sockets (%d > 107 bytes)", c.RunDir, n))
-	}
+	errs = append(errs, config.CheckRunDir(c.RunDir, "virtiofs.sock", "the VMs' unix sockets"))
 	for _, f := range []struct{ key, v string }{{"vm.kernel", c.VM.Kernel}, {"vm.initrd", c.VM.Initrd}} {
 		if !filepath.IsAbs(f.v) {
 			errs = append(errs, fmt.Errorf("%s = %q: must be an absolute path", f.key, f.v))

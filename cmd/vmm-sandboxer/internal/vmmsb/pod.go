@@ -2,8 +2,6 @@ package vmmsb
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +25,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
+	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/nsutil"
@@ -35,10 +34,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/taskfwd"
 )
-
-// runDirNameLen is the length of a VM's run directory name: a hash of the
-// sandbox id, short enough for the unix sockets inside it.
-const runDirNameLen = 16
 
 // podFilesDir is the pod's own directory in the share (/etc/hostname, hosts,
 // resolv.conf). A container id cannot start with '.', so it never collides.
@@ -122,21 +117,7 @@ var (
 
 // runDirOf is the run directory of sandbox id.
 func (d *driver) runDirOf(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return filepath.Join(d.cfg.RunDir, hex.EncodeToString(sum[:])[:runDirNameLen])
-}
-
-// vmCgroup is the host cgroup of a pod's VM: below the pod's CRI cgroup
-// parent (cgroupfs or systemd form), else below /magnetar-vmm.
-func vmCgroup(parent, id string) string {
-	switch {
-	case parent == "":
-		return "/magnetar-vmm/" + id
-	case strings.HasPrefix(parent, "/"):
-		return filepath.Join(parent, "magnetar-vmm-"+id)
-	default: // systemd: a scope in the pod's slice
-		return parent + ":magnetar-vmm:" + id
-	}
+	return config.PodRunDir(d.cfg.RunDir, id)
 }
 
 // Create checks the pod and prepares its share; it starts nothing.
@@ -177,7 +158,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 	}
 	vcpus, mem := d.size(cfg)
 	st := podState{Dir: s.Dir, RunDir: d.runDirOf(s.ID), NetNS: s.NetNSPath, Hostname: hostname, VCPUs: vcpus, MemoryMiB: mem,
-		Cgroup: vmCgroup(cfg.GetLinux().GetCgroupParent(), s.ID), Hypervisor: b.name, Accel: b.accel}
+		Cgroup: cgroups.PodPath(Handler, cfg.GetLinux().GetCgroupParent(), s.ID), Hypervisor: b.name, Accel: b.accel}
 	if _, err := cgroups.ResolvePath(st.Cgroup); err != nil {
 		return nil, fmt.Errorf("options.linux.cgroup_parent %q: %w", cfg.GetLinux().GetCgroupParent(), err)
 	}
@@ -567,11 +548,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	cg, err := cgroups.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	a, err := cg.Metrics()
+	a, err := cgroups.MetricsAt(path)
 	if err != nil {
 		return nil, err
 	}

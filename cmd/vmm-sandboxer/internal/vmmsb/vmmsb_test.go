@@ -80,18 +80,6 @@ func TestSize(t *testing.T) {
 	}
 }
 
-func TestVMCgroup(t *testing.T) {
-	for parent, want := range map[string]string{
-		"":                          "/magnetar-vmm/p1",
-		"/kubepods/besteffort/podx": "/kubepods/besteffort/podx/magnetar-vmm-p1",
-		"kubepods-podx.slice":       "kubepods-podx.slice:magnetar-vmm:p1",
-	} {
-		if got := vmCgroup(parent, "p1"); got != want {
-			t.Errorf("vmCgroup(%q) = %q, want %q", parent, got, want)
-		}
-	}
-}
-
 // fakeHV is a hypervisor that is never asked to start here.
 type fakeHV struct{}
 

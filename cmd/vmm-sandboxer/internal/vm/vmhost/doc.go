@@ -12,7 +12,7 @@
 //     helper watch; Abort on error); a driver that defines its VM over an
 //     API (Cloud Hypervisor) uses the steps themselves;
 //   - the VMM process and the pod share's virtiofsd (package virtiofsd),
-//     both package vmproc processes: detached from the daemon, watched
+//     both package hostproc processes: detached from the daemon, watched
 //     through pidfds, found again after a restart by pid and start time;
 //   - waiting at start for the VMM's control channel to answer, failing
 //     fast with the VMM's log when it exits first;

@@ -10,8 +10,8 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vhostvsock"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // State is the part of a VM's persisted state that every driver has; a
@@ -24,7 +24,7 @@ type State struct {
 	ID  string `json:"id"`
 	Dir string `json:"dir"`
 	// Virtiofsd identifies virtiofsd (nil without a share).
-	Virtiofsd *vmproc.ID `json:"virtiofsd,omitempty"`
+	Virtiofsd *hostproc.ID `json:"virtiofsd,omitempty"`
 	// AgentSocket (serial channel: its chardev socket; hybrid vsock: the
 	// VMM's vsock socket) and VirtiofsSocket (with a share) are unix
 	// sockets in Dir.

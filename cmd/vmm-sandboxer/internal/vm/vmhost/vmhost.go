@@ -17,7 +17,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vhostvsock"
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 // Log is a log file of the run directory, quoted by errors.
@@ -59,7 +59,7 @@ type Machine struct {
 	Quit func(ctx context.Context) error
 
 	// VMM is the VMM process, Fsd the share's virtiofsd (nil without one).
-	VMM *vmproc.Process
+	VMM *hostproc.Process
 	Fsd *virtiofsd.Daemon
 
 	// stopMu serializes Stop, Cleanup and the helper watch's kill.
@@ -148,13 +148,13 @@ func (m *Machine) Boot(ctx context.Context, b Boot) (retErr error) {
 // StartVirtiofsd starts the virtiofsd of cfg's share (cfg.Helpers'
 // binary, its log at logName in Dir, in cfg's cgroup) and records it and
 // the share. It returns virtiofsd's ID, for the driver's State.
-func (m *Machine) StartVirtiofsd(ctx context.Context, cfg *vm.Config, logName string) (vmproc.ID, error) {
+func (m *Machine) StartVirtiofsd(ctx context.Context, cfg *vm.Config, logName string) (hostproc.ID, error) {
 	fsd, err := virtiofsd.Start(ctx, virtiofsd.Config{
 		ID: cfg.ID, Binary: cfg.Helpers[vm.HelperVirtiofsd], Socket: m.Path(m.VirtiofsSocket), Source: cfg.Share,
 		Log: m.Path(logName), Cgroup: cfg.Cgroup,
 	})
 	if err != nil {
-		return vmproc.ID{}, err
+		return hostproc.ID{}, err
 	}
 	m.Fsd, m.Share, m.ShareMounted = fsd, cfg.Share, fsd.ShareMounted()
 	return fsd.ID(), nil
@@ -162,23 +162,23 @@ func (m *Machine) StartVirtiofsd(ctx context.Context, cfg *vm.Config, logName st
 
 // RecoverVirtiofsd watches the virtiofsd of id again (package virtiofsd's
 // Recover), its log at logName; one that outlived its VMM is killed.
-func (m *Machine) RecoverVirtiofsd(ctx context.Context, id vmproc.ID, logName string) error {
+func (m *Machine) RecoverVirtiofsd(ctx context.Context, id hostproc.ID, logName string) error {
 	m.Fsd = virtiofsd.Recover(virtiofsd.Config{ID: m.ID, Socket: m.Path(m.VirtiofsSocket), Source: m.Share, Log: m.Path(logName)},
 		id, m.ShareMounted)
 	if !m.VMM.Running() && m.Fsd.Running() {
 		log.G(ctx).WithField("pid", m.Fsd.Pid()).Infof("virtiofsd outlived its %s: killing it", m.Name)
-		if err := m.Fsd.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := m.Fsd.KillWait(hostproc.DefaultKillWait); err != nil {
 			return fmt.Errorf("recover vm %s: %w", m.ID, err)
 		}
 	}
 	return nil
 }
 
-// Recover sets the VMM of a recovered VM (vmproc.Recover of vmm) and its
+// Recover sets the VMM of a recovered VM (hostproc.Recover of vmm) and its
 // virtiofsd (fsd, nil without one: RecoverVirtiofsd, logName its log),
 // then watches the helpers.
-func (m *Machine) Recover(ctx context.Context, vmm vmproc.ID, fsd *vmproc.ID, logName string) error {
-	m.VMM = vmproc.Recover(m.Name, vmm)
+func (m *Machine) Recover(ctx context.Context, vmm hostproc.ID, fsd *hostproc.ID, logName string) error {
+	m.VMM = hostproc.Recover(m.Name, vmm)
 	if fsd != nil {
 		if err := m.RecoverVirtiofsd(ctx, *fsd, logName); err != nil {
 			return err
@@ -221,12 +221,12 @@ func (m *Machine) WaitReady(ctx context.Context, what string, ping func(ctx cont
 // files, releases the share.
 func (m *Machine) Abort(ctx context.Context) {
 	if m.VMM != nil {
-		if err := m.VMM.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := m.VMM.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).Errorf("%s start failed and %s could not be killed", m.Name, m.Name)
 		}
 	}
 	if m.Fsd != nil {
-		if err := m.Fsd.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := m.Fsd.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).Errorf("%s start failed and virtiofsd could not be killed", m.Name)
 		}
 	}
@@ -294,7 +294,7 @@ func (m *Machine) WatchHelpers(ctx context.Context) {
 		}
 		log.G(ctx).WithFields(log.Fields{"sandbox_id": m.ID, "virtiofsd_pid": m.Fsd.Pid(), "exit": m.Fsd.ExitStatus()}).
 			Errorf("virtiofsd exited while its VM runs: the pod's share is gone, stopping %s", m.Name)
-		if err := m.VMM.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := m.VMM.KillWait(hostproc.DefaultKillWait); err != nil {
 			log.G(ctx).WithError(err).WithField("sandbox_id", m.ID).Errorf("killing %s after virtiofsd exited", m.Name)
 		}
 	}()
@@ -341,7 +341,7 @@ func (m *Machine) Stop(ctx context.Context, force bool) error {
 				log.G(ctx).WithField("pid", m.VMM.Pid()).Warnf("%s did not exit in time: killing it", m.Name)
 			}
 		}
-		if err := m.VMM.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := m.VMM.KillWait(hostproc.DefaultKillWait); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -373,7 +373,7 @@ func (m *Machine) Cleanup() error {
 	}
 	var errs []error
 	if m.Fsd != nil {
-		if err := m.Fsd.KillWait(vmproc.DefaultKillWait); err != nil {
+		if err := m.Fsd.KillWait(hostproc.DefaultKillWait); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -410,7 +410,7 @@ func (m *Machine) RemoveFiles() error {
 }
 
 // ConsoleTail is the last n lines of the guest console.
-func (m *Machine) ConsoleTail(n int) string { return vmproc.Tail(m.Path(m.Console), n) }
+func (m *Machine) ConsoleTail(n int) string { return hostproc.Tail(m.Path(m.Console), n) }
 
 // ExitedError is the error of a VMM that exited while it was needed
 // (errdefs.ErrFailedPrecondition, with the logs).
@@ -422,7 +422,7 @@ func (m *Machine) ExitedError(when string) error {
 func (m *Machine) Diagnostics() string {
 	var b strings.Builder
 	for _, l := range m.Logs {
-		if t := vmproc.Tail(m.Path(l.File), 10); t != "" {
+		if t := hostproc.Tail(m.Path(l.File), 10); t != "" {
 			fmt.Fprintf(&b, "; %s: %s", l.What, strings.ReplaceAll(t, "\n", " | "))
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/vmproc"
+	"github.com/magnetar-runtime/magnetar/shared/hostproc"
 )
 
 func TestKernelPanic(t *testing.T) {
@@ -29,8 +29,8 @@ func TestRecoverChecksStartTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	sleeper := func() *vmproc.Process {
-		p, err := vmproc.Start(context.Background(), vmproc.Spec{Name: "sleep", Path: "sleep", Args: []string{"60"}, Log: filepath.Join(dir, "log")})
+	sleeper := func() *hostproc.Process {
+		p, err := hostproc.Start(context.Background(), hostproc.Spec{Name: "sleep", Path: "sleep", Args: []string{"60"}, Log: filepath.Join(dir, "log")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func TestRecoverChecksStartTime(t *testing.T) {
 	other, fsd := sleeper(), sleeper()
 	fsdID := fsd.ID()
 	m := &Machine{Name: "vmm", ID: "x", Dir: dir, Share: dir, VirtiofsSocket: "virtiofs.sock", Console: "console.log"}
-	if err := m.Recover(context.Background(), vmproc.ID{Pid: other.Pid(), StartTime: other.ID().StartTime + 1}, &fsdID, "virtiofsd.log"); err != nil {
+	if err := m.Recover(context.Background(), hostproc.ID{Pid: other.Pid(), StartTime: other.ID().StartTime + 1}, &fsdID, "virtiofsd.log"); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -1,6 +1,7 @@
-// Package vmproc runs the host processes of a VM, the VMM and its helpers
-// (virtiofsd), the way package vm requires: detached from the daemon so
-// that they outlive a daemon restart, and found again afterwards.
+// Package hostproc runs the host processes of a pod that must outlive the
+// daemon (a VM's VMM and its helpers, virtiofsd), or adopts one that
+// started itself detached (Quark's sandbox process, which daemonizes), and
+// finds them again after a daemon restart.
 //
 // Start runs a binary in a session of its own (Setsid, and no parent-death
 // signal: Pdeathsig fires when the creating thread exits, not the daemon,
@@ -16,7 +17,7 @@
 // of /proc/<pid>/stat, clock ticks since boot). Recover takes an ID a
 // previous daemon persisted and watches the process again only if a live
 // process with that pid has that start time; otherwise the process is
-// reported as already exited (status unknown). Adopt watches a process
-// that another started for us (a VMM that daemonized itself, found through
-// its pid file) the same way.
-package vmproc
+// reported as already exited (status unknown). Adopt watches a process the
+// daemon did not start (a daemonized grandchild, re-parented to the
+// daemon, a child subreaper), by the pid it wrote.
+package hostproc

@@ -1,9 +1,10 @@
-package vmproc
+package hostproc
 
 import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,25 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestParseStartTime(t *testing.T) {
-	// a command name with spaces and parentheses, as /proc shows it
-	stat := "4242 (qemu (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 3 0 987654 1000 200 18446744073709551615\n"
-	f, err := parseStat(stat)
-	if err != nil || f[0] != "S" || f[1] != "1" {
-		t.Fatalf("fields %q %v", f, err)
-	}
-	if st, err := startTimeField(f); err != nil || st != 987654 {
-		t.Errorf("got %d %v", st, err)
-	}
-	for _, bad := range []string{"4242 qemu S 1", "4242 (qemu) S 1 2 3", "4242 (q) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 3 0 x 1"} {
-		f, err := parseStat(bad)
-		if err == nil {
-			_, err = startTimeField(f)
-		}
-		if err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
+func TestStartTime(t *testing.T) {
 	if _, err := StartTime(1 << 30); !errdefs.IsNotFound(err) {
 		t.Errorf("missing pid: %v", err)
 	}
@@ -192,43 +175,30 @@ func TestKillChildrenFirst(t *testing.T) {
 	}
 }
 
-// TestAdopt: a process another one started (as a daemonizing VMM leaves
-// one) is watched, found again by Recover, and seen to exit.
+// TestAdopt: a process the daemon did not start through Start is watched by
+// its pid (its exit seen, and reaped when it is a child); a pid that does not
+// exist is NotFound.
 func TestAdopt(t *testing.T) {
-	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "pid")
-	// the shell starts sleep in the background and exits: sleep is not our child
-	p, err := Start(context.Background(), Spec{Name: "sh", Path: "sh", Args: []string{"-c", "sleep 60 & echo $! >" + pidFile}, Log: filepath.Join(dir, "log")})
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Adopt("sleeper", cmd.Process.Pid)
 	if err != nil {
+		_ = cmd.Process.Kill()
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := p.Wait(ctx); err != nil {
+	_ = cmd.Process.Release()
+	if !p.Running() || p.ID().StartTime == 0 {
+		t.Fatalf("adopted: running %v, id %+v", p.Running(), p.ID())
+	}
+	if err := p.KillWait(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
+	if got := p.ExitStatus(); got != "exit status 137" {
+		t.Errorf("exit: %q", got)
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	a, err := Adopt("sleep", pid, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !a.Running() || a.ID().StartTime == 0 {
-		t.Fatalf("adopted: running %v id %+v", a.Running(), a.ID())
-	}
-	if r := Recover("sleep", a.ID()); !r.Running() {
-		t.Error("adopted process not found again")
-	}
-	if err := a.KillWait(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Adopt("sleep", pid, ""); !errdefs.IsNotFound(err) {
-		t.Errorf("adopting a gone pid: %v", err)
-	}
-	if _, err := Adopt("x", 0, ""); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("pid 0: %v", err)
+	if _, err := Adopt("gone", 1<<22+7); !errdefs.IsNotFound(err) {
+		t.Errorf("a pid that does not exist: %v, want NotFound", err)
 	}
 }

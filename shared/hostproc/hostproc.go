@@ -1,4 +1,4 @@
-package vmproc
+package hostproc
 
 import (
 	"bytes"
@@ -129,9 +129,25 @@ func (p *Process) intoCgroup(cg cgroups.Cgroup, s Spec) (*Process, error) {
 }
 
 // exitedNow reports whether pid is gone or a zombie.
+// MoveToCgroup moves the process into cgroup (created if needed): one
+// that Adopt watches, started by another process outside the cgroup (a
+// VMM's daemonized fork). It is idempotent; a process that has exited in
+// the meantime is not an error. On failure the process is killed.
+func (p *Process) MoveToCgroup(cgroup string) error {
+	if cgroup == "" {
+		return nil
+	}
+	cg, err := cgroups.New(cgroup)
+	if err != nil {
+		return fmt.Errorf("%s cgroup %s: %w", p.name, cgroup, err)
+	}
+	_, err = p.intoCgroup(cg, Spec{Name: p.name, Cgroup: cgroup})
+	return err
+}
+
 func exitedNow(pid int) bool {
-	f, err := statFields(pid)
-	return err != nil || f[0] == "Z"
+	st, err := proc.ReadStat(pid)
+	return err != nil || st.State == "Z"
 }
 
 // LookPath resolves the binary of the process name (exec.LookPath): one
@@ -201,32 +217,21 @@ func Recover(name string, id ID) *Process {
 	return p
 }
 
-// Adopt watches a process that was started for us by another one: a VMM
-// that daemonized itself (the pid from its pid file), not our child. Its
-// start time is read now, so that a later Recover finds it again. With a
-// cgroup it is moved there (idempotent: it may have forked before its
-// parent was moved). A pid that is gone, or a zombie, fails with
-// errdefs.ErrNotFound.
-func Adopt(name string, pid int, cgroup string) (*Process, error) {
+// Adopt watches pid, a process the daemon did not start itself (one that
+// daemonized and wrote its pid), as the process name: its ID is read now.
+// A pid that is gone fails with errdefs.ErrNotFound; one that has just
+// exited (a zombie) is watched, and reaped, and Done soon.
+func Adopt(name string, pid int) (*Process, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("%s pid %d: %w", name, pid, errdefs.ErrInvalidArgument)
 	}
 	st, err := StartTime(pid)
 	if err != nil {
-		return nil, fmt.Errorf("%s (pid %d): %w", name, pid, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p := Recover(name, ID{Pid: pid, StartTime: st})
-	if !p.Running() || exitedNow(pid) {
-		return nil, fmt.Errorf("%s (pid %d) exited: %w", name, pid, errdefs.ErrNotFound)
-	}
-	if cgroup != "" {
-		cg, err := cgroups.New(cgroup)
-		if err != nil {
-			return nil, fmt.Errorf("%s cgroup %s: %w", name, cgroup, err)
-		}
-		if _, err := p.intoCgroup(cg, Spec{Name: name, Cgroup: cgroup}); err != nil {
-			return nil, err
-		}
+	if !p.Running() {
+		return nil, fmt.Errorf("%s (pid %d): gone: %w", name, pid, errdefs.ErrNotFound)
 	}
 	return p, nil
 }
@@ -370,59 +375,16 @@ func killChild(parent, pid int) {
 		return
 	}
 	defer unix.Close(fd)
-	if f, err := statFields(pid); err != nil || f[1] != strconv.Itoa(parent) {
+	if st, err := proc.ReadStat(pid); err != nil || st.PPid != parent {
 		return
 	}
 	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 }
 
-// StartTime is field 22 of /proc/<pid>/stat: when the process started, in
-// clock ticks after boot. A pid that does not exist fails with
-// errdefs.ErrNotFound.
-func StartTime(pid int) (uint64, error) {
-	f, err := statFields(pid)
-	if err != nil {
-		return 0, err
-	}
-	return startTimeField(f)
-}
-
-// statFields are the fields of /proc/<pid>/stat after the command name:
-// [0] is field 3 (state), [1] field 4 (ppid), [19] field 22 (start time).
-// A pid that does not exist fails with errdefs.ErrNotFound.
-func statFields(pid int) ([]string, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-			return nil, fmt.Errorf("pid %d: %w", pid, errdefs.ErrNotFound)
-		}
-		return nil, err
-	}
-	return parseStat(string(b))
-}
-
-// parseStat splits a /proc/<pid>/stat line after the command name (field
-// 2), which is in parentheses and may itself hold spaces and ')': fields
-// are counted after the last ')'.
-func parseStat(stat string) ([]string, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("proc stat %q: no command name: %w", stat, errdefs.ErrUnknown)
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 20 {
-		return nil, fmt.Errorf("proc stat: %d fields after the command name: %w", len(f), errdefs.ErrUnknown)
-	}
-	return f, nil
-}
-
-func startTimeField(f []string) (uint64, error) {
-	v, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("proc stat: start time %q: %w", f[19], errdefs.ErrUnknown)
-	}
-	return v, nil
-}
+// StartTime is field 22 of /proc/<pid>/stat (proc.StartTime): when the
+// process started, in clock ticks after boot. A pid that does not exist
+// fails with errdefs.ErrNotFound.
+func StartTime(pid int) (uint64, error) { return proc.StartTime(pid) }
 
 // tailBytes bounds what Tail reads from the end of a file.
 const tailBytes = 64 << 10

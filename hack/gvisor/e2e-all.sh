@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# hack/gvisor/e2e-all.sh: the gVisor end-to-end stage of `make test` (make
+# gvisor-e2e), with guaranteed teardown. Starts its own harness containerd with
+# the gVisor sandboxer only (hack/containerd.sh) in GVISOR_WORK (default
+# _output/gvisor-e2e, bridge mgbr-gvisor, 10.248.0.0/16: apart from the other
+# harnesses), runs the generic e2e scripts of hack/e2e and the gVisor ones of
+# hack/gvisor/e2e against magnetar-gvisor, then critest's basic focus (what it
+# cannot pass: hack/critest/expect/magnetar-gvisor.txt), stops everything and
+# ends with exactly one summary line:
+#   gvisor-e2e: N passed, M failed, K skipped
+#
+# Every pod is a runsc sandbox (platform systrap). Not run here, with the
+# reason: hack/e2e/resources.sh, whose memory limit and OOM kill are a
+# container's host cgroup's: a gVisor container's processes live in the
+# sentry, its host cgroup is empty (the pod's sandbox cgroup holds the
+# sandbox and is what limits it). Knobs: GVISOR_SUITES (default below),
+# GVISOR_SHORT=1 (make test: the short set below, critest still run),
+# GVISOR_CRITEST=0 skips critest, CYCLES (leak.sh, 10), RUNSC_PLATFORM.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+export WORK=${GVISOR_WORK:-$OUT/gvisor-e2e}
+export BRIDGE=${GVISOR_BRIDGE:-mgbr-gvisor} SUBNET=${GVISOR_SUBNET:-10.248.0.0/16}
+export HARNESS_SANDBOXERS=magnetar-gvisor
+export RUNTIME_HANDLER=magnetar-gvisor
+export CYCLES=${CYCLES:-10}
+# generic (hack/e2e) and gVisor (hack/gvisor/e2e) suites, in order; leak
+# before restart so that it measures a daemon that was not restarted
+FULL_SUITES="smoke exitcode tty multi sharedpid pod leak restart keeper sandboxkill"
+# the short set (make test): the lifecycle, exec and exit codes, the
+# 3-container pod, kill -9 of the daemon and of a sandbox
+SHORT_SUITES="smoke exitcode pod restart sandboxkill"
+if [ "${GVISOR_SHORT:-0}" = 1 ]; then GVISOR_SUITES=${GVISOR_SUITES:-$SHORT_SUITES}; fi
+GVISOR_SUITES=${GVISOR_SUITES:-$FULL_SUITES}
+CD=$ROOT/hack/containerd.sh
+
+pass=0 fail=0 skip=0 summary=()
+finish() {
+  local rc=$?
+  set +e
+  stage_teardown
+  local left
+  left=$(pgrep -f -- "$WORK/" | while read -r p; do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-100; echo; done | grep -E '^runsc' || true)
+  if [ -n "$left" ]; then echo "FAIL teardown: runsc processes left:"; echo "$left" | sed 's/^/  /'; fail=$((fail + 1)); fi
+  stage_end gvisor-e2e "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+[ -x "$ROOT/bin/gvisor-sandboxer" ] || { echo "FAIL gvisor-e2e: bin/gvisor-sandboxer missing: run make build"; fail=1; exit 1; }
+[ -x "$PREFIX/bin/runsc" ] || { echo "FAIL gvisor-e2e: no runsc in $PREFIX/bin: run make tools"; fail=1; exit 1; }
+t0=$SECONDS
+"$CD" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
+"$CD" start
+mkdir -p "$WORK/logs"
+for s in $GVISOR_SUITES; do
+  script=$ROOT/hack/gvisor/e2e/$s.sh
+  [ -x "$script" ] || script=$ROOT/hack/e2e/$s.sh
+  lf=$WORK/logs/gvisor-e2e-$s.log
+  ts=$SECONDS
+  rc=0
+  log "suite $s ($script)"
+  "$script" 2>&1 | tee "$lf" || rc=$?
+  add_counts "$lf" e2e "$s" "$rc"
+  log "suite $s took $((SECONDS - ts)) s"
+done
+if [ "${GVISOR_CRITEST:-1}" = 1 ]; then
+  lf=$WORK/logs/gvisor-critest.log
+  rc=0
+  ts=$SECONDS
+  # what a pod in a gVisor sandbox cannot pass: hack/critest/expect/magnetar-gvisor.txt
+  RUNTIME_HANDLER=magnetar-gvisor "$ROOT/hack/critest.sh" 2>&1 | tee "$lf" || rc=$?
+  add_counts "$lf" critest critest "$rc"
+  log "critest took $((SECONDS - ts)) s"
+fi
+log "gvisor-e2e took $((SECONDS - t0)) s (logs in $WORK/logs)"
