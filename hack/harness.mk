@@ -17,9 +17,9 @@
 # Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e), CRITEST_HANDLERS,
 # CRITEST_SET=basic|offline (critest), WORK=dir.
 .PHONY: tools images e2e critest demo conformance
+# for this stage only: the other stages pick their own critest set
 CRITEST_SET ?= offline
 CRITEST_HANDLERS ?= runc magnetar-runc
-export CRITEST_SET CRITEST_HANDLERS
 
 tools:
 	hack/install-tools.sh
@@ -28,10 +28,10 @@ images:
 	hack/images.sh
 
 e2e: build tools images
-	hack/e2e-all.sh all
+	CRITEST_SET=$(CRITEST_SET) CRITEST_HANDLERS="$(CRITEST_HANDLERS)" hack/e2e-all.sh all
 
 critest: build tools images
-	hack/e2e-all.sh critest
+	CRITEST_SET=$(CRITEST_SET) CRITEST_HANDLERS="$(CRITEST_HANDLERS)" hack/e2e-all.sh critest
 
 conformance:
 	hack/conformance.sh

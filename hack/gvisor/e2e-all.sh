@@ -15,7 +15,7 @@
 # sentry, its host cgroup is empty (the pod's sandbox cgroup holds the
 # sandbox and is what limits it). Knobs: GVISOR_SUITES (default below),
 # GVISOR_SHORT=1 (make test: the short set below, critest still run),
-# GVISOR_CRITEST=0 skips critest, CYCLES (leak.sh, 10), RUNSC_PLATFORM.
+# GVISOR_CRITEST=0 skips critest, GVISOR_CRITEST_SET (basic), CYCLES (leak.sh, 10), RUNSC_PLATFORM.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 export WORK=${GVISOR_WORK:-$OUT/gvisor-e2e}
@@ -68,7 +68,7 @@ if [ "${GVISOR_CRITEST:-1}" = 1 ]; then
   rc=0
   ts=$SECONDS
   # what a pod in a gVisor sandbox cannot pass: hack/critest/expect/magnetar-gvisor.txt
-  RUNTIME_HANDLER=magnetar-gvisor "$ROOT/hack/critest.sh" 2>&1 | tee "$lf" || rc=$?
+  CRITEST_SET=${GVISOR_CRITEST_SET:-basic} RUNTIME_HANDLER=magnetar-gvisor "$ROOT/hack/critest.sh" 2>&1 | tee "$lf" || rc=$?
   add_counts "$lf" critest critest "$rc"
   log "critest took $((SECONDS - ts)) s"
 fi

@@ -75,7 +75,7 @@ run() {
   if [ "$1" = pods ]; then
     local line
     line=$(grep -E "^e2e: [0-9]+ passed" "$lf" | tail -1 || true)
-    conformance_record k8s-e2e "$2" "${line#e2e: }"
+    if [ -n "$line" ]; then conformance_record k8s-e2e "$2" "${line#e2e: }"; fi
   fi
 }
 for h in $K8S_HANDLERS; do run pods "$h"; done
