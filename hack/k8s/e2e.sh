@@ -407,9 +407,10 @@ oom() {
   expect_eq "reason" "$reason" OOMKilled
   local code
   code=$(cstatus failing oom '.lastState.terminated.exitCode')
-  echo "oom: exit code ${code:-$(cstatus failing oom '.state.terminated.exitCode')}"
+  [ -n "$code" ] || code=$(cstatus failing oom '.state.terminated.exitCode')
+  expect_eq "exit code of the OOM-killed container" "$code" 137
 }
-check oom "a container outgrowing its memory limit: OOMKilled" oom; show
+check oom "a container outgrowing its memory limit: OOMKilled, exit code 137" oom; show
 
 # --- stats ---------------------------------------------------------------------------
 summary() {

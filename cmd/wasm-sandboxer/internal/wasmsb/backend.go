@@ -276,20 +276,24 @@ func (c *ctr) watch(inst wasi.Instance) {
 	if c.io != nil {
 		c.io.Close()
 	}
-	lg := log.G(c.b.life).WithFields(log.Fields{"container_id": c.id, "exit_status": res.ExitCode})
+	lg := log.G(c.b.life).WithField("container_id", c.id)
 	switch {
 	case res.OutOfMemory:
-		lg.Info("wasm module exceeded its memory limit")
+		// what the kernel's OOM killer gives a Linux container: 137 (SIGKILL),
+		// whatever the module did when its grow was refused (a Go module
+		// exits 2, a C one its own code); the reason comes from TaskOOM
+		lg.WithField("module_exit_status", res.ExitCode).Info("wasm module exceeded its memory limit: reported as OOM-killed")
+		res.ExitCode = wasi.ExitCodeKilled
 		select {
 		case c.oom <- struct{}{}:
 		default:
 		}
 	case res.Trap != "":
-		lg.WithField("trap", res.Trap).Info("wasm module trapped")
+		lg.WithFields(log.Fields{"trap": res.Trap, "exit_status": res.ExitCode}).Info("wasm module trapped")
 	case res.Killed:
 		lg.Debug("wasm module killed")
 	default:
-		lg.Debug("wasm module exited")
+		lg.WithField("exit_status", res.ExitCode).Debug("wasm module exited")
 	}
 	c.mu.Lock()
 	c.final = usage{cpu: st.CPU}

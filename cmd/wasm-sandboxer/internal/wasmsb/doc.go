@@ -31,7 +31,9 @@
 // new instance with its own stdio and exit code, so crictl exec works.
 //
 // Resources: the OCI memory limit bounds the module's linear memory (a
-// module growing past it fails on its own, TaskOOM is published); Stats
+// module growing past it fails on its own; it is then reported as the
+// kernel's OOM killer would leave a Linux container: exit status 137 and
+// TaskOOM, which containerd turns into the reason OOMKilled); Stats
 // and pod Metrics report memory and CPU time as cgroup v1 metrics from
 // the engine's counters; Update takes a new memory limit for later execs
 // and names what it cannot apply (ErrNotImplemented).

@@ -108,7 +108,8 @@ func (in *fakeInstance) run(cfg *wasi.RunConfig) {
 		case "grow":
 			n, _ := strconv.ParseUint(args[1], 10, 64)
 			if in.limit > 0 && n > in.limit {
-				res.ExitCode, res.Trap, res.OutOfMemory = wasi.ExitCodeTrap, "out of memory", true
+				// as a Go module does when its grow is refused: exit 2
+				res.ExitCode, res.OutOfMemory = 2, true
 			}
 		}
 	}

@@ -169,6 +169,46 @@ func TestRunExitCodeAndOutput(t *testing.T) {
 	}
 }
 
+// A module that grows past its memory limit is reported as the kernel's OOM
+// killer leaves a Linux container: exit status 137 whatever the module
+// exited with, and an OOM notification (containerd's TaskOOM, hence the
+// CRI reason OOMKilled); one under its limit exits as it chose.
+func TestOutOfMemoryIsOOMKilled(t *testing.T) {
+	r := newRig(t)
+	r.pod("p1")
+	for _, tc := range []struct {
+		id, grow string
+		code     uint32
+		oom      bool
+	}{
+		{"over", "2097152", 137, true},
+		{"under", "4096", 0, false},
+	} {
+		c, _, err := r.create("p1", tc.id, "/bin/m.wasm", "grow", tc.grow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if code := wait(t, c); code != tc.code {
+			t.Errorf("%s: exit status %d, want %d", tc.id, code, tc.code)
+		}
+		oom := false
+		select {
+		case <-c.(task.OOMNotifier).OOM():
+			oom = true
+		case <-time.After(100 * time.Millisecond):
+		}
+		if oom != tc.oom {
+			t.Errorf("%s: OOM notified %v, want %v", tc.id, oom, tc.oom)
+		}
+		if err := c.Delete(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestBadModules(t *testing.T) {
 	r := newRig(t)
 	r.pod("p1")
