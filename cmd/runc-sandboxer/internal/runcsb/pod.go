@@ -108,7 +108,9 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: a pod with its own user namespace cannot share the host's network, PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
 	}
 	if userns && st.SharedPID {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options: a shared PID namespace (shareProcessNamespace) in a pod with its own user namespace is not supported by magnetar-runc: %w", errdefs.ErrNotImplemented)
+		if err := userNSInitTools(); err != nil {
+			return nil, fmt.Errorf("options.linux.security_context.namespace_options: a shared PID namespace in a pod with its own user namespace: %w", err)
+		}
 	}
 	if !st.HostNetwork && st.NetNS == "" {
 		return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
@@ -319,7 +321,7 @@ func (p *pod) Start(ctx context.Context) (sandbox.Endpoint, error) {
 	defer p.mu.Unlock()
 	ep := sandbox.Endpoint{Address: p.d.env.TaskAddress, Version: 3}
 	if p.st.SharedPID && p.init == nil {
-		pid, w, err := startPodInit(p.id)
+		pid, w, err := startPodInit(ctx, p.id, p.st.UserNS)
 		if err != nil {
 			return ep, fmt.Errorf("pod init: %w", err)
 		}
@@ -346,11 +348,15 @@ func podInitBinary() (string, error) {
 	return self, nil
 }
 
-// startPodInit runs the init of pod id as PID 1 of a new PID namespace.
-func startPodInit(id string) (int, *proc.Watch, error) {
+// startPodInit runs the init of pod id as PID 1 of a new PID namespace,
+// one owned by the pod's user namespace userns when it has one.
+func startPodInit(ctx context.Context, id, userns string) (int, *proc.Watch, error) {
 	bin, err := podInitBinary()
 	if err != nil {
 		return 0, nil, err
+	}
+	if userns != "" {
+		return startPodInitInUserNS(ctx, bin, id, userns)
 	}
 	cmd := exec.Command(bin, podinit.Args(id)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}

@@ -19,6 +19,8 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/magnetar-runtime/magnetar/shared/podinit"
 )
 
 // userNetNS makes a network namespace inside a new user namespace with the
@@ -47,10 +49,21 @@ func userNetNS(t *testing.T, path string, hostID int) {
 // network namespace belongs to) runs two containers in that user namespace;
 // the first makes the pod's IPC and UTS namespaces (with the pod's
 // hostname and IPC sysctl), the second joins them; nothing is left after.
-func TestUserNamespacePod(t *testing.T) {
+func TestUserNamespacePod(t *testing.T) { userNamespacePod(t, runtime.NamespaceMode_CONTAINER) }
+
+// TestUserNamespacePodSharedPID: the same with one PID namespace for the
+// pod's containers (CRI's zero value): the pod init runs in a PID
+// namespace owned by the pod's user namespace, which both containers join
+// (runc joins the user namespace first, and then could not join a PID
+// namespace of the host's user namespace).
+func TestUserNamespacePodSharedPID(t *testing.T) { userNamespacePod(t, runtime.NamespaceMode_POD) }
+
+func userNamespacePod(t *testing.T, pidMode runtime.NamespaceMode) {
 	r := newRig(t)
-	// the mapped root must reach the rootfs
-	for _, d := range []string{filepath.Dir(r.dir), r.dir} {
+	// the mapped root must reach the rootfs, and the pod init (this test
+	// binary, run as the mapped root) its binary
+	self, _ := os.Executable()
+	for _, d := range []string{filepath.Dir(r.dir), r.dir, filepath.Dir(self), filepath.Dir(filepath.Dir(self))} {
 		os.Chmod(d, 0o755)
 	}
 	ctx := context.Background()
@@ -59,7 +72,7 @@ func TestUserNamespacePod(t *testing.T) {
 	idmap := []*runtime.IDMapping{{ContainerId: 0, HostId: 300000, Length: 65536}}
 	cfg := &runtime.PodSandboxConfig{Hostname: "upod", Linux: &runtime.LinuxPodSandboxConfig{
 		Sysctls: map[string]string{"kernel.shmmni": "1234"},
-		SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER,
+		SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Pid: pidMode,
 			UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: idmap, Gids: idmap}}}}}
 	if _, err := r.ctrl.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: "upod", NetnsPath: netns, Options: podAny(t, cfg)}); err != nil {
 		t.Fatal(err)
@@ -68,7 +81,7 @@ func TestUserNamespacePod(t *testing.T) {
 	if _, err := r.ctrl.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "upod"}); err != nil {
 		t.Fatal(err)
 	}
-	report := "echo $(readlink /proc/self/ns/user) $(readlink /proc/self/ns/ipc) $(readlink /proc/self/ns/uts) $(hostname) $(cat /proc/sys/kernel/shmmni) $(cat /proc/self/uid_map); exec sleep 60"
+	report := "echo $(readlink /proc/self/ns/user) $(readlink /proc/self/ns/ipc) $(readlink /proc/self/ns/uts) $(hostname) $(cat /proc/sys/kernel/shmmni) $(cat /proc/self/uid_map) $(readlink /proc/self/ns/pid) $(tr '\\0' , < /proc/1/cmdline); exec sleep 60"
 	outputs := map[string]string{}
 	for _, id := range []string{"u1", "u2"} {
 		b, rootfs := busyboxBundle(t, r, id, "upod", []string{"sh", "-c", report})
@@ -77,6 +90,14 @@ func TestUserNamespacePod(t *testing.T) {
 		json.Unmarshal(raw, &sp)
 		sp.Linux.Namespaces = append(sp.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/0/ns/user"},
 			specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/0/ns/net"})
+		if pidMode == runtime.NamespaceMode_POD {
+			// as containerd's CRI sends it: the sandbox pid's namespace
+			for i := range sp.Linux.Namespaces {
+				if sp.Linux.Namespaces[i].Type == specs.PIDNamespace {
+					sp.Linux.Namespaces[i].Path = "/proc/0/ns/pid"
+				}
+			}
+		}
 		sp.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 300000, Size: 65536}}
 		sp.Linux.GIDMappings = sp.Linux.UIDMappings
 		sp.Hostname = ""
@@ -102,7 +123,7 @@ func TestUserNamespacePod(t *testing.T) {
 		outputs[id] = strings.TrimSpace(string(buf[:n]))
 	}
 	f1, f2 := strings.Fields(outputs["u1"]), strings.Fields(outputs["u2"])
-	if len(f1) < 8 || len(f2) < 8 {
+	if len(f1) < 10 || len(f2) < 10 {
 		t.Fatalf("container output: %q, %q", outputs["u1"], outputs["u2"])
 	}
 	host, _ := os.Readlink("/proc/self/ns/user")
@@ -111,6 +132,15 @@ func TestUserNamespacePod(t *testing.T) {
 	}
 	if f1[3] != "upod" || f1[4] != "1234" || strings.Join(f1[5:8], " ") != "0 300000 65536" {
 		t.Errorf("hostname, shmmni, uid_map: %v, want upod 1234 0 300000 65536", f1[3:])
+	}
+	hostPID, _ := os.Readlink("/proc/self/ns/pid")
+	switch {
+	case f1[8] == hostPID || f2[8] == hostPID:
+		t.Errorf("a container in the host's PID namespace: %s, %s", f1[8], f2[8])
+	case pidMode == runtime.NamespaceMode_POD && (f1[8] != f2[8] || !strings.Contains(f1[9], podinit.Arg)):
+		t.Errorf("shared PID: namespaces %s and %s, PID 1 %q; want one, PID 1 the pod init", f1[8], f2[8], f1[9])
+	case pidMode == runtime.NamespaceMode_CONTAINER && f1[8] == f2[8]:
+		t.Errorf("PID namespace per container: both in %s", f1[8])
 	}
 	if _, err := r.ctrl.Stop(ctx, &sandboxapi.ControllerStopRequest{SandboxID: "upod", TimeoutSecs: 1}); err != nil {
 		t.Fatal(err)
