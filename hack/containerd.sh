@@ -247,8 +247,6 @@ EOF
         runtime_path = "$ROOT/bin/$bin"
         sandboxer = "$name"
         disable_pause_image_pull = true
-        [$R.$name.options]
-          ConfigPath = "$WORK/etc/$by.toml"
 EOF
   done < <(present_handlers)
   cat >> "$CFG" <<EOF
@@ -369,7 +367,9 @@ sb_stop() {
 cd_start() {
   if alive "$PIDF"; then log "containerd already running, pid $(cat "$PIDF")"; return 0; fi
   echo "=== $(date -Is) start" >> "$CLOG"
-  setsid "$BIN/containerd" --config "$CFG" </dev/null >>"$CLOG" 2>&1 &
+  # the sandboxers' -info (run by containerd) reads <daemon>.toml from here:
+  # the drop-ins have no options table with a ConfigPath (deploy/templates)
+  MAGNETAR_CONF_DIR=$WORK/etc setsid "$BIN/containerd" --config "$CFG" </dev/null >>"$CLOG" 2>&1 &
   echo $! > "$PIDF"
   local i
   for i in $(seq 1 300); do

@@ -134,6 +134,17 @@ func TestInfoFeatures(t *testing.T) {
 	if _, f, err = info(nil); err != nil || f.Linux != nil {
 		t.Errorf("without options: %+v %v", f, err)
 	}
+	// without options, <name>.toml of MAGNETAR_CONF_DIR (what the shipped
+	// drop-ins rely on: no options table)
+	named := filepath.Join(filepath.Dir(cfgFile), sb.Name+".toml")
+	if err := os.Rename(cfgFile, named); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(ConfDirEnv, filepath.Dir(cfgFile))
+	if _, f, err = info(nil); err != nil || f.Linux == nil {
+		t.Errorf("without options, %s set: %+v %v", ConfDirEnv, f, err)
+	}
+	os.Rename(named, cfgFile)
 	if _, _, err := info([]byte("garbage")); err == nil {
 		t.Error("garbage options accepted")
 	}

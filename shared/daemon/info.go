@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -34,11 +35,24 @@ func init() {
 //
 // stdin holds the handler's runtime options, if its drop-in has an options
 // table: a runtimeoptions.v1.Options whose ConfigPath names the sandboxer's
-// configuration; without it the default file is read. Features come from
+// configuration; without it <name>.toml in $MAGNETAR_CONF_DIR, else in
+// /etc/magnetar, is read. The shipped drop-ins have no options table:
+// containerd 2.4 reads a user-namespaced container's runtime options as
+// runc's, and cannot start it with runtimeoptions (containerd issue
+// 11091). Features come from
 // Sandboxer.Features with that configuration; a sandboxer without it
 // declares nothing beyond the OCI spec version.
+// ConfDirEnv names the directory -info reads the configuration from when
+// containerd passes no ConfigPath (default config.DefaultConfDir): for a
+// containerd whose sandboxers' files are not in /etc/magnetar.
+const ConfDirEnv = "MAGNETAR_CONF_DIR"
+
 func printInfo(sb Sandboxer, stdin io.Reader, stdout io.Writer) error {
-	opts, path, err := readInfoOptions(stdin, filepath.Join(config.DefaultConfDir, sb.Name+".toml"))
+	dir := config.DefaultConfDir
+	if d := os.Getenv(ConfDirEnv); d != "" {
+		dir = d
+	}
+	opts, path, err := readInfoOptions(stdin, filepath.Join(dir, sb.Name+".toml"))
 	if err != nil {
 		return err
 	}
