@@ -141,7 +141,12 @@ HAVE_RPM=0; command -v rpm >/dev/null && HAVE_RPM=1
 # busy machine): before the time limit, which bounds the tests, not a build
 nfpm_bin >/dev/null
 # the time limit starts now (apt above may wait for a lock)
-(sleep "$PKGTEST_TIMEOUT" </dev/null >/dev/null 2>&1; echo "packages: timed out after $PKGTEST_TIMEOUT s" >&2; kill -TERM $$) 2>/dev/null &
+# (its sleep dies with it: a sleep left behind would hold the caller's fds,
+# a flock on the harness lock among them, for the whole limit)
+(trap 'kill "$s" 2>/dev/null; exit 0' TERM
+ sleep "$PKGTEST_TIMEOUT" </dev/null >/dev/null 2>&1 & s=$!
+ wait "$s" || exit 0
+ echo "packages: timed out after $PKGTEST_TIMEOUT s" >&2; kill -TERM $$) 2>/dev/null &
 WATCHDOG=$!
 
 # one version for the whole run (a commit meanwhile must not change it)
