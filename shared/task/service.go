@@ -1050,7 +1050,13 @@ func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (_ *ta
 // Shutdown is containerd saying it needs no more of this task connection. In
 // a sandboxer other tasks still use the server, so it never exits.
 func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
-	log.G(withIDs(ctx, r.GetID(), "")).Debug("task shutdown (server keeps running)")
+	ctx = withIDs(ctx, r.GetID(), "")
+	// containerd names the task it is done with: an id no task could have
+	// is a bad request, not a shutdown
+	if err := sandbox.ValidateID("id", r.GetID()); err != nil {
+		return nil, rpcErr(ctx, "shutdown", err)
+	}
+	log.G(ctx).Debug("task shutdown (server keeps running)")
 	return &emptypb.Empty{}, nil
 }
 

@@ -214,6 +214,10 @@ func TestBadInput(t *testing.T) {
 	add("kill unknown", err, codes.NotFound, "nope")
 	_, err = s.Checkpoint(ctx, &taskapi.CheckpointTaskRequest{ID: "x"})
 	add("checkpoint", err, codes.Unimplemented, "checkpoint")
+	_, err = s.Shutdown(ctx, &taskapi.ShutdownRequest{ID: "../x"})
+	add("shutdown dotdot id", err, codes.InvalidArgument, "id")
+	_, err = s.Shutdown(ctx, &taskapi.ShutdownRequest{ID: ""})
+	add("shutdown empty id", err, codes.InvalidArgument, "id")
 	for _, tc := range cases {
 		if code(tc.err) != tc.code || !strings.Contains(tc.err.Error(), tc.field) {
 			t.Errorf("%s: %v, want %v naming %q", tc.name, tc.err, tc.code, tc.field)
