@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -100,6 +101,11 @@ func Clean(ctx context.Context, bundle, name string, mounted bool, dir string) {
 func MountRootfs(bundle string, ms []*types.Mount, sp *specs.Spec) (mounted bool, err error) {
 	rootfs := filepath.Join(bundle, "rootfs")
 	if len(ms) > 0 {
+		// bundle/rootfs is made here, or is a directory: never a symlink
+		// to follow out of the bundle
+		if st, err := os.Lstat(rootfs); err == nil && !st.IsDir() {
+			return false, fmt.Errorf("bundle %s: rootfs is a %s, not a directory: %w", bundle, st.Mode().Type(), errdefs.ErrInvalidArgument)
+		}
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {
 			return false, err
 		}
