@@ -41,19 +41,22 @@ func (d *daemon) snapshot() *snapshot {
 			s.procs[pid] = line
 		}
 	}
-	walk := func(root string, depth int, into map[string]bool) {
+	walkDirs := func(root string, depth int, into map[string]bool, dirsOnly bool) {
 		base := strings.Count(root, "/")
 		_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
 			if err != nil || p == root {
 				return nil
 			}
-			into[p] = true
+			if e.IsDir() || !dirsOnly {
+				into[p] = true
+			}
 			if e.IsDir() && strings.Count(p, "/")-base >= depth {
 				return filepath.SkipDir
 			}
 			return nil
 		})
 	}
+	walk := func(root string, depth int, into map[string]bool) { walkDirs(root, depth, into, false) }
 	walk(d.outside, 64, s.files)
 	for _, h := range hostDirs {
 		walk(h, 1, s.files)
@@ -70,10 +73,15 @@ func (d *daemon) snapshot() *snapshot {
 	walk(filepath.Join(d.state, "state"), 1, s.state)
 	walk(filepath.Join(d.state, "containers"), 1, s.state)
 	walk(filepath.Join(d.state, "tasks"), 1, s.state)
-	cgs, _ := filepath.Glob("/sys/fs/cgroup/*" + d.cgroupParent + "*")
-	more, _ := filepath.Glob("/sys/fs/cgroup" + d.cgroupParent + "*")
-	for _, c := range append(cgs, more...) {
-		walk(c, 4, s.cgroups)
+	// the cgroups below the run's parent (the parent itself is shared by
+	// the pods, as kubepods is, and stays)
+	for _, c := range d.cgroupParents() {
+		walkDirs(c, 4, s.cgroups, true)
+	}
+	// and any new top-level cgroup (a hostile cgroup_parent followed up)
+	hier, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, h := range append(hier, "/sys/fs/cgroup") {
+		walkDirs(h, 1, s.cgroups, true)
 	}
 	return s
 }
@@ -97,6 +105,13 @@ func (d *daemon) watched(p string) bool {
 	return false
 }
 
+// cgroupParents are the run's cgroup parent in every hierarchy.
+func (d *daemon) cgroupParents() []string {
+	v1, _ := filepath.Glob("/sys/fs/cgroup/*" + d.cgroupParent)
+	v2, _ := filepath.Glob("/sys/fs/cgroup" + d.cgroupParent)
+	return append(v1, v2...)
+}
+
 // diff lists what after has that s has not (leaks).
 func (s *snapshot) diff(after *snapshot, d *daemon) []string {
 	var out []string
@@ -113,6 +128,9 @@ func (s *snapshot) diff(after *snapshot, d *daemon) []string {
 		if _, ok := s.procs[pid]; !ok {
 			out = append(out, fmt.Sprintf("process left: %d %s", pid, line))
 		}
+	}
+	if b, err := os.ReadFile(filepath.Join(d.outside, "victim")); err != nil || string(b) != victimContent {
+		out = append(out, fmt.Sprintf("file outside written through a symlink: %s (%q, %v)", filepath.Join(d.outside, "victim"), b, err))
 	}
 	for f := range after.files {
 		if !s.files[f] {

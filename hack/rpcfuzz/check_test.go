@@ -24,6 +24,9 @@ func self(t *testing.T) *daemon {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(d.outside, "victim"), []byte(victimContent), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, dir := range []string{"state", "sandboxes"} {
 		if err := os.MkdirAll(filepath.Join(d.state, dir), 0o700); err != nil {
 			t.Fatal(err)
@@ -60,6 +63,9 @@ func TestSnapshotDiff(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(d.outside, "escaped"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(d.outside, "victim"), []byte("overwritten"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(filepath.Join(d.state, "sandboxes", "left"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +73,8 @@ func TestSnapshotDiff(t *testing.T) {
 	after.mounts[filepath.Join(d.state, "sandboxes", "left", "shm")]++
 	leaks := before.diff(after, d)
 	for _, want := range []string{"process left: ", "file created outside the state dir: " + filepath.Join(d.outside, "escaped"),
-		"state left after removal: " + filepath.Join(d.state, "sandboxes", "left"), "mount left below the state dir"} {
+		"state left after removal: " + filepath.Join(d.state, "sandboxes", "left"), "mount left below the state dir",
+		"file outside written through a symlink"} {
 		if !hasLine(leaks, want) {
 			t.Errorf("no %q in %v", want, leaks)
 		}

@@ -148,6 +148,10 @@ func newDaemon(h *handler, tag string) (*daemon, error) {
 	if err := os.Symlink("/proc/1/ns/net", filepath.Join(d.outside, "ns-link")); err != nil {
 		return nil, err
 	}
+	// outside/victim: a file symlinks in bundles point to; must keep its content
+	if err := os.WriteFile(filepath.Join(d.outside, "victim"), []byte(victimContent), 0o600); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -285,6 +289,8 @@ func (d *daemon) stop() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
+
+const victimContent = "rpcfuzz victim: must not change\n"
 
 // errSkip is a handler that cannot run on this machine (a binary missing).
 type errSkip struct{ error }

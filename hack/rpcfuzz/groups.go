@@ -354,6 +354,9 @@ func (r *runner) podTasks() {
 		"mount dest ../../..": func(_ string, s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "../../../../" + target, Type: "tmpfs", Source: "tmpfs"})
 		},
+		"note .tmp symlink out": func(dir string, _ *specs.Spec) {
+			_ = os.Symlink(filepath.Join(d.outside, "victim"), filepath.Join(dir, "shim-binary-path.tmp"))
+		},
 		"bind mount source symlink": func(dir string, s *specs.Spec) {
 			_ = os.Symlink("/etc", filepath.Join(dir, "etc-link"))
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: filepath.Join(dir, "etc-link"), Options: []string{"rbind"}})

@@ -286,6 +286,9 @@ func (r *runner) teardown() error {
 			_ = mount.UnmountAll(r.d.root)
 		}
 	}
+	for _, c := range r.d.cgroupParents() {
+		_ = os.Remove(c) // the run's parent, empty once its pods are gone
+	}
 	for _, p := range escapes(r.d) {
 		if _, err := os.Lstat(p); err == nil {
 			r.fail("teardown", "escape target exists: "+p)
