@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
@@ -23,26 +23,17 @@ type (
 	deleteReq = taskapi.DeleteRequest
 )
 
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
 // hostileIDs: every method of both APIs with every id that breaks the
 // rules gets InvalidArgument.
 func (r *runner) hostileIDs() {
 	cc, tc := ctrlCalls(r.d), taskCalls(r.d)
 	for _, id := range hostileIDs() {
-		for _, m := range sortedKeys(cc) {
+		for _, m := range slices.Sorted(maps.Keys(cc)) {
 			call := cc[m]
 			r.try(kase{name: fmt.Sprintf("Controller.%s id=%q", m, id), want: invalid,
 				run: func(ctx context.Context, _ *daemon) error { return call(ctx, id) }})
 		}
-		for _, m := range sortedKeys(tc) {
+		for _, m := range slices.Sorted(maps.Keys(tc)) {
 			call := tc[m]
 			r.try(kase{name: fmt.Sprintf("Task.%s id=%q", m, id), want: invalid,
 				run: func(ctx context.Context, _ *daemon) error { return call(ctx, id) }})
@@ -60,7 +51,7 @@ func (r *runner) hostileIDs() {
 // Stop and Shutdown.
 func (r *runner) unknownIDs() {
 	cc, tc := ctrlCalls(r.d), taskCalls(r.d)
-	for _, m := range sortedKeys(cc) {
+	for _, m := range slices.Sorted(maps.Keys(cc)) {
 		call, want := cc[m], notFound
 		switch m {
 		case "Create":
@@ -71,7 +62,7 @@ func (r *runner) unknownIDs() {
 		r.try(kase{name: "Controller." + m + " unknown id", want: want,
 			run: func(ctx context.Context, _ *daemon) error { return call(ctx, "fuzz-unknown-sandbox") }})
 	}
-	for _, m := range sortedKeys(tc) {
+	for _, m := range slices.Sorted(maps.Keys(tc)) {
 		call, want := tc[m], notFound
 		switch m {
 		case "Shutdown":
@@ -362,7 +353,7 @@ func (r *runner) podTasks() {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: filepath.Join(dir, "etc-link"), Options: []string{"rbind"}})
 		},
 	}
-	for _, name := range sortedKeys(edits) {
+	for _, name := range slices.Sorted(maps.Keys(edits)) {
 		for _, ms := range [][]*types.Mount{nil, {{Type: "tmpfs", Source: "tmpfs", Options: []string{"size=1m"}}}} {
 			create(fmt.Sprintf("Task.Create in pod: %s, %d rootfs mounts", name, len(ms)), &taskapi.CreateTaskRequest{ID: next(), Bundle: d.bundle(pod, edits[name]), Rootfs: ms})
 		}
@@ -381,7 +372,7 @@ func (r *runner) random(rng *rand.Rand) {
 	d := r.d
 	g := &gen{r: rng, d: d}
 	cc, tc := ctrlCalls(d), taskCalls(d)
-	cm, tm := sortedKeys(cc), sortedKeys(tc)
+	cm, tm := slices.Sorted(maps.Keys(cc)), slices.Sorted(maps.Keys(tc))
 	var known []string
 	for i := range *casesF {
 		id, hostile := g.id(known)
