@@ -135,6 +135,7 @@ func (r *runner) fuzz() (retErr error) {
 		{"sandbox paths and payloads", r.sandboxInputs},
 		{"task bundles, stdio and payloads", r.taskInputs},
 		{"calls out of order", r.outOfOrder},
+		{"raw frames on both sockets", r.rawFrames},
 		{"50 goroutines on one id", r.concurrent},
 		{"pods: task inputs against a running pod", r.podTasks},
 		{"random", func() { r.random(rng) }},
@@ -183,6 +184,8 @@ func (r *runner) try(k kase) codes.Code {
 	switch {
 	case !r.d.alive():
 		r.fail(name, fmt.Sprintf("the daemon died (%v)", r.d.exitErr))
+	case r.d.keeperPid > 0 && syscall.Kill(r.d.keeperPid, 0) != nil:
+		r.fail(name, fmt.Sprintf("the keeper (pid %d) died", r.d.keeperPid))
 	case took >= callTimeout || code == codes.DeadlineExceeded:
 		r.fail(name, fmt.Sprintf("no answer within %s", callTimeout))
 	case errors.Is(err, ttrpc.ErrClosed) || code == codes.Unavailable:
