@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -358,6 +359,7 @@ func (r *runner) podTasks() {
 			create(fmt.Sprintf("Task.Create in pod: %s, %d rootfs mounts", name, len(ms)), &taskapi.CreateTaskRequest{ID: next(), Bundle: d.bundle(pod, edits[name]), Rootfs: ms})
 		}
 	}
+	r.container(pod)
 	g := &gen{r: rand.New(rand.NewPCG(5, 6)), d: d}
 	for i := range 10 {
 		req := &taskapi.CreateTaskRequest{ID: next(), Bundle: d.bundle(pod, nil), Rootfs: g.mounts(), Options: g.anyPayload(),
@@ -428,4 +430,162 @@ func (r *runner) random(rng *rand.Rand) {
 		}
 		r.try(kase{name: name, want: want, run: run})
 	}
+}
+
+// image makes a tiny rootfs below ROOT/fuzz (the host's static busybox)
+// and returns it.
+func (d *daemon) image() (string, error) {
+	img := filepath.Join(d.fuzz, "image")
+	for _, sub := range []string{"bin", "proc", "dev", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(img, sub), 0o755); err != nil {
+			return "", err
+		}
+	}
+	data, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return "", fmt.Errorf("a static busybox for the container's rootfs: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(img, "bin", "busybox"), data, 0o755); err != nil {
+		return "", err
+	}
+	for _, applet := range []string{"sh", "sleep", "true"} {
+		_ = os.Symlink("busybox", filepath.Join(img, "bin", applet))
+	}
+	return img, nil
+}
+
+// container: with a running pod, a real container (busybox sleep), and
+// every Task API method on it with bad input, out of order and from 50
+// goroutines.
+func (r *runner) container(pod string) {
+	d := r.d
+	img, err := d.image()
+	if err != nil {
+		r.fail("container", err.Error())
+		return
+	}
+	id := "fuzz-ctr"
+	r.made("task:" + id)
+	req := &taskapi.CreateTaskRequest{ID: id, Bundle: d.bundle(pod, func(_ string, s *specs.Spec) {
+		s.Process.Args = []string{"/bin/sleep", "30"}
+		s.Root = &specs.Root{Path: img, Readonly: true}
+		s.Mounts = []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755", "size=1m"}}}
+	})}
+	// the wasm handler finds no module in a busybox rootfs: refused
+	if r.try(kase{name: "Task.Create (busybox sleep)", want: []codes.Code{codes.OK, codes.InvalidArgument, codes.NotFound}, run: func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Create(ctx, req)
+		return err
+	}}) != codes.OK {
+		return
+	}
+	t := func(name string, want []codes.Code, f func(ctx context.Context, d *daemon) error) codes.Code {
+		return r.try(kase{name: name, want: want, run: f})
+	}
+	procSpec := func(args ...string) *anypb.Any {
+		b, _ := json.Marshal(specs.Process{Args: args, Cwd: "/"})
+		return &anypb.Any{TypeUrl: procURL, Value: b}
+	}
+	t("Task.Create again", []codes.Code{codes.AlreadyExists}, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Create(ctx, req)
+		return err
+	})
+	t("Task.Exec before Start", []codes.Code{codes.FailedPrecondition}, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: id, ExecID: "e0", Spec: procSpec("/bin/true")})
+		return err
+	})
+	if t("Task.Start", okOnly, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Start(ctx, &taskapi.StartRequest{ID: id})
+		return err
+	}) != codes.OK {
+		return
+	}
+	t("Task.Start again", []codes.Code{codes.OK, codes.FailedPrecondition}, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Start(ctx, &taskapi.StartRequest{ID: id})
+		return err
+	})
+	for _, e := range hostileIDs() {
+		t(fmt.Sprintf("Task.Exec exec_id=%q", e), invalid, func(ctx context.Context, d *daemon) error {
+			_, err := d.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: id, ExecID: e, Spec: procSpec("/bin/true")})
+			return err
+		})
+		t(fmt.Sprintf("Task.State exec_id=%q", e), []codes.Code{codes.InvalidArgument}, func(ctx context.Context, d *daemon) error {
+			_, err := d.task.State(ctx, &taskapi.StateRequest{ID: id, ExecID: e})
+			return err
+		})
+	}
+	g := &gen{r: rand.New(rand.NewPCG(9, 10)), d: d}
+	for i := range 8 {
+		a := g.anyPayload()
+		t(fmt.Sprintf("Task.Exec garbage spec %d", i), []codes.Code{codes.InvalidArgument, codes.OK}, func(ctx context.Context, d *daemon) error {
+			_, err := d.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: id, ExecID: fmt.Sprintf("g%d", i), Spec: a})
+			return err
+		})
+		t(fmt.Sprintf("Task.Update garbage resources %d", i), []codes.Code{codes.InvalidArgument, codes.OK, codes.Unimplemented}, func(ctx context.Context, d *daemon) error {
+			_, err := d.task.Update(ctx, &taskapi.UpdateTaskRequest{ID: id, Resources: a})
+			return err
+		})
+	}
+	for _, p := range []string{"relative", "/a\x00b", "binary://", d.outside + "/exec-out", "/tmp/" + d.tag + "-stdout"} {
+		t(fmt.Sprintf("Task.Exec stdout=%q", p), []codes.Code{codes.InvalidArgument, codes.NotFound, codes.OK}, func(ctx context.Context, d *daemon) error {
+			_, err := d.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: id, ExecID: "out", Spec: procSpec("/bin/true"), Stdout: p})
+			if err == nil {
+				_, _ = d.task.Delete(ctx, &taskapi.DeleteRequest{ID: id, ExecID: "out"})
+			}
+			return err
+		})
+	}
+	for _, sig := range []uint32{0, 65, 1 << 31} {
+		t(fmt.Sprintf("Task.Kill signal %d", sig), invalid, func(ctx context.Context, d *daemon) error {
+			_, err := d.task.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: sig})
+			return err
+		})
+	}
+	for name, f := range map[string]func(ctx context.Context, d *daemon) error{
+		"Pids": func(ctx context.Context, d *daemon) error {
+			_, err := d.task.Pids(ctx, &taskapi.PidsRequest{ID: id})
+			return err
+		},
+		"Stats": func(ctx context.Context, d *daemon) error {
+			_, err := d.task.Stats(ctx, &taskapi.StatsRequest{ID: id})
+			return err
+		},
+		"State": func(ctx context.Context, d *daemon) error {
+			_, err := d.task.State(ctx, &taskapi.StateRequest{ID: id})
+			return err
+		},
+		"Connect": func(ctx context.Context, d *daemon) error {
+			_, err := d.task.Connect(ctx, &taskapi.ConnectRequest{ID: id})
+			return err
+		},
+	} {
+		t("Task."+name+" of the running container", okOnly, f)
+	}
+	t("Task.ResizePty without a terminal", []codes.Code{codes.OK, codes.FailedPrecondition, codes.InvalidArgument}, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.ResizePty(ctx, &taskapi.ResizePtyRequest{ID: id, Width: 1 << 31, Height: 0})
+		return err
+	})
+	t("Task.Delete while running", []codes.Code{codes.FailedPrecondition}, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Delete(ctx, &taskapi.DeleteRequest{ID: id})
+		return err
+	})
+	r.many(50, kase{name: "50x Task.Kill SIGKILL", want: []codes.Code{codes.OK, codes.NotFound, codes.FailedPrecondition}, run: func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: 9})
+		return err
+	}})
+	t("Task.Wait", okOnly, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Wait(ctx, &taskapi.WaitRequest{ID: id})
+		return err
+	})
+	codesOf := r.many(50, kase{name: "50x Task.Delete", want: []codes.Code{codes.OK, codes.NotFound}, run: func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Delete(ctx, &taskapi.DeleteRequest{ID: id})
+		return err
+	}})
+	if n := len(slices.DeleteFunc(codesOf, func(c codes.Code) bool { return c != codes.OK })); n != 1 {
+		r.fail("50x Task.Delete", fmt.Sprintf("%d deletes succeeded, want 1", n))
+	}
+	t("Task.Delete again", notFound, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Delete(ctx, &taskapi.DeleteRequest{ID: id})
+		return err
+	})
 }

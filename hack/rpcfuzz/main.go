@@ -283,6 +283,17 @@ func (r *runner) teardown() error {
 		}
 	}
 	r.d.stop()
+	// a panic the server recovered answered Internal and was counted; one
+	// in a goroutine of the daemon's own killed it: both are in its log
+	if b, err := os.ReadFile(filepath.Join(r.d.root, "daemon.log")); err == nil {
+		n := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "panic") && n < 5 {
+				r.fail("daemon log", printable(l))
+				n++
+			}
+		}
+	}
 	if infos, err := mount.Self(); err == nil {
 		if left := mount.Below(infos, r.d.root); len(left) > 0 {
 			r.fail("teardown", "mounts left below the root: "+strings.Join(left, ", "))
