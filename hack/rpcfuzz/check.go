@@ -73,6 +73,7 @@ func (d *daemon) snapshot() *snapshot {
 	walk(filepath.Join(d.state, "state"), 1, s.state)
 	walk(filepath.Join(d.state, "containers"), 1, s.state)
 	walk(filepath.Join(d.state, "tasks"), 1, s.state)
+	walk(filepath.Join(d.state, "bundles"), 1, s.state)
 	// the cgroups below the run's parent (the parent itself is shared by
 	// the pods, as kubepods is, and stays)
 	for _, c := range d.cgroupParents() {
