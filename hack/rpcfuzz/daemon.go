@@ -69,7 +69,7 @@ var handlers = []*handler{
 		}
 		return b.String(), nil
 	}},
-	{name: "gvisor", sandboxer: "magnetar-gvisor", config: func(d *daemon) (string, error) {
+	{name: "gvisor", sandboxer: "magnetar-gvisor", pods: true, config: func(d *daemon) (string, error) {
 		runsc, err := tool(*runscBin, "runsc")
 		if err != nil {
 			return "", err

@@ -490,6 +490,16 @@ func (r *runner) container(pod string) {
 		_, err := d.task.Create(ctx, req)
 		return err
 	})
+	// another container, created from 50 goroutines at once: one wins
+	twin := &taskapi.CreateTaskRequest{ID: "fuzz-ctr50", Bundle: req.Bundle}
+	r.made("task:" + twin.ID)
+	codes50 := r.many(50, kase{name: "50x Task.Create same id", want: []codes.Code{codes.OK, codes.AlreadyExists}, run: func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Create(ctx, twin)
+		return err
+	}})
+	if n := len(slices.DeleteFunc(codes50, func(c codes.Code) bool { return c != codes.OK })); n != 1 {
+		r.fail("50x Task.Create same id", fmt.Sprintf("%d creates succeeded, want 1", n))
+	}
 	t("Task.Exec before Start", []codes.Code{codes.FailedPrecondition}, func(ctx context.Context, d *daemon) error {
 		_, err := d.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: id, ExecID: "e0", Spec: procSpec("/bin/true")})
 		return err
