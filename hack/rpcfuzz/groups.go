@@ -466,12 +466,13 @@ func (r *runner) container(pod string) {
 	}
 	id := "fuzz-ctr"
 	r.made("task:" + id)
-	req := &taskapi.CreateTaskRequest{ID: id, Bundle: d.bundle(pod, func(_ string, s *specs.Spec) {
+	sleeper := func(_ string, s *specs.Spec) {
 		s.Process.Args = []string{"/bin/sleep", "30"}
 		s.Root = &specs.Root{Path: img, Readonly: true}
 		s.Mounts = []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755", "size=1m"}}}
-	})}
+	}
+	req := &taskapi.CreateTaskRequest{ID: id, Bundle: d.bundle(pod, sleeper)}
 	// the wasm handler finds no module in a busybox rootfs: refused
 	if r.try(kase{name: "Task.Create (busybox sleep)", want: []codes.Code{codes.OK, codes.InvalidArgument, codes.NotFound}, run: func(ctx context.Context, d *daemon) error {
 		_, err := d.task.Create(ctx, req)
@@ -491,7 +492,7 @@ func (r *runner) container(pod string) {
 		return err
 	})
 	// another container, created from 50 goroutines at once: one wins
-	twin := &taskapi.CreateTaskRequest{ID: "fuzz-ctr50", Bundle: req.Bundle}
+	twin := &taskapi.CreateTaskRequest{ID: "fuzz-ctr50", Bundle: d.bundle(pod, sleeper)}
 	r.made("task:" + twin.ID)
 	codes50 := r.many(50, kase{name: "50x Task.Create same id", want: []codes.Code{codes.OK, codes.AlreadyExists}, run: func(ctx context.Context, d *daemon) error {
 		_, err := d.task.Create(ctx, twin)
