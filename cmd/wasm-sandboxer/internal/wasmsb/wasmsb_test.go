@@ -390,3 +390,18 @@ func TestTerminalAndUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A netns_path that is no network namespace is refused, though a wasm pod
+// has no network of its own to put in it (found by hack/rpcfuzz).
+func TestCreateRefusesABadNetNS(t *testing.T) {
+	r := newRig(t)
+	for _, p := range []string{"/etc/passwd", "/nonexistent/ns", r.dir} {
+		_, err := r.d.Create(context.Background(), &sandbox.Spec{ID: "p", Sandboxer: HandlerWasmtime, Dir: filepath.Join(r.dir, "p"), NetNSPath: p})
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "netns_path") {
+			t.Errorf("netns_path %s: %v, want InvalidArgument naming netns_path", p, err)
+		}
+	}
+	if _, err := r.d.Create(context.Background(), &sandbox.Spec{ID: "p", Sandboxer: HandlerWasmtime, Dir: filepath.Join(r.dir, "p"), NetNSPath: "/proc/self/ns/net"}); err != nil {
+		t.Errorf("a network namespace: %v", err)
+	}
+}
