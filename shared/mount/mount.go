@@ -105,7 +105,7 @@ func All(ms []*types.Mount, target string) (retErr error) {
 		err = unix.Mount(m.GetSource(), at.proc(), m.GetType(), flags&^unix.MS_REMOUNT, data)
 		at.Close()
 		if err != nil {
-			return fmt.Errorf("mount %s (%s) on %s: %w", m.GetSource(), m.GetType(), dst, err)
+			return fmt.Errorf("mount %s (%s) on %s: %w", m.GetSource(), m.GetType(), dst, refused(err))
 		}
 		done = append(done, dst)
 		// a read-only bind needs a remount to take effect
@@ -116,6 +116,17 @@ func All(ms []*types.Mount, target string) (retErr error) {
 		}
 	}
 	return nil
+}
+
+// refused makes the kernel's refusals of what a request named (a missing
+// source or directory, an unknown type, a bad option) InvalidArgument.
+func refused(err error) error {
+	for _, e := range []error{unix.ENOENT, unix.ENOTDIR, unix.EINVAL, unix.ENODEV, unix.ENOTBLK} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+	}
+	return err
 }
 
 // belowDir is a directory opened (O_PATH) inside a root: see openBelow.

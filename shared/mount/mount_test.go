@@ -107,3 +107,24 @@ func TestAllStaysInsideTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A mount the kernel refuses for what the request names (a missing
+// directory, an unknown type, a bad option) is InvalidArgument, not an
+// unknown error (found by hack/rpcfuzz).
+func TestAllRefusalsAreInvalidArgument(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	for _, m := range []*types.Mount{
+		{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + dir + "/none", "upperdir=" + dir + "/up", "workdir=" + dir + "/w"}},
+		{Type: "nosuchfs", Source: "none"},
+		{Type: "bind", Source: dir + "/missing", Options: []string{"bind"}},
+		{Type: "tmpfs", Source: "tmpfs", Options: []string{"size=bogus"}},
+	} {
+		if err := All([]*types.Mount{m}, dir); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s mount: %v, want InvalidArgument", m.Type, err)
+			_ = UnmountAll(dir)
+		}
+	}
+}
