@@ -79,10 +79,18 @@ func (d *daemon) snapshot() *snapshot {
 	for _, c := range d.cgroupParents() {
 		walkDirs(c, 4, s.cgroups, true)
 	}
-	// and any new top-level cgroup (a hostile cgroup_parent followed up)
+	// and any new top-level cgroup that holds a process (a hostile
+	// cgroup_parent followed up; the empty parents a pod's cgroup was
+	// made in stay, as kubepods does)
 	hier, _ := filepath.Glob("/sys/fs/cgroup/*")
 	for _, h := range append(hier, "/sys/fs/cgroup") {
-		walkDirs(h, 1, s.cgroups, true)
+		top := map[string]bool{}
+		walkDirs(h, 1, top, true)
+		for c := range top {
+			if hasProcs(c) && !slices.Contains(d.cgroupParents(), c) {
+				s.cgroups[c] = true
+			}
+		}
 	}
 	return s
 }
@@ -104,6 +112,23 @@ func (d *daemon) watched(p string) bool {
 		}
 	}
 	return false
+}
+
+// hasProcs tells whether a process is in cgroup dir or below it.
+func hasProcs(dir string) bool {
+	found := false
+	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || found {
+			return filepath.SkipAll
+		}
+		if !e.IsDir() && e.Name() == "cgroup.procs" {
+			if b, _ := os.ReadFile(p); len(strings.TrimSpace(string(b))) > 0 {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
 }
 
 // cgroupParents are the run's cgroup parent in every hierarchy.

@@ -491,8 +491,10 @@ func (r *runner) container(pod string) {
 		_, err := d.task.Create(ctx, req)
 		return err
 	})
-	// another container, created from 50 goroutines at once: one wins
-	twin := &taskapi.CreateTaskRequest{ID: "fuzz-ctr50", Bundle: d.bundle(pod, sleeper)}
+	// another container, created from 50 goroutines at once: one wins (an
+	// id that is no prefix of the first's: runsc takes a prefix for an
+	// ambiguous id, a known limit of the gVisor handler)
+	twin := &taskapi.CreateTaskRequest{ID: "fuzz-twin", Bundle: d.bundle(pod, sleeper)}
 	r.made("task:" + twin.ID)
 	codes50 := r.many(50, kase{name: "50x Task.Create same id", want: []codes.Code{codes.OK, codes.AlreadyExists}, run: func(ctx context.Context, d *daemon) error {
 		_, err := d.task.Create(ctx, twin)
@@ -515,7 +517,7 @@ func (r *runner) container(pod string) {
 		_, err := d.task.Start(ctx, &taskapi.StartRequest{ID: id})
 		return err
 	})
-	for _, e := range hostileIDs() {
+	for _, e := range hostileIDs()[1:] { // "" is the init process
 		t(fmt.Sprintf("Task.Exec exec_id=%q", e), invalid, func(ctx context.Context, d *daemon) error {
 			_, err := d.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: id, ExecID: e, Spec: procSpec("/bin/true")})
 			return err
@@ -557,10 +559,6 @@ func (r *runner) container(pod string) {
 			_, err := d.task.Pids(ctx, &taskapi.PidsRequest{ID: id})
 			return err
 		},
-		"Stats": func(ctx context.Context, d *daemon) error {
-			_, err := d.task.Stats(ctx, &taskapi.StatsRequest{ID: id})
-			return err
-		},
 		"State": func(ctx context.Context, d *daemon) error {
 			_, err := d.task.State(ctx, &taskapi.StateRequest{ID: id})
 			return err
@@ -572,6 +570,11 @@ func (r *runner) container(pod string) {
 	} {
 		t("Task."+name+" of the running container", okOnly, f)
 	}
+	// the spec names no cgroups path (containerd's always does): refused
+	t("Task.Stats of the running container", []codes.Code{codes.OK, codes.InvalidArgument}, func(ctx context.Context, d *daemon) error {
+		_, err := d.task.Stats(ctx, &taskapi.StatsRequest{ID: id})
+		return err
+	})
 	t("Task.ResizePty without a terminal", []codes.Code{codes.OK, codes.FailedPrecondition, codes.InvalidArgument}, func(ctx context.Context, d *daemon) error {
 		_, err := d.task.ResizePty(ctx, &taskapi.ResizePtyRequest{ID: id, Width: 1 << 31, Height: 0})
 		return err
