@@ -341,8 +341,11 @@ func (r *runner) podTasks() {
 			_ = os.Symlink(target, filepath.Join(dir, "rootfs"))
 		},
 		"root.path ../../outside": func(dir string, s *specs.Spec) { s.Root.Path, _ = filepath.Rel(dir, target) },
-		"root.path absolute out":  func(_ string, s *specs.Spec) { s.Root.Path = target },
-		"cgroupsPath ../../..":    func(_ string, s *specs.Spec) { s.Linux.CgroupsPath = "../../../../rpcfuzz-escape" },
+		// an absolute root is the caller's to name (ctr run --rootfs):
+		// runc makes its mount points there, so it is one of ours
+		"root.path absolute": func(_ string, s *specs.Spec) { s.Root.Path = filepath.Join(d.fuzz, "abs-root") },
+
+		"cgroupsPath ../../..": func(_ string, s *specs.Spec) { s.Linux.CgroupsPath = "../../../../rpcfuzz-escape" },
 		"mount dest ../../..": func(_ string, s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "../../../../" + target, Type: "tmpfs", Source: "tmpfs"})
 		},

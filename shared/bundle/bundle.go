@@ -115,12 +115,12 @@ func Clean(ctx context.Context, bundle, name string, mounted bool, dir string) {
 // Clean's argument.
 func MountRootfs(bundle string, ms []*types.Mount, sp *specs.Spec) (mounted bool, err error) {
 	rootfs := filepath.Join(bundle, "rootfs")
+	// bundle/rootfs, mounted on or used as the root, is made here or is a
+	// directory: never a symlink to follow out of the bundle
+	if st, err := os.Lstat(rootfs); err == nil && !st.IsDir() && (len(ms) > 0 || sp.Root == nil || !filepath.IsAbs(sp.Root.Path)) {
+		return false, fmt.Errorf("bundle %s: rootfs is a %s, not a directory: %w", bundle, st.Mode().Type(), errdefs.ErrInvalidArgument)
+	}
 	if len(ms) > 0 {
-		// bundle/rootfs is made here, or is a directory: never a symlink
-		// to follow out of the bundle
-		if st, err := os.Lstat(rootfs); err == nil && !st.IsDir() {
-			return false, fmt.Errorf("bundle %s: rootfs is a %s, not a directory: %w", bundle, st.Mode().Type(), errdefs.ErrInvalidArgument)
-		}
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {
 			return false, err
 		}

@@ -38,6 +38,11 @@ func TestMountRootfsRefusesASymlink(t *testing.T) {
 		if mounted || !errdefs.IsInvalidArgument(err) {
 			t.Errorf("rootfs -> %s: mounted %v, %v; want InvalidArgument", to, mounted, err)
 		}
+		// nothing to mount: the symlink would be the container's root
+		sp := &specs.Spec{Root: &specs.Root{Path: "rootfs"}}
+		if _, err := MountRootfs(b, nil, sp); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("rootfs -> %s as the root: %v, want InvalidArgument", to, err)
+		}
 		table, _ := mount.Self()
 		if got := mount.Below(table, outside); len(got) > 0 {
 			t.Errorf("rootfs -> %s: mounted outside: %v", to, got)
