@@ -204,6 +204,12 @@ func TestBadModules(t *testing.T) {
 	if _, _, err := r.create("nopod", "c6", "/bin/m.wasm"); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("no pod: %v", err)
 	}
+	// a rootfs that is not there, as a module that is not (found by
+	// hack/rpcfuzz: it was Unknown)
+	r.root = filepath.Join(r.dir, "no-rootfs")
+	if _, _, err := r.create("p1", "c7", "/bin/m.wasm"); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "rootfs") {
+		t.Errorf("missing rootfs: %v", err)
+	}
 }
 
 func TestKillStatsUpdateMetrics(t *testing.T) {
