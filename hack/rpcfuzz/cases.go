@@ -298,7 +298,11 @@ func (g *gen) mounts() []*types.Mount {
 	case 0:
 		return nil
 	case 1:
-		return []*types.Mount{{Type: "bind", Source: "/", Options: []string{"rbind", "rw"}}}
+		// the host's / (not recursive: a container whose rootfs is an
+		// rbind of / pins every mount below it, and a pod shut down
+		// meanwhile cannot remove its directory (EBUSY): a known limit,
+		// replayed by -seed 1796318036087220081 with rbind here)
+		return []*types.Mount{{Type: "bind", Source: "/", Options: []string{"bind", "rw"}}}
 	case 2:
 		return []*types.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=/etc", "upperdir=" + g.d.outside + "/none/up", "workdir=" + g.d.outside + "/none/w"}}}
 	case 3:
