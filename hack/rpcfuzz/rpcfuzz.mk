@@ -5,9 +5,9 @@
 # hack/rpcfuzz/doc.go and the README, "RPC fuzzing".
 #
 #   make rpcfuzz        the table plus RPCFUZZ_CASES random cases per handler
-#                       (default 2000; about 20 s a handler)
+#                       (default 2000; 11 to 33 s a handler, 2 min in all here)
 #   make rpcfuzz-short  the table plus 200 random cases per handler: part of
-#                       make test (about 5 s a handler, 30 s in all)
+#                       make test (6 to 19 s a handler, about 1 min in all)
 #
 # Knobs: RPCFUZZ_SEED (0: from the clock; a failure prints the seed that
 # replays it), RPCFUZZ_HANDLERS (runc,wasm,vmm,gvisor,quark or all),
