@@ -61,3 +61,5 @@ clean:
 # a real Kubernetes node (kubelet, API server, controllers) on the harness,
 # every handler through kubectl (after the VM stages: it runs VM pods too)
 -include hack/k8s/k8s.mk
+# the RPC fuzzer: every sandboxer daemon's two APIs fed hostile requests
+-include hack/rpcfuzz/rpcfuzz.mk

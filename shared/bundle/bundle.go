@@ -16,8 +16,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -68,9 +70,23 @@ func ReadNote(bundle, name string, v any) (bool, error) {
 }
 
 // writeFile writes data to path through a temporary file and a rename.
+// The bundle is the request's: whatever is at the temporary name (a
+// symlink out of the bundle) is replaced, never followed.
 func writeFile(path string, data []byte, perm os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -99,6 +115,11 @@ func Clean(ctx context.Context, bundle, name string, mounted bool, dir string) {
 // Clean's argument.
 func MountRootfs(bundle string, ms []*types.Mount, sp *specs.Spec) (mounted bool, err error) {
 	rootfs := filepath.Join(bundle, "rootfs")
+	// bundle/rootfs, mounted on or used as the root, is made here or is a
+	// directory: never a symlink to follow out of the bundle
+	if st, err := os.Lstat(rootfs); err == nil && !st.IsDir() && (len(ms) > 0 || sp.Root == nil || !filepath.IsAbs(sp.Root.Path)) {
+		return false, fmt.Errorf("bundle %s: rootfs is a %s, not a directory: %w", bundle, st.Mode().Type(), errdefs.ErrInvalidArgument)
+	}
 	if len(ms) > 0 {
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {
 			return false, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/api/types"
@@ -75,24 +76,36 @@ func All(ms []*types.Mount, target string) (retErr error) {
 		}
 	}()
 	for _, m := range ms {
-		dst := target
-		if m.GetTarget() != "" {
-			dst = filepath.Join(target, m.GetTarget())
+		// each mount lands where its target resolves inside target now
+		// (on what the mounts before it put there)
+		at, err := openBelow(target, m.GetTarget())
+		if err != nil {
+			return fmt.Errorf("mount %s (%s): %w", m.GetSource(), m.GetType(), err)
+		}
+		dst, err := at.path()
+		if err != nil {
+			at.Close()
+			return err
 		}
 		opts, uidmap, gidmap := idmapOptions(m.GetOptions())
 		if uidmap != "" || gidmap != "" {
 			if m.GetType() != "overlay" {
+				at.Close()
 				return fmt.Errorf("mount %s (%s) on %s: uidmap/gidmap options on a %s mount: %w", m.GetSource(), m.GetType(), dst, m.GetType(), errdefs.ErrNotImplemented)
 			}
-			if err := mountIDMappedOverlay(m.GetSource(), dst, opts, uidmap, gidmap); err != nil {
+			err := mountIDMappedOverlay(m.GetSource(), at.proc(), opts, uidmap, gidmap)
+			at.Close()
+			if err != nil {
 				return err
 			}
 			done = append(done, dst)
 			continue
 		}
 		flags, data := ParseOptions(opts)
-		if err := unix.Mount(m.GetSource(), dst, m.GetType(), flags&^unix.MS_REMOUNT, data); err != nil {
-			return fmt.Errorf("mount %s (%s) on %s: %w", m.GetSource(), m.GetType(), dst, err)
+		err = unix.Mount(m.GetSource(), at.proc(), m.GetType(), flags&^unix.MS_REMOUNT, data)
+		at.Close()
+		if err != nil {
+			return fmt.Errorf("mount %s (%s) on %s: %w", m.GetSource(), m.GetType(), dst, refused(err))
 		}
 		done = append(done, dst)
 		// a read-only bind needs a remount to take effect
@@ -104,6 +117,61 @@ func All(ms []*types.Mount, target string) (retErr error) {
 	}
 	return nil
 }
+
+// refused makes the kernel's refusals of what a request named (a missing
+// source or directory, an unknown type, a bad option) InvalidArgument.
+func refused(err error) error {
+	for _, e := range []error{unix.ENOENT, unix.ENOTDIR, unix.EINVAL, unix.ENODEV, unix.ENOTBLK} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+	}
+	return err
+}
+
+// belowDir is a directory opened (O_PATH) inside a root: see openBelow.
+type belowDir struct{ fd int }
+
+// openBelow opens sub (relative; "" is root itself) resolved inside root,
+// as the mount point of a request's mount: root must not be a symlink
+// itself, and sub is resolved with openat2 RESOLVE_IN_ROOT, so that no
+// symlink or ".." on its way leaves root. Not found (a symlink pointing
+// out resolves inside root, where nothing is) is InvalidArgument.
+func openBelow(root, sub string) (*belowDir, error) {
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("mount target %s: %v: %w", root, err, errdefs.ErrInvalidArgument)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(rfd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		unix.Close(rfd)
+		return nil, fmt.Errorf("mount target %s: not a directory (a symlink is not followed): %w", root, errdefs.ErrInvalidArgument)
+	}
+	if sub == "" {
+		return &belowDir{fd: rfd}, nil
+	}
+	defer unix.Close(rfd)
+	fd, err := unix.Openat2(rfd, sub, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return nil, fmt.Errorf("mount target %q below %s (resolved inside it): %v: %w", sub, root, err, errdefs.ErrInvalidArgument)
+	}
+	return &belowDir{fd: fd}, nil
+}
+
+// proc is the path that names the opened directory itself, for mount(2).
+func (b *belowDir) proc() string { return "/proc/self/fd/" + strconv.Itoa(b.fd) }
+
+// path is where the opened directory is, for the unmount of an undo.
+func (b *belowDir) path() (string, error) {
+	p, err := os.Readlink(b.proc())
+	if err != nil {
+		return "", fmt.Errorf("mount target: %w", err)
+	}
+	return p, nil
+}
+
+func (b *belowDir) Close() { unix.Close(b.fd) }
 
 // UnmountAll unmounts everything mounted on target (stacked mounts too).
 // Not mounted is fine.

@@ -305,6 +305,20 @@ func Do(path string, kind Kind, fn func() error) error {
 	return res.err
 }
 
+// CheckNetNSPath checks a pod's netns_path from a request: "" (none) or
+// a network namespace file. Anything else is InvalidArgument naming the
+// field, also where the sandbox would not use it (a host-network pod, a
+// pod without a network of its own).
+func CheckNetNSPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	if ok, err := IsNSFile(p, KindNet); err != nil || !ok {
+		return fmt.Errorf("netns_path %q: not a network namespace (%v): %w", p, err, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // IsNSFile reports whether path is a namespace file (an nsfs inode: a
 // /proc/<pid>/ns entry or a bind mount of one) of the given kind. A missing
 // path is an error wrapping errdefs.ErrNotFound; an existing file of another

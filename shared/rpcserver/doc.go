@@ -9,6 +9,10 @@
 //   - a handler may return errdefs errors: they become their gRPC status
 //     here (errgrpc.ToGRPC), while a status a handler made itself is left
 //     alone;
+//   - a ttrpc request whose payload does not decode is answered
+//     codes.InvalidArgument, naming the method (ttrpc itself says
+//     Internal); gRPC decodes before any interceptor, so there it stays
+//     grpc-go's Internal;
 //   - a failed call is logged at debug level with its method.
 //
 // NewTTRPC and NewGRPC install that edge as interceptors; interceptors a

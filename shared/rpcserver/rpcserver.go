@@ -54,7 +54,14 @@ func finish(ctx context.Context, method string, r any, err error) error {
 
 func unaryTTRPC(ctx context.Context, um ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (_ any, err error) {
 	defer Recover(ctx, info.FullMethod, &err)
-	return m(ctx, um)
+	// ttrpc answers a payload it cannot decode Internal: it is the
+	// caller's request that is bad
+	return m(ctx, func(v any) error {
+		if err := um(v); err != nil {
+			return status.Errorf(codes.InvalidArgument, "%s: the request is not a valid %T: %v", info.FullMethod, v, status.Convert(err).Message())
+		}
+		return nil
+	})
 }
 
 func unaryGRPC(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (_ any, err error) {

@@ -309,3 +309,25 @@ func TestRecoverLeavesAnswersAlone(t *testing.T) {
 	}
 	wantCode(t, "errdefs", run(errdefs.ErrFailedPrecondition), codes.FailedPrecondition, "failed precondition")
 }
+
+// A ttrpc request whose payload is no message of the method's type is the
+// caller's fault: InvalidArgument naming the method, not ttrpc's own
+// Internal (found by hack/rpcfuzz).
+func TestTTRPCUndecodablePayload(t *testing.T) {
+	ctx, _ := logged()
+	info := &ttrpc.UnaryServerInfo{FullMethod: "/x.v1.S/M"}
+	called := false
+	_, err := unaryTTRPC(ctx, func(any) error {
+		return status.Errorf(codes.Internal, "ttrpc: error unmarshalling payload: proto: cannot parse invalid wire-format data")
+	}, info, func(ctx context.Context, unmarshal func(any) error) (any, error) {
+		var req emptypb.Empty
+		if err := unmarshal(&req); err != nil {
+			return nil, err
+		}
+		called = true
+		return &req, nil
+	})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "/x.v1.S/M") || called {
+		t.Errorf("undecodable payload: %v (handler ran: %v), want InvalidArgument naming the method", err, called)
+	}
+}

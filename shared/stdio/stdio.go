@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -76,6 +77,9 @@ func parse(name, v string) (target, error) {
 			return target{}, fmt.Errorf("%s %q: a %s URI names no host (%s:///path): %w", name, v, u.Scheme, u.Scheme, errdefs.ErrInvalidArgument)
 		}
 		t.path, t.uri = u.Path, u
+	}
+	if strings.ContainsRune(t.path, 0) {
+		return target{}, fmt.Errorf("%s %q: a NUL byte names no file: %w", name, v, errdefs.ErrInvalidArgument)
 	}
 	if !filepath.IsAbs(t.path) || filepath.Clean(t.path) != t.path {
 		return target{}, fmt.Errorf("%s %q: must be an absolute, clean path: %w", name, v, errdefs.ErrInvalidArgument)

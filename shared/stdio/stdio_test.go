@@ -316,3 +316,18 @@ func TestFileURICreated(t *testing.T) {
 		t.Fatalf("log %q, want %q", got, want)
 	}
 }
+
+// A NUL byte can name no file: Validate refuses it before the pod or the
+// backend is looked at, plain or percent-encoded in a URI.
+func TestValidateRefusesNUL(t *testing.T) {
+	for _, c := range []Config{
+		{Stdout: "/a\x00b"},
+		{Stdin: "/run/x\x00"},
+		{Stderr: "file:///var/log/a%00b"},
+		{Stdout: "binary:///usr/bin/log%00ger"},
+	} {
+		if err := c.Validate(); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "NUL") {
+			t.Errorf("Validate(%#v) = %v, want InvalidArgument naming the NUL", c, err)
+		}
+	}
+}

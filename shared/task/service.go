@@ -211,6 +211,10 @@ type container struct {
 	pmu     sync.Mutex
 	deleted bool
 	execs   map[string]*process
+	// dmu serialises the deletes of the container's processes: of
+	// callers deleting one process at once, one deletes it and the
+	// others find it gone
+	dmu sync.Mutex
 }
 
 // New makes a task service persisting its records under dir.
@@ -742,8 +746,15 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (_ *task
 }
 
 // deleteProcess deletes a process that is not running (a container's init
-// with every exec) and returns its exit.
+// with every exec) and returns its exit; one deleted already is NotFound.
 func (s *Service) deleteProcess(ctx context.Context, c *container, p *process) (uint32, time.Time, error) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	select {
+	case <-p.gone:
+		return 0, time.Time{}, fmt.Errorf("process %s: deleted already: %w", procName(c, p), errdefs.ErrNotFound)
+	default:
+	}
 	if p == c.init {
 		// every exec goes with the container
 		c.mu.Lock()
@@ -1050,7 +1061,13 @@ func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (_ *ta
 // Shutdown is containerd saying it needs no more of this task connection. In
 // a sandboxer other tasks still use the server, so it never exits.
 func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
-	log.G(withIDs(ctx, r.GetID(), "")).Debug("task shutdown (server keeps running)")
+	ctx = withIDs(ctx, r.GetID(), "")
+	// containerd names the task it is done with: an id no task could have
+	// is a bad request, not a shutdown
+	if err := sandbox.ValidateID("id", r.GetID()); err != nil {
+		return nil, rpcErr(ctx, "shutdown", err)
+	}
+	log.G(ctx).Debug("task shutdown (server keeps running)")
 	return &emptypb.Empty{}, nil
 }
 
@@ -1147,7 +1164,8 @@ func (s *Service) DeleteAll(ctx context.Context, podID string) error {
 	var errs []error
 	for _, c := range s.podContainers(podID) {
 		cctx := withIDs(ctx, c.id, "")
-		if _, _, err := s.deleteProcess(cctx, c, c.init); err != nil {
+		// NotFound: a Delete of the container's came first
+		if _, _, err := s.deleteProcess(cctx, c, c.init); err != nil && !errdefs.IsNotFound(err) {
 			log.G(cctx).WithError(err).Warn("deleting a container of a pod that goes")
 			errs = append(errs, fmt.Errorf("container %s: %w", c.id, err))
 		}

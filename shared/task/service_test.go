@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/magnetar-runtime/magnetar/shared/events"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 )
 
@@ -66,7 +67,13 @@ func (p *fakeProc) ExitStatus() (uint32, time.Time) {
 }
 func (p *fakeProc) ResizePty(ctx context.Context, w, h uint32) error { return nil }
 func (p *fakeProc) CloseStdin(ctx context.Context) error             { return nil }
-func (p *fakeProc) Delete(ctx context.Context) error                 { p.deleted = true; return nil }
+func (p *fakeProc) Delete(ctx context.Context) error {
+	time.Sleep(2 * time.Millisecond) // as a runtime's delete takes a while
+	p.mu.Lock()
+	p.deleted = true
+	p.mu.Unlock()
+	return nil
+}
 
 type fakeContainer struct{ *fakeProc }
 
@@ -214,6 +221,10 @@ func TestBadInput(t *testing.T) {
 	add("kill unknown", err, codes.NotFound, "nope")
 	_, err = s.Checkpoint(ctx, &taskapi.CheckpointTaskRequest{ID: "x"})
 	add("checkpoint", err, codes.Unimplemented, "checkpoint")
+	_, err = s.Shutdown(ctx, &taskapi.ShutdownRequest{ID: "../x"})
+	add("shutdown dotdot id", err, codes.InvalidArgument, "id")
+	_, err = s.Shutdown(ctx, &taskapi.ShutdownRequest{ID: ""})
+	add("shutdown empty id", err, codes.InvalidArgument, "id")
 	for _, tc := range cases {
 		if code(tc.err) != tc.code || !strings.Contains(tc.err.Error(), tc.field) {
 			t.Errorf("%s: %v, want %v naming %q", tc.name, tc.err, tc.code, tc.field)
@@ -295,5 +306,55 @@ func TestLatePersistAfterDelete(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("records left after delete: %v", names)
+	}
+}
+
+// Deletes of one process from many callers at once: one deletes it, the
+// others find it gone, and one TaskDelete is published (found by
+// hack/rpcfuzz: 44 of 50 succeeded).
+func TestConcurrentDelete(t *testing.T) {
+	ctx := context.Background()
+	pub := &fakePublisher{}
+	s, _ := New(ctx, t.TempDir(), &fakeBackend{}, pub)
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c", Bundle: bundle(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(ctx, &taskapi.StartRequest{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Kill(ctx, &taskapi.KillRequest{ID: "c", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Wait(ctx, &taskapi.WaitRequest{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			_, errs[i] = s.Delete(ctx, &taskapi.DeleteRequest{ID: "c"})
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case code(err) != codes.NotFound:
+			t.Errorf("a losing Delete: %v, want NotFound", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d Deletes succeeded, want 1", ok)
+	}
+	if got := strings.Count(pub.list(), events.TopicTaskDelete); got != 1 {
+		t.Errorf("%d TaskDelete events, want 1: %s", got, pub.list())
 	}
 }

@@ -119,7 +119,7 @@ func (w reaperWaiter) Watch(pid int, since time.Time) (func() runcproc.Exit, err
 
 // Create runs `runc create` for a bundle on the share.
 func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Container, retErr error) {
-	if !within(b.cfg.ShareRoot, r.Bundle) || r.Bundle == b.cfg.ShareRoot {
+	if real, ok := inShare(b.cfg.ShareRoot, r.Bundle); !ok || real == inShareRoot(b.cfg.ShareRoot) {
 		return nil, fmt.Errorf("bundle %q: must lie inside the share %s: %w", r.Bundle, b.cfg.ShareRoot, errdefs.ErrInvalidArgument)
 	}
 	if len(r.Rootfs) > 0 {
@@ -137,7 +137,7 @@ func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if !filepath.IsAbs(r.Spec.Root.Path) {
 		r.Spec.Root.Path = filepath.Join(r.Bundle, r.Spec.Root.Path)
 	}
-	if p := filepath.Clean(r.Spec.Root.Path); !within(b.cfg.ShareRoot, p) {
+	if _, ok := inShare(b.cfg.ShareRoot, r.Spec.Root.Path); !ok {
 		return nil, fmt.Errorf("root.path %q: must lie inside the share: %w", r.Spec.Root.Path, errdefs.ErrInvalidArgument)
 	}
 	dir := filepath.Join(b.cfg.Dir, r.ID)

@@ -1,7 +1,9 @@
 package runcbe
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,6 +18,30 @@ var nsPathRE = regexp.MustCompile(`^/proc/([0-9]+)/ns/[a-z]+$`)
 // within reports whether p is root or inside it (both clean and absolute).
 func within(root, p string) bool {
 	return p == root || strings.HasPrefix(p, root+"/")
+}
+
+// inShare tells whether p lies inside the share by its clean name and,
+// when it exists, once its symlinks are followed (a link on the share
+// pointing out of it is out); it returns the path it judged.
+func inShare(share, p string) (string, bool) {
+	p = filepath.Clean(p)
+	if !within(share, p) {
+		return p, false
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		// nothing there (runc fails on it): judged by its name
+		return p, errors.Is(err, fs.ErrNotExist)
+	}
+	return real, within(inShareRoot(share), real)
+}
+
+// inShareRoot is the share with its own symlinks followed.
+func inShareRoot(share string) string {
+	if r, err := filepath.EvalSymlinks(share); err == nil {
+		return r
+	}
+	return share
 }
 
 // RewriteSpec adapts a host-made spec to the guest. shareRoot confines bind

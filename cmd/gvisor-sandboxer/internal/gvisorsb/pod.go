@@ -114,13 +114,11 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 		Runsc:       d.cfg.Runsc.Binary,
 		Monitor:     d.cfg.Runsc.Monitor,
 	}
-	if !st.HostNetwork {
-		if st.NetNS == "" {
-			return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
-		}
-		if ok, err := nsutil.IsNSFile(st.NetNS, "net"); err != nil || !ok {
-			return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", st.NetNS, err, errdefs.ErrInvalidArgument)
-		}
+	if !st.HostNetwork && st.NetNS == "" {
+		return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := nsutil.CheckNetNSPath(st.NetNS); err != nil {
+		return nil, err
 	}
 	if st.Hostname == "" {
 		st.Hostname = s.ID[:min(len(s.ID), 12)]

@@ -30,6 +30,20 @@ func rewriteSpec(sp *specs.Spec, st *podState, sandboxPid int) error {
 		sp.Linux = &specs.Linux{}
 	}
 	var out []specs.LinuxNamespace
+	// a container's mounts stay in a mount namespace of its own: without
+	// one runc would make them in the host's
+	mnt := false
+	for _, ns := range sp.Linux.Namespaces {
+		if ns.Type == specs.MountNamespace {
+			if ns.Path != "" {
+				return fmt.Errorf("linux.namespaces: mount namespace %q: a container cannot join another mount namespace: %w", ns.Path, errdefs.ErrInvalidArgument)
+			}
+			mnt = true
+		}
+	}
+	if !mnt {
+		sp.Linux.Namespaces = append(sp.Linux.Namespaces, specs.LinuxNamespace{Type: specs.MountNamespace})
+	}
 	for _, ns := range sp.Linux.Namespaces {
 		m := nsPathRE.FindStringSubmatch(ns.Path)
 		if m == nil {

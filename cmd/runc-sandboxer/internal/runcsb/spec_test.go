@@ -119,3 +119,24 @@ func TestRewriteUserNamespacePod(t *testing.T) {
 		t.Errorf("later container: %v", ns)
 	}
 }
+
+// A container always has a mount namespace of its own: one the spec
+// leaves out is added (without it runc mounts the container's rootfs,
+// /proc, /dev and /etc/hosts in the host's, where they stay after its
+// Delete), and joining another one (the host's) is refused (found by
+// hack/rpcfuzz).
+func TestRewriteMountNamespace(t *testing.T) {
+	sp := baseSpec("0")
+	sp.Linux.Namespaces = sp.Linux.Namespaces[:4]
+	if err := rewriteSpec(sp, &podState{NetNS: "/n", Dir: "/d"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := nsMap(sp)[specs.MountNamespace]; !ok || p != "" {
+		t.Errorf("mount namespace %q (present %v), want one of its own", p, ok)
+	}
+	sp = baseSpec("0")
+	sp.Linux.Namespaces[4].Path = "/proc/1/ns/mnt"
+	if err := rewriteSpec(sp, &podState{NetNS: "/n", Dir: "/d"}, 0); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("joining the host's mount namespace: %v, want InvalidArgument", err)
+	}
+}

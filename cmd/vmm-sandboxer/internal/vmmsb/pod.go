@@ -136,8 +136,8 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 	if s.NetNSPath == "" {
 		return nil, fmt.Errorf("netns_path: must be set: the VM's network is bridged into the pod's network namespace: %w", errdefs.ErrInvalidArgument)
 	}
-	if ok, err := nsutil.IsNSFile(s.NetNSPath, "net"); err != nil || !ok {
-		return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", s.NetNSPath, err, errdefs.ErrInvalidArgument)
+	if err := nsutil.CheckNetNSPath(s.NetNSPath); err != nil {
+		return nil, err
 	}
 	hostname := cfg.GetHostname()
 	if hostname == "" {

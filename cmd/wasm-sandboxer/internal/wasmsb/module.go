@@ -56,6 +56,9 @@ func readModule(root, args0, cwd string, env []string, max int64, known func(fil
 		return "", nil, fileKey{}, nil, fmt.Errorf("process.args[0]: empty: the module to run must be named: %w", errdefs.ErrInvalidArgument)
 	}
 	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return "", nil, fileKey{}, nil, fmt.Errorf("container rootfs %s: %v: %w", root, err, errdefs.ErrFailedPrecondition)
+	}
 	if err != nil {
 		return "", nil, fileKey{}, nil, fmt.Errorf("container rootfs %s: %w", root, err)
 	}

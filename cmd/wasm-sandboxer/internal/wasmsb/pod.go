@@ -10,6 +10,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
+	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 )
 
@@ -45,6 +46,10 @@ var (
 
 // Create records the pod and the engine of its sandboxer name.
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance, error) {
+	// a wasm pod has no network of its own, but what it is given must be one
+	if err := nsutil.CheckNetNSPath(s.NetNSPath); err != nil {
+		return nil, err
+	}
 	name := d.cfg.EngineFor(s.Sandboxer)
 	if _, err := d.engines.get(ctx, name); err != nil {
 		return nil, fmt.Errorf("sandboxer %q: %w", s.Sandboxer, err)

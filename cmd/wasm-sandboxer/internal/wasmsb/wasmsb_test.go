@@ -244,6 +244,12 @@ func TestBadModules(t *testing.T) {
 	if _, _, err := r.create("nopod", "c6", "/bin/m.wasm"); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("no pod: %v", err)
 	}
+	// a rootfs that is not there, as a module that is not (found by
+	// hack/rpcfuzz: it was Unknown)
+	r.root = filepath.Join(r.dir, "no-rootfs")
+	if _, _, err := r.create("p1", "c7", "/bin/m.wasm"); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "rootfs") {
+		t.Errorf("missing rootfs: %v", err)
+	}
 }
 
 func TestKillStatsUpdateMetrics(t *testing.T) {
@@ -428,5 +434,20 @@ func TestTerminalAndUpdate(t *testing.T) {
 	}
 	if err := c.Delete(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A netns_path that is no network namespace is refused, though a wasm pod
+// has no network of its own to put in it (found by hack/rpcfuzz).
+func TestCreateRefusesABadNetNS(t *testing.T) {
+	r := newRig(t)
+	for _, p := range []string{"/etc/passwd", "/nonexistent/ns", r.dir} {
+		_, err := r.d.Create(context.Background(), &sandbox.Spec{ID: "p", Sandboxer: HandlerWasmtime, Dir: filepath.Join(r.dir, "p"), NetNSPath: p})
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "netns_path") {
+			t.Errorf("netns_path %s: %v, want InvalidArgument naming netns_path", p, err)
+		}
+	}
+	if _, err := r.d.Create(context.Background(), &sandbox.Spec{ID: "p", Sandboxer: HandlerWasmtime, Dir: filepath.Join(r.dir, "p"), NetNSPath: "/proc/self/ns/net"}); err != nil {
+		t.Errorf("a network namespace: %v", err)
 	}
 }
