@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# hack/fuzz/fuzz.sh: run every Go native fuzz target (func FuzzXxx in a
+# _test.go file) for FUZZTIME each, one at a time (go test refuses -fuzz with
+# more than one package or target), and print a table: target, executions,
+# new interesting inputs, result. Last line: "fuzz: N targets, M failed".
+#
+# A failing input is written by go test to the package's
+# testdata/fuzz/FuzzXxx/ (commit it with the fix: `go test ./...` then runs it
+# as a regression test, as it runs every committed seed).
+#
+# Knobs: FUZZTIME (default 1m; a duration or Nx executions, as -fuzztime
+# takes), FUZZ_PARALLEL (fuzz workers, default 1: the machine's other core is
+# for whatever else runs), FUZZ_MATCH (a regexp over "package.FuzzXxx": run
+# only those). Logs: _output/fuzz/<package>.<target>.log.
+source "$(dirname "$0")/../lib.sh"
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-1m}
+FUZZ_PARALLEL=${FUZZ_PARALLEL:-1}
+FUZZ_MATCH=${FUZZ_MATCH:-.}
+LOGS=$OUT/fuzz
+mkdir -p "$LOGS"
+cd "$ROOT"
+
+# targets: "<package dir> <FuzzName>" for every fuzz function of the module
+targets() {
+  git ls-files '*_test.go' 2>/dev/null | xargs grep -H -oE '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' |
+    sed -E 's|^(.*)/[^/]+_test\.go:func (Fuzz[A-Za-z0-9_]+).*|\1 \2|' | sort -u
+}
+
+n=0 failed=0 rows=()
+start=$(date +%s)
+while read -r dir name; do
+  [ -n "$name" ] || continue
+  label="${dir#./}.$name"
+  [[ $label =~ $FUZZ_MATCH ]] || continue
+  n=$((n + 1))
+  logf=$LOGS/$(printf '%s' "$label" | tr / _).log
+  t0=$(date +%s)
+  if "$GO" test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="$FUZZ_PARALLEL" "./$dir" >"$logf" 2>&1; then
+    result=ok
+  else
+    result=FAIL
+    failed=$((failed + 1))
+  fi
+  # go's progress lines: "fuzz: elapsed: 3s, execs: 1234 (411/sec), new interesting: 5 (total: 12)"
+  last=$(grep -E '^fuzz: elapsed: .*execs: ' "$logf" | tail -1)
+  execs=$(sed -nE 's/.*execs: ([0-9]+).*/\1/p' <<<"$last")
+  newi=$(sed -nE 's/.*new interesting: ([0-9]+).*/\1/p' <<<"$last")
+  if [ "$result" = FAIL ]; then
+    input=$(sed -nE 's/.*Failing input written to (.*)/\1/p' "$logf" | head -1)
+    result="FAIL ${input:-(see $logf)}"
+    grep -E -A15 -- '--- FAIL' "$logf" | head -30 >&2 || true
+  fi
+  rows+=("$(printf '%-60s %12s %8s %6ss  %s' "$label" "${execs:-0}" "${newi:-0}" "$(($(date +%s) - t0))" "$result")")
+  log "$label: ${execs:-0} execs, $result"
+done < <(targets)
+
+printf '%-60s %12s %8s %7s  %s\n' target executions new time result
+printf '%s\n' "${rows[@]}"
+echo "fuzz: $n targets, $failed failed ($(($(date +%s) - start)) s, FUZZTIME=$FUZZTIME, FUZZ_PARALLEL=$FUZZ_PARALLEL)"
+[ "$n" -gt 0 ] || die "no fuzz targets found"
+[ "$failed" -eq 0 ]
