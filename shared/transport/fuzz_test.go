@@ -86,7 +86,7 @@ func (c *scriptConn) Read(b []byte) (int, error) {
 	return c.in.Read(b[:n])
 }
 
-func (c *scriptConn) Write(b []byte) (int, error)      { return c.written.Write(b) }
+func (c *scriptConn) Write(b []byte) (int, error)     { return c.written.Write(b) }
 func (c *scriptConn) SetReadDeadline(time.Time) error { return errors.New("no deadlines") }
 
 // FuzzHybridVsockHandshake: the client writes exactly "CONNECT <port>\n",
