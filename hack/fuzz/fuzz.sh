@@ -27,16 +27,35 @@ targets() {
     sed -E 's|^(.*)/[^/]+_test\.go:func (Fuzz[A-Za-z0-9_]+).*|\1 \2|' | sort -u
 }
 
+# importpath DIR: the package's import path (the fuzz cache is keyed by it)
+importpath() { printf '%s/%s' "$MODULE" "${1#./}"; }
+MODULE=$(awk '$1 == "module" {print $2; exit}' go.mod)
+
 n=0 failed=0 rows=()
 start=$(date +%s)
+cache=$("$GO" env GOCACHE)/fuzz
+bins=$LOGS/bin
+mkdir -p "$bins"
+built=""
 while read -r dir name; do
   [ -n "$name" ] || continue
   label="${dir#./}.$name"
   [[ $label =~ $FUZZ_MATCH ]] || continue
   n=$((n + 1))
   logf=$LOGS/$(printf '%s' "$label" | tr / _).log
+  bin=$bins/$(printf '%s' "$dir" | tr / _).test
   t0=$(date +%s)
-  if "$GO" test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="$FUZZ_PARALLEL" "./$dir" >"$logf" 2>&1; then
+  # one instrumented test binary per package (go test -c -fuzz), run once
+  # per target in the package's directory (its testdata/fuzz corpus), with
+  # the fuzz cache go test would use: a link per package, not per target
+  if [[ " $built " != *" $dir "* ]]; then
+    if ! "$GO" test -c -fuzz=. -o "$bin" "./$dir" >"$logf" 2>&1; then
+      rm -f "$bin"
+    fi
+    built="$built $dir"
+  fi
+  if [ -x "$bin" ] && (cd "$dir" && "$bin" -test.run='^$' -test.fuzz="^${name}\$" -test.fuzztime="$FUZZTIME" \
+    -test.parallel="$FUZZ_PARALLEL" -test.timeout=60m -test.fuzzcachedir="$cache/$(importpath "$dir")") >>"$logf" 2>&1; then
     result=ok
   else
     result=FAIL
@@ -48,8 +67,9 @@ while read -r dir name; do
   newi=$(sed -nE 's/.*new interesting: ([0-9]+).*/\1/p' <<<"$last")
   if [ "$result" = FAIL ]; then
     input=$(sed -nE 's/.*Failing input written to (.*)/\1/p' "$logf" | head -1)
-    result="FAIL ${input:-(see $logf)}"
-    grep -E -A15 -- '--- FAIL' "$logf" | head -30 >&2 || true
+    result="FAIL ${input:+$dir/$input}"
+    [ -n "$input" ] || result="FAIL (see $logf)"
+    grep -E -A15 -- '--- FAIL|cannot|error' "$logf" | head -30 >&2 || true
   fi
   rows+=("$(printf '%-60s %12s %8s %6ss  %s' "$label" "${execs:-0}" "${newi:-0}" "$(($(date +%s) - t0))" "$result")")
   log "$label: ${execs:-0} execs, $result"
