@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/proto"
 )
 
 // FuzzParseAddress: an address ParseAddress accepts is connectable as it
@@ -70,11 +67,9 @@ type scriptConn struct {
 	in       *bytes.Reader
 	chunks   []byte
 	written  bytes.Buffer
-	reads    int
 }
 
 func (c *scriptConn) Read(b []byte) (int, error) {
-	c.reads++
 	if c.in.Len() == 0 {
 		return 0, io.EOF
 	}
@@ -129,24 +124,6 @@ func FuzzHybridVsockHandshake(f *testing.F) {
 	})
 }
 
-// ttrpcFrame is one frame as a ttrpc channel writes it.
-func ttrpcFrame(stream uint32, typ byte, payload []byte) []byte {
-	b := make([]byte, ttrpcHeaderLen+len(payload))
-	binary.BigEndian.PutUint32(b[0:4], uint32(len(payload)))
-	binary.BigEndian.PutUint32(b[4:8], stream)
-	b[8] = typ
-	copy(b[ttrpcHeaderLen:], payload)
-	return b
-}
-
-func ttrpcRequestFrame(t testing.TB, stream uint32, method string, payload []byte) []byte {
-	p, err := proto.Marshal(&ttrpc.Request{Service: "magnetar.test.v1.Test", Method: method, Payload: payload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ttrpcFrame(stream, ttrpcRequest, p)
-}
-
 // FuzzSessionFrameReader: whatever bytes a console stream carries (cut
 // anywhere by short reads), the frame reader returns only whole frames of a
 // valid header (the length it declares, at most ttrpcMaxLen; a request one
@@ -156,18 +133,18 @@ func ttrpcRequestFrame(t testing.TB, stream uint32, method string, payload []byt
 func FuzzSessionFrameReader(f *testing.F) {
 	f.Add([]byte{}, []byte{}, []byte{})
 	f.Add([]byte("hello"), []byte{}, []byte{3, 9})
-	f.Add(ttrpcFrame(1, ttrpcRequest, []byte{1, 2}), []byte{}, []byte{})
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 1, 0}, ttrpcFrame(1, ttrpcData, []byte("x")), []byte{1, 1, 1})
+	f.Add(frame(1, ttrpcRequest, []byte{1, 2}), []byte{}, []byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 1, 0}, frame(1, ttrpcData, []byte("x")), []byte{1, 1, 1})
 	f.Add([]byte{0, 0x40, 0, 0, 0, 0, 0, 1, 1, 0}, []byte("short"), []byte{})
 	f.Fuzz(func(t *testing.T, garbage, data, chunks []byte) {
 		var valid [][]byte
 		var stream bytes.Buffer
-		for i, m := range []string{"Create", "Start", "Wait"} {
-			fr := ttrpcRequestFrame(t, uint32(2*i+1), m, data)
+		for i := range 3 {
+			fr := frame(uint32(2*i+1), ttrpcRequest, data)
 			valid = append(valid, fr)
 			stream.Write(fr)
 			if i == 1 {
-				d := ttrpcFrame(uint32(2*i+1), ttrpcData, data)
+				d := frame(uint32(2*i+1), ttrpcData, data)
 				valid = append(valid, d)
 				stream.Write(d)
 			}
