@@ -8,7 +8,8 @@
 #   make fuzz-short  the same for FUZZTIME_SHORT (default 2s) each: part of make test
 #
 # Knobs: FUZZTIME, FUZZTIME_SHORT, FUZZ_PARALLEL (fuzz workers, default 1, so
-# that a run beside another session's keeps to one core), FUZZ_MATCH (regexp
+# that a run beside another session's keeps to one core), FUZZ_MINIMIZETIME
+# (how long a new or failing input is shrunk, default 2s), FUZZ_MATCH (regexp
 # over "<package dir>.FuzzXxx"). CPU only: no harness lock needed.
 # `go test ./...` (make unit) runs every target's seed corpus (f.Add and
 # testdata/fuzz/) as an ordinary test.
@@ -16,11 +17,12 @@
 FUZZTIME ?= 1m
 FUZZTIME_SHORT ?= 2s
 FUZZ_PARALLEL ?= 1
+FUZZ_MINIMIZETIME ?= 2s
 
 fuzz:
-	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_PARALLEL=$(FUZZ_PARALLEL) FUZZ_MATCH='$(FUZZ_MATCH)' hack/fuzz/fuzz.sh
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_PARALLEL=$(FUZZ_PARALLEL) FUZZ_MINIMIZETIME=$(FUZZ_MINIMIZETIME) FUZZ_MATCH='$(FUZZ_MATCH)' hack/fuzz/fuzz.sh
 
 fuzz-short:
-	GO=$(GO) FUZZTIME=$(FUZZTIME_SHORT) FUZZ_PARALLEL=$(FUZZ_PARALLEL) FUZZ_MATCH='$(FUZZ_MATCH)' hack/fuzz/fuzz.sh
+	GO=$(GO) FUZZTIME=$(FUZZTIME_SHORT) FUZZ_PARALLEL=$(FUZZ_PARALLEL) FUZZ_MINIMIZETIME=$(FUZZ_MINIMIZETIME) FUZZ_MATCH='$(FUZZ_MATCH)' hack/fuzz/fuzz.sh
 
 test: fuzz-short

@@ -10,12 +10,16 @@
 #
 # Knobs: FUZZTIME (default 1m; a duration or Nx executions, as -fuzztime
 # takes), FUZZ_PARALLEL (fuzz workers, default 1: the machine's other core is
-# for whatever else runs), FUZZ_MATCH (a regexp over "package.FuzzXxx": run
+# for whatever else runs), FUZZ_MINIMIZETIME (default 2s: how long an input
+# that reaches new code, or fails, is shrunk; go's default, 1m, takes a
+# minute's run whole on a large package, where an execution is slow),
+# FUZZ_MATCH (a regexp over "package.FuzzXxx": run
 # only those). Logs: _output/fuzz/<package>.<target>.log.
 source "$(dirname "$0")/../lib.sh"
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-1m}
 FUZZ_PARALLEL=${FUZZ_PARALLEL:-1}
+FUZZ_MINIMIZETIME=${FUZZ_MINIMIZETIME:-2s}
 FUZZ_MATCH=${FUZZ_MATCH:-.}
 LOGS=$OUT/fuzz
 mkdir -p "$LOGS"
@@ -55,7 +59,7 @@ while read -r dir name; do
     built="$built $dir"
   fi
   if [ -x "$bin" ] && (cd "$dir" && "$bin" -test.run='^$' -test.fuzz="^${name}\$" -test.fuzztime="$FUZZTIME" \
-    -test.parallel="$FUZZ_PARALLEL" -test.timeout=60m -test.fuzzcachedir="$cache/$(importpath "$dir")") >>"$logf" 2>&1; then
+    -test.fuzzminimizetime="$FUZZ_MINIMIZETIME" -test.parallel="$FUZZ_PARALLEL" -test.timeout=60m -test.fuzzcachedir="$cache/$(importpath "$dir")") >>"$logf" 2>&1; then
     result=ok
   else
     result=FAIL
