@@ -13,17 +13,21 @@
 # for whatever else runs), FUZZ_MINIMIZETIME (default 2s: how long an input
 # that reaches new code, or fails, is shrunk; go's default, 1m, takes a
 # minute's run whole on a large package, where an execution is slow),
-# FUZZ_MATCH (a regexp over "package.FuzzXxx": run
-# only those). Logs: _output/fuzz/<package>.<target>.log.
+# FUZZ_BUILD_JOBS (test binaries built at once, default 2), FUZZ_MATCH (a
+# regexp over "package.FuzzXxx": run only those). Logs:
+# _output/fuzz/<package>.<target>.log.
 source "$(dirname "$0")/../lib.sh"
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-1m}
 FUZZ_PARALLEL=${FUZZ_PARALLEL:-1}
 FUZZ_MINIMIZETIME=${FUZZ_MINIMIZETIME:-2s}
+FUZZ_BUILD_JOBS=${FUZZ_BUILD_JOBS:-2}
 FUZZ_MATCH=${FUZZ_MATCH:-.}
 LOGS=$OUT/fuzz
-mkdir -p "$LOGS"
+BINS=$LOGS/bin
+mkdir -p "$BINS"
 cd "$ROOT"
+MODULE=$(awk '$1 == "module" {print $2; exit}' go.mod)
 
 # targets: "<package dir> <FuzzName>" for every fuzz function of the module
 targets() {
@@ -31,42 +35,53 @@ targets() {
     sed -E 's|^(.*)/[^/]+_test\.go:func (Fuzz[A-Za-z0-9_]+).*|\1 \2|' | sort -u
 }
 
-# importpath DIR: the package's import path (the fuzz cache is keyed by it)
-importpath() { printf '%s/%s' "$MODULE" "${1#./}"; }
-MODULE=$(awk '$1 == "module" {print $2; exit}' go.mod)
+# binary DIR: the package's instrumented test binary
+binary() { printf '%s/%s.test' "$BINS" "$(printf '%s' "$1" | tr / _)"; }
+
+# build DIR: one instrumented test binary per package (go test -c -fuzz: go
+# refuses -fuzz with several packages), run once per target: a link per
+# package, not per target. No binary (and the log says why) when it fails.
+build() {
+  local bin
+  bin=$(binary "$1")
+  rm -f "$bin"
+  "$GO" test -c -fuzz=. -o "$bin" "./$1" >"$LOGS/$(printf '%s' "$1" | tr / _).build.log" 2>&1 || rm -f "$bin"
+}
+export -f build binary
+export GO BINS LOGS
+
+sel=()
+while read -r dir name; do
+  if [ -n "$name" ] && [[ "${dir#./}.$name" =~ $FUZZ_MATCH ]]; then sel+=("$dir $name"); fi
+done < <(targets)
+[ "${#sel[@]}" -gt 0 ] || die "no fuzz targets match $FUZZ_MATCH"
+
+start=$(date +%s)
+printf '%s\n' "${sel[@]}" | cut -d' ' -f1 | sort -u | xargs -P "$FUZZ_BUILD_JOBS" -I{} bash -c 'build "$@"' _ {}
+log "built the test binaries of $(printf '%s\n' "${sel[@]}" | cut -d' ' -f1 | sort -u | wc -l) packages in $(($(date +%s) - start)) s"
 
 n=0 failed=0 rows=()
-start=$(date +%s)
 cache=$("$GO" env GOCACHE)/fuzz
-bins=$LOGS/bin
-mkdir -p "$bins"
-built=""
-while read -r dir name; do
-  [ -n "$name" ] || continue
+for t in "${sel[@]}"; do
+  dir=${t% *} name=${t#* }
   label="${dir#./}.$name"
-  [[ $label =~ $FUZZ_MATCH ]] || continue
   n=$((n + 1))
   logf=$LOGS/$(printf '%s' "$label" | tr / _).log
-  bin=$bins/$(printf '%s' "$dir" | tr / _).test
+  bin=$(binary "$dir")
   t0=$(date +%s)
-  # one instrumented test binary per package (go test -c -fuzz), run once
-  # per target in the package's directory (its testdata/fuzz corpus), with
-  # the fuzz cache go test would use: a link per package, not per target
-  if [[ " $built " != *" $dir "* ]]; then
-    if ! "$GO" test -c -fuzz=. -o "$bin" "./$dir" >"$logf" 2>&1; then
-      rm -f "$bin"
-    fi
-    built="$built $dir"
-  fi
+  # in the package's directory (its testdata/fuzz corpus), with the fuzz
+  # cache go test would use
   if [ -x "$bin" ] && (cd "$dir" && "$bin" -test.run='^$' -test.fuzz="^${name}\$" -test.fuzztime="$FUZZTIME" \
-    -test.fuzzminimizetime="$FUZZ_MINIMIZETIME" -test.parallel="$FUZZ_PARALLEL" -test.timeout=60m -test.fuzzcachedir="$cache/$(importpath "$dir")") >>"$logf" 2>&1; then
+    -test.fuzzminimizetime="$FUZZ_MINIMIZETIME" -test.parallel="$FUZZ_PARALLEL" -test.timeout=60m \
+    -test.fuzzcachedir="$cache/$MODULE/${dir#./}") >"$logf" 2>&1; then
     result=ok
   else
     result=FAIL
     failed=$((failed + 1))
+    [ -x "$bin" ] || cp "$LOGS/$(printf '%s' "$dir" | tr / _).build.log" "$logf"
   fi
   # go's progress lines: "fuzz: elapsed: 3s, execs: 1234 (411/sec), new interesting: 5 (total: 12)"
-  last=$(grep -E '^fuzz: elapsed: .*execs: ' "$logf" | tail -1)
+  last=$(grep -E '^fuzz: elapsed: .*execs: ' "$logf" | tail -1 || true)
   execs=$(sed -nE 's/.*execs: ([0-9]+).*/\1/p' <<<"$last")
   newi=$(sed -nE 's/.*new interesting: ([0-9]+).*/\1/p' <<<"$last")
   if [ "$result" = FAIL ]; then
@@ -77,10 +92,9 @@ while read -r dir name; do
   fi
   rows+=("$(printf '%-60s %12s %8s %6ss  %s' "$label" "${execs:-0}" "${newi:-0}" "$(($(date +%s) - t0))" "$result")")
   log "$label: ${execs:-0} execs, $result"
-done < <(targets)
+done
 
 printf '%-60s %12s %8s %7s  %s\n' target executions new time result
 printf '%s\n' "${rows[@]}"
 echo "fuzz: $n targets, $failed failed ($(($(date +%s) - start)) s, FUZZTIME=$FUZZTIME, FUZZ_PARALLEL=$FUZZ_PARALLEL)"
-[ "$n" -gt 0 ] || die "no fuzz targets found"
 [ "$failed" -eq 0 ]

@@ -3,6 +3,7 @@ package quarksb
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -16,6 +17,9 @@ func FuzzSandboxSpec(f *testing.F) {
 	f.Add("/var/run/netns/cni-1", "pod-1", int64(1<<30), int64(2<<30), int64(100000), int64(50000), int64(1024), "0-1", "0")
 	f.Add("", "ignored", int64(-1), int64(-5), int64(0), int64(-1), int64(-2), "", "")
 	f.Fuzz(func(t *testing.T, netns, hostname string, mem, swap, period, quota, shares int64, cpus, mems string) {
+		if !utf8.ValidString(netns + hostname + cpus + mems) {
+			return // CRI's strings are protobuf strings: UTF-8 (JSON would write U+FFFD)
+		}
 		cfg := &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{
 			Sysctls:   map[string]string{"net.ipv4.ip_forward": "1"},
 			Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: mem, MemorySwapLimitInBytes: swap, CpuPeriod: period, CpuQuota: quota, CpuShares: shares, CpusetCpus: cpus, CpusetMems: mems},
