@@ -17,7 +17,7 @@ func FuzzSandboxSpec(f *testing.F) {
 	f.Add("/var/run/netns/cni-1", "pod-1", int64(1<<30), int64(2<<30), int64(100000), int64(50000), int64(1024), "0-1", "0")
 	f.Add("", "ignored", int64(-1), int64(-5), int64(0), int64(-1), int64(-2), "", "")
 	f.Fuzz(func(t *testing.T, netns, hostname string, mem, swap, period, quota, shares int64, cpus, mems string) {
-		if !utf8.ValidString(netns + hostname + cpus + mems) {
+		if !utf8.ValidString(netns) || !utf8.ValidString(hostname) || !utf8.ValidString(cpus) || !utf8.ValidString(mems) {
 			return // CRI's strings are protobuf strings: UTF-8 (JSON would write U+FFFD)
 		}
 		cfg := &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{
