@@ -183,6 +183,9 @@ func readFrame(r io.Reader) ([]byte, error) {
 		frame := make([]byte, headerLen+int(n))
 		copy(frame, hdr)
 		if _, err := io.ReadFull(r, frame[headerLen:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // a header, then nothing: cut, not ended
+			}
 			return nil, err
 		}
 		return frame, nil
