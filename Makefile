@@ -5,6 +5,7 @@
 #   make demo       a busybox pod on magnetar-runc (beside the runc shim) and a wasm pod, then teardown
 #   make bench      side-by-side benchmark against containerd's runc shim
 #   make lint       gofmt + go vet
+#   make fuzz       every Go fuzz target for a minute each (hack/fuzz/fuzz.mk)
 #   make clean      remove bin/ and _output/
 SHELL := /bin/bash
 GO ?= go
@@ -46,6 +47,8 @@ clean:
 -include hack/harness.mk
 -include hack/bench/bench.mk
 -include deploy/packages.mk
+# Go native fuzz targets: make fuzz, and a short run in make test
+-include hack/fuzz/fuzz.mk
 # wasm-sandboxer (cgo: wasmtime), its images, e2e and bench
 -include hack/wasm/wasm.mk
 # agent protocol code generation and the guest agent binary

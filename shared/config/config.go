@@ -136,7 +136,7 @@ func Decode(text string, cfg Validator) ([]Warning, error) {
 			// as the decoder's type errors do
 			return nil, fmt.Errorf("%s: %w", pe.Error(), errdefs.ErrInvalidArgument)
 		case errors.As(err, &pe):
-			return nil, fmt.Errorf("%s: %w", strings.TrimSpace(pe.ErrorWithPosition()), errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s: %w", withPosition(pe), errdefs.ErrInvalidArgument)
 		}
 		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
@@ -160,6 +160,20 @@ func Decode(text string, cfg Validator) ([]Warning, error) {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return warns, nil
+}
+
+// withPosition is a parse error with the line it is on shown under it, or
+// its one-line message ("toml: line N: ...") where the toml package cannot
+// show the line: v1.6.0's ErrorWithPosition panics on some texts (a quote
+// then "\r\n", found by FuzzConfig), and a daemon must not panic on its
+// configuration file.
+func withPosition(pe toml.ParseError) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = pe.Error()
+		}
+	}()
+	return strings.TrimSpace(pe.ErrorWithPosition())
 }
 
 func join(errs []error) error {

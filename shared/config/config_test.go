@@ -55,6 +55,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[runc]\nbinary = \"\"\n", "runc.binary"},
 		{"listen = \"/" + strings.Repeat("a", 120) + "\"\n", "listen"},
 		{"this is not toml", "line 1"},
+		{"\"\r\n", "cannot contain newlines"}, // toml v1.6.0's ErrorWithPosition panics on it
 	}
 	for _, tc := range cases {
 		_, err := Decode(tc.text, newTest())

@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -24,6 +25,7 @@ const (
 	typeRequest     = 1
 	typeResponse    = 2
 	maxFrame        = 16 << 20
+	frameChunk      = 64 << 10 // a larger frame is allocated as it arrives
 	defaultMaxWait  = 5 * time.Minute
 	reconnectPeriod = 50 * time.Millisecond
 )
@@ -177,12 +179,28 @@ func readFrame(r io.Reader) ([]byte, error) {
 	if n > maxFrame {
 		return nil, fmt.Errorf("ttrpc frame of %d bytes is too large", n)
 	}
-	frame := make([]byte, headerLen+int(n))
-	copy(frame, hdr)
-	if _, err := io.ReadFull(r, frame[headerLen:]); err != nil {
+	if n <= frameChunk {
+		frame := make([]byte, headerLen+int(n))
+		copy(frame, hdr)
+		if _, err := io.ReadFull(r, frame[headerLen:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // a header, then nothing: cut, not ended
+			}
+			return nil, err
+		}
+		return frame, nil
+	}
+	// a large frame grows as its bytes arrive: a header that declares
+	// 16 MiB and sends nothing costs a chunk, not 16 MiB per connection
+	buf := bytes.NewBuffer(make([]byte, 0, headerLen+frameChunk))
+	buf.Write(hdr)
+	if _, err := io.CopyN(buf, r, int64(n)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, err
 	}
-	return frame, nil
+	return buf.Bytes(), nil
 }
 
 func streamOf(f []byte) uint32 { return binary.BigEndian.Uint32(f[4:8]) }

@@ -54,6 +54,12 @@ func Validate(field string, ms []*types.Mount) error {
 		if m.GetTarget() != "" && (filepath.IsAbs(m.GetTarget()) || strings.Contains(m.GetTarget(), "..")) {
 			return fmt.Errorf("%s[%d].target %q: must be relative without \"..\": %w", field, i, m.GetTarget(), errdefs.ErrInvalidArgument)
 		}
+		for _, v := range append([]string{m.GetType(), m.GetSource(), m.GetTarget()}, m.GetOptions()...) {
+			if strings.IndexByte(v, 0) >= 0 {
+				// mount(2) takes C strings: it would be cut short there
+				return fmt.Errorf("%s[%d]: %q contains a NUL byte: %w", field, i, v, errdefs.ErrInvalidArgument)
+			}
+		}
 		_, data := ParseOptions(m.GetOptions())
 		if len(data) >= os.Getpagesize() {
 			return fmt.Errorf("%s[%d].options: %d bytes of mount data exceed one page: %w", field, i, len(data), errdefs.ErrNotImplemented)

@@ -27,17 +27,23 @@ func ParseMountinfo(r io.Reader) ([]Info, error) {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
+		//
+		// Fields are separated by one space; the paths escape space, tab,
+		// newline and backslash (\ooo), so a path is one field whatever
+		// else it holds (\v, \r, U+0085, U+00A0, at which strings.Fields
+		// would split it; a "-", which strings.Cut(" - ") would take for
+		// the separator). The separator is the first "-" after opts.
+		f := strings.Split(sc.Text(), " ")
+		sep := 6
+		for sep < len(f) && f[sep] != "-" {
+			sep++
+		}
+		if sep+1 >= len(f) || f[sep+1] == "" {
 			continue
 		}
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(tail) < 1 {
-			continue
-		}
-		in := Info{Mountpoint: unescape(fields[4]), FSType: tail[0]}
-		if len(tail) > 1 {
-			in.Source = unescape(tail[1])
+		in := Info{Mountpoint: unescape(f[4]), FSType: f[sep+1]}
+		if sep+2 < len(f) {
+			in.Source = unescape(f[sep+2])
 		}
 		out = append(out, in)
 	}

@@ -51,14 +51,14 @@ func ResolvConf(dns *runtime.DNSConfig) (string, error) {
 	}
 	var b strings.Builder
 	for _, s := range dns.GetServers() {
-		if s == "" || strings.ContainsAny(s, " \n\t") {
+		if !resolvWord(s) {
 			return "", fmt.Errorf("options.dns_config.servers %q: invalid: %w", s, errdefs.ErrInvalidArgument)
 		}
 		b.WriteString("nameserver " + s + "\n")
 	}
 	for _, l := range [][]string{dns.GetSearches(), dns.GetOptions()} {
 		for _, w := range l {
-			if w == "" || strings.ContainsAny(w, " \n\t") {
+			if !resolvWord(w) {
 				return "", fmt.Errorf("options.dns_config %q: invalid: %w", w, errdefs.ErrInvalidArgument)
 			}
 		}
@@ -70,6 +70,13 @@ func ResolvConf(dns *runtime.DNSConfig) (string, error) {
 		b.WriteString("options " + strings.Join(dns.GetOptions(), " ") + "\n")
 	}
 	return b.String(), nil
+}
+
+// resolvWord reports whether w is one word of resolv.conf: not empty, no
+// space or control character (the C library splits a line at \v, \f and
+// \r as at a space, and a NUL ends it).
+func resolvWord(w string) bool {
+	return w != "" && !strings.ContainsFunc(w, func(r rune) bool { return r <= ' ' || r == 0x7f })
 }
 
 // Write writes the pod's hostname, hosts and resolv.conf into dir. A

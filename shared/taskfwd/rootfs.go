@@ -127,7 +127,7 @@ func attachTreeAt(src string, dirfd int, path string, attr uint64, recursive boo
 // missing: the directories on the way, and dest itself as a directory
 // (dir) or an empty file. Symlinks are followed inside root (an absolute
 // one from root, ".." never above it); a dangling one is created where it
-// points. dest names root itself: refused.
+// points. dest names root itself (also through a symlink): refused.
 func openInRoot(root, dest string, dir bool) (*os.File, error) {
 	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -141,6 +141,11 @@ func openInRoot(root, dest string, dir bool) (*os.File, error) {
 		}
 		fd, err := openat2(rootFd, want, 0, unix.RESOLVE_IN_ROOT)
 		if err == nil {
+			if sameFile(fd, rootFd) {
+				// a symlink to "/" (or "..", or "a/.."): the rootfs itself
+				unix.Close(fd)
+				return nil, fmt.Errorf("destination %q: the rootfs itself: %w", dest, errdefs.ErrInvalidArgument)
+			}
 			return os.NewFile(uintptr(fd), want), nil
 		}
 		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
@@ -159,6 +164,12 @@ func openInRoot(root, dest string, dir bool) (*os.File, error) {
 		want = next // a dangling symlink: where it points
 	}
 	return nil, fmt.Errorf("destination %q: too many symlinks: %w", dest, errdefs.ErrInvalidArgument)
+}
+
+// sameFile reports whether two descriptors are the same inode.
+func sameFile(a, b int) bool {
+	var sa, sb unix.Stat_t
+	return unix.Fstat(a, &sa) == nil && unix.Fstat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // openat2 opens p below dirfd with resolve flags (and O_PATH, O_CLOEXEC

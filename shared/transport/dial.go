@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -88,7 +89,7 @@ func (o *DialOptions) defaults() {
 //
 // unix and serial: connect to a.Path. vsock: AF_VSOCK connect to
 // a.CID:a.Port. hvsock: connect to the unix socket a.Path, write
-// "CONNECT <port>\n" and read one line that must begin with "OK "; any other
+// "CONNECT <port>\n" and read one line that must be "OK <host port>"; any other
 // reply is retried. Bytes sent after the OK line are not consumed.
 //
 // Dial is DialWith without options or setup.
@@ -318,16 +319,32 @@ func dialHybridVsock(ctx context.Context, path string, port uint32) (_ net.Conn,
 	if !stop() {
 		return nil, ctx.Err()
 	}
+	if err == nil {
+		err = checkHybridVsockReply(line)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("hybrid vsock handshake on %s for port %d: %w", path, port, err)
-	}
-	if !strings.HasPrefix(line, "OK ") {
-		return nil, fmt.Errorf("hybrid vsock handshake on %s for port %d: unexpected reply %q", path, port, line)
 	}
 	if err := c.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkHybridVsockReply checks the handshake's reply line (without its
+// newline): "OK <host port>", the port a decimal uint32, as Cloud Hypervisor
+// and Firecracker send it. Anything else (an error text, a line cut short)
+// is refused.
+func checkHybridVsockReply(line string) error {
+	rest, ok := strings.CutPrefix(line, "OK ")
+	if ok {
+		_, err := strconv.ParseUint(rest, 10, 32)
+		ok = err == nil
+	}
+	if !ok {
+		return fmt.Errorf("unexpected reply %q (want \"OK <port>\")", line)
+	}
+	return nil
 }
 
 // hybridVsockHandshake writes the CONNECT line and returns the reply line

@@ -71,7 +71,9 @@ func DefaultCmdline() Cmdline {
 }
 
 func validTag(t string) bool {
-	if t == "" || len(t) > 36 { // virtio-fs tags are at most 36 bytes
+	// virtio-fs tags are at most 36 bytes; a serial port name is a file
+	// name under /dev/virtio-ports: "." and ".." are not
+	if t == "" || t == "." || t == ".." || len(t) > 36 {
 		return false
 	}
 	for _, r := range t {

@@ -15,9 +15,10 @@ import (
 
 var nsPathRE = regexp.MustCompile(`^/proc/([0-9]+)/ns/[a-z]+$`)
 
-// within reports whether p is root or inside it (both clean and absolute).
+// within reports whether p is root or inside it: root is clean and
+// absolute, p must be too ("root/../x" is not inside, nor "root//x").
 func within(root, p string) bool {
-	return p == root || strings.HasPrefix(p, root+"/")
+	return filepath.Clean(p) == p && (p == root || strings.HasPrefix(p, root+"/"))
 }
 
 // inShare tells whether p lies inside the share by its clean name and,

@@ -81,3 +81,10 @@ func TestCheckHost(t *testing.T) {
 func TestDeployedConfigIsTheDefault(t *testing.T) {
 	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/gvisor.toml", DefaultConfig)
 }
+
+// FuzzConfig: any gvisor.toml is decoded to a configuration that validates and
+// re-encodes to itself, or refused with an error naming the key or line.
+func FuzzConfig(f *testing.F) {
+	configtest.Fuzz(f, "../../../../deploy/etc/magnetar/gvisor.toml", DefaultConfig,
+		"dir = \"rel\"\n", "a.b.c = 1\n")
+}

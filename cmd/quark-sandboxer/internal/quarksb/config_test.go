@@ -89,3 +89,10 @@ func TestCheckHost(t *testing.T) {
 func TestShippedConfig(t *testing.T) {
 	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/quark.toml", DefaultConfig)
 }
+
+// FuzzConfig: any quark.toml is decoded to a configuration that validates and
+// re-encodes to itself, or refused with an error naming the key or line.
+func FuzzConfig(f *testing.F) {
+	configtest.Fuzz(f, "../../../../deploy/etc/magnetar/quark.toml", DefaultConfig,
+		"log_level = \"debug\"\n", "x = [1, 2\n")
+}

@@ -120,3 +120,10 @@ func TestRuntimeFeatures(t *testing.T) {
 		t.Errorf("missing runc: %v", err)
 	}
 }
+
+// FuzzConfig: any runc.toml is decoded to a configuration that validates and
+// re-encodes to itself, or refused with an error naming the key or line.
+func FuzzConfig(f *testing.F) {
+	configtest.Fuzz(f, "../../../../deploy/etc/magnetar/runc.toml", DefaultConfig,
+		"log_level = \"loud\"\n", "[runc]\nbinary = \"\"\n", "bogus = 1\n", "listen = \"/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n")
+}

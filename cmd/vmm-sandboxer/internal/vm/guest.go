@@ -85,12 +85,19 @@ const MaxShareTag = 36
 // longest socket name the driver puts there), a kernel and an initrd,
 // positive vCPUs and memory, an absolute share, a share tag (tag, c's or
 // the default the driver uses) of at most MaxShareTag bytes without a
-// comma, and NICs with a tap, a MAC and an MTU that is not negative.
+// comma, NICs with a tap, a MAC and an MTU that is not negative, and no NUL
+// byte in what goes on a command line.
 // Errors wrap errdefs.ErrInvalidArgument and name the VMM and the VM.
 // The agent channel and the VMM's own limits are the driver's to check.
 func (c *Config) Check(vmm, longestSocket, tag string) error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%s vm %s: %s: %w", vmm, c.ID, fmt.Sprintf(format, a...), errdefs.ErrInvalidArgument)
+	}
+	for _, v := range append([]string{c.ID, c.Dir, c.Kernel, c.Initrd, c.Share, tag}, c.KernelArgs...) {
+		if strings.IndexByte(v, 0) >= 0 {
+			// a command line is C strings: exec refuses it
+			return bad("%q contains a NUL byte", v)
+		}
 	}
 	switch {
 	case c.ID == "":

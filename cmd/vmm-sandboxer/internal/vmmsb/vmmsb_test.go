@@ -246,3 +246,10 @@ func TestCreateRefusesAndLeavesNothing(t *testing.T) {
 func TestDeployedConfigIsTheDefault(t *testing.T) {
 	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/vmm.toml", DefaultConfig)
 }
+
+// FuzzConfig: any vmm.toml is decoded to a configuration that validates and
+// re-encodes to itself, or refused with an error naming the key or line.
+func FuzzConfig(f *testing.F) {
+	configtest.Fuzz(f, "../../../../deploy/etc/magnetar/vmm.toml", DefaultConfig,
+		"[vm]\nboot_timeout = 30\n", "[vm]\nboot_timeout = \"-1s\"\n", "[vm]\nvcpus = -1\nmemory_mib = 1\n", "[pod]\nstop_timeout = \"1h30m\"\n", "[hypervisors]\nx = \"/bin/x\"\n", "listen = \"relative\"\n", "[qemu]\nbinray = \"x\"\n")
+}

@@ -87,3 +87,10 @@ func TestBuildKeepsModulesForCacheKeep(t *testing.T) {
 func TestDeployedConfigIsTheDefault(t *testing.T) {
 	configtest.ShippedIsDefault(t, "../../../../deploy/etc/magnetar/wasm.toml", func() *Config { return DefaultConfig("wasmtime", "wazero") })
 }
+
+// FuzzConfig: any wasm.toml is decoded to a configuration that validates and
+// re-encodes to itself, or refused with an error naming the key or line.
+func FuzzConfig(f *testing.F) {
+	configtest.Fuzz(f, "../../../../deploy/etc/magnetar/wasm.toml", func() *Config { return DefaultConfig("wasmtime", "wazero") },
+		"log_level = 3\n", "[[x]]\n")
+}
