@@ -1242,6 +1242,7 @@ handler_install_test() {
         skip "$HANDLER: RunPodSandbox without its program: $reason"
       else
         check "$HANDLER: RunPodSandbox fails naming $BINARY_KEY and the missing program; the daemon serves $DAEMON_PACKAGE's handler on" handler_missing_binary
+        grep -m1 -o "desc = .*" "$T/.out" | cut -c1-240 | sed 's/^/     /' || true
       fi
     fi
     check "$HANDLER: dpkg -r $DAEMON_PACKAGE refused while $HANDLER is installed" handler_daemon_kept
@@ -1327,6 +1328,10 @@ handler_daemon_kept() {
   if out=$(dpkg_run -r "$DAEMON_PACKAGE"); then fail "dpkg -r $DAEMON_PACKAGE succeeded with $HANDLER installed: $out"; fi
   grep -q "dependency problems prevent removal of $DAEMON_PACKAGE" <<<"$out" || fail "$out"
   load_sandboxer "$DAEMON"
+  # still installed; the refused remove left dpkg's selection at deinstall:
+  # put it back, as apt would not have asked
+  [[ "$(pkg_status)" == *" ok installed" ]] || fail "status of $DAEMON_PACKAGE: $(pkg_status)"
+  echo "$DAEMON_PACKAGE install" | dpkg --set-selections
   expect_eq "status of $DAEMON_PACKAGE" "$(pkg_status)" "install ok installed"
   load_sandboxer "$h"
 }
