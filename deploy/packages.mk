@@ -1,7 +1,9 @@
 # deploy/packages.mk: package targets, included by the top-level Makefile
 # (-include deploy/packages.mk).
 #
-#   make packages        one .deb and one .rpm per sandboxer of deploy/sandboxers/
+#   make packages        one .deb and one .rpm per conf of deploy/sandboxers/: a
+#                        sandboxer's, or a further runtime handler's of its
+#                        daemon (magnetar-clh: drop-in and RuntimeClass only)
 #                        (nfpm, pinned in hack/tools/nfpm/go.mod), version from
 #                        git describe, into _output/packages (hack/packages/build.sh)
 #   make packages-test   the package tests (hack/packages/test.sh, two to three minutes):
@@ -12,6 +14,9 @@
 #                        containerd with the installed drop-in, e2e smoke,
 #                        reinstall + restart with a running pod, dpkg -r / -P).
 #                        Part of make test. WORK=_output/pkgtest, bridge mgbr3.
+#                        INSTALL_HANDLERS= (empty): the static checks only;
+#                        INSTALL_HANDLERS=magnetar-clh: a handler's package
+#                        with its daemon's (no pod of it runs)
 #   make deploy-gen      rewrite the generated deploy files after changing
 #                        deploy/templates or deploy/sandboxers (hack/packages/gen.sh)
 #

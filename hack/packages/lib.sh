@@ -21,53 +21,98 @@ sandboxer_names() {
 # load_sandboxer NAME: set NAME SUMMARY DESCRIPTION DEB_DEPENDS RPM_DEPENDS
 # EXTRA_FILES UNIT_SERVICE_EXTRA RUNTIMECLASS_EXTRA TEST_CONFIG_EDIT (a sed expression the
 # package test applies to the default config before it runs the daemon with
-# it: paths the package installs) from the conf, and the derived HANDLER
-# (= package = unit name), BINARY, CONFIG (path in DEPLOY).
+# it: paths the package installs) DAEMON HANDLER_NOTE BINARY_KEY from the conf, and the
+# derived HANDLER (= package name; = unit name for a daemon), BINARY, CONFIG
+# (path in DEPLOY), DAEMON_PACKAGE.
+#
+# A conf with DAEMON=OTHER is a runtime handler of OTHER's daemon (clh.conf:
+# DAEMON=vmm): its package magnetar-NAME ships only the handler's drop-in and
+# RuntimeClass and depends on magnetar-OTHER of the same version; BINARY,
+# CONFIG and the socket are OTHER's. Without DAEMON the conf is a daemon's
+# own (DAEMON=NAME).
 load_sandboxer() {
   local f=$DEPLOY/sandboxers/$1.conf
   [ -f "$f" ] || die "no sandboxer $1: $f missing"
-  NAME= SUMMARY= DESCRIPTION= UNIT_SERVICE_EXTRA= RUNTIMECLASS_EXTRA= TEST_CONFIG_EDIT=
+  NAME= SUMMARY= DESCRIPTION= UNIT_SERVICE_EXTRA= RUNTIMECLASS_EXTRA= TEST_CONFIG_EDIT= DAEMON= HANDLER_NOTE= BINARY_KEY=
   DEB_DEPENDS=() RPM_DEPENDS=() EXTRA_FILES=()
   # shellcheck source=/dev/null
   source "$f"
   [ "$NAME" = "$1" ] || die "$f: NAME=$NAME, want $1"
-  [[ $NAME =~ ^[a-z][a-z0-9]*$ ]] || die "$f: NAME must be lowercase letters and digits"
   [ -n "$SUMMARY" ] && [ -n "$DESCRIPTION" ] || die "$f: SUMMARY and DESCRIPTION are required"
   HANDLER=magnetar-$NAME
-  BINARY=$NAME-sandboxer
-  CONFIG=$DEPLOY/etc/magnetar/$NAME.toml
+  if [ -z "$DAEMON" ] || [ "$DAEMON" = "$NAME" ]; then
+    DAEMON=$NAME
+    [[ $NAME =~ ^[a-z][a-z0-9]*$ ]] || die "$f: NAME must be lowercase letters and digits"
+  else
+    # a handler name may have dashes (magnetar-wasm-wazero)
+    [[ $NAME =~ ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ ]] || die "$f: NAME must be lowercase letters, digits and inner dashes"
+    [ -z "$UNIT_SERVICE_EXTRA$TEST_CONFIG_EDIT" ] && [ ${#EXTRA_FILES[@]} = 0 ] ||
+      die "$f: a handler of $DAEMON's daemon (DAEMON=$DAEMON) ships no unit, config or other file: UNIT_SERVICE_EXTRA, TEST_CONFIG_EDIT and EXTRA_FILES must be empty"
+    [ -f "$DEPLOY/sandboxers/$DAEMON.conf" ] || die "$f: DAEMON=$DAEMON: no $DEPLOY/sandboxers/$DAEMON.conf"
+    ! grep -Eq '^DAEMON=.' "$DEPLOY/sandboxers/$DAEMON.conf" ||
+      die "$f: DAEMON=$DAEMON is itself a handler; name the daemon's conf"
+  fi
+  DAEMON_PACKAGE=magnetar-$DAEMON
+  BINARY=$DAEMON-sandboxer
+  CONFIG=$DEPLOY/etc/magnetar/$DAEMON.toml
 }
 
+# is_handler: the loaded conf is a handler of another sandboxer's daemon
+# (DAEMON=OTHER): a package without binary, unit or config
+is_handler() { [ "$DAEMON" != "$NAME" ]; }
+
 # render TEMPLATE: the template with @NAME@ @HANDLER@ @PACKAGE@ @BINARY@
-# @SUMMARY@ @UNIT_SERVICE_EXTRA@ @RUNTIMECLASS_EXTRA@ filled in (a line
-# holding only an empty placeholder disappears)
+# @DAEMON@ @DAEMON_PACKAGE@ @SUMMARY@ @UNIT_SERVICE_EXTRA@ @RUNTIMECLASS_EXTRA@
+# @HANDLER_NOTE@ (as "# " comment lines) filled in (a line holding only an
+# empty placeholder disappears); a line "@INCLUDE FILE@" is replaced by the
+# rendered FILE of the template's directory (which includes nothing)
 render() {
-  local t
+  local t note= inc
   t=$(<"$1")
+  while [[ $t =~ @INCLUDE\ ([a-z0-9.-]+)@ ]]; do
+    [ -z "${2:-}" ] || die "$2 includes $1, which includes ${BASH_REMATCH[1]}: one level only"
+    inc=$(render "$(dirname "$1")/${BASH_REMATCH[1]}" "$1") || exit 1
+    t=${t//"${BASH_REMATCH[0]}"/$inc}
+  done
   t=${t//@NAME@/$NAME}
   t=${t//@HANDLER@/$HANDLER}
   t=${t//@PACKAGE@/$HANDLER}
   t=${t//@BINARY@/$BINARY}
+  t=${t//@DAEMON_PACKAGE@/$DAEMON_PACKAGE}
+  t=${t//@DAEMON@/$DAEMON}
   t=${t//@SUMMARY@/$SUMMARY}
-  if [ -n "$UNIT_SERVICE_EXTRA" ]; then
-    t=${t//@UNIT_SERVICE_EXTRA@/$UNIT_SERVICE_EXTRA}
-  else
-    t=${t//$'\n'@UNIT_SERVICE_EXTRA@/}
-  fi
-  if [ -n "$RUNTIMECLASS_EXTRA" ]; then
-    t=${t//@RUNTIMECLASS_EXTRA@/$RUNTIMECLASS_EXTRA}
-  else
-    t=${t//$'\n'@RUNTIMECLASS_EXTRA@/}
-  fi
+  [ -z "$HANDLER_NOTE" ] || note=$(sed 's/^/# /; s/ $//' <<<"$HANDLER_NOTE")
+  t=$(fill "$t" UNIT_SERVICE_EXTRA "$UNIT_SERVICE_EXTRA")
+  t=$(fill "$t" RUNTIMECLASS_EXTRA "$RUNTIMECLASS_EXTRA")
+  t=$(fill "$t" HANDLER_NOTE "$note")
   printf '%s\n' "$t"
 }
 
-# generated_files NAME: "TEMPLATE OUTPUT" pairs (paths relative to DEPLOY) of
-# the files hack/packages/gen.sh writes for a loaded sandboxer
+# fill TEXT KEY VALUE: TEXT with @KEY@ replaced by VALUE, or without the
+# line holding only @KEY@ when VALUE is empty
+fill() {
+  local t=$1
+  if [ -n "$3" ]; then
+    t=${t//@$2@/$3}
+  else
+    t=${t//$'\n'@$2@/}
+  fi
+  printf '%s' "$t"
+}
+
+# generated_files: "TEMPLATE OUTPUT" pairs (paths relative to DEPLOY) of
+# the files hack/packages/gen.sh writes for the loaded sandboxer or handler
+# (a handler has no unit of its own)
 generated_files() {
-  echo "templates/sandboxer.service systemd/$HANDLER.service"
+  is_handler || echo "templates/sandboxer.service systemd/$HANDLER.service"
   echo "templates/containerd-dropin.toml etc/containerd/conf.d/$HANDLER.toml"
   echo "templates/runtimeclass.yaml kubernetes/runtimeclass-$HANDLER.yaml"
+}
+
+# maintainer_script SCRIPT: the template of postinst, prerm or postrm for the
+# loaded conf (a handler package's start with handler-)
+maintainer_script() {
+  if is_handler; then echo "$DEPLOY/templates/handler-$1.sh"; else echo "$DEPLOY/templates/$1.sh"; fi
 }
 
 # pkg_version: the package version from `git describe`, valid for deb and rpm

@@ -9,10 +9,17 @@
 #     conffiles / %config(noreplace), dependencies, maintainer scripts;
 #     `systemd-analyze verify` of the unit in the unpacked package; apt
 #     resolves the dependencies (simulation); rpm install + erase in a scratch
-#     root; a second, made-up sandboxer built from the same templates shares
-#     no file with the real ones (only the common directories)
+#     root; a second, made-up sandboxer and a handler of its daemon built
+#     from the same templates share no file with the real ones (only the
+#     common directories)
+#   static (per handler of another sandboxer's daemon, DAEMON=...: clh,
+#     stratovirt, wasm-wazero): drop-in and RuntimeClass match the templates;
+#     the daemon's config maps the handler; deb and rpm hold those two files
+#     only, the drop-in a conffile; they depend on the daemon's package of the
+#     same version (apt resolves that, and refuses another version); the
+#     scripts touch no unit (%preun warns about the handler's pods only)
 #   install (root), for each package of INSTALL_HANDLERS (default
-#     "magnetar-runc magnetar-vmm"), one after the other, each purged and
+#     "magnetar-runc magnetar-vmm"; set but empty: none), one after the other, each purged and
 #     cleaned up before the next (skipped with the reason when anything of the
 #     package already exists on the host, never overwritten; magnetar-vmm
 #     also when QEMU or virtiofsd is missing or the guest image was not
@@ -29,14 +36,17 @@
 #     stays). Where systemd runs, the unit is masked in /run for the test so
 #     that postinst cannot start it for real. An EXIT trap removes everything
 #     on any failure. The rpm scriptlets run in private namespaces.
+#     A handler's package (e.g. magnetar-clh, not in the default) is
+#     installed after its daemon's and runs no pod: see handler_install_test.
 #
 # Needs: bin/ (make build), nfpm (built on first use), dpkg-deb, rpm (installed
 # with apt when missing), and for the install test the harness tools
 # (make tools) and images (make images); for magnetar-vmm's also the guest
 # image (make guest-image) and QEMU. Bounded by PKGTEST_TIMEOUT (counted after
-# the apt step and nfpm's first build: 260 s, plus 140 s when magnetar-vmm's
-# install test is asked for: every pod is a VM, about 5 s to boot under TCG;
-# the whole run takes about 270 s here with magnetar-vmm's).
+# the apt step and nfpm's first build: 260 s, plus 10 s per handler's package
+# (DAEMON=...), plus 140 s when magnetar-vmm's install test is asked for: every
+# pod is a VM, about 5 s to boot under TCG; plus 40 s per handler's package in
+# INSTALL_HANDLERS; the whole run takes about 270 s here with magnetar-vmm's).
 # WORK (default _output/pkgtest) holds the test's containerd and scratch files;
 # it uses the CNI bridge $BRIDGE (mgbr3) and $SUBNET (10.238.0.0/16).
 set -euo pipefail
@@ -45,12 +55,22 @@ source "$(dirname "$0")/lib.sh"
 BRIDGE=${BRIDGE:-mgbr3}
 SUBNET=${SUBNET:-10.238.0.0/16}
 # the packages the install test installs, in order (INSTALL_HANDLER, one
-# package, is still understood)
-INSTALL_HANDLERS=${INSTALL_HANDLERS:-${INSTALL_HANDLER:-magnetar-runc magnetar-vmm}}
-if [[ " $INSTALL_HANDLERS " == *" magnetar-vmm "* ]] && [ "$(id -u)" = 0 ]; then
-  PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-400}
-else
-  PKGTEST_TIMEOUT=${PKGTEST_TIMEOUT:-260}
+# package, is still understood); set but empty: none (the static checks only)
+INSTALL_HANDLERS=${INSTALL_HANDLERS-${INSTALL_HANDLER:-magnetar-runc magnetar-vmm}}
+if [ -z "${PKGTEST_TIMEOUT:-}" ]; then
+  PKGTEST_TIMEOUT=260
+  # the static checks of a handler's package (DAEMON=...): about 10 s
+  for n in $(sandboxer_names); do
+    ! grep -q '^DAEMON=.' "$DEPLOY/sandboxers/$n.conf" || PKGTEST_TIMEOUT=$((PKGTEST_TIMEOUT + 10))
+  done
+  if [ "$(id -u)" = 0 ]; then
+    # magnetar-vmm's install test boots VMs; a handler's package (DAEMON=...)
+    # installs its daemon's too, no pod
+    [[ " $INSTALL_HANDLERS " != *" magnetar-vmm "* ]] || PKGTEST_TIMEOUT=$((PKGTEST_TIMEOUT + 140))
+    for h in $INSTALL_HANDLERS; do
+      ! grep -qs '^DAEMON=.' "$DEPLOY/sandboxers/${h#magnetar-}.conf" || PKGTEST_TIMEOUT=$((PKGTEST_TIMEOUT + 40))
+    done
+  fi
 fi
 BIN=$PREFIX/bin
 T=$WORK/scratch
@@ -235,9 +255,14 @@ our_keepers() {
   return 0
 }
 
-# expected package paths of the loaded sandboxer (files, then all with dirs)
+# expected package files of the loaded sandboxer; of a handler (DAEMON=...)
+# its drop-in and RuntimeClass only
 want_files() {
   local line src dst mode
+  if is_handler; then
+    printf '%s\n' "/etc/containerd/conf.d/$HANDLER.toml" "/usr/share/doc/$HANDLER/runtimeclass-$HANDLER.yaml" | sort
+    return 0
+  fi
   {
     echo "/usr/bin/$BINARY"
     echo "/etc/magnetar/$NAME.toml"
@@ -247,7 +272,22 @@ want_files() {
     for line in "${EXTRA_FILES[@]}"; do read -r src dst mode <<<"$line"; echo "$dst"; done
   } | sort
 }
-want_conffiles() { printf '%s\n' "/etc/containerd/conf.d/$HANDLER.toml" "/etc/magnetar/$NAME.toml"; }
+want_conffiles() {
+  if is_handler; then echo "/etc/containerd/conf.d/$HANDLER.toml"; return 0; fi
+  printf '%s\n' "/etc/containerd/conf.d/$HANDLER.toml" "/etc/magnetar/$NAME.toml"
+}
+# want_deb_depends / want_rpm_requires: the dependencies of the loaded conf,
+# one a line; a handler's first is its daemon's package of the same version
+want_deb_depends() {
+  if is_handler; then echo "$DAEMON_PACKAGE (= $VERSION-1)"; fi
+  [ ${#DEB_DEPENDS[@]} = 0 ] || printf '%s\n' "${DEB_DEPENDS[@]}"
+}
+want_rpm_requires() {
+  if is_handler; then echo "$DAEMON_PACKAGE = $VERSION-1"; fi
+  [ ${#RPM_DEPENDS[@]} = 0 ] || printf '%s\n' "${RPM_DEPENDS[@]}"
+}
+# handler_dirs: the directories of a handler's deb, exactly
+handler_dirs() { printf '%s\n' /etc /etc/containerd /etc/containerd/conf.d /usr /usr/share /usr/share/doc "/usr/share/doc/$HANDLER" | sort; }
 
 # deb_list DEB: "TYPE MODE PATH" per entry (TYPE d or f)
 deb_list() { dpkg-deb -c "$1" | awk '{t = substr($1, 1, 1) == "d" ? "d" : "f"; p = $6; sub(/^\./, "", p); sub(/\/$/, "", p); if (p != "") print t, $1, p}'; }
@@ -257,9 +297,15 @@ deb_contents() {
   deb=$(deb_of "$HANDLER")
   list=$(deb_list "$deb")
   expect_eq "files" "$(awk '$1 == "f" {print $3}' <<<"$list" | sort | tr '\n' ' ')" "$(want_files | tr '\n' ' ')"
-  expect_eq "mode of /usr/bin/$BINARY" "$(awk -v p="/usr/bin/$BINARY" '$3 == p {print $2}' <<<"$list")" -rwxr-xr-x
-  expect_eq "mode of /var/lib/magnetar/$NAME" "$(awk -v p="/var/lib/magnetar/$NAME" '$3 == p {print $2}' <<<"$list")" drwx------
-  expect_eq "mode of /etc/magnetar" "$(awk '$3 == "/etc/magnetar" {print $2}' <<<"$list")" drwxr-xr-x
+  if is_handler; then
+    # no binary, unit, config or state directory: nothing but its own
+    expect_eq "directories" "$(awk '$1 == "d" {print $3}' <<<"$list" | sort | tr '\n' ' ')" "$(handler_dirs | tr '\n' ' ')"
+    expect_eq "modes of the files" "$(awk '$1 == "f" {print $2}' <<<"$list" | sort -u)" -rw-r--r--
+  else
+    expect_eq "mode of /usr/bin/$BINARY" "$(awk -v p="/usr/bin/$BINARY" '$3 == p {print $2}' <<<"$list")" -rwxr-xr-x
+    expect_eq "mode of /var/lib/magnetar/$NAME" "$(awk -v p="/var/lib/magnetar/$NAME" '$3 == p {print $2}' <<<"$list")" drwx------
+    expect_eq "mode of /etc/magnetar" "$(awk '$3 == "/etc/magnetar" {print $2}' <<<"$list")" drwxr-xr-x
+  fi
   dpkg-deb -c "$deb" | awk '$2 != "root/root" {print; bad = 1} END {exit bad}' || fail "entries not owned by root"
   ! grep -q ' /run' <<<"$list" || fail "ships something under /run (the unit or the daemon makes it)"
 }
@@ -271,7 +317,7 @@ deb_control() {
   expect_eq Package "$(f Package)" "$HANDLER"
   expect_eq Version "$(f Version)" "$VERSION-1"
   expect_eq Architecture "$(f Architecture)" "$(dpkg --print-architecture)"
-  expect_eq Depends "$(f Depends)" "$(IFS=,; echo "${DEB_DEPENDS[*]}" | sed 's/,/, /g')"
+  expect_eq Depends "$(f Depends)" "$(want_deb_depends | paste -sd, | sed 's/,/, /g')"
   [[ "$(f Recommends)" == *"containerd (>= 2.0)"* ]] || fail "Recommends: $(f Recommends)"
   dpkg --compare-versions "$(f Version)" gt 0.0.0~ || fail "version $(f Version) is not a valid Debian version"
   expect_eq conffiles "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | sort | tr '\n' ' ')" "$(want_conffiles | tr '\n' ' ')"
@@ -287,11 +333,22 @@ deb_scripts() {
     sh -n "$d/$s" || fail "$s: syntax error"
     ! grep -n '@[A-Z_]*@' "$d/$s" || fail "$s: placeholder left"
     ! grep -nE '^[[:space:]]*systemctl.*containerd' "$d/$s" || fail "$s runs systemctl on containerd"
+    # a handler's package starts, stops and enables nothing (it only asks
+    # whether its daemon's unit runs)
+    if is_handler; then ! grep -nE '^[[:space:]]*systemctl' "$d/$s" | grep -v 'systemctl -q is-active' || fail "$s of a handler's package runs systemctl"; fi
   done
   # the packaged deploy files are the committed ones
-  dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/lib/systemd/system/$HANDLER.service" | cmp - "$DEPLOY/systemd/$HANDLER.service"
   dpkg-deb --fsys-tarfile "$deb" | tar -xO "./etc/containerd/conf.d/$HANDLER.toml" | cmp - "$DEPLOY/etc/containerd/conf.d/$HANDLER.toml"
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/share/doc/$HANDLER/runtimeclass-$HANDLER.yaml" | cmp - "$DEPLOY/kubernetes/runtimeclass-$HANDLER.yaml"
+  if is_handler; then return 0; fi
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/lib/systemd/system/$HANDLER.service" | cmp - "$DEPLOY/systemd/$HANDLER.service"
   dpkg-deb --fsys-tarfile "$deb" | tar -xO "./etc/magnetar/$NAME.toml" | cmp - "$CONFIG"
+}
+
+# handler_mapped: the daemon's default config maps the handler's name (to a
+# hypervisor, an engine): its pods are not run as the default's
+handler_mapped() {
+  grep -Eq "^$HANDLER *= *\"[a-z-]+\" *#" "$CONFIG" || fail "$(basename "$CONFIG") does not map $HANDLER"
 }
 
 rpm_checks() {
@@ -302,8 +359,12 @@ rpm_checks() {
   expect_eq files "$(q --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' | awk '$1 !~ /^d/ {print $2}' | sort | tr '\n' ' ')" "$(want_files | tr '\n' ' ')"
   expect_eq "config files" "$(q -c | sort | tr '\n' ' ')" "$(want_conffiles | tr '\n' ' ')"
   expect_eq "config flags (c = config, n = noreplace)" "$(q --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' | awk 'NF == 2 {print $1}' | sort -u | tr '\n' ' ')" "cn "
-  expect_eq "mode of /var/lib/magnetar/$NAME" "$(q --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' | awk -v p="/var/lib/magnetar/$NAME" '$2 == p {print $1}')" drwx------
-  for dep in "${RPM_DEPENDS[@]}"; do q --requires | grep -qxF "$dep" || fail "Requires lacks '$dep': $(q --requires | tr '\n' ';')"; done
+  if ! is_handler; then
+    expect_eq "mode of /var/lib/magnetar/$NAME" "$(q --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' | awk -v p="/var/lib/magnetar/$NAME" '$2 == p {print $1}')" drwx------
+  fi
+  while read -r dep; do
+    [ -z "$dep" ] || q --requires | grep -qxF "$dep" || fail "Requires lacks '$dep': $(q --requires | tr '\n' ';')"
+  done < <(want_rpm_requires)
   q --recommends | grep -q '^containerd' || fail "Recommends: $(q --recommends)"
   for s in POSTIN PREUN POSTUN; do
     [ -n "$(q --qf "%{$s}")" ] && [ "$(q --qf "%{$s}")" != "(none)" ] || fail "%$s scriptlet missing"
@@ -332,21 +393,44 @@ rpm_scriptlets() {
   out=$(hermetic sh "$T/post.sh" 2)
   ! grep -q 'restart containerd' <<<"$out" || fail "%post 2 (upgrade) repeats the install advice"
   hermetic sh "$T/preun.sh" 1 && hermetic sh "$T/postun.sh" 1 && hermetic sh "$T/preun.sh" 0 >/dev/null && hermetic sh "$T/postun.sh" 0
+  if is_handler; then handler_preun_pods; fi
+}
+
+# handler_preun_pods: a handler's %preun warns about the handler's pods that
+# the daemon's records (as shared/store writes them) still hold, and only
+# about those; /var/lib is a tmpfs of a private mount namespace
+handler_preun_pods() {
+  local out rec='mkdir -p "/var/lib/magnetar/$1/state" && printf "{\n  \"id\": \"%s\",\n  \"sandboxer\": \"%s\",\n  \"phase\": \"running\"\n}\n" "$2" "$3" >"/var/lib/magnetar/$1/state/$2.json"'
+  out=$(unshare -m sh -c "mount --make-rprivate / && mount -t tmpfs tmpfs /var/lib && $rec"' && exec sh "$4" 0' sh "$DAEMON" p1 "$DAEMON_PACKAGE" "$T/preun.sh" 2>&1)
+  ! grep -q warning <<<"$out" || fail "%preun 0 warned about a pod of $DAEMON_PACKAGE: $out"
+  out=$(unshare -m sh -c "mount --make-rprivate / && mount -t tmpfs tmpfs /var/lib && $rec"' && exec sh "$4" 0' sh "$DAEMON" p2 "$HANDLER" "$T/preun.sh" 2>&1)
+  grep -q "warning: 1 pod(s) of runtime handler $HANDLER" <<<"$out" || fail "%preun 0 with a pod of $HANDLER said: $out"
 }
 
 # rpm -i and -e in a scratch root (no scriptlets): paths, %config(noreplace)
+# (the config of a sandboxer, the drop-in of a handler)
 rpm_root() {
-  local r root=$T/rpmroot-$NAME
+  local r root=$T/rpmroot-$NAME cf=/etc/magnetar/$NAME.toml
   r=$(rpm_of "$HANDLER")
   rm -rf "$root"; mkdir -p "$root"
   rpm --root "$root" --initdb
   rpm --root "$root" -i --nodeps --noscripts "$r" 2>&1 | grep -v '^rpm: ' || true
   for f in $(want_files); do [ -f "$root$f" ] || fail "$f not installed"; done
-  expect_eq "mode of /var/lib/magnetar/$NAME" "$(stat -c %a "$root/var/lib/magnetar/$NAME")" 700
-  echo '# local change' >>"$root/etc/magnetar/$NAME.toml"
+  if is_handler; then
+    cf=/etc/containerd/conf.d/$HANDLER.toml
+  else
+    expect_eq "mode of /var/lib/magnetar/$NAME" "$(stat -c %a "$root/var/lib/magnetar/$NAME")" 700
+  fi
+  echo '# local change' >>"$root$cf"
   rpm --root "$root" -e --noscripts "$HANDLER" 2>&1 | grep -v '^rpm: ' || true
-  [ -f "$root/etc/magnetar/$NAME.toml.rpmsave" ] || fail "changed config not kept as .rpmsave"
-  [ ! -e "$root/usr/bin/$BINARY" ] && [ ! -e "$root/etc/containerd/conf.d/$HANDLER.toml" ] || fail "files left after rpm -e"
+  [ -f "$root$cf.rpmsave" ] || fail "changed $cf not kept as .rpmsave"
+  if is_handler; then
+    # the .rpmsave keeps conf.d: once more, unchanged
+    rm -f "$root$cf.rpmsave"
+    rpm --root "$root" -i --nodeps --noscripts "$r" 2>&1 | grep -v '^rpm: ' || true
+    rpm --root "$root" -e --noscripts "$HANDLER" 2>&1 | grep -v '^rpm: ' || true
+  fi
+  [ ! -e "$root/usr/bin/$BINARY" ] && [ ! -e "$root/etc/containerd/conf.d/$HANDLER.toml" ] && [ ! -e "$root/usr/share/doc/$HANDLER" ] || fail "files left after rpm -e"
   [ ! -e "$root/var/lib/magnetar" ] && [ ! -e "$root/etc/containerd" ] || fail "directories left after rpm -e: $(cd "$root" && find var etc 2>/dev/null | tr '\n' ' ')"
 }
 
@@ -362,21 +446,39 @@ unit_verify_staged() {
   [ -z "$out" ] || fail "$out"
 }
 
-# apt resolves the dependencies from the configured repositories (simulation)
+# apt resolves the dependencies from the configured repositories (simulation);
+# a handler's with its daemon's package of this build, and not with one of
+# another version
 apt_resolves() {
   local out
+  if is_handler; then apt_resolves_handler; return; fi
   out=$(apt-get install -s -o Debug::NoLocking=1 "$(deb_of "$HANDLER")" 2>&1) || fail "$out"
   grep -q "^Inst $HANDLER " <<<"$out" || fail "$out"
   # a package that depends on runc pulls it in (magnetar-wasm needs none)
   if [[ "${DEB_DEPENDS[*]}" == *runc* ]] && ! dpkg -s runc >/dev/null 2>&1; then grep -E '^Inst runc ' <<<"$out" || fail "runc not pulled in: $out"; fi
 }
 
+apt_resolves_handler() {
+  local out d=$T/other-$DAEMON_PACKAGE
+  out=$(apt-get install -s -o Debug::NoLocking=1 "$(deb_of "$DAEMON_PACKAGE")" "$(deb_of "$HANDLER")" 2>&1) || fail "$out"
+  grep -q "^Inst $HANDLER " <<<"$out" && grep -q "^Inst $DAEMON_PACKAGE " <<<"$out" || fail "$out"
+  # a made-up $DAEMON_PACKAGE of another version (control file only)
+  rm -rf "$d"; mkdir -p "$d/DEBIAN"
+  printf 'Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: test <test@invalid>\nDescription: made-up\n' \
+    "$DAEMON_PACKAGE" "$VERSION.other-1" >"$d/DEBIAN/control"
+  dpkg-deb -b "$d" "$T/other.deb" >/dev/null
+  if out=$(apt-get install -s -o Debug::NoLocking=1 "$T/other.deb" "$(deb_of "$HANDLER")" 2>&1); then
+    fail "apt accepts $DAEMON_PACKAGE $VERSION.other-1 for $HANDLER $VERSION: $out"
+  fi
+  grep -q "Depends: $DAEMON_PACKAGE (= $VERSION-1)" <<<"$out" || fail "$out"
+}
+
 # --- a second sandboxer from the same templates: no shared file ----------------------
 SHARED_DIRS_OK=" /etc /etc/containerd /etc/containerd/conf.d /etc/magnetar /usr /usr/bin /usr/lib /usr/lib/systemd /usr/lib/systemd/system /usr/share /usr/share/doc /var /var/lib /var/lib/magnetar "
 second_sandboxer() {
-  local d=$T/deploy2 b=$T/bin2 out=$T/pkgs2
+  local d=$T/deploy2 b=$T/bin2 out=$T/pkgs2 f
   rm -rf "$d" "$b" "$out"; cp -r "$ROOT/deploy" "$d"; mkdir -p "$b"
-  rm -f "$d"/sandboxers/*.conf
+  rm -f "$d"/sandboxers/*.conf "$d"/systemd/* "$d"/etc/containerd/conf.d/* "$d"/kubernetes/*
   cat >"$d/sandboxers/demo.conf" <<'EOF'
 NAME=demo
 SUMMARY="made-up sandboxer of hack/packages/test.sh"
@@ -386,30 +488,63 @@ RPM_DEPENDS=("busybox")
 EXTRA_FILES=()
 UNIT_SERVICE_EXTRA="DeviceAllow=/dev/kvm rw"
 EOF
+  # and a second runtime handler of its daemon
+  cat >"$d/sandboxers/demo-two.conf" <<'EOF'
+NAME=demo-two
+DAEMON=demo
+SUMMARY="made-up handler of hack/packages/test.sh"
+DESCRIPTION="Checks that a handler of a sandboxer's daemon is a few lines."
+HANDLER_NOTE="the second handler of the demo daemon"
+EOF
   printf 'listen = "/run/magnetar/demo.sock" # Sandbox API socket\n' >"$d/etc/magnetar/demo.toml"
   printf '#!/bin/sh\necho demo\n' >"$b/demo-sandboxer"; chmod +x "$b/demo-sandboxer"
   DEPLOY=$d "$ROOT/hack/packages/gen.sh"
   grep -qx 'DeviceAllow=/dev/kvm rw' "$d/systemd/magnetar-demo.service" || fail "UNIT_SERVICE_EXTRA not in the unit"
   grep -q '^handler: magnetar-demo$' "$d/kubernetes/runtimeclass-magnetar-demo.yaml" || fail "RuntimeClass handler"
-  DEPLOY=$d BIN_DIR=$b PKG_OUT=$out "$ROOT/hack/packages/build.sh" demo >"$T/build2.log" 2>&1 || { cat "$T/build2.log"; return 1; }
-  # every pair of packages (the real ones and the made-up one)
-  local pkgs=() i j common
+  # the handler: the daemon's socket, binary and config under its own names,
+  # its note; no unit
+  f=$d/etc/containerd/conf.d/magnetar-demo-two.toml
+  grep -qx '\[proxy_plugins.magnetar-demo-two\]' "$f" && grep -qx '  address = "/run/magnetar/demo.sock"' "$f" &&
+    grep -qx '  runtime_path = "/usr/bin/demo-sandboxer"' "$f" && grep -qx '  sandboxer = "magnetar-demo-two"' "$f" &&
+    grep -qx '    ConfigPath = "/etc/magnetar/demo.toml"' "$f" && grep -qx '# the second handler of the demo daemon' "$f" || fail "handler drop-in: $(cat "$f")"
+  grep -q '^handler: magnetar-demo-two$' "$d/kubernetes/runtimeclass-magnetar-demo-two.yaml" || fail "handler RuntimeClass"
+  [ ! -e "$d/systemd/magnetar-demo-two.service" ] || fail "a unit for a handler"
+  DEPLOY=$d BIN_DIR=$b PKG_OUT=$out "$ROOT/hack/packages/build.sh" >"$T/build2.log" 2>&1 || { cat "$T/build2.log"; return 1; }
+  expect_eq "Depends of magnetar-demo-two" "$(dpkg-deb -f "$(deb_of magnetar-demo-two "$out")" Depends)" "magnetar-demo (= $VERSION-1)"
+  # what a handler may not be: a handler of a handler, one with files of its own
+  printf 'NAME=demo-three\nDAEMON=demo-two\nSUMMARY=x\nDESCRIPTION=x\n' >"$d/sandboxers/demo-three.conf"
+  ! DEPLOY=$d "$ROOT/hack/packages/gen.sh" --check 2>"$T/gen3.log" || fail "a handler of a handler accepted"
+  grep -q 'is itself a handler' "$T/gen3.log" || fail "$(cat "$T/gen3.log")"
+  printf 'NAME=demo-three\nDAEMON=demo\nSUMMARY=x\nDESCRIPTION=x\nEXTRA_FILES=("bin/x /usr/bin/x 0755")\n' >"$d/sandboxers/demo-three.conf"
+  ! DEPLOY=$d "$ROOT/hack/packages/gen.sh" --check 2>"$T/gen3.log" || fail "a handler with EXTRA_FILES accepted"
+  grep -q 'EXTRA_FILES must be empty' "$T/gen3.log" || fail "$(cat "$T/gen3.log")"
+  rm "$d/sandboxers/demo-three.conf"
+  # a file of the generated directories that no conf renders
+  touch "$d/etc/containerd/conf.d/magnetar-handmade.toml"
+  ! DEPLOY=$d "$ROOT/hack/packages/gen.sh" --check 2>"$T/gen3.log" || fail "a hand-written drop-in accepted"
+  grep -q 'not generated: deploy/etc/containerd/conf.d/magnetar-handmade.toml' "$T/gen3.log" || fail "$(cat "$T/gen3.log")"
+  # every pair of packages (the real ones and the made-up ones), each listed once
+  local pkgs=() i j common lists=$T/lists
+  rm -rf "$lists"; mkdir -p "$lists"
   pkgs=("$PKG_OUT"/*.deb "$out"/*.deb)
+  for ((i = 0; i < ${#pkgs[@]}; i++)); do deb_list "${pkgs[i]}" | awk '{print $1, $3}' | sort >"$lists/deb$i"; done
   for ((i = 0; i < ${#pkgs[@]}; i++)); do
     for ((j = i + 1; j < ${#pkgs[@]}; j++)); do
-      common=$(comm -12 <(deb_list "${pkgs[i]}" | awk '{print $1, $3}' | sort) <(deb_list "${pkgs[j]}" | awk '{print $1, $3}' | sort))
+      common=$(comm -12 "$lists/deb$i" "$lists/deb$j")
       check_common "$(basename "${pkgs[i]}") / $(basename "${pkgs[j]}")" "$common"
     done
   done
   if [ "$HAVE_RPM" = 1 ]; then
     pkgs=("$PKG_OUT"/*.rpm "$out"/*.rpm)
+    for ((i = 0; i < ${#pkgs[@]}; i++)); do rpm_list "${pkgs[i]}" >"$lists/rpm$i"; done
     for ((i = 0; i < ${#pkgs[@]}; i++)); do
       for ((j = i + 1; j < ${#pkgs[@]}; j++)); do
-        common=$(comm -12 <(rpm_list "${pkgs[i]}") <(rpm_list "${pkgs[j]}"))
+        common=$(comm -12 "$lists/rpm$i" "$lists/rpm$j")
         check_common "$(basename "${pkgs[i]}") / $(basename "${pkgs[j]}")" "$common"
       done
     done
   fi
+  echo "$(ls "$PKG_OUT"/*.deb "$out"/*.deb | wc -l) packages, no file in two"
 }
 rpm_list() { rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$1" 2>/dev/null | awk '{print (substr($1, 1, 1) == "d" ? "d" : "f"), $2}' | sort; }
 check_common() { # check_common WHAT "TYPE PATH" lines shared by two packages
@@ -427,19 +562,27 @@ go build -o "$T/notifylisten" "$ROOT/hack/packages/notifylisten" || die "buildin
 for n in $(sandboxer_names); do
   load_sandboxer "$n"
   check "$HANDLER: deploy files match the templates (gen.sh --check)" "$ROOT/hack/packages/gen.sh" --check
-  check "$HANDLER: $NAME.toml has every key of the code, each with a comment" config_keys
-  check "$HANDLER: $NAME.toml values are the daemon's defaults (--help)" config_defaults
-  if [ "$(id -u)" = 0 ]; then
-    check "$HANDLER: the daemon serves with $NAME.toml (READY=1, STOPPING=1 on SIGTERM)" config_serves
+  if is_handler; then
+    # a handler of another sandboxer's daemon: its drop-in and RuntimeClass,
+    # no binary, unit or config of its own
+    check "$HANDLER: $DAEMON.toml maps the handler" handler_mapped
+    contents="drop-in and RuntimeClass only" deps="$DAEMON_PACKAGE of this version" scripts="no unit touched"
   else
-    skip "$HANDLER: the daemon serves with $NAME.toml: needs root"
+    check "$HANDLER: $NAME.toml has every key of the code, each with a comment" config_keys
+    check "$HANDLER: $NAME.toml values are the daemon's defaults (--help)" config_defaults
+    if [ "$(id -u)" = 0 ]; then
+      check "$HANDLER: the daemon serves with $NAME.toml (READY=1, STOPPING=1 on SIGTERM)" config_serves
+    else
+      skip "$HANDLER: the daemon serves with $NAME.toml: needs root"
+    fi
+    check "$HANDLER: a bad key or value in $NAME.toml stops the daemon naming it" config_rejects
+    contents="binary, config, unit, drop-in, RuntimeClass" deps="its own" scripts="the unit's"
   fi
-  check "$HANDLER: a bad key or value in $NAME.toml stops the daemon naming it" config_rejects
-  check "$HANDLER: deb contents, modes, owner" deb_contents
-  check "$HANDLER: deb control fields, version, conffiles" deb_control
-  check "$HANDLER: deb maintainer scripts, packaged deploy files" deb_scripts
+  check "$HANDLER: deb contents ($contents), modes, owner" deb_contents
+  check "$HANDLER: deb control fields, version, dependencies ($deps), conffiles" deb_control
+  check "$HANDLER: deb maintainer scripts ($scripts), packaged deploy files" deb_scripts
   if [ "$HAVE_RPM" = 1 ]; then
-    check "$HANDLER: rpm files, %config(noreplace), requires, scriptlets" rpm_checks
+    check "$HANDLER: rpm files, %config(noreplace), requires ($deps), scriptlets" rpm_checks
     if [ "$(id -u)" = 0 ]; then
       check "$HANDLER: rpm scriptlets without systemd" rpm_scriptlets
     else
@@ -449,18 +592,21 @@ for n in $(sandboxer_names); do
   else
     skip "$HANDLER: rpm checks: rpm missing (apt-get install rpm)"
   fi
-  if command -v systemd-analyze >/dev/null; then
+  if is_handler; then
+    : # no unit
+  elif command -v systemd-analyze >/dev/null; then
     check "$HANDLER: systemd-analyze verify (unpacked package)" unit_verify_staged
   else
     skip "$HANDLER: systemd-analyze verify: systemd-analyze missing (apt-get install systemd)"
   fi
   if ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
-    check "$HANDLER: apt resolves the dependencies (simulation)" apt_resolves
+    check "$HANDLER: apt resolves the dependencies ($deps) (simulation)" apt_resolves
   else
     skip "$HANDLER: apt dependency resolution: no apt lists (apt-get update)"
   fi
 done
-check "a second sandboxer is a few lines; no two packages share a file" second_sandboxer
+check "a second sandboxer and a handler of its daemon are a few lines; no two packages share a file" second_sandboxer
+sed -n 's/^\([0-9]* packages, no file in two\)$/     \1/p' "$T/.out"
 
 # --- install test (root): dpkg -i, daemon as the unit runs it, containerd with
 # the installed drop-in, smoke, reinstall + restart with a pod, -r, -P ----------
@@ -627,6 +773,15 @@ unmask_unit() {
 install_cleanup() {
   [ -f "$T/install-started" ] || return 0
   local p d pids i
+  # a handler's package first (before its daemon's, which it depends on),
+  # then the rest as for the daemon's
+  if is_handler; then
+    if [ -f "$T/installed-handler" ] && [[ "$(pkg_status)" != *not-installed* ]]; then
+      echo "     cleanup: dpkg -P $HANDLER"; dpkg_run -P "$HANDLER" >/dev/null || true
+    fi
+    rm -rf "/usr/share/doc/$HANDLER"; rm -f "/etc/containerd/conf.d/$HANDLER.toml" "$T/installed-handler"
+    load_sandboxer "$DAEMON"
+  fi
   if alive_pidfile "$T/containerd.pid"; then crictl rmp -fa >/dev/null 2>&1 || true; fi
   stop_pidfile "$T/containerd.pid"
   stop_pidfile "$T/daemon.pid"
@@ -693,25 +848,33 @@ deps_missing() {
   done
 }
 
+# pkg_install: dpkg -i of the loaded package (a handler's after its
+# daemon's: handler_pkg_install) and what its postinst said
 pkg_install() {
-  local force=() out missing
+  local force=() out missing f
   missing=$(deps_missing)
   if [ -n "$missing" ]; then force=(--force-depends); echo "not installed: $(echo $missing): dpkg -i --force-depends (apt_resolves checks the dependency)"; fi
-  mask_unit
-  touch "$T/installed"
+  if is_handler; then
+    touch "$T/installed-handler"
+  else
+    mask_unit
+    touch "$T/installed"
+  fi
   out=$(dpkg_run -i "${force[@]}" "$(deb_of "$HANDLER")") || fail "$out"
   echo "$out"
   expect_eq status "$(pkg_status)" "install ok installed"
-  if [ "$SYSTEMD_RUNNING" = 1 ]; then
-    grep -q "could not start $HANDLER.service" <<<"$out" || fail "postinst did not try to start the (masked) unit"
-  else
+  if [ "$SYSTEMD_RUNNING" = 0 ]; then
     grep -q 'systemd is not running' <<<"$out" || fail "postinst did not say that systemd is not running"
+  elif is_handler; then
+    grep -q "warning: $DAEMON_PACKAGE.service, the daemon of $HANDLER, is not running" <<<"$out" || fail "postinst did not say that the (masked) daemon does not run"
+  else
+    grep -q "could not start $HANDLER.service" <<<"$out" || fail "postinst did not try to start the (masked) unit"
   fi
-  grep -q 'restart containerd' <<<"$out" || fail "postinst gave no containerd advice"
+  grep -q "restart containerd to load the runtime handler $HANDLER" <<<"$out" || fail "postinst gave no containerd advice"
   [ -f /etc/containerd/config.toml ] || grep -q 'imports = \["/etc/containerd/conf.d/\*.toml"\]' <<<"$out" || fail "postinst did not explain the imports line"
-  local f
+  expect_eq "installed files" "$(dpkg -L "$HANDLER" | while read -r f; do [ ! -f "$f" ] || echo "$f"; done | sort | tr '\n' ' ')" "$(want_files | tr '\n' ' ')"
   for f in $(want_files); do [ -f "$f" ] || fail "$f not installed"; done
-  expect_eq "mode of /var/lib/magnetar/$NAME" "$(stat -c %a "/var/lib/magnetar/$NAME")" 700
+  is_handler || expect_eq "mode of /var/lib/magnetar/$NAME" "$(stat -c %a "/var/lib/magnetar/$NAME")" 700
   expect_eq "dpkg conffiles" "$(dpkg-query -W -f '${Conffiles}\n' "$HANDLER" | awk 'NF {print $1}' | sort | tr '\n' ' ')" "$(want_conffiles | tr '\n' ' ')"
   [ ! -e "/etc/systemd/system/multi-user.target.wants/$HANDLER.service" ] || fail "enabled although systemd is not running (or the unit is masked)"
 }
@@ -794,14 +957,18 @@ vm_settings_check() {
 # write_containerd_config: a throwaway containerd whose only Magnetar
 # configuration is the installed drop-in (hack/containerd.sh writes the rest:
 # config, CNI, crictl.yaml, harness.env for hack/e2e/lib.sh)
+# TEST_HANDLERS: the runtime handlers whose drop-ins the test installed
+TEST_HANDLERS=
 write_containerd_config() {
   local import
-  # the installed drop-in, through the glob users write, unless conf.d holds
+  # the installed drop-ins, through the glob users write, unless conf.d holds
   # other files (then only ours)
   import="/etc/containerd/conf.d/*.toml"
-  if [ "$(ls /etc/containerd/conf.d)" != "$HANDLER.toml" ]; then import=/etc/containerd/conf.d/$HANDLER.toml; fi
+  if [ "$(ls /etc/containerd/conf.d | sort | tr '\n' ' ')" != "$(printf '%s.toml\n' $TEST_HANDLERS | sort | tr '\n' ' ')" ]; then
+    import=$(printf '/etc/containerd/conf.d/%s.toml ' $TEST_HANDLERS)
+  fi
   WORK=$WORK BRIDGE=$BRIDGE SUBNET=$SUBNET CGROUP_PARENT=$CGROUP_PARENT HARNESS_SANDBOXERS=none \
-    CONTAINERD_IMPORTS=$import EXTRA_HANDLERS=$HANDLER "$ROOT/hack/containerd.sh" config >/dev/null
+    CONTAINERD_IMPORTS=$import EXTRA_HANDLERS=$TEST_HANDLERS "$ROOT/hack/containerd.sh" config >/dev/null
 }
 
 containerd_start() {
@@ -989,10 +1156,23 @@ pkg_purge() {
   [ -z "$left" ] || fail "left after dpkg -P:$left $(find $left -maxdepth 2 2>/dev/null | head -20 | tr '\n' ' ')"
 }
 
+# install_start: what install_cleanup and pkg_purge go by: the test has
+# begun, whether /etc/containerd and its conf.d were there before
+install_start() {
+  touch "$T/install-started"
+  rm -f "$T/had-containerd-dir" "$T/had-confd" "$T/pod.id" "$T/ctr.id"
+  [ ! -d /etc/containerd ] || touch "$T/had-containerd-dir"
+  [ ! -d /etc/containerd/conf.d ] || touch "$T/had-confd"
+  if [ ! -f "$T/logs-reset" ]; then rm -rf "$WORK/logs"; mkdir -p "$WORK/logs"; touch "$T/logs-reset"; fi
+  : >"$T/notify.log"
+}
+
 # install_test HANDLER: the install test of one package, then its cleanup (so
 # that the next package finds nothing of it on the host)
 install_test() {
   load_sandboxer "${1#magnetar-}"
+  if is_handler; then handler_install_test; return 0; fi
+  TEST_HANDLERS=$HANDLER
   IS_VM=0; [ "$NAME" != vmm ] || IS_VM=1
   local reason
   reason=$(install_precheck)
@@ -1000,12 +1180,7 @@ install_test() {
     skip "install test of $HANDLER: $reason"
     return 0
   fi
-  touch "$T/install-started"
-  rm -f "$T/had-containerd-dir" "$T/had-confd" "$T/pod.id" "$T/ctr.id"
-  [ ! -d /etc/containerd ] || touch "$T/had-containerd-dir"
-  [ ! -d /etc/containerd/conf.d ] || touch "$T/had-confd"
-  if [ ! -f "$T/logs-reset" ]; then rm -rf "$WORK/logs"; mkdir -p "$WORK/logs"; touch "$T/logs-reset"; fi
-  : >"$T/notify.log"
+  install_start
   check "$HANDLER: dpkg -i (nothing of it on the host before)" pkg_install
   if [ "$CHECK_RC" -eq 0 ]; then
     if command -v systemd-analyze >/dev/null; then
@@ -1040,6 +1215,161 @@ install_test() {
   set +e
   install_cleanup
   set -e
+}
+
+# --- the install test of a handler's package (DAEMON=...) with its daemon's:
+# no pod of the handler runs (its VMM may not be installed here) ---------------
+
+# handler_install_test: the loaded handler's package installed after its
+# daemon's (dpkg -i of both), its postinst; a throwaway containerd loading
+# both drop-ins through the glob (both proxy plugins and CRI handlers);
+# where the handler's program (BINARY_KEY) is not installed, RunPodSandbox
+# of the handler fails naming it and its key, served by the daemon as its
+# unit runs it; the daemon's package not removable while the handler's is
+# installed; the handler's package removed (its drop-in kept) and purged
+# (nothing of it left, the daemon's untouched); then the daemon's purged
+handler_install_test() {
+  local h=$NAME reason
+  load_sandboxer "$DAEMON"
+  IS_VM=0
+  reason=$(install_precheck)
+  load_sandboxer "$h"
+  [ -n "$reason" ] || reason=$(handler_precheck)
+  if [ -n "$reason" ]; then
+    skip "install test of $HANDLER: $reason"
+    return 0
+  fi
+  TEST_HANDLERS="$DAEMON_PACKAGE $HANDLER"
+  install_start
+  check "$HANDLER: dpkg -i of $DAEMON_PACKAGE, then of $HANDLER (nothing of them on the host before)" handler_pkg_install
+  if [ "$CHECK_RC" -eq 0 ]; then
+    check "$HANDLER: containerd with the installed drop-ins: proxy plugins and CRI handlers $DAEMON_PACKAGE and $HANDLER" handler_containerd
+    if [ "$CHECK_RC" -eq 0 ]; then
+      if [ -z "$BINARY_KEY" ]; then
+        skip "$HANDLER: RunPodSandbox without its program: the conf names none (BINARY_KEY)"
+      elif reason=$(handler_binary_installed); then
+        skip "$HANDLER: RunPodSandbox without its program: $reason"
+      else
+        check "$HANDLER: RunPodSandbox fails naming $BINARY_KEY and the missing program; the daemon serves $DAEMON_PACKAGE's handler on" handler_missing_binary
+        grep -m1 -o "desc = .*" "$T/.out" | cut -c1-240 | sed 's/^/     /' || true
+      fi
+    fi
+    check "$HANDLER: dpkg -r $DAEMON_PACKAGE refused while $HANDLER is installed" handler_daemon_kept
+    check "$HANDLER: dpkg -r keeps only its drop-in, dpkg -P leaves nothing of it; $DAEMON_PACKAGE untouched" handler_remove_purge
+    check "$HANDLER: then dpkg -P $DAEMON_PACKAGE leaves nothing" handler_daemon_purge
+  fi
+  set +e
+  install_cleanup
+  set -e
+}
+
+# handler_precheck: prints why the handler's package cannot be installed here
+handler_precheck() {
+  local p
+  case "$(pkg_status)" in *not-installed* | "") ;; *) echo "$HANDLER is installed on this host ($(pkg_status))"; return ;; esac
+  for p in "/etc/containerd/conf.d/$HANDLER.toml" "/usr/share/doc/$HANDLER"; do
+    if [ -e "$p" ]; then echo "$p exists on this host: not overwriting it"; return; fi
+  done
+}
+
+handler_pkg_install() {
+  local h=$NAME
+  load_sandboxer "$DAEMON"
+  pkg_install
+  load_sandboxer "$h"
+  pkg_install
+}
+
+# handler_containerd: the throwaway containerd loads both drop-ins; each
+# handler reaches the one daemon (socket, binary, config)
+handler_containerd() {
+  local h=$NAME
+  containerd_start
+  load_sandboxer "$DAEMON"
+  containerd_loaded_dropin
+  load_sandboxer "$h"
+  containerd_loaded_dropin
+}
+
+# handler_binary_installed: succeeds (printing where) when the program the
+# handler's pods need (BINARY_KEY of the installed daemon config) is found
+# in the PATH the daemon runs with
+handler_binary_installed() {
+  local v
+  v=$(handler_binary)
+  [ -n "$v" ] || { echo "no $BINARY_KEY in /etc/magnetar/$DAEMON.toml"; return 0; }
+  if PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" command -v "$v" >/dev/null; then
+    echo "$BINARY_KEY = \"$v\" is installed here"; return 0
+  fi
+  return 1
+}
+# handler_binary: the value of BINARY_KEY (section.key) in the installed config
+handler_binary() {
+  awk -v sec="[${BINARY_KEY%%.*}]" -v key="${BINARY_KEY#*.}" '
+    /^\[/ {in_sec = ($1 == sec); next}
+    in_sec && $1 == key && $2 == "=" {v = $3; gsub(/"/, "", v); print v; exit}' "/etc/magnetar/$DAEMON.toml"
+}
+
+# handler_missing_binary: the daemon (as its unit runs it) serves; a pod of
+# the handler fails at RunPodSandbox, the error naming the key and the
+# program; no pod is left
+handler_missing_binary() {
+  local h=$NAME out
+  load_sandboxer "$DAEMON"
+  start_daemon
+  wait_ready 1
+  load_sandboxer "$h"
+  pod_files
+  if out=$(crictl runp -r "$HANDLER" "$T/pod.json" 2>&1); then
+    crictl rmp -f "$out" >/dev/null 2>&1 || true
+    fail "RunPodSandbox on $HANDLER succeeded without $(handler_binary)"
+  fi
+  echo "$out"
+  grep -q "$BINARY_KEY" <<<"$out" && grep -qF "$(handler_binary)" <<<"$out" || fail "the error names not $BINARY_KEY and $(handler_binary): $out"
+  grep -qi 'FailedPrecondition\|failed precondition\|not installed' <<<"$out" || fail "not a failed precondition: $out"
+  expect_eq "pods left" "$(crictl pods -q)" ""
+  load_sandboxer "$DAEMON"
+  stop_pidfile "$T/daemon.pid"
+}
+
+handler_daemon_kept() {
+  local out h=$NAME
+  if out=$(dpkg_run -r "$DAEMON_PACKAGE"); then fail "dpkg -r $DAEMON_PACKAGE succeeded with $HANDLER installed: $out"; fi
+  grep -q "dependency problems prevent removal of $DAEMON_PACKAGE" <<<"$out" || fail "$out"
+  load_sandboxer "$DAEMON"
+  # still installed; the refused remove left dpkg's selection at deinstall:
+  # put it back, as apt would not have asked
+  [[ "$(pkg_status)" == *" ok installed" ]] || fail "status of $DAEMON_PACKAGE: $(pkg_status)"
+  echo "$DAEMON_PACKAGE install" | dpkg --set-selections
+  expect_eq "status of $DAEMON_PACKAGE" "$(pkg_status)" "install ok installed"
+  load_sandboxer "$h"
+}
+
+handler_remove_purge() {
+  local out h=$NAME
+  out=$(dpkg_run -r "$HANDLER") || fail "$out"
+  echo "$out"
+  expect_eq status "$(pkg_status)" "deinstall ok config-files"
+  [ -f "/etc/containerd/conf.d/$HANDLER.toml" ] || fail "conffile removed by dpkg -r"
+  [ ! -e "/usr/share/doc/$HANDLER" ] || fail "/usr/share/doc/$HANDLER left after dpkg -r"
+  grep -q "conf.d/$HANDLER.toml is kept" <<<"$out" || fail "postrm did not say that the drop-in stays"
+  out=$(dpkg_run -P "$HANDLER") || fail "$out"
+  echo "$out"
+  [[ "$(pkg_status)" == *not-installed* ]] || fail "status after purge: $(pkg_status)"
+  [ ! -e "/etc/containerd/conf.d/$HANDLER.toml" ] || fail "drop-in left after dpkg -P"
+  grep -q "restart containerd to drop the runtime handler $HANDLER" <<<"$out" || fail "postrm gave no containerd advice"
+  load_sandboxer "$DAEMON"
+  expect_eq "status of $DAEMON_PACKAGE" "$(pkg_status)" "install ok installed"
+  [ -f "/etc/containerd/conf.d/$HANDLER.toml" ] && [ -x "/usr/bin/$BINARY" ] || fail "files of $DAEMON_PACKAGE gone"
+  load_sandboxer "$h"
+}
+
+handler_daemon_purge() {
+  crictl rmp -fa >/dev/null
+  stop_pidfile "$T/containerd.pid"
+  load_sandboxer "$DAEMON"
+  stop_pidfile "$T/daemon.pid"
+  pkg_purge
 }
 
 for h in $INSTALL_HANDLERS; do
