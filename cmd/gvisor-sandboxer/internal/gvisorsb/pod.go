@@ -25,7 +25,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
-	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
@@ -94,9 +93,6 @@ var (
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instance, retErr error) {
 	cfg := s.Config
 	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by magnetar-gvisor: %w", errdefs.ErrNotImplemented)
-	}
 	for _, n := range []struct {
 		field string
 		mode  runtime.NamespaceMode
@@ -105,31 +101,18 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 			return nil, fmt.Errorf("options.linux.security_context.namespace_options.%s: the host's %s namespace: a gVisor pod has its own kernel, it cannot share the host's: %w", n.field, n.field, errdefs.ErrNotImplemented)
 		}
 	}
+	pc, err := podfiles.Check(s.ID, s.NetNSPath, cfg, podfiles.Rules{Handler: "magnetar-gvisor"})
+	if err != nil {
+		return nil, err
+	}
 	st := podState{
 		Dir:         s.Dir,
 		NetNS:       s.NetNSPath,
-		HostNetwork: nso.GetNetwork() == runtime.NamespaceMode_NODE,
-		Hostname:    cfg.GetHostname(),
+		HostNetwork: pc.HostNetwork,
+		Hostname:    pc.Hostname,
 		Shm:         filepath.Join(s.Dir, shmDir),
 		Runsc:       d.cfg.Runsc.Binary,
 		Monitor:     d.cfg.Runsc.Monitor,
-	}
-	if !st.HostNetwork {
-		if st.NetNS == "" {
-			return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
-		}
-		if ok, err := nsutil.IsNSFile(st.NetNS, "net"); err != nil || !ok {
-			return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", st.NetNS, err, errdefs.ErrInvalidArgument)
-		}
-	}
-	if st.Hostname == "" {
-		st.Hostname = s.ID[:min(len(s.ID), 12)]
-	}
-	if err := podfiles.ValidateHostname(st.Hostname); err != nil {
-		return nil, err
-	}
-	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), st.HostNetwork, false); err != nil {
-		return nil, err
 	}
 	hints, err := podHints(cfg.GetAnnotations(), st.Shm)
 	if err != nil {

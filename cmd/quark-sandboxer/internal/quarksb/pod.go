@@ -27,7 +27,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/hostproc"
-	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
@@ -119,33 +118,13 @@ func (d *driver) runDirOf(id string) string {
 // Create checks the pod and writes Quark's bundle; it starts nothing.
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance, error) {
 	cfg := s.Config
-	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if nso.GetPid() == runtime.NamespaceMode_NODE || nso.GetIpc() == runtime.NamespaceMode_NODE {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options: a Quark pod runs on its own kernel and cannot share the host's PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
+	pc, err := podfiles.Check(s.ID, s.NetNSPath, cfg, podfiles.Rules{Handler: Handler, OwnKernel: "a Quark pod runs on its own kernel and"})
+	if err != nil {
+		return nil, err
 	}
-	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by %s: %w", Handler, errdefs.ErrNotImplemented)
-	}
-	hostNet := nso.GetNetwork() == runtime.NamespaceMode_NODE
-	switch {
-	case s.NetNSPath == "" && !hostNet:
-		return nil, fmt.Errorf("netns_path: must be set for a pod without host networking: %w", errdefs.ErrInvalidArgument)
-	case s.NetNSPath != "" && hostNet:
+	hostNet, hostname := pc.HostNetwork, pc.Hostname
+	if s.NetNSPath != "" && hostNet {
 		return nil, fmt.Errorf("netns_path %q: given for a host-network pod: %w", s.NetNSPath, errdefs.ErrInvalidArgument)
-	case s.NetNSPath != "":
-		if ok, err := nsutil.IsNSFile(s.NetNSPath, nsutil.KindNet); err != nil || !ok {
-			return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", s.NetNSPath, err, errdefs.ErrInvalidArgument)
-		}
-	}
-	hostname := cfg.GetHostname()
-	if hostname == "" {
-		hostname = s.ID[:min(len(s.ID), 12)]
-	}
-	if err := podfiles.ValidateHostname(hostname); err != nil {
-		return nil, err
-	}
-	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), hostNet, false); err != nil {
-		return nil, err
 	}
 	st := podState{Dir: s.Dir, RunDir: d.runDirOf(s.ID), NetNS: s.NetNSPath, HostNetwork: hostNet, Hostname: hostname,
 		Cgroup: cgroups.PodPath(Handler, cfg.GetLinux().GetCgroupParent(), s.ID)}

@@ -110,23 +110,11 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 	if userns && st.SharedPID {
 		return nil, fmt.Errorf("options.linux.security_context.namespace_options: a shared PID namespace (shareProcessNamespace) in a pod with its own user namespace is not supported by magnetar-runc: %w", errdefs.ErrNotImplemented)
 	}
-	if !st.HostNetwork && st.NetNS == "" {
-		return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
-	}
-	if st.NetNS != "" {
-		if ok, err := nsutil.IsNSFile(st.NetNS, "net"); err != nil || !ok {
-			return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", st.NetNS, err, errdefs.ErrInvalidArgument)
-		}
-	}
-	if st.Hostname == "" {
-		st.Hostname = s.ID[:min(len(s.ID), 12)]
-	}
-	if err := podfiles.ValidateHostname(st.Hostname); err != nil {
+	pc, err := podfiles.Check(s.ID, st.NetNS, cfg, podfiles.Rules{Handler: "magnetar-runc", UserNS: true})
+	if err != nil {
 		return nil, err
 	}
-	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), st.HostNetwork, nso.GetIpc() == runtime.NamespaceMode_NODE); err != nil {
-		return nil, err
-	}
+	st.Hostname = pc.Hostname
 
 	defer func() {
 		if retErr != nil {

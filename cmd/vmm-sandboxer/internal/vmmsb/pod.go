@@ -28,7 +28,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
-	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
@@ -123,32 +122,12 @@ func (d *driver) runDirOf(id string) string {
 // Create checks the pod and prepares its share; it starts nothing.
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance, error) {
 	cfg := s.Config
-	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if nso.GetNetwork() == runtime.NamespaceMode_NODE {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.network: a host-network pod cannot run in a VM, which has its own kernel and network stack (use a runtime handler such as magnetar-runc): %w", errdefs.ErrInvalidArgument)
-	}
-	if nso.GetPid() == runtime.NamespaceMode_NODE || nso.GetIpc() == runtime.NamespaceMode_NODE {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options: a pod in a VM cannot share the host's PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
-	}
-	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by %s: %w", Handler, errdefs.ErrNotImplemented)
-	}
-	if s.NetNSPath == "" {
-		return nil, fmt.Errorf("netns_path: must be set: the VM's network is bridged into the pod's network namespace: %w", errdefs.ErrInvalidArgument)
-	}
-	if ok, err := nsutil.IsNSFile(s.NetNSPath, "net"); err != nil || !ok {
-		return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", s.NetNSPath, err, errdefs.ErrInvalidArgument)
-	}
-	hostname := cfg.GetHostname()
-	if hostname == "" {
-		hostname = s.ID[:min(len(s.ID), 12)]
-	}
-	if err := podfiles.ValidateHostname(hostname); err != nil {
+	pc, err := podfiles.Check(s.ID, s.NetNSPath, cfg, podfiles.Rules{Handler: Handler, OwnKernel: "a pod in a VM",
+		NoHostNetwork: "a host-network pod cannot run in a VM, which has its own kernel and network stack (use a runtime handler such as magnetar-runc)"})
+	if err != nil {
 		return nil, err
 	}
-	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), false, false); err != nil {
-		return nil, err
-	}
+	hostname := pc.Hostname
 	b, err := d.backend(d.cfg.HypervisorFor(s.Sandboxer))
 	if err != nil {
 		return nil, fmt.Errorf("runtime handler %q: %w", s.Sandboxer, err)
