@@ -21,6 +21,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/cmd/gvisor-sandboxer/internal/runsc"
+	"github.com/magnetar-runtime/magnetar/shared/bundle"
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
@@ -28,7 +29,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
-	"github.com/magnetar-runtime/magnetar/shared/store"
 )
 
 // driver creates pods.
@@ -138,11 +138,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 			return nil, err
 		}
 	}
-	data, err := json.Marshal(rootSpec(s.ID, &st, d.pause, cfg))
-	if err != nil {
-		return nil, err
-	}
-	if err := store.WriteFileAtomic(filepath.Join(s.Dir, rootBundle, "config.json"), data, 0o600); err != nil {
+	if err := bundle.WriteSpec(filepath.Join(s.Dir, rootBundle), rootSpec(s.ID, &st, d.pause, cfg)); err != nil {
 		return nil, err
 	}
 	log.G(ctx).WithFields(log.Fields{"cgroup": st.Cgroup, "flags": st.Flags, "hints": hintNames(st.Hints)}).Debug("pod created")

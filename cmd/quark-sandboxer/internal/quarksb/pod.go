@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/magnetar-runtime/magnetar/shared/bundle"
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
@@ -131,19 +132,19 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 	if _, err := cgroups.ResolvePath(st.Cgroup); err != nil {
 		return nil, fmt.Errorf("options.linux.cgroup_parent %q: %w", cfg.GetLinux().GetCgroupParent(), err)
 	}
-	bundle := filepath.Join(s.Dir, bundleDir)
+	root := filepath.Join(s.Dir, bundleDir)
 	// the sandbox's root path and its /dev, as Kuasar makes them
-	if err := os.MkdirAll(filepath.Join(bundle, "rootfs", "dev"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, "rootfs", "dev"), 0o755); err != nil {
 		return nil, err
 	}
-	files := filepath.Join(bundle, podFilesDir)
+	files := filepath.Join(root, podFilesDir)
 	if err := os.MkdirAll(files, 0o711); err != nil {
 		return nil, err
 	}
 	if err := podfiles.Write(files, hostname, hostNet, cfg.GetDnsConfig()); err != nil {
 		return nil, err
 	}
-	if err := writeSandboxSpec(bundle, sandboxSpec(cfg, s.NetNSPath, hostname, st.Cgroup)); err != nil {
+	if err := bundle.WriteSpec(root, sandboxSpec(cfg, s.NetNSPath, hostname, st.Cgroup)); err != nil {
 		return nil, err
 	}
 	// the pod's /dev/shm, shared by its containers as its IPC namespace
@@ -156,7 +157,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 	if err := unix.Mount("shm", st.Shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(shmSize)); err != nil {
 		return nil, fmt.Errorf("the pod's /dev/shm: %w", err)
 	}
-	log.G(ctx).WithFields(log.Fields{"bundle": bundle, "cgroup": st.Cgroup}).Debug("pod created")
+	log.G(ctx).WithFields(log.Fields{"bundle": root, "cgroup": st.Cgroup}).Debug("pod created")
 	return d.newPod(s.ID, st), nil
 }
 
