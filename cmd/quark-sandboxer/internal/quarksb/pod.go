@@ -98,8 +98,7 @@ type pod struct {
 	// stopping is set once Stop or Cleanup ends the sandbox on purpose.
 	stopping bool
 
-	connMu sync.Mutex
-	conn   *conn
+	conn taskfwd.Redial[*conn]
 }
 
 var (
@@ -281,9 +280,7 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	p.mu.Lock()
 	p.st, p.proc = st, sp
 	p.mu.Unlock()
-	p.connMu.Lock()
-	p.conn = c
-	p.connMu.Unlock()
+	p.conn.Set(c)
 	p.setStage("running")
 	p.watch(sp)
 	log.G(ctx).WithFields(log.Fields{"pid": pid, "launch_ms": tLaunch.Sub(t0).Milliseconds(), "total_ms": time.Since(t0).Milliseconds()}).Info("Quark sandbox ready")
@@ -408,7 +405,7 @@ func (p *pod) watch(sp *hostproc.Process) {
 		p.mu.Lock()
 		stopping := p.stopping
 		p.mu.Unlock()
-		p.closeConn()
+		p.conn.Close()
 		if stopping {
 			p.Set(0, sp.ExitedAt())
 		} else if p.Set(sandbox.ExitCodeLost, sp.ExitedAt()) {
@@ -431,7 +428,7 @@ func (p *pod) Stop(ctx context.Context, _ time.Duration) error {
 	} else if err := sp.KillWait(killWait); err != nil {
 		return fmt.Errorf("stopping the Quark sandbox: %w", err)
 	}
-	p.closeConn()
+	p.conn.Close()
 	p.Set(0, time.Now())
 	return nil
 }
@@ -520,30 +517,17 @@ func (p *pod) Conn(ctx context.Context) (taskfwd.Conn, error) {
 	if sp == nil || p.IsSet() || !sp.Running() {
 		return nil, fmt.Errorf("pod %s: its Quark sandbox is not running: %w", p.id, errdefs.ErrUnavailable)
 	}
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if c := p.conn; c != nil {
-		select {
-		case <-c.Done():
-		default:
-			return c, nil
+	c, err := p.conn.Get(func() (*conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := dial(dctx, st.socket(), aliveFunc(sp))
+		if err != nil {
+			return nil, fmt.Errorf("pod %s: task server: %w", p.id, err)
 		}
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, err := dial(dctx, st.socket(), aliveFunc(sp))
+		return c, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("pod %s: task server: %w", p.id, err)
+		return nil, err
 	}
-	p.conn = c
 	return c, nil
-}
-
-func (p *pod) closeConn() {
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if p.conn != nil {
-		_ = p.conn.Close()
-		p.conn = nil
-	}
 }

@@ -102,8 +102,7 @@ type pod struct {
 	// stopping is set once Stop or Cleanup ends the VM on purpose.
 	stopping bool
 
-	connMu sync.Mutex
-	conn   *agentclient.Client
+	conn taskfwd.Redial[*agentclient.Client]
 }
 
 var (
@@ -325,9 +324,7 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	p.mu.Lock()
 	p.st, p.vm = st, v
 	p.mu.Unlock()
-	p.connMu.Lock()
-	p.conn = cl
-	p.connMu.Unlock()
+	p.conn.Set(cl)
 	p.setStage("running")
 	p.watch(v)
 	lg.WithFields(log.Fields{"vmm_ms": tVMM.Sub(t0).Milliseconds(), "agent_ms": tAgent.Sub(tVMM).Milliseconds(),
@@ -441,7 +438,7 @@ func (p *pod) Stop(ctx context.Context, timeout time.Duration) error {
 	if cancel != nil {
 		cancel()
 	}
-	p.closeConn()
+	p.conn.Close()
 	if err := p.d.net.Detach(ctx, st.Net); err != nil {
 		log.G(ctx).WithError(err).Warn("detaching the pod network")
 	}
@@ -478,7 +475,7 @@ func (p *pod) Cleanup(ctx context.Context) error {
 	if cancel != nil {
 		cancel()
 	}
-	p.closeConn()
+	p.conn.Close()
 	var errs []error
 	if v != nil {
 		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
@@ -610,30 +607,17 @@ func (p *pod) Conn(ctx context.Context) (taskfwd.Conn, error) {
 	if v == nil || p.IsSet() {
 		return nil, fmt.Errorf("pod %s: its VM is not running: %w", p.id, errdefs.ErrUnavailable)
 	}
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if c := p.conn; c != nil {
-		select {
-		case <-c.Done():
-		default:
-			return c, nil
+	c, err := p.conn.Get(func() (*agentclient.Client, error) {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		c, err := agentclient.Dial(dctx, v.Agent(), agentclient.Options{Alive: v.Alive})
+		if err != nil {
+			return nil, fmt.Errorf("pod %s: agent: %w", p.id, err)
 		}
-	}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := agentclient.Dial(dctx, v.Agent(), agentclient.Options{Alive: v.Alive})
+		return c, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("pod %s: agent: %w", p.id, err)
+		return nil, err
 	}
-	p.conn = c
 	return c, nil
-}
-
-func (p *pod) closeConn() {
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if p.conn != nil {
-		_ = p.conn.Close()
-		p.conn = nil
-	}
 }
