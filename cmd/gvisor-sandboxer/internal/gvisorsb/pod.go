@@ -17,7 +17,6 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/cmd/gvisor-sandboxer/internal/runsc"
@@ -399,9 +398,5 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	a, err := cgroups.MetricsAt(path)
-	if err != nil {
-		return nil, err
-	}
-	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
+	return cgroups.PodMetric(p.id, path)
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/shared/bundle"
@@ -464,11 +463,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	a, err := cgroups.MetricsAt(path)
-	if err != nil {
-		return nil, err
-	}
-	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
+	return cgroups.PodMetric(p.id, path)
 }
 
 // Describe adds the sandbox to a verbose status.
