@@ -22,7 +22,6 @@ case "$MODE" in all|e2e|critest) ;; *) echo "usage: $0 [all|e2e|critest]" >&2; e
 RUNTIME_HANDLERS=${RUNTIME_HANDLERS:-magnetar-runc}
 CRITEST_HANDLERS=${CRITEST_HANDLERS:-$RUNTIME_HANDLERS}
 export WORK
-CD=$ROOT/hack/containerd.sh
 
 pass=0 fail=0 skip=0 summary=()
 finish() {
@@ -43,22 +42,15 @@ for h in $RUNTIME_HANDLERS $CRITEST_HANDLERS; do
 done
 
 t0=$SECONDS
-# a fresh state; reset also stops what an earlier, interrupted run left
-"$CD" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
-"$CD" start
-mkdir -p "$WORK/logs"
+stage_start
 if [ "$MODE" != critest ]; then
   for h in $RUNTIME_HANDLERS; do
-    log "e2e scripts against $h"
-    rc=0; RUNTIME_HANDLER=$h "$ROOT/hack/e2e/run.sh" 2>&1 | tee "$WORK/logs/e2e-all-$h.log" || rc=$?
-    add_counts "$WORK/logs/e2e-all-$h.log" e2e "e2e[$h]" "$rc"
+    run_suite "e2e[$h]" e2e "$WORK/logs/e2e-all-$h.log" env RUNTIME_HANDLER="$h" "$ROOT/hack/e2e/run.sh"
   done
 fi
 if [ "$MODE" != e2e ]; then
   for h in $CRITEST_HANDLERS; do
-    log "critest against $h"
-    rc=0; RUNTIME_HANDLER=$h "$ROOT/hack/critest.sh" 2>&1 | tee "$WORK/logs/critest-all-$h.log" || rc=$?
-    add_counts "$WORK/logs/critest-all-$h.log" critest "critest[$h]" "$rc"
+    run_suite "critest[$h]" critest "$WORK/logs/critest-all-$h.log" env RUNTIME_HANDLER="$h" "$ROOT/hack/critest.sh"
   done
 fi
 log "e2e-all: $MODE against $RUNTIME_HANDLERS (critest: $CRITEST_HANDLERS) took $((SECONDS - t0)) s (logs in $WORK/logs)"

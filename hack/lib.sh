@@ -184,8 +184,9 @@ harness_pids() {
 }
 
 # --- stage totals of the e2e stages (hack/e2e-all.sh, hack/wasm/e2e-all.sh,
-# hack/vmm/e2e-all.sh): each keeps pass, fail, skip and summary=() and counts
-# what its suites' logs say.
+# hack/vmm/e2e-all.sh, hack/gvisor/e2e-all.sh, hack/quark/e2e-all.sh): each
+# keeps pass, fail, skip and summary=() and counts what its suites' logs say
+# (run_suite, add_counts).
 
 # add_counts LOG PREFIX NAME RC: add the last "PREFIX: N passed, M failed[, K
 # skipped]" of LOG to the totals; no such line, or a non-zero RC with no
@@ -204,6 +205,26 @@ add_counts() {
   summary+=("$3: $line")
 }
 
+# run_suite NAME PREFIX LOG COMMAND...: run COMMAND (its output shown and
+# kept in LOG), add LOG's last "PREFIX: N passed, ..." line to the totals as
+# NAME (add_counts), and log what ran and how long it took
+run_suite() {
+  local name=$1 prefix=$2 lf=$3 rc=0 ts=$SECONDS
+  shift 3
+  log "suite $name (${*: -1})"
+  "$@" 2>&1 | tee "$lf" || rc=$?
+  add_counts "$lf" "$prefix" "$name" "$rc"
+  log "suite $name took $((SECONDS - ts)) s"
+}
+
+# suite_script AREA NAME: the script of e2e suite NAME, AREA's own
+# (hack/AREA/e2e/NAME.sh) or else the generic one (hack/e2e/NAME.sh)
+suite_script() {
+  local s=$ROOT/hack/$1/e2e/$2.sh
+  [ -x "$s" ] || s=$ROOT/hack/e2e/$2.sh
+  echo "$s"
+}
+
 # conformance_record SUITE HANDLER LINE: keep the count line ("N passed, M
 # failed, K skipped ...") of SUITE on HANDLER for the conformance table
 # (hack/conformance.sh), with the commit it ran on
@@ -212,6 +233,23 @@ conformance_record() {
   commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
   mkdir -p "$dir"
   printf '%s\t%s\t%s\n' "$3" "$commit" "$(date -u +%Y-%m-%dT%H:%MZ)" >"$dir/$2.tmp" && mv "$dir/$2.tmp" "$dir/$2"
+}
+
+# stage_start: a fresh harness containerd in $WORK (hack/containerd.sh:
+# reset, which also stops what an earlier, interrupted run left, then
+# start) and its logs directory
+stage_start() {
+  "$ROOT/hack/containerd.sh" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
+  "$ROOT/hack/containerd.sh" start
+  mkdir -p "$WORK/logs"
+}
+
+# stage_leftovers WHAT PATTERN: count a failure for processes left whose
+# command line names $WORK/ and matches PATTERN (an ERE), listing them
+stage_leftovers() {
+  local left
+  left=$(pgrep -f -- "$WORK/" | while read -r p; do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-100; echo; done | grep -E "$2" || true)
+  if [ -n "$left" ]; then echo "FAIL teardown: $1 processes left:"; echo "$left" | sed 's/^/  /'; fail=$((fail + 1)); fi
 }
 
 # stage_teardown: stop the stage's containerd (hack/containerd.sh stop) and

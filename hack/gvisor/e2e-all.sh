@@ -31,16 +31,13 @@ FULL_SUITES="smoke exitcode tty multi sharedpid pod leak restart keeper sandboxk
 SHORT_SUITES="smoke exitcode pod restart sandboxkill"
 if [ "${GVISOR_SHORT:-0}" = 1 ]; then GVISOR_SUITES=${GVISOR_SUITES:-$SHORT_SUITES}; fi
 GVISOR_SUITES=${GVISOR_SUITES:-$FULL_SUITES}
-CD=$ROOT/hack/containerd.sh
 
 pass=0 fail=0 skip=0 summary=()
 finish() {
   local rc=$?
   set +e
   stage_teardown
-  local left
-  left=$(pgrep -f -- "$WORK/" | while read -r p; do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-100; echo; done | grep -E '^runsc' || true)
-  if [ -n "$left" ]; then echo "FAIL teardown: runsc processes left:"; echo "$left" | sed 's/^/  /'; fail=$((fail + 1)); fi
+  stage_leftovers runsc '^runsc'
   stage_end gvisor-e2e "$rc"
 }
 trap finish EXIT
@@ -49,27 +46,13 @@ trap 'exit 130' INT TERM
 [ -x "$ROOT/bin/gvisor-sandboxer" ] || { echo "FAIL gvisor-e2e: bin/gvisor-sandboxer missing: run make build"; fail=1; exit 1; }
 [ -x "$PREFIX/bin/runsc" ] || { echo "FAIL gvisor-e2e: no runsc in $PREFIX/bin: run make tools"; fail=1; exit 1; }
 t0=$SECONDS
-"$CD" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
-"$CD" start
-mkdir -p "$WORK/logs"
+stage_start
 for s in $GVISOR_SUITES; do
-  script=$ROOT/hack/gvisor/e2e/$s.sh
-  [ -x "$script" ] || script=$ROOT/hack/e2e/$s.sh
-  lf=$WORK/logs/gvisor-e2e-$s.log
-  ts=$SECONDS
-  rc=0
-  log "suite $s ($script)"
-  "$script" 2>&1 | tee "$lf" || rc=$?
-  add_counts "$lf" e2e "$s" "$rc"
-  log "suite $s took $((SECONDS - ts)) s"
+  run_suite "$s" e2e "$WORK/logs/gvisor-e2e-$s.log" "$(suite_script gvisor "$s")"
 done
 if [ "${GVISOR_CRITEST:-1}" = 1 ]; then
-  lf=$WORK/logs/gvisor-critest.log
-  rc=0
-  ts=$SECONDS
   # what a pod in a gVisor sandbox cannot pass: hack/critest/expect/magnetar-gvisor.txt
-  CRITEST_SET=${GVISOR_CRITEST_SET:-basic} RUNTIME_HANDLER=magnetar-gvisor "$ROOT/hack/critest.sh" 2>&1 | tee "$lf" || rc=$?
-  add_counts "$lf" critest critest "$rc"
-  log "critest took $((SECONDS - ts)) s"
+  run_suite critest critest "$WORK/logs/gvisor-critest.log" \
+    env CRITEST_SET="${GVISOR_CRITEST_SET:-basic}" RUNTIME_HANDLER=magnetar-gvisor "$ROOT/hack/critest.sh"
 fi
 log "gvisor-e2e took $((SECONDS - t0)) s (logs in $WORK/logs)"

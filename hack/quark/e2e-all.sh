@@ -33,7 +33,6 @@ else
   QUARK_SUITES=${QUARK_SUITES:-"smoke mapping exitcode tty multi sharedpid leak restart keeper sandboxkill"}
 fi
 EXPECTED=$ROOT/hack/quark/critest-expected.txt
-CD=$ROOT/hack/containerd.sh
 
 # standins: live processes of the quark binary (the stand-in's sandbox
 # processes and commands)
@@ -66,19 +65,9 @@ trap 'exit 130' INT TERM
 [ -x "$ROOT/bin/quark-sandboxer" ] || { echo "FAIL quark-e2e: bin/quark-sandboxer missing: run make build"; fail=1; exit 1; }
 [ -x "$QUARK_BIN" ] || { echo "FAIL quark-e2e: no quark at $QUARK_BIN: run make quark-standin"; fail=1; exit 1; }
 t0=$SECONDS
-"$CD" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
-"$CD" start
-mkdir -p "$WORK/logs"
+stage_start
 for s in $QUARK_SUITES; do
-  script=$ROOT/hack/quark/e2e/$s.sh
-  [ -x "$script" ] || script=$ROOT/hack/e2e/$s.sh
-  lf=$WORK/logs/quark-e2e-$s.log
-  ts=$SECONDS
-  rc=0
-  log "suite $s ($script)"
-  "$script" 2>&1 | tee "$lf" || rc=$?
-  add_counts "$lf" e2e "$s" "$rc"
-  log "suite $s took $((SECONDS - ts)) s"
+  run_suite "$s" e2e "$WORK/logs/quark-e2e-$s.log" "$(suite_script quark "$s")"
 done
 if [ "${QUARK_CRITEST:-1}" = 1 ]; then
   lf=$WORK/logs/quark-critest.log

@@ -36,16 +36,13 @@ VMM_SUITES=${VMM_SUITES:-"smoke exitcode tty multi net volume leak restart vmkil
 VMM_OTHER_SUITES=${VMM_OTHER_SUITES:-"smoke exitcode net restart vmkill"}
 VMM_CRITEST_HANDLERS=${VMM_CRITEST_HANDLERS:-magnetar-vmm magnetar-clh}
 [ "$VMM_CRITEST_HANDLERS" = all ] && VMM_CRITEST_HANDLERS=$VMM_HANDLERS
-CD=$ROOT/hack/containerd.sh
 
 pass=0 fail=0 skip=0 summary=()
 finish() {
   local rc=$?
   set +e
   stage_teardown
-  local left
-  left=$(pgrep -f -- "$WORK/" | while read -r p; do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-100; echo; done | grep -E 'qemu|virtiofsd|cloud-hypervisor|stratovirt' || true)
-  if [ -n "$left" ]; then echo "FAIL teardown: VM processes left:"; echo "$left" | sed 's/^/  /'; fail=$((fail + 1)); fi
+  stage_leftovers VM 'qemu|virtiofsd|cloud-hypervisor|stratovirt'
   stage_end vmm-e2e "$rc"
 }
 trap finish EXIT
@@ -57,31 +54,18 @@ case " $VMM_HANDLERS " in *" magnetar-clh "*)
   [ -x "$CLH_STANDIN" ] || { echo "FAIL vmm-e2e: no Cloud Hypervisor stand-in at $CLH_STANDIN: run make standins"; fail=1; exit 1; } ;;
 esac
 t0=$SECONDS
-"$CD" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
-"$CD" start
-mkdir -p "$WORK/logs"
+stage_start
 for h in $VMM_HANDLERS; do
   export RUNTIME_HANDLER=$h
   suites=$VMM_SUITES
   [ "$h" = magnetar-vmm ] || suites=$VMM_OTHER_SUITES
   for s in $suites; do
-    script=$ROOT/hack/vmm/e2e/$s.sh
-    [ -x "$script" ] || script=$ROOT/hack/e2e/$s.sh
-    lf=$WORK/logs/vmm-e2e-$s-$h.log
-    ts=$SECONDS
-    rc=0
-    log "suite $s on $h ($script)"
-    "$script" 2>&1 | tee "$lf" || rc=$?
-    add_counts "$lf" e2e "$s[$h]" "$rc"
-    log "suite $s on $h took $((SECONDS - ts)) s"
+    run_suite "${s}[$h]" e2e "$WORK/logs/vmm-e2e-$s-$h.log" "$(suite_script vmm "$s")"
   done
   if [ "${VMM_CRITEST:-1}" = 1 ] && [[ " $VMM_CRITEST_HANDLERS " == *" $h "* ]]; then
-    lf=$WORK/logs/vmm-critest-$h.log
-    rc=0
     # what a pod in a VM cannot pass: hack/critest/expect/magnetar-vmm.txt
-    CRITEST_SET=${VMM_CRITEST_SET:-basic} RUNTIME_HANDLER=$h \
-      "$ROOT/hack/critest.sh" 2>&1 | tee "$lf" || rc=$?
-    add_counts "$lf" critest "critest[$h]" "$rc"
+    run_suite "critest[$h]" critest "$WORK/logs/vmm-critest-$h.log" \
+      env CRITEST_SET="${VMM_CRITEST_SET:-basic}" RUNTIME_HANDLER="$h" "$ROOT/hack/critest.sh"
   fi
 done
 log "vmm-e2e took $((SECONDS - t0)) s (logs in $WORK/logs)"

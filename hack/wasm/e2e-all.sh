@@ -24,7 +24,6 @@ WASM_HANDLERS=${WASM_HANDLERS:-magnetar-wasm magnetar-wasm-wazero}
 WASM_SUITES=${WASM_SUITES:-basic scale restart critest}
 SCALE_N=${SCALE_N:-200}
 SCALE_N_WAZERO=${SCALE_N_WAZERO:-50}
-CD=$ROOT/hack/containerd.sh
 E=$ROOT/hack/wasm/e2e
 
 pass=0 fail=0 skip=0 summary=()
@@ -37,20 +36,16 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-# run_suite NAME HANDLER [VAR=VALUE...]
-run_suite() {
-  local name=$1 h=$2 rc=0 lf
+# wasm_suite NAME HANDLER [VAR=VALUE...]
+wasm_suite() {
+  local name=$1 h=$2
   shift 2
-  lf=$WORK/logs/wasm-e2e-$name-$h.log
-  log "wasm suite $name against $h"
-  env RUNTIME_HANDLER="$h" "$@" "$E/$name.sh" 2>&1 | tee "$lf" || rc=$?
-  add_counts "$lf" e2e "$name[$h]" "$rc"
+  run_suite "${name}[$h]" e2e "$WORK/logs/wasm-e2e-$name-$h.log" env RUNTIME_HANDLER="$h" "$@" "$E/$name.sh"
 }
 
 [ -x "$ROOT/bin/wasm-sandboxer" ] || { echo "FAIL wasm-e2e: bin/wasm-sandboxer missing: run make build"; fail=1; exit 1; }
 t0=$SECONDS
-"$CD" reset >/dev/null 2>&1 || log "reset of $WORK failed; starting anyway"
-"$CD" start
+stage_start
 "$ROOT/hack/wasm/images.sh" import
 source "$WORK/etc/harness.env"
 for suite in $WASM_SUITES; do
@@ -59,19 +54,18 @@ for suite in $WASM_SUITES; do
       summary+=("$suite[$h]: skipped: handler not configured (have: $HANDLERS)"); skip=$((skip + 1)); continue
     fi
     case "$suite" in
-    basic) run_suite basic "$h" ;;
+    basic) wasm_suite basic "$h" ;;
     scale)
-      if [ "$h" = magnetar-wasm ]; then run_suite scale "$h" N="$SCALE_N" PODS=20
-      else run_suite scale "$h" N="$SCALE_N_WAZERO" PODS=5; fi ;;
+      if [ "$h" = magnetar-wasm ]; then wasm_suite scale "$h" N="$SCALE_N" PODS=20
+      else wasm_suite scale "$h" N="$SCALE_N_WAZERO" PODS=5; fi ;;
     restart)
       # one daemon serves both handlers: restart it once
-      if [ "$h" = magnetar-wasm ]; then run_suite restart "$h"; fi ;;
+      if [ "$h" = magnetar-wasm ]; then wasm_suite restart "$h"; fi ;;
     critest)
       # the engines differ only in how a module runs: critest once
       if [ "$h" = magnetar-wasm ]; then
-        lf=$WORK/logs/wasm-critest-$h.log rc=0
-        CRITEST_SET=${WASM_CRITEST_SET:-offline} RUNTIME_HANDLER=$h "$ROOT/hack/critest.sh" 2>&1 | tee "$lf" || rc=$?
-        add_counts "$lf" critest "critest[$h]" "$rc"
+        run_suite "critest[$h]" critest "$WORK/logs/wasm-critest-$h.log" \
+          env CRITEST_SET="${WASM_CRITEST_SET:-offline}" RUNTIME_HANDLER="$h" "$ROOT/hack/critest.sh"
       fi ;;
     *) echo "FAIL wasm-e2e: unknown suite $suite"; fail=$((fail + 1)) ;;
     esac

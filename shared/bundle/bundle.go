@@ -3,7 +3,8 @@
 // runtime binary of a task in shim-binary-path (it then reconnects to the
 // task, and runs that binary's `delete` after a lost task connection), and
 // that `delete` reads the sandboxer's own note to clean up what the task
-// left on the host.
+// left on the host. WriteSpec writes an OCI bundle's config.json, synced
+// (a runtime's bundle in the sandboxer's state directory).
 //
 // The files are written complete or not at all (a temporary file renamed)
 // but not synced: the bundle lives in containerd's state directory, a tmpfs

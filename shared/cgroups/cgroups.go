@@ -14,9 +14,11 @@ import (
 	"sync"
 
 	cgroupsv3 "github.com/containerd/cgroups/v3"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
@@ -108,6 +110,16 @@ func MetricsAt(cgroupsPath string) (*anypb.Any, error) {
 		return nil, err
 	}
 	return cg.Metrics()
+}
+
+// PodMetric is MetricsAt as the sandbox metric of pod id (the Sandbox
+// API's Metrics), timestamped now.
+func PodMetric(id, cgroupsPath string) (*types.Metric, error) {
+	a, err := MetricsAt(cgroupsPath)
+	if err != nil {
+		return nil, err
+	}
+	return &types.Metric{Timestamp: timestamppb.Now(), ID: id, Data: a}, nil
 }
 
 // New creates the cgroup named by cgroupsPath, with its parents, in every

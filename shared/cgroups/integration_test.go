@@ -88,6 +88,12 @@ func TestRealCgroup(t *testing.T) {
 	default:
 		t.Fatalf("metrics decode to %T", m)
 	}
+	if pm, err := PodMetric("pod-1", path); err != nil || pm.ID != "pod-1" || pm.Timestamp == nil || pm.Data.GetTypeUrl() != a.GetTypeUrl() {
+		t.Errorf("PodMetric = %v, %v; want pod-1's, timestamped, %s", pm, err, a.GetTypeUrl())
+	}
+	if _, err := PodMetric("pod-1", parent+"/absent"); !errdefs.IsNotFound(err) {
+		t.Errorf("PodMetric of no cgroup = %v, want NotFound", err)
+	}
 
 	const limit = 32 << 20
 	mem := &specs.LinuxMemory{Limit: i64(limit), Swap: i64(limit)}

@@ -15,7 +15,8 @@
 // reaper. A process counts as exited (Exited closed, ExitStatus set) once it
 // has exited and its output has been drained.
 //
-// What differs between the two backends stays with them: bundle and spec
-// handling, rootfs mounts, persisted state and recovery, cgroups (Stats,
-// OOM events).
+// The container's directory (MakeDir) is made the same way by every
+// runc-like backend (the gVisor sandboxer's too); what differs stays with
+// them: spec rewriting, rootfs mounts, persisted state and recovery,
+// cgroups (Stats, OOM events).
 package runcproc

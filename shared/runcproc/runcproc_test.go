@@ -628,3 +628,16 @@ func TestHooks(t *testing.T) {
 	}
 	p.Release(ctx)
 }
+
+func TestMakeDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c1")
+	if err := MakeDir("c1", dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("dir: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if err := MakeDir("c1", dir); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("again: %v, want already exists", err)
+	}
+}

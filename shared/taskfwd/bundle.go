@@ -1,7 +1,6 @@
 package taskfwd
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,7 +19,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/bundle"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
-	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
 
@@ -104,11 +102,7 @@ func writeBundle(r *task.CreateRequest, g Guest, fw Forwarding, st ctrState) err
 	if sp.Mounts, err = bindMounts(r.Bundle, sp.Mounts, fw, st, filepath.Clean(shareHost), shareGuest); err != nil {
 		return err
 	}
-	data, err := json.Marshal(sp)
-	if err != nil {
-		return fmt.Errorf("config.json: %w", err)
-	}
-	return store.WriteFileAtomic(filepath.Join(st.Dir, configJSON), data, 0o600)
+	return bundle.WriteSpec(st.Dir, sp)
 }
 
 // bindMounts makes the bind mounts of a container's spec for the guest and

@@ -95,8 +95,9 @@
 // unseen.
 //
 // A broken connection (Unavailable) is not an end: the pump and every
-// relay call Guest.Conn again (which dials anew) and resume where they
-// were: the pump from its last sequence number, an output relay from what
+// relay call Guest.Conn again (which dials anew: Redial keeps a guest's
+// connection for it) and resume where they were: the pump from its last
+// sequence number, an output relay from what
 // the agent kept unread, stdin on a new stream. When the guest is gone
 // (Guest.Exited), every process of it ends at once with
 // sandbox.ExitCodeLost, its relays stop, and Kill and Delete succeed

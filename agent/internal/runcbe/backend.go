@@ -19,10 +19,10 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/magnetar-runtime/magnetar/agent/internal/reaper"
+	"github.com/magnetar-runtime/magnetar/shared/bundle"
 	"github.com/magnetar-runtime/magnetar/shared/podinit"
 	"github.com/magnetar-runtime/magnetar/shared/runcproc"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
-	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
 
@@ -141,10 +141,7 @@ func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		return nil, fmt.Errorf("root.path %q: must lie inside the share: %w", r.Spec.Root.Path, errdefs.ErrInvalidArgument)
 	}
 	dir := filepath.Join(b.cfg.Dir, r.ID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if os.IsExist(err) {
-			return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
-		}
+	if err := runcproc.MakeDir(r.ID, dir); err != nil {
 		return nil, err
 	}
 	c := &ctr{b: b, id: r.ID, dir: dir, cgroup: r.Spec.Linux.CgroupsPath, oom: make(chan struct{}, 1)}
@@ -161,11 +158,7 @@ func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 			c.cleanup(context.WithoutCancel(ctx))
 		}
 	}()
-	data, err := json.Marshal(r.Spec)
-	if err != nil {
-		return nil, err
-	}
-	if err := store.WriteFileAtomic(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+	if err := bundle.WriteSpec(dir, r.Spec); err != nil {
 		return nil, err
 	}
 	c.Namespace = r.Namespace

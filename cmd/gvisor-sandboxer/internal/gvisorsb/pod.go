@@ -17,19 +17,17 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/cmd/gvisor-sandboxer/internal/runsc"
+	"github.com/magnetar-runtime/magnetar/shared/bundle"
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
-	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
-	"github.com/magnetar-runtime/magnetar/shared/store"
 )
 
 // driver creates pods.
@@ -94,9 +92,6 @@ var (
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instance, retErr error) {
 	cfg := s.Config
 	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by magnetar-gvisor: %w", errdefs.ErrNotImplemented)
-	}
 	for _, n := range []struct {
 		field string
 		mode  runtime.NamespaceMode
@@ -105,29 +100,18 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 			return nil, fmt.Errorf("options.linux.security_context.namespace_options.%s: the host's %s namespace: a gVisor pod has its own kernel, it cannot share the host's: %w", n.field, n.field, errdefs.ErrNotImplemented)
 		}
 	}
+	pc, err := podfiles.Check(s.ID, s.NetNSPath, cfg, podfiles.Rules{Handler: "magnetar-gvisor"})
+	if err != nil {
+		return nil, err
+	}
 	st := podState{
 		Dir:         s.Dir,
 		NetNS:       s.NetNSPath,
-		HostNetwork: nso.GetNetwork() == runtime.NamespaceMode_NODE,
-		Hostname:    cfg.GetHostname(),
+		HostNetwork: pc.HostNetwork,
+		Hostname:    pc.Hostname,
 		Shm:         filepath.Join(s.Dir, shmDir),
 		Runsc:       d.cfg.Runsc.Binary,
 		Monitor:     d.cfg.Runsc.Monitor,
-	}
-	if !st.HostNetwork && st.NetNS == "" {
-		return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
-	}
-	if err := nsutil.CheckNetNSPath(st.NetNS); err != nil {
-		return nil, err
-	}
-	if st.Hostname == "" {
-		st.Hostname = s.ID[:min(len(s.ID), 12)]
-	}
-	if err := podfiles.ValidateHostname(st.Hostname); err != nil {
-		return nil, err
-	}
-	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), st.HostNetwork, false); err != nil {
-		return nil, err
 	}
 	hints, err := podHints(cfg.GetAnnotations(), st.Shm)
 	if err != nil {
@@ -153,11 +137,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 			return nil, err
 		}
 	}
-	data, err := json.Marshal(rootSpec(s.ID, &st, d.pause, cfg))
-	if err != nil {
-		return nil, err
-	}
-	if err := store.WriteFileAtomic(filepath.Join(s.Dir, rootBundle, "config.json"), data, 0o600); err != nil {
+	if err := bundle.WriteSpec(filepath.Join(s.Dir, rootBundle), rootSpec(s.ID, &st, d.pause, cfg)); err != nil {
 		return nil, err
 	}
 	log.G(ctx).WithFields(log.Fields{"cgroup": st.Cgroup, "flags": st.Flags, "hints": hintNames(st.Hints)}).Debug("pod created")
@@ -418,9 +398,5 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	a, err := cgroups.MetricsAt(path)
-	if err != nil {
-		return nil, err
-	}
-	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
+	return cgroups.PodMetric(p.id, path)
 }

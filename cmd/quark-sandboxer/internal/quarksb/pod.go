@@ -19,15 +19,14 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/magnetar-runtime/magnetar/shared/bundle"
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/hostproc"
-	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
@@ -98,8 +97,7 @@ type pod struct {
 	// stopping is set once Stop or Cleanup ends the sandbox on purpose.
 	stopping bool
 
-	connMu sync.Mutex
-	conn   *conn
+	conn taskfwd.Redial[*conn]
 }
 
 var (
@@ -119,52 +117,32 @@ func (d *driver) runDirOf(id string) string {
 // Create checks the pod and writes Quark's bundle; it starts nothing.
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance, error) {
 	cfg := s.Config
-	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if nso.GetPid() == runtime.NamespaceMode_NODE || nso.GetIpc() == runtime.NamespaceMode_NODE {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options: a Quark pod runs on its own kernel and cannot share the host's PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
+	pc, err := podfiles.Check(s.ID, s.NetNSPath, cfg, podfiles.Rules{Handler: Handler, OwnKernel: "a Quark pod runs on its own kernel and"})
+	if err != nil {
+		return nil, err
 	}
-	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by %s: %w", Handler, errdefs.ErrNotImplemented)
-	}
-	hostNet := nso.GetNetwork() == runtime.NamespaceMode_NODE
-	switch {
-	case s.NetNSPath == "" && !hostNet:
-		return nil, fmt.Errorf("netns_path: must be set for a pod without host networking: %w", errdefs.ErrInvalidArgument)
-	case s.NetNSPath != "" && hostNet:
+	hostNet, hostname := pc.HostNetwork, pc.Hostname
+	if s.NetNSPath != "" && hostNet {
 		return nil, fmt.Errorf("netns_path %q: given for a host-network pod: %w", s.NetNSPath, errdefs.ErrInvalidArgument)
-	case s.NetNSPath != "":
-		if ok, err := nsutil.IsNSFile(s.NetNSPath, nsutil.KindNet); err != nil || !ok {
-			return nil, fmt.Errorf("netns_path %q: not a network namespace (%v): %w", s.NetNSPath, err, errdefs.ErrInvalidArgument)
-		}
-	}
-	hostname := cfg.GetHostname()
-	if hostname == "" {
-		hostname = s.ID[:min(len(s.ID), 12)]
-	}
-	if err := podfiles.ValidateHostname(hostname); err != nil {
-		return nil, err
-	}
-	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), hostNet, false); err != nil {
-		return nil, err
 	}
 	st := podState{Dir: s.Dir, RunDir: d.runDirOf(s.ID), NetNS: s.NetNSPath, HostNetwork: hostNet, Hostname: hostname,
 		Cgroup: cgroups.PodPath(Handler, cfg.GetLinux().GetCgroupParent(), s.ID)}
 	if _, err := cgroups.ResolvePath(st.Cgroup); err != nil {
 		return nil, fmt.Errorf("options.linux.cgroup_parent %q: %w", cfg.GetLinux().GetCgroupParent(), err)
 	}
-	bundle := filepath.Join(s.Dir, bundleDir)
+	root := filepath.Join(s.Dir, bundleDir)
 	// the sandbox's root path and its /dev, as Kuasar makes them
-	if err := os.MkdirAll(filepath.Join(bundle, "rootfs", "dev"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, "rootfs", "dev"), 0o755); err != nil {
 		return nil, err
 	}
-	files := filepath.Join(bundle, podFilesDir)
+	files := filepath.Join(root, podFilesDir)
 	if err := os.MkdirAll(files, 0o711); err != nil {
 		return nil, err
 	}
 	if err := podfiles.Write(files, hostname, hostNet, cfg.GetDnsConfig()); err != nil {
 		return nil, err
 	}
-	if err := writeSandboxSpec(bundle, sandboxSpec(cfg, s.NetNSPath, hostname, st.Cgroup)); err != nil {
+	if err := bundle.WriteSpec(root, sandboxSpec(cfg, s.NetNSPath, hostname, st.Cgroup)); err != nil {
 		return nil, err
 	}
 	// the pod's /dev/shm, shared by its containers as its IPC namespace
@@ -177,7 +155,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 	if err := unix.Mount("shm", st.Shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(shmSize)); err != nil {
 		return nil, fmt.Errorf("the pod's /dev/shm: %w", err)
 	}
-	log.G(ctx).WithFields(log.Fields{"bundle": bundle, "cgroup": st.Cgroup}).Debug("pod created")
+	log.G(ctx).WithFields(log.Fields{"bundle": root, "cgroup": st.Cgroup}).Debug("pod created")
 	return d.newPod(s.ID, st), nil
 }
 
@@ -301,9 +279,7 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	p.mu.Lock()
 	p.st, p.proc = st, sp
 	p.mu.Unlock()
-	p.connMu.Lock()
-	p.conn = c
-	p.connMu.Unlock()
+	p.conn.Set(c)
 	p.setStage("running")
 	p.watch(sp)
 	log.G(ctx).WithFields(log.Fields{"pid": pid, "launch_ms": tLaunch.Sub(t0).Milliseconds(), "total_ms": time.Since(t0).Milliseconds()}).Info("Quark sandbox ready")
@@ -428,7 +404,7 @@ func (p *pod) watch(sp *hostproc.Process) {
 		p.mu.Lock()
 		stopping := p.stopping
 		p.mu.Unlock()
-		p.closeConn()
+		p.conn.Close()
 		if stopping {
 			p.Set(0, sp.ExitedAt())
 		} else if p.Set(sandbox.ExitCodeLost, sp.ExitedAt()) {
@@ -451,7 +427,7 @@ func (p *pod) Stop(ctx context.Context, _ time.Duration) error {
 	} else if err := sp.KillWait(killWait); err != nil {
 		return fmt.Errorf("stopping the Quark sandbox: %w", err)
 	}
-	p.closeConn()
+	p.conn.Close()
 	p.Set(0, time.Now())
 	return nil
 }
@@ -487,11 +463,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	a, err := cgroups.MetricsAt(path)
-	if err != nil {
-		return nil, err
-	}
-	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
+	return cgroups.PodMetric(p.id, path)
 }
 
 // Describe adds the sandbox to a verbose status.
@@ -540,30 +512,17 @@ func (p *pod) Conn(ctx context.Context) (taskfwd.Conn, error) {
 	if sp == nil || p.IsSet() || !sp.Running() {
 		return nil, fmt.Errorf("pod %s: its Quark sandbox is not running: %w", p.id, errdefs.ErrUnavailable)
 	}
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if c := p.conn; c != nil {
-		select {
-		case <-c.Done():
-		default:
-			return c, nil
+	c, err := p.conn.Get(func() (*conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := dial(dctx, st.socket(), aliveFunc(sp))
+		if err != nil {
+			return nil, fmt.Errorf("pod %s: task server: %w", p.id, err)
 		}
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, err := dial(dctx, st.socket(), aliveFunc(sp))
+		return c, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("pod %s: task server: %w", p.id, err)
+		return nil, err
 	}
-	p.conn = c
 	return c, nil
-}
-
-func (p *pod) closeConn() {
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if p.conn != nil {
-		_ = p.conn.Close()
-		p.conn = nil
-	}
 }

@@ -1,13 +1,8 @@
 package quarksb
 
 import (
-	"encoding/json"
-	"path/filepath"
-
 	"github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/magnetar-runtime/magnetar/shared/store"
 )
 
 // sandboxSpec is the pod's spec Quark reads from its bundle's config.json
@@ -62,13 +57,4 @@ func resources(r *runtime.LinuxContainerResources) *specs.LinuxResources {
 		res.HugepageLimits = append(res.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.GetPageSize(), Limit: h.GetLimit()})
 	}
 	return res
-}
-
-// writeSandboxSpec writes the spec into the bundle, atomically.
-func writeSandboxSpec(bundle string, sp *specs.Spec) error {
-	data, err := json.Marshal(sp)
-	if err != nil {
-		return err
-	}
-	return store.WriteFileAtomic(filepath.Join(bundle, "config.json"), data, 0o600)
 }

@@ -24,7 +24,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/runcproc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
-	"github.com/magnetar-runtime/magnetar/shared/store"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
 
@@ -172,10 +171,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 		p.lateSpec(r.Spec)
 	}
 	dir := filepath.Join(b.dir, r.ID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if os.IsExist(err) {
-			return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
-		}
+	if err := runcproc.MakeDir(r.ID, dir); err != nil {
 		return nil, err
 	}
 	c := b.newCtr(r.ID, ctrState{Dir: dir, Bundle: r.Bundle, Terminal: r.Stdio.Terminal})
@@ -193,11 +189,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if r.Spec.Linux != nil {
 		c.st.Cgroups = r.Spec.Linux.CgroupsPath
 	}
-	data, err := json.Marshal(r.Spec)
-	if err != nil {
-		return nil, err
-	}
-	if err := store.WriteFileAtomic(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+	if err := bundle.WriteSpec(dir, r.Spec); err != nil {
 		return nil, err
 	}
 	// a restarted containerd reconnects to the task through this binary,

@@ -112,21 +112,11 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 			return nil, fmt.Errorf("options.linux.security_context.namespace_options: a shared PID namespace in a pod with its own user namespace: %w", err)
 		}
 	}
-	if !st.HostNetwork && st.NetNS == "" {
-		return nil, fmt.Errorf("netns_path: must be set for a pod that does not use the host network: %w", errdefs.ErrInvalidArgument)
-	}
-	if err := nsutil.CheckNetNSPath(st.NetNS); err != nil {
+	pc, err := podfiles.Check(s.ID, st.NetNS, cfg, podfiles.Rules{Handler: "magnetar-runc", UserNS: true})
+	if err != nil {
 		return nil, err
 	}
-	if st.Hostname == "" {
-		st.Hostname = s.ID[:min(len(s.ID), 12)]
-	}
-	if err := podfiles.ValidateHostname(st.Hostname); err != nil {
-		return nil, err
-	}
-	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), st.HostNetwork, nso.GetIpc() == runtime.NamespaceMode_NODE); err != nil {
-		return nil, err
-	}
+	st.Hostname = pc.Hostname
 
 	defer func() {
 		if retErr != nil {

@@ -107,12 +107,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (_ vm.VM, retErr
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
-	bin := cfg.Binary
-	if bin == "" {
-		bin = DefaultBinary
-	}
-	// before anything starts
-	bin, err := hostproc.LookPath(Name, bin)
+	bin, err := vmhost.Binary(Name, cfg, DefaultBinary)
 	if err != nil {
 		return nil, err
 	}

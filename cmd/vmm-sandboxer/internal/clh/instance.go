@@ -3,7 +3,6 @@ package clh
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 
 	"github.com/containerd/errdefs"
@@ -70,9 +69,5 @@ func (v *VM) quit(ctx context.Context) error {
 
 // State is what Recover needs (JSON of State).
 func (v *VM) State() (json.RawMessage, error) {
-	b, err := json.Marshal(v.st)
-	if err != nil {
-		return nil, fmt.Errorf("vm %s state: %w", v.st.ID, err)
-	}
-	return b, nil
+	return vmhost.Encode(v.st.ID, v.st)
 }

@@ -52,8 +52,8 @@ func (s *State) validate() error {
 // fails with errdefs.ErrInvalidArgument.
 func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM, error) {
 	var st State
-	if err := json.Unmarshal(state, &st); err != nil {
-		return nil, fmt.Errorf("cloud-hypervisor vm state: %w: %w", err, errdefs.ErrInvalidArgument)
+	if err := vmhost.Decode(Name, state, &st); err != nil {
+		return nil, err
 	}
 	if err := st.validate(); err != nil {
 		return nil, err

@@ -3,10 +3,7 @@ package qemu
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
-
-	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm/qmp"
@@ -53,20 +50,7 @@ func (v *VM) Agent() agentclient.Target { return v.st.AgentTarget() }
 // Status asks QEMU for the VM's run state over QMP (a ping).
 func (v *VM) Status(ctx context.Context) (qmp.Status, error) { return v.qmp.Status(ctx) }
 
-// ping is one query-status, while Start waits for QEMU.
-func (v *VM) ping(ctx context.Context) error {
-	st, err := v.qmp.Status(ctx)
-	if err == nil {
-		log.G(ctx).WithField("status", st.Status).Debug("qemu answers on qmp")
-	}
-	return err
-}
-
 // State is what Recover needs (JSON of State).
 func (v *VM) State() (json.RawMessage, error) {
-	b, err := json.Marshal(v.st)
-	if err != nil {
-		return nil, fmt.Errorf("vm %s state: %w", v.st.ID, err)
-	}
-	return b, nil
+	return vmhost.Encode(v.st.ID, v.st)
 }

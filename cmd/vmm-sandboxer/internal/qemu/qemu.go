@@ -52,12 +52,8 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	bin := cfg.Binary
-	if bin == "" {
-		bin = DefaultBinary
-	}
-	// before anything starts
-	if bin, err = hostproc.LookPath("qemu", bin); err != nil {
+	bin, err := vmhost.Binary(Name, cfg, DefaultBinary)
+	if err != nil {
 		return nil, err
 	}
 	if err := vm.CheckGuest(cfg); err != nil {
@@ -75,7 +71,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 	// but QEMU greets only from its main loop, once the kernel and initrd
 	// are loaded: a kernel QEMU refuses shows up as QEMU exiting
 	err = v.Boot(ctx, vmhost.Boot{Config: cfg, State: &v.st.State, VirtiofsdLog: VirtiofsdLog,
-		Control: "QMP", Ping: v.ping,
+		Control: "QMP", Ping: v.qmp.Ping,
 		Launch: func(ctx context.Context, extra []*os.File, cid uint32) error {
 			args, err := Args(cfg, accel, tsc, cid)
 			if err != nil {

@@ -34,8 +34,8 @@ type State struct {
 // QEMU's fails with errdefs.ErrInvalidArgument.
 func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM, error) {
 	var st State
-	if err := json.Unmarshal(state, &st); err != nil {
-		return nil, fmt.Errorf("qemu vm state: %w: %w", err, errdefs.ErrInvalidArgument)
+	if err := vmhost.Decode(Name, state, &st); err != nil {
+		return nil, err
 	}
 	if err := st.Validate(Name, st.QEMU.Pid, vm.ChannelSerial, vm.ChannelVsock); err != nil {
 		return nil, err

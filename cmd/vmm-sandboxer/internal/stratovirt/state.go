@@ -33,8 +33,8 @@ type State struct {
 // decode or is not StratoVirt's fails with errdefs.ErrInvalidArgument.
 func (h *Hypervisor) Recover(ctx context.Context, state json.RawMessage) (vm.VM, error) {
 	var st State
-	if err := json.Unmarshal(state, &st); err != nil {
-		return nil, fmt.Errorf("stratovirt vm state: %w: %w", err, errdefs.ErrInvalidArgument)
+	if err := vmhost.Decode(Name, state, &st); err != nil {
+		return nil, err
 	}
 	if err := st.Validate(Name, st.VMM.Pid, vm.ChannelSerial, vm.ChannelVsock); err != nil {
 		return nil, err

@@ -79,12 +79,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 	if _, err := Accel(cfg.Accel); err != nil {
 		return nil, err
 	}
-	bin := cfg.Binary
-	if bin == "" {
-		bin = DefaultBinary
-	}
-	// before anything starts
-	bin, err := hostproc.LookPath(Name, bin)
+	bin, err := vmhost.Binary(Name, cfg, DefaultBinary)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +93,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg *vm.Config) (vm.VM, error) {
 	// as the daemon exiting, its reason in its -D log. StratoVirt refuses
 	// to start when its pid file exists: Boot removes it first.
 	err = v.Boot(ctx, vmhost.Boot{Config: cfg, State: &v.st.State, VirtiofsdLog: VirtiofsdLog,
-		Control: "QMP", Ping: v.ping,
+		Control: "QMP", Ping: v.qmp.Ping,
 		Launch: func(ctx context.Context, extra []*os.File, cid uint32) error {
 			args, err := Args(cfg, cid)
 			if err != nil {

@@ -201,7 +201,7 @@ func TestVMPodBootRestartStop(t *testing.T) {
 	// the restarted daemon: the old one's agent connection goes with it
 	// (QEMU's chardev serves one client at a time)
 	if old, _, err := r.ctrl.Pod("boot"); err == nil {
-		old.(*pod).closeConn()
+		old.(*pod).conn.Close()
 	}
 	life2, cancel := context.WithCancel(context.Background())
 	defer cancel()

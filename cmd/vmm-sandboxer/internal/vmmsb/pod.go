@@ -17,7 +17,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/podnet"
@@ -28,7 +27,6 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
-	"github.com/magnetar-runtime/magnetar/shared/nsutil"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
@@ -103,8 +101,7 @@ type pod struct {
 	// stopping is set once Stop or Cleanup ends the VM on purpose.
 	stopping bool
 
-	connMu sync.Mutex
-	conn   *agentclient.Client
+	conn taskfwd.Redial[*agentclient.Client]
 }
 
 var (
@@ -123,32 +120,12 @@ func (d *driver) runDirOf(id string) string {
 // Create checks the pod and prepares its share; it starts nothing.
 func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance, error) {
 	cfg := s.Config
-	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if nso.GetNetwork() == runtime.NamespaceMode_NODE {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.network: a host-network pod cannot run in a VM, which has its own kernel and network stack (use a runtime handler such as magnetar-runc): %w", errdefs.ErrInvalidArgument)
-	}
-	if nso.GetPid() == runtime.NamespaceMode_NODE || nso.GetIpc() == runtime.NamespaceMode_NODE {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options: a pod in a VM cannot share the host's PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
-	}
-	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
-		return nil, fmt.Errorf("options.linux.security_context.namespace_options.userns_options: user namespaces are not supported by %s: %w", Handler, errdefs.ErrNotImplemented)
-	}
-	if s.NetNSPath == "" {
-		return nil, fmt.Errorf("netns_path: must be set: the VM's network is bridged into the pod's network namespace: %w", errdefs.ErrInvalidArgument)
-	}
-	if err := nsutil.CheckNetNSPath(s.NetNSPath); err != nil {
+	pc, err := podfiles.Check(s.ID, s.NetNSPath, cfg, podfiles.Rules{Handler: Handler, OwnKernel: "a pod in a VM",
+		NoHostNetwork: "a host-network pod cannot run in a VM, which has its own kernel and network stack (use a runtime handler such as magnetar-runc)"})
+	if err != nil {
 		return nil, err
 	}
-	hostname := cfg.GetHostname()
-	if hostname == "" {
-		hostname = s.ID[:min(len(s.ID), 12)]
-	}
-	if err := podfiles.ValidateHostname(hostname); err != nil {
-		return nil, err
-	}
-	if err := podfiles.ValidateSysctls(cfg.GetLinux().GetSysctls(), false, false); err != nil {
-		return nil, err
-	}
+	hostname := pc.Hostname
 	b, err := d.backend(d.cfg.HypervisorFor(s.Sandboxer))
 	if err != nil {
 		return nil, fmt.Errorf("runtime handler %q: %w", s.Sandboxer, err)
@@ -346,9 +323,7 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	p.mu.Lock()
 	p.st, p.vm = st, v
 	p.mu.Unlock()
-	p.connMu.Lock()
-	p.conn = cl
-	p.connMu.Unlock()
+	p.conn.Set(cl)
 	p.setStage("running")
 	p.watch(v)
 	lg.WithFields(log.Fields{"vmm_ms": tVMM.Sub(t0).Milliseconds(), "agent_ms": tAgent.Sub(tVMM).Milliseconds(),
@@ -462,7 +437,7 @@ func (p *pod) Stop(ctx context.Context, timeout time.Duration) error {
 	if cancel != nil {
 		cancel()
 	}
-	p.closeConn()
+	p.conn.Close()
 	if err := p.d.net.Detach(ctx, st.Net); err != nil {
 		log.G(ctx).WithError(err).Warn("detaching the pod network")
 	}
@@ -499,7 +474,7 @@ func (p *pod) Cleanup(ctx context.Context) error {
 	if cancel != nil {
 		cancel()
 	}
-	p.closeConn()
+	p.conn.Close()
 	var errs []error
 	if v != nil {
 		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
@@ -548,11 +523,7 @@ func (p *pod) Metrics(ctx context.Context) (*types.Metric, error) {
 	p.mu.Lock()
 	path := p.st.Cgroup
 	p.mu.Unlock()
-	a, err := cgroups.MetricsAt(path)
-	if err != nil {
-		return nil, err
-	}
-	return &types.Metric{Timestamp: timestamppb.Now(), ID: p.id, Data: a}, nil
+	return cgroups.PodMetric(p.id, path)
 }
 
 // Update applies a pod's new CPU resources to its VM's host cgroup; a VM's
@@ -631,30 +602,17 @@ func (p *pod) Conn(ctx context.Context) (taskfwd.Conn, error) {
 	if v == nil || p.IsSet() {
 		return nil, fmt.Errorf("pod %s: its VM is not running: %w", p.id, errdefs.ErrUnavailable)
 	}
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if c := p.conn; c != nil {
-		select {
-		case <-c.Done():
-		default:
-			return c, nil
+	c, err := p.conn.Get(func() (*agentclient.Client, error) {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		c, err := agentclient.Dial(dctx, v.Agent(), agentclient.Options{Alive: v.Alive})
+		if err != nil {
+			return nil, fmt.Errorf("pod %s: agent: %w", p.id, err)
 		}
-	}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := agentclient.Dial(dctx, v.Agent(), agentclient.Options{Alive: v.Alive})
+		return c, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("pod %s: agent: %w", p.id, err)
+		return nil, err
 	}
-	p.conn = c
 	return c, nil
-}
-
-func (p *pod) closeConn() {
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if p.conn != nil {
-		_ = p.conn.Close()
-		p.conn = nil
-	}
 }

@@ -1,38 +1,23 @@
 package vmmsb
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/containerd/log"
 
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
-	"github.com/magnetar-runtime/magnetar/shared/task"
 	"github.com/magnetar-runtime/magnetar/shared/taskfwd"
 )
 
-// Sandboxer describes the vmm sandboxer to the daemon.
+// Sandboxer describes the vmm sandboxer to the daemon: its containers run
+// in their pod's VM (taskfwd).
 func Sandboxer() daemon.Sandboxer {
-	return daemon.Sandboxer{
-		Name:      Name,
-		NewConfig: func() daemon.Config { return DefaultConfig() },
-		Build: func(env *daemon.Env, c daemon.Config) (sandbox.Driver, task.Backend, error) {
-			cfg := c.(*Config)
-			d, err := newDriver(env, cfg, kinds, podNetwork{})
-			if err != nil {
-				return nil, nil, err
-			}
-			return d, taskfwd.New(taskfwd.Config{Life: env.Life, FDs: env.FDs}), nil
-		},
-		ShimDelete: func(ctx context.Context, id, bundleDir string) (*daemon.ShimExit, error) {
-			// the container ran in its pod's VM, gone with the connection
-			// as far as containerd knows: release its host mounts
-			return &daemon.ShimExit{Status: sandbox.ExitCodeLost, At: time.Now()}, taskfwd.CleanupBundle(bundleDir, id)
-		},
-	}
+	return taskfwd.Sandboxer(Name, func() daemon.Config { return DefaultConfig() },
+		func(env *daemon.Env, c daemon.Config) (sandbox.Driver, error) {
+			return newDriver(env, c.(*Config), kinds, podNetwork{})
+		})
 }
 
 // newDriver resolves every hypervisor the configuration uses (of ks, the

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 )
 
 // aLongTimeAgo is a deadline in the past: it unblocks I/O on cancel.
@@ -363,6 +364,16 @@ func (m *Monitor) Status(ctx context.Context) (Status, error) {
 		return err
 	})
 	return st, err
+}
+
+// Ping is Status for a VMM's start to wait on (vmhost.Boot.Ping): its
+// error, the run state logged.
+func (m *Monitor) Ping(ctx context.Context) error {
+	st, err := m.Status(ctx)
+	if err == nil {
+		log.G(ctx).WithField("status", st.Status).Debug("the VMM answers on QMP")
+	}
+	return err
 }
 
 // Quit is quit on a fresh connection.

@@ -22,6 +22,8 @@
 //     at once with force), virtiofsd given a grace period to follow;
 //   - Cleanup: sockets and pid files removed, the share's bind mount
 //     undone, the logs kept for the caller;
+//   - Binary (the VMM binary looked up before anything starts), Encode and
+//     Decode (a driver's State as persisted and read back);
 //   - errors that end with the tails of the VMM's log, virtiofsd's log and
 //     the guest console, and an Alive error that names the guest kernel's
 //     panic when the console has one.
