@@ -111,9 +111,10 @@ func readPidFile(path string) (int, error) {
 //   - a magnetar handler: the sandboxer daemon (its pid file), everything
 //     below it (pod inits, a task keeper started by it, transient runc calls)
 //     and any other process of the same executable whose command line names
-//     our WORK (a task keeper that outlived a daemon restart); runsc's
-//     processes below WORK are the group "kernel" (a gVisor pod's kernel,
-//     which containerd reports as the container's pid).
+//     our WORK (a task keeper that outlived a daemon restart); among them
+//     runsc's processes naming a --root below WORK are the group "kernel"
+//     (a gVisor pod's kernel, whose sandbox containerd reports as the
+//     container's pid).
 //
 // It also returns how many of ctrPids are live processes.
 func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPids []int) (map[int]string, int, error) {
@@ -165,11 +166,12 @@ func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPi
 			roots = append(roots, p.Pid)
 		}
 	}
-	for pid := range kernel {
-		groups[pid] = kernelGroup
-	}
 	for pid := range descendants(ps, roots) {
-		if ctrs[pid] || kernel[pid] {
+		if kernel[pid] { // the sandbox is also the containers' pid
+			groups[pid] = kernelGroup
+			continue
+		}
+		if ctrs[pid] {
 			continue
 		}
 		p := ps[pid]
