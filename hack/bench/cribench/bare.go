@@ -134,8 +134,8 @@ func captureFloor(dir, runID, libDir string, ref podRef, sandboxPid int) (*bareF
 		return nil, fmt.Errorf("capture: %s: no network namespace path (a host-network pod?)", rootCfg)
 	}
 	f := &bareFloor{dir: dir, runID: runID, runsc: note.Runsc, flags: strings.Fields(note.Flags), podFiles: map[string][]byte{}}
-	// longest first: the rootfs path holds containerd's bundle directory,
-	// the pod's directory holds the pod's id
+	// where two match at one place the first listed wins: the rootfs path
+	// holds the container's id, the pod's directory the pod's
 	rep := strings.NewReplacer(
 		ctr.Root.Path, phRootfs,
 		root.Root.Path, phPause,
