@@ -427,15 +427,15 @@ func (f *bareFloor) sweep() error {
 	return errors.Join(errs...)
 }
 
-// kernel measures a round's pod kernel: its runsc processes (sandbox,
-// gofers, systrap stubs).
-func (f *bareFloor) kernel(ref bareRef) (hostproc.Mem, error) {
+// kernelMem measures a pod's kernel: the runsc processes naming root as
+// their --root (sandbox, gofers, systrap stubs).
+func kernelMem(root string) (hostproc.Mem, error) {
 	ps, err := hostproc.Scan()
 	if err != nil {
 		return hostproc.Mem{}, err
 	}
 	var total hostproc.Mem
-	for pid := range kernelProcs(ps, ref.root()) {
+	for pid := range kernelProcs(ps, root) {
 		if m, err := hostproc.ReadMem(pid); err == nil {
 			total.Add(m)
 		}

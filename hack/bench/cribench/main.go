@@ -459,13 +459,23 @@ func (b *bench) phaseSeq(ctx context.Context) {
 			b.record("seq", h, n, 0, i, "create_ms", s.Create)
 			b.record("seq", h, n, 0, i, "start_ms", s.Start)
 			b.record("seq", h, n, 0, i, "total_ms", s.Total)
-			if h == bareHandler {
-				if k, err := b.bare.kernel(bareRef{dir: ref.Name, pod: ref.ID, ctr: ref.Container}); err == nil {
-					b.record("seq", h, n, 0, i, "kernel_procs", float64(k.Procs))
-					b.record("seq", h, n, 0, i, "kernel_threads", float64(k.Threads))
-					b.record("seq", h, n, 0, i, "kernel_pss_kib", float64(k.PSS))
-					b.record("seq", h, n, 0, i, "kernel_rss_kib", float64(k.RSS))
-				}
+			// the pod's kernel, right after its start, for the gVisor
+			// handler and its floor alike
+			root := ""
+			switch h {
+			case bareHandler:
+				root = bareRef{dir: ref.Name}.root()
+			case b.o.bareFrom:
+				root = filepath.Join(b.o.gvisorDir, "sandboxes", ref.ID, "runsc")
+			}
+			if root == "" {
+				continue
+			}
+			if k, err := kernelMem(root); err == nil && k.Procs > 0 {
+				b.record("seq", h, n, 0, i, "kernel_procs", float64(k.Procs))
+				b.record("seq", h, n, 0, i, "kernel_threads", float64(k.Threads))
+				b.record("seq", h, n, 0, i, "kernel_pss_kib", float64(k.PSS))
+				b.record("seq", h, n, 0, i, "kernel_rss_kib", float64(k.RSS))
 			}
 		}
 	}

@@ -47,8 +47,9 @@ type handlerSummary struct {
 	MemTopPods    int             `json:"mem_top_pods"`
 	ProcsPerPod   float64         `json:"procs_per_pod"`
 	ThreadsPerPod float64         `json:"threads_per_pod"`
-	// a pod's kernel (gVisor: runsc's sandbox, gofers, stubs), per pod: at
-	// the top memory pod count, or the floor's median over its rounds
+	// a pod's kernel (gVisor: runsc's sandbox, gofers, stubs), per pod: the
+	// median over the sequential rounds (right after each start), else at
+	// the top memory pod count
 	Kernel kernelRow `json:"kernel"`
 }
 
@@ -371,7 +372,7 @@ func (b *bench) markdown(s *summaryT) string {
 		row(fmt.Sprintf("teardown of %d pods", top), memGet(top, func(r memRow) float64 { return r.TeardownMs }), fmtMs)
 		row(fmt.Sprintf("containerd RSS with %d pods (context)", top), memGet(top, func(r memRow) float64 { return r.ContainerdRSS }), fmtMiB)
 	}
-	w.WriteString("\nManagement processes: runc = every containerd-shim-runc-v2 of this containerd + the pause processes; a magnetar handler = its sandboxer daemon + task keeper + per-pod inits (none unless the pod shares one PID namespace). Containers' own processes are excluded, and so is a gVisor pod's kernel (runsc's sandbox, its gofers and systrap stubs: the pod kernel rows, at the largest memory pod count, or for " + bareHandler + " the median of its rounds). PSS/RSS/USS from /proc/<pid>/smaps_rollup.\n\n")
+	w.WriteString("\nManagement processes: runc = every containerd-shim-runc-v2 of this containerd + the pause processes; a magnetar handler = its sandboxer daemon + task keeper + per-pod inits (none unless the pod shares one PID namespace). Containers' own processes are excluded, and so is a gVisor pod's kernel (runsc's sandbox, its gofers and systrap stubs: the pod kernel rows: the median over the sequential rounds, measured right after each start, for " + bareHandler + " and the gVisor handler alike; the memory phase's figure where there are none). PSS/RSS/USS from /proc/<pid>/smaps_rollup.\n\n")
 	if slices.Contains(b.handlers, bareHandler) {
 		fmt.Fprintf(&w, "%s: the floor of %s: the two containers its sandboxer gives runsc for a pod (root container: the pause; application container: busybox `sleep 3600`), their specs captured from a pod of this run and replayed with `runsc create` + `runsc start` each, the same runsc binary and global flags, the same --root layout, in an empty network namespace made beforehand (untimed), no containerd, no CNI. Its \"RunPodSandbox\" is the root container's create + start, \"CreateContainer\" and \"StartContainer\" the application container's; teardown is `runsc delete --force` of both. Sequential phase only, interleaved with the CRI handlers.\n\n", bareHandler, b.o.bareFrom)
 	}
