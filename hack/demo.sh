@@ -15,15 +15,22 @@
 #      magnetar-vmm: a QEMU micro-VM with its own kernel (the greeting shows
 #      the guest's kernel release, not the host's), saying how long
 #      RunPodSandbox (the VM's boot) took and whether the VM is emulated
-#      (TCG, no usable KVM) on this machine
+#      (TCG, no usable KVM) on this machine; and where the gVisor sandboxer
+#      and runsc are there (make tools builds runsc), the busybox pod on
+#      magnetar-gvisor: a runsc sandbox, gVisor's application kernel between
+#      the container and the host (the greeting shows gVisor's kernel
+#      release; `crictl exec dmesg` in the container shows gVisor's boot
+#      messages, checked)
 #   4. prints the container's output (crictl logs) and a summary: pod start
 #      time (runp + create + start, and RunPodSandbox alone) and the
 #      processes each pod costs beyond the container's own (magnetar-runc: no
 #      shim, no pause; the runc shim handler: containerd-shim-runc-v2 +
-#      pause; magnetar-vmm: the VM's QEMU and virtiofsd)
-#   5. tears everything down (trap), whatever happened
+#      pause; magnetar-vmm: the VM's QEMU and virtiofsd; magnetar-gvisor:
+#      none of ours, the pod's kernel, runsc's sandbox and gofers, apart)
+#   5. tears everything down (trap), whatever happened, and fails if a
+#      process naming the demo's directory is left
 #
-#   [DEMO_HANDLERS="magnetar-runc runc magnetar-wasm magnetar-vmm"] [DEMO_BUILD=0: use bin/ as it is] hack/demo.sh
+#   [DEMO_HANDLERS="magnetar-runc runc magnetar-wasm magnetar-vmm magnetar-gvisor"] [DEMO_BUILD=0: use bin/ as it is] hack/demo.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -41,6 +48,13 @@ teardown() {
   set +e
   log "tearing down $WORK"
   "$ROOT/hack/containerd.sh" stop >/dev/null 2>&1
+  left=$(for p in $(pgrep -f -- "$WORK/" || true); do
+    if [ "$p" != $$ ] && pid_alive "$p"; then echo "$p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-100)"; fi
+  done)
+  if [ -n "$left" ]; then
+    log "processes left after teardown:"; echo "$left" >&2
+    [ "$rc" -ne 0 ] || rc=1
+  fi
   if awk -v w="$WORK/" 'index($2, w) == 1 {f=1} END {exit !f}' /proc/mounts; then
     log "mounts left below $WORK: not removing it"
   else
@@ -52,7 +66,8 @@ trap teardown EXIT
 trap 'exit 130' INT TERM
 
 # --- 1. build -------------------------------------------------------------------
-if [ ! -x "$PREFIX/bin/containerd" ] || [ ! -x "$PREFIX/bin/crictl" ] || [ ! -x "$PREFIX/bin/runc" ] || [ ! -x "$PREFIX/cni-bin/bridge" ]; then
+if [ ! -x "$PREFIX/bin/containerd" ] || [ ! -x "$PREFIX/bin/crictl" ] || [ ! -x "$PREFIX/bin/runc" ] || [ ! -x "$PREFIX/cni-bin/bridge" ] ||
+  [ ! -x "$PREFIX/bin/runsc" ]; then
   log "test tools missing: hack/install-tools.sh (first time: about 5 minutes)"
   "$ROOT/hack/install-tools.sh"
 fi
@@ -89,6 +104,11 @@ if [ -z "$DEMO_HANDLERS" ]; then
     DEMO_HANDLERS+=" magnetar-vmm"
   else
     log "no VM pod in this demo: $why"
+  fi
+  if [ -x "$ROOT/bin/gvisor-sandboxer" ] && [ -x "$PREFIX/bin/runsc" ]; then
+    DEMO_HANDLERS+=" magnetar-gvisor"
+  else
+    log "no gVisor pod in this demo: bin/gvisor-sandboxer or $PREFIX/bin/runsc missing (make build, make tools)"
   fi
 elif [[ " $DEMO_HANDLERS " == *" magnetar-vmm "* ]]; then
   why=$(vm_missing)
@@ -128,6 +148,10 @@ vm_accel_note() {
   *) echo "accelerator unknown (no \"VM settings\" line in $WORK/logs/magnetar-vmm.log)" ;;
   esac
 }
+
+# argv0 PID: the process's first argument (runsc names its processes
+# runsc-sandbox, runsc-gofer)
+argv0() { awk -v RS='\0' 'NR == 1 {print; exit}' "/proc/$1/cmdline" 2>/dev/null || true; }
 
 # --- 3. one pod per handler ---------------------------------------------------------
 declare -A START_MS RUNP_MS EXTRA EXTRA_NAMES OUTPUT NOTE
@@ -187,6 +211,15 @@ EOF
     NOTE[$h]="the container runs on the pod VM's own kernel $guest_kernel (the host's is $(uname -r)); RunPodSandbox, which boots the VM, took ${RUNP_MS[$h]} ms"
     NOTE[$h]+=$'\n'"$h: $(vm_accel_note)"
     ;;
+  magnetar-gvisor*) # the container runs on gVisor's kernel: its dmesg is gVisor's boot log
+    gv_release=$(crictl exec -s "$cid" uname -r 2>&1 || true)
+    gv_dmesg=$(crictl exec -s "$cid" dmesg 2>&1 || true)
+    echo
+    echo "--- crictl exec $h: dmesg (in the container):"
+    echo "$gv_dmesg" | head -4
+    grep -q gVisor <<<"$gv_dmesg" || die "$h: the container's dmesg does not show gVisor's kernel: $gv_dmesg"
+    NOTE[$h]="the container runs on gVisor's application kernel (the pod's runsc sandbox), not on the host's: inside, uname -r says $gv_release (the host's is $(uname -r)) and dmesg begins \"$(head -1 <<<"$gv_dmesg" | sed 's/^\[[ 0-9.]*\] //')\""
+    ;;
   esac
   # the pod's processes beyond the container's own (its PID and descendants)
   # (a wasm container has no process of its own: pid 0; a VM's container
@@ -196,6 +229,14 @@ EOF
   case "$h" in magnetar-vmm*) cpid= ;; esac
   if [ -n "$cpid" ] && [ "$cpid" != 0 ]; then mine=$(descendants "$cpid" | sort); fi
   extra=$(comm -13 <(echo "$before") <(harness_pids | sort) | comm -23 - <(echo "$mine"))
+  case "$h" in magnetar-gvisor*) # the pod's kernel: runsc's sandbox (the container's pid), stubs, gofers
+    kernel=$( (echo "$mine"; echo "$extra") | while read -r p; do
+      if [ -n "$p" ] && argv0 "$p" | grep -q '^runsc'; then echo "$p"; fi
+    done | sort -u)
+    extra=$(comm -23 <(echo "$extra") <(echo "$kernel"))
+    NOTE[$h]+=$'\n'"$h: the pod's kernel, apart from the processes above: $(grep -c . <<<"$kernel") processes ($(for p in $kernel; do argv0 "$p"; done | sort | uniq -c | awk '{printf "%s%s x%d", (NR > 1 ? ", " : ""), $2, $1}'))"
+    ;;
+  esac
   EXTRA[$h]=$(grep -c . <<<"$extra" || true)
   EXTRA_NAMES[$h]=$(for p in $extra; do cat "/proc/$p/comm" 2>/dev/null; done | sort | uniq -c | awk '{printf "%s%s x%d", (NR > 1 ? ", " : ""), $2, $1}')
   echo
@@ -213,5 +254,5 @@ done
 for h in $DEMO_HANDLERS; do
   if [ -n "${NOTE[$h]:-}" ]; then echo "$h: ${NOTE[$h]}"; fi
 done
-echo "containerd shims running now: $(our_shims | wc -l) (one per runc-shim pod; magnetar-runc, magnetar-wasm and magnetar-vmm pods need none)"
+echo "containerd shims running now: $(our_shims | wc -l) (one per runc-shim pod; magnetar-runc, magnetar-wasm, magnetar-vmm and magnetar-gvisor pods need none)"
 echo

@@ -10,9 +10,10 @@
 #   make conformance  the conformance table (hack/conformance.sh) of what
 #                  the stages recorded
 #   make demo      a pod on magnetar-runc next to one on the runc shim, a wasm
-#                  pod on magnetar-wasm and a pod in a QEMU micro-VM on
+#                  pod on magnetar-wasm, a pod in a QEMU micro-VM on
 #                  magnetar-vmm (its guest image built first: make guest-image,
-#                  cached), then teardown
+#                  cached) and a pod on gVisor's kernel on magnetar-gvisor
+#                  (runsc from make tools), then teardown
 #
 # Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e), CRITEST_HANDLERS,
 # CRITEST_SET=basic|offline (critest), WORK=dir.

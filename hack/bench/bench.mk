@@ -28,7 +28,10 @@
 #                         VMMBENCH_ARGS=... Own harness: WORK=_output/vmm-bench,
 #                         bridge mgbr9, 10.247.0.0/16, always stopped at the end.
 #   make bench-vmm-smoke  the same, one run of each and memory at 1 pod (about a
-#                         minute); fails on any error. Not part of make test.
+#                         minute); fails on any error. Part of make test (vmm.mk).
+#
+#   make bench-gvisor, make bench-gvisor-smoke: hack/gvisor/gvisor.mk (bench.sh
+#                         with BENCH_GVISOR=1: magnetar-gvisor against bare runsc).
 .PHONY: bench bench-smoke profile bench-vmm bench-vmm-smoke
 
 bench:

@@ -6,6 +6,15 @@
 #   BENCH_SMOKE=1 hack/bench/bench.sh   smoke (make bench-smoke, part of make test):
 #                                       N=2, PARALLEL=2, MEM_PODS=1, one round;
 #                                       well under a minute, exits 1 on any failure
+#   BENCH_GVISOR=1 hack/bench/bench.sh  make bench-gvisor: magnetar-gvisor beside the
+#                                       runc shim, magnetar-runc and bare runsc
+#                                       create/start of the same two containers
+#                                       (cribench's bare-runsc floor); HANDLERS="runc
+#                                       magnetar-runc magnetar-gvisor bare-runsc",
+#                                       N=20, no parallel phase, MEM_PODS="1 10";
+#                                       about 4 minutes. With BENCH_SMOKE=1 (make
+#                                       bench-gvisor-smoke, part of make test): one
+#                                       round, memory at 1 pod
 #
 # It builds bin/ (make build) and the bench program (hack/bench/cribench),
 # checks the test tools and images (hack/install-tools.sh, hack/images.sh when
@@ -28,8 +37,10 @@
 #   SANDBOXER_LOG_LEVEL=info   (debug adds a log line per request: slower)
 #
 # Results: $WORK/results/<timestamp>/{summary.md,samples.csv,results.json,
-# start-latency.svg}, $WORK/results/latest points at the newest. The last line
-# printed is "bench: N passed, M failed" (smoke: "bench-smoke: ...").
+# start-latency.svg} (BENCH_GVISOR=1: results/gvisor-<timestamp>/),
+# $WORK/results/latest points at the newest. The last line printed is
+# "bench: N passed, M failed" (smoke: "bench-smoke: ...", BENCH_GVISOR=1:
+# "bench-gvisor: ..." and "bench-gvisor-smoke: ...").
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export WORK=${WORK:-$ROOT/_output/bench}
@@ -38,13 +49,23 @@ export SANDBOXER_LOG_LEVEL=${SANDBOXER_LOG_LEVEL:-info}
 source "$ROOT/hack/lib.sh"
 
 SMOKE=${BENCH_SMOKE:-0}
-NAME=bench
+GVISOR=${BENCH_GVISOR:-0}
+NAME=bench RES_PREFIX=
+if [ "$GVISOR" = 1 ]; then
+  # the gVisor sandboxer against its floor; the parallel phase is left out
+  # (PARALLEL="10" adds it), the floor takes part in the sequential one
+  NAME=bench-gvisor RES_PREFIX=gvisor-
+  HANDLERS=${HANDLERS:-runc magnetar-runc magnetar-gvisor bare-runsc}
+  export HARNESS_SANDBOXERS=${HARNESS_SANDBOXERS:-magnetar-runc magnetar-gvisor}
+  PARALLEL=${PARALLEL-} MEM_PODS=${MEM_PODS:-1 10}
+fi
 if [ "$SMOKE" = 1 ]; then
-  NAME=bench-smoke
-  N=2 PARALLEL=2 PAR_REPS=1 MEM_PODS=1
+  NAME=$NAME-smoke
+  N=2 PAR_REPS=1 MEM_PODS=1
+  if [ "$GVISOR" = 1 ]; then N=1 PARALLEL=; else PARALLEL=2; fi
   ARGS=(-settle 500ms -clean-wait 10s -timeout 30s)
 else
-  N=${N:-20} PARALLEL=${PARALLEL:-10 50} PAR_REPS=${PAR_REPS:-3} MEM_PODS=${MEM_PODS:-1 10 50}
+  N=${N:-20} PARALLEL=${PARALLEL-10 50} PAR_REPS=${PAR_REPS:-3} MEM_PODS=${MEM_PODS:-1 10 50}
   ARGS=()
 fi
 HANDLERS=${HANDLERS:-runc magnetar-runc}
@@ -114,7 +135,8 @@ fi
 # --- prerequisites
 make -s -C "$ROOT" build >>"$LOGF" 2>&1 || { tail -20 "$LOGF" >&2; bad "make build failed"; exit 1; }
 (cd "$ROOT" && go build -o "$BENCH_BIN" ./hack/bench/cribench) || { bad "building cribench failed"; exit 1; }
-if ! [ -x "$PREFIX/bin/containerd" ] || ! [ -x "$PREFIX/bin/runc" ] || ! [ -x "$PREFIX/cni-bin/bridge" ]; then
+if ! [ -x "$PREFIX/bin/containerd" ] || ! [ -x "$PREFIX/bin/runc" ] || ! [ -x "$PREFIX/cni-bin/bridge" ] ||
+  { [[ " $HARNESS_SANDBOXERS " == *" magnetar-gvisor "* ]] && ! [ -x "$PREFIX/bin/runsc" ]; }; then
   "$ROOT/hack/install-tools.sh" || { bad "hack/install-tools.sh failed"; exit 1; }
 fi
 if ! [ -f "$OUT/images/busybox.tar" ] || ! [ -f "$OUT/images/pause.tar" ]; then
@@ -134,7 +156,7 @@ fi
 # --- the bench, in the background so that a signal reaches the trap at once
 log "cribench: N=$N PARALLEL=\"$PARALLEL\" x$PAR_REPS MEM_PODS=\"$MEM_PODS\" HANDLERS=\"${HANDLERS:-auto}\""
 status=$WORK/logs/cribench.status
-results=$WORK/results/$(date +%Y%m%d-%H%M%S)
+results=$WORK/results/$RES_PREFIX$(date +%Y%m%d-%H%M%S)
 rm -f "$status"
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
 "$BENCH_BIN" -work "$WORK" -n "$N" -parallel "$PARALLEL" -par-reps "$PAR_REPS" -mem-pods "$MEM_PODS" \

@@ -21,6 +21,13 @@
 //	teardown  StopPodSandbox + RemovePodSandbox of every pod, one by one,
 //	      after each phase
 //
+// The handler "bare-runsc" (bare.go) is the floor of magnetar-gvisor's pod
+// start: the same two containers, runsc called directly, no containerd. It
+// takes part in the sequential phase only (and the warm-up), interleaved
+// with the CRI handlers; its pods' kernel (runsc's sandbox, gofers and
+// stubs) is measured after each start. A gVisor pod's kernel is counted
+// apart from the management processes in every phase ("kernel").
+//
 // Results go to OUT (default $WORK/results/<timestamp>): samples.csv (every
 // raw sample), results.json (meta, samples, summary), summary.md (the
 // tables printed at the end) and start-latency.svg (CDF and box plots).
@@ -48,10 +55,12 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/hack/bench/internal/criclient"
 	"github.com/magnetar-runtime/magnetar/hack/bench/internal/hostproc"
+	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
 
 type options struct {
 	work, socket, image, out, cgroup, runcBin, label, status, from string
+	bareFrom, gvisorDir                                            string
 	handlers                                                       []string
 	n, parReps, warmup, conc                                       int
 	parallel, memPods                                              []int
@@ -104,6 +113,8 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.quiet, "quiet", false, "do not print the report at the end (it is still written to OUT/summary.md)")
 	flag.StringVar(&o.from, "from", "", "do not measure: re-render summary.md and start-latency.svg from this results.json")
 	flag.StringVar(&o.status, "status", "", "also write the closing line (cribench: N passed, M failed) to this file")
+	flag.StringVar(&o.bareFrom, "bare-from", "magnetar-gvisor", "the gVisor handler whose pods the "+bareHandler+" floor replays (and compares with)")
+	flag.StringVar(&o.gvisorDir, "gvisor-dir", "", "that handler's sandboxer --dir (default WORK/lib/<bare-from>)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", flag.Args())
@@ -127,6 +138,9 @@ func parseFlags() (options, error) {
 	}
 	if o.pidMode != "container" && o.pidMode != "pod" {
 		return o, fmt.Errorf("-pid: want container or pod, got %q", o.pidMode)
+	}
+	if o.gvisorDir == "" {
+		o.gvisorDir = filepath.Join(o.work, "lib", o.bareFrom)
 	}
 	if o.cgroup == "" {
 		o.cgroup = harnessEnv(o.work, "CGROUP_PARENT")
@@ -158,6 +172,7 @@ type bench struct {
 	hp       harnessPaths
 	handlers []string
 	res      *results
+	bare     *bareFloor // nil unless bare-runsc is among the handlers
 	mu       sync.Mutex
 	idle     map[string]mgmtSample
 }
@@ -216,6 +231,14 @@ func run() int {
 	// Always leave nothing behind, whatever happened above.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
+	if b.bare != nil {
+		if err := b.bare.sweep(); err != nil {
+			b.check("cleanup", false, "%s: %v", bareHandler, err)
+		}
+		if err := mount.RemoveAll(b.bare.dir); err != nil {
+			b.check("cleanup", false, "%s: %v", bareHandler, err)
+		}
+	}
 	n, err := b.c.removeLabelled(cctx, criclient.LabelRun, runID)
 	if n > 0 {
 		logf("cleanup: removed %d leftover pods of this run", n)
@@ -285,13 +308,23 @@ func (b *bench) record(phase, handler string, pods, round, index int, metric str
 }
 
 // order rotates the handler list by round: A B, B A, A B … (for two).
-func (b *bench) order(round int) []string {
-	n := len(b.handlers)
-	hs := make([]string, 0, n)
+func (b *bench) order(round int) []string { return rotate(b.handlers, round) }
+
+// criOrder is order without the floor (the phases only CRI pods take part in).
+func (b *bench) criOrder(round int) []string { return rotate(b.criHandlers(), round) }
+
+// criHandlers are the handlers but the floor.
+func (b *bench) criHandlers() []string {
+	return slices.DeleteFunc(slices.Clone(b.handlers), func(h string) bool { return h == bareHandler })
+}
+
+func rotate(hs []string, round int) []string {
+	n := len(hs)
+	out := make([]string, 0, n)
 	for i := range n {
-		hs = append(hs, b.handlers[(i+round)%n])
+		out = append(out, hs[(i+round)%n])
 	}
-	return hs
+	return out
 }
 
 func (b *bench) main(ctx context.Context) int {
@@ -315,8 +348,18 @@ func (b *bench) main(ctx context.Context) int {
 		}
 	}
 	for _, h := range b.handlers {
+		if h == bareHandler {
+			h = o.bareFrom // whose pods the floor replays
+		}
 		if !slices.Contains(known, h) {
 			b.check("setup", false, "runtime handler %q unknown to containerd (it knows %v)", h, known)
+			return 1
+		}
+	}
+	if slices.Contains(b.handlers, bareHandler) {
+		b.bare = &bareFloor{dir: filepath.Join(o.work, bareHandler), runID: b.c.runID}
+		if err := b.bare.sweep(); err != nil {
+			b.check("setup", false, "%s: removing what an earlier run left: %v", bareHandler, err)
 			return 1
 		}
 	}
@@ -342,7 +385,7 @@ func (b *bench) main(ctx context.Context) int {
 }
 
 func (b *bench) phaseIdle(ctx context.Context) {
-	for _, h := range b.handlers {
+	for _, h := range b.criHandlers() {
 		s, err := measureMgmt(b.hp, h, nil)
 		if err != nil {
 			b.check("idle/"+h, false, "%v", err)
@@ -357,7 +400,7 @@ func (b *bench) phaseIdle(ctx context.Context) {
 // phaseIdleAfter samples the management processes again with no pod, after
 // every phase: memory a daemon kept, processes or threads it leaked.
 func (b *bench) phaseIdleAfter(ctx context.Context) {
-	for _, h := range b.handlers {
+	for _, h := range b.criHandlers() {
 		s, err := measureMgmt(b.hp, h, nil)
 		if err != nil {
 			b.check("idle-after/"+h, false, "%v", err)
@@ -372,12 +415,18 @@ func (b *bench) phaseIdleAfter(ctx context.Context) {
 }
 
 func (b *bench) phaseWarmup(ctx context.Context) {
+	if b.bare != nil {
+		b.captureFloor(ctx)
+	}
 	for i := 0; i < b.o.warmup && ctx.Err() == nil; i++ {
 		for _, h := range b.order(i) {
-			refs, _, _, errs := b.startMany(ctx, h, "warm", 1, 1)
-			b.teardown(ctx, refs)
-			if len(errs) > 0 {
-				b.check("warmup/"+h, false, "%v", errs[0])
+			if h == bareHandler && b.bare.ctrSpec == nil {
+				continue // the capture failed (reported)
+			}
+			ref, _, err := b.startOne(ctx, h, "warm")
+			b.teardown(ctx, []podRef{ref})
+			if err != nil {
+				b.check("warmup/"+h, false, "%v", err)
 			}
 		}
 	}
@@ -394,12 +443,11 @@ func (b *bench) phaseSeq(ctx context.Context) {
 	errs := map[string][]error{}
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		for _, h := range b.order(i) {
-			pod, ctr, err := b.c.configs(h, "seq")
-			if err != nil {
-				errs[h] = append(errs[h], err)
+			if h == bareHandler && b.bare.ctrSpec == nil {
+				errs[h] = append(errs[h], fmt.Errorf("no captured pod to replay"))
 				continue
 			}
-			ref, s, err := b.c.startPod(ctx, h, "seq", pod, ctr)
+			ref, s, err := b.startOne(ctx, h, "seq")
 			if ref.ID != "" {
 				refs[h] = append(refs[h], ref)
 			}
@@ -411,6 +459,24 @@ func (b *bench) phaseSeq(ctx context.Context) {
 			b.record("seq", h, n, 0, i, "create_ms", s.Create)
 			b.record("seq", h, n, 0, i, "start_ms", s.Start)
 			b.record("seq", h, n, 0, i, "total_ms", s.Total)
+			// the pod's kernel, right after its start, for the gVisor
+			// handler and its floor alike
+			root := ""
+			switch h {
+			case bareHandler:
+				root = bareRef{dir: ref.Name}.root()
+			case b.o.bareFrom:
+				root = filepath.Join(b.o.gvisorDir, "sandboxes", ref.ID, "runsc")
+			}
+			if root == "" {
+				continue
+			}
+			if k, err := kernelMem(root); err == nil && k.Procs > 0 {
+				b.record("seq", h, n, 0, i, "kernel_procs", float64(k.Procs))
+				b.record("seq", h, n, 0, i, "kernel_threads", float64(k.Threads))
+				b.record("seq", h, n, 0, i, "kernel_pss_kib", float64(k.PSS))
+				b.record("seq", h, n, 0, i, "kernel_rss_kib", float64(k.RSS))
+			}
 		}
 	}
 	running, rerr := b.c.runningContainers(ctx)
@@ -422,7 +488,7 @@ func (b *bench) phaseSeq(ctx context.Context) {
 			if i >= len(refs[h]) {
 				continue
 			}
-			d, err := b.c.removePod(ctx, refs[h][i].ID)
+			d, err := b.removeOne(ctx, refs[h][i])
 			if err != nil {
 				tdErrs[h] = append(tdErrs[h], err)
 				continue
@@ -435,7 +501,7 @@ func (b *bench) phaseSeq(ctx context.Context) {
 		b.record("seq", h, n, 0, -1, "teardown_total_ms", sum[h])
 		ok := 0
 		for _, r := range refs[h] {
-			if running[r.ID] == 1 {
+			if running[r.ID] == 1 || h == bareHandler { // the floor checked runsc state at start
 				ok++
 			}
 		}
@@ -515,7 +581,10 @@ func (b *bench) teardown(ctx context.Context, refs []podRef) (float64, []error) 
 	// a cancelled run still removes its pods
 	ctx = context.WithoutCancel(ctx)
 	for _, r := range refs {
-		d, err := b.c.removePod(ctx, r.ID)
+		if r.ID == "" {
+			continue
+		}
+		d, err := b.removeOne(ctx, r)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -528,16 +597,19 @@ func (b *bench) teardown(ctx context.Context, refs []podRef) (float64, []error) 
 // waitClean waits until h's management processes are back to the idle
 // count (shims and pause gone, pod inits gone).
 func (b *bench) waitClean(ctx context.Context, h string) bool {
+	if h == bareHandler {
+		return true // its teardown waits for its processes itself
+	}
 	want := b.idle[h].Total.Procs
 	deadline := time.Now().Add(b.o.cleanWait)
 	for {
 		s, err := measureMgmt(b.hp, h, nil)
-		if err == nil && s.Total.Procs <= want {
+		if err == nil && s.Total.Procs <= want && s.Kernel.Procs == 0 {
 			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			if err == nil {
-				logf("%s: %d management processes after teardown, %d when idle: %v", h, s.Total.Procs, want, s.Groups)
+				logf("%s: %d management processes after teardown, %d when idle, %d of a pod kernel: %v", h, s.Total.Procs, want, s.Kernel.Procs, s.Groups)
 			}
 			return false
 		}
@@ -551,7 +623,7 @@ func (b *bench) phasePar(ctx context.Context) {
 		logf("par: %d pods at once, %d rounds per handler", p, b.o.parReps)
 		fails := map[string][]string{}
 		for r := 0; r < b.o.parReps && ctx.Err() == nil; r++ {
-			for _, h := range b.order(r) {
+			for _, h := range b.criOrder(r) {
 				if ctx.Err() != nil {
 					break
 				}
@@ -584,7 +656,7 @@ func (b *bench) phasePar(ctx context.Context) {
 				logf("par %d %s round %d: all running in %.0f ms, teardown %.0f ms", p, h, r, wall, td)
 			}
 		}
-		for _, h := range b.handlers {
+		for _, h := range b.criHandlers() {
 			name := fmt.Sprintf("par%d/%s", p, h)
 			if len(fails[h]) > 0 {
 				b.check(name, false, "%s", strings.Join(fails[h], "; "))
@@ -600,7 +672,7 @@ func (b *bench) phasePar(ctx context.Context) {
 func (b *bench) phaseMem(ctx context.Context) {
 	for mi, m := range b.o.memPods {
 		logf("mem: %d pods per handler", m)
-		for _, h := range b.order(mi) {
+		for _, h := range b.criOrder(mi) {
 			if ctx.Err() != nil {
 				return
 			}
@@ -641,8 +713,12 @@ func (b *bench) phaseMem(ctx context.Context) {
 			b.record("mem", h, m, 0, -1, "teardown_total_ms", td)
 			b.record("mem", h, m, 0, -1, "procs_after_teardown", float64(after.Total.Procs))
 			if len(tdErrs) == 0 && clean && aerr == nil {
-				b.check(name, true, "%d management processes (%d threads) for %d pods: PSS %.1f MiB, RSS %.1f MiB",
-					s.Total.Procs, s.Total.Threads, m, kib2mib(s.Total.PSS), kib2mib(s.Total.RSS))
+				kern := ""
+				if s.Kernel.Procs > 0 {
+					kern = fmt.Sprintf("; pod kernels (runsc): %d processes, PSS %.1f MiB", s.Kernel.Procs, kib2mib(s.Kernel.PSS))
+				}
+				b.check(name, true, "%d management processes (%d threads) for %d pods: PSS %.1f MiB, RSS %.1f MiB%s",
+					s.Total.Procs, s.Total.Threads, m, kib2mib(s.Total.PSS), kib2mib(s.Total.RSS), kern)
 			}
 		}
 	}
@@ -657,6 +733,7 @@ func (b *bench) recordMem(phase, h string, pods int, s mgmtSample) {
 		b.record(phase, h, pods, 0, -1, prefix+"uss_kib", float64(m.USS))
 	}
 	rec("mgmt_", s.Total)
+	rec("kernel_", s.Kernel)
 	groups := make([]string, 0, len(s.Groups))
 	for g := range s.Groups {
 		groups = append(groups, g)
@@ -692,4 +769,58 @@ func rerender(o options) int {
 		return 1
 	}
 	return 0
+}
+
+// startOne starts one pod on h: through CRI, or a round of the floor.
+func (b *bench) startOne(ctx context.Context, h, phase string) (podRef, startSample, error) {
+	if h == bareHandler {
+		ref, s, err := b.bare.start(ctx)
+		if err == nil {
+			err = b.bare.running(ctx, ref)
+		}
+		return podRef{Handler: h, Name: ref.dir, ID: ref.pod, Container: ref.ctr}, s, err
+	}
+	pod, ctr, err := b.c.configs(h, phase)
+	if err != nil {
+		return podRef{}, startSample{}, err
+	}
+	return b.c.startPod(ctx, h, phase, pod, ctr)
+}
+
+// removeOne stops and removes one pod (a floor round's: deletes its
+// containers); it returns the time that took.
+func (b *bench) removeOne(ctx context.Context, ref podRef) (float64, error) {
+	if ref.Handler == bareHandler {
+		return b.bare.remove(ctx, bareRef{dir: ref.Name, pod: ref.ID, ctr: ref.Container})
+	}
+	return b.c.removePod(ctx, ref.ID)
+}
+
+// captureFloor starts one pod on the gVisor handler, captures what its
+// sandboxer gave runsc (captureFloor), and removes it again.
+func (b *bench) captureFloor(ctx context.Context) {
+	h := b.o.bareFrom
+	ref, _, err := b.startOne(ctx, h, "capture")
+	var pids []int
+	if err == nil {
+		pids, err = b.c.containerPids(ctx)
+	}
+	if err == nil && len(pids) != 1 {
+		err = fmt.Errorf("%d container pids for the one pod of the capture", len(pids))
+	}
+	var f *bareFloor
+	if err == nil {
+		f, err = captureFloor(b.bare.dir, b.bare.runID, b.o.gvisorDir, ref, pids[0])
+	}
+	if _, terr := b.teardown(ctx, []podRef{ref}); len(terr) > 0 && err == nil {
+		err = terr[0]
+	}
+	b.waitClean(ctx, h)
+	if err != nil {
+		b.check("capture/"+bareHandler, false, "replaying a %s pod: %v", h, err)
+		return
+	}
+	b.bare = f
+	b.res.Meta.Sandboxers[bareHandler] = firstLine(f.runsc, "--version") + " " + strings.Join(f.flags, " ")
+	b.check("capture/"+bareHandler, true, "a %s pod's two specs, replayed with %s %s", h, f.runsc, strings.Join(f.flags, " "))
 }

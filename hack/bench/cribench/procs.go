@@ -34,10 +34,46 @@ func descendants(ps map[int]*hostproc.Proc, roots []int) map[int]bool {
 	return set
 }
 
+// kernelGroup is the group of a gVisor pod's kernel: runsc's sandbox
+// (the sentry), its gofers and systrap stubs. They are the pod's, not the
+// sandboxer's: counted apart from the management processes (Total).
+const kernelGroup = "kernel"
+
+// runscRoot is the runsc --root a process names on its command line
+// ("--root=DIR" as runsc's own sandbox and gofers have it, or "--root DIR"
+// as the sandboxer's and the bench's runsc calls), or "".
+func runscRoot(p *hostproc.Proc) string {
+	for i, a := range p.Args {
+		if v, ok := strings.CutPrefix(a, "--root="); ok {
+			return v
+		}
+		if a == "--root" && i+1 < len(p.Args) {
+			return p.Args[i+1]
+		}
+	}
+	return ""
+}
+
+// kernelProcs returns the live runsc processes whose --root is root or
+// below it, and everything below them (a sandbox's stubs).
+func kernelProcs(ps map[int]*hostproc.Proc, root string) map[int]bool {
+	var roots []int
+	for _, p := range ps {
+		if p.Zombie() || !strings.HasPrefix(filepath.Base(firstArg(p)), "runsc") && filepath.Base(p.Exe) != "runsc" {
+			continue
+		}
+		if r := runscRoot(p); r == root || strings.HasPrefix(r, root+"/") {
+			roots = append(roots, p.Pid)
+		}
+	}
+	return descendants(ps, roots)
+}
+
 // mgmtSample is the management processes of one handler at one moment.
 type mgmtSample struct {
 	Total      hostproc.Mem            `json:"total"`
-	Groups     map[string]hostproc.Mem `json:"groups"` // shim, pause / daemon, keeper, pod-init, other
+	Groups     map[string]hostproc.Mem `json:"groups"` // shim, pause / daemon, keeper, pod-init, kernel, other
+	Kernel     hostproc.Mem            `json:"kernel"` // not in Total
 	Containers int                     `json:"container_procs"`
 	Containerd hostproc.Mem            `json:"containerd"`
 	Pids       map[int]string          `json:"-"`
@@ -75,9 +111,21 @@ func readPidFile(path string) (int, error) {
 //   - a magnetar handler: the sandboxer daemon (its pid file), everything
 //     below it (pod inits, a task keeper started by it, transient runc calls)
 //     and any other process of the same executable whose command line names
-//     our WORK (a task keeper that outlived a daemon restart).
+//     our WORK (a task keeper that outlived a daemon restart); among them
+//     runsc's processes naming a --root below WORK are the group "kernel"
+//     (a gVisor pod's kernel, whose sandbox containerd reports as the
+//     container's pid).
+//
+// It also returns how many of ctrPids are live processes.
 func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPids []int) (map[int]string, int, error) {
+	kernel := kernelProcs(ps, hp.Work)
 	ctrs := descendants(ps, ctrPids)
+	nctr := 0
+	for _, pid := range ctrPids {
+		if p, ok := ps[pid]; ok && !p.Zombie() {
+			nctr++
+		}
+	}
 	groups := map[int]string{}
 	if handler == "runc" {
 		var shims []int
@@ -102,7 +150,7 @@ func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPi
 				groups[pid] = "other"
 			}
 		}
-		return groups, len(ctrs), nil
+		return groups, nctr, nil
 	}
 	dpid, err := readPidFile(hp.daemonPidFile(handler))
 	if err != nil {
@@ -119,6 +167,10 @@ func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPi
 		}
 	}
 	for pid := range descendants(ps, roots) {
+		if kernel[pid] { // the sandbox is also the containers' pid
+			groups[pid] = kernelGroup
+			continue
+		}
 		if ctrs[pid] {
 			continue
 		}
@@ -134,7 +186,7 @@ func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPi
 			groups[pid] = "other:" + p.Comm
 		}
 	}
-	return groups, len(ctrs), nil
+	return groups, nctr, nil
 }
 
 func firstArg(p *hostproc.Proc) string {
@@ -177,7 +229,11 @@ func measureMgmt(hp harnessPaths, handler string, ctrPids []int) (mgmtSample, er
 		g := s.Groups[groups[pid]]
 		g.Add(m)
 		s.Groups[groups[pid]] = g
-		s.Total.Add(m)
+		if groups[pid] == kernelGroup {
+			s.Kernel.Add(m)
+		} else {
+			s.Total.Add(m)
+		}
 	}
 	if cpid, err := readPidFile(hp.Containerd); err == nil {
 		s.Containerd, _ = hostproc.ReadMem(cpid)

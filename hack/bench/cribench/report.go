@@ -18,6 +18,10 @@ type memRow struct {
 	ContainerdRSS float64 `json:"containerd_rss_kib"`
 	ContainerdPSS float64 `json:"containerd_pss_kib"`
 	TeardownMs    float64 `json:"teardown_ms"`
+	// the pods' kernels (gVisor: runsc's sandbox, gofers, stubs), not in
+	// the figures above
+	KernelProcs  float64 `json:"kernel_procs"`
+	KernelPSSKiB float64 `json:"kernel_pss_kib"`
 	// beyond the idle footprint, per pod
 	ProcsPerPod   float64 `json:"procs_per_pod"`
 	ThreadsPerPod float64 `json:"threads_per_pod"`
@@ -43,6 +47,19 @@ type handlerSummary struct {
 	MemTopPods    int             `json:"mem_top_pods"`
 	ProcsPerPod   float64         `json:"procs_per_pod"`
 	ThreadsPerPod float64         `json:"threads_per_pod"`
+	// a pod's kernel (gVisor: runsc's sandbox, gofers, stubs), per pod: the
+	// median over the sequential rounds (right after each start), else at
+	// the top memory pod count
+	Kernel kernelRow `json:"kernel"`
+}
+
+type kernelRow struct {
+	Known     bool    `json:"known"`
+	Procs     float64 `json:"procs_per_pod"`
+	PSSKiB    float64 `json:"pss_per_pod_kib"`
+	RSSKiB    float64 `json:"rss_per_pod_kib"`
+	FromPods  int     `json:"from_pods"`
+	FromRound string  `json:"from"`
 }
 
 type target struct {
@@ -84,6 +101,8 @@ func (b *bench) memRow(phase, h string, pods int) memRow {
 	row.ContainerdRSS, _ = r.value(phase, h, pods, "containerd_rss_kib")
 	row.ContainerdPSS, _ = r.value(phase, h, pods, "containerd_pss_kib")
 	row.TeardownMs, _ = r.value(phase, h, pods, "teardown_total_ms")
+	row.KernelProcs, _ = r.value(phase, h, pods, "kernel_procs")
+	row.KernelPSSKiB, _ = r.value(phase, h, pods, "kernel_pss_kib")
 	var parts []string
 	for _, g := range []string{"shim", "pause", "daemon", "keeper", "pod-init"} {
 		if v, ok := r.value(phase, h, pods, "group_"+g+"_pss_kib"); ok {
@@ -134,22 +153,26 @@ func (b *bench) summary() *summaryT {
 			if row.OK && m >= hs.MemTopPods {
 				hs.MemTopPods = m
 				hs.ProcsPerPod, hs.ThreadsPerPod = row.ProcsPerPod, row.ThreadsPerPod
+				if row.KernelProcs > 0 {
+					rss, _ := b.res.value("mem", h, m, "kernel_rss_kib")
+					hs.Kernel = kernelRow{Known: true, Procs: row.KernelProcs / float64(m), PSSKiB: row.KernelPSSKiB / float64(m),
+						RSSKiB: rss / float64(m), FromPods: m, FromRound: fmt.Sprintf("%d pods running", m)}
+				}
 			}
+		}
+		if ps := b.res.values("seq", h, b.o.n, "kernel_pss_kib"); len(ps) > 0 {
+			hs.Kernel = kernelRow{Known: true, Procs: summarize(b.res.values("seq", h, b.o.n, "kernel_procs")).P50,
+				PSSKiB: summarize(ps).P50, RSSKiB: summarize(b.res.values("seq", h, b.o.n, "kernel_rss_kib")).P50,
+				FromPods: 1, FromRound: fmt.Sprintf("median of %d rounds, each pod alone", len(ps))}
 		}
 		s.Handlers[h] = hs
 	}
 	// DESIGN.md §8 targets for the runc sandboxer, against the runc shim
 	base := s.Handlers["runc"]
 	if mr, ok := s.Handlers["magnetar-runc"]; ok && base != nil {
-		t := target{Handler: "magnetar-runc", Name: "start p50 ≤ 0.5× the runc shim", Limit: 0.5}
-		if base.Seq["total"].N > 0 && mr.Seq["total"].N > 0 {
-			t.Known = true
-			t.Value = mr.Seq["total"].P50 / base.Seq["total"].P50
-			t.Met = t.Value <= t.Limit
-			t.Text = fmt.Sprintf("%.2f× (%.0f ms vs %.0f ms)", t.Value, mr.Seq["total"].P50, base.Seq["total"].P50)
-		}
-		s.Targets = append(s.Targets, t)
+		s.Targets = append(s.Targets, startTarget("magnetar-runc", "start p50 ≤ 0.5× the runc shim", mr, base, 0.5))
 		top := maxInt(b.o.memPods)
+		var t target
 		t = target{Handler: "magnetar-runc", Name: fmt.Sprintf("management PSS at %d pods ≤ 3%% of the shims' + pauses'", top), Limit: 0.03}
 		if a, c := mr.Mem[top], base.Mem[top]; a.OK && c.OK && c.PSSKiB > 0 {
 			t.Known = true
@@ -167,7 +190,33 @@ func (b *bench) summary() *summaryT {
 		}
 		s.Targets = append(s.Targets, t)
 	}
+	// issue 14: the gVisor sandboxer against bare runsc (the floor)
+	if gv, ok := s.Handlers[b.o.bareFrom]; ok {
+		if bare, ok := s.Handlers[bareHandler]; ok {
+			s.Targets = append(s.Targets, startTarget(b.o.bareFrom, "pod + container start p50 ≤ 1.2× bare runsc create/start of the same two containers", gv, bare, 1.2))
+		}
+		t := target{Handler: b.o.bareFrom, Name: "no process of ours per pod (runsc's sandbox, gofers and stubs are the pod's kernel, counted apart)", Limit: 0}
+		if gv.MemTopPods > 0 {
+			t.Known = true
+			t.Value = gv.ProcsPerPod
+			t.Met = t.Value <= 0
+			t.Text = fmt.Sprintf("%.2f per pod; the pod's kernel: %.1f processes, PSS %.1f MiB per pod", gv.ProcsPerPod, gv.Kernel.Procs, gv.Kernel.PSSKiB/1024)
+		}
+		s.Targets = append(s.Targets, t)
+	}
 	return s
+}
+
+// startTarget is "h's sequential start p50 ≤ limit × base's".
+func startTarget(h, name string, hs, base *handlerSummary, limit float64) target {
+	t := target{Handler: h, Name: name, Limit: limit}
+	if hs.Seq["total"].N > 0 && base.Seq["total"].N > 0 {
+		t.Known = true
+		t.Value = hs.Seq["total"].P50 / base.Seq["total"].P50
+		t.Met = t.Value <= t.Limit
+		t.Text = fmt.Sprintf("%.2f× (%.0f ms vs %.0f ms)", t.Value, hs.Seq["total"].P50, base.Seq["total"].P50)
+	}
+	return t
 }
 
 func fmtMs(x float64) string {
@@ -205,6 +254,18 @@ func (b *bench) markdown(s *summaryT) string {
 		}
 	}
 	hasBase := slices.Contains(b.handlers, "runc")
+	// the ratio columns after a handler's: to the runc shim, and for the
+	// gVisor handler to its floor
+	bases := func(h string) []string {
+		var bs []string
+		if h != "runc" && h != bareHandler && hasBase {
+			bs = append(bs, "runc")
+		}
+		if h == b.o.bareFrom && slices.Contains(b.handlers, bareHandler) {
+			bs = append(bs, bareHandler)
+		}
+		return bs
+	}
 	fmt.Fprintf(&w, "### cribench %s: %s\n\n", m.Started, strings.Join(b.handlers, " vs "))
 	fmt.Fprintf(&w, "Machine: %d CPUs (%s), %s RAM, kernel %s, cgroup %s; %s, %s", m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.Cgroup, m.Runtime, m.Runc)
 	for _, h := range others {
@@ -220,25 +281,17 @@ func (b *bench) markdown(s *summaryT) string {
 	w.WriteString("| metric |")
 	for _, h := range b.handlers {
 		fmt.Fprintf(&w, " %s |", handlerTitle(h))
-		if h != "runc" && hasBase {
-			fmt.Fprintf(&w, " %s / runc shim |", h)
+		for _, base := range bases(h) {
+			fmt.Fprintf(&w, " %s / %s |", h, handlerTitle(base))
 		}
 	}
 	w.WriteString("\n|---|")
 	for _, h := range b.handlers {
-		w.WriteString("--:|")
-		if h != "runc" && hasBase {
-			w.WriteString("--:|")
-		}
+		w.WriteString(strings.Repeat("--:|", 1+len(bases(h))))
 	}
 	w.WriteString("\n")
 	row := func(label string, get func(hs *handlerSummary) (float64, bool), format func(float64) string) {
 		fmt.Fprintf(&w, "| %s |", label)
-		var base float64
-		baseOK := false
-		if hs := s.Handlers["runc"]; hs != nil {
-			base, baseOK = get(hs)
-		}
 		for _, h := range b.handlers {
 			v, ok := get(s.Handlers[h])
 			if !ok {
@@ -246,7 +299,12 @@ func (b *bench) markdown(s *summaryT) string {
 			} else {
 				fmt.Fprintf(&w, " %s |", format(v))
 			}
-			if h != "runc" && hasBase {
+			for _, bh := range bases(h) {
+				var base float64
+				baseOK := false
+				if hs := s.Handlers[bh]; hs != nil {
+					base, baseOK = get(hs)
+				}
 				if ok && baseOK {
 					fmt.Fprintf(&w, " %s |", ratio(v, base))
 				} else {
@@ -302,6 +360,11 @@ func (b *bench) markdown(s *summaryT) string {
 		row("**processes per pod** beyond the containers' own", memGet(top, func(r memRow) float64 { return r.ProcsPerPod }), per)
 		row("threads per pod beyond the containers' own", memGet(top, func(r memRow) float64 { return r.ThreadsPerPod }), per)
 	}
+	kernel := func(f func(k kernelRow) float64) func(hs *handlerSummary) (float64, bool) {
+		return func(hs *handlerSummary) (float64, bool) { return f(hs.Kernel), hs.Kernel.Known }
+	}
+	row("**pod kernel per pod** (gVisor: runsc sandbox + gofers + stubs), processes", kernel(func(k kernelRow) float64 { return k.Procs }), per)
+	row("pod kernel PSS per pod", kernel(func(k kernelRow) float64 { return k.PSSKiB }), fmtMiB)
 	row("management PSS, no pod, after all phases (heap kept)", memGet(-1, pss), fmtMiB)
 	row("management threads, no pod, after all phases", memGet(-1, func(r memRow) float64 { return r.Threads }), count)
 	row(fmt.Sprintf("teardown of %d pods (Stop + Remove, one by one)", b.o.n), func(hs *handlerSummary) (float64, bool) { return hs.SeqTeardown, hs.Seq["teardown"].N > 0 }, fmtMs)
@@ -309,7 +372,10 @@ func (b *bench) markdown(s *summaryT) string {
 		row(fmt.Sprintf("teardown of %d pods", top), memGet(top, func(r memRow) float64 { return r.TeardownMs }), fmtMs)
 		row(fmt.Sprintf("containerd RSS with %d pods (context)", top), memGet(top, func(r memRow) float64 { return r.ContainerdRSS }), fmtMiB)
 	}
-	w.WriteString("\nManagement processes: runc = every containerd-shim-runc-v2 of this containerd + the pause processes; a magnetar handler = its sandboxer daemon + task keeper + per-pod inits (none unless the pod shares one PID namespace). Containers' own processes are excluded. PSS/RSS/USS from /proc/<pid>/smaps_rollup.\n\n")
+	w.WriteString("\nManagement processes: runc = every containerd-shim-runc-v2 of this containerd + the pause processes; a magnetar handler = its sandboxer daemon + task keeper + per-pod inits (none unless the pod shares one PID namespace). Containers' own processes are excluded, and so is a gVisor pod's kernel (runsc's sandbox, its gofers and systrap stubs: the pod kernel rows: the median over the sequential rounds, measured right after each start, for " + bareHandler + " and the gVisor handler alike; the memory phase's figure where there are none). PSS/RSS/USS from /proc/<pid>/smaps_rollup.\n\n")
+	if slices.Contains(b.handlers, bareHandler) {
+		fmt.Fprintf(&w, "%s: the floor of %s: the two containers its sandboxer gives runsc for a pod (root container: the pause; application container: busybox `sleep 3600`), their specs captured from a pod of this run and replayed with `runsc create` + `runsc start` each, the same runsc binary and global flags, the same --root layout, in an empty network namespace made beforehand (untimed), no containerd, no CNI. Its \"RunPodSandbox\" is the root container's create + start, \"CreateContainer\" and \"StartContainer\" the application container's; teardown is `runsc delete --force` of both. Sequential phase only, interleaved with the CRI handlers.\n\n", bareHandler, b.o.bareFrom)
+	}
 
 	// distributions
 	fmt.Fprintf(&w, "Sequential start, per step (%d pods per handler):\n\n", b.o.n)
@@ -355,7 +421,7 @@ func (b *bench) markdown(s *summaryT) string {
 		}
 	}
 	if len(s.Targets) > 0 {
-		w.WriteString("\nDESIGN.md §8 targets:\n\n")
+		w.WriteString("\nTargets (DESIGN.md §8; issue 14 for gVisor):\n\n")
 		for _, t := range s.Targets {
 			state := "not measured"
 			if t.Known {
@@ -387,8 +453,11 @@ func maxInt(xs []int) int {
 }
 
 func handlerTitle(h string) string {
-	if h == "runc" {
+	switch h {
+	case "runc":
 		return "runc shim (+pause)"
+	case bareHandler:
+		return "bare runsc"
 	}
 	return h
 }
