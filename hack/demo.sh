@@ -133,11 +133,12 @@ if [[ " $DEMO_HANDLERS " == *" magnetar-wasm"* ]]; then
   "$ROOT/hack/wasm/images.sh" import
 fi
 
-# vm_accel_note: how the vmm sandboxer runs its VMs here (its "VM settings"
-# log line at start names the accelerator it probed: kvm or tcg), and why
+# vm_accel_note: how the vmm sandboxer runs its VMs here (its "hypervisor
+# ready" log line at start names the accelerator it probed for QEMU: kvm or
+# tcg), and why
 vm_accel_note() {
   local accel why
-  accel=$(sed -n 's/.*msg="VM settings".* accel=\([a-z]*\).*/\1/p' "$WORK/logs/magnetar-vmm.log" | tail -1)
+  accel=$(sed -n 's/.*msg="hypervisor ready" accel=\([a-z]*\) .*hypervisor=qemu.*/\1/p' "$WORK/logs/magnetar-vmm.log" | tail -1)
   case "$accel" in
   kvm) echo "the VM runs under KVM (hardware virtualization)" ;;
   tcg)
@@ -145,7 +146,7 @@ vm_accel_note() {
     elif [ ! -e /dev/kvm ]; then why="there is no /dev/kvm"
     else why="KVM is not usable (the sandboxer's probe)"; fi
     echo "the VM is EMULATED on this machine (QEMU TCG, accel=tcg): $why, so QEMU translates every guest instruction in software: that is why a pod takes seconds here. Where KVM works (vm.accel = \"auto\" picks it), the same VM runs on the CPU directly." ;;
-  *) echo "accelerator unknown (no \"VM settings\" line in $WORK/logs/magnetar-vmm.log)" ;;
+  *) echo "accelerator unknown (no \"hypervisor ready\" line for qemu in $WORK/logs/magnetar-vmm.log)" ;;
   esac
 }
 
