@@ -409,11 +409,16 @@ func (p *pod) stopInit() error {
 	}
 }
 
+// isPodInit matches the command line of pod id's init.
+func isPodInit(id string) func(args []string) bool {
+	want := podinit.Args(id)
+	return func(args []string) bool { return len(args) > 0 && slices.Equal(args[1:], want) }
+}
+
 // findPodInits lists the processes whose command line is the init of pod id.
 func findPodInits(id string) []int {
-	want := podinit.Args(id)
 	var out []int
-	for _, p := range proc.Find(func(args []string) bool { return slices.Equal(args[1:], want) }) {
+	for _, p := range proc.Find(isPodInit(id)) {
 		out = append(out, p.PID)
 	}
 	return out

@@ -3,10 +3,7 @@ package runcsb
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,10 +72,9 @@ func startPodInitInUserNS(ctx context.Context, bin, id, userns string) (int, *pr
 		}
 		return 0, nil, err
 	}
-	want := podinit.Args(id)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if pid := childRunning(cmd.Process.Pid, want); pid > 0 {
+		if pid := childRunning(cmd.Process.Pid, id); pid > 0 {
 			w, err := proc.Open(pid)
 			if err != nil {
 				return fail(err)
@@ -97,25 +93,12 @@ func startPodInitInUserNS(ctx context.Context, bin, id, userns string) (int, *pr
 	}
 }
 
-// childRunning is the pid of the child of parent whose command line ends
-// in args, once it runs that command line (0 until then).
-func childRunning(parent int, args []string) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent))
-	if err != nil {
-		return 0
-	}
-	for _, f := range strings.Fields(string(b)) {
-		pid, err := strconv.Atoi(f)
-		if err != nil {
-			continue
-		}
-		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		got := strings.Split(strings.TrimSuffix(string(cl), "\x00"), "\x00")
-		if len(got) > len(args) && slices.Equal(got[len(got)-len(args):], args) {
-			return pid
+// childRunning is the pid of parent's child that runs pod id's init (0
+// until it does).
+func childRunning(parent int, id string) int {
+	for _, p := range proc.Find(isPodInit(id)) {
+		if st, err := proc.ReadStat(p.PID); err == nil && st.PPid == parent {
+			return p.PID
 		}
 	}
 	return 0
