@@ -45,10 +45,8 @@ func userNSInitTools() error {
 	return nil
 }
 
+// startPodInitInUserNS starts it (Create checked the tools: userNSInitTools).
 func startPodInitInUserNS(ctx context.Context, bin, id, userns string) (int, *proc.Watch, error) {
-	if err := userNSInitTools(); err != nil {
-		return 0, nil, err
-	}
 	args := append([]string{"--user=" + userns, "--", unshareBinary, "--pid", "--kill-child", "--", bin}, podinit.Args(id)...)
 	cmd := exec.Command(nsenterBinary, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
