@@ -129,10 +129,17 @@ pod_ready() { [ "$(field "$1" '{.status.conditions[?(@.type=="Ready")].status}')
 # =================================================================================
 if [ "$PHASE" = removed ]; then
   [ -f "$DELETED" ] || { echo "FAIL $SUITE: no $DELETED: the pods phase did not get to delete"; E2E_FAIL=1; exit 1; }
+  # a failed or timed-out crictl call says nothing: only an answer without the
+  # id counts as gone
+  known_to_containerd() { # pods|ps ID
+    local out
+    if [ "$1" = pods ]; then out=$(crictl pods -q --id "$2"); else out=$(crictl ps -a -q --id "$2"); fi || return 0
+    [ -n "$out" ]
+  }
   gone_from_containerd() {
     local sb
     for sb in $(awk '$1 == "sandbox" {print $2}' "$DELETED"); do
-      [ -z "$(crictl pods -q --id "$sb" 2>/dev/null)" ] || fail "sandbox $sb still known to containerd"
+      ! known_to_containerd pods "$sb" || fail "sandbox $sb still known to containerd"
     done
   }
   removed() {
@@ -143,14 +150,14 @@ if [ "$PHASE" = removed ]; then
     for sb in $(awk '$1 == "sandbox" {print $2}' "$DELETED"); do
       # the sandboxer's own record and directory of the pod
       if [ -d "$d" ]; then
-        ! grep -rlsF -- "$sb" "$d" >/dev/null || fail "the sandboxer's dir $d still names $sb: $(grep -rlsF -- "$sb" "$d" | head -3)"
+        ! grep -rlsF -- "$sb" "$d" >/dev/null || fail "the sandboxer's dir $d still names $sb: $(grep -rlsF -- "$sb" "$d" | head -3) (crictl pods --id: $(crictl pods --id "$sb" 2>&1 | tail -2 | tr '\n' ' '))"
       fi
       ! grep -qF -- "$sb" /proc/mounts || fail "a mount still names $sb"
       [ -z "$(find "$WORK/state" "$WORK/root" -maxdepth 6 -name "*$sb*" 2>/dev/null | head -1)" ] ||
         fail "containerd's dirs still hold $sb: $(find "$WORK/state" "$WORK/root" -maxdepth 6 -name "*$sb*" | head -3)"
     done
     for c in $(awk '$1 == "container" {print $2}' "$DELETED"); do
-      [ -z "$(crictl ps -a -q --id "$c" 2>/dev/null)" ] || fail "container $c still known to containerd"
+      ! known_to_containerd ps "$c" || fail "container $c still known to containerd"
       ! grep -qF -- "$c" /proc/mounts || fail "a mount still names container $c"
     done
     # the logs go with the containers
