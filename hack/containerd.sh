@@ -104,7 +104,15 @@ present_sandboxers() {
   done
 }
 
-# sandboxer_config HANDLER: the TOML config file of one sandboxer
+# sandboxer_file HANDLER: the TOML config file of one sandboxer: the common
+# keys (the Go profiles on a debug socket, which the e2e smoke suites read),
+# then its own
+sandboxer_file() {
+  echo "debug_socket = \"$(debug_socket_of "$1")\""
+  sandboxer_config "$1"
+}
+
+# sandboxer_config HANDLER: the sandboxer's own keys
 sandboxer_config() {
   case "$1" in
   magnetar-runc)
@@ -280,7 +288,7 @@ EOF
     type = "sandbox"
     address = "$WORK/run/$by.sock"
 EOF
-    if [ "$name" = "$by" ]; then sandboxer_config "$name" > "$WORK/etc/$name.toml"; fi
+    if [ "$name" = "$by" ]; then sandboxer_file "$name" > "$WORK/etc/$name.toml"; fi
   done < <(present_handlers)
 
   cat > "$WORK/etc/cni/net.d/10-magnetar.conflist" <<EOF
@@ -339,7 +347,7 @@ sb_start() {
   sb_require "$1"
   if alive "$SB_PIDF"; then log "$1 already running, pid $(cat "$SB_PIDF")"; return 0; fi
   mkdir -p "$WORK/lib/$1" "$WORK/run/$1" "$WORK/logs"
-  [ -f "$WORK/etc/$1.toml" ] || sandboxer_config "$1" > "$WORK/etc/$1.toml"
+  [ -f "$WORK/etc/$1.toml" ] || sandboxer_file "$1" > "$WORK/etc/$1.toml"
   echo "=== $(date -Is) start $1" >> "$SB_LOG"
   setsid "$SB_BIN" --listen "$SB_SOCK" --dir "$WORK/lib/$1" --config "$WORK/etc/$1.toml" \
     --containerd-address "$CSOCK.ttrpc" --log-level "$SANDBOXER_LOG_LEVEL" \

@@ -79,6 +79,10 @@ run_dir_of() {
     echo "/run/magnetar-harness/$(printf '%s' "$WORK" | sha256sum | cut -c1-12)-$1"
   fi
 }
+# debug_socket_of DAEMON-HANDLER: where a harness daemon serves its Go
+# profiles (its debug_socket key)
+debug_socket_of() { echo "$WORK/run/$1-debug.sock"; }
+
 # Magnetar sandboxers the harness knows, one line each: "HANDLER BINARY".
 # HANDLER names both the containerd proxy plugin and the CRI runtime handler;
 # the daemon is $ROOT/bin/BINARY and is configured only when that file exists.

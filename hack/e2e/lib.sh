@@ -104,6 +104,20 @@ req() {
   fi
 }
 
+# debug_profiles: the handler's daemon serves its Go profiles on its debug
+# socket (the harness configures one), mode 0600, and nothing else there
+debug_profiles() {
+  local sock out
+  sock=$(debug_socket_of "$(daemon_handler "$RUNTIME_HANDLER")")
+  [ -S "$sock" ] || fail "no debug socket at $sock"
+  expect_eq "debug socket mode" "$(stat -c %a "$sock")" 600
+  out=$(curl -sSf --max-time 10 --unix-socket "$sock" 'http://magnetar/debug/pprof/goroutine?debug=1')
+  expect_match "goroutine profile" "$out" "shared/daemon\.serve"
+  curl -sSf --max-time 10 --unix-socket "$sock" http://magnetar/debug/pprof/heap | head -c 2 | od -An -tx1 | grep -q "1f 8b" ||
+    fail "the heap profile is not a gzipped profile"
+  ! curl -sf --max-time 10 --unix-socket "$sock" http://magnetar/ >/dev/null || fail "the debug socket serves more than the profiles"
+}
+
 skip() {
   E2E_SKIP=$((E2E_SKIP + 1))
   printf 'skip %s: %s [handler %s: %s]\n' "$SUITE" "$1" "$RUNTIME_HANDLER" "$2"

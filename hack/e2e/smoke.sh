@@ -98,6 +98,11 @@ step "logs: stderr only" logs_stderr
 step "CRI log file format" log_file
 step "stats: container" stats
 step "statsp: pod" pod_stats
+if [ "$RUNTIME_HANDLER" = runc ]; then
+  skip "the daemon's Go profiles on its debug socket" "containerd's runc shim has none"
+else
+  step "the daemon's Go profiles on its debug socket (0600)" debug_profiles
+fi
 step "stop container (-t 2)" stop_ctr
 step "container EXITED 137" check_exited
 step "rm container" rm_ctr

@@ -34,6 +34,9 @@ type Daemon struct {
 	ContainerdAddress string `toml:"containerd_address"`
 	// LogLevel is one of trace, debug, info, warn, error.
 	LogLevel string `toml:"log_level"`
+	// DebugSocket, when set, is a unix socket (mode 0600) serving the
+	// daemon's Go profiles (net/http/pprof). Off by default.
+	DebugSocket string `toml:"debug_socket"`
 }
 
 // DefaultDaemon is the default of the common keys for the sandboxer name.
@@ -49,15 +52,15 @@ func DefaultDaemon(name string) Daemon {
 // Validate checks the common keys.
 func (d *Daemon) Validate() error {
 	var errs []error
-	for _, p := range []struct{ key, v string }{{"listen", d.Listen}, {"dir", d.Dir}, {"containerd_address", d.ContainerdAddress}, {"task_socket", d.TaskSocket}} {
-		if p.v == "" && p.key == "task_socket" {
+	for _, p := range []struct{ key, v string }{{"listen", d.Listen}, {"dir", d.Dir}, {"containerd_address", d.ContainerdAddress}, {"task_socket", d.TaskSocket}, {"debug_socket", d.DebugSocket}} {
+		if p.v == "" && (p.key == "task_socket" || p.key == "debug_socket") {
 			continue
 		}
 		if !filepath.IsAbs(p.v) {
 			errs = append(errs, fmt.Errorf("%s = %q: must be an absolute path", p.key, p.v))
 		}
 	}
-	for _, p := range []struct{ key, v string }{{"listen", d.Listen}, {"task_socket", d.TaskSocket}} {
+	for _, p := range []struct{ key, v string }{{"listen", d.Listen}, {"task_socket", d.TaskSocket}, {"debug_socket", d.DebugSocket}} {
 		if len(p.v) > 107 {
 			errs = append(errs, fmt.Errorf("%s = %q: a unix socket path is at most 107 bytes", p.key, p.v))
 		}

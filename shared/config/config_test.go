@@ -54,6 +54,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"dir = \"relative\"\n", "dir"},
 		{"[runc]\nbinary = \"\"\n", "runc.binary"},
 		{"listen = \"/" + strings.Repeat("a", 120) + "\"\n", "listen"},
+		{"debug_socket = \"debug.sock\"\n", "debug_socket"},
+		{"debug_socket = \"/" + strings.Repeat("a", 120) + "\"\n", "debug_socket"},
 		{"this is not toml", "line 1"},
 		{"\"\r\n", "cannot contain newlines"}, // toml v1.6.0's ErrorWithPosition panics on it
 	}

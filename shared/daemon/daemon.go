@@ -23,6 +23,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/controller"
+	"github.com/magnetar-runtime/magnetar/shared/debugsrv"
 	"github.com/magnetar-runtime/magnetar/shared/events"
 	"github.com/magnetar-runtime/magnetar/shared/fdstore"
 	"github.com/magnetar-runtime/magnetar/shared/rpcserver"
@@ -245,6 +246,12 @@ func serve(sb Sandboxer, cfg Config) error {
 				stop()
 			}
 		}()
+	}
+
+	if common.DebugSocket != "" {
+		if err := debugsrv.Serve(life, common.DebugSocket); err != nil {
+			return err
+		}
 	}
 
 	gsrv := rpcserver.NewGRPC()

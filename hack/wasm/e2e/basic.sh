@@ -224,6 +224,7 @@ stats_case() {
   [ "${mem:-0}" -gt 0 ] || fail "pod memory working set $mem"
 }
 step "crictl stats: memory and CPU of a wasm container, pod stats" stats_case; show
+step "the daemon's Go profiles on its debug socket (0600)" debug_profiles
 
 update_case() {
   local o rc=0
