@@ -15,9 +15,14 @@
 #                  cached) and a pod on gVisor's kernel on magnetar-gvisor
 #                  (runsc from make tools), then teardown
 #
+#   make leaks     the leak counter: CYCLES (100) pod cycles on each handler
+#                  (containerd's runc shim, magnetar-runc, -gvisor, -quark on
+#                  its stand-in, -vmm), the count of every resource before and
+#                  after, one table (hack/leaks.sh; _output/leaks/table.txt)
+#
 # Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e), CRITEST_HANDLERS,
 # CRITEST_SET=basic|offline (critest), WORK=dir.
-.PHONY: tools images e2e critest demo conformance
+.PHONY: tools images e2e critest demo conformance leaks
 # for this stage only: the other stages pick their own critest set
 CRITEST_SET ?= offline
 CRITEST_HANDLERS ?= runc magnetar-runc
@@ -40,3 +45,6 @@ conformance:
 # tools installs QEMU and what the guest image needs (apt) before guest-image
 demo: tools guest-image
 	hack/demo.sh
+
+leaks: build tools images guest-image quark-standin
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) QUARK_BIN=$(QUARK_STANDIN) hack/leaks.sh
