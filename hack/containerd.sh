@@ -25,7 +25,7 @@
 # Runtime handlers: "runc" (containerd's runc shim + pause, sandboxer
 # podsandbox, the default) and one per line of MAGNETAR_SANDBOXERS (hack/lib.sh)
 # whose binary exists in $ROOT/bin.
-# Knobs: BRIDGE (mgbr0), SUBNET (10.235.0.0/16), CGROUP_PARENT, LOG_LEVEL
+# Knobs: BRIDGE (mgbr0), SUBNET (10.233.0.0/16), CGROUP_PARENT, LOG_LEVEL
 # (containerd, info), SANDBOXER_LOG_LEVEL (debug), SNAPSHOTTER (overlayfs),
 # KEEP_BRIDGE=1, RUNC_BIN and CNI_BIN (see below), RUNSC_PLATFORM
 # (magnetar-gvisor's runsc.platform, systrap), and for a containerd
@@ -51,7 +51,7 @@ export PATH=$BIN:$PATH:/usr/local/sbin:/usr/sbin:/sbin
 # the tests use the same ones.
 if [ -f "$ENVF" ]; then source "$ENVF"; fi
 BRIDGE=${BRIDGE:-mgbr0}
-SUBNET=${SUBNET:-10.235.0.0/16}
+SUBNET=${SUBNET:-10.233.0.0/16}
 LOG_LEVEL=${LOG_LEVEL:-info}
 SANDBOXER_LOG_LEVEL=${SANDBOXER_LOG_LEVEL:-debug}
 SNAPSHOTTER=${SNAPSHOTTER:-overlayfs}
@@ -471,6 +471,11 @@ do_start() {
   if ip link show "$BRIDGE" >/dev/null 2>&1 && [ -n "$(ip link show master "$BRIDGE")" ]; then
     log "warning: bridge $BRIDGE already has ports: if another harness uses it, give this one its own BRIDGE= and SUBNET="
   fi
+  # a subnet routed through another interface (another harness's bridge)
+  # would make this one's pods unreachable ("no route to host") at random
+  local other
+  other=$(ip -o -4 addr show 2>/dev/null | awk -v b="$BRIDGE" -v net="${SUBNET%.*.*/*}." '$2 != b && index($4, net) == 1 {print $2; exit}')
+  [ -z "$other" ] || die "SUBNET $SUBNET is already used by interface $other (another harness?): give this one its own BRIDGE= and SUBNET= (hack/README.md lists the taken ones)"
   write_config
   local line name bin
   for line in "${MAGNETAR_SANDBOXERS[@]}"; do
