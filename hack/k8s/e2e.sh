@@ -241,6 +241,18 @@ spec:
   containers:
   - {name: crash, image: $IMAGE, imagePullPolicy: Never, command: $(json "${EXIT[@]}" 3)}
   - {name: done, image: $IMAGE, imagePullPolicy: Never, command: $(json "${EXIT[@]}" 0)}
+EOF
+# a pod of its own: on a handler that bounds memory per pod sandbox (gVisor)
+# outgrowing the limit ends the whole pod, which must not disturb the above
+cat > "$T/oom.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  runtimeClassName: $H
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 1
+  containers:
   - name: oom
     image: $IMAGE
     imagePullPolicy: Never
@@ -342,12 +354,16 @@ exec_tty() {
     expect_match "output" "$out" 'hello from wasm'
     return "$rc"
   fi
-  out=$(in_pty "$KC -n $NS exec -it main -c writer -- sh" 'tty; echo $((6*7)); exit 4' 2>&1) || rc=$?
-  expect_match "a terminal" "$out" '/dev/pts/[0-9]+'
+  out=$(in_pty "$KC -n $NS exec -it main -c writer -- sh" '[ -t 0 ] && [ -t 1 ] && echo stdio-is-a-terminal; echo $((6*7)); exit 4' 2>&1) || rc=$?
+  expect_match "a terminal" "$out" '^stdio-is-a-terminal'
   expect_match "typed command's output" "$out" '^42'
   expect_eq "exit code" "$rc" 4
 }
 check exec-tty "kubectl exec -it: a terminal, typed input, exit code" exec_tty
+tty_name() {
+  expect_match "the terminal's name" "$(in_pty "$KC -n $NS exec -it main -c writer -- sh" 'tty; exit 0' 2>&1)" '/dev/pts/[0-9]+'
+}
+check tty-name "kubectl exec -it: the terminal is one of the container's /dev/pts" tty_name
 
 attach() {
   stream "$T/attach.out" 30 $KC -n "$NS" attach -i main -c reader
@@ -392,6 +408,7 @@ check probes "exec liveness probe: a failure restarts the container, the pod is 
 
 # --- exit codes, restart policy, OOM ---------------------------------------------------
 k apply -f "$T/failing.yaml" >/dev/null
+k apply -f "$T/oom.yaml" >/dev/null
 restart() {
   wait_for 90 sh -c "[ \"\$($KC -n $NS get pod failing -o jsonpath='{.status.containerStatuses[?(@.name==\"crash\")].restartCount}')\" -ge 2 ]"
   expect_eq "exit code the kubelet saw" "$(cstatus failing crash '.lastState.terminated.exitCode')" 3
@@ -405,16 +422,16 @@ check restart "exit 3 restarted per restartPolicy OnFailure with its exit code, 
 oom() {
   local reason
   oom_reason() {
-    reason=$(cstatus failing oom '.lastState.terminated.reason')
-    [ -n "$reason" ] || reason=$(cstatus failing oom '.state.terminated.reason')
+    reason=$(cstatus oom oom '.lastState.terminated.reason')
+    [ -n "$reason" ] || reason=$(cstatus oom oom '.state.terminated.reason')
     [ -n "$reason" ]
   }
   wait_for 90 oom_reason
   oom_reason
   expect_eq "reason" "$reason" OOMKilled
   local code
-  code=$(cstatus failing oom '.lastState.terminated.exitCode')
-  [ -n "$code" ] || code=$(cstatus failing oom '.state.terminated.exitCode')
+  code=$(cstatus oom oom '.lastState.terminated.exitCode')
+  [ -n "$code" ] || code=$(cstatus oom oom '.state.terminated.exitCode')
   expect_eq "exit code of the OOM-killed container" "$code" 137
 }
 check oom "a container outgrowing its memory limit: OOMKilled, exit code 137" oom; show

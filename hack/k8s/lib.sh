@@ -48,16 +48,23 @@ K8S_HANDLER_TABLE=(
   "magnetar-runc linux 5"
   "magnetar-wasm wasm  5"
   "magnetar-vmm  linux 2"
+  "magnetar-gvisor linux 3"
+  "magnetar-quark linux 3"
 )
 # What a handler cannot do, one line each: "HANDLER FEATURE REASON". The
 # stage still runs the feature's check there and counts it as skipped with
 # the reason; if it passes, the expectation is stale and the step fails.
 # Features: emptydir configmap secret token limits probes logs logs-follow
-# exec exec-tty attach port-forward cp restart oom stats deployment delete.
+# exec exec-tty tty-name attach port-forward cp restart oom stats deployment delete.
 K8S_CANNOT=(
   "magnetar-wasm exec-tty WASI has no terminal: the wasm sandboxer refuses a process with a tty"
   "magnetar-wasm cp kubectl cp runs tar in the container; a wasm container runs WASI modules only"
   "magnetar-wasm port-forward WASI preview 1 has no listening sockets: nothing in a wasm pod accepts the forwarded connection"
+  "magnetar-wasm tty-name WASI has no terminal: the wasm sandboxer refuses a process with a tty"
+  "magnetar-gvisor tty-name runsc gives an exec's terminal to the process as a host file: a terminal (isatty, line editing, exit code), but not one of the sandbox's /dev/pts, so tty(1) says 'not a tty'"
+  "magnetar-gvisor limits runsc bounds a pod's memory and CPU at its sandbox (the sentry's cgroup, the pod's total): a container's cgroup files show the sandbox's limits, not its own"
+  "magnetar-gvisor oom runsc bounds the memory of the whole sandbox: a container past its limit gets the sandbox killed by the host kernel, every container of the pod ends (exit 255, reason Error) and the kubelet starts the pod again; no per-container OOM kill"
+  "magnetar-gvisor port-forward gVisor's netstack serves the pod's network inside the sentry: containerd's CRI dials 127.0.0.1:PORT in the pod's network namespace on the host, where nothing listens"
   "magnetar-vmm port-forward a VM pod's network stack is the guest's: containerd's CRI dials 127.0.0.1:PORT in the pod's network namespace on the host, which holds only the veth and the tap mirrored to the VM's NIC"
 )
 

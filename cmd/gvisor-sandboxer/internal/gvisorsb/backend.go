@@ -59,6 +59,9 @@ type ctrState struct {
 	// Cgroup is the container's cgroupsPath: runsc makes the cgroup (its
 	// processes live in the sentry: it stays empty) and leaves it behind.
 	Cgroup string `json:"cgroup,omitempty"`
+	// Name is the container's name in the sandbox (CRI's container name
+	// annotation), by which the sentry may account its CPU time.
+	Name string `json:"name,omitempty"`
 	// Pid is what runsc reported: the pod's sandbox process.
 	Pid     int  `json:"pid"`
 	Started bool `json:"started,omitempty"`
@@ -127,6 +130,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if err != nil {
 		return nil, err
 	}
+	c.st.Name = r.Spec.Annotations[annContainerName]
 	if r.Spec.Linux != nil {
 		c.st.Cgroup = r.Spec.Linux.CgroupsPath
 	}
@@ -360,7 +364,7 @@ func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) {
 	if c.pod == nil || c.pod.IsSet() {
 		return nil, fmt.Errorf("container %s: its sandbox is gone: %w", c.id, errdefs.ErrNotFound)
 	}
-	s, err := c.pod.monitor(c.log()).Stats(ctx, c.id)
+	s, err := c.pod.monitor(c.log()).Stats(ctx, c.id, c.st.Name)
 	if err != nil {
 		return nil, err
 	}

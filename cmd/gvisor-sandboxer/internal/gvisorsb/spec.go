@@ -25,6 +25,8 @@ import (
 const (
 	annContainerType = "io.kubernetes.cri.container-type"
 	annSandboxID     = "io.kubernetes.cri.sandbox-id"
+	// annContainerName is the CRI container name, runsc's name of it
+	annContainerName = "io.kubernetes.cri.container-name"
 	typeSandbox      = "sandbox"
 	typeContainer    = "container"
 )

@@ -54,10 +54,13 @@ func TestControlProtocol(t *testing.T) {
 			return map[string]any{"success": true, "result": 7 << 8}
 		case method == methodWait && string(arg) == `"killed"`:
 			return map[string]any{"success": true, "result": 9}
-		case method == methodEvent && string(arg) == `"c"`:
+		// as the sentry answers: no CPU time in the event, every
+		// container's in containerUsage, by name or by id
+		case method == methodEvent && (string(arg) == `"c"` || string(arg) == `"d"`):
 			return map[string]any{"success": true, "result": map[string]any{"event": map[string]any{
-				"type": "stats", "id": "c", "data": map[string]any{"cpu": map[string]any{"usage": map[string]any{"total": 12}},
-					"memory": map[string]any{"usage": map[string]any{"usage": 4096}}, "pids": map[string]any{"current": 2}}}}}
+				"type": "stats", "id": "c", "data": map[string]any{"cpu": map[string]any{"usage": map[string]any{}},
+					"memory": map[string]any{"usage": map[string]any{"usage": 4096}}, "pids": map[string]any{"current": 2}}},
+				"containerUsage": map[string]any{"name-of-c": 12, "d": 13, "other": 99}}}
 		case string(arg) == `"hangup"`:
 			return nil
 		}
@@ -71,9 +74,12 @@ func TestControlProtocol(t *testing.T) {
 	if code, err := c.Wait(ctx, "killed"); err != nil || code != 137 {
 		t.Errorf("Wait of a killed one: %d %v", code, err)
 	}
-	st, err := c.Stats(ctx, "c")
+	st, err := c.Stats(ctx, "c", "name-of-c")
 	if err != nil || st.CPU.Usage.Total != 12 || st.Memory.Usage.Usage != 4096 || st.Pids.Current != 2 {
 		t.Errorf("Stats: %+v %v", st, err)
+	}
+	if st, err := c.Stats(ctx, "d", "name-of-d"); err != nil || st.CPU.Usage.Total != 13 {
+		t.Errorf("Stats of a container the sentry keys by id: %+v %v", st, err)
 	}
 	if _, err := c.Wait(ctx, "nope"); err == nil || errdefs.IsUnavailable(err) || err.Error() != "runsc sandbox: containerManager.Wait: container not found" {
 		t.Errorf("Wait of an unknown one: %v", err)
@@ -81,7 +87,7 @@ func TestControlProtocol(t *testing.T) {
 	if _, err := c.Wait(ctx, "hangup"); !errdefs.IsUnavailable(err) {
 		t.Errorf("Wait on a connection closed without an answer: %v", err)
 	}
-	if len(calls) != 5 || calls[0] != `containerManager.Wait "seven"` || calls[2] != `containerManager.Event "c"` {
+	if len(calls) != 6 || calls[0] != `containerManager.Wait "seven"` || calls[2] != `containerManager.Event "c"` {
 		t.Errorf("calls %q", calls)
 	}
 }

@@ -24,8 +24,9 @@ type Monitor interface {
 	// process), and with the sandbox's own error otherwise (an unknown or
 	// never started container). An ended ctx ends it with ctx's error.
 	Wait(ctx context.Context, id string) (int, error)
-	// Stats returns the statistics of container id.
-	Stats(ctx context.Context, id string) (*Stats, error)
+	// Stats returns the statistics of container id, whose name in the
+	// sandbox is name (its CRI container name, "" if it has none).
+	Stats(ctx context.Context, id, name string) (*Stats, error)
 }
 
 // Stats are a container's statistics as runsc reports them (`runsc events
@@ -88,15 +89,27 @@ func (c Control) Wait(ctx context.Context, id string) (int, error) {
 	return exitCode(syscall.WaitStatus(ws)), nil
 }
 
-// Stats calls containerManager.Event.
-func (c Control) Stats(ctx context.Context, id string) (*Stats, error) {
+// Stats calls containerManager.Event. The sentry answers the CPU time of
+// every container apart from the event (containerUsage, as `runsc events`
+// reads it), keyed by container name when its cgroupfs accounts it (cgroup
+// v1 hosts) and by container id otherwise.
+func (c Control) Stats(ctx context.Context, id, name string) (*Stats, error) {
 	var out struct {
-		Event event `json:"event"`
+		Event          event             `json:"event"`
+		ContainerUsage map[string]uint64 `json:"containerUsage"`
 	}
 	if err := c.call(ctx, methodEvent, id, &out); err != nil {
 		return nil, err
 	}
-	return &out.Event.Data, nil
+	st := &out.Event.Data
+	if st.CPU.Usage.Total == 0 {
+		if u, ok := out.ContainerUsage[id]; ok {
+			st.CPU.Usage.Total = u
+		} else if u, ok := out.ContainerUsage[name]; ok && name != "" {
+			st.CPU.Usage.Total = u
+		}
+	}
+	return st, nil
 }
 
 // exitCode is a wait status as an exit code, 128+n for a signal n (as
@@ -205,8 +218,8 @@ func (p Processes) Wait(ctx context.Context, id string) (int, error) {
 	return r.ExitStatus, nil
 }
 
-// Stats runs `runsc events --stats id`.
-func (p Processes) Stats(ctx context.Context, id string) (*Stats, error) {
+// Stats runs `runsc events --stats id` (which finds the name itself).
+func (p Processes) Stats(ctx context.Context, id, _ string) (*Stats, error) {
 	out, err := p.CLI.run(ctx, p.Log, "events", "events", "--stats", id)
 	if err != nil {
 		return nil, err

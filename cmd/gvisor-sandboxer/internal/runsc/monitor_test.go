@@ -118,6 +118,9 @@ func (s *sandbox) run(id, script string) {
 	sp := gvisortest.ContainerSpec("sb", "")
 	sp.Root.Path = image
 	sp.Process.Args = []string{"/bin/sh", "-c", script}
+	// as CRI names it (runsc accounts CPU time by this name where its
+	// cgroupfs can)
+	sp.Annotations["io.kubernetes.cri.container-name"] = "name-" + id
 	bundle := filepath.Join(s.dir, id)
 	writeSpec(s.t, bundle, sp)
 	ctx := context.Background()
@@ -177,9 +180,16 @@ func testMonitor(t *testing.T, s *sandbox) {
 	wantCode(t, "a wait started after the exit", s.waitFor("b"), 3)
 	wantCode(t, "a second wait", s.waitFor("b"), 3)
 
-	s.run("c", "exec sleep 3600")
-	st, err := s.monitor.Stats(ctx, "c")
-	if err != nil || st.Pids.Current < 1 || st.Memory.Usage.Usage == 0 {
+	// some CPU time first: the kubelet's pod and container stats need it
+	s.run("c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 3600")
+	var st *Stats
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if st, err = s.monitor.Stats(ctx, "c", "name-c"); err == nil && st.CPU.Usage.Total > 0 {
+			break
+		}
+	}
+	if err != nil || st.Pids.Current < 1 || st.Memory.Usage.Usage == 0 || st.CPU.Usage.Total == 0 {
 		t.Errorf("stats of a running container: %+v, %v", st, err)
 	}
 	c := s.waitFor("c")
@@ -191,7 +201,7 @@ func testMonitor(t *testing.T, s *sandbox) {
 	if _, err := s.monitor.Wait(ctx, "nope"); err == nil || errdefs.IsUnavailable(err) {
 		t.Errorf("wait of an unknown container: %v", err)
 	}
-	if _, err := s.monitor.Stats(ctx, "nope"); err == nil {
+	if _, err := s.monitor.Stats(ctx, "nope", ""); err == nil {
 		t.Error("stats of an unknown container")
 	}
 
