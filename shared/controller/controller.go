@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/magnetar-runtime/magnetar/shared/killpoint"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/store"
@@ -297,6 +298,7 @@ func (c *Controller) create(ctx context.Context, req *sandboxapi.ControllerCreat
 	if err != nil {
 		return err
 	}
+	killpoint.Hit(killpoint.ControllerCreateDriver)
 	cfgBytes, _ := proto.Marshal(cfg)
 	e.inst = inst
 	e.state = sandbox.State{
@@ -314,6 +316,7 @@ func (c *Controller) create(ctx context.Context, req *sandboxapi.ControllerCreat
 		_ = inst.Cleanup(context.WithoutCancel(ctx))
 		return err
 	}
+	killpoint.Hit(killpoint.ControllerCreatePersisted)
 	log.G(ctx).Debug("sandbox created")
 	return nil
 }
@@ -404,7 +407,11 @@ func (c *Controller) start(ctx context.Context, e *entry) error {
 	e.starting, e.cancelStart = done, cancel
 	inst := e.inst
 	e.mu.Unlock()
+	killpoint.Hit(killpoint.ControllerStartStarting)
 	ep, err := inst.Start(sctx)
+	if err == nil {
+		killpoint.Hit(killpoint.ControllerStartStarted)
+	}
 	e.mu.Lock()
 	e.starting, e.cancelStart = nil, nil
 	close(done)
