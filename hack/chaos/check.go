@@ -97,7 +97,9 @@ func cgroupParents() []string {
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)
-		if len(f) > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") {
+		// the hierarchies under /sys/fs/cgroup only: the same ones mounted
+		// again elsewhere (another mount namespace's copy) would count twice
+		if len(f) > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") && strings.HasPrefix(f[1], "/sys/fs/cgroup") {
 			d := filepath.Join(f[1], *cgroupF)
 			if st, err := os.Stat(d); err == nil && st.IsDir() {
 				out = append(out, d)
