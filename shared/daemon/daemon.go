@@ -26,6 +26,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/debugsrv"
 	"github.com/magnetar-runtime/magnetar/shared/events"
 	"github.com/magnetar-runtime/magnetar/shared/fdstore"
+	"github.com/magnetar-runtime/magnetar/shared/killpoint"
 	"github.com/magnetar-runtime/magnetar/shared/rpcserver"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
@@ -190,6 +191,12 @@ func serve(sb Sandboxer, cfg Config) error {
 	life, stop := context.WithCancel(context.Background())
 	defer stop()
 	life = log.WithLogger(life, log.G(life).WithField("sandboxer", sb.Name))
+	// crash testing only (hack/chaos): unset, this arms nothing
+	if kp, err := killpoint.Setup(); err != nil {
+		return err
+	} else if kp != "" {
+		log.G(life).WithField("killpoint", kp).Warn("kill point armed: this daemon kills itself there (" + killpoint.EnvVar + ")")
+	}
 
 	// Container inits are re-parented to us when runc (our child) exits, so
 	// that we can collect their exit status.

@@ -28,6 +28,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/events"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
+	"github.com/magnetar-runtime/magnetar/shared/killpoint"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/store"
@@ -592,6 +593,7 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		_ = s.store.Delete(r.GetID())
 		return nil, err
 	}
+	killpoint.Hit(killpoint.TaskCreateStarted)
 	ct := &container{id: r.GetID(), ns: ns, bundle: r.GetBundle(), pod: podID, createdAt: now, c: c,
 		init: newProcess("", c, io, created), execs: map[string]*process{}}
 	s.mu.Lock()

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/magnetar-runtime/magnetar/shared/proc"
+)
+
+// idRe is a pod or container id as containerd's CRI makes them.
+var idRe = regexp.MustCompile(`[0-9a-f]{64}`)
+
+// traces are the places of the host where an id was seen: id -> evidence.
+type traces map[string][]string
+
+func (t traces) add(s, what string) {
+	for _, id := range idRe.FindAllString(s, -1) {
+		if len(t[id]) < 4 {
+			t[id] = append(t[id], what)
+		}
+	}
+}
+
+// scan looks for ids on the host: process command lines, mounts, cgroup
+// directories below the pods' parent, and file names in the sandboxer's
+// directories and containerd's task state.
+func (r *runner) scan() traces {
+	t := traces{}
+	for _, p := range proc.Find(func([]string) bool { return true }) {
+		line := p.Line()
+		if len(line) > 200 {
+			line = line[:200] + "..."
+		}
+		t.add(strings.Join(p.Args, " "), fmt.Sprintf("process %d: %s", p.PID, line))
+	}
+	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) > 4 {
+				t.add(sc.Text(), "mount: "+fields[4])
+			}
+		}
+		f.Close()
+	}
+	for _, c := range cgroupParents() {
+		walk(c, 4, true, func(p string) { t.add(filepath.Base(p), "cgroup: "+p) })
+	}
+	for _, d := range r.stateDirs() {
+		walk(d, 5, false, func(p string) { t.add(strings.TrimPrefix(p, d), "file: "+p) })
+	}
+	return t
+}
+
+// stateDirs are where the sandboxer and containerd keep per-pod state.
+func (r *runner) stateDirs() []string {
+	return []string{
+		filepath.Join(r.work, "lib", r.name),
+		filepath.Join(r.work, "run"),
+		filepath.Join(r.work, "state", "io.containerd.runtime.v2.task"),
+		filepath.Join(r.work, "state", "io.containerd.grpc.v1.cri"),
+	}
+}
+
+// walk calls f with every entry below root (directories only with
+// dirsOnly) down to depth levels.
+func walk(root string, depth int, dirsOnly bool, f func(string)) {
+	base := strings.Count(root, "/")
+	_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return nil
+		}
+		if e.IsDir() || !dirsOnly {
+			f(p)
+		}
+		if e.IsDir() && strings.Count(p, "/")-base >= depth {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+}
+
+// cgroupParents is the pods' cgroup parent in every mounted hierarchy.
+func cgroupParents() []string {
+	var out []string
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return nil
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		// the hierarchies under /sys/fs/cgroup only: the same ones mounted
+		// again elsewhere (another mount namespace's copy) would count twice
+		if len(f) > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") && strings.HasPrefix(f[1], "/sys/fs/cgroup") {
+			d := filepath.Join(f[1], *cgroupF)
+			if st, err := os.Stat(d); err == nil && st.IsDir() {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// leftovers lists what is left of the given removed ids.
+func (t traces) leftovers(removed map[string]string) []string {
+	var out []string
+	for id, what := range removed {
+		for _, ev := range t[id] {
+			out = append(out, fmt.Sprintf("%s %s (removed): %s", what, id, ev))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// netnsFiles are the network namespaces containerd's CRI holds.
+func (r *runner) netnsFiles() []string {
+	m, _ := filepath.Glob(filepath.Join(r.work, "state", "io.containerd.grpc.v1.cri", "netns", "*"))
+	return m
+}
+
+// mountsBelow lists the mount points below dir.
+func mountsBelow(dir string) []string {
+	var out []string
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return nil
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			out = append(out, f[1])
+		}
+	}
+	return out
+}
+
+// podProcess is the process of a pod that the "pod" kill aims at: runsc's
+// sandbox, QEMU, the pod init, or else the first process of the pod's cgroup.
+func podProcess(id string) (int, string) {
+	prefer := []string{"runsc-sandbox", "qemu-system-x86_64", "magnetar-podinit", "quark"}
+	var best proc.Process
+	rank := len(prefer)
+	for _, p := range proc.Find(proc.Naming(id)) {
+		for i, n := range prefer {
+			if filepath.Base(p.Args[0]) == n && i < rank {
+				best, rank = p, i
+			}
+		}
+	}
+	if rank < len(prefer) {
+		return best.PID, best.Line()
+	}
+	for _, c := range cgroupParents() {
+		ents, _ := os.ReadDir(c)
+		for _, e := range ents {
+			if !e.IsDir() || !strings.Contains(e.Name(), id) {
+				continue
+			}
+			b, _ := os.ReadFile(filepath.Join(c, e.Name(), "cgroup.procs"))
+			for _, l := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(l); err == nil && alive(pid) {
+					cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+					return pid, strings.ReplaceAll(string(cl), "\x00", " ")
+				}
+			}
+		}
+	}
+	return 0, ""
+}

@@ -1,0 +1,54 @@
+// Command chaos kills Magnetar's daemons at random points while a workload
+// of pods and containers runs through containerd's CRI, restarts what
+// systemd would restart, and checks that nothing was lost or left behind
+// (make chaos, make chaos-short; hack/chaos/chaos.mk).
+//
+// For each handler (-handlers: magnetar-runc, magnetar-gvisor,
+// magnetar-quark by default; magnetar-wasm and, with -vmm, magnetar-vmm
+// on request) it starts a harness of its own with hack/containerd.sh (WORK,
+// BRIDGE, SUBNET and CGROUP_PARENT of its own: -work, -bridge, -subnet,
+// -cgroup-parent; HARNESS_SANDBOXERS=the handler) and runs -kills rounds.
+// In each round -workers goroutines create pods with one busybox container
+// each, exec into them, stop and remove them (CRI RuntimeService, gRPC),
+// beside -witnesses long-lived pods that nothing but the round's kill may
+// touch. After a random delay the round kills one of these with SIGKILL,
+// picked by a seeded RNG (the seed is printed; -seed replays the choices,
+// although the timing against the workload never replays exactly):
+//
+//   - the sandboxer daemon (restarted with the same command line:
+//     hack/containerd.sh sandboxer-start);
+//   - its task keeper (<run>/<name>-keeper.pid; the daemon starts a new one);
+//   - containerd (hack/containerd.sh containerd-start);
+//   - the process of one witness pod: runsc's sandbox (gvisor), the quark
+//     stand-in (quark), QEMU (vmm), the pod's init (runc): the pod must
+//     turn NOTREADY, and is removed and replaced;
+//   - the daemon at an exact place, through shared/killpoint: it is
+//     restarted with MAGNETAR_KILLPOINT=NAME:N (controller.create.driver,
+//     controller.create.persisted, controller.start.starting,
+//     controller.start.started, task.create.started) and kills itself
+//     there; a point not reached within 60 s counts as a plain daemon kill.
+//
+// After the restart the workers stop and the invariants are checked (each
+// for up to 30 s, states converge through events):
+//
+//   - every pod CRI reports READY answers PodSandboxStatus, every container
+//     it reports RUNNING answers an exec of `true`;
+//   - every witness the round did not aim at is still READY and its
+//     container RUNNING (else it is a pod lost);
+//   - every pod and container the workload removed is gone from the host:
+//     no process naming its id, no mount naming it (/proc/mounts), no cgroup
+//     dir naming it below the harness's cgroup parent, no file naming it in
+//     the sandboxer's dirs (its --dir, its run dir: records, bundles, runsc
+//     state); and no network namespace file more than the pods CRI lists;
+//   - the daemons live: only the killed one died.
+//
+// Pods that were being created when a kill hit may fail: the workload
+// removes what CRI lists NOTREADY at the end of each round. At the end
+// every pod is removed and nothing may be left: no id of the run anywhere,
+// no mount below WORK, no netns, no cgroup below the parent; the logs of
+// the daemons and containerd must hold no "panic".
+//
+// It prints "chaos HANDLER: K kills survived / K tried, P pods lost, L
+// leftovers" per handler and a total, and exits non-zero on any failure,
+// printing the seed and what failed with the evidence (log lines).
+package main

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/magnetar-runtime/magnetar/shared/killpoint"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
+)
+
+// harness drives hack/containerd.sh for one handler's harness.
+type harness struct {
+	root, work, handler string
+	env                 []string
+}
+
+func newHarness(root, work, handler string) *harness {
+	env := []string{"WORK=" + work, "BRIDGE=" + *bridgeF, "SUBNET=" + *subnetF,
+		"CGROUP_PARENT=" + *cgroupF, "HARNESS_SANDBOXERS=" + handler}
+	return &harness{root: root, work: work, handler: handler, env: env}
+}
+
+// script runs hack/containerd.sh with args; extra adds to the environment.
+func (h *harness) script(timeout time.Duration, extra []string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(h.root, "hack", "containerd.sh"), args...)
+	cmd.Dir = h.root
+	// a kill point in our own environment would arm every daemon started
+	env := []string{}
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, killpoint.EnvVar+"=") {
+			env = append(env, e)
+		}
+	}
+	cmd.Env = append(append(env, h.env...), extra...)
+	out, err := cmd.CombinedOutput()
+	if *verbose || err != nil {
+		os.Stdout.Write(out)
+	}
+	if err != nil {
+		return fmt.Errorf("hack/containerd.sh %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+func (h *harness) start() error {
+	_ = h.script(5*time.Minute, nil, "reset")
+	return h.script(5*time.Minute, nil, "start")
+}
+
+func (h *harness) stop() error { return h.script(5*time.Minute, nil, "stop") }
+
+// pidFile reads a pid file of the run dir; 0 when absent or not alive.
+func (h *harness) pidFile(name string) int {
+	b, err := os.ReadFile(filepath.Join(h.work, "run", name))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !alive(pid) {
+		return 0
+	}
+	return pid
+}
+
+func (h *harness) daemonPid() int     { return h.pidFile(h.handler + ".pid") }
+func (h *harness) containerdPid() int { return h.pidFile("containerd.pid") }
+
+// keeperPid is the pid of the daemon's task keeper (<short>-keeper.pid).
+func (h *harness) keeperPid() int {
+	return h.pidFile(strings.TrimPrefix(h.handler, "magnetar-") + "-keeper.pid")
+}
+
+func (h *harness) daemonLog() string     { return filepath.Join(h.work, "logs", h.handler+".log") }
+func (h *harness) containerdLog() string { return filepath.Join(h.work, "logs", "containerd.log") }
+
+// restartDaemon starts the daemon again with the harness's command line,
+// with the kill point kp armed unless empty.
+func (h *harness) restartDaemon(kp string) error {
+	var extra []string
+	if kp != "" {
+		extra = []string{killpoint.EnvVar + "=" + kp}
+	}
+	return h.script(time.Minute, extra, "sandboxer-start", h.handler)
+}
+
+func (h *harness) restartContainerd() error {
+	return h.script(2*time.Minute, nil, "containerd-start")
+}
+
+// waitKeeper waits for the daemon to have a live keeper.
+func (h *harness) waitKeeper(not int, within time.Duration) (int, error) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if p := h.keeperPid(); p != 0 && p != not {
+			return p, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no new keeper within %s (pid file %s)", within, filepath.Join(h.work, "run", strings.TrimPrefix(h.handler, "magnetar-")+"-keeper.pid"))
+}
+
+// alive tells that pid exists and is not a zombie.
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := proc.ReadStat(pid)
+	return err == nil && st.State != "Z" && st.State != "X"
+}
+
+// kill sends SIGKILL to pid and waits up to 10 s for it to be gone.
+func kill(pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill %d: %w", pid, err)
+	}
+	return waitGone(pid, 10*time.Second)
+}
+
+func waitGone(pid int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pid %d still alive %s after SIGKILL", pid, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// logMark is a log file's size: what was written after it is new.
+type logMark map[string]int64
+
+func marks(files ...string) logMark {
+	m := logMark{}
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			m[f] = st.Size()
+		} else {
+			m[f] = 0
+		}
+	}
+	return m
+}
+
+// grep returns the new lines of each file containing one of words (at
+// most max per file), prefixed with the file's base name.
+func (m logMark) grep(max int, words ...string) []string {
+	var out []string
+	for f, off := range m {
+		b, err := os.ReadFile(f)
+		if err != nil || int64(len(b)) < off {
+			continue
+		}
+		n := 0
+		for _, l := range strings.Split(string(b[off:]), "\n") {
+			for _, w := range words {
+				if strings.Contains(l, w) {
+					if n < max {
+						if len(l) > 400 {
+							l = l[:400] + "..."
+						}
+						out = append(out, filepath.Base(f)+": "+l)
+					}
+					n++
+					break
+				}
+			}
+		}
+		if n > max {
+			out = append(out, fmt.Sprintf("%s: ... %d more", filepath.Base(f), n-max))
+		}
+	}
+	return out
+}
