@@ -104,6 +104,11 @@ req() {
   fi
 }
 
+# debug_configured: the harness gave the handler's daemon a debug socket
+# (hack/containerd.sh does; an installed package's default config does not)
+debug_configured() {
+  grep -qs '^debug_socket = "/' "$WORK/etc/$(daemon_handler "$RUNTIME_HANDLER").toml"
+}
 # debug_profiles: the handler's daemon serves its Go profiles on its debug
 # socket (the harness configures one), mode 0600, and nothing else there
 debug_profiles() {

@@ -100,6 +100,8 @@ step "stats: container" stats
 step "statsp: pod" pod_stats
 if [ "$RUNTIME_HANDLER" = runc ]; then
   skip "the daemon's Go profiles on its debug socket" "containerd's runc shim has none"
+elif ! debug_configured; then
+  skip "the daemon's Go profiles on its debug socket" "its configuration has none (off by default: the installed package's)"
 else
   step "the daemon's Go profiles on its debug socket (0600)" debug_profiles
 fi

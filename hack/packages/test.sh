@@ -506,7 +506,8 @@ EOF
   f=$d/etc/containerd/conf.d/magnetar-demo-two.toml
   grep -qx '\[proxy_plugins.magnetar-demo-two\]' "$f" && grep -qx '  address = "/run/magnetar/demo.sock"' "$f" &&
     grep -qx '  runtime_path = "/usr/bin/demo-sandboxer"' "$f" && grep -qx '  sandboxer = "magnetar-demo-two"' "$f" &&
-    grep -qx '    ConfigPath = "/etc/magnetar/demo.toml"' "$f" && grep -qx '# the second handler of the demo daemon' "$f" || fail "handler drop-in: $(cat "$f")"
+    grep -q '/etc/magnetar/demo.toml' "$f" && ! grep -q 'ConfigPath' "$f" &&
+    grep -qx '# the second handler of the demo daemon' "$f" || fail "handler drop-in: $(cat "$f")"
   grep -q '^handler: magnetar-demo-two$' "$d/kubernetes/runtimeclass-magnetar-demo-two.yaml" || fail "handler RuntimeClass"
   [ ! -e "$d/systemd/magnetar-demo-two.service" ] || fail "a unit for a handler"
   DEPLOY=$d BIN_DIR=$b PKG_OUT=$out "$ROOT/hack/packages/build.sh" >"$T/build2.log" 2>&1 || { cat "$T/build2.log"; return 1; }

@@ -27,6 +27,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/events"
 	"github.com/magnetar-runtime/magnetar/shared/fdstore"
 	"github.com/magnetar-runtime/magnetar/shared/killpoint"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/rpcserver"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
@@ -232,6 +233,11 @@ func serve(sb Sandboxer, cfg Config) error {
 	if err := parts.Recover(life); err != nil {
 		return err
 	}
+	// as a child subreaper we inherit every orphan below us: reap those no
+	// watch will (after the recovery, which watches the ones it knows)
+	go proc.ReapStrays(life, strayReapInterval, func(pid, status int) {
+		log.G(life).WithFields(log.Fields{"pid": pid, "status": status}).Debug("reaped a stray child")
+	})
 	// the recovery held again what it relays: the rest is of processes that
 	// went away while no daemon ran
 	if err := fds.RetainHeld(); err != nil && !errdefs.IsUnavailable(err) {

@@ -26,6 +26,10 @@ const KeeperArg = "__magnetar_task_keeper"
 // lives (superviseKeeper).
 const keeperCheckInterval = 2 * time.Second
 
+// strayReapInterval is how often the daemon reaps the zombie children no
+// watch claims (proc.ReapStrays): one is reaped 1 to 2 intervals after it exits.
+const strayReapInterval = 2 * time.Second
+
 // keeperSockets are the sockets containerd dials (owned by the keeper), the
 // private ones the daemon serves behind it, and the keeper's descriptor
 // store (FDs, shared/fdstore).

@@ -31,6 +31,7 @@ func Open(pid int) (*Watch, error) {
 		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	w := &Watch{pid: pid, done: make(chan struct{})}
+	claim(pid)
 	f := os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid))
 	go w.wait(f)
 	return w, nil
@@ -56,6 +57,7 @@ func (w *Watch) wait(f *os.File) {
 	}
 	w.at = time.Now()
 	w.status, w.known = reap(w.pid)
+	release(w.pid)
 }
 
 // exited polls a pidfd without blocking: it is readable once the process

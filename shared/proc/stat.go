@@ -88,6 +88,22 @@ func Reopen(pid int, start uint64) *Watch {
 // subreaper learns this way the processes re-parented to it (the helpers
 // a runtime's command left running), to watch and reap them.
 func Children(match func(args []string) bool) []Process {
+	var out []Process
+	for _, pid := range childPids() {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || len(b) == 0 {
+			continue // gone, or a zombie
+		}
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		if match(args) {
+			out = append(out, Process{PID: pid, Args: args})
+		}
+	}
+	return out
+}
+
+// childPids lists the children of this process (see Children), zombies too.
+func childPids() []int {
 	self := os.Getpid()
 	var pids []int
 	files, _ := filepath.Glob("/proc/self/task/*/children")
@@ -112,16 +128,5 @@ func Children(match func(args []string) bool) []Process {
 			}
 		}
 	}
-	var out []Process
-	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-		if err != nil || len(b) == 0 {
-			continue // gone, or a zombie
-		}
-		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if match(args) {
-			out = append(out, Process{PID: pid, Args: args})
-		}
-	}
-	return out
+	return pids
 }
