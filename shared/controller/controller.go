@@ -127,14 +127,8 @@ func (c *Controller) Register(s *grpc.Server) { sandboxapi.RegisterControllerSer
 
 // Recover loads every persisted sandbox and hands it back to the driver.
 // A sandbox that cannot be recovered is kept as exited so that containerd can
-// still Wait, Stop and Shutdown it. A sandbox that never ran (phase created
-// or starting: the daemon died in its Create after the record, or before its
-// Start was answered, or its Start failed) is rolled back: stopped, cleaned
-// up and forgotten, because containerd forgets it too: its RunPodSandbox
-// fails when CreateSandbox or StartSandbox does, it deletes its own record
-// and never calls Shutdown (containerd 2.4, internal/cri/server/sandbox_run.go),
-// so nothing would ever remove it (found by hack/chaos, kill point
-// controller.create.persisted). Directories of sandboxes that have no
+// still Wait, Stop and Shutdown it. A sandbox whose Start the daemon died in
+// is stopped and reported exited. Directories of sandboxes that have no
 // record (a Create the daemon died in, a Shutdown cut after its record went)
 // are removed, with every mount below them.
 func (c *Controller) Recover(ctx context.Context) error {
@@ -161,9 +155,12 @@ func (c *Controller) Recover(ctx context.Context) error {
 		}
 		e.inst = inst
 		switch e.state.Phase {
-		case sandbox.PhaseCreated, sandbox.PhaseStarting:
-			c.rollBack(ctx, e)
-			continue
+		case sandbox.PhaseStarting:
+			lg.Warn("the daemon died while this sandbox started: stopping it")
+			if err := inst.Stop(ctx, 0); err != nil {
+				lg.WithError(err).Warn("stopping a sandbox whose start was cut")
+			}
+			c.recordExit(ctx, e, sandbox.ExitStatus{Code: sandbox.ExitCodeLost, ExitedAt: time.Now()})
 		case sandbox.PhaseRunning:
 			go c.watch(e)
 		case sandbox.PhaseStopped:
@@ -186,30 +183,6 @@ func (c *Controller) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// rollBack undoes a recovered sandbox that never ran (see Recover): the
-// driver stops it (a cut Start may have started it) and cleans it up, its
-// record and its directory go.
-func (c *Controller) rollBack(ctx context.Context, e *entry) {
-	lg := log.G(ctx).WithFields(log.Fields{"sandbox_id": e.state.ID, "phase": e.state.Phase})
-	lg.Warn("this sandbox never ran and containerd forgot it (its Create or Start failed or was cut): rolling it back")
-	if e.state.Phase == sandbox.PhaseStarting {
-		if err := e.inst.Stop(ctx, 0); err != nil {
-			lg.WithError(err).Warn("stopping a sandbox whose start was cut")
-		}
-	}
-	if err := e.inst.Cleanup(ctx); err != nil {
-		lg.WithError(err).Warn("cleaning up a sandbox that never ran")
-	}
-	if err := c.store.Delete(e.state.ID); err != nil {
-		lg.WithError(err).Warn("deleting the record of a sandbox that never ran")
-	}
-	if err := mount.RemoveAll(e.state.Dir); err != nil {
-		lg.WithError(err).Warn("removing the directory of a sandbox that never ran")
-	}
-	e.gone = true
-	delete(c.sandboxes, e.state.ID)
 }
 
 // Pod returns a known sandbox's instance, and whether it is running.
