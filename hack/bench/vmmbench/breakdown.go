@@ -133,7 +133,7 @@ func breakdown(s *podSample, t *podTimes, pod, all, cd []logLine, con []conLine,
 	created := at(pod, `sandboxer: "pod created"`, msgIs("pod created"))
 	stNet := at(pod, "sandboxer: stage network", msgIs("pod start", "stage", "network"))
 	stVMM := at(pod, "sandboxer: stage starting the VMM", msgIs("pod start", "stage", "starting the VMM"))
-	qmp := at(pod, `sandboxer: "qemu answers on qmp"`, msgIs("qemu answers on qmp"))
+	qmp := at(pod, `sandboxer: "the VMM answers on QMP"`, msgIs("the VMM answers on QMP"))
 	if l, ok := find(pod, msgIs("virtiofsd listening")); ok {
 		s.Virtiofsd = since(stVMM, l.T)
 	}

@@ -14,7 +14,7 @@
 //     CONTAINER_RUNNING);
 //
 //   - a breakdown of each pod start from what the run leaves behind: the
-//     sandboxer's debug log (its "pod start" stages, "qemu answers on qmp",
+//     sandboxer's debug log (its "pod start" stages, "the VMM answers on QMP",
 //     "agent connected", "pod VM ready" with vmm_ms/agent_ms/setup_ms/
 //     total_ms, "container created in the guest"), containerd's CRI log
 //     lines (RunPodSandbox/CreateContainer/StartContainer begin and end),

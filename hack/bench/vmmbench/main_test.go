@@ -70,7 +70,7 @@ func TestBreakdown(t *testing.T) {
 		line(60, `msg="pod created" memory_mib=256 sandbox_id=sb1`),
 		line(63, `msg="pod start" sandbox_id=sb1 stage=network`),
 		line(66, `msg="pod start" sandbox_id=sb1 stage="starting the VMM"`),
-		line(250, `msg="qemu answers on qmp" sandbox_id=sb1`),
+		line(250, `msg="the VMM answers on QMP" sandbox_id=sb1`),
 		line(5250, `msg="agent connected" sandbox_id=sb1`),
 		line(5330, `msg="pod start" sandbox_id=sb1 stage=running`),
 		line(5331, `msg="pod VM ready" agent_ms=5000 setup_ms=80 total_ms=5268 vmm_ms=187 sandbox_id=sb1`),
