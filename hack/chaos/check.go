@@ -88,15 +88,26 @@ func walk(root string, depth int, dirsOnly bool, f func(string)) {
 	})
 }
 
-// cgroupParents is the pods' cgroup parent in every mounted hierarchy.
-func cgroupParents() []string {
-	var out []string
+// mountTable is /proc/self/mounts, each line split into its fields (mount
+// points with spaces come octal-escaped, as the kernel writes them).
+func mountTable() [][]string {
 	b, err := os.ReadFile("/proc/self/mounts")
 	if err != nil {
 		return nil
 	}
+	var out [][]string
 	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
+		if f := strings.Fields(l); len(f) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// cgroupParents is the pods' cgroup parent in every mounted hierarchy.
+func cgroupParents() []string {
+	var out []string
+	for _, f := range mountTable() {
 		// the hierarchies under /sys/fs/cgroup only: the same ones mounted
 		// again elsewhere (another mount namespace's copy) would count twice
 		if len(f) > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") && strings.HasPrefix(f[1], "/sys/fs/cgroup") {
@@ -130,12 +141,7 @@ func (r *runner) netnsFiles() []string {
 // mountsBelow lists the mount points below dir.
 func mountsBelow(dir string) []string {
 	var out []string
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return nil
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
+	for _, f := range mountTable() {
 		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
 			out = append(out, f[1])
 		}
