@@ -142,6 +142,15 @@ if [ "$PHASE" = removed ]; then
       ! known_to_containerd pods "$sb" || fail "sandbox $sb still known to containerd"
     done
   }
+  # trail ID: the last words of the sandboxer and containerd on ID (CI
+  # keeps only a failure's own lines: they must say what happened)
+  trail() {
+    local f
+    for f in "$WORK/logs/$(daemon_handler "$H").log" "$WORK/logs/containerd.log"; do
+      printf '\n  last lines of %s naming it:\n' "${f##*/}"
+      grep -F -- "$1" "$f" 2>/dev/null | grep -v 'level=debug msg="metrics failed"' | tail -n 8 | cut -c1-320 | sed 's/^/    /'
+    done
+  }
   removed() {
     local t0=$SECONDS
     wait_for 150 gone_from_containerd
@@ -150,7 +159,7 @@ if [ "$PHASE" = removed ]; then
     for sb in $(awk '$1 == "sandbox" {print $2}' "$DELETED"); do
       # the sandboxer's own record and directory of the pod
       if [ -d "$d" ]; then
-        ! grep -rlsF -- "$sb" "$d" >/dev/null || fail "the sandboxer's dir $d still names $sb: $(grep -rlsF -- "$sb" "$d" | head -3) (crictl pods --id: $(crictl pods --id "$sb" 2>&1 | tail -2 | tr '\n' ' '))"
+        ! grep -rlsF -- "$sb" "$d" >/dev/null || fail "the sandboxer's dir $d still names $sb: $(grep -rlsF -- "$sb" "$d" | head -3) (crictl pods --id: $(crictl pods --id "$sb" 2>&1 | tail -2 | tr '\n' ' '))$(trail "$sb")"
       fi
       ! grep -qF -- "$sb" /proc/mounts || fail "a mount still names $sb"
       [ -z "$(find "$WORK/state" "$WORK/root" -maxdepth 6 -name "*$sb*" 2>/dev/null | head -1)" ] ||

@@ -552,7 +552,7 @@ func (c *Controller) stop(ctx context.Context, e *entry, timeout time.Duration) 
 	}
 	if c.containers != nil {
 		if err := c.containers.StopAll(ctx, e.state.ID, timeout); err != nil {
-			return err
+			return stillThere(e.state.ID, err)
 		}
 	}
 	if e.state.Phase == sandbox.PhaseStopped && e.state.Exit != nil {
@@ -560,7 +560,7 @@ func (c *Controller) stop(ctx context.Context, e *entry, timeout time.Duration) 
 	}
 	if e.inst != nil {
 		if err := e.inst.Stop(ctx, timeout); err != nil {
-			return err
+			return stillThere(e.state.ID, err)
 		}
 	}
 	st := sandbox.ExitStatus{ExitedAt: time.Now()}
@@ -645,6 +645,18 @@ func (c *Controller) Status(ctx context.Context, req *sandboxapi.ControllerStatu
 	return resp, nil
 }
 
+// stillThere is the error of a step of Stop or Shutdown on a sandbox that
+// exists: one that wraps NotFound (a process, cgroup or container the step
+// did not find) must not read as "no such sandbox", which containerd takes
+// from Stop and Shutdown for a sandbox that is gone and forgets it, leaving
+// what it holds behind. Only the sandbox's own absence answers NotFound.
+func stillThere(id string, err error) error {
+	if err == nil || !errdefs.IsNotFound(err) {
+		return err
+	}
+	return fmt.Errorf("sandbox %s: %v: %w", id, err, errdefs.ErrInternal)
+}
+
 // Shutdown releases everything a sandbox holds. An unknown sandbox is gone already.
 func (c *Controller) Shutdown(ctx context.Context, req *sandboxapi.ControllerShutdownRequest) (*sandboxapi.ControllerShutdownResponse, error) {
 	ctx = withSandbox(ctx, req.GetSandboxID(), req.GetSandboxer())
@@ -661,17 +673,17 @@ func (c *Controller) Shutdown(ctx context.Context, req *sandboxapi.ControllerShu
 	if c.containers != nil {
 		if err := c.containers.DeleteAll(ctx, e.state.ID); err != nil {
 			log.G(ctx).WithError(err).Warn("deleting the pod's containers failed")
-			return nil, toGRPC(err)
+			return nil, toGRPC(stillThere(e.state.ID, err))
 		}
 	}
 	if e.inst != nil {
 		if err := e.inst.Cleanup(ctx); err != nil {
 			log.G(ctx).WithError(err).Warn("cleanup failed")
-			return nil, toGRPC(err)
+			return nil, toGRPC(stillThere(e.state.ID, err))
 		}
 	}
 	if err := c.store.Delete(e.state.ID); err != nil {
-		return nil, toGRPC(err)
+		return nil, toGRPC(stillThere(e.state.ID, err))
 	}
 	if err := mount.RemoveAll(e.state.Dir); err != nil {
 		log.G(ctx).WithError(err).Warn("removing sandbox dir")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,8 @@ type fakeInstance struct {
 	hostname string
 	gate     chan struct{}
 	log      *callLog
+	// stopErr and cleanupErr, when set, fail Stop and Cleanup
+	stopErr, cleanupErr error
 }
 
 // callLog records, in order, what the controller asked of the instances and
@@ -104,6 +107,9 @@ func (i *fakeInstance) Start(ctx context.Context) (sandbox.Endpoint, error) {
 func (i *fakeInstance) Stop(ctx context.Context, timeout time.Duration) error {
 	i.stops++
 	i.log.add("stop:" + i.id)
+	if i.stopErr != nil {
+		return i.stopErr
+	}
 	i.exit()
 	return nil
 }
@@ -113,7 +119,7 @@ func (i *fakeInstance) ExitStatus() (uint32, time.Time) { return 137, time.Now()
 func (i *fakeInstance) Cleanup(ctx context.Context) error {
 	i.cleaned++
 	i.log.add("cleanup:" + i.id)
-	return nil
+	return i.cleanupErr
 }
 func (i *fakeInstance) DriverState() (json.RawMessage, error) { return json.Marshal(i.hostname) }
 
@@ -318,4 +324,52 @@ func TestRecover(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "state", "bad.json"), []byte("{"), 0o600)
 	_, _, cancel3 := newCtrl(t, dir)
 	cancel3()
+}
+
+// TestStepNotFoundIsNotGone: a step of Stop or Shutdown that did not find
+// something of the sandbox's (a process, a cgroup) must not answer
+// NotFound, which containerd takes for "no such sandbox": it would forget a
+// sandbox whose record and directory are still here.
+func TestStepNotFoundIsNotGone(t *testing.T) {
+	dir := t.TempDir()
+	c, d, cancel := newCtrl(t, dir)
+	defer cancel()
+	ctx := context.Background()
+	for _, id := range []string{"s1", "s2"} {
+		if _, err := c.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := fmt.Errorf("cgroup /x: %w", errdefs.ErrNotFound)
+	d.mu.Lock()
+	d.created["s1"].stopErr = lost
+	d.created["s2"].cleanupErr = lost
+	d.mu.Unlock()
+
+	_, err := c.Stop(ctx, &sandboxapi.ControllerStopRequest{SandboxID: "s1"})
+	wantCode(t, err, codes.Internal, "cgroup /x")
+	for _, id := range []string{"s1", "s2"} {
+		_, err := c.Shutdown(ctx, &sandboxapi.ControllerShutdownRequest{SandboxID: id})
+		wantCode(t, err, codes.Internal, "cgroup /x")
+		if _, err := c.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: id}); err != nil {
+			t.Fatalf("status of %s after a failed shutdown: %v", id, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "state", id+".json")); err != nil {
+			t.Fatalf("record of %s after a failed shutdown: %v", id, err)
+		}
+	}
+	d.mu.Lock()
+	d.created["s1"].stopErr = nil
+	d.created["s2"].cleanupErr = nil
+	d.mu.Unlock()
+	for _, id := range []string{"s1", "s2"} {
+		if _, err := c.Shutdown(ctx, &sandboxapi.ControllerShutdownRequest{SandboxID: id}); err != nil {
+			t.Fatalf("shutdown of %s, retried: %v", id, err)
+		}
+		_, err := c.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: id})
+		wantCode(t, err, codes.NotFound, id)
+	}
 }
