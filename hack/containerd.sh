@@ -109,6 +109,9 @@ present_sandboxers() {
 # then its own
 sandboxer_file() {
   echo "debug_socket = \"$(debug_socket_of "$1")\""
+  # UNSTARTED_GRACE: how soon a restarted daemon drops the sandboxes that
+  # never started (the chaos run's short one; the daemon's default is 5m)
+  if [ -n "${UNSTARTED_GRACE:-}" ]; then echo "unstarted_grace = \"$UNSTARTED_GRACE\""; fi
   sandboxer_config "$1"
 }
 

@@ -23,7 +23,9 @@ type harness struct {
 
 func newHarness(root, work, handler string) *harness {
 	env := []string{"WORK=" + work, "BRIDGE=" + *bridgeF, "SUBNET=" + *subnetF,
-		"CGROUP_PARENT=" + *cgroupF, "HARNESS_SANDBOXERS=" + handler}
+		"CGROUP_PARENT=" + *cgroupF, "HARNESS_SANDBOXERS=" + handler,
+		// a sandbox a kill left unstarted is shut down well within converge
+		"UNSTARTED_GRACE=" + unstartedGrace.String()}
 	return &harness{root: root, work: work, handler: handler, env: env}
 }
 

@@ -19,6 +19,10 @@ import (
 // converge is how long CRI's states may take to settle after a restart.
 const converge = 30 * time.Second
 
+// unstartedGrace is the daemons' unstarted_grace here: the sandboxes a
+// restart inside a RunPodSandbox left are shut down well within converge.
+const unstartedGrace = 5 * time.Second
+
 // runner runs the rounds of one handler.
 type runner struct {
 	name                  string

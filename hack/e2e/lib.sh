@@ -72,6 +72,17 @@ _e2e_excerpt() { # new warning/error lines (else the last lines) of each log sin
   done
 }
 
+# _e2e_clip FILE: at most 15 lines of FILE: its first 4 (where a failure
+# says what failed) and its last 11
+_e2e_clip() {
+  local n
+  n=$(wc -l <"$1")
+  if [ "$n" -le 15 ]; then cat "$1"; return; fi
+  head -n 4 "$1"
+  echo "[... $((n - 15)) lines ...]"
+  tail -n 11 "$1"
+}
+
 step() {
   local name=$1 t0 ms
   shift
@@ -89,8 +100,8 @@ step() {
   else
     E2E_FAIL=$((E2E_FAIL + 1))
     printf 'FAIL %s: %s (rc=%d, %d ms) [handler %s]\n' "$SUITE" "$name" "$STEP_RC" "$ms" "$RUNTIME_HANDLER"
-    if [ -s "$T/.out" ]; then echo "    stdout:"; tail -n 15 "$T/.out" | cut -c1-400 | sed 's/^/    | /'; fi
-    if [ -s "$T/.err" ]; then echo "    stderr:"; tail -n 15 "$T/.err" | cut -c1-400 | sed 's/^/    | /'; fi
+    if [ -s "$T/.out" ]; then echo "    stdout:"; _e2e_clip "$T/.out" | cut -c1-400 | sed 's/^/    | /'; fi
+    if [ -s "$T/.err" ]; then echo "    stderr:"; _e2e_clip "$T/.err" | cut -c1-400 | sed 's/^/    | /'; fi
     _e2e_excerpt
   fi
   return 0

@@ -139,7 +139,9 @@ if [ "$PHASE" = removed ]; then
   gone_from_containerd() {
     local sb
     for sb in $(awk '$1 == "sandbox" {print $2}' "$DELETED"); do
-      ! known_to_containerd pods "$sb" || fail "sandbox $sb still known to containerd"
+      # return: wait_for runs this where set -e does not hold, and a loop's
+      # status is its last round's
+      ! known_to_containerd pods "$sb" || { fail "sandbox $sb still known to containerd"; return 1; }
     done
   }
   # trail ID: the last words of the sandboxer and containerd on ID (CI

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/containerd/errdefs"
@@ -37,7 +38,16 @@ type Daemon struct {
 	// DebugSocket, when set, is a unix socket (mode 0600) serving the
 	// daemon's Go profiles (net/http/pprof). Off by default.
 	DebugSocket string `toml:"debug_socket"`
+	// UnstartedGrace is how long after a restart the daemon keeps a
+	// sandbox that has never started before it shuts it down: what a
+	// restart inside containerd's RunPodSandbox leaves, that containerd has
+	// forgotten. "0" keeps them.
+	UnstartedGrace Duration `toml:"unstarted_grace"`
 }
+
+// DefaultUnstartedGrace is unstarted_grace's default: well past any
+// RunPodSandbox (the kubelet gives a CRI call 2 minutes).
+const DefaultUnstartedGrace = Duration(5 * time.Minute)
 
 // DefaultDaemon is the default of the common keys for the sandboxer name.
 func DefaultDaemon(name string) Daemon {
@@ -46,6 +56,7 @@ func DefaultDaemon(name string) Daemon {
 		Dir:               filepath.Join(DefaultStateDir, name),
 		ContainerdAddress: DefaultContainerdAddress,
 		LogLevel:          "info",
+		UnstartedGrace:    DefaultUnstartedGrace,
 	}
 }
 
@@ -64,6 +75,9 @@ func (d *Daemon) Validate() error {
 		if len(p.v) > 107 {
 			errs = append(errs, fmt.Errorf("%s = %q: a unix socket path is at most 107 bytes", p.key, p.v))
 		}
+	}
+	if d.UnstartedGrace < 0 {
+		errs = append(errs, fmt.Errorf("unstarted_grace = %q: must not be negative", d.UnstartedGrace))
 	}
 	if _, err := logrus.ParseLevel(d.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("log_level = %q: want one of trace, debug, info, warn, error", d.LogLevel))

@@ -52,6 +52,8 @@ type Controller struct {
 	containers sandbox.Containers
 	// stopTimeout is the grace period of a Stop that gives none.
 	stopTimeout time.Duration
+	// unstartedGrace: see WithUnstartedGrace.
+	unstartedGrace time.Duration
 
 	mu        sync.Mutex
 	sandboxes map[string]*entry
@@ -101,6 +103,13 @@ func WithStopTimeout(d time.Duration) Option {
 	return func(c *Controller) { c.stopTimeout = d }
 }
 
+// WithUnstartedGrace makes Recover shut down, d after it, the recovered
+// sandboxes that have still never started (see reapUnstarted); 0 never
+// does.
+func WithUnstartedGrace(d time.Duration) Option {
+	return func(c *Controller) { c.unstartedGrace = d }
+}
+
 // New makes a controller keeping its state under dir (sandboxes in
 // dir/sandboxes/<id>, records in dir/state). Call Recover before serving.
 func New(life context.Context, dir string, d sandbox.Driver, opts ...Option) (*Controller, error) {
@@ -130,13 +139,16 @@ func (c *Controller) Register(s *grpc.Server) { sandboxapi.RegisterControllerSer
 // still Wait, Stop and Shutdown it. A sandbox whose Start the daemon died in
 // is stopped and reported exited. Directories of sandboxes that have no
 // record (a Create the daemon died in, a Shutdown cut after its record went)
-// are removed, with every mount below them.
+// are removed, with every mount below them. Sandboxes that never started are
+// shut down after the unstarted grace if they still have not (see
+// WithUnstartedGrace).
 func (c *Controller) Recover(ctx context.Context) error {
 	ids, err := c.store.IDs()
 	if err != nil {
 		return err
 	}
 	known := map[string]bool{}
+	var unstarted []string
 	for _, id := range ids {
 		e := &entry{done: make(chan struct{})}
 		lg := log.G(ctx).WithField("sandbox_id", id)
@@ -166,7 +178,13 @@ func (c *Controller) Recover(ctx context.Context) error {
 		case sandbox.PhaseStopped:
 			e.doneOnce.Do(func() { close(e.done) })
 		}
+		if e.state.StartedAt.IsZero() {
+			unstarted = append(unstarted, id)
+		}
 		lg.WithField("phase", e.state.Phase).Info("recovered sandbox")
+	}
+	if len(unstarted) > 0 && c.unstartedGrace > 0 {
+		go c.reapUnstarted(unstarted)
 	}
 	dirs, err := os.ReadDir(filepath.Join(c.dir, "sandboxes"))
 	if err != nil {
@@ -667,23 +685,31 @@ func (c *Controller) Shutdown(ctx context.Context, req *sandboxapi.ControllerShu
 		return nil, toGRPC(err)
 	}
 	defer e.mu.Unlock()
-	if err := c.stop(ctx, e, 0); err != nil {
+	if err := c.shutdown(ctx, e); err != nil {
 		return nil, toGRPC(err)
+	}
+	return &sandboxapi.ControllerShutdownResponse{}, nil
+}
+
+// shutdown is Shutdown with e.mu held.
+func (c *Controller) shutdown(ctx context.Context, e *entry) error {
+	if err := c.stop(ctx, e, 0); err != nil {
+		return err
 	}
 	if c.containers != nil {
 		if err := c.containers.DeleteAll(ctx, e.state.ID); err != nil {
 			log.G(ctx).WithError(err).Warn("deleting the pod's containers failed")
-			return nil, toGRPC(stillThere(e.state.ID, err))
+			return stillThere(e.state.ID, err)
 		}
 	}
 	if e.inst != nil {
 		if err := e.inst.Cleanup(ctx); err != nil {
 			log.G(ctx).WithError(err).Warn("cleanup failed")
-			return nil, toGRPC(stillThere(e.state.ID, err))
+			return stillThere(e.state.ID, err)
 		}
 	}
 	if err := c.store.Delete(e.state.ID); err != nil {
-		return nil, toGRPC(stillThere(e.state.ID, err))
+		return stillThere(e.state.ID, err)
 	}
 	if err := mount.RemoveAll(e.state.Dir); err != nil {
 		log.G(ctx).WithError(err).Warn("removing sandbox dir")
@@ -693,7 +719,40 @@ func (c *Controller) Shutdown(ctx context.Context, req *sandboxapi.ControllerShu
 	delete(c.sandboxes, e.state.ID)
 	c.mu.Unlock()
 	log.G(ctx).Info("sandbox shut down")
-	return &sandboxapi.ControllerShutdownResponse{}, nil
+	return nil
+}
+
+// reapUnstarted shuts down, grace after a recovery, the sandboxes of ids
+// that have still never started and hold no container. They are what a
+// daemon restart inside containerd's RunPodSandbox leaves: containerd's
+// Create or Start failed, and so did the Shutdown of its cleanup (no daemon
+// answered), after which containerd forgets the pod and nobody else ever
+// shuts it down. The grace lets a restart that only came between a Create
+// and its Start go on: containerd starts what it created at once.
+func (c *Controller) reapUnstarted(ids []string) {
+	t := time.NewTimer(c.unstartedGrace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.life.Done():
+		return
+	}
+	for _, id := range ids {
+		e, err := c.get(id)
+		if err != nil {
+			continue // shut down meanwhile
+		}
+		ctx := log.WithLogger(c.life, log.G(c.life).WithField("sandbox_id", id))
+		if !e.state.StartedAt.IsZero() || e.starting != nil || c.containers != nil && len(c.containers.List(id)) > 0 {
+			e.mu.Unlock()
+			continue
+		}
+		log.G(ctx).WithField("unstarted_grace", c.unstartedGrace.String()).Warn("shutting down a sandbox that never started since the daemon restarted: containerd dropped it when the restart cut its RunPodSandbox")
+		if err := c.shutdown(ctx, e); err != nil {
+			log.G(ctx).WithError(err).Warn("shutting down a sandbox that never started")
+		}
+		e.mu.Unlock()
+	}
 }
 
 // Metrics reports the sandbox's resource usage.

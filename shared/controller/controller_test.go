@@ -123,11 +123,11 @@ func (i *fakeInstance) Cleanup(ctx context.Context) error {
 }
 func (i *fakeInstance) DriverState() (json.RawMessage, error) { return json.Marshal(i.hostname) }
 
-func newCtrl(t *testing.T, dir string) (*Controller, *fakeDriver, context.CancelFunc) {
+func newCtrl(t *testing.T, dir string, opts ...Option) (*Controller, *fakeDriver, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &fakeDriver{created: map[string]*fakeInstance{}}
-	c, err := New(ctx, dir, d)
+	c, err := New(ctx, dir, d, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,5 +371,75 @@ func TestStepNotFoundIsNotGone(t *testing.T) {
 		}
 		_, err := c.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: id})
 		wantCode(t, err, codes.NotFound, id)
+	}
+}
+
+// TestUnstartedGrace: after a restart, a sandbox that never started is shut
+// down once the grace has passed (containerd forgot it when the restart cut
+// its RunPodSandbox); one that starts within the grace, one that ran and
+// one whose Start the restart cut but that containerd still holds a
+// container of stay.
+func TestUnstartedGrace(t *testing.T) {
+	dir := t.TempDir()
+	c, _, cancel := newCtrl(t, dir)
+	ctx := context.Background()
+	for _, id := range []string{"never", "late", "ran"} {
+		if _, err := c.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "ran"}); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the daemon killed
+
+	const grace = 200 * time.Millisecond
+	c2, d2, cancel2 := newCtrl(t, dir, WithUnstartedGrace(grace))
+	defer cancel2()
+	if _, err := c2.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "late"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: "never"}); err != nil {
+		t.Fatalf("within the grace: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c2.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: "never"})
+		if status.Code(err) == codes.NotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a sandbox that never started is still there 5 s after a grace of %s: %v", grace, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d2.mu.Lock()
+	cleaned := d2.created["never"].cleaned
+	d2.mu.Unlock()
+	if cleaned != 1 {
+		t.Errorf("the driver cleaned the unstarted sandbox up %d times, want 1", cleaned)
+	}
+	for _, p := range []string{filepath.Join(dir, "state", "never.json"), filepath.Join(dir, "sandboxes", "never")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left: %v", p, err)
+		}
+	}
+	for _, id := range []string{"late", "ran"} {
+		st, err := c2.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: id})
+		if err != nil || st.State != StateReady {
+			t.Errorf("%s after the grace: %v %v", id, st, err)
+		}
+	}
+
+	// grace 0: kept
+	cancel2()
+	if _, err := c2.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	c3, _, cancel3 := newCtrl(t, dir, WithUnstartedGrace(0))
+	defer cancel3()
+	time.Sleep(2 * grace)
+	if _, err := c3.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: "kept"}); err != nil {
+		t.Errorf("unstarted_grace 0 removed a sandbox: %v", err)
 	}
 }

@@ -222,7 +222,7 @@ func serve(sb Sandboxer, cfg Config) error {
 	if err := ensureKeeper(life, ks); err != nil {
 		return err
 	}
-	var copts []controller.Option
+	copts := []controller.Option{controller.WithUnstartedGrace(time.Duration(common.UnstartedGrace))}
 	if st, ok := cfg.(StopTimeouter); ok {
 		copts = append(copts, controller.WithStopTimeout(st.StopTimeout()))
 	}

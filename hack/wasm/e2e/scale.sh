@@ -45,7 +45,8 @@ req "create and start $N wasm containers" startall; show
 allready() {
   local running ready
   running=$(crictl ps -q --state running | grep -cFf "$T/ids" || true)
-  [ "$running" -eq "$N" ] || fail "$running of $N running"
+  # return: wait_for runs this where set -e does not hold
+  [ "$running" -eq "$N" ] || { fail "$running of $N running"; return 1; }
   # CRI log lines: TIME STREAM TAG TEXT
   ready=$(grep -lE '^[^ ]+ stdout F ready$' "$T"/logs/scale*/c*.log 2>/dev/null | wc -l)
   [ "$ready" -eq "$N" ] || fail "$ready of $N printed ready"
