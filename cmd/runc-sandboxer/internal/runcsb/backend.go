@@ -233,7 +233,7 @@ func (b *backend) newCtr(id string, st ctrState) *ctr {
 func (b *backend) Recover(ctx context.Context, rec *task.Record, _ sandbox.Instance) (task.Container, error) {
 	var st ctrState
 	if rec.Status == task.StatusCreating {
-		st = ctrState{Dir: filepath.Join(b.dir, rec.ID), Bundle: rec.Bundle, Mounted: true}
+		st = ctrState{Dir: filepath.Join(b.dir, rec.ID), Bundle: rec.Bundle, Mounted: true, Cgroups: specCgroups(rec.Bundle)}
 	} else if err := json.Unmarshal(rec.Backend, &st); err != nil {
 		return nil, fmt.Errorf("container state: %w", err)
 	}
@@ -292,7 +292,35 @@ func (c *ctr) Delete(ctx context.Context) error {
 // cleanup releases everything; idempotent.
 func (c *ctr) cleanup(ctx context.Context) {
 	c.Release(ctx)
+	removeCgroup(ctx, c.id, c.st.Cgroups)
 	bundle.Clean(ctx, c.st.Bundle, bundleNote, c.st.Mounted, c.st.Dir)
+}
+
+// removeCgroup removes a container's cgroup after runc's delete, which
+// removes it only with runc's state: a `runc create` cut before it wrote
+// its state (a request cancelled by a containerd that went away, a daemon
+// killed) leaves the cgroups it had made, cpuset's first. Idempotent.
+func removeCgroup(ctx context.Context, id, path string) {
+	if path == "" {
+		return
+	}
+	if err := cgroups.Delete(path); err != nil && !errdefs.IsNotFound(err) {
+		log.G(ctx).WithError(err).WithFields(log.Fields{"container_id": id, "cgroup": path}).Warn("removing the container's cgroup")
+	}
+}
+
+// specCgroups is the cgroupsPath of the OCI spec in a bundle; "" when the
+// spec cannot be read.
+func specCgroups(bundleDir string) string {
+	data, err := os.ReadFile(filepath.Join(bundleDir, "config.json"))
+	if err != nil {
+		return ""
+	}
+	var sp specs.Spec
+	if json.Unmarshal(data, &sp) != nil || sp.Linux == nil {
+		return ""
+	}
+	return sp.Linux.CgroupsPath
 }
 
 func (c *ctr) Stats(ctx context.Context) (*anypb.Any, error) {
@@ -320,6 +348,7 @@ func shimDelete(ctx context.Context, id, bundleDir string) (*daemon.ShimExit, er
 		exit.Pid = uint32(st.Pid)
 	}
 	_ = r.Delete(ctx, id, &runc.DeleteOpts{Force: true})
+	removeCgroup(ctx, id, specCgroups(bundleDir))
 	_ = mount.UnmountAll(filepath.Join(bundleDir, "rootfs"))
 	if note.Dir != "" && filepath.Base(note.Dir) == id {
 		_ = os.RemoveAll(note.Dir)

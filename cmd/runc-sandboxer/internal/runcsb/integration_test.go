@@ -484,3 +484,46 @@ func TestExitsAndExecsSurviveRestart(t *testing.T) {
 		_ = cgroups.Delete("/magnetar-it/" + id)
 	}
 }
+
+// TestCreateCutLeavesNoCgroup: a `runc create` killed after it made the
+// container's first cgroup (cpuset's, on cgroup v1) and before it wrote its
+// state (a request cancelled by a containerd that went away, a daemon
+// killed) leaves nothing that `runc delete` could find: the failed Create
+// removes the cgroup itself.
+func TestCreateCutLeavesNoCgroup(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.ctrl.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: "podcut", Options: podAny(t, hostNetPod(nil, "podcut"))}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.ctrl.Shutdown(ctx, &sandboxapi.ControllerShutdownRequest{SandboxID: "podcut"}) })
+	if _, err := r.ctrl.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "podcut"}); err != nil {
+		t.Fatal(err)
+	}
+	cg := "/sys/fs/cgroup/cpuset"
+	if !fileExists(cg + "/cpuset.cpus") {
+		cg = "/sys/fs/cgroup" // cgroup v2
+	}
+	cg += "/magnetar-it/cut1"
+	t.Cleanup(func() { _ = cgroups.Delete("/magnetar-it/cut1"); _ = cgroups.Delete("/magnetar-it") })
+	// runc, but a create makes the cgroup and is killed there
+	wrapper := filepath.Join(r.dir, "runc-cut")
+	script := "#!/bin/sh\nfor a; do if [ \"$a\" = create ]; then mkdir -p '" + cg + "'; kill -9 $$; fi; done\nexec '" + r.cfg.Runc.Binary + "' \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Runc.Binary = wrapper
+	b, rootfs := busyboxBundle(t, r, "cut1", "podcut", []string{"true"})
+	_, err := r.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "cut1", Bundle: b, Rootfs: []*types.Mount{{Type: "bind", Source: rootfs, Options: []string{"rbind", "ro"}}}})
+	if err == nil {
+		t.Fatal("a runc create killed half-way succeeded")
+	}
+	if fileExists(cg) {
+		t.Errorf("the cgroup %s that the cut runc create made is left", cg)
+	}
+	for _, l := range r.leftovers(t) {
+		if strings.Contains(l, "cut1") {
+			t.Errorf("the cut create left %s", l)
+		}
+	}
+}
