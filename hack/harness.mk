@@ -19,10 +19,16 @@
 #                  (containerd's runc shim, magnetar-runc, -gvisor, -quark on
 #                  its stand-in, -vmm), the count of every resource before and
 #                  after, one table (hack/leaks.sh; _output/leaks/table.txt)
+#   make reliability  make chaos, make leaks, make rpcfuzz and make fuzz one
+#                  after another (hours), then one table per handler: kills
+#                  survived, pods lost, leaks, RPC fuzz cases, fuzz executions
+#                  and failures (hack/reliability.sh;
+#                  _output/reliability/table.txt). RELIABILITY_SHORT=1: their
+#                  short versions (minutes). Takes the harness lock itself.
 #
 # Knobs: RUNTIME_HANDLERS="magnetar-runc runc" (e2e), CRITEST_HANDLERS,
 # CRITEST_SET=basic|offline (critest), WORK=dir.
-.PHONY: tools images e2e critest demo conformance leaks
+.PHONY: tools images e2e critest demo conformance leaks reliability
 # for this stage only: the other stages pick their own critest set
 CRITEST_SET ?= offline
 CRITEST_HANDLERS ?= runc magnetar-runc
@@ -48,3 +54,6 @@ demo: tools guest-image
 
 leaks: build tools images guest-image quark-standin
 	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) QUARK_BIN=$(QUARK_STANDIN) hack/leaks.sh
+
+reliability:
+	MAKE="$(MAKE)" hack/reliability.sh

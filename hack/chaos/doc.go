@@ -39,7 +39,11 @@
 //     no process naming its id, no mount naming it (/proc/mounts), no cgroup
 //     dir naming it below the harness's cgroup parent, no file naming it in
 //     the sandboxer's dirs (its --dir, its run dir: records, bundles, runsc
-//     state); and no network namespace file more than the pods CRI lists;
+//     state); and no network namespace file more than the pods CRI lists
+//     (but those containerd itself leaves of a RunPodSandbox its kill cut:
+//     in a containerd round, a namespace no process is in and no record of
+//     the daemon names; they are reported as containerd's and counted
+//     apart);
 //   - the daemons live: only the killed one died.
 //
 // Pods that were being created when a kill hit may fail: the workload

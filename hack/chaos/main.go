@@ -62,6 +62,9 @@ func main() {
 		if r.skipped != "" {
 			line = fmt.Sprintf("chaos %s: skipped: %s", name, r.skipped)
 		}
+		if n := len(r.ctrdNetns); n > 0 {
+			line += fmt.Sprintf(", %d network namespaces left by containerd (its own leak)", n)
+		}
 		if len(r.failures) > 0 {
 			line += fmt.Sprintf(", %d failures", len(r.failures))
 		}

@@ -230,10 +230,17 @@ func (p *Init) Terminate(ctx context.Context) error {
 	}
 }
 
+// releaseTimeout bounds the `runc delete` of Release.
+const releaseTimeout = 30 * time.Second
+
 // Release runs `runc delete --force` and closes the init's stdio;
-// idempotent.
+// idempotent. The delete runs to its end even when ctx ends (a containerd
+// killed in the middle of its RemoveContainer): the task's record goes,
+// and runc's state and cgroups must go with it.
 func (p *Init) Release(ctx context.Context) {
-	if err := p.r.Delete(ctx, p.id, &runc.DeleteOpts{Force: true}); err != nil {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := p.r.Delete(dctx, p.id, &runc.DeleteOpts{Force: true}); err != nil {
 		if msg := LastError(p.r.Log); msg != "" && !strings.Contains(msg, "does not exist") {
 			log.G(ctx).WithField("container_id", p.id).Warnf("%s delete: %s", filepath.Base(p.r.Command), msg)
 		}

@@ -72,6 +72,7 @@ kill)
 	kill -"$sig" "$(cat "$state/init")" ;;
 ps) echo "[$(cat "$state/init")]" ;;
 update) cat >/dev/null ;;
+delete) sleep 0.2; touch "$state/deleted" ;;
 esac
 exit 0
 `
@@ -639,5 +640,19 @@ func TestMakeDir(t *testing.T) {
 	}
 	if err := MakeDir("c1", dir); !errdefs.IsAlreadyExists(err) {
 		t.Errorf("again: %v, want already exists", err)
+	}
+}
+
+// TestReleaseOutlivesItsRequest: the delete of a container whose request
+// went away (containerd killed mid-RemoveContainer) still runs to its end:
+// the task's record goes with the request, runc's state must too.
+func TestReleaseOutlivesItsRequest(t *testing.T) {
+	f := newFixture(t)
+	p := New("c1", f.dir, f.r, Pidfd{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.Release(ctx)
+	if _, err := os.Stat(filepath.Join(f.state, "deleted")); err != nil {
+		t.Fatalf("runc delete did not run to its end under a cancelled request: %v (calls: %v)", err, f.calls(t))
 	}
 }
