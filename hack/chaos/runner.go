@@ -569,17 +569,24 @@ func (r *runner) final() {
 	}
 	r.mu.Unlock()
 	r.checkLeftovers()
+	// what a restart left unstarted goes unstarted_grace after it
 	var left []string
-	for _, m := range mountsBelow(r.work) {
-		if !r.ctrdNetns[m] {
-			left = append(left, "mount: "+m)
+	for deadline := time.Now().Add(converge); ; time.Sleep(time.Second) {
+		left = left[:0]
+		for _, m := range mountsBelow(r.work) {
+			if !r.ctrdNetns[m] {
+				left = append(left, "mount: "+m)
+			}
 		}
-	}
-	for _, c := range cgroupParents() {
-		walk(c, 4, true, func(p string) { left = append(left, "cgroup: "+p) })
-	}
-	for _, n := range r.podNetns() {
-		left = append(left, "netns: "+n)
+		for _, c := range cgroupParents() {
+			walk(c, 4, true, func(p string) { left = append(left, "cgroup: "+p) })
+		}
+		for _, n := range r.podNetns() {
+			left = append(left, "netns: "+n)
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	r.dropContainerdNetns()
 	if len(left) > 0 {
