@@ -66,5 +66,5 @@ clean:
 -include hack/k8s/k8s.mk
 # the RPC fuzzer: every sandboxer daemon's two APIs fed hostile requests
 -include hack/rpcfuzz/rpcfuzz.mk
-# the chaos run: daemons SIGKILLed under a CRI workload (not in make test)
+# the chaos run: daemons SIGKILLed under a CRI workload (chaos-short in make test)
 -include hack/chaos/chaos.mk

@@ -53,6 +53,7 @@
 // the daemons and containerd must hold no "panic".
 //
 // It prints "chaos HANDLER: K kills survived / K tried, P pods lost, L
-// leftovers" per handler and a total, and exits non-zero on any failure,
+// leftovers" per handler, a total, and "chaos: N passed, M failed" (kills
+// survived, failures) for .ci/run, and exits non-zero on any failure,
 // printing the seed and what failed with the evidence (log lines).
 package main

@@ -85,6 +85,8 @@ func main() {
 	}
 	fmt.Printf("chaos total: %d kills survived / %d tried, %d pods lost, %d leftovers, %d failures (seed %d)\n",
 		survived, tried, lost, left, failed, seed)
+	// for .ci/run's sum: a kill survived passes, each failure fails
+	fmt.Printf("chaos: %d passed, %d failed\n", survived, failed)
 	if failed > 0 || tried == 0 {
 		fmt.Printf("chaos: FAILED; replay the choices with -seed %d\n", seed)
 		os.Exit(1)

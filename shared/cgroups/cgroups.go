@@ -12,11 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -145,6 +147,32 @@ func Delete(cgroupsPath string) error {
 		return err
 	}
 	return h.delete(cgroupsPath)
+}
+
+// Destroy ends a cgroup that is its owner's alone (a container's, a
+// pod's): it SIGKILLs every process left in it or below it, then removes
+// it from every hierarchy, retrying until wait has passed while the killed
+// processes leave. A cgroup already gone is not an error. It is what a
+// sandboxer does when the runtime that made the cgroup cannot clean it up
+// any more (a `runc create` killed half-way leaves its init process in the
+// container's cgroup, and no state for `runc delete` to find).
+func Destroy(cgroupsPath string, wait time.Duration) error {
+	var err error
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
+		var pids []int
+		if pids, err = Procs(cgroupsPath); err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		if err = Delete(cgroupsPath); err == nil || errdefs.IsNotFound(err) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
 }
 
 // Procs lists the processes in the cgroup named by cgroupsPath and in its

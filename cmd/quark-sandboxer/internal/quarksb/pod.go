@@ -382,13 +382,7 @@ func killLeftovers(ctx context.Context, st *podState, binary string) {
 // deleteCgroup removes the pod's cgroup, giving the processes just killed
 // in it a moment to leave.
 func deleteCgroup(ctx context.Context, path string) {
-	var err error
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if err = cgroups.Delete(path); err == nil || errdefs.IsNotFound(err) || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil && !errdefs.IsNotFound(err) {
+	if err := cgroups.Destroy(path, 2*time.Second); err != nil {
 		log.G(ctx).WithError(err).WithField("cgroup", path).Warn("removing the pod's cgroup")
 	}
 }

@@ -299,15 +299,20 @@ func (c *ctr) cleanup(ctx context.Context) {
 // removeCgroup removes a container's cgroup after runc's delete, which
 // removes it only with runc's state: a `runc create` cut before it wrote
 // its state (a request cancelled by a containerd that went away, a daemon
-// killed) leaves the cgroups it had made, cpuset's first. Idempotent.
+// killed) leaves the cgroups it had made, cpuset's first, and at times its
+// init process in them, which it kills. Idempotent.
 func removeCgroup(ctx context.Context, id, path string) {
 	if path == "" {
 		return
 	}
-	if err := cgroups.Delete(path); err != nil && !errdefs.IsNotFound(err) {
+	if err := cgroups.Destroy(path, cgroupWait); err != nil {
 		log.G(ctx).WithError(err).WithFields(log.Fields{"container_id": id, "cgroup": path}).Warn("removing the container's cgroup")
 	}
 }
+
+// cgroupWait bounds how long removeCgroup waits for the processes it killed
+// to leave the cgroup.
+const cgroupWait = 2 * time.Second
 
 // specCgroups is the cgroupsPath of the OCI spec in a bundle; "" when the
 // spec cannot be read.

@@ -3,10 +3,12 @@ package runcsb
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +28,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/cgroups"
 	"github.com/magnetar-runtime/magnetar/shared/controller"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 	"github.com/magnetar-runtime/magnetar/shared/tasktest"
@@ -486,7 +489,7 @@ func TestExitsAndExecsSurviveRestart(t *testing.T) {
 }
 
 // TestCreateCutLeavesNoCgroup: a `runc create` killed after it made the
-// container's first cgroup (cpuset's, on cgroup v1) and before it wrote its
+// container's cgroup and put its init in it, and before it wrote its
 // state (a request cancelled by a containerd that went away, a daemon
 // killed) leaves nothing that `runc delete` could find: the failed Create
 // removes the cgroup itself.
@@ -500,15 +503,19 @@ func TestCreateCutLeavesNoCgroup(t *testing.T) {
 	if _, err := r.ctrl.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: "podcut"}); err != nil {
 		t.Fatal(err)
 	}
-	cg := "/sys/fs/cgroup/cpuset"
-	if !fileExists(cg + "/cpuset.cpus") {
+	cg := "/sys/fs/cgroup/memory" // v1 (a new cpuset cgroup takes no task before its cpus are set)
+	if !fileExists(cg + "/memory.limit_in_bytes") {
 		cg = "/sys/fs/cgroup" // cgroup v2
 	}
 	cg += "/magnetar-it/cut1"
 	t.Cleanup(func() { _ = cgroups.Delete("/magnetar-it/cut1"); _ = cgroups.Delete("/magnetar-it") })
-	// runc, but a create makes the cgroup and is killed there
+	// runc, but a create makes the cgroup, leaves a process in it (runc's
+	// init, waiting to exec) and is killed there
 	wrapper := filepath.Join(r.dir, "runc-cut")
-	script := "#!/bin/sh\nfor a; do if [ \"$a\" = create ]; then mkdir -p '" + cg + "'; kill -9 $$; fi; done\nexec '" + r.cfg.Runc.Binary + "' \"$@\"\n"
+	initPid := filepath.Join(r.dir, "init.pid")
+	script := "#!/bin/sh\nfor a; do if [ \"$a\" = create ]; then mkdir -p '" + cg + "'; " +
+		"sh -c 'echo $$ > \"$1/cgroup.procs\"; echo $$ > \"$2\"; exec sleep 60' _ '" + cg + "' '" + initPid + "' </dev/null >/dev/null 2>&1 & " +
+		"while [ ! -s '" + initPid + "' ]; do sleep 0.01; done; kill -9 $$; fi; done\nexec '" + r.cfg.Runc.Binary + "' \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -520,6 +527,16 @@ func TestCreateCutLeavesNoCgroup(t *testing.T) {
 	}
 	if fileExists(cg) {
 		t.Errorf("the cgroup %s that the cut runc create made is left", cg)
+	}
+	if data, err := os.ReadFile(initPid); err != nil {
+		t.Errorf("the cut create left no init: %v", err)
+	} else if pid, _ := strconv.Atoi(strings.TrimSpace(string(data))); pid > 0 {
+		if st, err := proc.StartTime(pid); err == nil && st > 0 {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(b), ") Z ") {
+				t.Errorf("the init %d that the cut runc create left in the cgroup still runs", pid)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 	}
 	for _, l := range r.leftovers(t) {
 		if strings.Contains(l, "cut1") {
