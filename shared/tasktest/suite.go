@@ -696,12 +696,14 @@ func (s *suite) testKillBeforeStart(t *testing.T) {
 	wantStatus(t, d, c, tasktypes.Status_STOPPED)
 	_, err := d.Tasks.Start(ctx(), &taskapi.StartRequest{ID: "c1"})
 	sandboxtest.WantCode(t, "start of a killed container", err, codes.FailedPrecondition)
-	del(t, d, c)
-	// (containerd waits for the end of an init's output once it has
-	// deleted it, not before)
+	// containerd's Delete (client Task.Delete, WithProcessKill) waits for
+	// the end of the output of a process that has exited before it sends
+	// the Delete: nothing may hold it open (a containerd restarted after a
+	// cut StartContainer waited there forever, its CRI never up)
 	if got := c.out.WaitEOF(t, eofTimeout); got != "" {
 		t.Errorf("output of a container killed before start: %q", got)
 	}
+	del(t, d, c)
 	wantOrdered(t, d, c, events.TopicTaskCreate, events.TopicTaskExit, events.TopicTaskDelete)
 	if slices.Contains(d.Events.Of("c1", ""), events.TopicTaskStart) {
 		t.Errorf("a container killed before start published TaskStart: %v", d.Events.Of("c1", ""))
@@ -1045,6 +1047,9 @@ func (s *suite) testMissing(t *testing.T) {
 		}
 		kill(t, d, c, syscall.SIGKILL, true)
 		wait(t, d, c)
+		// its output ends before the Delete, which containerd sends only
+		// then (see testKillBeforeStart)
+		c.out.WaitEOF(t, eofTimeout)
 		del(t, d, c)
 	} else {
 		t.Logf("a missing program: create: %v", err)

@@ -229,6 +229,15 @@ func (c *ctr) start(ctx context.Context, io *stdio.IO) error {
 		s = io
 	}
 	if err := c.cli.Start(ctx, c.log(), c.id, s); err != nil {
+		// after a `runsc start` that failed or was cut (its request gone
+		// with a killed containerd) the sandbox may hold the container's
+		// stdio, or even run it: end it there, and drop our ends, or the
+		// output never ends, and containerd, which waits for that before
+		// it sends the Delete, waits forever (chaos finding)
+		if io != nil {
+			io.CloseChildEnds()
+		}
+		c.Release(context.WithoutCancel(ctx))
 		return err
 	}
 	if io != nil {

@@ -324,7 +324,12 @@ func (c *ctr) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
 	started := inst != nil
 	c.mu.Unlock()
 	if !started {
-		// created, never started: nothing runs; it ends as killed
+		// created, never started: nothing runs; it ends as killed, and its
+		// output ends now: containerd waits for that before it sends the
+		// Delete (a failed StartContainer's cleanup hung there)
+		if c.io != nil {
+			c.io.Close()
+		}
 		c.Set(wasi.ExitCodeKilled, time.Now())
 		return nil
 	}
