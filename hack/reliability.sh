@@ -20,8 +20,10 @@
 #   RELIABILITY_PARTS="chaos leaks rpcfuzz fuzz": run only some.
 #
 # Exits 1 when any part failed. Takes the harness lock itself.
-set -uo pipefail
 source "$(dirname "$0")/lib.sh"
+# each part's status is read from its .rc file: a failing part, or a grep
+# that finds nothing, does not end the script
+set +e -uo pipefail
 DIR=$OUT/reliability
 PARTS=${RELIABILITY_PARTS:-chaos leaks rpcfuzz fuzz}
 SHORT=${RELIABILITY_SHORT:-}
@@ -69,8 +71,9 @@ handler_of_pkg() {
   esac
 }
 
-# rpcfuzz names its handlers by the sandboxer's short name
-rpcfuzz_name() { case "$1" in magnetar-*) echo "${1#magnetar-}" ;; *) echo "$1" ;; esac; }
+# rpcfuzz names its handlers by the sandboxer's short name (it drives
+# Magnetar's daemons only: containerd's runc shim has no row there)
+rpcfuzz_name() { case "$1" in magnetar-*) echo "${1#magnetar-}" ;; *) echo "-" ;; esac; }
 
 part_rc() { cat "$DIR/$1.rc" 2>/dev/null || echo "not run"; }
 
