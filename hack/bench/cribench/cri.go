@@ -17,12 +17,12 @@ import (
 // cri is a thin CRI client bound to one containerd socket and one bench run.
 type cri struct {
 	*criclient.Client
-	runID   string
-	image   string
-	logDir  string // pods' log directories go below it
-	cgroup  string // cgroup_parent of every pod
-	pidMode runtimeapi.NamespaceMode
-	seq     int // pod name counter
+	runID    string
+	workload func(handler string) workload // the container a handler's pods run
+	logDir   string                        // pods' log directories go below it
+	cgroup   string                        // cgroup_parent of every pod
+	pidMode  runtimeapi.NamespaceMode
+	seq      int // pod name counter
 }
 
 // podRef is one pod the bench started.
@@ -64,10 +64,11 @@ func (c *cri) configs(handler, phase string) (*runtimeapi.PodSandboxConfig, *run
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns},
 		},
 	}
+	wl := c.workload(handler)
 	ctr := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"},
-		Image:    &runtimeapi.ImageSpec{Image: c.image},
-		Command:  []string{"sleep", "3600"},
+		Image:    &runtimeapi.ImageSpec{Image: wl.Image},
+		Command:  wl.Command,
 		LogPath:  "sleep.log",
 		Labels:   map[string]string{criclient.LabelBench: "true", criclient.LabelRun: c.runID},
 		Linux: &runtimeapi.LinuxContainerConfig{
@@ -77,7 +78,7 @@ func (c *cri) configs(handler, phase string) (*runtimeapi.PodSandboxConfig, *run
 	return pod, ctr, nil
 }
 
-// startPod runs a pod on handler with one busybox sleep container and times
+// startPod runs a pod on handler with its one container (workload) and times
 // each CRI step. On error the returned podRef still names what was created so
 // that the caller tears it down.
 func (c *cri) startPod(ctx context.Context, handler, phase string, pod *runtimeapi.PodSandboxConfig, ctr *runtimeapi.ContainerConfig) (podRef, startSample, error) {
@@ -236,15 +237,16 @@ func (c *cri) version(ctx context.Context) string {
 	return v.RuntimeName + " " + v.RuntimeVersion
 }
 
-func (c *cri) checkImage(ctx context.Context) error {
+// checkImage checks that image is in containerd's k8s.io namespace.
+func (c *cri) checkImage(ctx context.Context, image string) error {
 	rctx, cancel := c.RPC(ctx)
 	defer cancel()
-	r, err := c.Images.ImageStatus(rctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: c.image}})
+	r, err := c.Images.ImageStatus(rctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: image}})
 	if err != nil {
-		return err
+		return fmt.Errorf("ImageStatus %s: %w", image, err)
 	}
 	if r.Image == nil {
-		return fmt.Errorf("image %s is not in containerd's k8s.io namespace (hack/containerd.sh start imports it)", c.image)
+		return fmt.Errorf("image %s is not in containerd's k8s.io namespace (hack/containerd.sh start imports busybox, hack/wasm/images.sh import the wasm images)", image)
 	}
 	return nil
 }

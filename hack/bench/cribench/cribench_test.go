@@ -101,8 +101,10 @@ func TestReportRendersPartialResults(t *testing.T) {
 	if !strings.Contains(md, "0.50×") || !strings.Contains(md, "| — |") {
 		t.Errorf("markdown lacks the ratio or a dash for missing data:\n%s", md)
 	}
-	if svg := b.plot(); !strings.HasPrefix(svg, "<svg") || !strings.HasSuffix(strings.TrimSpace(svg), "</svg>") {
-		t.Errorf("bad svg")
+	for name, svg := range map[string]string{"start-latency": b.plot(), "memory": b.memPlot()} {
+		if !strings.HasPrefix(svg, "<svg") || !strings.HasSuffix(strings.TrimSpace(svg), "</svg>") {
+			t.Errorf("bad %s svg", name)
+		}
 	}
 }
 
@@ -245,5 +247,25 @@ func TestReportFloor(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+func TestCapsAndWorkloads(t *testing.T) {
+	caps, err := parseCaps("magnetar-vmm=10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := options{image: "busybox", wasmImage: "wasm-c", wasmCommand: []string{"/hello.wasm", "sleep", "3600"}, caps: caps}
+	if !o.capped("magnetar-vmm", 50) || o.capped("magnetar-vmm", 10) || o.capped("runc", 50) {
+		t.Errorf("capped: wrong for %v", caps)
+	}
+	if w := o.workloadOf("magnetar-wasm-wazero"); w.Image != "wasm-c" {
+		t.Errorf("wasm handler runs %v", w)
+	}
+	if w := o.workloadOf("magnetar-runc"); w.Image != "busybox" || w.Command[0] != "sleep" {
+		t.Errorf("Linux handler runs %v", w)
+	}
+	if _, err := parseCaps("magnetar-vmm=0"); err == nil {
+		t.Errorf("a cap of 0 pods parsed")
 	}
 }

@@ -60,7 +60,11 @@ import (
 
 type options struct {
 	work, socket, image, out, cgroup, runcBin, label, status, from string
-	bareFrom, gvisorDir                                            string
+	bareFrom, gvisorDir, wasmImage                                 string
+	wasmCommand                                                    []string
+	servedBy                                                       map[string]string
+	caps                                                           map[string]int
+	capNote                                                        string
 	handlers                                                       []string
 	n, parReps, warmup, conc                                       int
 	parallel, memPods                                              []int
@@ -87,7 +91,7 @@ func parseInts(s string) ([]int, error) {
 
 func parseFlags() (options, error) {
 	var o options
-	var handlers, parallel, memPods string
+	var handlers, parallel, memPods, wasmCommand, servedBy, caps string
 	defWork := os.Getenv("WORK")
 	if defWork == "" {
 		defWork = "_output/bench"
@@ -104,7 +108,12 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the pods are up before measuring memory")
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "timeout of each CRI call")
 	flag.DurationVar(&o.cleanWait, "clean-wait", 20*time.Second, "how long to wait for management processes to go after a teardown")
-	flag.StringVar(&o.image, "image", "docker.io/library/busybox:latest", "container image (must be present)")
+	flag.StringVar(&o.image, "image", "docker.io/library/busybox:latest", "container image of the Linux handlers' pods (must be present)")
+	flag.StringVar(&o.wasmImage, "wasm-image", "localhost/magnetar/wasm-c:v1", "container image of the wasm handlers' pods (magnetar-wasm*; hack/wasm/images.sh)")
+	flag.StringVar(&wasmCommand, "wasm-command", "/hello.wasm sleep 3600", "command of the wasm handlers' containers")
+	flag.StringVar(&servedBy, "served-by", "", "handlers served by another handler's daemon, HANDLER=DAEMON-HANDLER ... (hack/lib.sh MAGNETAR_HANDLER_ALIASES)")
+	flag.StringVar(&caps, "cap", "", "HANDLER=PODS ...: the most pods HANDLER starts at once in the parallel and memory phases (larger counts are left out for it, and the report says so)")
+	flag.StringVar(&o.capNote, "cap-note", "", "why -cap caps what it caps (printed in the report)")
 	flag.StringVar(&o.out, "out", "", "results directory (default WORK/results/<timestamp>)")
 	flag.StringVar(&o.cgroup, "cgroup-parent", "", "cgroup_parent of every pod (default CGROUP_PARENT of WORK/etc/harness.env, else /magnetar-bench)")
 	flag.StringVar(&o.pidMode, "pid", "container", "pod PID namespace mode: container (Kubernetes' default) or pod (shareProcessNamespace)")
@@ -133,6 +142,16 @@ func parseFlags() (options, error) {
 		return o, fmt.Errorf("-mem-pods: %w", err)
 	}
 	o.handlers = strings.FieldsFunc(handlers, func(r rune) bool { return r == ',' || r == ' ' })
+	o.wasmCommand = strings.Fields(wasmCommand)
+	if len(o.wasmCommand) == 0 {
+		return o, fmt.Errorf("-wasm-command: empty")
+	}
+	if o.servedBy, err = parsePairs(servedBy); err != nil {
+		return o, fmt.Errorf("-served-by: %w", err)
+	}
+	if o.caps, err = parseCaps(caps); err != nil {
+		return o, fmt.Errorf("-cap: %w", err)
+	}
 	if o.n < 1 || o.parReps < 1 || o.conc < 1 {
 		return o, fmt.Errorf("-n, -par-reps and -mem-concurrency must be positive")
 	}
@@ -215,11 +234,12 @@ func run() int {
 	b := &bench{
 		o: o,
 		c: &cri{
-			Client: cc, runID: runID, image: o.image, logDir: filepath.Join(o.work, "bench-logs", runID),
+			Client: cc, runID: runID, workload: o.workloadOf, logDir: filepath.Join(o.work, "bench-logs", runID),
 			cgroup: o.cgroup, pidMode: pidMode,
 		},
 		hp: harnessPaths{
 			Work: o.work, Socket: o.socket, Containerd: filepath.Join(o.work, "run", "containerd.pid"),
+			ServedBy: o.servedBy,
 		},
 		res:  newResults(),
 		idle: map[string]mgmtSample{},
@@ -329,10 +349,6 @@ func rotate(hs []string, round int) []string {
 
 func (b *bench) main(ctx context.Context) int {
 	o := b.o
-	if err := b.c.checkImage(ctx); err != nil {
-		b.check("setup", false, "image: %v", err)
-		return 1
-	}
 	known, err := b.c.handlers(ctx)
 	if err != nil {
 		b.check("setup", false, "CRI Status: %v", err)
@@ -353,6 +369,18 @@ func (b *bench) main(ctx context.Context) int {
 		}
 		if !slices.Contains(known, h) {
 			b.check("setup", false, "runtime handler %q unknown to containerd (it knows %v)", h, known)
+			return 1
+		}
+	}
+	images := map[string]bool{}
+	for _, h := range b.criHandlers() {
+		img := o.workloadOf(h).Image
+		if images[img] {
+			continue
+		}
+		images[img] = true
+		if err := b.c.checkImage(ctx, img); err != nil {
+			b.check("setup", false, "image of %s: %v", h, err)
 			return 1
 		}
 	}
@@ -460,18 +488,8 @@ func (b *bench) phaseSeq(ctx context.Context) {
 			b.record("seq", h, n, 0, i, "start_ms", s.Start)
 			b.record("seq", h, n, 0, i, "total_ms", s.Total)
 			// the pod's kernel, right after its start, for the gVisor
-			// handler and its floor alike
-			root := ""
-			switch h {
-			case bareHandler:
-				root = bareRef{dir: ref.Name}.root()
-			case b.o.bareFrom:
-				root = filepath.Join(b.o.gvisorDir, "sandboxes", ref.ID, "runsc")
-			}
-			if root == "" {
-				continue
-			}
-			if k, err := kernelMem(root); err == nil && k.Procs > 0 {
+			// handler and its floor alike, and a VM pod's QEMU
+			if k, ok, err := b.podKernelMem(h, ref); err == nil && ok {
 				b.record("seq", h, n, 0, i, "kernel_procs", float64(k.Procs))
 				b.record("seq", h, n, 0, i, "kernel_threads", float64(k.Threads))
 				b.record("seq", h, n, 0, i, "kernel_pss_kib", float64(k.PSS))
@@ -627,6 +645,9 @@ func (b *bench) phasePar(ctx context.Context) {
 				if ctx.Err() != nil {
 					break
 				}
+				if b.o.capped(h, p) {
+					continue
+				}
 				refs, samples, wall, errs := b.startMany(ctx, h, fmt.Sprintf("par%d", p), p, p)
 				running, rerr := b.c.runningContainers(ctx)
 				ok := 0
@@ -658,6 +679,10 @@ func (b *bench) phasePar(ctx context.Context) {
 		}
 		for _, h := range b.criHandlers() {
 			name := fmt.Sprintf("par%d/%s", p, h)
+			if b.o.capped(h, p) {
+				logf("%s: left out (-cap %s=%d)", name, h, b.o.caps[h])
+				continue
+			}
 			if len(fails[h]) > 0 {
 				b.check(name, false, "%s", strings.Join(fails[h], "; "))
 				continue
@@ -677,6 +702,10 @@ func (b *bench) phaseMem(ctx context.Context) {
 				return
 			}
 			name := fmt.Sprintf("mem%d/%s", m, h)
+			if b.o.capped(h, m) {
+				logf("%s: left out (-cap %s=%d)", name, h, b.o.caps[h])
+				continue
+			}
 			refs, _, _, errs := b.startMany(ctx, h, fmt.Sprintf("mem%d", m), m, min(m, b.o.conc))
 			var s mgmtSample
 			var merr error
@@ -757,6 +786,7 @@ func rerender(o options) int {
 			m := res.Meta
 			o.n, o.parallel, o.parReps, o.memPods, o.pidMode = m.N, m.Parallel, m.ParReps, m.MemPods, m.PidMode
 			o.work, o.image, o.cgroup = m.Work, m.Image, m.CgroupPar
+			o.caps, o.capNote = m.Caps, m.CapNote
 			if o.out == "" {
 				o.out = filepath.Dir(o.from)
 			}

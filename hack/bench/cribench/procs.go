@@ -84,10 +84,14 @@ type harnessPaths struct {
 	Work       string // WORK of the harness instance
 	Socket     string // containerd's CRI socket
 	Containerd string // pid file of containerd
+	// ServedBy maps a handler served by another's daemon to that handler
+	// (hack/lib.sh MAGNETAR_HANDLER_ALIASES: magnetar-wasm-wazero=magnetar-wasm)
+	ServedBy map[string]string
 }
 
+// daemonPidFile is the pid file of the daemon that serves handler.
 func (h harnessPaths) daemonPidFile(handler string) string {
-	return filepath.Join(h.Work, "run", handler+".pid")
+	return filepath.Join(h.Work, "run", h.daemonOf(handler)+".pid")
 }
 
 func readPidFile(path string) (int, error) {
@@ -114,7 +118,9 @@ func readPidFile(path string) (int, error) {
 //     our WORK (a task keeper that outlived a daemon restart); among them
 //     runsc's processes naming a --root below WORK are the group "kernel"
 //     (a gVisor pod's kernel, whose sandbox containerd reports as the
-//     container's pid).
+//     container's pid); so are a VM sandboxer's pod VMs (QEMU, virtiofsd:
+//     every process naming a directory below its run_dir), detached from
+//     the daemon.
 //
 // It also returns how many of ctrPids are live processes.
 func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPids []int) (map[int]string, int, error) {
@@ -161,6 +167,10 @@ func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPi
 		return nil, 0, fmt.Errorf("sandboxer of %s (pid %d) is not running", handler, dpid)
 	}
 	roots := []int{dpid}
+	for pid := range vmProcs(ps, hp.vmRunDir(handler), map[int]bool{dpid: true}) {
+		kernel[pid] = true
+		roots = append(roots, pid)
+	}
 	for _, p := range ps {
 		if p.Pid != dpid && !p.Zombie() && p.Exe != "" && p.Exe == d.Exe && strings.Contains(p.Cmdline(), hp.Work+"/") {
 			roots = append(roots, p.Pid)
@@ -178,7 +188,7 @@ func mgmtProcs(ps map[int]*hostproc.Proc, hp harnessPaths, handler string, ctrPi
 		switch {
 		case pid == dpid:
 			groups[pid] = "daemon"
-		case hasArg(p, "__magnetar_task_keeper"):
+		case hasArg(p, keeperArg):
 			groups[pid] = "keeper"
 		case hasArg(p, "__magnetar_pod_init"):
 			groups[pid] = "pod-init"

@@ -274,8 +274,9 @@ func (b *bench) markdown(s *summaryT) string {
 		}
 	}
 	fmt.Fprintf(&w, ". Load average before %s, after %s.\n\n", m.LoadBefore, m.LoadAfter)
-	fmt.Fprintf(&w, "Settings: %d pods per handler one after another; %s pods at once (%d rounds each); management memory at %s pods; busybox `sleep 3600`, one container per pod, PID namespace per %s; handlers interleaved in every phase.\n\n",
+	fmt.Fprintf(&w, "Settings: %d pods per handler one after another; %s pods at once (%d rounds each); management memory at %s pods; one container per pod, PID namespace per %s; handlers interleaved in every phase. Workloads:\n\n",
 		b.o.n, joinInts(b.o.parallel, " and "), b.o.parReps, joinInts(b.o.memPods, "/"), m.PidMode)
+	w.WriteString(b.workloadNotes())
 
 	// headline table
 	w.WriteString("| metric |")
@@ -363,7 +364,13 @@ func (b *bench) markdown(s *summaryT) string {
 	kernel := func(f func(k kernelRow) float64) func(hs *handlerSummary) (float64, bool) {
 		return func(hs *handlerSummary) (float64, bool) { return f(hs.Kernel), hs.Kernel.Known }
 	}
-	row("**pod kernel per pod** (gVisor: runsc sandbox + gofers + stubs), processes", kernel(func(k kernelRow) float64 { return k.Procs }), per)
+	for _, p := range b.o.memPods {
+		row(fmt.Sprintf("pod kernels PSS, %d pods (gVisor: runsc; VM: QEMU + virtiofsd)", p), func(hs *handlerSummary) (float64, bool) {
+			r := hs.Mem[p]
+			return r.KernelPSSKiB, r.OK && r.KernelProcs > 0
+		}, fmtMiB)
+	}
+	row("**pod kernel per pod** (gVisor: runsc sandbox + gofers + stubs; VM: QEMU + virtiofsd), processes", kernel(func(k kernelRow) float64 { return k.Procs }), per)
 	row("pod kernel PSS per pod", kernel(func(k kernelRow) float64 { return k.PSSKiB }), fmtMiB)
 	row("management PSS, no pod, after all phases (heap kept)", memGet(-1, pss), fmtMiB)
 	row("management threads, no pod, after all phases", memGet(-1, func(r memRow) float64 { return r.Threads }), count)
@@ -372,7 +379,7 @@ func (b *bench) markdown(s *summaryT) string {
 		row(fmt.Sprintf("teardown of %d pods", top), memGet(top, func(r memRow) float64 { return r.TeardownMs }), fmtMs)
 		row(fmt.Sprintf("containerd RSS with %d pods (context)", top), memGet(top, func(r memRow) float64 { return r.ContainerdRSS }), fmtMiB)
 	}
-	w.WriteString("\nManagement processes: runc = every containerd-shim-runc-v2 of this containerd + the pause processes; a magnetar handler = its sandboxer daemon + task keeper + per-pod inits (none unless the pod shares one PID namespace). Containers' own processes are excluded, and so is a gVisor pod's kernel (runsc's sandbox, its gofers and systrap stubs: the pod kernel rows: the median over the sequential rounds, measured right after each start, for " + bareHandler + " and the gVisor handler alike; the memory phase's figure where there are none). PSS/RSS/USS from /proc/<pid>/smaps_rollup.\n\n")
+	w.WriteString("\nManagement processes: runc = every containerd-shim-runc-v2 of this containerd + the pause processes; a magnetar handler = its sandboxer daemon + task keeper + per-pod inits (none unless the pod shares one PID namespace). Containers' own processes are excluded, and so is a pod's kernel: a gVisor pod's runsc sandbox, its gofers and systrap stubs, a VM pod's QEMU and virtiofsd (the pod kernel rows: the median over the sequential rounds, measured right after each start, for " + bareHandler + " and the gVisor handler alike, and for the VM handler; the memory phase's figure where there are none). PSS/RSS/USS from /proc/<pid>/smaps_rollup.\n\n")
 	if slices.Contains(b.handlers, bareHandler) {
 		fmt.Fprintf(&w, "%s: the floor of %s: the two containers its sandboxer gives runsc for a pod (root container: the pause; application container: busybox `sleep 3600`), their specs captured from a pod of this run and replayed with `runsc create` + `runsc start` each, the same runsc binary and global flags, the same --root layout, in an empty network namespace made beforehand (untimed), no containerd, no CNI. Its \"RunPodSandbox\" is the root container's create + start, \"CreateContainer\" and \"StartContainer\" the application container's; teardown is `runsc delete --force` of both. Sequential phase only, interleaved with the CRI handlers.\n\n", bareHandler, b.o.bareFrom)
 	}
@@ -468,4 +475,40 @@ func joinInts(xs []int, sep string) string {
 		s[i] = fmt.Sprint(x)
 	}
 	return strings.Join(s, sep)
+}
+
+// workloadNotes says what each handler's pods run and which phase steps a
+// handler left out (-cap), one list item each.
+func (b *bench) workloadNotes() string {
+	var w strings.Builder
+	m := b.res.Meta
+	for _, h := range b.handlers {
+		wl := m.Workloads[h]
+		if wl == "" {
+			wl = b.o.workloadOf(h).String()
+		}
+		fmt.Fprintf(&w, "- %s: %s", h, wl)
+		if c, ok := b.o.caps[h]; ok {
+			var out []string
+			for _, p := range b.o.parallel {
+				if p > c {
+					out = append(out, fmt.Sprintf("%d at once", p))
+				}
+			}
+			for _, p := range b.o.memPods {
+				if p > c {
+					out = append(out, fmt.Sprintf("memory at %d pods", p))
+				}
+			}
+			if len(out) > 0 {
+				fmt.Fprintf(&w, "; **at most %d pods at once: %s left out**", c, strings.Join(out, ", "))
+				if b.o.capNote != "" {
+					fmt.Fprintf(&w, " (%s)", b.o.capNote)
+				}
+			}
+		}
+		w.WriteString("\n")
+	}
+	w.WriteString("\n")
+	return w.String()
 }

@@ -56,6 +56,9 @@ type meta struct {
 	ParReps    int               `json:"par_reps"`
 	MemPods    []int             `json:"mem_pods"`
 	Image      string            `json:"image"`
+	Workloads  map[string]string `json:"workloads"` // handler: image `command`
+	Caps       map[string]int    `json:"caps,omitempty"`
+	CapNote    string            `json:"cap_note,omitempty"`
 	PidMode    string            `json:"pid_mode"`
 	CgroupPar  string            `json:"cgroup_parent"`
 	Work       string            `json:"work"`
@@ -197,9 +200,15 @@ func (b *bench) fillMeta(ctx context.Context) {
 	m.Handlers = b.handlers
 	m.N, m.Parallel, m.ParReps, m.MemPods = b.o.n, b.o.parallel, b.o.parReps, b.o.memPods
 	m.Image, m.PidMode, m.CgroupPar, m.Work = b.o.image, b.o.pidMode, b.o.cgroup, b.o.work
+	m.Workloads = map[string]string{}
+	for _, h := range b.handlers {
+		m.Workloads[h] = b.o.workloadOf(h).String()
+	}
+	m.Caps, m.CapNote = b.o.caps, b.o.capNote
 }
 
-// write saves samples.csv, results.json, summary.md and start-latency.svg,
+// write saves samples.csv, results.json, summary.md, start-latency.svg and
+// memory.svg,
 // prints the summary, and points WORK/results/latest at the directory.
 func (b *bench) write() error {
 	dir := b.o.out
@@ -236,6 +245,9 @@ func (b *bench) write() error {
 	}
 	svg := b.plot()
 	if err := os.WriteFile(filepath.Join(dir, "start-latency.svg"), []byte(svg), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.svg"), []byte(b.memPlot()), 0o644); err != nil {
 		return err
 	}
 	if !b.o.quiet {

@@ -74,7 +74,7 @@ func (b *bench) plot() string {
 	s.f(`<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="14">`, W, H, W, H)
 	s.f(`<rect width="100%%" height="100%%" fill="white"/>`)
 	m := b.res.Meta
-	s.text(W/2, 28, "middle", `font-size="19" font-weight="bold"`, fmt.Sprintf("Pod start latency through CRI, %d pods per handler one after another (busybox sleep)", b.o.n))
+	s.text(W/2, 28, "middle", `font-size="19" font-weight="bold"`, fmt.Sprintf("Pod start latency through CRI, %d pods per handler one after another (Linux: busybox sleep; wasm: the C test module)", b.o.n))
 	s.text(W/2, 50, "middle", `font-size="13" fill="#444"`, fmt.Sprintf("%s · %d CPUs · kernel %s · cgroup %s · %s · %s", m.Started, m.CPUs, m.Kernel, m.Cgroup, m.Runtime, strings.Join(b.handlers, " vs ")))
 
 	// ---- left: CDF of the pod start (sum of the three steps)
@@ -181,6 +181,124 @@ func (b *bench) plot() string {
 		lx, lyy := bx0, ly+float64(i)*24
 		s.f(`<rect x="%.1f" y="%.1f" width="22" height="12" fill="%s" fill-opacity="0.25" stroke="%s" stroke-width="1.5"/>`, lx, lyy-11, b.colour(h), b.colour(h))
 		s.text(lx+30, lyy, "start", "", handlerTitle(h))
+	}
+	s.f(`</svg>`)
+	return s.String()
+}
+
+// memPlot draws memory against pod count per handler: the management
+// processes' PSS (left; 0 pods = the fixed cost before the first pod) and
+// the pods' kernels' PSS (right: a gVisor pod's runsc processes, a VM pod's
+// QEMU and virtiofsd), from the memory phase. A handler capped below a
+// pod count (-cap) has no point there.
+func (b *bench) memPlot() string {
+	const W = 1280.0
+	H := 560.0 + 24*float64((len(b.handlers)+1)/2)
+	var s svgW
+	s.f(`<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="14">`, W, H, W, H)
+	s.f(`<rect width="100%%" height="100%%" fill="white"/>`)
+	m := b.res.Meta
+	s.text(W/2, 28, "middle", `font-size="19" font-weight="bold"`, "Memory against pod count (PSS, MiB)")
+	s.text(W/2, 50, "middle", `font-size="13" fill="#444"`, fmt.Sprintf("%s · %d CPUs · kernel %s · %s", m.Started, m.CPUs, m.Kernel, m.Runtime))
+	pods := append([]int{0}, b.o.memPods...)
+	xmax := float64(maxInt(pods))
+	type pt struct{ x, y float64 }
+	series := func(h string, kernel bool) []pt {
+		var ps []pt
+		for _, p := range pods {
+			phase, metric := "mem", "mgmt_pss_kib"
+			if p == 0 {
+				phase = "idle"
+			}
+			if kernel {
+				metric = "kernel_pss_kib"
+			}
+			v, ok := b.res.value(phase, h, p, metric)
+			if !ok || (kernel && p > 0 && v == 0) {
+				continue
+			}
+			if kernel && p == 0 {
+				v = 0
+			}
+			ps = append(ps, pt{float64(p), v / 1024})
+		}
+		return ps
+	}
+	panel := func(x0 float64, title string, kernel bool) {
+		y0, pw, ph := 90.0, 500.0, 380.0
+		maxY := 0.0
+		var hs []string
+		for _, h := range b.handlers {
+			if h == bareHandler {
+				continue
+			}
+			ps := series(h, kernel)
+			if len(ps) == 0 || kernel && len(ps) < 2 {
+				continue // not measured, or no pod kernel
+			}
+			hs = append(hs, h)
+			for _, p := range ps {
+				maxY = math.Max(maxY, p.y)
+			}
+		}
+		yt := niceTicks(maxY*1.05, 6)
+		ymax := yt[len(yt)-1]
+		xt := niceTicks(xmax, 5)
+		xm := xt[len(xt)-1]
+		px := func(v float64) float64 { return x0 + v/xm*pw }
+		py := func(v float64) float64 { return y0 + ph - v/ymax*ph }
+		s.text(x0+pw/2, y0-12, "middle", `font-size="15" font-weight="bold"`, title)
+		for _, t := range yt {
+			s.f(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#e5e5e5"/>`, x0, py(t), x0+pw, py(t))
+			s.text(x0-8, py(t)+5, "end", "", fmtTick(t))
+		}
+		for _, t := range xt {
+			s.f(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#e5e5e5"/>`, px(t), y0, px(t), y0+ph)
+			s.text(px(t), y0+ph+18, "middle", "", fmtTick(t))
+		}
+		s.f(`<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#333"/>`, x0, y0, pw, ph)
+		s.text(x0+pw/2, y0+ph+40, "middle", "", "pods running")
+		s.f(`<text x="%.1f" y="%.1f" text-anchor="middle" transform="rotate(-90 %.1f %.1f)">PSS (MiB)</text>`, x0-52, y0+ph/2, x0-52, y0+ph/2)
+		if len(hs) == 0 {
+			s.text(x0+pw/2, y0+ph/2, "middle", `fill="#777"`, "no pod kernel among these handlers")
+		}
+		for _, h := range hs {
+			ps := series(h, kernel)
+			c := b.colour(h)
+			var xy []string
+			for _, p := range ps {
+				xy = append(xy, fmt.Sprintf("%.1f,%.1f", px(p.x), py(p.y)))
+			}
+			s.f(`<polyline points="%s" fill="none" stroke="%s" stroke-width="2.5"/>`, strings.Join(xy, " "), c)
+			for _, p := range ps {
+				s.f(`<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`, px(p.x), py(p.y), c)
+			}
+			if last := ps[len(ps)-1]; last.x > 0 {
+				s.text(px(last.x)+6, py(last.y)+4, "start", fmt.Sprintf(`font-size="12" fill="%s"`, c), fmt.Sprintf("%.0f", last.y))
+			}
+		}
+	}
+	panel(80, "Management processes (runc shim: shims + pauses; magnetar: daemon + keeper)", false)
+	panel(720, "Pod kernels (gVisor: runsc sandbox + gofers; VM: QEMU + virtiofsd)", true)
+	ly := 90 + 380 + 70.0
+	i := 0
+	for _, h := range b.handlers {
+		if h == bareHandler {
+			continue
+		}
+		lx, lyy := 80+float64(i%2)*640, ly+float64(i/2)*24
+		c := b.colour(h)
+		s.f(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="4"/>`, lx, lyy-5, lx+24, lyy-5, c)
+		label := handlerTitle(h)
+		if cp, ok := b.o.caps[h]; ok && cp < maxInt(b.o.memPods) {
+			label += fmt.Sprintf(" (at most %d pods", cp)
+			if b.o.capNote != "" {
+				label += ": " + b.o.capNote
+			}
+			label += ")"
+		}
+		s.text(lx+32, lyy, "start", "", label)
+		i++
 	}
 	s.f(`</svg>`)
 	return s.String()
