@@ -1,17 +1,25 @@
 # hack/bench/bench.mk: benchmark targets, included by the top-level Makefile
 # (-include hack/bench/bench.mk).
 #
-#   make bench        Magnetar's sandboxers side by side with containerd's runc
-#                     shim in one run (hack/bench/bench.sh; about 10 minutes):
-#                     sequential and parallel pod start, management memory and
-#                     processes per pod, teardown. Table, CSV, JSON and SVG under
+#   make bench        every handler that can run here side by side with
+#                     containerd's runc shim in one containerd, interleaved
+#                     (hack/bench/bench.sh; about 15 minutes): runc shim,
+#                     magnetar-runc, magnetar-wasm (wasmtime) and
+#                     magnetar-wasm-wazero, magnetar-gvisor, magnetar-vmm
+#                     (QEMU; at most 10 pods at once under TCG, said in the
+#                     table). Sequential and parallel pod start, management
+#                     memory and processes per pod, pod kernels (runsc, QEMU)
+#                     apart, teardown. Table (summary.md), CSV, JSON and SVGs
+#                     (start-latency.svg, memory.svg) under
 #                     _output/bench/results/<timestamp>/.
 #                     Knobs: N=20 PARALLEL="10 50" PAR_REPS=3 MEM_PODS="1 10 50"
-#                     HANDLERS="runc magnetar-runc" BENCH_ARGS=...
+#                     HANDLERS="runc magnetar-runc ..." CAPS="magnetar-vmm=10"
+#                     BENCH_ARGS=...
 #   make profile      where a pod start's time goes, per handler: runc and CNI
 #                     timing wrappers + hack/bench/podtimeline (about a minute)
-#   make bench-smoke  the same, tiny (2 pods, 2 at once, memory at 1 pod): well
-#                     under a minute, fails on any error; part of make test.
+#   make bench-smoke  the same, tiny (2 pods, 2 at once, memory at 1 pod), every
+#                     handler but the VM one (bench-vmm-smoke): about a minute,
+#                     fails on any error; part of make test.
 #
 # Both build what they need (make build, the cribench program, test tools and
 # images when missing) and run their own harness instance
@@ -34,10 +42,10 @@
 #                         with BENCH_GVISOR=1: magnetar-gvisor against bare runsc).
 .PHONY: bench bench-smoke profile bench-vmm bench-vmm-smoke
 
-bench:
-	hack/bench/bench.sh
+bench: build tools images wasm-images guest-image
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/bench/bench.sh
 
-bench-smoke:
+bench-smoke: build tools images wasm-images
 	BENCH_SMOKE=1 hack/bench/bench.sh
 
 profile:

@@ -2,10 +2,14 @@
 # hack/bench/bench.sh: Magnetar's sandboxers side by side with containerd's
 # runc shim (one shim + one pause per pod), in one run, through CRI.
 #
-#   hack/bench/bench.sh                 full run (make bench), about 10 minutes
+#   hack/bench/bench.sh                 full run (make bench): every handler that
+#                                       can run here, about 15 minutes (2 cores,
+#                                       VM pods under TCG)
 #   BENCH_SMOKE=1 hack/bench/bench.sh   smoke (make bench-smoke, part of make test):
-#                                       N=2, PARALLEL=2, MEM_PODS=1, one round;
-#                                       well under a minute, exits 1 on any failure
+#                                       N=2, PARALLEL=2, MEM_PODS=1, one round, the
+#                                       handlers but the VM one (make
+#                                       bench-vmm-smoke has it); about a minute,
+#                                       exits 1 on any failure
 #   BENCH_GVISOR=1 hack/bench/bench.sh  make bench-gvisor: magnetar-gvisor beside the
 #                                       runc shim, magnetar-runc and bare runsc
 #                                       create/start of the same two containers
@@ -29,15 +33,28 @@
 #   PARALLEL="10 50"  pod counts started all at once
 #   PAR_REPS=3        rounds of each parallel count per handler
 #   MEM_PODS="1 10 50" pod counts at which management memory is measured
-#   HANDLERS="runc magnetar-runc"   runtime handlers (pods of a busybox
-#                     sleep; the wasm handlers have their own bench-wasm)
-#   HARNESS_SANDBOXERS="magnetar-runc"   the sandboxers the harness starts
+#   HANDLERS="runc magnetar-runc magnetar-wasm magnetar-wasm-wazero
+#            magnetar-gvisor magnetar-vmm"   runtime handlers: the runc shim
+#                     (the baseline), and every Magnetar handler that can run
+#                     here (magnetar-wasm = wasmtime, magnetar-wasm-wazero =
+#                     wazero: one daemon; magnetar-vmm = QEMU, only when the
+#                     guest image is built, GUEST_OUT; not magnetar-quark, a
+#                     stand-in). Linux handlers' pods run busybox `sleep
+#                     3600`, the wasm handlers' the C test module
+#                     (localhost/magnetar/wasm-c:v1, `/hello.wasm sleep 3600`)
+#   HARNESS_SANDBOXERS  the sandboxer daemons the harness starts (default:
+#                     those serving HANDLERS)
+#   CAPS="magnetar-vmm=10"   HANDLER=PODS: the most pods a handler starts at
+#                     once in the parallel and memory phases; larger counts
+#                     are left out for it, and the report says so (CAP_NOTE).
+#                     VM pods under TCG: a boot is ~5 s of a core and a VM
+#                     ~0.3 GiB, 50 at once do not fit 2 cores and the budget
 #   BENCH_ARGS=       extra cribench flags (e.g. "-pid pod", "-settle 5s")
 #   WORK=_output/bench BRIDGE=mgbr2 SUBNET=10.237.0.0/16   the harness instance
 #   SANDBOXER_LOG_LEVEL=info   (debug adds a log line per request: slower)
 #
 # Results: $WORK/results/<timestamp>/{summary.md,samples.csv,results.json,
-# start-latency.svg} (BENCH_GVISOR=1: results/gvisor-<timestamp>/),
+# start-latency.svg,memory.svg} (BENCH_GVISOR=1: results/gvisor-<timestamp>/),
 # $WORK/results/latest points at the newest. The last line printed is
 # "bench: N passed, M failed" (smoke: "bench-smoke: ...", BENCH_GVISOR=1:
 # "bench-gvisor: ..." and "bench-gvisor-smoke: ...").
@@ -59,6 +76,14 @@ if [ "$GVISOR" = 1 ]; then
   export HARNESS_SANDBOXERS=${HARNESS_SANDBOXERS:-magnetar-runc magnetar-gvisor}
   PARALLEL=${PARALLEL-} MEM_PODS=${MEM_PODS:-1 10}
 fi
+# every handler that can run here: the runc shim, magnetar-runc, the wasm
+# daemon on each engine, gVisor, and the VM handler (QEMU) when the guest
+# image is built; the smoke leaves the VM handler to bench-vmm-smoke
+all_handlers() {
+  local hs="runc magnetar-runc magnetar-wasm magnetar-wasm-wazero magnetar-gvisor"
+  if [ "$SMOKE" != 1 ] && [ -f "$GUEST_OUT/manifest.json" ]; then hs="$hs magnetar-vmm"; fi
+  echo "$hs"
+}
 if [ "$SMOKE" = 1 ]; then
   NAME=$NAME-smoke
   N=2 PAR_REPS=1 MEM_PODS=1
@@ -68,8 +93,19 @@ else
   N=${N:-20} PARALLEL=${PARALLEL-10 50} PAR_REPS=${PAR_REPS:-3} MEM_PODS=${MEM_PODS:-1 10 50}
   ARGS=()
 fi
-HANDLERS=${HANDLERS:-runc magnetar-runc}
-export HARNESS_SANDBOXERS=${HARNESS_SANDBOXERS:-magnetar-runc}
+HANDLERS=${HANDLERS:-$(all_handlers)}
+CAPS=${CAPS-magnetar-vmm=10}
+CAP_NOTE=${CAP_NOTE-VM pods under TCG: a boot takes ~5 s of one of 2 cores, a VM ~0.3 GiB}
+# the daemons serving HANDLERS (an alias is served by another handler's
+# daemon: hack/lib.sh daemon_handler), and the aliases for cribench
+daemons= served_by=
+for h in $HANDLERS; do
+  case $h in runc) continue ;; bare-runsc) d=magnetar-gvisor ;; *) d=$(daemon_handler "$h") ;; esac
+  if [ "$d" != "$h" ] && [ "$h" != bare-runsc ]; then served_by+="${served_by:+ }$h=$d"; fi
+  [[ " $daemons " == *" $d "* ]] || daemons+="${daemons:+ }$d"
+done
+export HARNESS_SANDBOXERS=${HARNESS_SANDBOXERS:-${daemons:-none}}
+has_sandboxer() { [[ " $HARNESS_SANDBOXERS " == *" $1 "* ]]; }
 CD=$ROOT/hack/containerd.sh
 BENCH_BIN=$OUT/bin/cribench
 mkdir -p "$WORK/logs" "$OUT/bin"
@@ -136,11 +172,17 @@ fi
 make -s -C "$ROOT" build >>"$LOGF" 2>&1 || { tail -20 "$LOGF" >&2; bad "make build failed"; exit 1; }
 (cd "$ROOT" && go build -o "$BENCH_BIN" ./hack/bench/cribench) || { bad "building cribench failed"; exit 1; }
 if ! [ -x "$PREFIX/bin/containerd" ] || ! [ -x "$PREFIX/bin/runc" ] || ! [ -x "$PREFIX/cni-bin/bridge" ] ||
-  { [[ " $HARNESS_SANDBOXERS " == *" magnetar-gvisor "* ]] && ! [ -x "$PREFIX/bin/runsc" ]; }; then
+  { has_sandboxer magnetar-gvisor && ! [ -x "$PREFIX/bin/runsc" ]; }; then
   "$ROOT/hack/install-tools.sh" || { bad "hack/install-tools.sh failed"; exit 1; }
 fi
 if ! [ -f "$OUT/images/busybox.tar" ] || ! [ -f "$OUT/images/pause.tar" ]; then
   "$ROOT/hack/images.sh" || { bad "hack/images.sh failed"; exit 1; }
+fi
+if has_sandboxer magnetar-wasm && ! [ -f "$OUT/images/wasm-c.tar" ]; then
+  "$ROOT/hack/wasm/images.sh" >>"$LOGF" 2>&1 || { bad "hack/wasm/images.sh failed (see $LOGF)"; exit 1; }
+fi
+if has_sandboxer magnetar-vmm && ! [ -f "$GUEST_OUT/manifest.json" ]; then
+  bad "magnetar-vmm: no guest image in $GUEST_OUT (make guest-image)"; exit 1
 fi
 
 # --- a fresh private instance (reset also stops what an interrupted run left)
@@ -152,15 +194,19 @@ if "$CD" start >>"$LOGF" 2>&1; then
 else
   tail -20 "$LOGF" >&2; bad "hack/containerd.sh start failed (see $LOGF)"; exit 1
 fi
+if has_sandboxer magnetar-wasm; then
+  if "$ROOT/hack/wasm/images.sh" import >>"$LOGF" 2>&1; then ok "wasm images imported"; else bad "importing the wasm images failed (see $LOGF)"; exit 1; fi
+fi
 
 # --- the bench, in the background so that a signal reaches the trap at once
-log "cribench: N=$N PARALLEL=\"$PARALLEL\" x$PAR_REPS MEM_PODS=\"$MEM_PODS\" HANDLERS=\"${HANDLERS:-auto}\""
+log "cribench: N=$N PARALLEL=\"$PARALLEL\" x$PAR_REPS MEM_PODS=\"$MEM_PODS\" HANDLERS=\"${HANDLERS:-auto}\" CAPS=\"$CAPS\""
 status=$WORK/logs/cribench.status
 results=$WORK/results/$RES_PREFIX$(date +%Y%m%d-%H%M%S)
 rm -f "$status"
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
 "$BENCH_BIN" -work "$WORK" -n "$N" -parallel "$PARALLEL" -par-reps "$PAR_REPS" -mem-pods "$MEM_PODS" \
   -handlers "$HANDLERS" -runc "$PREFIX/bin/runc" -status "$status" -out "$results" -quiet \
+  -served-by "$served_by" -cap "$CAPS" -cap-note "$CAP_NOTE" \
   -label "$(git -C "$ROOT" describe --tags --always --dirty 2>/dev/null || echo dev)" \
   "${ARGS[@]}" ${BENCH_ARGS:-} </dev/null &
 child=$!
