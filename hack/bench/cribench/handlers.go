@@ -40,6 +40,14 @@ func (o options) workloadOf(h string) workload {
 	return workload{Image: o.image, Command: []string{"sleep", "3600"}}
 }
 
+// hostContainers reports whether h's containers are host processes whose
+// pids containerd reports (to be told apart from the management processes):
+// not a wasm handler's (modules run inside the daemon, pid 0), not a VM
+// handler's (the pid is the guest's).
+func (b *bench) hostContainers(h string) bool {
+	return !wasmHandler(h) && b.hp.vmRunDir(h) == ""
+}
+
 // parsePairs parses "KEY=VALUE ..." (blank or comma separated).
 func parsePairs(s string) (map[string]string, error) {
 	m := map[string]string{}

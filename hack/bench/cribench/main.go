@@ -715,7 +715,9 @@ func (b *bench) phaseMem(ctx context.Context) {
 				case <-time.After(b.o.settle):
 				}
 				var pids []int
-				if pids, merr = b.c.containerPids(ctx); merr == nil {
+				if !b.hostContainers(h) {
+					s, merr = measureMgmt(b.hp, h, nil)
+				} else if pids, merr = b.c.containerPids(ctx); merr == nil {
 					s, merr = measureMgmt(b.hp, h, pids)
 				}
 			}
@@ -729,7 +731,7 @@ func (b *bench) phaseMem(ctx context.Context) {
 			case merr != nil:
 				b.check(name, false, "measuring: %v", merr)
 				continue
-			case s.Containers != m:
+			case b.hostContainers(h) && s.Containers != m:
 				b.check(name, false, "found %d container processes for %d pods", s.Containers, m)
 				continue
 			case s.Total.Procs == 0 || s.Total.PSS == 0:
