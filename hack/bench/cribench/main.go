@@ -746,7 +746,7 @@ func (b *bench) phaseMem(ctx context.Context) {
 			if len(tdErrs) == 0 && clean && aerr == nil {
 				kern := ""
 				if s.Kernel.Procs > 0 {
-					kern = fmt.Sprintf("; pod kernels (runsc): %d processes, PSS %.1f MiB", s.Kernel.Procs, kib2mib(s.Kernel.PSS))
+					kern = fmt.Sprintf("; pod kernels (runsc, QEMU): %d processes, PSS %.1f MiB", s.Kernel.Procs, kib2mib(s.Kernel.PSS))
 				}
 				b.check(name, true, "%d management processes (%d threads) for %d pods: PSS %.1f MiB, RSS %.1f MiB%s",
 					s.Total.Procs, s.Total.Threads, m, kib2mib(s.Total.PSS), kib2mib(s.Total.RSS), kern)
