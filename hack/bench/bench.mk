@@ -6,14 +6,14 @@
 #                     (hack/bench/bench.sh; about 15 minutes): runc shim,
 #                     magnetar-runc, magnetar-wasm (wasmtime) and
 #                     magnetar-wasm-wazero, magnetar-gvisor, magnetar-vmm
-#                     (QEMU; at most 10 pods at once under TCG, said in the
-#                     table). Sequential and parallel pod start, management
+#                     (QEMU; under TCG at most 10 pods at once and one round
+#                     of them, said in the table). Sequential and parallel pod start, management
 #                     memory and processes per pod, pod kernels (runsc, QEMU)
 #                     apart, teardown. Table (summary.md), CSV, JSON and SVGs
 #                     (start-latency.svg, memory.svg) under
 #                     _output/bench/results/<timestamp>/.
 #                     Knobs: N=20 PARALLEL="10 50" PAR_REPS=3 MEM_PODS="1 10 50"
-#                     HANDLERS="runc magnetar-runc ..." CAPS="magnetar-vmm=10"
+#                     HANDLERS="runc magnetar-runc ..." CAPS="magnetar-vmm=10x1"
 #                     BENCH_ARGS=...
 #   make profile      where a pod start's time goes, per handler: runc and CNI
 #                     timing wrappers + hack/bench/podtimeline (about a minute)

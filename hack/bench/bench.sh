@@ -44,11 +44,13 @@
 #                     (localhost/magnetar/wasm-c:v1, `/hello.wasm sleep 3600`)
 #   HARNESS_SANDBOXERS  the sandboxer daemons the harness starts (default:
 #                     those serving HANDLERS)
-#   CAPS="magnetar-vmm=10"   HANDLER=PODS: the most pods a handler starts at
-#                     once in the parallel and memory phases; larger counts
-#                     are left out for it, and the report says so (CAP_NOTE).
+#   CAPS="magnetar-vmm=10x1"   HANDLER=PODS[xROUNDS]: the most pods a handler
+#                     starts at once in the parallel and memory phases (larger
+#                     counts are left out for it) and the rounds of each
+#                     parallel count it runs; the report says so (CAP_NOTE).
 #                     VM pods under TCG: a boot is ~5 s of a core and a VM
-#                     ~0.3 GiB, 50 at once do not fit 2 cores and the budget
+#                     ~0.3 GiB: 50 at once do not fit 2 cores, and 10 at once
+#                     take a minute a round (the run stays within 15 minutes)
 #   BENCH_ARGS=       extra cribench flags (e.g. "-pid pod", "-settle 5s")
 #   WORK=_output/bench BRIDGE=mgbr2 SUBNET=10.237.0.0/16   the harness instance
 #   SANDBOXER_LOG_LEVEL=info   (debug adds a log line per request: slower)
@@ -94,8 +96,8 @@ else
   ARGS=()
 fi
 HANDLERS=${HANDLERS:-$(all_handlers)}
-CAPS=${CAPS-magnetar-vmm=10}
-CAP_NOTE=${CAP_NOTE-VM pods under TCG: a boot takes ~5 s of one of 2 cores, a VM ~0.3 GiB}
+CAPS=${CAPS-magnetar-vmm=10x1}
+CAP_NOTE=${CAP_NOTE-VM pods under TCG: a boot takes ~5 s of one of 2 cores, a VM ~0.3 GiB; 10 at once take a minute}
 # the daemons serving HANDLERS (an alias is served by another handler's
 # daemon: hack/lib.sh daemon_handler), and the aliases for cribench
 daemons= served_by=

@@ -251,7 +251,7 @@ func TestReportFloor(t *testing.T) {
 }
 
 func TestCapsAndWorkloads(t *testing.T) {
-	caps, err := parseCaps("magnetar-vmm=10")
+	caps, err := parseCaps("magnetar-vmm=10x1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,13 @@ func TestCapsAndWorkloads(t *testing.T) {
 	if w := o.workloadOf("magnetar-runc"); w.Image != "busybox" || w.Command[0] != "sleep" {
 		t.Errorf("Linux handler runs %v", w)
 	}
-	if _, err := parseCaps("magnetar-vmm=0"); err == nil {
-		t.Errorf("a cap of 0 pods parsed")
+	o.parReps = 3
+	if o.parRounds("magnetar-vmm") != 1 || o.parRounds("runc") != 3 {
+		t.Errorf("parRounds: wrong for %v", caps)
+	}
+	for _, bad := range []string{"magnetar-vmm=0", "magnetar-vmm=10x0", "magnetar-vmm=x1"} {
+		if _, err := parseCaps(bad); err == nil {
+			t.Errorf("%s parsed", bad)
+		}
 	}
 }

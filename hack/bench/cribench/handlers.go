@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,20 +62,44 @@ func parsePairs(s string) (map[string]string, error) {
 	return m, nil
 }
 
-// parseCaps parses "HANDLER=PODS ...": the most pods HANDLER starts at once
-// in the parallel and memory phases.
-func parseCaps(s string) (map[string]int, error) {
+// phaseCap is how far the parallel and memory phases go for one handler.
+type phaseCap struct {
+	Pods   int `json:"pods"`             // the most pods started at once
+	Rounds int `json:"rounds,omitempty"` // the most rounds of each parallel count (0: -par-reps)
+}
+
+// UnmarshalJSON also reads a bare pod count (results.json of a run whose
+// caps had no rounds).
+func (c *phaseCap) UnmarshalJSON(b []byte) error {
+	if n, err := strconv.Atoi(string(b)); err == nil {
+		*c = phaseCap{Pods: n}
+		return nil
+	}
+	type plain phaseCap
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// parseCaps parses "HANDLER=PODS[xROUNDS] ...".
+func parseCaps(s string) (map[string]phaseCap, error) {
 	pairs, err := parsePairs(s)
 	if err != nil {
 		return nil, err
 	}
-	caps := map[string]int{}
+	caps := map[string]phaseCap{}
 	for h, v := range pairs {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%s=%s: want a positive pod count", h, v)
+		pods, rounds, hasRounds := strings.Cut(v, "x")
+		var c phaseCap
+		c.Pods, err = strconv.Atoi(pods)
+		if err == nil && hasRounds {
+			c.Rounds, err = strconv.Atoi(rounds)
+			if err == nil && c.Rounds <= 0 {
+				err = fmt.Errorf("no round")
+			}
 		}
-		caps[h] = n
+		if err != nil || c.Pods <= 0 {
+			return nil, fmt.Errorf("%s=%s: want PODS or PODSxROUNDS, positive", h, v)
+		}
+		caps[h] = c
 	}
 	return caps, nil
 }
@@ -82,7 +107,15 @@ func parseCaps(s string) (map[string]int, error) {
 // capped reports whether h leaves out a phase step of pods pods.
 func (o options) capped(h string, pods int) bool {
 	c, ok := o.caps[h]
-	return ok && pods > c
+	return ok && pods > c.Pods
+}
+
+// parRounds is how many rounds of each parallel count h runs.
+func (o options) parRounds(h string) int {
+	if c, ok := o.caps[h]; ok && c.Rounds > 0 {
+		return min(c.Rounds, o.parReps)
+	}
+	return o.parReps
 }
 
 // daemonOf is the handler whose sandboxer daemon serves h (its pid file

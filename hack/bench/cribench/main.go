@@ -63,7 +63,7 @@ type options struct {
 	bareFrom, gvisorDir, wasmImage                                 string
 	wasmCommand                                                    []string
 	servedBy                                                       map[string]string
-	caps                                                           map[string]int
+	caps                                                           map[string]phaseCap
 	capNote                                                        string
 	handlers                                                       []string
 	n, parReps, warmup, conc                                       int
@@ -645,7 +645,7 @@ func (b *bench) phasePar(ctx context.Context) {
 				if ctx.Err() != nil {
 					break
 				}
-				if b.o.capped(h, p) {
+				if b.o.capped(h, p) || r >= b.o.parRounds(h) {
 					continue
 				}
 				refs, samples, wall, errs := b.startMany(ctx, h, fmt.Sprintf("par%d", p), p, p)
@@ -680,7 +680,7 @@ func (b *bench) phasePar(ctx context.Context) {
 		for _, h := range b.criHandlers() {
 			name := fmt.Sprintf("par%d/%s", p, h)
 			if b.o.capped(h, p) {
-				logf("%s: left out (-cap %s=%d)", name, h, b.o.caps[h])
+				logf("%s: left out (-cap %s=%d)", name, h, b.o.caps[h].Pods)
 				continue
 			}
 			if len(fails[h]) > 0 {
@@ -688,7 +688,7 @@ func (b *bench) phasePar(ctx context.Context) {
 				continue
 			}
 			d := summarize(b.res.values("par", h, p, "wall_ms"))
-			b.check(name, d.N == b.o.parReps, "%d pods at once: wall p50 %.0f ms over %d rounds", p, d.P50, d.N)
+			b.check(name, d.N == b.o.parRounds(h), "%d pods at once: wall p50 %.0f ms over %d rounds", p, d.P50, d.N)
 		}
 	}
 }
@@ -703,7 +703,7 @@ func (b *bench) phaseMem(ctx context.Context) {
 			}
 			name := fmt.Sprintf("mem%d/%s", m, h)
 			if b.o.capped(h, m) {
-				logf("%s: left out (-cap %s=%d)", name, h, b.o.caps[h])
+				logf("%s: left out (-cap %s=%d)", name, h, b.o.caps[h].Pods)
 				continue
 			}
 			refs, _, _, errs := b.startMany(ctx, h, fmt.Sprintf("mem%d", m), m, min(m, b.o.conc))

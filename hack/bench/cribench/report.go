@@ -278,6 +278,8 @@ func (b *bench) markdown(s *summaryT) string {
 		b.o.n, joinInts(b.o.parallel, " and "), b.o.parReps, joinInts(b.o.memPods, "/"), m.PidMode)
 	w.WriteString(b.workloadNotes())
 
+	w.WriteString(b.handlerTable(s))
+
 	// headline table
 	w.WriteString("| metric |")
 	for _, h := range b.handlers {
@@ -358,8 +360,12 @@ func (b *bench) markdown(s *summaryT) string {
 		row(fmt.Sprintf("management USS (private), %d pods", top), memGet(top, func(r memRow) float64 { return r.USSKiB }), fmtMiB)
 		row(fmt.Sprintf("management processes, %d pods", top), memGet(top, func(r memRow) float64 { return r.Procs }), count)
 		row(fmt.Sprintf("management threads, %d pods", top), memGet(top, func(r memRow) float64 { return r.Threads }), count)
-		row("**processes per pod** beyond the containers' own", memGet(top, func(r memRow) float64 { return r.ProcsPerPod }), per)
-		row("threads per pod beyond the containers' own", memGet(top, func(r memRow) float64 { return r.ThreadsPerPod }), per)
+		// at the largest pod count each handler measured (a capped one's is lower)
+		perPod := func(f func(hs *handlerSummary) float64) func(hs *handlerSummary) (float64, bool) {
+			return func(hs *handlerSummary) (float64, bool) { return f(hs), hs.MemTopPods > 0 }
+		}
+		row("**processes per pod** beyond the containers' own (at the most pods measured)", perPod(func(hs *handlerSummary) float64 { return hs.ProcsPerPod }), per)
+		row("threads per pod beyond the containers' own", perPod(func(hs *handlerSummary) float64 { return hs.ThreadsPerPod }), per)
 	}
 	kernel := func(f func(k kernelRow) float64) func(hs *handlerSummary) (float64, bool) {
 		return func(hs *handlerSummary) (float64, bool) { return f(hs.Kernel), hs.Kernel.Known }
@@ -465,6 +471,12 @@ func handlerTitle(h string) string {
 		return "runc shim (+pause)"
 	case bareHandler:
 		return "bare runsc"
+	case "magnetar-wasm":
+		return "magnetar-wasm (wasmtime)"
+	case "magnetar-wasm-wazero":
+		return "magnetar-wasm-wazero (wazero)"
+	case "magnetar-vmm":
+		return "magnetar-vmm (QEMU)"
 	}
 	return h
 }
@@ -490,22 +502,95 @@ func (b *bench) workloadNotes() string {
 		fmt.Fprintf(&w, "- %s: %s", h, wl)
 		if c, ok := b.o.caps[h]; ok {
 			var out []string
+			if c.Rounds > 0 && c.Rounds < b.o.parReps && len(b.o.parallel) > 0 {
+				out = append(out, fmt.Sprintf("%d round(s) of the parallel phase instead of %d", c.Rounds, b.o.parReps))
+			}
 			for _, p := range b.o.parallel {
-				if p > c {
-					out = append(out, fmt.Sprintf("%d at once", p))
+				if p > c.Pods {
+					out = append(out, fmt.Sprintf("%d at once left out", p))
 				}
 			}
 			for _, p := range b.o.memPods {
-				if p > c {
-					out = append(out, fmt.Sprintf("memory at %d pods", p))
+				if p > c.Pods {
+					out = append(out, fmt.Sprintf("memory at %d pods left out", p))
 				}
 			}
 			if len(out) > 0 {
-				fmt.Fprintf(&w, "; **at most %d pods at once: %s left out**", c, strings.Join(out, ", "))
+				fmt.Fprintf(&w, "; **capped at %d pods at once: %s**", c.Pods, strings.Join(out, "; "))
 				if b.o.capNote != "" {
 					fmt.Fprintf(&w, " (%s)", b.o.capNote)
 				}
 			}
+		}
+		w.WriteString("\n")
+	}
+	w.WriteString("\n")
+	return w.String()
+}
+
+// handlerTable is the run in one row per handler (README's table): its
+// workload, sequential start p50 and its ratio to the runc shim's, p90 /
+// min / max, the parallel walls, management PSS at each memory pod count,
+// processes per pod and the pod kernel per pod.
+func (b *bench) handlerTable(s *summaryT) string {
+	var w strings.Builder
+	base := s.Handlers["runc"]
+	w.WriteString("| handler | workload | pod start p50 | ÷ runc shim | p90 / min / max |")
+	for _, p := range b.o.parallel {
+		fmt.Fprintf(&w, " %d at once |", p)
+	}
+	for _, p := range b.o.memPods {
+		fmt.Fprintf(&w, " PSS %d pod(s) |", p)
+	}
+	w.WriteString(" processes per pod | pod kernel per pod |\n|---|---|--:|--:|--:|")
+	w.WriteString(strings.Repeat("--:|", len(b.o.parallel)+len(b.o.memPods)+2))
+	w.WriteString("\n")
+	ms0 := func(x float64) string { return fmt.Sprintf("%.0f", x) }
+	for _, h := range b.handlers {
+		hs := s.Handlers[h]
+		wl := "busybox `sleep 3600`"
+		if wasmHandler(h) {
+			wl = "wasm C module `sleep 3600`"
+		}
+		d := hs.Seq["total"]
+		if d.N == 0 {
+			fmt.Fprintf(&w, "| %s | %s | — | — | — |", handlerTitle(h), wl)
+		} else {
+			r := "1×"
+			if h != "runc" && base != nil {
+				r = ratio(d.P50, base.Seq["total"].P50)
+			}
+			fmt.Fprintf(&w, "| %s | %s | %s | %s | %s / %s / %s ms |", handlerTitle(h), wl, fmtMs(d.P50), r, ms0(d.P90), ms0(d.Min), ms0(d.Max))
+		}
+		for _, p := range b.o.parallel {
+			switch pr := hs.Par[p]; {
+			case b.o.capped(h, p):
+				w.WriteString(" capped |")
+			case pr.Wall.N > 0:
+				fmt.Fprintf(&w, " %s |", fmtMs(pr.Wall.P50))
+			default:
+				w.WriteString(" — |")
+			}
+		}
+		for _, p := range b.o.memPods {
+			switch r := hs.Mem[p]; {
+			case b.o.capped(h, p):
+				w.WriteString(" capped |")
+			case r.OK:
+				fmt.Fprintf(&w, " %s |", fmtMiB(r.PSSKiB))
+			default:
+				w.WriteString(" — |")
+			}
+		}
+		if hs.MemTopPods > 0 {
+			fmt.Fprintf(&w, " %.2f |", hs.ProcsPerPod)
+		} else {
+			w.WriteString(" — |")
+		}
+		if hs.Kernel.Known {
+			fmt.Fprintf(&w, " %.0f processes, %s |", hs.Kernel.Procs, fmtMiB(hs.Kernel.PSSKiB))
+		} else {
+			w.WriteString(" — |")
 		}
 		w.WriteString("\n")
 	}

@@ -35,33 +35,33 @@ type check struct {
 }
 
 type meta struct {
-	Started    string            `json:"started"`
-	Finished   string            `json:"finished"`
-	DurationS  float64           `json:"duration_s"`
-	Host       string            `json:"host"`
-	CPUs       int               `json:"cpus"`
-	CPUModel   string            `json:"cpu_model"`
-	MemTotal   string            `json:"mem_total"`
-	Kernel     string            `json:"kernel"`
-	Cgroup     string            `json:"cgroup"`
-	Runtime    string            `json:"runtime"`
-	Runc       string            `json:"runc"`
-	Sandboxers map[string]string `json:"sandboxers"`
-	Label      string            `json:"label"`
-	LoadBefore string            `json:"load_before"`
-	LoadAfter  string            `json:"load_after"`
-	Handlers   []string          `json:"handlers"`
-	N          int               `json:"n"`
-	Parallel   []int             `json:"parallel"`
-	ParReps    int               `json:"par_reps"`
-	MemPods    []int             `json:"mem_pods"`
-	Image      string            `json:"image"`
-	Workloads  map[string]string `json:"workloads"` // handler: image `command`
-	Caps       map[string]int    `json:"caps,omitempty"`
-	CapNote    string            `json:"cap_note,omitempty"`
-	PidMode    string            `json:"pid_mode"`
-	CgroupPar  string            `json:"cgroup_parent"`
-	Work       string            `json:"work"`
+	Started    string              `json:"started"`
+	Finished   string              `json:"finished"`
+	DurationS  float64             `json:"duration_s"`
+	Host       string              `json:"host"`
+	CPUs       int                 `json:"cpus"`
+	CPUModel   string              `json:"cpu_model"`
+	MemTotal   string              `json:"mem_total"`
+	Kernel     string              `json:"kernel"`
+	Cgroup     string              `json:"cgroup"`
+	Runtime    string              `json:"runtime"`
+	Runc       string              `json:"runc"`
+	Sandboxers map[string]string   `json:"sandboxers"`
+	Label      string              `json:"label"`
+	LoadBefore string              `json:"load_before"`
+	LoadAfter  string              `json:"load_after"`
+	Handlers   []string            `json:"handlers"`
+	N          int                 `json:"n"`
+	Parallel   []int               `json:"parallel"`
+	ParReps    int                 `json:"par_reps"`
+	MemPods    []int               `json:"mem_pods"`
+	Image      string              `json:"image"`
+	Workloads  map[string]string   `json:"workloads"` // handler: image `command`
+	Caps       map[string]phaseCap `json:"caps,omitempty"`
+	CapNote    string              `json:"cap_note,omitempty"`
+	PidMode    string              `json:"pid_mode"`
+	CgroupPar  string              `json:"cgroup_parent"`
+	Work       string              `json:"work"`
 }
 
 type results struct {

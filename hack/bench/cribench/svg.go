@@ -290,8 +290,8 @@ func (b *bench) memPlot() string {
 		c := b.colour(h)
 		s.f(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="4"/>`, lx, lyy-5, lx+24, lyy-5, c)
 		label := handlerTitle(h)
-		if cp, ok := b.o.caps[h]; ok && cp < maxInt(b.o.memPods) {
-			label += fmt.Sprintf(" (at most %d pods", cp)
+		if cp, ok := b.o.caps[h]; ok && cp.Pods < maxInt(b.o.memPods) {
+			label += fmt.Sprintf(" (at most %d pods", cp.Pods)
 			if b.o.capNote != "" {
 				label += ": " + b.o.capNote
 			}
