@@ -49,6 +49,29 @@ func niceTicks(max float64, n int) []float64 {
 	return ts
 }
 
+// scale maps values in [lo, hi] to [0, 1]: linear from 0 with round ticks,
+// or, when the values span more than 30× (a VM pod's start beside a wasm
+// pod's), logarithmic with 1-2-5 ticks per decade, so that the fast
+// handlers do not all fall into the first tick.
+func scale(lo, hi float64, n int) (ticks []float64, pos func(float64) float64, log bool) {
+	if lo <= 0 || hi/lo <= 30 {
+		ticks = niceTicks(hi*1.02, n)
+		top := ticks[len(ticks)-1]
+		return ticks, func(v float64) float64 { return v / top }, false
+	}
+	a := math.Pow(10, math.Floor(math.Log10(lo)))
+	b := math.Pow(10, math.Ceil(math.Log10(hi)))
+	for d := a; d < b*1.001; d *= 10 {
+		for _, m := range []float64{1, 2, 5} {
+			if t := d * m; t <= b*1.001 {
+				ticks = append(ticks, t)
+			}
+		}
+	}
+	la, lb := math.Log10(a), math.Log10(b)
+	return ticks, func(v float64) float64 { return (math.Log10(math.Max(v, a)) - la) / (lb - la) }, true
+}
+
 func fmtTick(v float64) string {
 	if v == math.Trunc(v) {
 		return fmt.Sprintf("%.0f", v)
@@ -79,15 +102,14 @@ func (b *bench) plot() string {
 
 	// ---- left: CDF of the pod start (sum of the three steps)
 	x0, y0, pw, ph := 80.0, 90.0, 500.0, 400.0
-	maxX := 0.0
+	maxX, minX := 0.0, math.Inf(1)
 	for _, h := range b.handlers {
 		for _, v := range b.res.values("seq", h, b.o.n, "total_ms") {
-			maxX = math.Max(maxX, v)
+			maxX, minX = math.Max(maxX, v), math.Min(minX, v)
 		}
 	}
-	xt := niceTicks(maxX*1.02, 6)
-	xmax := xt[len(xt)-1]
-	px := func(v float64) float64 { return x0 + v/xmax*pw }
+	xt, xpos, xlog := scale(minX, maxX, 6)
+	px := func(v float64) float64 { return x0 + xpos(v)*pw }
 	py := func(q float64) float64 { return y0 + ph - q*ph }
 	s.text(x0+pw/2, y0-12, "middle", `font-size="15" font-weight="bold"`, "Cumulative distribution of pod start (ms)")
 	for _, t := range xt {
@@ -99,7 +121,11 @@ func (b *bench) plot() string {
 		s.text(x0-8, py(q)+5, "end", "", fmt.Sprintf("%.0f%%", q*100))
 	}
 	s.f(`<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#333"/>`, x0, y0, pw, ph)
-	s.text(x0+pw/2, y0+ph+40, "middle", "", "RunPodSandbox + CreateContainer + StartContainer (ms)")
+	xlabel := "RunPodSandbox + CreateContainer + StartContainer (ms)"
+	if xlog {
+		xlabel += ", log scale"
+	}
+	s.text(x0+pw/2, y0+ph+40, "middle", "", xlabel)
 	s.f(`<text x="%.1f" y="%.1f" text-anchor="middle" transform="rotate(-90 %.1f %.1f)">share of pods started within x</text>`, x0-52, y0+ph/2, x0-52, y0+ph/2)
 	ly := y0 + ph + 70
 	for i, h := range b.handlers {
@@ -127,17 +153,16 @@ func (b *bench) plot() string {
 	// ---- right: box plots per step
 	bx0, by0, bw, bh := 720.0, 90.0, 520.0, 400.0
 	steps := seqSteps[:4]
-	maxY := 0.0
+	maxY, minY := 0.0, math.Inf(1)
 	for _, h := range b.handlers {
 		for _, st := range steps {
 			for _, v := range b.res.values("seq", h, b.o.n, st.metric) {
-				maxY = math.Max(maxY, v)
+				maxY, minY = math.Max(maxY, v), math.Min(minY, v)
 			}
 		}
 	}
-	yt := niceTicks(maxY*1.02, 6)
-	ymax := yt[len(yt)-1]
-	qy := func(v float64) float64 { return by0 + bh - v/ymax*bh }
+	yt, ypos, ylog := scale(minY, maxY, 6)
+	qy := func(v float64) float64 { return by0 + bh - ypos(v)*bh }
 	s.text(bx0+bw/2, by0-12, "middle", `font-size="15" font-weight="bold"`, "Per CRI step (ms): box p25–p75, bar p50, whiskers min–max")
 	for _, t := range yt {
 		s.f(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#e5e5e5"/>`, bx0, qy(t), bx0+bw, qy(t))
@@ -175,7 +200,11 @@ func (b *bench) plot() string {
 			s.text(cx, qy(d.Max)-6, "middle", fmt.Sprintf(`font-size="12" fill="%s"`, c), fmt.Sprintf("%.0f", d.P50))
 		}
 	}
-	s.f(`<text x="%.1f" y="%.1f" text-anchor="middle" transform="rotate(-90 %.1f %.1f)">ms</text>`, bx0-48, by0+bh/2, bx0-48, by0+bh/2)
+	ylabel := "ms"
+	if ylog {
+		ylabel = "ms (log scale)"
+	}
+	s.f(`<text x="%.1f" y="%.1f" text-anchor="middle" transform="rotate(-90 %.1f %.1f)">%s</text>`, bx0-48, by0+bh/2, bx0-48, by0+bh/2, ylabel)
 	s.text(bx0+bw/2, by0+bh+40, "middle", `font-size="12" fill="#444"`, "number above each box: p50 (ms)")
 	for i, h := range b.handlers {
 		lx, lyy := bx0, ly+float64(i)*24
