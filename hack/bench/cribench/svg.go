@@ -59,15 +59,20 @@ func scale(lo, hi float64, n int) (ticks []float64, pos func(float64) float64, l
 		top := ticks[len(ticks)-1]
 		return ticks, func(v float64) float64 { return v / top }, false
 	}
-	a := math.Pow(10, math.Floor(math.Log10(lo)))
-	b := math.Pow(10, math.Ceil(math.Log10(hi)))
-	for d := a; d < b*1.001; d *= 10 {
-		for _, m := range []float64{1, 2, 5} {
-			if t := d * m; t <= b*1.001 {
-				ticks = append(ticks, t)
+	// from the 1-2-5 tick at or below lo to the one at or above hi
+	var all []float64
+	for d := math.Pow(10, math.Floor(math.Log10(lo))); d < hi*10; d *= 10 {
+		all = append(all, d, 2*d, 5*d)
+	}
+	for _, t := range all {
+		if t <= lo*1.0001 || len(ticks) == 0 || ticks[len(ticks)-1] < hi {
+			if t <= lo*1.0001 {
+				ticks = ticks[:0]
 			}
+			ticks = append(ticks, t)
 		}
 	}
+	a, b := ticks[0], ticks[len(ticks)-1]
 	la, lb := math.Log10(a), math.Log10(b)
 	return ticks, func(v float64) float64 { return (math.Log10(math.Max(v, a)) - la) / (lb - la) }, true
 }
