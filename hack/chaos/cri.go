@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,8 +27,11 @@ type cri struct {
 	handler string
 	logDir  string
 	image   string
-	mu      sync.Mutex
-	seq     int
+	// command is the workload container's; execCmd what exec runs in it
+	// (exit code 0)
+	command, execCmd []string
+	mu               sync.Mutex
+	seq              int
 }
 
 func dialCRI(work, handler string) (*cri, error) {
@@ -37,9 +41,22 @@ func dialCRI(work, handler string) (*cri, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial CRI: %w", err)
 	}
-	return &cri{rt: runtimeapi.NewRuntimeServiceClient(conn), conn: conn, handler: handler,
-		logDir: filepath.Join(work, "tmp", "chaos-logs"), image: "docker.io/library/busybox:latest"}, nil
+	c := &cri{rt: runtimeapi.NewRuntimeServiceClient(conn), conn: conn, handler: handler,
+		logDir: filepath.Join(work, "tmp", "chaos-logs"), image: "docker.io/library/busybox:latest",
+		command: []string{"sleep", "3600"}, execCmd: []string{"true"}}
+	if wasmHandler(handler) {
+		// the C test module of hack/wasm/images.sh: `sleep N`, `exit N`
+		c.image, c.command, c.execCmd = wasmImage, []string{"/hello.wasm", "sleep", "3600"}, []string{"/hello.wasm", "exit", "0"}
+	}
+	return c, nil
 }
+
+// wasmImage is the wasm handlers' workload image (hack/wasm/images.sh).
+const wasmImage = "localhost/magnetar/wasm-c:v1"
+
+// wasmHandler: h runs WebAssembly modules inside its daemon (no process of
+// a pod's own; a daemon's death ends its containers).
+func wasmHandler(h string) bool { return strings.HasPrefix(h, "magnetar-wasm") }
 
 func call(timeout time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), timeout)
@@ -66,7 +83,7 @@ func (c *cri) podConfig(kind string) *runtimeapi.PodSandboxConfig {
 	}
 }
 
-// runPod runs a pod with one busybox container that sleeps. What was made
+// runPod runs a pod with one container that sleeps (the handler's workload). What was made
 // before an error is in the returned pod (to remove).
 func (c *cri) runPod(kind string) (*pod, error) {
 	cfg := c.podConfig(kind)
@@ -87,7 +104,7 @@ func (c *cri) runPod(kind string) (*pod, error) {
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"},
 			Image:    &runtimeapi.ImageSpec{Image: c.image},
-			Command:  []string{"sleep", "3600"},
+			Command:  c.command,
 			LogPath:  "sleep.log",
 			Labels:   map[string]string{label: kind},
 		}})
@@ -103,16 +120,16 @@ func (c *cri) runPod(kind string) (*pod, error) {
 	return p, nil
 }
 
-// exec runs `true` in a container.
+// exec runs execCmd in a container.
 func (c *cri) exec(ctr string) error {
 	ctx, cancel := call(30 * time.Second)
 	defer cancel()
-	r, err := c.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr, Cmd: []string{"true"}, Timeout: 20})
+	r, err := c.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr, Cmd: c.execCmd, Timeout: 20})
 	if err != nil {
 		return fmt.Errorf("exec in %s: %w", short(ctr), err)
 	}
 	if r.ExitCode != 0 {
-		return fmt.Errorf("exec true in %s: exit code %d: %s", short(ctr), r.ExitCode, r.Stderr)
+		return fmt.Errorf("exec %s in %s: exit code %d: %s", strings.Join(c.execCmd, " "), short(ctr), r.ExitCode, r.Stderr)
 	}
 	return nil
 }

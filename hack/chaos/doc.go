@@ -3,13 +3,14 @@
 // systemd would restart, and checks that nothing was lost or left behind
 // (make chaos, make chaos-short; hack/chaos/chaos.mk).
 //
-// For each handler (-handlers: magnetar-runc, magnetar-gvisor,
-// magnetar-quark by default; magnetar-wasm and, with -vmm, magnetar-vmm
-// on request) it starts a harness of its own with hack/containerd.sh (WORK,
+// For each handler (-handlers: magnetar-runc, magnetar-wasm,
+// magnetar-gvisor, magnetar-quark by default; with -vmm, magnetar-vmm too)
+// it starts a harness of its own with hack/containerd.sh (WORK,
 // BRIDGE, SUBNET and CGROUP_PARENT of its own: -work, -bridge, -subnet,
 // -cgroup-parent; HARNESS_SANDBOXERS=the handler) and runs -kills rounds.
-// In each round -workers goroutines create pods with one busybox container
-// each, exec into them, stop and remove them (CRI RuntimeService, gRPC),
+// In each round -workers goroutines create pods with one container each
+// (busybox `sleep`; the wasm C test module's `sleep` for magnetar-wasm,
+// whose image the harness imports), exec into them, stop and remove them (CRI RuntimeService, gRPC),
 // beside -witnesses long-lived pods that nothing but the round's kill may
 // touch. After a random delay the round kills one of these with SIGKILL,
 // picked by a seeded RNG (the seed is printed; -seed replays the choices,
@@ -21,7 +22,9 @@
 //   - containerd (hack/containerd.sh containerd-start);
 //   - the process of one witness pod: runsc's sandbox (gvisor), the quark
 //     stand-in (quark), QEMU (vmm), the pod's init (runc): the pod must
-//     turn NOTREADY, and is removed and replaced;
+//     turn NOTREADY, and is removed and replaced (a wasm pod has no process
+//     of its own: not drawn for magnetar-wasm, whose daemon's death ends
+//     every container, which turn EXITED and are replaced);
 //   - the daemon at an exact place, through shared/killpoint: it is
 //     restarted with MAGNETAR_KILLPOINT=NAME:N (controller.create.driver,
 //     controller.create.persisted, controller.start.starting,
@@ -32,7 +35,7 @@
 // for up to 30 s, states converge through events):
 //
 //   - every pod CRI reports READY answers PodSandboxStatus, every container
-//     it reports RUNNING answers an exec of `true`;
+//     it reports RUNNING answers an exec (`true`; the module's `exit 0`);
 //   - every witness the round did not aim at is still READY and its
 //     container RUNNING (else it is a pod lost);
 //   - every pod and container the workload removed is gone from the host:

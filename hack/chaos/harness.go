@@ -55,7 +55,22 @@ func (h *harness) script(timeout time.Duration, extra []string, args ...string) 
 
 func (h *harness) start() error {
 	_ = h.script(5*time.Minute, nil, "reset")
-	return h.script(5*time.Minute, nil, "start")
+	if err := h.script(5*time.Minute, nil, "start"); err != nil {
+		return err
+	}
+	if !wasmHandler(h.handler) {
+		return nil
+	}
+	// the wasm workload's image (hack/containerd.sh imports busybox only)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(h.root, "hack", "wasm", "images.sh"), "import")
+	cmd.Dir = h.root
+	cmd.Env = append(os.Environ(), h.env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("hack/wasm/images.sh import: %w: %s", err, out)
+	}
+	return nil
 }
 
 func (h *harness) stop() error { return h.script(5*time.Minute, nil, "stop") }
@@ -121,6 +136,10 @@ func alive(pid int) bool {
 
 // kill sends SIGKILL to pid and waits up to 10 s for it to be gone.
 func kill(pid int) error {
+	if pid <= 0 {
+		// 0 and -1 would signal a process group, or everything
+		return fmt.Errorf("no process to kill (pid %d: not running)", pid)
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill %d: %w", pid, err)
 	}

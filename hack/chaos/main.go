@@ -14,7 +14,7 @@ import (
 var (
 	seedF     = flag.Uint64("seed", 0, "seed of the kill choices (0: from the clock; printed)")
 	killsF    = flag.Int("kills", 10, "kills per handler")
-	handlersF = flag.String("handlers", "magnetar-runc,magnetar-gvisor,magnetar-quark", "runtime handlers, comma-separated (magnetar-runc, magnetar-gvisor, magnetar-quark, magnetar-wasm, magnetar-vmm)")
+	handlersF = flag.String("handlers", "magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark", "runtime handlers, comma-separated (magnetar-runc, magnetar-gvisor, magnetar-quark, magnetar-wasm, magnetar-vmm)")
 	vmmF      = flag.Bool("vmm", false, "also magnetar-vmm (VM pods: slow; needs make guest-image)")
 	rootF     = flag.String("root", ".", "the Magnetar checkout (hack/containerd.sh, bin/)")
 	workF     = flag.String("work", "_output/chaos/harness", "the harness's WORK (its own: never another harness's)")

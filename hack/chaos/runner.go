@@ -187,19 +187,38 @@ var targets = []struct {
 	weight int
 }{{"daemon", 5}, {"keeper", 3}, {"containerd", 4}, {"pod", 3}, {"killpoint", 5}}
 
+// pick draws a target the handler has: a wasm pod has no process of its
+// own (its modules run in the daemon).
 func (r *runner) pick() string {
+	has := func(name string) bool { return name != "pod" || !wasmHandler(r.name) }
 	total := 0
 	for _, t := range targets {
-		total += t.weight
+		if has(t.name) {
+			total += t.weight
+		}
 	}
 	n := r.rng.IntN(total)
 	for _, t := range targets {
+		if !has(t.name) {
+			continue
+		}
 		if n < t.weight {
 			return t.name
 		}
 		n -= t.weight
 	}
 	return targets[0].name
+}
+
+// daemonDied: the daemon's death ends the containers of a wasm handler's
+// pods (README, magnetar-wasm "Restart"): each witness loses its container.
+func (r *runner) daemonDied(victims map[*pod]string) {
+	if !wasmHandler(r.name) {
+		return
+	}
+	for _, w := range r.witnesses {
+		victims[w] = "containers"
+	}
 }
 
 // roundOnce runs the workload, kills one thing, restarts it and checks.
@@ -238,6 +257,7 @@ func (r *runner) roundOnce() {
 	err := func() error {
 		switch target {
 		case "killpoint":
+			r.daemonDied(victims)
 			pid := r.h.daemonPid()
 			if err := waitGone(pid, 60*time.Second); err != nil {
 				r.logf("round %d: %s not reached in 60 s: a plain kill", r.round, kp)
@@ -251,6 +271,7 @@ func (r *runner) roundOnce() {
 		time.Sleep(delay)
 		switch target {
 		case "daemon":
+			r.daemonDied(victims)
 			if err := kill(r.h.daemonPid()); err != nil {
 				return err
 			}
