@@ -10,20 +10,20 @@
 # bounds of leak.sh for fds, threads and RSS). The table is also written to
 # _output/leaks/table.txt. Exits 1 on any growth beyond a bound.
 #
-#   [LEAKS_HANDLERS="runc magnetar-runc magnetar-gvisor magnetar-quark magnetar-vmm"]
+#   [LEAKS_HANDLERS="runc magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm"]
 #   [CYCLES=100] hack/leaks.sh
 #
 # runc is containerd's runc shim, the reference (its "daemon" is containerd).
 # magnetar-vmm needs the guest image (make guest-image), magnetar-gvisor runsc
-# (make tools), magnetar-quark the stand-in (make quark-standin). The wasm
-# handler is not here: its modules run inside the daemon, and its own scale
-# suite (hack/wasm/e2e/scale.sh) counts what a wasm pod leaves.
+# (make tools), magnetar-quark the stand-in (make quark-standin),
+# magnetar-wasm the wasm test images (make wasm-images; imported here): its
+# pods run the C test module, inside the daemon.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 export WORK=${LEAKS_WORK:-$OUT/leaks/harness}
 export BRIDGE=${LEAKS_BRIDGE:-mgbr-leaks} SUBNET=${LEAKS_SUBNET:-10.236.0.0/16}
 export CYCLES=${CYCLES:-100}
-LEAKS_HANDLERS=${LEAKS_HANDLERS:-"runc magnetar-runc magnetar-gvisor magnetar-quark magnetar-vmm"}
+LEAKS_HANDLERS=${LEAKS_HANDLERS:-"runc magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm"}
 REPORT=$OUT/leaks/report.txt TABLE=$OUT/leaks/table.txt
 mkdir -p "$OUT/leaks"
 : > "$REPORT"
@@ -60,6 +60,7 @@ trap 'exit 130' INT TERM
 
 t0=$SECONDS
 stage_start
+case " $LEAKS_HANDLERS" in *" magnetar-wasm"*) "$ROOT/hack/wasm/images.sh" import >/dev/null ;; esac
 for h in $LEAKS_HANDLERS; do
   run_suite "leak[$h]" e2e "$WORK/logs/leaks-$h.log" env RUNTIME_HANDLER="$h" "$ROOT/hack/e2e/leak.sh"
 done

@@ -21,7 +21,7 @@
 # LEAK_REPORT=FILE appends one line per metric: handler cycles metric before
 # after growth-per-cycle limit (make leaks: hack/leaks.sh).
 #
-#   [RUNTIME_HANDLER=magnetar-runc|runc] [CYCLES=20] [WORK=...] hack/e2e/leak.sh
+#   [RUNTIME_HANDLER=magnetar-runc|runc|...] [CYCLES=20] [WORK=...] hack/e2e/leak.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 e2e_init
@@ -96,12 +96,20 @@ info() {
   echo "host_mounts $(wc -l < /proc/mounts)"
 }
 
+# the workload: busybox sleep and an exec of true; a wasm handler's (its
+# modules run in the daemon) the C test module's sleep and exit 0
+# (hack/wasm/images.sh import)
+case "$RUNTIME_HANDLER" in
+magnetar-wasm*) WL_IMAGE=localhost/magnetar/wasm-c:v1 WL_CMD='["/hello.wasm", "sleep", "3600"]' WL_EXEC="/hello.wasm exit 0" ;;
+*) WL_IMAGE=$BUSYBOX_IMAGE WL_CMD='["sleep", "3600"]' WL_EXEC=true ;;
+esac
 cycle() { # cycle N
   local p c
   p=$(run_pod "leak-$1")
-  c=$(start_ctr "$p" "leak-$1" c "$BUSYBOX_IMAGE" '["sleep", "3600"]')
+  c=$(start_ctr "$p" "leak-$1" c "$WL_IMAGE" "$WL_CMD")
   wait_ctr_state "$c" CONTAINER_RUNNING 10
-  exec_out "$c" true >/dev/null
+  # shellcheck disable=SC2086 # WL_EXEC is words
+  exec_out "$c" $WL_EXEC >/dev/null
   crictl rmp -f "$p" >/dev/null
 }
 cycles() {
