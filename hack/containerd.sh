@@ -112,6 +112,9 @@ sandboxer_file() {
   # UNSTARTED_GRACE: how soon a restarted daemon drops the sandboxes that
   # never started (the chaos run's short one; the daemon's default is 5m)
   if [ -n "${UNSTARTED_GRACE:-}" ]; then echo "unstarted_grace = \"$UNSTARTED_GRACE\""; fi
+  # FORGOTTEN_CHECK: how often a daemon asks containerd which sandboxes it
+  # still holds (the chaos run's short one; the daemon's default is 5m)
+  if [ -n "${FORGOTTEN_CHECK:-}" ]; then echo "forgotten_check = \"$FORGOTTEN_CHECK\""; fi
   sandboxer_config "$1"
 }
 

@@ -24,8 +24,9 @@ type harness struct {
 func newHarness(root, work, handler string) *harness {
 	env := []string{"WORK=" + work, "BRIDGE=" + *bridgeF, "SUBNET=" + *subnetF,
 		"CGROUP_PARENT=" + *cgroupF, "HARNESS_SANDBOXERS=" + handler,
-		// a sandbox a kill left unstarted is shut down well within converge
-		"UNSTARTED_GRACE=" + unstartedGrace.String()}
+		// a sandbox a kill left unstarted, or that containerd forgot, is
+		// shut down well within converge
+		"UNSTARTED_GRACE=" + unstartedGrace.String(), "FORGOTTEN_CHECK=" + forgottenCheck.String()}
 	return &harness{root: root, work: work, handler: handler, env: env}
 }
 

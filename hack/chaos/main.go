@@ -65,6 +65,9 @@ func main() {
 		if n := len(r.ctrdNetns); n > 0 {
 			line += fmt.Sprintf(", %d network namespaces left by containerd (its own leak)", n)
 		}
+		if n := len(r.ctrdBundles); n > 0 {
+			line += fmt.Sprintf(", %d task bundles left half-deleted by containerd (its own leak)", n)
+		}
 		if len(r.failures) > 0 {
 			line += fmt.Sprintf(", %d failures", len(r.failures))
 		}

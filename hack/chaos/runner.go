@@ -23,6 +23,10 @@ const converge = 30 * time.Second
 // restart inside a RunPodSandbox left are shut down well within converge.
 const unstartedGrace = 5 * time.Second
 
+// forgottenCheck is the daemons' forgotten_check here: a sandbox containerd
+// forgot goes within three checks (two misses after it is a check old).
+const forgottenCheck = 5 * time.Second
+
 // runner runs the rounds of one handler.
 type runner struct {
 	name                  string
@@ -49,6 +53,9 @@ type runner struct {
 	// ctrdNetns are the network namespaces containerd left of a
 	// RunPodSandbox its kill cut (containerd's leak: orphanNetns)
 	ctrdNetns map[string]bool
+	// ctrdBundles are the task bundles containerd left half-deleted
+	// (containerd's leak: dropContainerdBundles)
+	ctrdBundles map[string]bool
 }
 
 func newRunner(name string, seed uint64, root, work string, sigs chan os.Signal) *runner {
@@ -56,7 +63,7 @@ func newRunner(name string, seed uint64, root, work string, sigs chan os.Signal)
 	f.Write([]byte(name))
 	return &runner{name: name, seed: seed, root: root, work: work, sigs: sigs,
 		rng: rand.New(rand.NewPCG(seed, f.Sum64())), removed: map[string]string{}, seen: map[string]string{},
-		ctrdNetns: map[string]bool{}}
+		ctrdNetns: map[string]bool{}, ctrdBundles: map[string]bool{}}
 }
 
 func (r *runner) fail(what string, evidence ...string) {
@@ -543,7 +550,7 @@ func (r *runner) checkLeftovers() {
 		r.mu.Lock()
 		removed := maps(r.removed)
 		r.mu.Unlock()
-		left = r.scan().leftovers(removed)
+		left = r.dropContainerdBundles(r.scan().leftovers(removed))
 		pods, err := r.c.pods()
 		if ns := r.podNetns(); err == nil && len(ns) > len(pods) {
 			left = append(left, fmt.Sprintf("%d network namespaces for %d pods: %s", len(ns), len(pods), strings.Join(ns, " ")))

@@ -9,7 +9,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 HERE=$ROOT/hack/e2e
-E2E_SCRIPTS=${E2E_SCRIPTS:-"smoke multi sharedpid tty exitcode resources leak restart keeper"}
+E2E_SCRIPTS=${E2E_SCRIPTS:-"smoke multi sharedpid tty exitcode resources leak restart keeper forgotten"}
 export RUNTIME_HANDLER=${RUNTIME_HANDLER:-magnetar-runc}
 
 pass=0 fail=0 failed_suites=""

@@ -43,6 +43,30 @@ type Daemon struct {
 	// restart inside containerd's RunPodSandbox leaves, that containerd has
 	// forgotten. "0" keeps them.
 	UnstartedGrace Duration `toml:"unstarted_grace"`
+	// ContainerdGRPCAddress is containerd's gRPC socket, where the daemon
+	// asks which sandboxes containerd still holds (ForgottenCheck); "" is
+	// ContainerdAddress without its ".ttrpc" suffix.
+	ContainerdGRPCAddress string `toml:"containerd_grpc_address"`
+	// ForgottenCheck is how often the daemon asks containerd whether it
+	// still holds each sandbox; one it holds at no two checks in a row is
+	// shut down (containerd removed its pod while the daemon could not
+	// answer). "0" never asks.
+	ForgottenCheck Duration `toml:"forgotten_check"`
+}
+
+// DefaultForgottenCheck is forgotten_check's default.
+const DefaultForgottenCheck = Duration(5 * time.Minute)
+
+// ContainerdGRPC is containerd's gRPC socket: ContainerdGRPCAddress, or
+// ContainerdAddress without its ".ttrpc" suffix ("" when it has none).
+func (d *Daemon) ContainerdGRPC() string {
+	if d.ContainerdGRPCAddress != "" {
+		return d.ContainerdGRPCAddress
+	}
+	if a, ok := strings.CutSuffix(d.ContainerdAddress, ".ttrpc"); ok && a != "" {
+		return a
+	}
+	return ""
 }
 
 // DefaultUnstartedGrace is unstarted_grace's default: well past any
@@ -57,14 +81,15 @@ func DefaultDaemon(name string) Daemon {
 		ContainerdAddress: DefaultContainerdAddress,
 		LogLevel:          "info",
 		UnstartedGrace:    DefaultUnstartedGrace,
+		ForgottenCheck:    DefaultForgottenCheck,
 	}
 }
 
 // Validate checks the common keys.
 func (d *Daemon) Validate() error {
 	var errs []error
-	for _, p := range []struct{ key, v string }{{"listen", d.Listen}, {"dir", d.Dir}, {"containerd_address", d.ContainerdAddress}, {"task_socket", d.TaskSocket}, {"debug_socket", d.DebugSocket}} {
-		if p.v == "" && (p.key == "task_socket" || p.key == "debug_socket") {
+	for _, p := range []struct{ key, v string }{{"listen", d.Listen}, {"dir", d.Dir}, {"containerd_address", d.ContainerdAddress}, {"task_socket", d.TaskSocket}, {"debug_socket", d.DebugSocket}, {"containerd_grpc_address", d.ContainerdGRPCAddress}} {
+		if p.v == "" && (p.key == "task_socket" || p.key == "debug_socket" || p.key == "containerd_grpc_address") {
 			continue
 		}
 		if !filepath.IsAbs(p.v) {
@@ -78,6 +103,12 @@ func (d *Daemon) Validate() error {
 	}
 	if d.UnstartedGrace < 0 {
 		errs = append(errs, fmt.Errorf("unstarted_grace = %q: must not be negative", d.UnstartedGrace))
+	}
+	if d.ForgottenCheck < 0 {
+		errs = append(errs, fmt.Errorf("forgotten_check = %q: must not be negative", d.ForgottenCheck))
+	}
+	if d.ForgottenCheck > 0 && d.ContainerdGRPC() == "" {
+		errs = append(errs, fmt.Errorf("containerd_grpc_address: containerd_address = %q does not end in .ttrpc, so containerd's gRPC socket is not known: set containerd_grpc_address, or forgotten_check = \"0\"", d.ContainerdAddress))
 	}
 	if _, err := logrus.ParseLevel(d.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("log_level = %q: want one of trace, debug, info, warn, error", d.LogLevel))

@@ -56,6 +56,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"listen = \"/" + strings.Repeat("a", 120) + "\"\n", "listen"},
 		{"debug_socket = \"debug.sock\"\n", "debug_socket"},
 		{"debug_socket = \"/" + strings.Repeat("a", 120) + "\"\n", "debug_socket"},
+		{"forgotten_check = \"-1s\"\n", "forgotten_check"},
+		{"containerd_grpc_address = \"containerd.sock\"\n", "containerd_grpc_address"},
+		{"containerd_address = \"/run/c/ttrpc.sock\"\n", "containerd_grpc_address"},
 		{"this is not toml", "line 1"},
 		{"\"\r\n", "cannot contain newlines"}, // toml v1.6.0's ErrorWithPosition panics on it
 	}
@@ -79,5 +82,27 @@ func TestLoadFile(t *testing.T) {
 	os.WriteFile(p, []byte("[runc]\nroot = 5\n"), 0o600)
 	if _, err := Load(p, true, newTest()); err == nil || !strings.Contains(err.Error(), "runc.root") || !strings.Contains(err.Error(), p) {
 		t.Errorf("wrong type: %v", err)
+	}
+}
+
+// containerd's gRPC socket is beside its ttrpc socket unless set; with no
+// ttrpc suffix to go by it must be set, or the check turned off.
+func TestContainerdGRPC(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"", "/run/containerd/containerd.sock"},
+		{"containerd_address = \"/w/run/containerd.sock.ttrpc\"\n", "/w/run/containerd.sock"},
+		{"containerd_address = \"/w/ttrpc.sock\"\ncontainerd_grpc_address = \"/w/grpc.sock\"\n", "/w/grpc.sock"},
+		{"containerd_address = \"/w/ttrpc.sock\"\nforgotten_check = \"0\"\n", ""},
+	} {
+		c := newTest()
+		if _, err := Decode(tc.text, c); err != nil {
+			t.Fatalf("Decode(%q): %v", tc.text, err)
+		}
+		if got := c.ContainerdGRPC(); got != tc.want {
+			t.Errorf("Decode(%q): ContainerdGRPC() = %q, want %q", tc.text, got, tc.want)
+		}
+	}
+	if c := newTest(); c.ForgottenCheck != DefaultForgottenCheck {
+		t.Errorf("forgotten_check defaults to %s, want %s", c.ForgottenCheck, DefaultForgottenCheck)
 	}
 }

@@ -54,6 +54,9 @@ type Controller struct {
 	stopTimeout time.Duration
 	// unstartedGrace: see WithUnstartedGrace.
 	unstartedGrace time.Duration
+	// registry and forgottenEvery: see WithForgotten.
+	registry       Registry
+	forgottenEvery time.Duration
 
 	mu        sync.Mutex
 	sandboxes map[string]*entry
@@ -141,7 +144,8 @@ func (c *Controller) Register(s *grpc.Server) { sandboxapi.RegisterControllerSer
 // record (a Create the daemon died in, a Shutdown cut after its record went)
 // are removed, with every mount below them. Sandboxes that never started are
 // shut down after the unstarted grace if they still have not (see
-// WithUnstartedGrace).
+// WithUnstartedGrace). From then on, sandboxes containerd has forgotten are
+// shut down (see WithForgotten).
 func (c *Controller) Recover(ctx context.Context) error {
 	ids, err := c.store.IDs()
 	if err != nil {
@@ -185,6 +189,9 @@ func (c *Controller) Recover(ctx context.Context) error {
 	}
 	if len(unstarted) > 0 && c.unstartedGrace > 0 {
 		go c.reapUnstarted(unstarted)
+	}
+	if c.registry != nil && c.forgottenEvery > 0 {
+		go c.reapForgotten()
 	}
 	dirs, err := os.ReadDir(filepath.Join(c.dir, "sandboxes"))
 	if err != nil {

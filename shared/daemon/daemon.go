@@ -23,6 +23,7 @@ import (
 
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/controller"
+	"github.com/magnetar-runtime/magnetar/shared/ctrdstore"
 	"github.com/magnetar-runtime/magnetar/shared/debugsrv"
 	"github.com/magnetar-runtime/magnetar/shared/events"
 	"github.com/magnetar-runtime/magnetar/shared/fdstore"
@@ -223,6 +224,14 @@ func serve(sb Sandboxer, cfg Config) error {
 		return err
 	}
 	copts := []controller.Option{controller.WithUnstartedGrace(time.Duration(common.UnstartedGrace))}
+	if every := time.Duration(common.ForgottenCheck); every > 0 {
+		reg, err := ctrdstore.New(common.ContainerdGRPC())
+		if err != nil {
+			return err
+		}
+		defer reg.Close()
+		copts = append(copts, controller.WithForgotten(reg, every))
+	}
 	if st, ok := cfg.(StopTimeouter); ok {
 		copts = append(copts, controller.WithStopTimeout(st.StopTimeout()))
 	}
