@@ -132,7 +132,18 @@ func alive(pid int) bool {
 		return false
 	}
 	st, err := proc.ReadStat(pid)
-	return err == nil && st.State != "Z" && st.State != "X"
+	if err != nil || st.State == "X" {
+		return false
+	}
+	if st.State != "Z" {
+		return true
+	}
+	// a thread group's leader turns zombie before its other threads have
+	// exited, and they hold the process's files (its listening sockets)
+	// until the last one is gone: a daemon restarted before that finds its
+	// socket still served. Its parent (systemd) is told only then.
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	return len(tasks) > 1
 }
 
 // kill sends SIGKILL to pid and waits up to 10 s for it to be gone.
