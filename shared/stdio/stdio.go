@@ -160,11 +160,23 @@ type IO struct {
 	closed      bool
 }
 
+// ReaderWait bounds how long Open waits for containerd's reader of an
+// output FIFO (see openOutput).
+const ReaderWait = 2 * time.Second
+
 // Open opens the stdio of cfg. With cfg.Terminal the output FIFO is opened for
 // the console copy; otherwise the files to give the child are ready, and a
 // binary:// logger is started and ready. On error nothing stays open and no
-// logger is left running.
-func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
+// logger is left running. It waits up to ReaderWait for containerd's reader
+// of each output FIFO (see openOutput).
+func Open(ctx context.Context, cfg Config) (*IO, error) { return open(ctx, cfg, ReaderWait) }
+
+// Reopen is Open for a process that was already running (a daemon's
+// recovery): containerd's readers, if it is up, have long been open, and
+// none is waited for.
+func Reopen(ctx context.Context, cfg Config) (*IO, error) { return open(ctx, cfg, 0) }
+
+func open(ctx context.Context, cfg Config, readerWait time.Duration) (_ *IO, retErr error) {
 	in, out, errT, err := cfg.targets()
 	if err != nil {
 		return nil, err
@@ -203,7 +215,7 @@ func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
 			}()
 		}
 	}
-	if s.stdout, err = openOutput("stdout", cfg.Stdout, out); err != nil {
+	if s.stdout, err = openOutput("stdout", cfg.Stdout, out, readerWait); err != nil {
 		return nil, err
 	}
 	if cfg.Terminal {
@@ -219,7 +231,7 @@ func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
 			}
 			s.stderr = os.NewFile(uintptr(fd), cfg.Stderr)
 		default:
-			if s.stderr, err = openOutput("stderr", cfg.Stderr, errT); err != nil {
+			if s.stderr, err = openOutput("stderr", cfg.Stderr, errT, readerWait); err != nil {
 				return nil, err
 			}
 		}
@@ -239,9 +251,20 @@ func Open(ctx context.Context, cfg Config) (_ *IO, retErr error) {
 }
 
 // openOutput opens the output target t of stream name (config v): a FIFO
-// read-write (never blocks, no reader needed), or a file for appending,
-// created with its parents for a file:// URI. Nothing for none or binary.
-func openOutput(name, v string, t target) (*os.File, error) {
+// read-write (never blocks, no reader needed, and the pipe never breaks while
+// containerd restarts), or a file for appending, created with its parents
+// for a file:// URI. Nothing for none or binary.
+//
+// Before it opens a FIFO it waits, up to readerWait, for a reader to have it
+// open: containerd opens its reader in the background (containerd/fifo: a
+// blocking open that waits for a writer), and a process that ends within a
+// millisecond (a wasm exec) could open and close its end before that open
+// was made; the reader then waits for a writer forever (CRI's ExecSync
+// fails: "failed to drain exec process io") and what the process wrote is
+// lost with the last descriptor. A write-only end probes for the reader
+// (ENXIO while there is none) and is held until the read-write one is open,
+// so that the reader never sees the FIFO without a writer.
+func openOutput(name, v string, t target, readerWait time.Duration) (*os.File, error) {
 	if t.kind != path && t.kind != file {
 		return nil, nil
 	}
@@ -264,6 +287,9 @@ func openOutput(name, v string, t target) (*os.File, error) {
 	switch {
 	case fi.Mode()&os.ModeNamedPipe != 0:
 		flags = os.O_RDWR
+		if probe := waitReader(t.path, readerWait); probe >= 0 {
+			defer syscall.Close(probe)
+		}
 	case fi.Mode().IsRegular():
 	default:
 		return nil, fmt.Errorf("%s %q: not a FIFO or regular file: %w", name, v, errdefs.ErrInvalidArgument)
@@ -273,6 +299,23 @@ func openOutput(name, v string, t target) (*os.File, error) {
 		return nil, fmt.Errorf("%s %q: %w", name, v, err)
 	}
 	return f, nil
+}
+
+// waitReader waits up to d until the FIFO at path has a reader, and returns
+// a write-only descriptor of it then (for the caller to close), or -1 when
+// none came (or the FIFO cannot be opened: the caller's open reports why).
+func waitReader(path string, d time.Duration) int {
+	deadline := time.Now().Add(d)
+	for {
+		fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		if err == nil {
+			return fd
+		}
+		if !errors.Is(err, syscall.ENXIO) || !time.Now().Before(deadline) {
+			return -1
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // Terminal reports whether the process runs on a terminal.

@@ -331,3 +331,76 @@ func TestValidateRefusesNUL(t *testing.T) {
 		}
 	}
 }
+
+// containerd opens its reader of an output FIFO in the background
+// (containerd/fifo: a blocking open that waits for a writer). A process that
+// ends before that open was made must not leave the reader waiting for a
+// writer forever, nor lose what it wrote: Open waits for the reader.
+func TestLateReaderGetsOutputAndEOF(t *testing.T) {
+	out := mkfifo(t, t.TempDir(), "out")
+	opened := make(chan *IO, 1)
+	go func() {
+		s, err := Open(context.Background(), Config{Stdout: out})
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- s
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-opened:
+		t.Fatal("Open returned before any reader had the FIFO open")
+	default:
+	}
+	// containerd's reader, late: the open blocks until a writer has it
+	got := make(chan string, 1)
+	go func() {
+		f, err := os.OpenFile(out, os.O_RDONLY, 0)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer f.Close()
+		b, _ := io.ReadAll(f)
+		got <- string(b)
+	}()
+	s := <-opened
+	if s == nil {
+		t.FailNow()
+	}
+	_, stdout, _ := s.Files()
+	if _, err := stdout.Write([]byte("last words")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // the process ended at once
+	select {
+	case b := <-got:
+		if b != "last words" {
+			t.Errorf("the reader got %q, want %q", b, "last words")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader never saw the end of the output (it waits for a writer forever)")
+	}
+}
+
+// With no reader at all Open gives up waiting after ReaderWait and opens
+// the FIFO all the same; Reopen (a recovery's) does not wait.
+func TestNoReaderWaitIsBounded(t *testing.T) {
+	out := mkfifo(t, t.TempDir(), "out")
+	for _, tc := range []struct {
+		name     string
+		open     func(context.Context, Config) (*IO, error)
+		min, max time.Duration
+	}{{"Open", Open, ReaderWait, ReaderWait + 2*time.Second}, {"Reopen", Reopen, 0, time.Second}} {
+		t0 := time.Now()
+		s, err := tc.open(context.Background(), Config{Stdout: out})
+		took := time.Since(t0)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		s.Close()
+		if took < tc.min || took > tc.max {
+			t.Errorf("%s took %s with no reader, want %s to %s", tc.name, took, tc.min, tc.max)
+		}
+	}
+}

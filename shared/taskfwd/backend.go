@@ -151,7 +151,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 			bundle.RemoveNotes(r.Bundle, BundleNote)
 		}
 	}()
-	if err := p.openIO(ctx); err != nil {
+	if err := p.openIO(ctx, false); err != nil {
 		return nil, err
 	}
 	if err := c.pump.add(p); err != nil {
@@ -254,7 +254,7 @@ func (c *ctr) recoverProcess(ctx context.Context, p *process) error {
 	}
 	if c.fw.StdioByPath {
 		// the guest holds containerd's FIFOs, bound into the share
-	} else if err := p.openIO(ctx); err != nil {
+	} else if err := p.openIO(ctx, true); err != nil {
 		// the output stays in the guest; the process is still watched
 		p.logger().WithError(err).Warn("containerd's stdio could not be reopened: not relaying")
 	}

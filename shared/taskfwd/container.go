@@ -137,7 +137,7 @@ func (c *ctr) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.C
 		}
 		p.release()
 	}()
-	if err := p.openIO(ctx); err != nil {
+	if err := p.openIO(ctx, false); err != nil {
 		return nil, err
 	}
 	if err := c.pump.add(p); err != nil {

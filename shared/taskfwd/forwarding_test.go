@@ -220,14 +220,14 @@ func TestStdioByPath(t *testing.T) {
 	defer removeBundle(st.Dir)
 	c := b.newCtr(g, "c1", "ns", st)
 	initP := c.newProcess("", stdio.Config{Stdin: fifos["in"], Stdout: fifos["out"], Stderr: fifos["err"]})
-	if err := initP.openIO(context.Background()); err != nil {
+	if err := initP.openIO(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	if gs, want := initP.guestStdio(), (stdio.Config{Stdin: "/c1/stdin", Stdout: "/c1/stdout", Stderr: "/c1/stderr"}); gs != want {
 		t.Errorf("init: %+v, want %+v", gs, want)
 	}
 	x := c.newProcess("e1", stdio.Config{Stdout: fifos["xout"], Stderr: fifos["err"], Terminal: true})
-	if err := x.openIO(context.Background()); err != nil {
+	if err := x.openIO(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	if gs, want := x.guestStdio(), (stdio.Config{Stdout: "/c1/e1-stdout", Terminal: true}); gs != want {
@@ -254,7 +254,7 @@ func TestStdioByPath(t *testing.T) {
 	}
 	for _, bad := range []stdio.Config{{Stdout: "file://" + fifos["out"]}, {Stdout: "binary:///bin/logger"}, {Stdout: filepath.Join(dir, "missing")}} {
 		p := c.newProcess("e2", bad)
-		if err := p.openIO(context.Background()); !errdefs.IsInvalidArgument(err) {
+		if err := p.openIO(context.Background(), false); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%+v: %v, want InvalidArgument", bad, err)
 		}
 		p.release()

@@ -105,7 +105,7 @@ func (p *process) name() string {
 // goes to stdout. The FIFOs are held in the keeper too (holdIO), from now
 // until they end for good (unhold). The targets are closed when the
 // relays' context ends.
-func (p *process) openIO(ctx context.Context) error {
+func (p *process) openIO(ctx context.Context, recovered bool) error {
 	if p.c.fw.StdioByPath {
 		return p.bindStdio()
 	}
@@ -118,7 +118,12 @@ func (p *process) openIO(ctx context.Context) error {
 		return nil
 	}
 	hc.ID, hc.Namespace = p.name(), p.c.ns
-	sio, err := stdio.Open(ctx, hc)
+	open := stdio.Open
+	if recovered {
+		// containerd's readers were open long ago (stdio.Reopen)
+		open = stdio.Reopen
+	}
+	sio, err := open(ctx, hc)
 	if err != nil {
 		return err
 	}
