@@ -296,7 +296,11 @@ func openOutput(name, v string, t target, readerWait time.Duration) (*os.File, e
 	}
 	f, err := os.OpenFile(t.path, flags|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%s %q: %w", name, v, err)
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOMEM) {
+			return nil, fmt.Errorf("%s %q: %v: %w", name, v, err, errdefs.ErrResourceExhausted)
+		}
+		// the caller named something that cannot take output
+		return nil, fmt.Errorf("%s %q: %v: %w", name, v, err, errdefs.ErrInvalidArgument)
 	}
 	return f, nil
 }

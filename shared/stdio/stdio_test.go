@@ -126,6 +126,8 @@ func TestBadConfig(t *testing.T) {
 		{Stdout: dir},
 		{Stdout: "file://" + dir},
 		{Stdout: "file://" + filepath.Join(reg, "sub", "log")}, // a parent is a file
+		{Stdout: "/proc/self/ns/net"},                          // opens for reading only (RPC fuzz finding: was Unknown)
+		{Stderr: "/proc/self/exe"},                             // a running program: ETXTBSY
 	} {
 		s, err := Open(context.Background(), c)
 		if !errdefs.IsInvalidArgument(err) {

@@ -146,6 +146,7 @@ func (r *result) write() error {
 type daemon struct {
 	dir, listen, cfg, events string
 	cmd                      *exec.Cmd
+	exited                   chan struct{} // closed once cmd has been waited for
 	grpc                     *grpc.ClientConn
 	ctrl                     sandboxapi.ControllerClient
 	tconn                    net.Conn
@@ -168,8 +169,16 @@ func (d *daemon) start() error {
 		return err
 	}
 	lf.Close()
+	exited := make(chan struct{})
+	d.exited = exited
+	go func() { _ = d.cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("daemon exited at start: %s (see %s/daemon.log)", d.cmd.ProcessState, d.dir)
+		default:
+		}
 		if c, err := net.Dial("unix", d.listen); err == nil {
 			c.Close()
 			if c2, err := net.Dial("unix", d.taskSock()); err == nil {
@@ -214,13 +223,11 @@ func (d *daemon) stop() {
 	}
 	if d.cmd != nil && d.cmd.Process != nil {
 		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _, _ = d.cmd.Process.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-d.exited:
 		case <-time.After(10 * time.Second):
 			_ = d.cmd.Process.Kill()
-			<-done
+			<-d.exited
 		}
 	}
 	d.cmd = nil
@@ -417,8 +424,10 @@ func run() error {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return err
 	}
-	d := &daemon{dir: w, listen: filepath.Join(runDir, "wasm.sock"), cfg: filepath.Join(w, "wasm.toml"), events: filepath.Join(runDir, "events.sock")}
-	if err := os.WriteFile(d.cfg, []byte("[engines]\nmagnetar-wasm = \"wasmtime\"\nmagnetar-wasm-wazero = \"wazero\"\n"), 0o644); err != nil {
+	d := &daemon{dir: w, listen: filepath.Join(runDir, "wasm.sock"), cfg: filepath.Join(w, "wasm.toml"), events: filepath.Join(runDir, "containerd.sock.ttrpc")}
+	// no containerd here: nothing to ask which sandboxes it still holds
+	cfg := "forgotten_check = \"0\"\n[engines]\nmagnetar-wasm = \"wasmtime\"\nmagnetar-wasm-wazero = \"wazero\"\n"
+	if err := os.WriteFile(d.cfg, []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	if err := serveEvents(d.events); err != nil {
