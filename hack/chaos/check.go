@@ -261,9 +261,14 @@ func mountsBelow(dir string) []string {
 }
 
 // podProcess is the process of a pod that the "pod" kill aims at: runsc's
-// sandbox, QEMU, the pod init, or else the first process of the pod's cgroup.
-func podProcess(id string) (int, string) {
+// sandbox, QEMU (its virtiofsd with helper: a VM pod's other process, whose
+// death must end the VM), the pod init, or else the first process of the
+// pod's cgroup.
+func podProcess(id string, helper bool) (int, string) {
 	prefer := []string{"runsc-sandbox", "qemu-system-x86_64", "magnetar-podinit", "quark"}
+	if helper {
+		prefer = append([]string{"virtiofsd"}, prefer...)
+	}
 	var best proc.Process
 	rank := len(prefer)
 	for _, p := range proc.Find(proc.Naming(id)) {

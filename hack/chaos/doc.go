@@ -4,7 +4,8 @@
 // (make chaos, make chaos-short; hack/chaos/chaos.mk).
 //
 // For each handler (-handlers: magnetar-runc, magnetar-wasm,
-// magnetar-gvisor, magnetar-quark by default; with -vmm, magnetar-vmm too)
+// magnetar-gvisor, magnetar-quark by default; with -vmm, magnetar-vmm too;
+// make chaos names all five)
 // it starts a harness of its own with hack/containerd.sh (WORK,
 // BRIDGE, SUBNET and CGROUP_PARENT of its own: -work, -bridge, -subnet,
 // -cgroup-parent; HARNESS_SANDBOXERS=the handler) and runs -kills rounds.
@@ -21,7 +22,8 @@
 //   - its task keeper (<run>/<name>-keeper.pid; the daemon starts a new one);
 //   - containerd (hack/containerd.sh containerd-start);
 //   - the process of one witness pod: runsc's sandbox (gvisor), the quark
-//     stand-in (quark), QEMU (vmm), the pod's init (runc): the pod must
+//     stand-in (quark), QEMU or its virtiofsd (vmm: drawn half and half;
+//     virtiofsd's death must end the VM), the pod's init (runc): the pod must
 //     turn NOTREADY, and is removed and replaced (a wasm pod has no process
 //     of its own: not drawn for magnetar-wasm, whose daemon's death ends
 //     every container, which turn EXITED and are replaced);

@@ -235,6 +235,9 @@ func (r *runner) roundOnce() {
 	delay := time.Duration(300+r.rng.IntN(3000)) * time.Millisecond
 	kp := fmt.Sprintf("%s:%d", killpoint.Names[r.rng.IntN(len(killpoint.Names))], 1+r.rng.IntN(2))
 	aimed := r.rng.IntN(max(len(r.witnesses), 1))
+	// a VM pod's kill hits QEMU or its virtiofsd (drawn for VM handlers
+	// only: the other handlers' seeds replay as before)
+	helper := r.h.handler == "magnetar-vmm" && r.rng.IntN(2) == 1
 	r.roundMark = marks(r.h.daemonLog(), r.h.containerdLog())
 	if !r.daemonsAlive("before the kill") {
 		return
@@ -304,7 +307,7 @@ func (r *runner) roundOnce() {
 			}
 			victim := r.witnesses[aimed]
 			victims[victim] = "pod"
-			pid, line := podProcess(victim.id)
+			pid, line := podProcess(victim.id, helper)
 			if pid == 0 {
 				return fmt.Errorf("no process of pod %s (%s) found", victim.name, short(victim.id))
 			}
