@@ -231,8 +231,8 @@ spec:
     - {name: cfg, mountPath: /etc/cfg}
     - {name: sec, mountPath: /etc/sec}
     - {name: token, mountPath: /var/run/secrets/magnetar}
-    readinessProbe: {exec: {command: $(json "${CAT[@]}" /scratch/ready)}, periodSeconds: 1, failureThreshold: 1}
-    livenessProbe: {exec: {command: $(json "${CAT[@]}" /scratch/alive)}, periodSeconds: 2, failureThreshold: 1, terminationGracePeriodSeconds: 1}
+    readinessProbe: {exec: {command: $(json "${CAT[@]}" /scratch/ready)}, periodSeconds: 1, failureThreshold: 1, timeoutSeconds: 10}
+    livenessProbe: {exec: {command: $(json "${CAT[@]}" /scratch/alive)}, periodSeconds: 2, failureThreshold: 1, timeoutSeconds: 10, terminationGracePeriodSeconds: 1}
   - name: reader
     image: $IMAGE
     imagePullPolicy: Never
@@ -490,9 +490,10 @@ spec:
 EOF
   local t0=$SECONDS
   k apply -f "$T/deploy.yaml" >/dev/null
-  k rollout status deployment/idle --timeout=180s >/dev/null
+  # kubectl's own bound (KUBECTL_TIMEOUT) past each rollout's
+  KUBECTL_TIMEOUT=200 k rollout status deployment/idle --timeout=180s >/dev/null
   k scale deployment/idle --replicas="$REPLICAS" >/dev/null
-  k rollout status deployment/idle --timeout=300s >/dev/null
+  KUBECTL_TIMEOUT=320 k rollout status deployment/idle --timeout=300s >/dev/null
   expect_eq "available replicas" "$(k get deployment idle -o jsonpath='{.status.availableReplicas}')" "$REPLICAS"
   local handlers
   handlers=$(crictl pods --namespace "$NS" --label app=idle --state ready -o json | jq -r '[.items[].runtimeHandler] | unique | join(" ")')

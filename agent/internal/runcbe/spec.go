@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -91,6 +92,13 @@ func RewriteSpec(sp *specs.Spec, id, shareRoot string, isContainerPid func(int) 
 		default:
 			return fmt.Errorf("linux.namespaces: %s namespace path %q cannot be joined inside the VM: %w", ns.Type, ns.Path, errdefs.ErrInvalidArgument)
 		}
+	}
+	// a cgroup namespace of its own, as containerd gives a container on a
+	// cgroup v2 host: the guest is cgroup v2 whatever the host is, and
+	// without one the container saw the guest's root cgroup at
+	// /sys/fs/cgroup instead of its own (its limits: memory.max, cpu.max)
+	if !slices.ContainsFunc(nss, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.CgroupNamespace }) {
+		nss = append(nss, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	sp.Linux.Namespaces = nss
 	sp.Linux.CgroupsPath = "/magnetar/" + id
