@@ -18,7 +18,7 @@
 # Prints "chaos HANDLER: K kills survived / K tried, P pods lost, L
 # leftovers" per handler and a total; exits non-zero on any failure.
 #
-# make test runs chaos-short (about a minute a handler here, 3.5 for
+# make test runs chaos-short (about a minute a handler here, 2 to 5 for
 # magnetar-vmm) with a fixed seed,
 # CHAOS_SHORT_SEED, so that every run of the suite makes the same choices of
 # what to kill and where (the timing against the workload still varies);

@@ -4,8 +4,7 @@
 // (make chaos, make chaos-short; hack/chaos/chaos.mk).
 //
 // For each handler (-handlers: magnetar-runc, magnetar-wasm,
-// magnetar-gvisor, magnetar-quark by default; with -vmm, magnetar-vmm too;
-// make chaos names all five)
+// magnetar-gvisor, magnetar-quark and magnetar-vmm by default)
 // it starts a harness of its own with hack/containerd.sh (WORK,
 // BRIDGE, SUBNET and CGROUP_PARENT of its own: -work, -bridge, -subnet,
 // -cgroup-parent; HARNESS_SANDBOXERS=the handler) and runs -kills rounds.

@@ -14,8 +14,7 @@ import (
 var (
 	seedF     = flag.Uint64("seed", 0, "seed of the kill choices (0: from the clock; printed)")
 	killsF    = flag.Int("kills", 10, "kills per handler")
-	handlersF = flag.String("handlers", "magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark", "runtime handlers, comma-separated (magnetar-runc, magnetar-gvisor, magnetar-quark, magnetar-wasm, magnetar-vmm)")
-	vmmF      = flag.Bool("vmm", false, "also magnetar-vmm (VM pods: slow; needs make guest-image)")
+	handlersF = flag.String("handlers", "magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark,magnetar-vmm", "runtime handlers, comma-separated (magnetar-vmm needs make guest-image)")
 	rootF     = flag.String("root", ".", "the Magnetar checkout (hack/containerd.sh, bin/)")
 	workF     = flag.String("work", "_output/chaos/harness", "the harness's WORK (its own: never another harness's)")
 	bridgeF   = flag.String("bridge", "mgbr-chaos", "the harness's CNI bridge")
@@ -45,9 +44,6 @@ func main() {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	names := strings.Split(*handlersF, ",")
-	if *vmmF && !strings.Contains(*handlersF, "magnetar-vmm") {
-		names = append(names, "magnetar-vmm")
-	}
 	var lines []string
 	var tried, survived, lost, left, failed int
 	for _, name := range names {

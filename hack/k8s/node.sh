@@ -280,9 +280,8 @@ do_start() {
         --cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key")
     else
       port=$K8S_SCHED_PORT
-      # a pod found unschedulable (a VM pod's RuntimeClass overhead while the
-      # node's other pods were still being counted) is tried again within
-      # 20 s, not the default 5 min, which outlasts the e2e's waits
+      # a pod found unschedulable is tried again within 20 s, not the
+      # default 5 min, which outlasts the e2e's waits
       extra=(--pod-max-in-unschedulable-pods-duration=20s)
     fi
     launch "$c" "$B/$c" --kubeconfig="$KS/$c.kubeconfig" \
