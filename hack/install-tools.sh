@@ -9,6 +9,8 @@
 #   CNI bridge, host-local, loopback, portmap $CNI_PLUGINS_VERSION
 #   runsc (gVisor)                            $RUNSC_VERSION (CGO off: static)
 #
+# `hack/install-tools.sh packages` installs the Debian packages only (gcc for
+# the cgo build of bin/wasm-sandboxer among them).
 # `hack/install-tools.sh k8s` builds the Kubernetes node of hack/k8s instead
 # (about 11 min and 3.7 GB of Go build cache the first time on 2 cores, 1.5 min
 # with a warm cache):
@@ -17,7 +19,7 @@
 source "$(dirname "$0")/lib.sh"
 FORCE=${FORCE:-0}
 SET=${1:-base}
-case "$SET" in base|k8s) ;; *) echo "usage: $0 [base|k8s]" >&2; exit 2 ;; esac
+case "$SET" in base|k8s|packages) ;; *) echo "usage: $0 [base|k8s|packages]" >&2; exit 2 ;; esac
 
 apt_install() {
   # build: gcc libc6-dev pkg-config libseccomp-dev (runc, static pause/ipcmk);
@@ -143,6 +145,7 @@ b_etcd() {
 }
 
 apt_install
+[ "$SET" != packages ] || exit 0
 mkdir -p "$MAGNETAR_TOOLS" "$PREFIX/bin" "$PREFIX/cni-bin"
 if [ "$SET" = k8s ]; then
   build kubernetes "$KUBERNETES_VERSION" bin/kubelet b_kubernetes

@@ -15,7 +15,10 @@
 
 build: bin/wasm-sandboxer
 
+# cgo: gcc first (a fresh machine has none; `make chaos` built this before
+# its tools had installed it)
 bin/wasm-sandboxer:
+	hack/install-tools.sh packages
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/wasm-sandboxer
 
 wasm-images:
