@@ -52,7 +52,7 @@ conformance:
 demo: tools guest-image
 	hack/demo.sh
 
-leaks: build tools images wasm-images guest-image quark-standin
+leaks: build tools images wasm-images guest-image standins
 	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) QUARK_BIN=$(QUARK_STANDIN) hack/leaks.sh
 
 reliability:

@@ -10,11 +10,13 @@
 # bounds of leak.sh for fds, threads and RSS). The table is also written to
 # _output/leaks/table.txt. Exits 1 on any growth beyond a bound.
 #
-#   [LEAKS_HANDLERS="runc magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm"]
+#   [LEAKS_HANDLERS="runc magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm
+#     magnetar-clh magnetar-stratovirt"]
 #   [CYCLES=100] hack/leaks.sh
 #
 # runc is containerd's runc shim, the reference (its "daemon" is containerd).
-# magnetar-vmm needs the guest image (make guest-image), magnetar-gvisor runsc
+# magnetar-vmm needs the guest image (make guest-image), magnetar-clh and
+# magnetar-stratovirt the VMM stand-ins too (make standins), magnetar-gvisor runsc
 # (make tools), magnetar-quark the stand-in (make quark-standin),
 # magnetar-wasm the wasm test images (make wasm-images; imported here): its
 # pods run the C test module, inside the daemon.
@@ -23,7 +25,7 @@ source "$(dirname "$0")/lib.sh"
 export WORK=${LEAKS_WORK:-$OUT/leaks/harness}
 export BRIDGE=${LEAKS_BRIDGE:-mgbr-leaks} SUBNET=${LEAKS_SUBNET:-10.236.0.0/16}
 export CYCLES=${CYCLES:-100}
-LEAKS_HANDLERS=${LEAKS_HANDLERS:-"runc magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm"}
+LEAKS_HANDLERS=${LEAKS_HANDLERS:-"runc magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm magnetar-clh magnetar-stratovirt"}
 REPORT=$OUT/leaks/report.txt TABLE=$OUT/leaks/table.txt
 mkdir -p "$OUT/leaks"
 : > "$REPORT"
@@ -32,7 +34,8 @@ export LEAK_REPORT=$REPORT
 sbs=""
 for h in $LEAKS_HANDLERS; do
   [ "$h" = runc ] && continue
-  sbs="$sbs $(daemon_handler "$h")"
+  d=$(daemon_handler "$h")
+  [[ " $sbs " == *" $d "* ]] || sbs="$sbs $d"
 done
 export HARNESS_SANDBOXERS=${sbs# }
 [ -n "$HARNESS_SANDBOXERS" ] || export HARNESS_SANDBOXERS=none

@@ -57,7 +57,7 @@ for part in $PARTS; do
 done
 
 # the handlers' rows, in this order; a handler none of the parts ran is left out
-HANDLERS="magnetar-runc magnetar-wasm magnetar-vmm magnetar-gvisor magnetar-quark runc"
+HANDLERS="magnetar-runc magnetar-wasm magnetar-vmm magnetar-clh magnetar-stratovirt magnetar-gvisor magnetar-quark runc"
 
 # handler_of_pkg DIR: the handler whose packages DIR is of ("" for shared ones)
 handler_of_pkg() {

@@ -11,8 +11,10 @@
 #
 # Knobs: CHAOS_SEED (0: from the clock; a failure prints the seed that
 # replays the choices), CHAOS_SHORT_SEED (chaos-short's), CHAOS_HANDLERS (comma-separated; default
-# magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark,magnetar-vmm: the VM
-# pods boot the guest image, under TCG here about 20 s a round), CHAOS_SHORT_HANDLERS
+# magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark,magnetar-vmm,
+# magnetar-clh,magnetar-stratovirt: the VM pods boot the guest image, under TCG
+# here about 20 s a round; magnetar-clh's and magnetar-stratovirt's on the VMM
+# stand-ins of make standins, served by the magnetar-vmm daemon), CHAOS_SHORT_HANDLERS
 # (chaos-short's: CHAOS_HANDLERS), CHAOS_FLAGS (-v,
 # -keep, -workers N, -witnesses N). Runs as root, under nice -n 19.
 # Prints "chaos HANDLER: K kills survived / K tried, P pods lost, L
@@ -27,14 +29,17 @@
 CHAOS_KILLS ?= 100
 CHAOS_SEED ?= 0
 CHAOS_SHORT_SEED ?= 1796339102045134108
-CHAOS_HANDLERS ?= magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark,magnetar-vmm
+CHAOS_HANDLERS ?= magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark,magnetar-vmm,magnetar-clh,magnetar-stratovirt
 CHAOS_SHORT_HANDLERS ?= $(CHAOS_HANDLERS)
 CHAOS_FLAGS ?=
 CHAOS_BIN := $(CURDIR)/_output/chaos/chaos
 CHAOS_RUN = $(GO) build -o $(CHAOS_BIN) ./hack/chaos && nice -n 19 $(CHAOS_BIN) -root $(CURDIR) \
 	$(CHAOS_FLAGS)
-# the VM pods need the guest image
-CHAOS_DEPS = build tools images wasm-images quark-standin $(if $(findstring magnetar-vmm,$(CHAOS_HANDLERS)$(CHAOS_SHORT_HANDLERS)),guest-image)
+# the VM pods need the guest image (and the VMM stand-ins: standins builds
+# quark's too)
+comma := ,
+CHAOS_VM = $(filter magnetar-vmm magnetar-clh magnetar-stratovirt,$(subst $(comma), ,$(CHAOS_HANDLERS) $(CHAOS_SHORT_HANDLERS)))
+CHAOS_DEPS = build tools images wasm-images standins $(if $(CHAOS_VM),guest-image)
 
 chaos: $(CHAOS_DEPS)
 	$(CHAOS_RUN) -handlers $(CHAOS_HANDLERS) -seed $(CHAOS_SEED) -kills $(CHAOS_KILLS)

@@ -67,7 +67,7 @@ func (r *runner) scan() traces {
 // stateDirs are where the sandboxer and containerd keep per-pod state.
 func (r *runner) stateDirs() []string {
 	return []string{
-		filepath.Join(r.work, "lib", r.name),
+		filepath.Join(r.work, "lib", r.h.daemon),
 		filepath.Join(r.work, "run"),
 		filepath.Join(r.work, "state", "io.containerd.runtime.v2.task"),
 		filepath.Join(r.work, "state", "io.containerd.grpc.v1.cri"),
@@ -183,7 +183,7 @@ func (r *runner) orphanNetns() map[string]bool {
 		}
 	}
 	named := map[string]bool{}
-	recs, _ := filepath.Glob(filepath.Join(r.work, "lib", r.name, "state", "*.json"))
+	recs, _ := filepath.Glob(filepath.Join(r.work, "lib", r.h.daemon, "state", "*.json"))
 	for _, rec := range recs {
 		var v struct {
 			NetNS string `json:"netns_path"`
@@ -261,11 +261,12 @@ func mountsBelow(dir string) []string {
 }
 
 // podProcess is the process of a pod that the "pod" kill aims at: runsc's
-// sandbox, QEMU (its virtiofsd with helper: a VM pod's other process, whose
+// sandbox, the VMM (the Cloud Hypervisor or StratoVirt stand-in before the
+// QEMU below it; its virtiofsd with helper: a VM pod's other process, whose
 // death must end the VM), the pod init, or else the first process of the
 // pod's cgroup.
 func podProcess(id string, helper bool) (int, string) {
-	prefer := []string{"runsc-sandbox", "qemu-system-x86_64", "magnetar-podinit", "quark"}
+	prefer := []string{"runsc-sandbox", "cloud-hypervisor", "stratovirt", "qemu-system-x86_64", "magnetar-podinit", "quark"}
 	if helper {
 		prefer = append([]string{"virtiofsd"}, prefer...)
 	}

@@ -4,10 +4,12 @@
 // (make chaos, make chaos-short; hack/chaos/chaos.mk).
 //
 // For each handler (-handlers: magnetar-runc, magnetar-wasm,
-// magnetar-gvisor, magnetar-quark and magnetar-vmm by default)
+// magnetar-gvisor, magnetar-quark, magnetar-vmm, magnetar-clh and
+// magnetar-stratovirt by default; the last two run on the VMM stand-ins and
+// are served by the magnetar-vmm daemon, hack/lib.sh's handler aliases)
 // it starts a harness of its own with hack/containerd.sh (WORK,
 // BRIDGE, SUBNET and CGROUP_PARENT of its own: -work, -bridge, -subnet,
-// -cgroup-parent; HARNESS_SANDBOXERS=the handler) and runs -kills rounds.
+// -cgroup-parent; HARNESS_SANDBOXERS=the handler's daemon) and runs -kills rounds.
 // In each round -workers goroutines create pods with one container each
 // (busybox `sleep`; the wasm C test module's `sleep` for magnetar-wasm,
 // whose image the harness imports), exec into them, stop and remove them (CRI RuntimeService, gRPC),
@@ -21,7 +23,8 @@
 //   - its task keeper (<run>/<name>-keeper.pid; the daemon starts a new one);
 //   - containerd (hack/containerd.sh containerd-start);
 //   - the process of one witness pod: runsc's sandbox (gvisor), the quark
-//     stand-in (quark), QEMU or its virtiofsd (vmm: drawn half and half;
+//     stand-in (quark), the VMM (QEMU; the Cloud Hypervisor or StratoVirt
+//     stand-in) or its virtiofsd (VM handlers: drawn half and half;
 //     virtiofsd's death must end the VM), the pod's init (runc): the pod must
 //     turn NOTREADY, and is removed and replaced (a wasm pod has no process
 //     of its own: not drawn for magnetar-wasm, whose daemon's death ends

@@ -18,17 +18,43 @@ import (
 // harness drives hack/containerd.sh for one handler's harness.
 type harness struct {
 	root, work, handler string
-	env                 []string
+	// daemon is the handler whose daemon serves handler: itself, or the
+	// one an alias is served by (magnetar-clh: magnetar-vmm)
+	daemon string
+	env    []string
 }
 
-func newHarness(root, work, handler string) *harness {
+func newHarness(root, work, handler string) (*harness, error) {
+	daemon, err := daemonOf(root, handler)
+	if err != nil {
+		return nil, err
+	}
 	env := []string{"WORK=" + work, "BRIDGE=" + *bridgeF, "SUBNET=" + *subnetF,
-		"CGROUP_PARENT=" + *cgroupF, "HARNESS_SANDBOXERS=" + handler,
+		"CGROUP_PARENT=" + *cgroupF, "HARNESS_SANDBOXERS=" + daemon,
 		// a sandbox a kill left unstarted, or that containerd forgot, is
 		// shut down well within converge
 		"UNSTARTED_GRACE=" + unstartedGrace.String(), "FORGOTTEN_CHECK=" + forgottenCheck.String()}
-	return &harness{root: root, work: work, handler: handler, env: env}
+	return &harness{root: root, work: work, handler: handler, daemon: daemon, env: env}, nil
 }
+
+// daemonOf asks hack/lib.sh (daemon_handler, the one list of the harness's
+// handler aliases) which handler's daemon serves handler.
+func daemonOf(root, handler string) (string, error) {
+	cmd := exec.Command("bash", "-c", `source hack/lib.sh && daemon_handler "$1"`, "bash", handler)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/lib.sh daemon_handler %s: %w", handler, err)
+	}
+	d := strings.TrimSpace(string(out))
+	if d == "" {
+		return "", fmt.Errorf("hack/lib.sh daemon_handler %s: no answer", handler)
+	}
+	return d, nil
+}
+
+// vm tells that the handler's pods are VMs.
+func (h *harness) vm() bool { return h.daemon == "magnetar-vmm" }
 
 // script runs hack/containerd.sh with args; extra adds to the environment.
 func (h *harness) script(timeout time.Duration, extra []string, args ...string) error {
@@ -89,15 +115,15 @@ func (h *harness) pidFile(name string) int {
 	return pid
 }
 
-func (h *harness) daemonPid() int     { return h.pidFile(h.handler + ".pid") }
+func (h *harness) daemonPid() int     { return h.pidFile(h.daemon + ".pid") }
 func (h *harness) containerdPid() int { return h.pidFile("containerd.pid") }
 
 // keeperPid is the pid of the daemon's task keeper (<short>-keeper.pid).
 func (h *harness) keeperPid() int {
-	return h.pidFile(strings.TrimPrefix(h.handler, "magnetar-") + "-keeper.pid")
+	return h.pidFile(strings.TrimPrefix(h.daemon, "magnetar-") + "-keeper.pid")
 }
 
-func (h *harness) daemonLog() string     { return filepath.Join(h.work, "logs", h.handler+".log") }
+func (h *harness) daemonLog() string     { return filepath.Join(h.work, "logs", h.daemon+".log") }
 func (h *harness) containerdLog() string { return filepath.Join(h.work, "logs", "containerd.log") }
 
 // restartDaemon starts the daemon again with the harness's command line,
@@ -107,7 +133,7 @@ func (h *harness) restartDaemon(kp string) error {
 	if kp != "" {
 		extra = []string{killpoint.EnvVar + "=" + kp}
 	}
-	return h.script(time.Minute, extra, "sandboxer-start", h.handler)
+	return h.script(time.Minute, extra, "sandboxer-start", h.daemon)
 }
 
 func (h *harness) restartContainerd() error {
@@ -123,7 +149,7 @@ func (h *harness) waitKeeper(not int, within time.Duration) (int, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("no new keeper within %s (pid file %s)", within, filepath.Join(h.work, "run", strings.TrimPrefix(h.handler, "magnetar-")+"-keeper.pid"))
+	return 0, fmt.Errorf("no new keeper within %s (pid file %s)", within, filepath.Join(h.work, "run", strings.TrimPrefix(h.daemon, "magnetar-")+"-keeper.pid"))
 }
 
 // alive tells that pid exists and is not a zombie.

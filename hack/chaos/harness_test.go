@@ -61,3 +61,20 @@ func TestAliveUntilTheLastThread(t *testing.T) {
 		t.Fatal("alive = true after the process was killed and reaped")
 	}
 }
+
+// The daemon of an alias is the one hack/lib.sh names; a handler of its
+// own daemon is served by itself.
+func TestDaemonOf(t *testing.T) {
+	for handler, want := range map[string]string{
+		"magnetar-runc":        "magnetar-runc",
+		"magnetar-vmm":         "magnetar-vmm",
+		"magnetar-clh":         "magnetar-vmm",
+		"magnetar-stratovirt":  "magnetar-vmm",
+		"magnetar-wasm-wazero": "magnetar-wasm",
+	} {
+		got, err := daemonOf("../..", handler)
+		if err != nil || got != want {
+			t.Errorf("daemonOf(%s) = %q, %v; want %q", handler, got, err, want)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 var (
 	seedF     = flag.Uint64("seed", 0, "seed of the kill choices (0: from the clock; printed)")
 	killsF    = flag.Int("kills", 10, "kills per handler")
-	handlersF = flag.String("handlers", "magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark,magnetar-vmm", "runtime handlers, comma-separated (magnetar-vmm needs make guest-image)")
+	handlersF = flag.String("handlers", "magnetar-runc,magnetar-wasm,magnetar-gvisor,magnetar-quark,magnetar-vmm,magnetar-clh,magnetar-stratovirt", "runtime handlers, comma-separated (the VM handlers need make guest-image, magnetar-clh and magnetar-stratovirt make standins)")
 	rootF     = flag.String("root", ".", "the Magnetar checkout (hack/containerd.sh, bin/)")
 	workF     = flag.String("work", "_output/chaos/harness", "the harness's WORK (its own: never another harness's)")
 	bridgeF   = flag.String("bridge", "mgbr-chaos", "the harness's CNI bridge")

@@ -112,7 +112,11 @@ func (r *runner) evidence() []string {
 func (r *runner) run() {
 	start := time.Now()
 	defer func() { r.took = time.Since(start) }()
-	r.h = newHarness(r.root, r.work, r.name)
+	var err error
+	if r.h, err = newHarness(r.root, r.work, r.name); err != nil {
+		r.fail("harness", err.Error())
+		return
+	}
 	all := marks(r.h.daemonLog(), r.h.containerdLog())
 	r.logf("starting the harness (WORK=%s, bridge %s)", r.work, *bridgeF)
 	if err := r.h.start(); err != nil {
@@ -120,7 +124,6 @@ func (r *runner) run() {
 		_ = r.h.stop()
 		return
 	}
-	var err error
 	if r.c, err = dialCRI(r.work, r.name); err != nil {
 		r.fail("CRI", err.Error())
 		_ = r.h.stop()
@@ -237,7 +240,7 @@ func (r *runner) roundOnce() {
 	aimed := r.rng.IntN(max(len(r.witnesses), 1))
 	// a VM pod's kill hits QEMU or its virtiofsd (drawn for VM handlers
 	// only: the other handlers' seeds replay as before)
-	helper := r.h.handler == "magnetar-vmm" && r.rng.IntN(2) == 1
+	helper := r.h.vm() && r.rng.IntN(2) == 1
 	r.roundMark = marks(r.h.daemonLog(), r.h.containerdLog())
 	if !r.daemonsAlive("before the kill") {
 		return

@@ -252,6 +252,38 @@ suite_pods() { crictl pods -q --label "magnetar-e2e=$SUITE"; }
 
 # --- setup and summary ------------------------------------------------------------
 
+# plant_canaries POD_ID CTR_ID: put an empty file of a random name ($CANARY)
+# in the directories of the handler's daemon (state and run dir; containerd's
+# runc shim has none), of containerd (root, state), and in each directory of
+# the pod and of the container below them (not crossing into another file
+# system: the container's rootfs is one). Sets CANARY and CANARY_DIRS (one
+# per line); the EXIT trap removes them (remove_canaries). A container must
+# then find none of them, nor any of those directories by its path.
+plant_canaries() {
+  local POD=$1 CID=$2
+  CANARY=magnetar-canary-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+  trap 'rc=$?; remove_canaries; (exit $rc); e2e_finish' EXIT
+  CANARY_DIRS=$(_canary_dirs)
+}
+_canary_dirs() {
+  local d roots=("$WORK/root" "$WORK/state") by
+  if [ "$RUNTIME_HANDLER" != runc ]; then
+    by=$(daemon_handler "$RUNTIME_HANDLER")
+    roots+=("$WORK/lib/$by" "$WORK/run/$by" "$(run_dir_of "${by#magnetar-}")")
+  fi
+  for d in "${roots[@]}"; do
+    [ -d "$d" ] || continue
+    echo "$d"
+    find "$d" -xdev -maxdepth 6 -type d \( -name "*$POD*" -o -name "*$CID*" \) 2>/dev/null
+  done | sort -u | while read -r d; do
+    : > "$d/$CANARY" && echo "$d"
+  done
+}
+remove_canaries() {
+  local d
+  for d in ${CANARY_DIRS:-}; do rm -f "$d/$CANARY"; done
+}
+
 e2e_finish() {
   local rc=$? p
   set +e

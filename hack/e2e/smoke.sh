@@ -3,7 +3,10 @@
 # CRI: runp -> inspectp (READY, pod IP) -> create -> start -> exec (streaming
 # and ExecSync, exit codes) -> logs (stdout and stderr apart) -> stats -> stop
 # (the container ignores SIGTERM: SIGKILL after the 2 s grace period, exit
-# code 137) -> rm -> stopp -> rmp.
+# code 137) -> rm -> stopp -> rmp. On the way, the container must not see
+# the directories of its sandboxer (state and run dirs) nor containerd's:
+# a file of a random name is put in each, and in every directory of the pod
+# there, and a search of the container's whole file system finds none.
 #
 #   [RUNTIME_HANDLER=magnetar-runc|runc] [WORK=...] hack/e2e/smoke.sh
 set -euo pipefail
@@ -38,6 +41,17 @@ exec_sync_code3() { expect_eq "ExecSync exit code" "$(exec_sync_code "$CID" sh -
 exec_sync_code0() { expect_eq "ExecSync exit code" "$(exec_sync_code "$CID" true)" 0; }
 exec_net() { expect_match "eth0 in the container" "$(exec_out "$CID" ip -4 addr show eth0)" "inet ${POD_IP//./\\.}/"; }
 exec_env() { expect_match "PATH in exec" "$(exec_out "$CID" sh -c 'echo $PATH')" "/usr/bin"; }
+# no_canary: the container cannot reach what plant_canaries marked: none of
+# the directories by its path, no canary anywhere in its file system
+no_canary() {
+  local d found
+  [ -n "$CANARY_DIRS" ] || fail "no canary was planted"
+  for d in $CANARY_DIRS; do
+    if exec_out "$CID" test -e "$d" >/dev/null 2>&1; then fail "the container sees $d"; fi
+  done
+  found=$(exec_out "$CID" find / \( -path /proc -o -path /sys \) -prune -o -name "$CANARY" -print 2>&1)
+  expect_eq "canaries the container finds" "$found" ""
+}
 logs_stdout() {
   local out
   out=$(crictl logs "$CID" 2>/dev/null)
@@ -93,6 +107,9 @@ step "exec -s exit code 3" exec_sync_code3
 step "exec -s exit code 0" exec_sync_code0
 step "exec sees the pod network" exec_net
 step "exec gets the image env" exec_env
+plant_canaries "$POD" "$CID"
+step "the container sees no directory of its sandboxer or containerd" no_canary
+remove_canaries
 step "logs: stdout only" logs_stdout
 step "logs: stderr only" logs_stderr
 step "CRI log file format" log_file

@@ -24,8 +24,12 @@ import (
 
 // handler is one sandboxer daemon under test.
 type handler struct {
-	// name is the short name ("runc"): bin/NAME-sandboxer, NAME.sock.
+	// name is the short name ("runc", "clh").
 	name string
+	// daemon is the short name of the daemon serving it when that is
+	// another's ("vmm" for "clh"): bin/DAEMON-sandboxer, DAEMON.sock;
+	// empty: name.
+	daemon string
 	// sandboxer is the proxy plugin name requests carry.
 	sandboxer string
 	// config is the daemon's TOML configuration in the root d.root, or
@@ -34,6 +38,14 @@ type handler struct {
 	// pods tells that a valid host-network pod can be created and started
 	// without containerd (with -pods).
 	pods bool
+}
+
+// daemonName is the short name of the daemon serving the handler.
+func (h *handler) daemonName() string {
+	if h.daemon != "" {
+		return h.daemon
+	}
+	return h.name
 }
 
 var handlers = []*handler{
@@ -50,25 +62,11 @@ var handlers = []*handler{
 	// no VM boots: every hypervisor binary is absent, so that a Create is
 	// refused (FailedPrecondition) before a VM would start; the kernel and
 	// initramfs are empty files (checked for existence at start only)
-	{name: "vmm", sandboxer: "magnetar-vmm", config: func(d *daemon) (string, error) {
-		fake := filepath.Join(d.root, "guest")
-		if err := os.MkdirAll(fake, 0o700); err != nil {
-			return "", err
-		}
-		for _, f := range []string{"vmlinuz", "initramfs.cpio"} {
-			if err := os.WriteFile(filepath.Join(fake, f), nil, 0o600); err != nil {
-				return "", err
-			}
-		}
-		absent := filepath.Join(d.root, "absent")
-		var b strings.Builder
-		fmt.Fprintf(&b, "run_dir = %q\n[vm]\nkernel = %q\ninitrd = %q\n", filepath.Join(d.root, "run", "vmm"),
-			filepath.Join(fake, "vmlinuz"), filepath.Join(fake, "initramfs.cpio"))
-		for _, s := range []string{"qemu", "cloud_hypervisor", "stratovirt"} {
-			fmt.Fprintf(&b, "[%s]\nbinary = %q\nvirtiofsd = %q\n", s, filepath.Join(absent, s), filepath.Join(absent, "virtiofsd"))
-		}
-		return b.String(), nil
-	}},
+	{name: "vmm", sandboxer: "magnetar-vmm", config: vmmConfig},
+	// the same daemon's other hypervisors: the requests name their proxy
+	// plugin, so that each driver's own checks run
+	{name: "clh", daemon: "vmm", sandboxer: "magnetar-clh", config: vmmConfig},
+	{name: "stratovirt", daemon: "vmm", sandboxer: "magnetar-stratovirt", config: vmmConfig},
 	{name: "gvisor", sandboxer: "magnetar-gvisor", pods: true, config: func(d *daemon) (string, error) {
 		runsc, err := tool(*runscBin, "runsc")
 		if err != nil {
@@ -87,6 +85,26 @@ var handlers = []*handler{
 		}
 		return fmt.Sprintf("run_dir = %q\n[quark]\nbinary = %q\nconfig_file = \"\"\n", filepath.Join(d.root, "run", "quark"), quark), nil
 	}},
+}
+
+func vmmConfig(d *daemon) (string, error) {
+	fake := filepath.Join(d.root, "guest")
+	if err := os.MkdirAll(fake, 0o700); err != nil {
+		return "", err
+	}
+	for _, f := range []string{"vmlinuz", "initramfs.cpio"} {
+		if err := os.WriteFile(filepath.Join(fake, f), nil, 0o600); err != nil {
+			return "", err
+		}
+	}
+	absent := filepath.Join(d.root, "absent")
+	var b strings.Builder
+	fmt.Fprintf(&b, "run_dir = %q\n[vm]\nkernel = %q\ninitrd = %q\n", filepath.Join(d.root, "run", "vmm"),
+		filepath.Join(fake, "vmlinuz"), filepath.Join(fake, "initramfs.cpio"))
+	for _, s := range []string{"qemu", "cloud_hypervisor", "stratovirt"} {
+		fmt.Fprintf(&b, "[%s]\nbinary = %q\nvirtiofsd = %q\n", s, filepath.Join(absent, s), filepath.Join(absent, "virtiofsd"))
+	}
+	return b.String(), nil
 }
 
 // tool resolves a helper binary: path when it is executable, else name in
@@ -136,8 +154,8 @@ func newDaemon(h *handler, tag string) (*daemon, error) {
 	d := &daemon{h: h, root: root, state: filepath.Join(root, "lib"), run: filepath.Join(root, "run"),
 		outside: filepath.Join(root, "outside"), fuzz: filepath.Join(root, "fuzz"),
 		cgroupParent: "/rpcfuzz-" + tag, tag: "rpcfuzz-" + tag}
-	d.listen = filepath.Join(d.run, h.name+".sock")
-	d.taskSock = filepath.Join(d.run, h.name+"-task.sock")
+	d.listen = filepath.Join(d.run, h.daemonName()+".sock")
+	d.taskSock = filepath.Join(d.run, h.daemonName()+"-task.sock")
 	// outside/target: where the bundles' symlinks point; outside/ns-link:
 	// a network namespace by a symlink
 	for _, p := range []string{d.run, filepath.Join(d.outside, "target"), d.fuzz} {
@@ -160,11 +178,11 @@ func (d *daemon) start() error {
 	if err != nil {
 		return errSkip{err}
 	}
-	cfgPath := filepath.Join(d.root, d.h.name+".toml")
+	cfgPath := filepath.Join(d.root, d.h.daemonName()+".toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	bin, err := tool(filepath.Join(*binDir, d.h.name+"-sandboxer"), "")
+	bin, err := tool(filepath.Join(*binDir, d.h.daemonName()+"-sandboxer"), "")
 	if err != nil {
 		return errSkip{err}
 	}
@@ -252,7 +270,7 @@ func (d *daemon) pid() int { return d.cmd.Process.Pid }
 
 // keeper reads the pid of the daemon's task keeper.
 func (d *daemon) keeper() (int, error) {
-	b, err := os.ReadFile(filepath.Join(d.run, d.h.name+"-keeper.pid"))
+	b, err := os.ReadFile(filepath.Join(d.run, d.h.daemonName()+"-keeper.pid"))
 	if err != nil {
 		return 0, err
 	}

@@ -26,7 +26,7 @@ import (
 var (
 	seedF     = flag.Uint64("seed", 0, "seed of the random cases (0: from the clock; printed)")
 	casesF    = flag.Int("cases", 300, "random cases per handler (after the table)")
-	handlersF = flag.String("handlers", "all", "handlers to fuzz, comma-separated: runc, wasm, vmm, gvisor, quark, or all")
+	handlersF = flag.String("handlers", "all", "handlers to fuzz, comma-separated: runc, wasm, vmm, clh, stratovirt, gvisor, quark, or all")
 	podsF     = flag.Bool("pods", true, "also create and start valid pods (runc, wasm, gvisor) to aim the Task API at; false: no pod is started")
 	binDir    = flag.String("bin", "bin", "directory of the sandboxer binaries")
 	runcBin   = flag.String("runc", "_output/prefix/bin/runc", "runc for the runc sandboxer (else runc in PATH)")

@@ -10,7 +10,7 @@
 #                       make test (6 to 19 s a handler, about 1 min in all)
 #
 # Knobs: RPCFUZZ_SEED (0: from the clock; a failure prints the seed that
-# replays it), RPCFUZZ_HANDLERS (runc,wasm,vmm,gvisor,quark or all),
+# replays it), RPCFUZZ_HANDLERS (runc,wasm,vmm,clh,stratovirt,gvisor,quark or all),
 # RPCFUZZ_PODS=false (never start a pod: no namespaces, no cgroups),
 # RPCFUZZ_FLAGS (more flags: -v, -keep, -log-level debug).
 # Prints "rpcfuzz HANDLER: N cases, M failures" per handler, a total, and

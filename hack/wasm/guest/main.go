@@ -17,6 +17,8 @@
 //	stdin               copy stdin to stdout, then print "stdin: EOF"
 //	grow MIB            allocate and touch MIB MiB, print "grew"
 //	escape              try to read files outside the rootfs; print what it got
+//	find NAME [PATH]... print every file named NAME below / and every PATH
+//	                    that exists ("sees PATH"), then "searched N entries"
 //
 // The module uses only the standard library.
 package main
@@ -24,7 +26,9 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -153,6 +157,27 @@ func main() {
 			data, err := os.ReadFile(p)
 			fmt.Printf("read %s: %d bytes, err %v\n", p, len(data), err)
 		}
+	case "find":
+		if len(arg) < 1 {
+			fail("usage: find NAME [PATH]...")
+		}
+		n := 0
+		err := filepath.WalkDir("/", func(p string, d fs.DirEntry, err error) error {
+			n++
+			if err == nil && d.Name() == arg[0] {
+				fmt.Println(p)
+			}
+			return nil
+		})
+		if err != nil {
+			fail(err.Error())
+		}
+		for _, p := range arg[1:] {
+			if _, err := os.Stat(p); err == nil {
+				fmt.Println("sees", p)
+			}
+		}
+		fmt.Printf("searched %d entries\n", n)
 	default:
 		fail("unknown mode " + strings.Join(os.Args[1:], " "))
 	}
