@@ -119,9 +119,13 @@ func (w reaperWaiter) Watch(pid int, since time.Time) (func() runcproc.Exit, err
 
 // Create runs `runc create` for a bundle on the share.
 func (b *Backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Container, retErr error) {
-	if real, ok := inShare(b.cfg.ShareRoot, r.Bundle); !ok || real == inShareRoot(b.cfg.ShareRoot) {
+	real, ok := inShare(b.cfg.ShareRoot, r.Bundle)
+	if !ok || real == inShareRoot(b.cfg.ShareRoot) {
 		return nil, fmt.Errorf("bundle %q: must lie inside the share %s: %w", r.Bundle, b.cfg.ShareRoot, errdefs.ErrInvalidArgument)
 	}
+	// the bundle as judged, its symlinks followed: what was checked is what
+	// is used (and runc takes no rootfs path through a symlink)
+	r.Bundle = real
 	if len(r.Rootfs) > 0 {
 		return nil, fmt.Errorf("rootfs: %d mounts given: the host mounts the rootfs into the bundle on the share before Create: %w", len(r.Rootfs), errdefs.ErrInvalidArgument)
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,6 +85,8 @@ func TestContainerLifecycle(t *testing.T) {
 	if _, err := sb.Setup(ctx, &agentapi.SetupRequest{Hostname: "not a hostname!"}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("setup with a bad hostname: %v, want InvalidArgument", err)
 	}
+
+	refusesOutsideTheShare(ctx, t, c, share)
 
 	const id = "bb1"
 	bundle := makeBundle(t, share, id, []string{"sh", "-c",
@@ -324,5 +328,52 @@ func TestAgentCrash(t *testing.T) {
 	t.Logf("dial after the crash failed in %s: %v", time.Since(t1).Round(time.Millisecond), err)
 	if !errors.Is(err, agentclient.ErrVMMExited) || !strings.Contains(err.Error(), "Attempted to kill init") {
 		t.Errorf("dial error does not say the VMM is gone after the guest's panic: %v", err)
+	}
+}
+
+// refusesOutsideTheShare: the agent of a real guest refuses a bundle that is
+// not below its share, by its name or through a symlink the host put in the
+// share (which the guest resolves in its own root), and a bundle whose rootfs
+// leads out; nothing of the refused containers is left.
+func refusesOutsideTheShare(ctx context.Context, t *testing.T, c *agentclient.Client, share string) {
+	t.Helper()
+	makeBundle(t, share, "rootout", []string{"true"})
+	if err := os.RemoveAll(filepath.Join(share, "rootout", "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(share, "rootout", "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	// esc -> the guest's /etc (a link resolves in the guest's root)
+	if err := os.Symlink("/etc", filepath.Join(share, "esc")); err != nil {
+		t.Fatal(err)
+	}
+	task := c.Task()
+	for i, cs := range []struct{ bundle, field string }{
+		{"/etc", "bundle"},
+		{guestShare, "bundle"},
+		{guestShare + "/../etc", "bundle"},
+		{guestShare + "/esc", "bundle"},
+		{guestShare + "/rootout", "root"},
+	} {
+		id := fmt.Sprintf("out%d", i)
+		_, err := task.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: cs.bundle})
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), cs.field) {
+			t.Errorf("create with bundle %s: %v, want InvalidArgument naming %s", cs.bundle, err, cs.field)
+		}
+		if _, err := task.State(ctx, &taskapi.StateRequest{ID: id}); !errdefs.IsNotFound(err) {
+			t.Errorf("container %s after its refused create: %v, want NotFound", id, err)
+		}
+	}
+	// a link that stays in the share (by the share's absolute path) leads
+	// to a bundle inside it: taken, by its real path
+	makeBundle(t, share, "inb", []string{"true"})
+	if err := os.Symlink(guestShare, filepath.Join(share, "in")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := task.Create(ctx, &taskapi.CreateTaskRequest{ID: "inb", Bundle: guestShare + "/in/inb"}); err != nil {
+		t.Errorf("create with a bundle through a link inside the share: %v", err)
+	} else if _, err := task.Delete(ctx, &taskapi.DeleteRequest{ID: "inb"}); err != nil {
+		t.Errorf("delete inb: %v", err)
 	}
 }
