@@ -208,7 +208,7 @@ func (r *runner) taskInputs() {
 		req := &taskapi.CreateTaskRequest{ID: next(), Bundle: d.bundle("fuzz-unknown-pod", nil), Rootfs: g.mounts(), Options: g.anyPayload()}
 		create(fmt.Sprintf("Task.Create rootfs/options %d, pod unknown", i), []codes.Code{codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition}, req)
 	}
-	create("Task.Create checkpoint", []codes.Code{codes.Unimplemented, codes.InvalidArgument}, &taskapi.CreateTaskRequest{ID: next(), Bundle: d.bundle("fuzz-unknown-pod", nil), Checkpoint: "/etc"})
+	create("Task.Create checkpoint", []codes.Code{codes.FailedPrecondition, codes.InvalidArgument}, &taskapi.CreateTaskRequest{ID: next(), Bundle: d.bundle("fuzz-unknown-pod", nil), Checkpoint: "/etc"})
 	// exec and update payloads on an unknown container
 	for i := range 6 {
 		a := g.anyPayload()

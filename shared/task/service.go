@@ -537,10 +537,19 @@ func (s *Service) pod(sp *specs.Spec, id string) (string, sandbox.Instance, erro
 	return podID, inst, nil
 }
 
-// Create creates a container.
+// Create creates a container. It never answers Unimplemented: containerd
+// takes that from Task.Create for "this task API version is not served",
+// downgrades its client to the previous version and asks again, and the
+// reason is lost; what a backend cannot do for this container (ErrNotImplemented)
+// is FailedPrecondition here, its message kept.
 func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *taskapi.CreateTaskResponse, retErr error) {
 	ctx = withIDs(ctx, r.GetID(), "")
-	defer func() { retErr = rpcErr(ctx, "create", retErr) }()
+	defer func() {
+		if errdefs.IsNotImplemented(retErr) {
+			retErr = fmt.Errorf("%s: %w", retErr.Error(), errdefs.ErrFailedPrecondition)
+		}
+		retErr = rpcErr(ctx, "create", retErr)
+	}()
 	if err := sandbox.ValidateID("id", r.GetID()); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
@@ -42,7 +44,11 @@ func (p *fakePublisher) list() string {
 }
 
 // fakeBackend runs no process: a fakeProc exits when killed.
-type fakeBackend struct{ created int }
+type fakeBackend struct {
+	created int
+	// refuse, when set, is what Create answers
+	refuse error
+}
 
 type fakeProc struct {
 	mu      sync.Mutex
@@ -90,6 +96,9 @@ func (c *fakeContainer) Update(ctx context.Context, r *specs.LinuxResources, a m
 func (c *fakeContainer) State() json.RawMessage { return json.RawMessage(`{}`) }
 
 func (b *fakeBackend) Create(ctx context.Context, r *CreateRequest) (Container, error) {
+	if b.refuse != nil {
+		return nil, b.refuse
+	}
 	b.created++
 	return &fakeContainer{newFakeProc(100)}, nil
 }
@@ -214,7 +223,7 @@ func TestBadInput(t *testing.T) {
 	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: "ok", Bundle: b, Stdout: "ftp:///logs/x"})
 	add("unsupported stdio scheme", err, codes.InvalidArgument, "stdout")
 	_, err = s.Create(ctx, &taskapi.CreateTaskRequest{ID: "ok", Bundle: b, Checkpoint: "/x"})
-	add("checkpoint restore", err, codes.Unimplemented, "checkpoint")
+	add("checkpoint restore", err, codes.FailedPrecondition, "checkpoint")
 	_, err = s.Start(ctx, &taskapi.StartRequest{ID: "never-created"})
 	add("start before create", err, codes.NotFound, "never-created")
 	_, err = s.Kill(ctx, &taskapi.KillRequest{ID: "nope", Signal: 9})
@@ -356,5 +365,23 @@ func TestConcurrentDelete(t *testing.T) {
 	}
 	if got := strings.Count(pub.list(), events.TopicTaskDelete); got != 1 {
 		t.Errorf("%d TaskDelete events, want 1: %s", got, pub.list())
+	}
+}
+
+// What a backend cannot do for a container is never Unimplemented from
+// Create (containerd would downgrade its task API client and ask again,
+// losing the reason): FailedPrecondition, the backend's message kept, and
+// nothing recorded.
+func TestCreateNeverUnimplemented(t *testing.T) {
+	ctx := context.Background()
+	be := &fakeBackend{refuse: fmt.Errorf("linux.namespaces: joining the pod's cgroup namespace is not supported: %w", errdefs.ErrNotImplemented)}
+	dir := t.TempDir()
+	s, _ := New(ctx, dir, be, &fakePublisher{})
+	_, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c", Bundle: bundle(t)})
+	if code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "joining the pod's cgroup namespace") {
+		t.Errorf("create refused by the backend: %v, want FailedPrecondition with its message", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("records left: %v", left)
 	}
 }
