@@ -6,7 +6,8 @@
 #   busybox.tar  Debian's busybox-static, one HARD link per applet at its
 #                `busybox --list-full` path (symlinks break critest's
 #                MaskedPaths spec), /etc/passwd+group, and stand-ins for the
-#                missing pgrep / ipcs applets plus a tiny static `ipcmk -M`.
+#                missing pgrep applet plus a tiny static `ipcmk -M` that is also
+#                `ipcs [-m]` (hack/ipcmk: asks the kernel, not /proc).
 #                Tags: $BUSYBOX_TAGS.
 #   web.tar      the same + busybox httpd serving /www on :80; prints a line
 #                starting with "httpd" first (critest's multi-container spec
@@ -67,28 +68,14 @@ for d in /proc/[0-9]*; do
 done
 exit $rc
 EOF
-cat > "$FILES/ipcs" <<'EOF'
-#!/bin/sh
-# ipcs [-m]: stand-in (Debian's busybox has no ipcs). Lists the System V
-# shared memory segments of this IPC namespace from /proc/sysvipc/shm.
-echo
-echo "------ Shared Memory Segments --------"
-echo "key        shmid      owner      perms      bytes      nattch"
-while read -r key shmid perms size cpid lpid nattch uid rest; do
-  [ "$key" = key ] && continue
-  [ "$key" -lt 0 ] && key=$((key + 4294967296))
-  printf '0x%08x %-10s %-10s %-10s %-10s %-10s\n' "$key" "$shmid" "$uid" "$perms" "$size" "$nattch"
-done < /proc/sysvipc/shm
-echo
-EOF
 echo '<html><body>magnetar web stand-in</body></html>' > "$FILES/index.html"
 
 # the busybox root filesystem, shared by busybox and web
 base=(
   -f "$BUSYBOX:/bin/busybox:0755"
   -f "$FILES/passwd:/etc/passwd:0644" -f "$FILES/group:/etc/group:0644"
-  -f "$FILES/pgrep:/usr/bin/pgrep:0755" -f "$FILES/ipcs:/usr/bin/ipcs:0755"
-  -f "$BIN/ipcmk:/usr/bin/ipcmk:0755"
+  -f "$FILES/pgrep:/usr/bin/pgrep:0755"
+  -f "$BIN/ipcmk:/usr/bin/ipcmk:0755" -f "$BIN/ipcmk:/usr/bin/ipcs:0755"
   -d /tmp:1777 -d /var/tmp:1777 -d /root:0700 -d /home -d /proc -d /sys -d /dev -d /etc -d /var/www
   -env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 )
