@@ -4,7 +4,7 @@
 #   make bin/gvisor-sandboxer   the daemon (pure Go); part of make build
 #   make gvisor-e2e             containerd 2.4 + crictl + critest with magnetar-gvisor
 #                               (every pod a runsc sandbox; runsc from make tools):
-#                               every suite, critest's basic focus, hack/gvisor/e2e-all.sh;
+#                               every suite, critest's offline set, hack/gvisor/e2e-all.sh;
 #                               WORK=_output/gvisor-e2e, bridge mgbr-gvisor, 10.248.0.0/16.
 #                               Ends with "gvisor-e2e: N passed, M failed, K skipped"
 #   make gvisor-e2e-short       the same with the short suite set (GVISOR_SHORT=1):

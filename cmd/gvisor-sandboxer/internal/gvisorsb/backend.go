@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,6 +131,9 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	if err != nil {
 		return nil, err
 	}
+	if err := emulateMounts(ctx, r.ID, r.Spec); err != nil {
+		return nil, err
+	}
 	c.st.Name = r.Spec.Annotations[annContainerName]
 	if r.Spec.Linux != nil {
 		c.st.Cgroup = r.Spec.Linux.CgroupsPath
@@ -150,6 +154,30 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	}
 	c.st.Pid = int(c.Pid())
 	return c, nil
+}
+
+// emulateMounts adds to a container's spec (its rootfs mounted) the mounts
+// that do what runsc leaves out: the host mounts below a read-only volume
+// stay writable, and the readonly paths are read-only.
+func emulateMounts(ctx context.Context, id string, sp *specs.Spec) error {
+	lg := log.G(ctx).WithField("container_id", id)
+	for _, m := range sp.Mounts {
+		if slices.Contains(m.Options, "ro") && slices.Contains(m.Options, "rbind") {
+			table, err := mount.Self()
+			if err != nil {
+				return fmt.Errorf("container %s: read-only volumes: %w", id, err)
+			}
+			if whole := readonlySubmounts(sp, table); len(whole) > 0 {
+				lg.WithField("volumes", whole).Warnf("more than %d host mounts below a read-only volume: read-only as a whole", maxSubmounts)
+			}
+			break
+		}
+	}
+	skipped, err := readonlyPaths(sp)
+	if len(skipped) > 0 {
+		lg.WithField("paths", skipped).Debug("readonly paths in a file system of the sandbox's kernel: left as it has them")
+	}
+	return err
 }
 
 // checkProgram refuses a container whose program is not in its rootfs

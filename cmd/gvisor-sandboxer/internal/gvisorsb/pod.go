@@ -123,11 +123,7 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 		parent = d.cfg.Pod.CgroupParent
 	}
 	st.Cgroup = cgroupPath(parent, s.ID)
-	network := "sandbox"
-	if st.HostNetwork {
-		network = "host"
-	}
-	st.Flags = append([]string{"--platform=" + d.cfg.Runsc.Platform, "--network=" + network}, d.cfg.Runsc.Flags...)
+	st.Flags = podFlags(d.cfg, st.HostNetwork)
 
 	if err := podfiles.Write(s.Dir, st.Hostname, st.HostNetwork, cfg.GetDnsConfig()); err != nil {
 		return nil, err
@@ -142,6 +138,21 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (_ sandbox.Instanc
 	}
 	log.G(ctx).WithFields(log.Fields{"cgroup": st.Cgroup, "flags": st.Flags, "hints": hintNames(st.Hints)}).Debug("pod created")
 	return d.newPod(s.ID, st), nil
+}
+
+// podFlags are the global runsc flags of a pod's every runsc call: the
+// platform, the network, --oci-seccomp, then runsc.flags. runsc ignores
+// the container's seccomp profile (linux.seccomp: containerd's
+// RuntimeDefault, a Localhost profile) unless --oci-seccomp is given; with
+// it the sentry applies the profile to the container's processes, as
+// Kubernetes asks. runsc.flags come last: "--oci-seccomp=false" there
+// turns it off (runsc takes a flag's last value).
+func podFlags(cfg *Config, hostNetwork bool) []string {
+	network := "sandbox"
+	if hostNetwork {
+		network = "host"
+	}
+	return append([]string{"--platform=" + cfg.Runsc.Platform, "--network=" + network, "--oci-seccomp"}, cfg.Runsc.Flags...)
 }
 
 // cgroupPath is the cgroupsPath of pod id's sandbox under parent:

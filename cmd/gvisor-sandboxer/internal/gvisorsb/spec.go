@@ -190,6 +190,9 @@ func rewriteSpec(sp *specs.Spec, podID string, st *podState) error {
 	if t := sp.Annotations[annContainerType]; t != "" && t != typeContainer {
 		return fmt.Errorf("bundle config.json: annotation %s = %q: a container of pod %s must be of type %q: %w", annContainerType, t, podID, typeContainer, errdefs.ErrInvalidArgument)
 	}
+	if err := checkPropagation(sp); err != nil {
+		return err
+	}
 	if sp.Annotations == nil {
 		sp.Annotations = map[string]string{}
 	}
@@ -210,6 +213,30 @@ func rewriteSpec(sp *specs.Spec, podID string, st *podState) error {
 		sp.Hostname = st.Hostname
 	}
 	podfiles.Mount(sp, st.Dir, st.Shm)
+	return nil
+}
+
+// checkPropagation refuses shared (Kubernetes' Bidirectional) mount
+// propagation, which a gVisor container cannot have: what it mounts, it
+// mounts in the sentry's mount table, never the host's, and runsc refuses
+// a shared root (containerd makes the root rshared for a Bidirectional
+// volume) with a message about its own spec check. FailedPrecondition, as
+// runsc's: a task Create answered NotImplemented makes containerd retry it
+// on the task v2 API, and the message is lost.
+func checkPropagation(sp *specs.Spec) error {
+	refuse := func(what string) error {
+		return fmt.Errorf("bundle config.json: %s: shared (Bidirectional) mount propagation: mounts made in a gVisor sandbox are its kernel's, they cannot propagate to the host (use HostToContainer or None): %w", what, errdefs.ErrFailedPrecondition)
+	}
+	if sp.Linux != nil {
+		if p := sp.Linux.RootfsPropagation; p == "shared" || p == "rshared" {
+			return refuse("linux.rootfsPropagation " + p)
+		}
+	}
+	for _, m := range sp.Mounts {
+		if slices.Contains(m.Options, "shared") || slices.Contains(m.Options, "rshared") {
+			return refuse("mount " + m.Destination)
+		}
+	}
 	return nil
 }
 

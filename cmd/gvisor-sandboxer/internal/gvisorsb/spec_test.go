@@ -118,6 +118,25 @@ func TestRewriteSpec(t *testing.T) {
 	if sp.Hostname != "p" {
 		t.Errorf("hostname %q", sp.Hostname)
 	}
+	// Bidirectional propagation: refused at create, naming it (runsc
+	// refused the rshared root only at start)
+	for name, mod := range map[string]func(*specs.Spec){
+		"rshared root": func(sp *specs.Spec) { sp.Linux.RootfsPropagation = "rshared" },
+		"rshared mount": func(sp *specs.Spec) {
+			sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/v", Type: "bind", Source: "/v", Options: []string{"rbind", "rshared"}})
+		},
+	} {
+		sp = gvisortest.ContainerSpec("p", "/cg/c3")
+		mod(sp)
+		if err := rewriteSpec(sp, "p", st); !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "Bidirectional") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	sp = gvisortest.ContainerSpec("p", "/cg/c4")
+	sp.Linux.RootfsPropagation = "rslave"
+	if err := rewriteSpec(sp, "p", st); err != nil {
+		t.Errorf("rslave root: %v", err)
+	}
 	sp = gvisortest.ContainerSpec("p", "/cg/c2")
 	sp.Annotations[annContainerType] = typeSandbox
 	if err := rewriteSpec(sp, "p", st); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), annContainerType) {
