@@ -180,6 +180,13 @@ featureGates:
   # containerd asks the sandboxer's Controller.Metrics), not from the
   # kubelet's own view of its pod cgroups, which a sandboxer need not use
   PodAndContainerStatsFromCRI: true
+  # a running pod's RuntimeClass overhead counted once at admission, as the
+  # scheduler counts it (kube-scheduler's flags below): with this gate on the
+  # kubelet reads a pod's requests back from its pod cgroup, which holds the
+  # overhead, and adds the overhead again (kubernetes/kubernetes#139627):
+  # VM pods were refused OutOfcpu ("used: 2110, capacity: 2000") with
+  # 1110m really requested
+  InPlacePodLevelResourcesVerticalScaling: false
 EOF
 }
 
@@ -287,7 +294,8 @@ do_start() {
       # pod cgroup's, which hold the overhead already, and adds the
       # overhead again (kubernetes/kubernetes#139627, open): each VM pod
       # counted 250m more than it asks, and the Deployment's replicas
-      # stayed Pending "Insufficient cpu" on this 2-core node
+      # stayed Pending "Insufficient cpu" on this 2-core node (the
+      # kubelet's admission counts the same way: off there too)
       extra=(--pod-max-in-unschedulable-pods-duration=20s
         --feature-gates=InPlacePodLevelResourcesVerticalScaling=false)
     fi
