@@ -34,3 +34,19 @@ func TestDropContainerdBundles(t *testing.T) {
 		t.Errorf("counted apart: %v", r.ctrdBundles)
 	}
 }
+
+// A panic is Go's report of one or a recovered one, not the word: a VM's
+// kernel command line in a log line (panic=-1) is none.
+func TestPanicked(t *testing.T) {
+	for l, want := range map[string]bool{
+		"panic: runtime error: invalid memory address or nil pointer dereference":                      true,
+		"fatal error: concurrent map writes":                                                           true,
+		`time="x" level=error msg="panic in handler: boom" method=/x`:                                  true,
+		`time="x" level=warning msg="start failed" error="qemu ... -append console=hvc0 panic=-1 ..."`: false,
+		"goroutine 1 [running]:": false,
+	} {
+		if got := panicked(l); got != want {
+			t.Errorf("panicked(%q) = %v, want %v", l, got, want)
+		}
+	}
+}

@@ -57,7 +57,8 @@
 // removes what CRI lists NOTREADY at the end of each round. At the end
 // every pod is removed and nothing may be left: no id of the run anywhere,
 // no mount below WORK, no netns, no cgroup below the parent; the logs of
-// the daemons and containerd must hold no "panic".
+// the daemons and containerd must hold no panic (Go's report of one, or a
+// server's "panic in handler").
 //
 // It prints "chaos HANDLER: K kills survived / K tried, P pods lost, L
 // leftovers" per handler, a total, and "chaos: N passed, M failed" (kills

@@ -210,9 +210,30 @@ func marks(files ...string) logMark {
 	return m
 }
 
+// panicked tells a log line of a panic: Go's own report of one that ended
+// the process ("panic: ", "fatal error: " at the start of a line), or one a
+// server recovered (shared/rpcserver: "panic in handler"). Not the word
+// alone: a VM's kernel command line (panic=-1) holds it.
+func panicked(l string) bool {
+	return strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") || strings.Contains(l, "panic in handler")
+}
+
 // grep returns the new lines of each file containing one of words (at
 // most max per file), prefixed with the file's base name.
 func (m logMark) grep(max int, words ...string) []string {
+	return m.grepFunc(max, func(l string) bool {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// grepFunc returns the new lines of each file that match (at most max per
+// file), prefixed with the file's base name.
+func (m logMark) grepFunc(max int, match func(string) bool) []string {
 	var out []string
 	for f, off := range m {
 		b, err := os.ReadFile(f)
@@ -221,18 +242,16 @@ func (m logMark) grep(max int, words ...string) []string {
 		}
 		n := 0
 		for _, l := range strings.Split(string(b[off:]), "\n") {
-			for _, w := range words {
-				if strings.Contains(l, w) {
-					if n < max {
-						if len(l) > 400 {
-							l = l[:400] + "..."
-						}
-						out = append(out, filepath.Base(f)+": "+l)
-					}
-					n++
-					break
-				}
+			if !match(l) {
+				continue
 			}
+			if n < max {
+				if len(l) > 400 {
+					l = l[:400] + "..."
+				}
+				out = append(out, filepath.Base(f)+": "+l)
+			}
+			n++
 		}
 		if n > max {
 			out = append(out, fmt.Sprintf("%s: ... %d more", filepath.Base(f), n-max))

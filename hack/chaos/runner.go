@@ -106,7 +106,7 @@ func (r *runner) gone(podID string, ctrs []string) {
 
 // evidence is the new error lines of the logs since the round began.
 func (r *runner) evidence() []string {
-	return r.roundMark.grep(8, "level=error", "level=fatal", "panic")
+	return append(r.roundMark.grep(8, "level=error", "level=fatal"), r.roundMark.grepFunc(8, panicked)...)
 }
 
 func (r *runner) run() {
@@ -156,7 +156,7 @@ func (r *runner) run() {
 	}
 	r.round = 0
 	r.final()
-	for _, l := range all.grep(5, "panic") {
+	for _, l := range all.grepFunc(5, panicked) {
 		r.fail("a daemon panicked", l)
 	}
 	if *keepF {
