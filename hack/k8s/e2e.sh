@@ -171,11 +171,16 @@ if [ "$PHASE" = removed ]; then
       ! known_to_containerd ps "$c" || fail "container $c still known to containerd"
       ! grep -qF -- "$c" /proc/mounts || fail "a mount still names container $c"
     done
-    # the logs go with the containers
-    local uid
-    for uid in $(awk '$1 == "pod" {print $2}' "$DELETED"); do
-      [ -z "$(find "$KS/pod-logs" -maxdepth 1 -name "*_$uid" | head -1)" ] || fail "log dir of pod $uid left"
-    done
+    # the logs go with the containers, in the kubelet's next garbage
+    # collection (once a minute) after their sandboxes: when those were
+    # gone before this check began, that collection may still be to come
+    logs_gone() {
+      local uid
+      for uid in $(awk '$1 == "pod" {print $2}' "$DELETED"); do
+        [ -z "$(find "$KS/pod-logs" -maxdepth 1 -name "*_$uid" | head -1)" ] || { fail "log dir of pod $uid left"; return 1; }
+      done
+    }
+    wait_for 90 logs_gone || logs_gone
     ! ls /var/log/containers/ 2>/dev/null | grep -q "_${NS}_" || fail "container log links of $NS left in /var/log/containers"
   }
   step "sandboxes and containers of the deleted pods removed, nothing of them in containerd or the sandboxer" removed
