@@ -42,8 +42,12 @@ AGENT=${AGENT:-$ROOT/bin/magnetar-agent}
 FORCE=${FORCE:-0}
 # transports: virtio-mmio (microvm) and virtio-pci; agent channel: virtio-serial
 # (virtio_console) or vsock; shares: virtio-fs; block rootfs: virtio-blk +
-# erofs; network: virtio-net; container rootfs stacking: overlay
-read -r -a MODULES <<<"${GUEST_MODULES:-virtio_mmio virtio_pci virtio_console fuse virtiofs vsock vmw_vsock_virtio_transport virtio_net virtio_blk overlay erofs}"
+# erofs; network: virtio-net; container rootfs stacking: overlay; bridge (+
+# stp, llc): a container with NET_ADMIN may create a bridge in the pod's
+# network namespace (critest's Privileged and adding-capability specs run
+# `brctl addbr`; the guest has no modprobe for the kernel to load it on
+# demand: without the module the ioctl fails with ENOPKG)
+read -r -a MODULES <<<"${GUEST_MODULES:-virtio_mmio virtio_pci virtio_console fuse virtiofs vsock vmw_vsock_virtio_transport virtio_net virtio_blk overlay erofs bridge}"
 # bump when what goes into the initramfs changes in a way the key does not see
 LAYOUT=1
 LOAD_ORDER=load

@@ -155,7 +155,7 @@ func bindMounts(bundle string, ms []specs.Mount, fw Forwarding, st ctrState, sha
 		}
 		n := strconv.Itoa(i)
 		target := filepath.Join(st.Dir, mountsDir, n)
-		if err := bindInto(src, target, hasOption(&m, "ro"), hasOption(&m, "rbind")); err != nil {
+		if err := bindInto(src, target, bindMode{ro: hasOption(&m, "ro"), recursive: hasOption(&m, "rbind"), slave: receivesMounts(&m)}); err != nil {
 			return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
 		}
 		m.Source = path.Join(st.Bundle, mountsDir, n)
@@ -186,7 +186,7 @@ func mountRootfs(r *task.CreateRequest, st ctrState) error {
 	if !filepath.IsAbs(src) {
 		src = filepath.Join(r.Bundle, src)
 	}
-	if err := bindInto(filepath.Clean(src), target, root.Readonly, true); err != nil {
+	if err := bindInto(filepath.Clean(src), target, bindMode{ro: root.Readonly, recursive: true}); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
 	return nil
@@ -237,12 +237,33 @@ func within(root, p string) (string, bool) {
 	return "", false
 }
 
+// bindMode is how bindInto binds: read-only, recursively, and receiving
+// the mounts made below its source afterwards (a slave) or not (private).
+type bindMode struct{ ro, recursive, slave bool }
+
+// propagation is the mount propagation of the bind.
+func (b bindMode) propagation() uint64 {
+	if b.slave {
+		return unix.MS_SLAVE
+	}
+	return unix.MS_PRIVATE
+}
+
+// receivesMounts tells a volume whose container must see what the host
+// mounts below its source later: propagation rslave (Kubernetes'
+// HostToContainer) or rshared (Bidirectional; the other direction, from the
+// guest to the host, cannot be: a guest's mounts are its own kernel's).
+func receivesMounts(m *specs.Mount) bool {
+	return hasOption(m, "rslave") || hasOption(m, "slave") || hasOption(m, "rshared") || hasOption(m, "shared")
+}
+
 // bindInto bind-mounts src at target, which it creates (a directory for a
-// directory, an empty file otherwise): recursively with recursive, private
-// (rprivate), read-only with ro. The mount is made read-only and private
-// before it is attached, so that a copy propagated to another mount
-// namespace (virtiofsd's) is read-only too.
-func bindInto(src, target string, ro, recursive bool) error {
+// directory, an empty file otherwise): recursively with b.recursive,
+// read-only with b.ro, a slave of src with b.slave (else private). The
+// mount is made read-only and given its propagation before it is attached,
+// so that a copy propagated to another mount namespace (virtiofsd's) is
+// read-only too.
+func bindInto(src, target string, b bindMode) error {
 	fi, err := os.Stat(src)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("bind source %q does not exist: %w", src, errdefs.ErrInvalidArgument)
@@ -264,9 +285,9 @@ func bindInto(src, target string, ro, recursive bool) error {
 	if err != nil {
 		return fmt.Errorf("bind target: %w", err)
 	}
-	err = attachTree(src, target, ro, recursive)
+	err = attachTree(src, target, b)
 	if errors.Is(err, unix.ENOSYS) {
-		err = bindLegacy(src, target, ro, recursive)
+		err = bindLegacy(src, target, b)
 	}
 	if err != nil {
 		return fmt.Errorf("bind %s on %s: %w", src, target, err)
@@ -274,31 +295,31 @@ func bindInto(src, target string, ro, recursive bool) error {
 	return nil
 }
 
-// attachTree binds src onto target with the mount API: private and, with
-// ro, read-only (recursively).
-func attachTree(src, target string, ro, recursive bool) error {
+// attachTree binds src onto target with the mount API: with b's
+// propagation and, with b.ro, read-only (recursively).
+func attachTree(src, target string, b bindMode) error {
 	var attr uint64
-	if ro {
+	if b.ro {
 		attr = unix.MOUNT_ATTR_RDONLY
 	}
-	return attachTreeAt(src, unix.AT_FDCWD, target, attr, recursive)
+	return attachTreeAt(src, unix.AT_FDCWD, target, attr, b.recursive, b.propagation())
 }
 
 // bindLegacy binds with mount(2) for kernels without the mount API: the
 // read-only remount comes after the bind (and applies to its top mount).
-func bindLegacy(src, target string, ro, recursive bool) error {
+func bindLegacy(src, target string, b bindMode) error {
 	flags := uintptr(unix.MS_BIND)
-	if recursive {
+	if b.recursive {
 		flags |= unix.MS_REC
 	}
 	if err := unix.Mount(src, target, "", flags, ""); err != nil {
 		return err
 	}
-	if err := unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+	if err := unix.Mount("", target, "", uintptr(b.propagation())|unix.MS_REC, ""); err != nil {
 		_ = unix.Unmount(target, unix.MNT_DETACH)
 		return err
 	}
-	if ro {
+	if b.ro {
 		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			_ = unix.Unmount(target, unix.MNT_DETACH)
 			return err

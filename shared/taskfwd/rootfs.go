@@ -81,13 +81,13 @@ func bindInRootfs(src, rootfs string, m *specs.Mount) error {
 		return err
 	}
 	defer target.Close()
-	recursive := hasOption(m, "rbind")
-	err = attachTreeAt(src, int(target.Fd()), "", bindAttrs(m), recursive)
+	b := bindMode{ro: bindAttrs(m)&unix.MOUNT_ATTR_RDONLY != 0, recursive: hasOption(m, "rbind"), slave: receivesMounts(m)}
+	err = attachTreeAt(src, int(target.Fd()), "", bindAttrs(m), b.recursive, b.propagation())
 	if errors.Is(err, unix.ENOSYS) {
 		// no mount API (Linux < 5.12): by the path the target resolved to
 		var p string
 		if p, err = os.Readlink(fmt.Sprintf("/proc/self/fd/%d", target.Fd())); err == nil {
-			err = bindLegacy(src, p, bindAttrs(m)&unix.MOUNT_ATTR_RDONLY != 0, recursive)
+			err = bindLegacy(src, p, b)
 		}
 	}
 	if err != nil {
@@ -97,10 +97,10 @@ func bindInRootfs(src, rootfs string, m *specs.Mount) error {
 }
 
 // attachTreeAt binds src onto target with the mount API (Linux 5.12): a
-// detached copy of src, private, with attr, moved to the file or directory
-// open (O_PATH) at dirfd when path is "", else to path (relative to dirfd,
-// e.g. unix.AT_FDCWD).
-func attachTreeAt(src string, dirfd int, path string, attr uint64, recursive bool) error {
+// detached copy of src, with attr and propagation (unix.MS_PRIVATE,
+// MS_SLAVE), moved to the file or directory open (O_PATH) at dirfd when path
+// is "", else to path (relative to dirfd, e.g. unix.AT_FDCWD).
+func attachTreeAt(src string, dirfd int, path string, attr uint64, recursive bool, propagation uint64) error {
 	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
 	if recursive {
 		flags |= unix.AT_RECURSIVE
@@ -110,7 +110,7 @@ func attachTreeAt(src string, dirfd int, path string, attr uint64, recursive boo
 		return fmt.Errorf("open_tree: %w", err)
 	}
 	defer unix.Close(fd)
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr, Propagation: unix.MS_PRIVATE}); err != nil {
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr, Propagation: propagation}); err != nil {
 		return fmt.Errorf("mount_setattr: %w", err)
 	}
 	mflags := unix.MOVE_MOUNT_F_EMPTY_PATH

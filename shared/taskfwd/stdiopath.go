@@ -44,7 +44,7 @@ func (p *process) bindStdio() error {
 	}
 	for stream, src := range hostStreams(p.cfg) {
 		target := filepath.Join(p.c.st.Dir, stdioFile(p.execID, stream))
-		if err := bindInto(src, target, false, false); err != nil {
+		if err := bindInto(src, target, bindMode{}); err != nil {
 			return fmt.Errorf("%s: %w", stream, err)
 		}
 	}
