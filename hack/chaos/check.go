@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 )
 
@@ -272,7 +273,10 @@ func podProcess(id string, helper bool) (int, string) {
 	}
 	var best proc.Process
 	rank := len(prefer)
-	for _, p := range proc.Find(proc.Naming(id)) {
+	// a VMM stand-in and the QEMU below it name the pod's run dir (a hash
+	// of its id: shared/config.PodRunDir), not the id itself
+	procs := append(proc.Find(proc.Naming(id)), proc.Find(proc.Naming(filepath.Base(config.PodRunDir("/", id))))...)
+	for _, p := range procs {
 		for i, n := range prefer {
 			if filepath.Base(p.Args[0]) == n && i < rank {
 				best, rank = p, i
