@@ -48,8 +48,11 @@ func newKeeperSockets(name, taskSock, apiSock string) keeperSockets {
 }
 
 // keeperStartTimeout bounds how long ensureKeeper waits for a new keeper to
-// listen on both sockets and write its pid file.
-const keeperStartTimeout = 5 * time.Second
+// listen on both sockets and write its pid file. The wait ends as soon as it
+// does (milliseconds on a host); the bound is for a slow machine: under QEMU
+// TCG (make cgroupv2-test), the keeper of the wasm daemon, a large cgo
+// binary read over virtio-fs, took more than 5 s to come up.
+const keeperStartTimeout = 30 * time.Second
 
 // argv is the command line of a keeper of ks:
 // `KeeperArg TASK_SOCKET TASK_BACKEND API_SOCKET API_BACKEND PID_FILE FD_SOCKET`.

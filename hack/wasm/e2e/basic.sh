@@ -14,6 +14,10 @@ case "$RUNTIME_HANDLER" in
 *) WANT_ENGINE=wasmtime ;;
 esac
 STOP_MAX_MS=${STOP_MAX_MS:-3000}
+# the bound of the kill itself inside the daemon (signal to end, from its
+# debug log): the module is interrupted, not waited for; a host takes a few
+# ms, an emulated guest (make cgroupv2-test) hundreds
+KILL_MAX_MS=${KILL_MAX_MS:-100}
 
 req "pod ready" bash -c 'true'
 POD=$(run_pod wbasic)
@@ -280,7 +284,7 @@ stop_timed() {
   us=$(( (e - k) / 1000 ))
   echo "stop of a $what module through crictl: $ms ms (CRI timeout 30 s); kill to end in the daemon: $((us / 1000)).$(printf %03d $((us % 1000))) ms"
   [ "$ms" -lt "$STOP_MAX_MS" ] || fail "stop took $ms ms, want < $STOP_MAX_MS ms"
-  [ "$us" -lt 100000 ] || fail "the kill took $us us, want < 100 ms"
+  [ "$us" -lt $((KILL_MAX_MS * 1000)) ] || fail "the kill took $us us, want < $KILL_MAX_MS ms"
 }
 step "stop of a module sleeping in poll_oneoff (timed)" stop_timed "$IDLE" sleeping; show
 SLEEPC=$(start_ctr "$POD" wbasic csleep "$C_IMAGE" '["/hello.wasm","sleep","3600"]')
