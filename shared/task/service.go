@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -127,6 +128,8 @@ type process struct {
 	// gone is closed when the process is deleted.
 	gone     chan struct{}
 	goneOnce sync.Once
+	// deleting is set while the backend deletes the process.
+	deleting atomic.Bool
 	// started is when Start answered (zero before).
 	started time.Time
 }
@@ -780,7 +783,9 @@ func (s *Service) deleteProcess(ctx context.Context, c *container, p *process) (
 			e.markGone()
 		}
 	}
+	p.deleting.Store(true)
 	if err := p.p.Delete(ctx); err != nil {
+		p.deleting.Store(false)
 		return 0, time.Time{}, err
 	}
 	if p.backendExited() {
@@ -933,6 +938,14 @@ func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (_ *taskapi.
 	c, err := s.get(r.GetID())
 	if err != nil {
 		return nil, err
+	}
+	if c.init.deleting.Load() {
+		// the backend's container may be half gone (runc's state is):
+		// containerd, reloading its tasks after a restart, takes NotFound
+		// from Pids for a task to clean up, and anything else for one to
+		// keep, whose bundle then stays (chaos, a containerd killed while
+		// a cut Create was rolled back)
+		return nil, fmt.Errorf("container %s: being deleted: %w", c.id, errdefs.ErrNotFound)
 	}
 	ps, err := c.c.Pids(ctx)
 	if err != nil {

@@ -57,6 +57,8 @@ type fakeProc struct {
 	once    sync.Once
 	code    uint32
 	deleted bool
+	// hold, when set, keeps Delete until it is closed
+	hold chan struct{}
 }
 
 func newFakeProc(pid uint32) *fakeProc { return &fakeProc{pid: pid, done: make(chan struct{})} }
@@ -74,6 +76,9 @@ func (p *fakeProc) ExitStatus() (uint32, time.Time) {
 func (p *fakeProc) ResizePty(ctx context.Context, w, h uint32) error { return nil }
 func (p *fakeProc) CloseStdin(ctx context.Context) error             { return nil }
 func (p *fakeProc) Delete(ctx context.Context) error {
+	if p.hold != nil {
+		<-p.hold
+	}
 	time.Sleep(2 * time.Millisecond) // as a runtime's delete takes a while
 	p.mu.Lock()
 	p.deleted = true
@@ -383,5 +388,41 @@ func TestCreateNeverUnimplemented(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("records left: %v", left)
+	}
+}
+
+// While a container is being deleted, Pids answers NotFound, not the
+// backend's failure on a half-deleted container: containerd, reloading its
+// tasks after a restart, keeps a task whose Pids fails and cleans up one
+// whose Pids is NotFound (chaos-short: a containerd killed while a delete of
+// it ran left the task's bundle behind).
+func TestPidsWhileDeleting(t *testing.T) {
+	ctx := context.Background()
+	s, _ := New(ctx, t.TempDir(), &fakeBackend{}, &fakePublisher{})
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c", Bundle: bundle(t)}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := s.get("c")
+	fp := c.c.(*fakeContainer).fakeProc
+	if _, err := s.Pids(ctx, &taskapi.PidsRequest{ID: "c"}); err != nil {
+		t.Fatalf("pids of a created container: %v", err)
+	}
+	hold := make(chan struct{})
+	fp.hold = hold
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Delete(ctx, &taskapi.DeleteRequest{ID: "c"})
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.init.deleting.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Pids(ctx, &taskapi.PidsRequest{ID: "c"}); code(err) != codes.NotFound {
+		t.Errorf("pids while the container is deleted: %v, want NotFound", err)
+	}
+	close(hold)
+	if err := <-done; err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 }
