@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,6 +27,12 @@ var flagOpts = map[string]struct {
 	"noatime": {false, unix.MS_NOATIME}, "relatime": {false, unix.MS_RELATIME},
 	"sync": {false, unix.MS_SYNCHRONOUS}, "remount": {false, unix.MS_REMOUNT},
 	"defaults": {false, 0},
+}
+
+// IsBind reports whether an OCI mount is a bind mount: type bind, or a bind
+// or rbind option (runc's rule).
+func IsBind(m *specs.Mount) bool {
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
 }
 
 // ParseOptions splits mount options into flags and the data string.

@@ -88,7 +88,7 @@ func Below(table []Info, dir string) []string {
 	dir = filepath.Clean(dir)
 	var out []string
 	for _, m := range table {
-		if m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/") {
+		if dir == "/" || m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/") {
 			out = append(out, m.Mountpoint)
 		}
 	}

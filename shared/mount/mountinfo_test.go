@@ -32,6 +32,10 @@ func TestParseMountinfoAndBelow(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Below = %q, want %q", got, want)
 	}
+	// below / is every mount
+	if got := Below(tab, "/"); len(got) != len(tab) {
+		t.Errorf("Below(/) = %q, want all %d mountpoints", got, len(tab))
+	}
 }
 
 func TestRemoveAllUnmounts(t *testing.T) {

@@ -126,7 +126,7 @@ func bindMounts(bundle string, ms []specs.Mount, fw Forwarding, st ctrState, sha
 		if fw.PodShm != "" && m.Destination == shm && m.Type == "tmpfs" {
 			m = specs.Mount{Destination: shm, Type: "bind", Source: fw.PodShm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}}
 		}
-		if !isBind(&m) {
+		if !mount.IsBind(&m) {
 			out = append(out, m)
 			continue
 		}
@@ -215,12 +215,6 @@ func addPodFiles(sp *specs.Spec, files map[string]string) {
 		}
 		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: d, Type: "bind", Source: files[d], Options: slices.Clone(opts)})
 	}
-}
-
-// isBind reports whether m is a bind mount: type bind, or a bind or rbind
-// option (runc's rule).
-func isBind(m *specs.Mount) bool {
-	return m.Type == "bind" || hasOption(m, "bind") || hasOption(m, "rbind")
 }
 
 func hasOption(m *specs.Mount, o string) bool { return slices.Contains(m.Options, o) }

@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
 
 // Binds in the rootfs (Forwarding.BindsInRootfs): a bind mount of the spec
@@ -41,7 +43,7 @@ func belowKept(dest string, kept, rest []specs.Mount) bool {
 		}
 	}
 	for i := range rest {
-		if !isBind(&rest[i]) && under(rest[i]) {
+		if !mount.IsBind(&rest[i]) && under(rest[i]) {
 			return true
 		}
 	}

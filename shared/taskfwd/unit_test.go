@@ -21,6 +21,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 	"github.com/magnetar-runtime/magnetar/shared/events"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
+	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
@@ -92,7 +93,7 @@ func TestAddPodFiles(t *testing.T) {
 		t.Errorf("pod files not added in order: %+v", sp.Mounts)
 	}
 	for _, m := range sp.Mounts[1:] {
-		if !isBind(&m) || !hasOption(&m, "ro") {
+		if !mount.IsBind(&m) || !hasOption(&m, "ro") {
 			t.Errorf("%+v: want a read-only bind with a read-only root", m)
 		}
 	}
@@ -109,7 +110,7 @@ func TestIsBind(t *testing.T) {
 		{specs.Mount{Type: "tmpfs", Options: []string{"nosuid"}}, false},
 		{specs.Mount{Type: "proc"}, false},
 	} {
-		if got := isBind(&c.m); got != c.bind {
+		if got := mount.IsBind(&c.m); got != c.bind {
 			t.Errorf("%+v: bind %v", c.m, got)
 		}
 	}

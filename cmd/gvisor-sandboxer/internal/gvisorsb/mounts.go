@@ -21,12 +21,6 @@ import (
 // own mount table, and each bind mount of the spec is one mount in it,
 // served by the container's gofer from the host.
 
-// isBind tells a bind mount (a host path the gofer serves) from a file
-// system of the sentry's own (proc, sysfs, tmpfs, devpts, mqueue).
-func isBind(m specs.Mount) bool {
-	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
-}
-
 // propagation is the propagation options of a mount.
 func propagation(opts []string) []string {
 	var out []string
@@ -93,17 +87,12 @@ func readonlySubmounts(sp *specs.Spec, table []mount.Info) (whole []string) {
 // are not below another of them, sorted.
 func outermostBelow(table []mount.Info, dir string) []string {
 	dir = filepath.Clean(dir)
-	var below []string
-	for _, m := range table {
-		if dir == "/" && m.Mountpoint != "/" || strings.HasPrefix(m.Mountpoint, dir+"/") {
-			below = append(below, m.Mountpoint)
-		}
-	}
+	below := mount.Below(table, dir)
 	sort.Strings(below)
 	below = slices.Compact(below)
 	var out []string
 	for _, mp := range below {
-		if len(out) > 0 && strings.HasPrefix(mp, out[len(out)-1]+"/") {
+		if mp == dir || len(out) > 0 && strings.HasPrefix(mp, out[len(out)-1]+"/") {
 			continue
 		}
 		out = append(out, mp)
@@ -138,7 +127,7 @@ func hostOf(sp *specs.Spec, p string) (string, int, error) {
 		return filepath.Join(sp.Root.Path, p), i, nil
 	}
 	m := sp.Mounts[i]
-	if !isBind(m) {
+	if !mount.IsBind(&m) {
 		return "", i, fmt.Errorf("%s (%s on %s): %w", p, m.Type, m.Destination, errSentryFS)
 	}
 	rel := strings.TrimPrefix(p, filepath.Clean(m.Destination))
