@@ -392,10 +392,50 @@ cd_start() {
     sleep 0.1
   done
   if ! ctr version >/dev/null 2>&1; then log "containerd did not come up (log $CLOG):"; tail -20 "$CLOG" >&2; return 1; fi
-  # CRI answers once its plugin is initialised
-  for i in $(seq 1 100); do crictl info >/dev/null 2>&1 && break; sleep 0.1; done
-  crictl info >/dev/null || { log "CRI not ready (log $CLOG)"; return 1; }
+  # CRI answers once its plugin has recovered its pods and containers: it asks
+  # each sandboxer for each pod's status and gives each container's task 10 s
+  # (containerd's loadContainerTimeout), so allow CRI_WAIT (default 60) s
+  local t0=$SECONDS dumped=0
+  while [ $((SECONDS - t0)) -lt "${CRI_WAIT:-60}" ]; do
+    crictl info >/dev/null 2>&1 && break
+    # slow: keep what the daemons were doing meanwhile (containerd waits on them)
+    if [ "$dumped" = 0 ] && [ $((SECONDS - t0)) -ge 5 ]; then dumped=1; dump_daemons; fi
+    sleep 0.1
+  done
+  if ! crictl info >/dev/null; then
+    log "CRI not ready $((SECONDS - t0)) s after containerd answered (log $CLOG); its errors since this start:"
+    cd_start_errors >&2
+    return 1
+  fi
+  if [ $((SECONDS - t0)) -ge 5 ]; then
+    log "slow: CRI ready $((SECONDS - t0)) s after containerd answered; its errors since this start:"
+    cd_start_errors >&2
+  fi
   log "containerd pid $(cat "$PIDF") socket $CSOCK"
+}
+
+# dump_daemons: the goroutines of containerd and of every running daemon
+# (their debug sockets) into $WORK/logs/<name>.goroutines.<time>
+dump_daemons() {
+  local sock name f
+  for sock in "$WORK/run/debug.sock" "$WORK"/run/*-debug.sock; do
+    [ -S "$sock" ] || continue
+    name=$(basename "$sock" -debug.sock)
+    [ "$name" = debug.sock ] && name=containerd
+    f=$WORK/logs/$name.goroutines.$(date +%H%M%S)
+    curl -sS --max-time 5 --unix-socket "$sock" -o "$f" 'http://magnetar/debug/pprof/goroutine?debug=2' || continue
+    log "slow: $name's goroutines in $f"
+    # where CRI's recovery waits (the log goes with a CI run's clone)
+    if [ "$name" = containerd ]; then
+      awk -v RS= '/criService\).recover|loadContainer/' "$f" | head -80 | sed 's/^/  /' >&2
+    fi
+  done
+}
+
+# cd_start_errors: the last 30 errors and warnings of containerd's log since
+# its last start
+cd_start_errors() {
+  awk '/^=== .* start$/ {n = 0} / level=(error|warning|fatal) / {l[n++] = $0} END {for (i = (n > 30 ? n - 30 : 0); i < n; i++) print "  " l[i]}' "$CLOG"
 }
 
 cd_stop() { pidfile_stop containerd "$PIDF" "${1:-TERM}"; } # cd_stop [SIGNAL]

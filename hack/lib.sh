@@ -187,6 +187,26 @@ harness_pids() {
   done
 }
 
+# module_deps OUT ROOT KVER MODULE...: write OUT with the absolute paths of
+# the kernel modules to insmod for each MODULE (ROOT's module tree of kernel
+# KVER, by modprobe --show-depends), in dependency order, each once; built-in
+# ones need nothing. Fails, naming the module, when ROOT does not have one.
+module_deps() {
+  local out=$1 root=$2 kver=$3 m kind path rest
+  shift 3
+  : >"$out"
+  for m in "$@"; do
+    if ! modprobe -d "$root" -S "$kver" --show-depends "$m" >"$out.dep"; then
+      rm -f "$out.dep"; log "module $m: not in $root ($kver)"; return 1
+    fi
+    while read -r kind path rest; do
+      [ "$kind" = insmod ] || continue
+      grep -qxF "$path" "$out" || echo "$path" >>"$out"
+    done <"$out.dep"
+  done
+  rm -f "$out.dep"
+}
+
 # --- stage totals of the e2e stages (hack/e2e-all.sh, hack/wasm/e2e-all.sh,
 # hack/vmm/e2e-all.sh, hack/gvisor/e2e-all.sh, hack/quark/e2e-all.sh): each
 # keeps pass, fail, skip and summary=() and counts what its suites' logs say

@@ -121,14 +121,8 @@ rm -rf "$RESULTS"
 mkdir -p "$RESULTS" "$T/share/root" "$T/share/out" "$T/initrd"/{bin,dev,proc,sys,host,upper,newroot,modules}
 
 # --- the initramfs: busybox, the modules to mount the root, /init ----------
-: >"$T/order"
-for m in $INITRD_MODULES; do
-  modprobe -d "$KDIR" -S "$KVER" --show-depends "$m" >"$T/dep" || no_summary "module $m: not in $KDIR"
-  while read -r kind path _; do
-    [ "$kind" = insmod ] || continue
-    grep -qxF "$path" "$T/order" || echo "$path" >>"$T/order"
-  done <"$T/dep"
-done
+# shellcheck disable=SC2086 # a list of names
+module_deps "$T/order" "$KDIR" "$KVER" $INITRD_MODULES || no_summary "a module of $INITRD_MODULES is not in $KDIR"
 while read -r path; do
   cp "$path" "$T/initrd/modules/"
   basename "$path" >>"$T/initrd/modules/load"

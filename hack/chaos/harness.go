@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -71,7 +72,9 @@ func (h *harness) script(timeout time.Duration, extra []string, args ...string) 
 	}
 	cmd.Env = append(append(env, h.env...), extra...)
 	out, err := cmd.CombinedOutput()
-	if *verbose || err != nil {
+	// "slow:" is the harness's own warning that a step took long (CRI's
+	// recovery after a containerd restart): always shown
+	if *verbose || err != nil || bytes.Contains(out, []byte("] slow: ")) {
 		os.Stdout.Write(out)
 	}
 	if err != nil {

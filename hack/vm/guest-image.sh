@@ -134,16 +134,8 @@ fetch_kernel() {
 # module_order: writes $1 with the absolute paths of the modules to load, in
 # dependency order, each once (built-in ones need nothing)
 module_order() {
-  local out=$1 m kind path rest
-  : >"$out"
-  for m in "${MODULES[@]}"; do
-    modprobe -d "$KDIR/root" -S "$KVER" --show-depends "$m" >"$out.dep" || die "module $m: not in $KPKG"
-    while read -r kind path rest; do
-      [ "$kind" = insmod ] || continue
-      grep -qxF "$path" "$out" || echo "$path" >>"$out"
-    done <"$out.dep"
-  done
-  rm -f "$out.dep"
+  local out=$1 path
+  module_deps "$out" "$KDIR/root" "$KVER" "${MODULES[@]}" || die "a module is not in $KPKG"
   # crc32c-intel needs SSE4.2 (TCG has it only with -cpu max): load the
   # generic implementation first so libcrc32c always finds one
   if grep -q '/libcrc32c\.ko$' "$out" && ! grep -q '/crc32c_generic\.ko$' "$out"; then
