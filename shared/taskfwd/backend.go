@@ -137,7 +137,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 			log.G(ctx).WithError(err).Warn("removing the container's directory in the share")
 		}
 	}()
-	if err := writeBundle(r, g, c.fw, st); err != nil {
+	if err := writeBundle(ctx, r, g, c.fw, st); err != nil {
 		return nil, err
 	}
 	// a restarted containerd reconnects to the task through this binary,

@@ -1,6 +1,7 @@
 package taskfwd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -85,10 +87,24 @@ func newCtrState(g Guest, id string) ctrState {
 // at rootfs/, the bind mounts made (see bindMounts) and config.json
 // rewritten to the guest's paths. On error, what it mounted is left for
 // removeBundle.
-func writeBundle(r *task.CreateRequest, g Guest, fw Forwarding, st ctrState) error {
+func writeBundle(ctx context.Context, r *task.CreateRequest, g Guest, fw Forwarding, st ctrState) error {
 	sp := r.Spec
 	if err := mountRootfs(r, st); err != nil {
 		return err
+	}
+	// a guest's read-only bind of a volume is inherited by the host mounts
+	// below it (virtio-fs submounts are automounted with the flags of the
+	// mount they appear under; Quark's are bound with the volume's): each is
+	// bound again, writable if the host has it so
+	if slices.ContainsFunc(sp.Mounts, func(m specs.Mount) bool { return mount.NonRecursiveReadonly(&m) }) {
+		table, err := mount.Self()
+		if err != nil {
+			return fmt.Errorf("read-only volumes: %w", err)
+		}
+		var whole []string
+		if sp.Mounts, whole = mount.ReadonlySubmounts(sp.Mounts, table); len(whole) > 0 {
+			log.G(ctx).WithField("volumes", whole).Warnf("more than %d host mounts below a read-only volume: read-only as a whole", mount.MaxSubmounts)
+		}
 	}
 	if sp.Root == nil {
 		sp.Root = &specs.Root{}

@@ -153,7 +153,7 @@ func testWriteBundleBindsInRootfs(t *testing.T, podShm bool) {
 		t.Fatal(err)
 	}
 	defer removeBundle(st.Dir)
-	if err := writeBundle(&task.CreateRequest{ID: "c1", Bundle: dir, Spec: sp}, g, g.Forwarding(), st); err != nil {
+	if err := writeBundle(context.Background(), &task.CreateRequest{ID: "c1", Bundle: dir, Spec: sp}, g, g.Forwarding(), st); err != nil {
 		t.Fatal(err)
 	}
 	got := readSpecFile(t, filepath.Join(st.Dir, configJSON))

@@ -266,7 +266,7 @@ func TestWriteBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer removeBundle(st.Dir)
-	if err := writeBundle(&task.CreateRequest{ID: "c1", Bundle: dir, Spec: sp}, g, Forwarding{}, st); err != nil {
+	if err := writeBundle(context.Background(), &task.CreateRequest{ID: "c1", Bundle: dir, Spec: sp}, g, Forwarding{}, st); err != nil {
 		t.Fatal(err)
 	}
 	got := readSpecFile(t, filepath.Join(st.Dir, configJSON))
@@ -300,5 +300,74 @@ func TestWriteBundle(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(vol)); err != nil {
 		t.Errorf("the volume's source went: %v", err)
+	}
+}
+
+// TestWriteBundleReadonlySubmounts: a host mount below a read-only volume
+// that is not recursively read-only gets a writable bind of its own after
+// the volume's (a guest's read-only bind of the volume would make it
+// read-only: critest "should support non-recursive readonly mounts"); with
+// rro it does not.
+func TestWriteBundleReadonlySubmounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mounts)")
+	}
+	dir := t.TempDir()
+	share := filepath.Join(dir, "share")
+	image := filepath.Join(dir, "image")
+	vol := filepath.Join(dir, "vol")
+	for _, d := range []string{share, image, filepath.Join(vol, "tmpfs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount("tmpfs", filepath.Join(vol, "tmpfs"), "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(filepath.Join(vol, "tmpfs"), unix.MNT_DETACH)
+	g := &fakeGuest{share: share}
+	for _, c := range []struct {
+		opts []string
+		want map[string]string
+	}{
+		{[]string{"rbind", "ro", "rprivate"}, map[string]string{
+			"/vol":       "/run/magnetar/share/c1/mounts/0",
+			"/vol/tmpfs": "/run/magnetar/share/c1/mounts/1",
+		}},
+		{[]string{"rbind", "ro", "rro"}, map[string]string{"/vol": "/run/magnetar/share/c1/mounts/0"}},
+	} {
+		sp := &specs.Spec{Root: &specs.Root{Path: image}, Process: &specs.Process{Args: []string{"sh"}}, Mounts: []specs.Mount{
+			{Destination: "/vol", Type: "bind", Source: vol, Options: c.opts},
+		}}
+		st := newCtrState(g, "c1")
+		if err := os.Mkdir(st.Dir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeBundle(context.Background(), &task.CreateRequest{ID: "c1", Bundle: dir, Spec: sp}, g, Forwarding{}, st); err != nil {
+			t.Fatal(err)
+		}
+		got := readSpecFile(t, filepath.Join(st.Dir, configJSON))
+		if len(got.Mounts) != len(c.want) {
+			t.Errorf("%v: mounts %+v, want %v", c.opts, got.Mounts, c.want)
+		}
+		for _, m := range got.Mounts {
+			if c.want[m.Destination] != m.Source {
+				t.Errorf("%v: %s: source %q, want %q", c.opts, m.Destination, m.Source, c.want[m.Destination])
+			}
+		}
+		if len(c.want) == 2 {
+			if err := os.WriteFile(filepath.Join(st.Dir, mountsDir, "1", "f"), nil, 0o644); err != nil {
+				t.Errorf("the tmpfs below the volume is not writable: %v", err)
+			}
+			if err := os.WriteFile(filepath.Join(st.Dir, mountsDir, "0", "f"), nil, 0o644); err == nil {
+				t.Error("the volume is writable")
+			}
+		}
+		if err := removeBundle(st.Dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := mountsBelow(t, share); len(left) > 0 {
+		t.Errorf("mounts left: %v", left)
 	}
 }

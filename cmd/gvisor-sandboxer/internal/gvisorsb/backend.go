@@ -161,16 +161,14 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 // stay writable, and the readonly paths are read-only.
 func emulateMounts(ctx context.Context, id string, sp *specs.Spec) error {
 	lg := log.G(ctx).WithField("container_id", id)
-	for _, m := range sp.Mounts {
-		if slices.Contains(m.Options, "ro") && slices.Contains(m.Options, "rbind") {
-			table, err := mount.Self()
-			if err != nil {
-				return fmt.Errorf("container %s: read-only volumes: %w", id, err)
-			}
-			if whole := readonlySubmounts(sp, table); len(whole) > 0 {
-				lg.WithField("volumes", whole).Warnf("more than %d host mounts below a read-only volume: read-only as a whole", maxSubmounts)
-			}
-			break
+	if slices.ContainsFunc(sp.Mounts, func(m specs.Mount) bool { return mount.NonRecursiveReadonly(&m) }) {
+		table, err := mount.Self()
+		if err != nil {
+			return fmt.Errorf("container %s: read-only volumes: %w", id, err)
+		}
+		var whole []string
+		if sp.Mounts, whole = mount.ReadonlySubmounts(sp.Mounts, table); len(whole) > 0 {
+			lg.WithField("volumes", whole).Warnf("more than %d host mounts below a read-only volume: read-only as a whole", mount.MaxSubmounts)
 		}
 	}
 	skipped, err := readonlyPaths(sp)

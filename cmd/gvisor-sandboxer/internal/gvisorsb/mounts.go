@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -20,85 +19,6 @@ import (
 // does with mounts runsc does serve: the sentry (the pod's kernel) has its
 // own mount table, and each bind mount of the spec is one mount in it,
 // served by the container's gofer from the host.
-
-// propagation is the propagation options of a mount.
-func propagation(opts []string) []string {
-	var out []string
-	for _, o := range opts {
-		switch o {
-		case "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable":
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-// maxSubmounts bounds the host mounts below one read-only volume that
-// readonlySubmounts mounts again: a volume with more (the host's / say)
-// stays read-only as a whole.
-const maxSubmounts = 32
-
-// readonlySubmounts keeps the host mounts below a read-only volume
-// writable, as Linux does: a read-only bind mount that is not recursively
-// read-only ("ro" with "rbind", CRI's readonly without recursive_read_only)
-// makes its own mount read-only, not the mounts below its source. The
-// gofer binds the source recursively, but in the sentry the volume is one
-// mount and read-only all through (critest: "should support non-recursive
-// readonly mounts" writes into a tmpfs mounted below the volume's source).
-// Each outermost host mount below the source (from table, the host's mount
-// table) is added as a bind mount of its own right after the volume, with
-// the volume's propagation; the host still enforces its own flags (a
-// read-only submount stays read-only). It returns the volumes left read-only
-// as a whole because they hold more than maxSubmounts mounts.
-func readonlySubmounts(sp *specs.Spec, table []mount.Info) (whole []string) {
-	var out []specs.Mount
-	for _, m := range sp.Mounts {
-		out = append(out, m)
-		if !slices.Contains(m.Options, "rbind") || !slices.Contains(m.Options, "ro") || slices.Contains(m.Options, "rro") || !filepath.IsAbs(m.Source) {
-			continue
-		}
-		src, err := filepath.EvalSymlinks(m.Source)
-		if err != nil {
-			continue // runsc's to report
-		}
-		subs := outermostBelow(table, src)
-		if len(subs) > maxSubmounts {
-			whole = append(whole, m.Destination)
-			continue
-		}
-		for _, sub := range subs {
-			rel, err := filepath.Rel(src, sub)
-			if err != nil {
-				continue
-			}
-			out = append(out, specs.Mount{
-				Destination: filepath.Join(m.Destination, rel),
-				Type:        "bind",
-				Source:      sub,
-				Options:     append([]string{"rbind"}, propagation(m.Options)...),
-			})
-		}
-	}
-	sp.Mounts = out
-	return whole
-}
-
-// outermostBelow lists the mountpoints of table strictly below dir that
-// are not below another of them, sorted.
-func outermostBelow(table []mount.Info, dir string) []string {
-	dir = filepath.Clean(dir)
-	below := mount.Below(table, dir)
-	sort.Strings(below)
-	below = slices.Compact(below)
-	var out []string
-	for _, mp := range below {
-		if mp == dir || len(out) > 0 && strings.HasPrefix(mp, out[len(out)-1]+"/") {
-			continue
-		}
-		out = append(out, mp)
-	}
-	return out
-}
 
 // errSentryFS: a path in a file system of the sentry's own (/proc, /sys,
 // a tmpfs), which no bind mount can reach.

@@ -10,7 +10,6 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/magnetar-runtime/magnetar/cmd/gvisor-sandboxer/internal/gvisortest"
-	"github.com/magnetar-runtime/magnetar/shared/mount"
 )
 
 // mountAt is the last mount of sp at dst and its index (-1: none).
@@ -95,59 +94,6 @@ func TestReadonlyPaths(t *testing.T) {
 	sp.Linux.ReadonlyPaths = []string{"/loop"}
 	if _, err := readonlyPaths(sp); err == nil || !strings.Contains(err.Error(), "readonlyPaths") {
 		t.Errorf("a link loop: %v", err)
-	}
-}
-
-// A read-only volume that is not recursively read-only leaves the host
-// mounts below its source writable (critest: "should support
-// non-recursive readonly mounts" could not write into a tmpfs below it).
-func TestReadonlySubmounts(t *testing.T) {
-	src := t.TempDir()
-	table := []mount.Info{
-		{Mountpoint: "/"},
-		{Mountpoint: src},
-		{Mountpoint: src + "/tmpfs"},
-		{Mountpoint: src + "/tmpfs/deeper"},
-		{Mountpoint: src + "/b"},
-		{Mountpoint: src + "/b"}, // stacked
-		{Mountpoint: src + "x"},
-	}
-	sp := gvisortest.ContainerSpec("p", "/cg/c")
-	sp.Mounts = append(sp.Mounts,
-		specs.Mount{Destination: "/mnt", Type: "bind", Source: src, Options: []string{"rbind", "rslave", "ro"}},
-		specs.Mount{Destination: "/mnt/tmpfs/own", Type: "bind", Source: "/x", Options: []string{"rbind", "ro"}},
-		specs.Mount{Destination: "/rro", Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "rro"}},
-		specs.Mount{Destination: "/rw", Type: "bind", Source: src, Options: []string{"rbind", "rprivate"}},
-	)
-	n := len(sp.Mounts)
-	if whole := readonlySubmounts(sp, table); len(whole) != 0 {
-		t.Errorf("whole %v", whole)
-	}
-	if len(sp.Mounts) != n+2 {
-		t.Fatalf("%d mounts, want %d: %+v", len(sp.Mounts), n+2, sp.Mounts)
-	}
-	_, mnt := mountAt(sp, "/mnt")
-	for i, want := range []specs.Mount{
-		{Destination: "/mnt/b", Type: "bind", Source: src + "/b", Options: []string{"rbind", "rslave"}},
-		{Destination: "/mnt/tmpfs", Type: "bind", Source: src + "/tmpfs", Options: []string{"rbind", "rslave"}},
-	} {
-		got := sp.Mounts[mnt+1+i]
-		if got.Destination != want.Destination || got.Source != want.Source || !slices.Equal(got.Options, want.Options) {
-			t.Errorf("mount %d: %+v, want %+v", mnt+1+i, got, want)
-		}
-	}
-	if m, i := mountAt(sp, "/mnt/tmpfs/own"); i != mnt+3 || m.Source != "/x" {
-		t.Errorf("the container's own mount below: %d %+v", i, m)
-	}
-
-	many := []mount.Info{}
-	for i := range maxSubmounts + 1 {
-		many = append(many, mount.Info{Mountpoint: filepath.Join(src, strings.Repeat("d", i+1))})
-	}
-	sp = gvisortest.ContainerSpec("p", "/cg/c")
-	sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: src, Options: []string{"rbind", "ro"}})
-	if whole := readonlySubmounts(sp, many); !slices.Equal(whole, []string{"/mnt"}) || len(sp.Mounts) != 6 {
-		t.Errorf("too many submounts: whole %v, %d mounts", whole, len(sp.Mounts))
 	}
 }
 
