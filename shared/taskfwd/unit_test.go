@@ -233,22 +233,31 @@ func TestPumpHandle(t *testing.T) {
 	}
 }
 
-// TestWriteBundle: the rootfs and host binds mounted into the share,
-// config.json rewritten to the guest's paths; removeBundle leaves nothing.
-func TestWriteBundle(t *testing.T) {
+// bundleDirs makes, for a test of writeBundle (as root: it mounts), a temp
+// dir with share/ (and share/<sub> for each sub), image/ and vol/ in it.
+func bundleDirs(t *testing.T, sub ...string) (dir, share, image, vol string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (mounts)")
 	}
-	dir := t.TempDir()
-	share := filepath.Join(dir, "share")
-	image := filepath.Join(dir, "image")
-	vol := filepath.Join(dir, "vol")
-	file := filepath.Join(dir, "file")
-	for _, d := range []string{share, image, vol, filepath.Join(share, "pod")} {
+	dir = t.TempDir()
+	share, image, vol = filepath.Join(dir, "share"), filepath.Join(dir, "image"), filepath.Join(dir, "vol")
+	for _, d := range append([]string{share, image, vol}, sub...) {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(share, d)
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir, share, image, vol
+}
+
+// TestWriteBundle: the rootfs and host binds mounted into the share,
+// config.json rewritten to the guest's paths; removeBundle leaves nothing.
+func TestWriteBundle(t *testing.T) {
+	dir, share, image, vol := bundleDirs(t, "pod")
+	file := filepath.Join(dir, "file")
 	for _, f := range []string{file, filepath.Join(share, "pod", "hosts")} {
 		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
@@ -309,17 +318,9 @@ func TestWriteBundle(t *testing.T) {
 // read-only: critest "should support non-recursive readonly mounts"); with
 // rro it does not.
 func TestWriteBundleReadonlySubmounts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (mounts)")
-	}
-	dir := t.TempDir()
-	share := filepath.Join(dir, "share")
-	image := filepath.Join(dir, "image")
-	vol := filepath.Join(dir, "vol")
-	for _, d := range []string{share, image, filepath.Join(vol, "tmpfs")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	dir, share, image, vol := bundleDirs(t)
+	if err := os.Mkdir(filepath.Join(vol, "tmpfs"), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	if err := unix.Mount("tmpfs", filepath.Join(vol, "tmpfs"), "tmpfs", 0, "size=1m"); err != nil {
 		t.Fatal(err)
