@@ -30,10 +30,14 @@ func NonRecursiveReadonly(m *specs.Mount) bool {
 // below the volume's source (from table, the host's mount table) is added as
 // a bind mount of its own right after the volume, with the volume's
 // propagation; the host still enforces its own flags (a read-only submount
-// stays read-only). It returns the mounts and the destinations of the
-// volumes left read-only as a whole because they hold more than MaxSubmounts
-// mounts.
-func ReadonlySubmounts(ms []specs.Mount, table []Info) (out []specs.Mount, whole []string) {
+// stays read-only). With flatten, a volume given such mounts is bound
+// non-recursively ("bind" for "rbind"): its submounts come with the mounts
+// added, and a recursive copy made in the caller's mount namespace would
+// keep each submount's mountpoint busy on the host (whoever mounted it
+// could unmount it but never remove the directory: EBUSY). It returns the
+// mounts and the destinations of the volumes left read-only as a whole
+// because they hold more than MaxSubmounts mounts.
+func ReadonlySubmounts(ms []specs.Mount, table []Info, flatten bool) (out []specs.Mount, whole []string) {
 	for _, m := range ms {
 		out = append(out, m)
 		if !NonRecursiveReadonly(&m) || !filepath.IsAbs(m.Source) {
@@ -47,6 +51,11 @@ func ReadonlySubmounts(ms []specs.Mount, table []Info) (out []specs.Mount, whole
 		if len(subs) > MaxSubmounts {
 			whole = append(whole, m.Destination)
 			continue
+		}
+		if flatten && len(subs) > 0 {
+			v := &out[len(out)-1]
+			v.Options = slices.Clone(v.Options)
+			v.Options[slices.Index(v.Options, "rbind")] = "bind"
 		}
 		for _, sub := range subs {
 			rel, err := filepath.Rel(src, sub)

@@ -44,7 +44,7 @@ func TestReadonlySubmounts(t *testing.T) {
 		{Destination: "/bind", Type: "bind", Source: src, Options: []string{"bind", "ro"}},
 		{Destination: "/rel", Type: "bind", Source: "rel", Options: []string{"rbind", "ro"}},
 	}
-	out, whole := ReadonlySubmounts(ms, table)
+	out, whole := ReadonlySubmounts(ms, table, false)
 	if len(whole) != 0 {
 		t.Errorf("whole %v", whole)
 	}
@@ -65,12 +65,25 @@ func TestReadonlySubmounts(t *testing.T) {
 		t.Errorf("the container's own mount below: %d %+v", i, out)
 	}
 
+	// flattened: the volume bound non-recursively, as the mounts added bring
+	// its submounts
+	out, _ = ReadonlySubmounts(ms, table, true)
+	if got := out[index(out, "/mnt")].Options; !slices.Equal(got, []string{"bind", "rslave", "ro"}) {
+		t.Errorf("flattened volume options %v", got)
+	}
+	if !slices.Equal(ms[1].Options, []string{"rbind", "rslave", "ro"}) {
+		t.Errorf("the caller's mounts changed: %v", ms[1].Options)
+	}
+	if got := out[index(out, "/rw")].Options; !slices.Equal(got, []string{"rbind", "rprivate"}) {
+		t.Errorf("a writable volume flattened: %v", got)
+	}
+
 	many := []Info{}
 	for i := range MaxSubmounts + 1 {
 		many = append(many, Info{Mountpoint: filepath.Join(src, strings.Repeat("d", i+1))})
 	}
 	ms = []specs.Mount{{Destination: "/mnt", Type: "bind", Source: src, Options: []string{"rbind", "ro"}}}
-	if out, whole := ReadonlySubmounts(ms, many); !slices.Equal(whole, []string{"/mnt"}) || len(out) != 1 {
+	if out, whole := ReadonlySubmounts(ms, many, true); !slices.Equal(whole, []string{"/mnt"}) || len(out) != 1 {
 		t.Errorf("too many submounts: whole %v, %d mounts", whole, len(out))
 	}
 }

@@ -95,14 +95,16 @@ func writeBundle(ctx context.Context, r *task.CreateRequest, g Guest, fw Forward
 	// a guest's read-only bind of a volume is inherited by the host mounts
 	// below it (virtio-fs submounts are automounted with the flags of the
 	// mount they appear under; Quark's are bound with the volume's): each is
-	// bound again, writable if the host has it so
+	// bound again, writable if the host has it so, and the volume's own
+	// bind in the share (made in the host's mount namespace) is not
+	// recursive, so that it pins none of the host's mountpoints
 	if slices.ContainsFunc(sp.Mounts, func(m specs.Mount) bool { return mount.NonRecursiveReadonly(&m) }) {
 		table, err := mount.Self()
 		if err != nil {
 			return fmt.Errorf("read-only volumes: %w", err)
 		}
 		var whole []string
-		if sp.Mounts, whole = mount.ReadonlySubmounts(sp.Mounts, table); len(whole) > 0 {
+		if sp.Mounts, whole = mount.ReadonlySubmounts(sp.Mounts, table, true); len(whole) > 0 {
 			log.G(ctx).WithField("volumes", whole).Warnf("more than %d host mounts below a read-only volume: read-only as a whole", mount.MaxSubmounts)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -357,11 +358,33 @@ func TestWriteBundleReadonlySubmounts(t *testing.T) {
 			}
 		}
 		if len(c.want) == 2 {
+			// the volume's copy is not recursive: it pins no host mountpoint
+			if got := got.Mounts[0].Options; !slices.Equal(got, []string{"bind", "ro", "rprivate"}) {
+				t.Errorf("the volume's options in config.json: %v", got)
+			}
+			if left := mountsBelow(t, filepath.Join(st.Dir, mountsDir, "0")); len(left) != 1 {
+				t.Errorf("mounts of the volume's copy: %v", left)
+			}
 			if err := os.WriteFile(filepath.Join(st.Dir, mountsDir, "1", "f"), nil, 0o644); err != nil {
 				t.Errorf("the tmpfs below the volume is not writable: %v", err)
 			}
 			if err := os.WriteFile(filepath.Join(st.Dir, mountsDir, "0", "f"), nil, 0o644); err == nil {
 				t.Error("the volume is writable")
+			}
+			// whoever mounted the tmpfs can unmount it and remove its
+			// directory while the container lives (critest's cleanup)
+			tmpfs := filepath.Join(vol, "tmpfs")
+			if err := unix.Unmount(tmpfs, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(tmpfs); err != nil {
+				t.Errorf("the host's mountpoint below the volume is pinned: %v", err)
+			}
+			if err := os.MkdirAll(tmpfs, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mount("tmpfs", tmpfs, "tmpfs", 0, "size=1m"); err != nil {
+				t.Fatal(err)
 			}
 		}
 		if err := removeBundle(st.Dir); err != nil {

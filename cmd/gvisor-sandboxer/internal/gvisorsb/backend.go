@@ -167,7 +167,7 @@ func emulateMounts(ctx context.Context, id string, sp *specs.Spec) error {
 			return fmt.Errorf("container %s: read-only volumes: %w", id, err)
 		}
 		var whole []string
-		if sp.Mounts, whole = mount.ReadonlySubmounts(sp.Mounts, table); len(whole) > 0 {
+		if sp.Mounts, whole = mount.ReadonlySubmounts(sp.Mounts, table, false); len(whole) > 0 {
 			lg.WithField("volumes", whole).Warnf("more than %d host mounts below a read-only volume: read-only as a whole", mount.MaxSubmounts)
 		}
 	}
