@@ -10,9 +10,11 @@
 #                      sandboxers of bin/ (hack/k8s/node.sh; WORK=_output/k8s-e2e,
 #                      bridge mgbr9, 10.249.0.0/16) and the handlers
 #                      magnetar-runc, magnetar-wasm, magnetar-gvisor (runsc),
-#                      magnetar-quark (on the Quark stand-in) and magnetar-vmm
-#                      (QEMU pods of the guest image: about 8 min of the stage
-#                      under TCG) through kubectl and the kubelet's API
+#                      magnetar-quark (on the Quark stand-in), magnetar-vmm
+#                      (QEMU pods of the guest image: about 1.5 min of the
+#                      stage under TCG), magnetar-clh and magnetar-stratovirt
+#                      (their VMM stand-ins over QEMU, make standins; no
+#                      Deployment) through kubectl and the kubelet's API
 #                      (hack/k8s/e2e-all.sh). Part of make test.
 #                      Ends with "k8s-e2e: N passed, M failed, K skipped".
 #   make k8s-vmm-e2e   magnetar-vmm alone.
@@ -22,8 +24,8 @@
 k8s-tools: tools
 	hack/install-tools.sh k8s
 
-k8s-e2e: build tools k8s-tools images wasm-images quark-standin guest-image
-	K8S_HANDLERS="$${K8S_HANDLERS:-magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm}" QUARK_BIN=$(QUARK_STANDIN) \
+k8s-e2e: build tools k8s-tools images wasm-images standins guest-image
+	K8S_HANDLERS="$${K8S_HANDLERS:-magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm magnetar-clh magnetar-stratovirt}" QUARK_BIN=$(QUARK_STANDIN) \
 		GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/k8s/e2e-all.sh
 
 k8s-vmm-e2e: build tools k8s-tools images guest-image

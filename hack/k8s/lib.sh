@@ -50,6 +50,8 @@ K8S_HANDLER_TABLE=(
   "magnetar-vmm  linux 2"
   "magnetar-gvisor linux 3"
   "magnetar-quark linux 3"
+  "magnetar-clh linux 0"
+  "magnetar-stratovirt linux 0"
 )
 # What a handler cannot do, one line each: "HANDLER FEATURE REASON". The
 # stage still runs the feature's check there and counts it as skipped with
@@ -66,6 +68,8 @@ K8S_CANNOT=(
   "magnetar-gvisor oom runsc bounds the memory of the whole sandbox: a container past its limit gets the sandbox killed by the host kernel, every container of the pod ends (exit 255, reason Error) and the kubelet starts the pod again; no per-container OOM kill"
   "magnetar-gvisor port-forward gVisor's netstack serves the pod's network inside the sentry: containerd's CRI dials 127.0.0.1:PORT in the pod's network namespace on the host, where nothing listens"
   "magnetar-vmm port-forward a VM pod's network stack is the guest's: containerd's CRI dials 127.0.0.1:PORT in the pod's network namespace on the host, which holds only the veth and the tap mirrored to the VM's NIC"
+  "magnetar-clh port-forward a VM pod's network stack is the guest's: containerd's CRI dials 127.0.0.1:PORT in the pod's network namespace on the host, which holds only the veth and the tap mirrored to the VM's NIC"
+  "magnetar-stratovirt port-forward a VM pod's network stack is the guest's: containerd's CRI dials 127.0.0.1:PORT in the pod's network namespace on the host, which holds only the veth and the tap mirrored to the VM's NIC"
 )
 
 # k8s_handler_field HANDLER N: field N (2 workload, 3 replicas) of the
