@@ -12,21 +12,20 @@
 #                      magnetar-runc, magnetar-wasm, magnetar-gvisor (runsc),
 #                      magnetar-quark (on the Quark stand-in), magnetar-vmm
 #                      (QEMU pods of the guest image: about 1.5 min of the
-#                      stage under TCG) through kubectl and the kubelet's API
+#                      stage under TCG), magnetar-clh and magnetar-stratovirt
+#                      (their VMM stand-ins over QEMU, make standins; no
+#                      Deployment) through kubectl and the kubelet's API
 #                      (hack/k8s/e2e-all.sh). Part of make test.
 #                      Ends with "k8s-e2e: N passed, M failed, K skipped".
 #   make k8s-vmm-e2e   magnetar-vmm alone.
-# Knob: K8S_HANDLERS="magnetar-runc ..." picks the handlers of either target;
-# magnetar-clh and magnetar-stratovirt (their VMM stand-ins over QEMU, no
-# Deployment) run when named, not in make test: a clean-clone CI run had the
-# host's OOM killer end the stand-in's QEMU (TCG) in the pod cgroup.
+# Knob: K8S_HANDLERS="magnetar-runc ..." picks the handlers of either target.
 .PHONY: k8s-tools k8s-e2e k8s-vmm-e2e
 
 k8s-tools: tools
 	hack/install-tools.sh k8s
 
 k8s-e2e: build tools k8s-tools images wasm-images standins guest-image
-	K8S_HANDLERS="$${K8S_HANDLERS:-magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm}" QUARK_BIN=$(QUARK_STANDIN) \
+	K8S_HANDLERS="$${K8S_HANDLERS:-magnetar-runc magnetar-wasm magnetar-gvisor magnetar-quark magnetar-vmm magnetar-clh magnetar-stratovirt}" QUARK_BIN=$(QUARK_STANDIN) \
 		GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/k8s/e2e-all.sh
 
 k8s-vmm-e2e: build tools k8s-tools images guest-image

@@ -55,11 +55,15 @@ func Args(cfg *vm.Config, accel string, tscKHz int, cid uint32) ([]string, error
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
-	cpu := "max"
+	cpu, accelOpt := "max", accel
 	switch accel {
 	case AccelKVM:
 		cpu = "host"
 	case AccelTCG:
+		if cfg.TCGBufferMiB > 0 {
+			// QEMU's own memory under emulation is mostly this buffer
+			accelOpt += ",tb-size=" + strconv.Itoa(cfg.TCGBufferMiB)
+		}
 	default:
 		return nil, fmt.Errorf("accelerator %q: want %s or %s: %w", accel, AccelKVM, AccelTCG, errdefs.ErrInvalidArgument)
 	}
@@ -67,7 +71,7 @@ func Args(cfg *vm.Config, accel string, tscKHz int, cid uint32) ([]string, error
 	a := []string{
 		"-name", "guest=" + escape(cfg.ID) + ",debug-threads=on",
 		"-machine", "microvm,memory-backend=mem",
-		"-accel", accel,
+		"-accel", accelOpt,
 		"-cpu", cpu,
 		// shared guest memory: vhost-user-fs maps it into virtiofsd
 		"-object", "memory-backend-memfd,id=mem,size=" + mem + "M,share=on",
@@ -139,6 +143,9 @@ func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 func validate(cfg *vm.Config) error {
 	if err := cfg.Check(Name, VirtiofsSocket, shareTag(cfg)); err != nil {
 		return err
+	}
+	if cfg.TCGBufferMiB < 0 {
+		return fmt.Errorf("qemu vm %s: TCG buffer %d MiB: must not be negative: %w", cfg.ID, cfg.TCGBufferMiB, errdefs.ErrInvalidArgument)
 	}
 	switch cfg.Agent.Kind {
 	case vm.ChannelSerial, vm.ChannelVsock:

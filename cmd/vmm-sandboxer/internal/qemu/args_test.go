@@ -29,19 +29,20 @@ func goldenConfigs() map[string]struct {
 		tsc   int
 		cid   uint32
 	}{
-		// the configuration of this machine kind: TCG, virtio-serial,
-		// virtio-fs, two NICs, extra kernel args
+		// the configuration of this machine kind: TCG with a bounded
+		// buffer, virtio-serial, virtio-fs, two NICs, extra kernel args
 		"serial-share-tcg": {cfg: vm.Config{
 			ID: "0123abcd", Dir: "/run/magnetar-vmm/0123abcd", Kernel: "/var/lib/magnetar/vmlinuz",
 			Initrd: "/var/lib/magnetar/initramfs.cpio", KernelArgs: []string{"magnetar.log=debug"},
 			VCPUs: 2, MemoryMiB: 512, Share: "/run/magnetar-vmm/0123abcd/share", ShareTag: "magnetar",
-			Agent: vm.AgentChannel{Kind: vm.ChannelSerial},
+			Agent: vm.AgentChannel{Kind: vm.ChannelSerial}, TCGBufferMiB: 64,
 			NICs: []vm.NIC{{Tap: tap, TapName: "tap0", MAC: "02:42:ac:11:00:02", MTU: 1450},
 				{Tap: tap, TapName: "tap1", MAC: "02:42:ac:11:00:03"}},
 		}, accel: AccelTCG, tsc: 2445404},
-		// KVM with vsock, no share, no NIC (no tsc_early_khz under KVM)
+		// KVM with vsock, no share, no NIC (no tsc_early_khz and no TCG
+		// buffer under KVM)
 		"vsock-kvm": {cfg: vm.Config{
-			ID: "feed", Dir: "/run/m/feed", Kernel: "/k", Initrd: "/i", VCPUs: 1, MemoryMiB: 256,
+			ID: "feed", Dir: "/run/m/feed", Kernel: "/k", Initrd: "/i", VCPUs: 1, MemoryMiB: 256, TCGBufferMiB: 64,
 			Agent: vm.AgentChannel{Kind: vm.ChannelVsock, Port: 2048},
 			NICs:  []vm.NIC{{Tap: tap, MAC: "02:00:00:00:00:01"}},
 		}, accel: AccelKVM, tsc: 2445404, cid: 12345},
@@ -90,6 +91,7 @@ func TestArgsRefuses(t *testing.T) {
 		{"nic without tap", func(c *vm.Config) { c.NICs = []vm.NIC{{MAC: "02:00:00:00:00:01"}} }, AccelTCG, errdefs.IsInvalidArgument},
 		{"bad mac", func(c *vm.Config) { c.NICs = []vm.NIC{{Tap: tap, MAC: "02:00:00,mtu=1"}} }, AccelTCG, errdefs.IsInvalidArgument},
 		{"auto accel", func(*vm.Config) {}, AccelAuto, errdefs.IsInvalidArgument},
+		{"negative tcg buffer", func(c *vm.Config) { c.TCGBufferMiB = -1 }, AccelTCG, errdefs.IsInvalidArgument},
 	} {
 		cfg := base()
 		c.edit(&cfg)

@@ -52,6 +52,11 @@ type Config struct {
 	Cgroup string
 	// Accel is "kvm" or "tcg" (resolved by the caller's probe).
 	Accel string
+	// TCGBufferMiB bounds the translated-code buffer of an emulating
+	// hypervisor (QEMU's -accel tcg,tb-size=), MiB; 0 is the hypervisor's
+	// default (QEMU 7.2: 1 GiB, filled as the guest runs new code). Not
+	// used under KVM.
+	TCGBufferMiB int
 	// Binary overrides the hypervisor's binary (config); Helpers the
 	// helpers' ("virtiofsd" → path).
 	Binary  string

@@ -151,9 +151,14 @@ func (d *driver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Instance,
 }
 
 // size is the VM size of a pod: the configured default, raised to the pod's
-// limits (CRI's pod-level resources: its containers' limits plus its
-// overhead; memory gets the guest's own overhead on top), within the
-// configured maximum.
+// limits (CRI's pod-level resources), within the configured maximum.
+// vCPUs: its containers' CPU limits plus its overhead. Memory: its
+// containers' memory limits plus the guest kernel's and agent's
+// (vm.memory_overhead_mib), never the pod's overhead: the kubelet bounds
+// the pod cgroup, which holds QEMU and virtiofsd, at the containers'
+// limits plus the overhead, so guest RAM sized with the overhead too could
+// outgrow that bound by QEMU's own memory and have the host kill QEMU
+// instead of the guest its container.
 func (d *driver) size(cfg *runtime.PodSandboxConfig) (vcpus, memMiB int) {
 	c := d.cfg.VM
 	vcpus, memMiB = c.VCPUs, c.MemoryMiB
@@ -162,7 +167,7 @@ func (d *driver) size(cfg *runtime.PodSandboxConfig) (vcpus, memMiB int) {
 	if q, p := res.GetCpuQuota()+over.GetCpuQuota(), res.GetCpuPeriod(); q > 0 && p > 0 {
 		vcpus = max(vcpus, int((q+p-1)/p))
 	}
-	if m := res.GetMemoryLimitInBytes() + over.GetMemoryLimitInBytes(); m > 0 {
+	if m := res.GetMemoryLimitInBytes(); m > 0 {
 		memMiB = max(memMiB, int((m+(1<<20)-1)>>20)+c.MemoryOverheadMiB)
 	}
 	return min(vcpus, c.MaxVCPUs), min(memMiB, c.MaxMemoryMiB)
@@ -343,7 +348,7 @@ func (p *pod) vmConfig(st *podState, nw *podnet.Network, b *backend, bins VMMCon
 	cfg := &vm.Config{
 		ID: p.id, Dir: st.RunDir, Kernel: c.VM.Kernel, Initrd: c.VM.Initrd, KernelArgs: args,
 		VCPUs: st.VCPUs, MemoryMiB: st.MemoryMiB, Share: filepath.Join(st.Dir, "share"), ShareTag: agentapi.DefaultShareTag,
-		Agent: vm.AgentChannel{Kind: b.channel}, Cgroup: st.Cgroup, Accel: st.Accel,
+		Agent: vm.AgentChannel{Kind: b.channel}, Cgroup: st.Cgroup, Accel: st.Accel, TCGBufferMiB: c.VM.TCGBufferMiB,
 		Binary: bins.Binary, Helpers: map[string]string{vm.HelperVirtiofsd: bins.Virtiofsd},
 	}
 	for _, l := range nw.Links {

@@ -29,6 +29,8 @@ func TestValidateNamesKeys(t *testing.T) {
 	for text, key := range map[string]string{
 		"[vm]\naccel = \"hvf\"\n":                          "vm.accel",
 		"[vm]\nagent = \"pipe\"\n":                         "vm.agent",
+		"[vm]\ntcg_buffer_mib = -1\n":                      "vm.tcg_buffer_mib",
+		"[vm]\ntcg_buffer_mib = 4096\n":                    "vm.tcg_buffer_mib",
 		"[vm]\nkernel = \"vmlinuz\"\n":                     "vm.kernel",
 		"[vm]\nvcpus = 0\n":                                "vm.vcpus",
 		"[vm]\nmemory_mib = 9000\n":                        "vm.memory_mib",
@@ -65,6 +67,13 @@ func TestSize(t *testing.T) {
 		return &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{Resources: &runtime.LinuxContainerResources{
 			CpuQuota: quota, CpuPeriod: period, MemoryLimitInBytes: mem}}}
 	}
+	overhead := func(c *runtime.PodSandboxConfig, quota, mem int64) *runtime.PodSandboxConfig {
+		if c.Linux == nil {
+			c.Linux = &runtime.LinuxPodSandboxConfig{}
+		}
+		c.Linux.Overhead = &runtime.LinuxContainerResources{CpuQuota: quota, CpuPeriod: 100000, MemoryLimitInBytes: mem}
+		return c
+	}
 	for _, tc := range []struct {
 		c         *runtime.PodSandboxConfig
 		cpus, mem int
@@ -73,6 +82,9 @@ func TestSize(t *testing.T) {
 		{cfg(250000, 100000, 512<<20), 3, 512 + 128},
 		{cfg(0, 0, 64<<20), 1, 256},             // below the default
 		{cfg(10000000, 100000, 1<<40), 8, 8192}, // capped
+		// a RuntimeClass overhead (kubelet): CPU counts it, memory not
+		{overhead(cfg(100000, 100000, 512<<20), 25000, 320<<20), 2, 512 + 128},
+		{overhead(&runtime.PodSandboxConfig{}, 25000, 320<<20), 1, 256},
 	} {
 		if c, m := d.size(tc.c); c != tc.cpus || m != tc.mem {
 			t.Errorf("size(%v) = %d vCPUs %d MiB, want %d %d", tc.c.GetLinux().GetResources(), c, m, tc.cpus, tc.mem)
