@@ -6,11 +6,11 @@
 #   make quark-e2e        containerd 2.4 + crictl + critest with magnetar-quark, every
 #                         pod a sandbox of the stand-in (hack/quark/e2e-all.sh;
 #                         WORK=_output/quark-e2e, bridge mgbr8, 10.247.0.0/16): every
-#                         suite, 10 leak cycles, critest's basic focus. Ends with
+#                         suite, 10 leak cycles, critest's offline set. Ends with
 #                         "quark-e2e: N passed, M failed, K skipped"
 #   make quark-e2e-short  the part of make test: lifecycle, mapping, exit codes, tty,
-#                         daemon kill -9 and recovery, sandbox process killed; no
-#                         critest (QUARK_SHORT=1)
+#                         daemon kill -9 and recovery, sandbox process killed, and
+#                         critest's offline set (about 1 min; QUARK_SHORT=1)
 .PHONY: quark-standin quark-e2e quark-e2e-short
 
 QUARK_STANDIN := $(CURDIR)/_output/standins/quark

@@ -129,10 +129,11 @@ func writeBundle(ctx context.Context, r *task.CreateRequest, g Guest, fw Forward
 // in the spec) and its source rewritten to the guest's path, a source
 // already in the share only rewritten, and a /dev/shm the guest's own.
 // With fw.BindsInRootfs every bind is made at its destination inside the
-// rootfs and dropped, but one below another mount the spec keeps, made as
-// for an agent.
+// rootfs and dropped, but one below another mount the spec keeps or below
+// another bind, made as for an agent (inRootfs).
 func bindMounts(bundle string, ms []specs.Mount, fw Forwarding, st ctrState, shareHost, shareGuest string) ([]specs.Mount, error) {
 	out := make([]specs.Mount, 0, len(ms))
+	var made []specs.Mount // binds made in the rootfs
 	for i := range ms {
 		m := ms[i]
 		if !fw.BindsInRootfs && m.Destination == shm && m.Type == "tmpfs" {
@@ -159,10 +160,11 @@ func bindMounts(bundle string, ms []specs.Mount, fw Forwarding, st ctrState, sha
 			src = filepath.Join(bundle, src)
 		}
 		src = filepath.Clean(src)
-		if fw.BindsInRootfs && !belowKept(m.Destination, out, ms[i+1:]) {
+		if fw.BindsInRootfs && inRootfs(m.Destination, out, made, ms[i+1:]) {
 			if err := bindInRootfs(src, filepath.Join(st.Dir, rootfsDir), &m); err != nil {
 				return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
 			}
+			made = append(made, m)
 			continue
 		}
 		if rel, ok := within(shareHost, src); ok {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -27,27 +28,31 @@ import (
 // (the kernel's own limit).
 const maxSymlinks = 40
 
-// belowKept reports whether dest lies at or below the destination of a
-// mount that config.json keeps: one already kept (kept) or a later one
-// that is no bind (rest). The guest mounts those over the rootfs, hiding
-// anything bound there below them.
-func belowKept(dest string, kept, rest []specs.Mount) bool {
+// inRootfs reports whether a bind at dest is made in the rootfs: not when
+// dest lies at or below the destination of a mount that config.json keeps,
+// one already kept (kept) or a later one that is no bind (rest), which the
+// guest mounts over the rootfs, hiding anything bound there below it; nor
+// when it lies at or below a bind already made in the rootfs (made): made
+// there, it would be mounted on the bound directory's own dentry, in the
+// host's mount namespace, so that the host could not remove that
+// directory (EBUSY) while the container exists (a tmpfs that critest
+// mounts below a read-only volume, unmounts and removes). Such a bind is
+// made for the guest to mount, as for an agent.
+func inRootfs(dest string, kept, made, rest []specs.Mount) bool {
 	dest = path.Clean("/" + dest)
 	under := func(m specs.Mount) bool {
 		d := path.Clean("/" + m.Destination)
 		return dest == d || d == "/" || strings.HasPrefix(dest, d+"/")
 	}
-	for _, m := range kept {
-		if under(m) {
-			return true
-		}
+	if slices.ContainsFunc(kept, under) || slices.ContainsFunc(made, under) {
+		return false
 	}
 	for i := range rest {
 		if !mount.IsBind(&rest[i]) && under(rest[i]) {
-			return true
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // bindAttrs are the mount attributes of a bind's options.

@@ -318,6 +318,55 @@ func TestWriteBundle(t *testing.T) {
 // the volume's (a guest's read-only bind of the volume would make it
 // read-only: critest "should support non-recursive readonly mounts"); with
 // rro it does not.
+// With binds made in the rootfs (Quark), a host mount below a read-only
+// volume is bound for the guest to mount (it is below another bind): made
+// in the rootfs it would sit on the volume's own directory in the host's
+// mount namespace, which the host then could not remove.
+func TestWriteBundleReadonlySubmountsInRootfs(t *testing.T) {
+	dir, share, image, vol := bundleDirs(t)
+	tmpfs := filepath.Join(vol, "tmpfs")
+	if err := os.Mkdir(tmpfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", tmpfs, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(tmpfs, unix.MNT_DETACH)
+	g := &fakeGuest{share: share}
+	sp := &specs.Spec{Root: &specs.Root{Path: image}, Process: &specs.Process{Args: []string{"sh"}}, Mounts: []specs.Mount{
+		{Destination: "/vol", Type: "bind", Source: vol, Options: []string{"rbind", "ro", "rprivate"}},
+	}}
+	st := newCtrState(g, "c1")
+	if err := os.Mkdir(st.Dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeBundle(context.Background(), &task.CreateRequest{ID: "c1", Bundle: dir, Spec: sp}, g, Forwarding{BindsInRootfs: true}, st); err != nil {
+		t.Fatal(err)
+	}
+	got := readSpecFile(t, filepath.Join(st.Dir, configJSON))
+	if len(got.Mounts) != 1 || got.Mounts[0].Destination != "/vol/tmpfs" || got.Mounts[0].Source != "/run/magnetar/share/c1/mounts/1" {
+		t.Errorf("mounts in config.json %+v, want /vol/tmpfs from the share's mounts/1", got.Mounts)
+	}
+	if err := os.WriteFile(filepath.Join(st.Dir, rootfsDir, "vol", "f"), nil, 0o644); err == nil {
+		t.Error("the volume in the rootfs is writable")
+	}
+	if err := os.WriteFile(filepath.Join(st.Dir, mountsDir, "1", "f"), nil, 0o644); err != nil {
+		t.Errorf("the tmpfs below the volume is not writable: %v", err)
+	}
+	if err := unix.Unmount(tmpfs, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(tmpfs); err != nil {
+		t.Errorf("the host's mountpoint below the volume is pinned: %v", err)
+	}
+	if err := removeBundle(st.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if left := mountsBelow(t, share); len(left) > 0 {
+		t.Errorf("mounts left: %v", left)
+	}
+}
+
 func TestWriteBundleReadonlySubmounts(t *testing.T) {
 	dir, share, image, vol := bundleDirs(t)
 	if err := os.Mkdir(filepath.Join(vol, "tmpfs"), 0o755); err != nil {
