@@ -68,5 +68,5 @@ clean:
 -include hack/rpcfuzz/rpcfuzz.mk
 # the chaos run: daemons SIGKILLed under a CRI workload (chaos-short in make test)
 -include hack/chaos/chaos.mk
-# the runc and wasm sandboxers on a cgroup-v2-only kernel, in a QEMU VM (not in make test)
+# the runc and wasm sandboxers on a cgroup-v2-only kernel, in a QEMU VM (cgroupv2-smoke in make test)
 -include hack/cgroupv2/cgroupv2.mk

@@ -136,6 +136,9 @@ for s in $CGV2_SUITES; do
   # the kill inside the daemon 100 to 500 ms: the suite's bounds (3 s, 100
   # ms) are a host's
   wasm-basic) suite wasm-basic magnetar-wasm e2e env STOP_MAX_MS="${CGV2_STOP_MAX_MS:-60000}" KILL_MAX_MS="${CGV2_KILL_MAX_MS:-2000}" "$ROOT/hack/wasm/e2e/basic.sh" ;;
+  # what the cgroup hierarchy decides of a wasm pod: stats, update, memory
+  # limit and OOMKilled (make cgroupv2-smoke)
+  wasm-cgroups) suite wasm-cgroups magnetar-wasm e2e env WASM_BASIC_SET=cgroups "$ROOT/hack/wasm/e2e/basic.sh" ;;
   critest) suite critest-basic magnetar-runc critest env CRITEST_SET=basic "$ROOT/hack/critest.sh" ;;
   *) say "unknown suite $s"; result "$s" - "0 passed, 1 failed, 0 skipped (unknown suite)" ;;
   esac
