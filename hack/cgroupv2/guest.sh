@@ -93,6 +93,13 @@ done
 export PREFIX=/run/cgv2-prefix
 export WORK=$OUT/cgroupv2-vm BRIDGE=mgbr-cgv2 SUBNET=10.234.0.0/16
 export HARNESS_SANDBOXERS="magnetar-runc magnetar-wasm"
+# magnetar-quark on the stand-in for Quark, when run.sh snapshotted both
+if [ -x "$ROOT/bin/quark-sandboxer" ] && [ -x "$OUTD/snap/standins/quark" ]; then
+  HARNESS_SANDBOXERS+=" magnetar-quark"
+  export QUARK_BIN=$OUTD/snap/standins/quark
+fi
+# magnetar-gvisor with the tools' runsc, when run.sh snapshotted its daemon
+if [ -x "$ROOT/bin/gvisor-sandboxer" ] && [ -x "$PREFIX/bin/runsc" ]; then HARNESS_SANDBOXERS+=" magnetar-gvisor"; fi
 mkdir -p "$WORK" && mount -t tmpfs -o mode=0755 tmpfs "$WORK"
 say "harness start (WORK=$WORK on tmpfs)"
 if ! "$ROOT/hack/containerd.sh" start >"$LOGS/harness-start.log" 2>&1; then

@@ -20,14 +20,19 @@
 # memory, pids and io, loads the modules CNI needs from the guest kernel's
 # module tree (the guest-image cache), starts the harness
 # (hack/containerd.sh, WORK on a tmpfs, HARNESS_SANDBOXERS="magnetar-runc
-# magnetar-wasm", bridge mgbr-cgv2 in the VM's own network stack), imports
-# the wasm images and runs CGV2_SUITES:
+# magnetar-wasm", magnetar-quark on the stand-in for Quark when bin/ has
+# quark-sandboxer and QUARK_BIN the stand-in, magnetar-gvisor when bin/ has
+# gvisor-sandboxer and make tools runsc, bridge mgbr-cgv2 in the VM's own
+# network stack), imports the wasm images and runs CGV2_SUITES:
 #   smoke-runc                hack/e2e/smoke.sh on containerd's runc shim (baseline)
-#   smoke-magnetar-runc       hack/e2e/smoke.sh (pod cgroups, stats)
-#   resources-magnetar-runc   hack/e2e/resources.sh (memory limit, Update, OOMKilled, stats)
+#   smoke-HANDLER             hack/e2e/smoke.sh (pod cgroups, stats) on magnetar-runc
+#                             or magnetar-gvisor
+#   resources-HANDLER         hack/e2e/resources.sh (memory limit, Update, OOMKilled, stats)
+#                             on magnetar-runc or magnetar-quark
 #   wasm-basic                hack/wasm/e2e/basic.sh on magnetar-wasm (memory limit, OOMKilled,
 #                             stats, Update), its stop bounds an emulated guest's
 #                             (CGV2_STOP_MAX_MS 60000, CGV2_KILL_MAX_MS 2000)
+#   wasm-cgroups              the same suite's cgroup set (WASM_BASIC_SET=cgroups)
 #   critest                   hack/critest.sh (basic set) on magnetar-runc
 # then stops the harness (a failure if a pod cgroup, mount or process is
 # left: "teardown") and powers off.
@@ -40,22 +45,24 @@
 # and exits 1 on any failure. Nothing is left behind: QEMU, virtiofsd, its
 # mount namespace and the temp dir go in a trap.
 #
-# Knobs: CGV2_SUITES (the five above), CGV2_MEM (MiB, 3072), CGV2_CPUS (2),
+# Knobs: CGV2_SUITES (default: smoke-runc smoke-magnetar-runc
+# resources-magnetar-runc resources-magnetar-quark smoke-magnetar-gvisor
+# wasm-basic critest), CGV2_MEM (MiB, 3072), CGV2_CPUS (2),
 # CGV2_TIMEOUT (s, 5400: the VM is killed after it), CGV2_STOP_MAX_MS (the
 # wasm suite's bound on a stop through crictl, 60000 under TCG), GUEST_OUT
 # (the kernel, _output/guest), GUEST_CACHE (its modules,
 # ~/.cache/magnetar/guest), QEMU, VIRTIOFSD, CGV2_KEEP_TMP=1 (keep the temp dir).
-# Time: about 49 minutes under TCG on 2 cores shared with other test runs
-# (boot and harness start 2.5 min, smoke 6 min per handler, resources 2.5,
-# wasm basic 15, critest basic 10.5, harness stop 6); about 30 s of it on
-# the host. Root, QEMU 7.2 (qemu-system-x86), busybox-static, cpio, kmod.
+# Time: about 55 minutes under TCG on 2 cores (boot and harness start 1.5
+# to 2.5 min, smoke 4.5 to 6 min per handler, resources 1.3 per handler,
+# wasm basic 15, its cgroup set 2, critest basic 10.5, harness stop 1 to
+# 6); make cgroupv2-smoke about 7. About 30 s of it on the host. Root, QEMU 7.2 (qemu-system-x86), busybox-static, cpio, kmod.
 source "$(dirname "$0")/../lib.sh"
 
 GUEST_OUT=${GUEST_OUT:-$OUT/guest}
 GUEST_CACHE=${GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/magnetar/guest}
 QEMU=${QEMU:-/usr/bin/qemu-system-x86_64}
 VIRTIOFSD=${VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
-CGV2_SUITES=${CGV2_SUITES:-smoke-runc smoke-magnetar-runc resources-magnetar-runc wasm-basic critest}
+CGV2_SUITES=${CGV2_SUITES:-smoke-runc smoke-magnetar-runc resources-magnetar-runc resources-magnetar-quark smoke-magnetar-gvisor wasm-basic critest}
 CGV2_MEM=${CGV2_MEM:-3072}
 CGV2_CPUS=${CGV2_CPUS:-2}
 CGV2_TIMEOUT=${CGV2_TIMEOUT:-5400}
@@ -157,9 +164,11 @@ chmod 0755 "$T/initrd/init"
 # hack/ on this machine meanwhile, and a file replaced on the host under a
 # read-only virtio-fs root is a "stale file handle" in the guest
 mkdir -p "$T/share/out/snap/images"
-for b in runc-sandboxer wasm-sandboxer magnetar-podinit; do
+for b in runc-sandboxer wasm-sandboxer quark-sandboxer gvisor-sandboxer magnetar-podinit; do
   if [ -f "$ROOT/bin/$b" ]; then mkdir -p "$T/share/out/snap/bin" && cp -p "$ROOT/bin/$b" "$T/share/out/snap/bin/"; fi
 done
+# the stand-in for Quark (make quark-standin): magnetar-quark's pods
+if [ -x "$QUARK_BIN" ]; then mkdir -p "$T/share/out/snap/standins" && cp -p "$QUARK_BIN" "$T/share/out/snap/standins/quark"; fi
 cp -a "$ROOT/hack" "$T/share/out/snap/hack"
 for t in busybox pause web wasm-go wasm-c wasm-bad; do
   if [ -f "$IMAGES/$t.tar" ]; then cp -p "$IMAGES/$t.tar" "$T/share/out/snap/images/"; fi

@@ -28,9 +28,9 @@ export QUARK_BIN
 # generic (hack/e2e) and Quark (hack/quark/e2e) suites, in order; leak
 # before restart so that it measures a daemon that was not restarted
 if [ "${QUARK_SHORT:-0}" = 1 ]; then
-  QUARK_SUITES=${QUARK_SUITES:-"smoke mapping exitcode tty restart sandboxkill"}
+  QUARK_SUITES=${QUARK_SUITES:-"smoke mapping exitcode tty resources restart sandboxkill"}
 else
-  QUARK_SUITES=${QUARK_SUITES:-"smoke mapping exitcode tty multi sharedpid leak restart keeper sandboxkill"}
+  QUARK_SUITES=${QUARK_SUITES:-"smoke mapping exitcode tty resources multi sharedpid leak restart keeper sandboxkill"}
 fi
 
 # standins: live processes of the quark binary (the stand-in's sandbox

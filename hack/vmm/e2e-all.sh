@@ -5,8 +5,7 @@
 # bridge mgbr6, 10.244.0.0/16: apart from the other harnesses), runs the
 # generic e2e scripts of hack/e2e and the VM ones of hack/vmm/e2e against each
 # runtime handler of VMM_HANDLERS (one daemon serves them all, each handler its
-# hypervisor), then critest on each (the offline set on magnetar-vmm, the
-# basic focus on the others), stops everything and ends
+# hypervisor), then critest's offline set on each, stops everything and ends
 # with exactly one summary line:
 #   vmm-e2e: N passed, M failed, K skipped
 #
@@ -22,10 +21,9 @@
 # other handler: the lifecycle, exit codes, network, restart and VMM kill,
 # since QEMU's run covers what is the same whatever the hypervisor),
 # VMM_CRITEST=0 skips critest, VMM_CRITEST_HANDLERS (the handlers critest
-# runs on: default magnetar-vmm magnetar-clh, to keep make test's budget;
-# "all" = VMM_HANDLERS), VMM_CRITEST_OFFLINE (those of them that run
-# critest's offline set, about 5.5 min here, rather than the basic focus,
-# about 3: default magnetar-vmm), VMM_CRITEST_SET (one set for all),
+# runs on: default all of VMM_HANDLERS), VMM_CRITEST_OFFLINE (those of them
+# that run critest's offline set, 6 to 9 min each here, rather than the
+# basic focus, about 3: default all), VMM_CRITEST_SET (one set for all),
 # CYCLES (leak.sh, 10).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -38,8 +36,9 @@ export CYCLES=${CYCLES:-10}
 # restart so that it measures a daemon that was not restarted
 VMM_SUITES=${VMM_SUITES:-"smoke exitcode tty multi net volume leak restart vmkill"}
 VMM_OTHER_SUITES=${VMM_OTHER_SUITES:-"smoke exitcode net restart vmkill"}
-VMM_CRITEST_HANDLERS=${VMM_CRITEST_HANDLERS:-magnetar-vmm magnetar-clh}
+VMM_CRITEST_HANDLERS=${VMM_CRITEST_HANDLERS:-all}
 [ "$VMM_CRITEST_HANDLERS" = all ] && VMM_CRITEST_HANDLERS=$VMM_HANDLERS
+VMM_CRITEST_OFFLINE=${VMM_CRITEST_OFFLINE-$VMM_CRITEST_HANDLERS}
 
 pass=0 fail=0 skip=0 summary=()
 finish() {
@@ -69,7 +68,7 @@ for h in $VMM_HANDLERS; do
   if [ "${VMM_CRITEST:-1}" = 1 ] && [[ " $VMM_CRITEST_HANDLERS " == *" $h "* ]]; then
     # what a pod in a VM cannot pass: hack/critest/expect/magnetar-vmm.txt
     set=basic
-    [[ " ${VMM_CRITEST_OFFLINE-magnetar-vmm} " == *" $h "* ]] && set=offline
+    [[ " $VMM_CRITEST_OFFLINE " == *" $h "* ]] && set=offline
     run_suite "critest[$h]" critest "$WORK/logs/vmm-critest-$h.log" \
       env CRITEST_SET="${VMM_CRITEST_SET:-$set}" RUNTIME_HANDLER="$h" "$ROOT/hack/critest.sh"
   fi

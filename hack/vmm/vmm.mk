@@ -5,7 +5,7 @@
 #                  a QEMU VM of the guest image; TCG here), magnetar-clh and
 #                  magnetar-stratovirt (the same guest on the stand-ins),
 #                  hack/vmm/e2e-all.sh (VMM_HANDLERS, VMM_CRITEST_HANDLERS,
-#                  VMM_CRITEST_OFFLINE: critest offline on magnetar-vmm, basic on magnetar-clh);
+#                  VMM_CRITEST_OFFLINE: critest's offline set on each handler);
 #                  WORK=_output/vmm-e2e, bridge mgbr6, 10.244.0.0/16. Part of
 #                  make test. Ends with "vmm-e2e: N passed, M failed, K skipped"
 #   make standins  the stand-ins of VMMs this machine cannot run, for the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +29,11 @@ import (
 // inside the sandbox root: a tmpfs mounted in the sandbox's own mount
 // namespace only, gone with it.
 const stateDir = ".quark-standin"
+
+// sandboxLeaf is the cgroup, below the sandbox's, that the sandbox process
+// runs in on a cgroup v2 host, beside the containers' (each named by its
+// id, which as a containerd identifier never starts with "_").
+const sandboxLeaf = "_sandbox"
 
 // boot is the sandbox process (`quark boot --pipefd 3`, started by launch
 // in its namespaces): it sets itself up, tells launch it is ready (or why
@@ -94,12 +100,19 @@ func serveSandbox(cfg *bootConfig, ready *os.File) error {
 	}
 	cgroup := ""
 	if cfg.Cgroup != "" {
-		cg, err := cgroups.New(cfg.Cgroup)
+		// the containers' cgroups are below the sandbox's; cgroup v2 lets
+		// no process live in a cgroup whose children have controllers, so
+		// there the sandbox process takes a leaf of its own beside them
+		self := cfg.Cgroup
+		if unified, _ := cgroups.Mode(); unified {
+			self = path.Join(cfg.Cgroup, sandboxLeaf)
+		}
+		cg, err := cgroups.New(self)
 		if err == nil {
 			err = cg.AddProc(os.Getpid())
 		}
 		if err != nil {
-			return fmt.Errorf("sandbox cgroup %s: %w", cfg.Cgroup, err)
+			return fmt.Errorf("sandbox cgroup %s: %w", self, err)
 		}
 		if cgroup, err = cgroups.ResolvePath(cfg.Cgroup); err != nil {
 			return err

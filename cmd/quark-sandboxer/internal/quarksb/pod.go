@@ -263,8 +263,13 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 		return sandbox.Endpoint{}, fmt.Errorf("the Quark sandbox process: %w\n%s", err, outputTail(&st))
 	}
 	undo = append(undo, func() { _ = sp.KillWait(killWait) })
-	if err := cg.AddProc(pid); err != nil && sp.Running() {
-		return sandbox.Endpoint{}, fmt.Errorf("moving the sandbox process (pid %d) into %s: %w", pid, st.Cgroup, err)
+	// a sandbox that put itself in the pod's cgroup tree stays where it is
+	// (one that runs containers in cgroups below the pod's takes a leaf of
+	// its own there on cgroup v2); any other is moved into the pod's cgroup
+	if in, err := cgroups.Within(st.Cgroup, pid); err != nil || !in {
+		if err := cg.AddProc(pid); err != nil && sp.Running() {
+			return sandbox.Endpoint{}, fmt.Errorf("moving the sandbox process (pid %d) into %s: %w", pid, st.Cgroup, err)
+		}
 	}
 
 	p.setStage("waiting for the task server")
