@@ -263,10 +263,12 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 		return sandbox.Endpoint{}, fmt.Errorf("the Quark sandbox process: %w\n%s", err, outputTail(&st))
 	}
 	undo = append(undo, func() { _ = sp.KillWait(killWait) })
-	// a sandbox that put itself in the pod's cgroup tree stays where it is
-	// (one that runs containers in cgroups below the pod's takes a leaf of
-	// its own there on cgroup v2); any other is moved into the pod's cgroup
-	if in, err := cgroups.Within(st.Cgroup, pid); err != nil || !in {
+	// the sandbox process goes into the pod's cgroup, but on cgroup v2 one
+	// that put itself below it stays where it is: one that runs containers
+	// in cgroups below the pod's takes a leaf of its own there, since a
+	// cgroup v2 with processes has no child with controllers (on v1 the
+	// move is harmless and covers every hierarchy)
+	if unified, _ := cgroups.Mode(); !unified || !within(st.Cgroup, pid) {
 		if err := cg.AddProc(pid); err != nil && sp.Running() {
 			return sandbox.Endpoint{}, fmt.Errorf("moving the sandbox process (pid %d) into %s: %w", pid, st.Cgroup, err)
 		}
@@ -524,4 +526,11 @@ func (p *pod) Conn(ctx context.Context) (taskfwd.Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// within reports whether process pid is already in the cgroup at
+// cgroupsPath or below it (not when that cannot be read).
+func within(cgroupsPath string, pid int) bool {
+	in, err := cgroups.Within(cgroupsPath, pid)
+	return err == nil && in
 }
