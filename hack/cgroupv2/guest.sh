@@ -42,9 +42,18 @@ ln -sf pts/ptmx /dev/ptmx
 ln -sfn /proc/self/fd /dev/fd
 for i in 0:stdin 1:stdout 2:stderr; do ln -sfn "/proc/self/fd/${i%%:*}" "/dev/${i#*:}"; done
 mount -t tmpfs -o mode=1777 shm /dev/shm
+# a checkout below one of the directories that get a tmpfs here (a CI clone
+# in /tmp) is set aside and put back on top of the new tmpfs, with the
+# snapshot binds above
+keep=""
+for d in /tmp /run /var/lib/cni; do
+  case "$ROOT/" in "$d"/*) keep=$ROOT ;; esac
+done
+if [ -n "$keep" ]; then mkdir -p /mnt/cgv2-checkout && mount --rbind "$keep" /mnt/cgv2-checkout; fi
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /var/lib/cni && mount -t tmpfs -o mode=0755 tmpfs /var/lib/cni
+if [ -n "$keep" ]; then mkdir -p "$keep" && mount --move /mnt/cgv2-checkout "$keep"; fi
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 hostname cgv2
 ip link set lo up
