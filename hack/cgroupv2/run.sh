@@ -55,7 +55,8 @@
 # Time: about 55 minutes under TCG on 2 cores (boot and harness start 1.5
 # to 2.5 min, smoke 4.5 to 6 min per handler, resources 1.3 per handler,
 # wasm basic 15, its cgroup set 2, critest basic 10.5, harness stop 1 to
-# 6); make cgroupv2-smoke about 7. About 30 s of it on the host. Root, QEMU 7.2 (qemu-system-x86), busybox-static, cpio, kmod.
+# 6); make cgroupv2-smoke about 7. About 30 s of it on the host. Root,
+# QEMU 7.2 (qemu-system-x86), busybox-static, cpio, kmod.
 source "$(dirname "$0")/../lib.sh"
 
 GUEST_OUT=${GUEST_OUT:-$OUT/guest}
