@@ -14,6 +14,9 @@
 #   hack/containerd.sh containerd-start|containerd-kill|containerd-restart
 #                                (for the restart tests: kill -9 / relaunch one daemon
 #                                with the same flags; the other daemons keep running)
+#   hack/containerd.sh sandboxer-reconfigure HANDLER
+#                                stop the daemon, write its HANDLER.toml again
+#                                from the knobs, start it
 #
 # Layout below WORK (default _output/e2e): root/ state/ (containerd; netns
 # mounts under state/), run/ (sockets, pid files, sandboxer runc roots), s/
@@ -28,7 +31,8 @@
 # Knobs: BRIDGE (mgbr0), SUBNET (10.233.0.0/16), CGROUP_PARENT, LOG_LEVEL
 # (containerd, info), SANDBOXER_LOG_LEVEL (debug), SNAPSHOTTER (overlayfs),
 # KEEP_BRIDGE=1, RUNC_BIN and CNI_BIN (see below), RUNSC_PLATFORM
-# (magnetar-gvisor's runsc.platform, systrap), and for a containerd
+# (magnetar-gvisor's runsc.platform, systrap), VMM_POOL_SIZE (magnetar-vmm's
+# warm pool of VMs of the default shape, 0: off), and for a containerd
 # configured from drop-ins: CONTAINERD_IMPORTS (files or globs), EXTRA_HANDLERS
 # (the handlers they add), HARNESS_SANDBOXERS=none (no sandboxer of bin/) or
 # a list of handlers (only those sandboxers; default: every one in bin/).
@@ -159,6 +163,16 @@ virtiofsd = "/usr/lib/qemu/virtiofsd"
 binary = "$STRATOVIRT_STANDIN"
 virtiofsd = "/usr/lib/qemu/virtiofsd"
 EOF
+    # VMM_POOL_SIZE > 0: a warm pool of that many VMs of the default shape
+    # (the VM of a pod without limits: QEMU, vm.vcpus, vm.memory_mib)
+    if [ "${VMM_POOL_SIZE:-0}" -gt 0 ]; then
+      cat <<EOF
+[pool]
+refill_concurrency = 1
+[[pool.shapes]]
+size = $VMM_POOL_SIZE
+EOF
+    fi
     ;;
   magnetar-gvisor)
     cat <<EOF
@@ -586,8 +600,14 @@ sandboxer-start) sb_start "${2:?handler}" ;;
 sandboxer-stop) sb_stop "${2:?handler}" TERM ;;
 sandboxer-kill) sb_stop "${2:?handler}" KILL ;;
 sandboxer-restart) sb_stop "${2:?handler}" TERM; sb_start "$2" ;;
+# sandboxer-reconfigure HANDLER: stop the daemon, write its configuration
+# again from the environment (e.g. VMM_POOL_SIZE), start it
+sandboxer-reconfigure)
+  sb_stop "${2:?handler}" TERM
+  sandboxer_file "$2" > "$WORK/etc/$2.toml"
+  sb_start "$2" ;;
 containerd-start) cd_start ;;
 containerd-kill) cd_stop KILL ;;
 containerd-restart) cd_stop TERM; cd_start ;;
-*) echo "usage: $0 start|stop|reset|status|config|sandboxer-{start,stop,kill,restart} HANDLER|containerd-{start,kill,restart}" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|reset|status|config|sandboxer-{start,stop,kill,restart,reconfigure} HANDLER|containerd-{start,kill,restart}" >&2; exit 2 ;;
 esac

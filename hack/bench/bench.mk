@@ -37,10 +37,17 @@
 #                         bridge mgbr9, 10.247.0.0/16, always stopped at the end.
 #   make bench-vmm-smoke  the same, one run of each and memory at 1 pod (about a
 #                         minute); fails on any error. Part of make test (vmm.mk).
+#   make bench-vmm-pool   the warm pool (hack/bench/vmm.sh with BENCH_POOL=1,
+#                         vmmbench -pool): magnetar-vmm with a pool of POOL_SIZE=2
+#                         VMs; bare boot vs RunPodSandbox from the pool vs a pod
+#                         that boots its own, interleaved; the refill; the memory
+#                         of the idle pool's VMs vs idle pods'. pool.txt, pool.json
+#                         under _output/bench/results/vmm-<time>/, last line
+#                         "bench-vmm-pool: ...". RUNS=6.
 #
 #   make bench-gvisor, make bench-gvisor-smoke: hack/gvisor/gvisor.mk (bench.sh
 #                         with BENCH_GVISOR=1: magnetar-gvisor against bare runsc).
-.PHONY: bench bench-smoke profile bench-vmm bench-vmm-smoke
+.PHONY: bench bench-smoke profile bench-vmm bench-vmm-smoke bench-vmm-pool
 
 bench: build tools images wasm-images guest-image
 	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) hack/bench/bench.sh
@@ -56,3 +63,6 @@ bench-vmm: build tools images guest-image
 
 bench-vmm-smoke: build tools images guest-image
 	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) BENCH_SMOKE=1 hack/bench/vmm.sh
+
+bench-vmm-pool: build tools images guest-image
+	GUEST_OUT=$(CURDIR)/$(GUEST_OUT) BENCH_POOL=1 hack/bench/vmm.sh

@@ -15,6 +15,9 @@
 # of each variant and memory at 1 pod (about a minute), fails on any error.
 # Own harness: WORK=_output/vmm-bench, bridge mgbr9, 10.247.0.0/16, only the
 # vmm sandboxer; always stopped at the end (also on failure or ^C).
+# BENCH_POOL=1 (make bench-vmm-pool): the warm pool benchmark instead
+# (vmmbench -pool, pool.go): the daemon keeps POOL_SIZE (2) VMs; last line
+# "bench-vmm-pool: ...".
 # Knobs: RUNS (6), MEM_PODS ("1,5,10"), VMMBENCH_ARGS (more vmmbench flags,
 # e.g. -v), VMM_BENCH_WORK/VMM_BENCH_BRIDGE/VMM_BENCH_SUBNET.
 set -euo pipefail
@@ -29,6 +32,11 @@ RES=$OUT/bench/results/vmm-$(date +%Y%m%d-%H%M%S)
 RUNS=${RUNS:-6}
 MEM_PODS=${MEM_PODS:-1,5,10}
 if [ "${BENCH_SMOKE:-0}" = 1 ]; then RUNS=1 MEM_PODS=1; fi
+pool=()
+if [ "${BENCH_POOL:-0}" = 1 ]; then
+  export VMM_POOL_SIZE=${POOL_SIZE:-2}
+  pool=(-pool "$VMM_POOL_SIZE")
+fi
 
 [ -x "$ROOT/bin/vmm-sandboxer" ] || die "bin/vmm-sandboxer missing: make build"
 [ -f "$GUEST_OUT/manifest.json" ] && [ -f "$GUEST_OUT/initramfs-marker.cpio" ] || die "no guest image in $GUEST_OUT: make guest-image"
@@ -75,4 +83,4 @@ read -ra extra <<<"${VMMBENCH_ARGS:-}"
 log "vmmbench: $RUNS run(s) of each variant, memory at $MEM_PODS pods (results in $RES)"
 "$OUT/bin/vmmbench" -work "$WORK" -image "$GUEST_OUT" -crictl "$PREFIX/bin/crictl" -out "$RES" \
   -runs "$RUNS" -mem-pods "$MEM_PODS" -commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
-  "${smoke[@]}" "${extra[@]}"
+  "${smoke[@]}" "${pool[@]}" "${extra[@]}"

@@ -32,7 +32,8 @@
 //   - the daemon at an exact place, through shared/killpoint: it is
 //     restarted with MAGNETAR_KILLPOINT=NAME:N (controller.create.driver,
 //     controller.create.persisted, controller.start.starting,
-//     controller.start.started, task.create.started) and kills itself
+//     controller.start.started, task.create.started: killpoint.Common) and
+//     kills itself
 //     there; a point not reached within 60 s counts as a plain daemon kill.
 //
 // After the restart the workers stop and the invariants are checked (each

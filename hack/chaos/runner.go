@@ -236,7 +236,7 @@ func (r *runner) roundOnce() {
 	target := r.pick()
 	r.killedContainerd = target == "containerd"
 	delay := time.Duration(300+r.rng.IntN(3000)) * time.Millisecond
-	kp := fmt.Sprintf("%s:%d", killpoint.Names[r.rng.IntN(len(killpoint.Names))], 1+r.rng.IntN(2))
+	kp := fmt.Sprintf("%s:%d", killpoint.Common[r.rng.IntN(len(killpoint.Common))], 1+r.rng.IntN(2))
 	aimed := r.rng.IntN(max(len(r.witnesses), 1))
 	// a VM pod's kill hits QEMU or its virtiofsd (drawn for VM handlers
 	// only: the other handlers' seeds replay as before)

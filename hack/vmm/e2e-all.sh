@@ -24,7 +24,9 @@
 # runs on: default all of VMM_HANDLERS), VMM_CRITEST_OFFLINE (those of them
 # that run critest's offline set, 6 to 9 min each here, rather than the
 # basic focus, about 3: default all), VMM_CRITEST_SET (one set for all),
-# CYCLES (leak.sh, 10).
+# CYCLES (leak.sh, 10), VMM_POOL_SUITES (those run once more on
+# magnetar-vmm with a warm pool of VMM_POOL_SIZE VMs, default 2: the daemon is
+# reconfigured for them; empty skips it).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 export WORK=${VMM_WORK:-$OUT/vmm-e2e}
@@ -39,6 +41,9 @@ VMM_OTHER_SUITES=${VMM_OTHER_SUITES:-"smoke exitcode net restart vmkill"}
 VMM_CRITEST_HANDLERS=${VMM_CRITEST_HANDLERS:-all}
 [ "$VMM_CRITEST_HANDLERS" = all ] && VMM_CRITEST_HANDLERS=$VMM_HANDLERS
 VMM_CRITEST_OFFLINE=${VMM_CRITEST_OFFLINE-$VMM_CRITEST_HANDLERS}
+# the suites run again on magnetar-vmm with its warm pool on (empty: none)
+VMM_POOL_SUITES=${VMM_POOL_SUITES-"smoke exitcode tty multi net volume restart vmkill pool"}
+VMM_POOL_SIZE=${VMM_POOL_SIZE:-2}
 
 pass=0 fail=0 skip=0 summary=()
 finish() {
@@ -73,4 +78,17 @@ for h in $VMM_HANDLERS; do
       env CRITEST_SET="${VMM_CRITEST_SET:-$set}" RUNTIME_HANDLER="$h" "$ROOT/hack/critest.sh"
   fi
 done
+# the warm pool: magnetar-vmm's daemon again, configured with a pool of
+# VMM_POOL_SIZE VMs (the suites' pods take them), then without
+if [ -n "$VMM_POOL_SUITES" ] && [[ " $VMM_HANDLERS " == *" magnetar-vmm "* ]]; then
+  export RUNTIME_HANDLER=magnetar-vmm
+  if VMM_POOL_SIZE=$VMM_POOL_SIZE "$ROOT/hack/containerd.sh" sandboxer-reconfigure magnetar-vmm >"$WORK/logs/vmm-pool-on.log" 2>&1; then
+    for s in $VMM_POOL_SUITES; do
+      VMM_POOL_SIZE=$VMM_POOL_SIZE run_suite "${s}[magnetar-vmm,pool]" e2e "$WORK/logs/vmm-e2e-$s-pool.log" "$(suite_script vmm "$s")"
+    done
+  else
+    fail=$((fail + 1)); summary+=("pool: magnetar-vmm's daemon did not start with a pool (see $WORK/logs/vmm-pool-on.log)")
+  fi
+  VMM_POOL_SIZE=0 "$ROOT/hack/containerd.sh" sandboxer-reconfigure magnetar-vmm >>"$WORK/logs/vmm-pool-on.log" 2>&1 || true
+fi
 log "vmm-e2e took $((SECONDS - t0)) s (logs in $WORK/logs)"

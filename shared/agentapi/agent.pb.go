@@ -231,7 +231,13 @@ type SetupRequest struct {
 	Sysctls    map[string]string `protobuf:"bytes,3,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Interfaces []*Interface      `protobuf:"bytes,4,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
 	// Applied after the interfaces, in order.
-	Routes        []*Route `protobuf:"bytes,5,rep,name=routes,proto3" json:"routes,omitempty"`
+	Routes []*Route `protobuf:"bytes,5,rep,name=routes,proto3" json:"routes,omitempty"`
+	// Random bytes from the host, mixed into the guest's entropy pool and
+	// followed by a forced reseed of the kernel's CRNG (RNDADDENTROPY,
+	// RNDRESEEDCRNG) before anything else of Setup: a guest booted ahead of
+	// its pod, or restored from a memory template, must not hand out random
+	// numbers it shares with another guest. Empty: nothing. 32 to 4096 bytes.
+	Entropy       []byte `protobuf:"bytes,6,opt,name=entropy,proto3" json:"entropy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -301,6 +307,13 @@ func (x *SetupRequest) GetRoutes() []*Route {
 	return nil
 }
 
+func (x *SetupRequest) GetEntropy() []byte {
+	if x != nil {
+		return x.Entropy
+	}
+	return nil
+}
+
 type DNS struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Servers       []string               `protobuf:"bytes,1,rep,name=servers,proto3" json:"servers,omitempty"`
@@ -362,7 +375,8 @@ func (x *DNS) GetOptions() []string {
 }
 
 // Interface configures the guest link whose MAC is hw_addr (or, with no
-// hw_addr, whose name is name): sets it up with mtu and the addresses.
+// hw_addr, whose name is name): gives it set_hw_addr, if set, and sets it
+// up with mtu and the addresses.
 type Interface struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Guest link name, renamed to this if it differs (optional with hw_addr).
@@ -372,7 +386,12 @@ type Interface struct {
 	// CIDR, "10.88.0.5/16" or "fd00::5/64".
 	Addresses []string `protobuf:"bytes,3,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	// 0 leaves the MTU alone.
-	Mtu           uint32 `protobuf:"varint,4,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	Mtu uint32 `protobuf:"varint,4,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	// When set, the link selected by hw_addr (or name) is given this MAC
+	// before it is configured: a VM booted ahead of its pod has NICs with
+	// MACs of its own, and the pod's veth MAC is known only when the pod
+	// claims the VM.
+	SetHwAddr     string `protobuf:"bytes,5,opt,name=set_hw_addr,json=setHwAddr,proto3" json:"set_hw_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +452,13 @@ func (x *Interface) GetMtu() uint32 {
 		return x.Mtu
 	}
 	return 0
+}
+
+func (x *Interface) GetSetHwAddr() string {
+	if x != nil {
+		return x.SetHwAddr
+	}
+	return ""
 }
 
 type Route struct {
@@ -1268,7 +1294,7 @@ const file_agent_proto_rawDesc = "" +
 	"\ragent_version\x18\x04 \x01(\tR\fagentVersion\x127\n" +
 	"\tboot_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bbootTime\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\rR\x03pid\x12\x1a\n" +
-	"\bfeatures\x18\a \x03(\tR\bfeatures\"\xc8\x02\n" +
+	"\bfeatures\x18\a \x03(\tR\bfeatures\"\xe2\x02\n" +
 	"\fSetupRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12(\n" +
 	"\x03dns\x18\x02 \x01(\v2\x16.magnetar.agent.v1.DNSR\x03dns\x12F\n" +
@@ -1276,19 +1302,21 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"interfaces\x18\x04 \x03(\v2\x1c.magnetar.agent.v1.InterfaceR\n" +
 	"interfaces\x120\n" +
-	"\x06routes\x18\x05 \x03(\v2\x18.magnetar.agent.v1.RouteR\x06routes\x1a:\n" +
+	"\x06routes\x18\x05 \x03(\v2\x18.magnetar.agent.v1.RouteR\x06routes\x12\x18\n" +
+	"\aentropy\x18\x06 \x01(\fR\aentropy\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"U\n" +
 	"\x03DNS\x12\x18\n" +
 	"\aservers\x18\x01 \x03(\tR\aservers\x12\x1a\n" +
 	"\bsearches\x18\x02 \x03(\tR\bsearches\x12\x18\n" +
-	"\aoptions\x18\x03 \x03(\tR\aoptions\"h\n" +
+	"\aoptions\x18\x03 \x03(\tR\aoptions\"\x88\x01\n" +
 	"\tInterface\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\ahw_addr\x18\x02 \x01(\tR\x06hwAddr\x12\x1c\n" +
 	"\taddresses\x18\x03 \x03(\tR\taddresses\x12\x10\n" +
-	"\x03mtu\x18\x04 \x01(\rR\x03mtu\"\x8b\x01\n" +
+	"\x03mtu\x18\x04 \x01(\rR\x03mtu\x12\x1e\n" +
+	"\vset_hw_addr\x18\x05 \x01(\tR\tsetHwAddr\"\x8b\x01\n" +
 	"\x05Route\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12\x16\n" +

@@ -16,9 +16,10 @@
 //   - containerd.task.v3.Task: containerd's Task API, served unchanged by
 //     shared/task over the agent's runc backend. The host's task proxy
 //     forwards every call after rewriting paths (bundle, stdio) as below.
-//   - magnetar.agent.v1.Sandbox: Health (version), Setup (hostname, DNS,
-//     sysctls, interfaces, routes), SyncClock, GetEvents (long poll of the
-//     task events), DebugExec, Shutdown (power off).
+//   - magnetar.agent.v1.Sandbox: Health (version), Setup (entropy,
+//     hostname, DNS, sysctls, interfaces with an optional new MAC, routes),
+//     SyncClock, GetEvents (long poll of the task events), DebugExec,
+//     Shutdown (power off).
 //   - magnetar.agent.v1.Streams: process stdio as ttrpc streams.
 //
 // The host uses shared/agentclient, which dials, checks the version and wraps

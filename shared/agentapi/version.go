@@ -11,10 +11,14 @@ import (
 // The protocol version. The host refuses an agent of another Major; a newer
 // Minor only adds fields or RPCs that an older peer ignores or answers
 // Unimplemented.
+//
+// Minor 1: SetupRequest.entropy and Interface.set_hw_addr (a VM booted ahead
+// of its pod). An agent of minor 0 ignores both, so a host that sends them
+// checks the agent's Minor first.
 const (
 	Major   = 1
-	Minor   = 0
-	Version = "1.0.0"
+	Minor   = 1
+	Version = "1.1.0"
 )
 
 // CheckVersion is the host's rule for an agent's Health answer.

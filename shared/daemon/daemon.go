@@ -64,6 +64,16 @@ type Env struct {
 	FDs *fdstore.Client
 }
 
+// Closer is implemented by drivers that hold something of the daemon's own,
+// not of a pod, to give back when the daemon stops (the vmm sandboxer's
+// warm pool of VMs). Pods are not its business: they outlive the daemon.
+type Closer interface {
+	Close(ctx context.Context) error
+}
+
+// closeTimeout bounds a driver's Close when the daemon stops.
+const closeTimeout = 30 * time.Second
+
 // StopTimeouter is implemented by configurations that set the grace period
 // given to a pod's containers still running when Controller.Stop asks for
 // none (see controller.WithStopTimeout).
@@ -316,6 +326,13 @@ func serve(sb Sandboxer, cfg Config) error {
 			cancel()
 		}
 		stop()
+		if c, ok := driver.(Closer); ok {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(life), closeTimeout)
+			if err := c.Close(cctx); err != nil {
+				log.G(life).WithError(err).Warn("releasing the driver's own resources")
+			}
+			cancel()
+		}
 		return nil
 	}
 }

@@ -18,4 +18,5 @@
 //	controller.start.starting    Controller.Start: phase "starting" persisted, the driver's Start not called
 //	controller.start.started     Controller.Start: the driver's Start returned, phase "running" not persisted
 //	task.create.started          Task.Create: the backend made the process, its record not written
+//	vmm.pool.claimed             magnetar-vmm's Start: a pool VM marked as the pod's, nothing of the pod done to it
 package killpoint

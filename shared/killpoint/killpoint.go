@@ -20,11 +20,17 @@ const (
 	ControllerStartStarting   = "controller.start.starting"
 	ControllerStartStarted    = "controller.start.started"
 	TaskCreateStarted         = "task.create.started"
+	// VMMPoolClaimed: magnetar-vmm has marked a pool VM as a pod's, before
+	// anything of the pod is done to it.
+	VMMPoolClaimed = "vmm.pool.claimed"
 )
 
-// Names lists every kill point.
-var Names = []string{ControllerCreateDriver, ControllerCreatePersisted,
+// Common lists the kill points every daemon passes through.
+var Common = []string{ControllerCreateDriver, ControllerCreatePersisted,
 	ControllerStartStarting, ControllerStartStarted, TaskCreateStarted}
+
+// Names lists every kill point: Common and those of one sandboxer.
+var Names = append(slices.Clone(Common), VMMPoolClaimed)
 
 var (
 	// armed is the point of this process ("" when none): set by Setup only

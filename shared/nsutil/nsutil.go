@@ -52,8 +52,9 @@ const hostNameMax = 64
 var testHookAfterMount func(Kind) error
 
 // Create makes fresh namespaces of the given kinds and bind-mounts each at
-// dir/<kind>, creating dir (0700) if needed. Only ipc and uts can be created;
-// other kinds are refused with errdefs.ErrInvalidArgument. hostname, when
+// dir/<kind>, creating dir (0700) if needed. Only ipc, uts and net can be
+// created (a new net namespace has loopback only, down); other kinds are
+// refused with errdefs.ErrInvalidArgument. hostname, when
 // not empty, is set in the new uts namespace (it is ignored when uts is not
 // among kinds). An existing dir/<kind> is refused with errdefs.ErrAlreadyExists.
 //
@@ -65,8 +66,8 @@ func Create(ctx context.Context, dir string, kinds []Kind, hostname string) (_ m
 	}
 	flags := 0
 	for i, k := range kinds {
-		if k != KindIPC && k != KindUTS {
-			return nil, fmt.Errorf("namespace kind %q: only ipc and uts can be created and held: %w", k, errdefs.ErrInvalidArgument)
+		if k != KindIPC && k != KindUTS && k != KindNet {
+			return nil, fmt.Errorf("namespace kind %q: only ipc, uts and net can be created and held: %w", k, errdefs.ErrInvalidArgument)
 		}
 		if slices.Contains(kinds[:i], k) {
 			return nil, fmt.Errorf("namespace kind %q given twice: %w", k, errdefs.ErrInvalidArgument)

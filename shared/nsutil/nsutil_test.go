@@ -103,7 +103,7 @@ func TestCreateRefusals(t *testing.T) {
 		kinds    []Kind
 		hostname string
 	}{
-		{[]Kind{KindNet}, ""},
+		{[]Kind{KindPID}, ""},
 		{[]Kind{KindIPC, KindPID}, ""},
 		{[]Kind{KindMount}, ""},
 		{[]Kind{"bogus"}, ""},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,7 +95,7 @@ func TestCreateHoldRelease(t *testing.T) {
 	if host == name {
 		t.Fatal("host already has the test hostname")
 	}
-	held, err := Create(ctx, dir, []Kind{KindIPC, KindUTS}, name)
+	held, err := Create(ctx, dir, []Kind{KindIPC, KindUTS, KindNet}, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,16 @@ func TestCreateHoldRelease(t *testing.T) {
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("dir mode: %v %v", st.Mode(), err)
 	}
-	for _, k := range []Kind{KindIPC, KindUTS} {
+	// a fresh net namespace: loopback only (the test's own has more)
+	var links int
+	if err := Do(held[KindNet], KindNet, func() error {
+		ifs, err := net.Interfaces()
+		links = len(ifs)
+		return err
+	}); err != nil || links != 1 {
+		t.Errorf("held net namespace has %d links (%v), want loopback only", links, err)
+	}
+	for _, k := range []Kind{KindIPC, KindUTS, KindNet} {
 		if held[k] != filepath.Join(dir, string(k)) {
 			t.Errorf("held[%s] = %q", k, held[k])
 		}
@@ -113,8 +123,8 @@ func TestCreateHoldRelease(t *testing.T) {
 	if ok, _ := IsNSFile(held[KindIPC], KindUTS); ok {
 		t.Error("ipc file reported as uts")
 	}
-	if got := len(mountsUnder(t, dir)); got != 2 {
-		t.Errorf("%d mounts under %s, want 2", got, dir)
+	if got := len(mountsUnder(t, dir)); got != 3 {
+		t.Errorf("%d mounts under %s, want 3", got, dir)
 	}
 
 	// UTS: the hostname is set inside and the host's is unchanged.

@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A minimal rtnetlink client: set a link up/rename/MTU, add an address, add
-// a route. Each request waits for the kernel's ack.
+// A minimal rtnetlink client: set a link's MAC, set a link up/rename/MTU,
+// add an address, add a route. Each request waits for the kernel's ack.
 
 type nlConn struct {
 	fd  int
@@ -116,6 +116,24 @@ func (c *nlConn) setLink(index int, name string, mtu uint32) error {
 	}
 	if err := c.do(&nlMsg{typ: unix.RTM_NEWLINK, body: ifinfomsg(index, unix.IFF_UP, unix.IFF_UP)}); err != nil {
 		return fmt.Errorf("set link %d up: %w", index, err)
+	}
+	return nil
+}
+
+// setMAC gives the link a new hardware address. A driver without live
+// address change (virtio-net without VIRTIO_NET_F_CTRL_MAC_ADDR, for one)
+// refuses it with EBUSY while the link is up, so an up link is set down
+// first; setLink brings it up again.
+func (c *nlConn) setMAC(index int, up bool, mac net.HardwareAddr) error {
+	if up {
+		if err := c.do(&nlMsg{typ: unix.RTM_NEWLINK, body: ifinfomsg(index, 0, unix.IFF_UP)}); err != nil {
+			return fmt.Errorf("set link %d down: %w", index, err)
+		}
+	}
+	m := &nlMsg{typ: unix.RTM_NEWLINK, body: ifinfomsg(index, 0, 0)}
+	m.attr(unix.IFLA_ADDRESS, mac)
+	if err := c.do(m); err != nil {
+		return fmt.Errorf("set link %d MAC %s: %w", index, mac, err)
 	}
 	return nil
 }

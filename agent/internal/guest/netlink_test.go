@@ -75,3 +75,88 @@ func TestNetlinkInANewNetns(t *testing.T) {
 	}()
 	<-done
 }
+
+// addVeth creates a veth pair (a NIC with a MAC of its own, as a VM of the
+// warm pool has) with our rtnetlink client.
+func addVeth(c *nlConn, name, peer string) error {
+	const vethInfoPeer = 1 // VETH_INFO_PEER: not in x/sys/unix
+	p := &nlMsg{body: ifinfomsg(0, 0, 0)}
+	p.attr(unix.IFLA_IFNAME, append([]byte(peer), 0))
+	data := &nlMsg{}
+	data.attr(vethInfoPeer, p.body)
+	info := &nlMsg{}
+	info.attr(unix.IFLA_INFO_KIND, []byte("veth"))
+	info.attr(unix.IFLA_INFO_DATA, data.body)
+	m := &nlMsg{typ: unix.RTM_NEWLINK, flags: unix.NLM_F_CREATE | unix.NLM_F_EXCL, body: ifinfomsg(0, 0, 0)}
+	m.attr(unix.IFLA_IFNAME, append([]byte(name), 0))
+	m.attr(unix.IFLA_LINKINFO, info.body)
+	return c.do(m)
+}
+
+// TestConfigureLinkSetsTheMAC (root only, in a private network namespace):
+// a link found by its own MAC, up already, gets the pod's MAC, then its
+// name, MTU and address, and comes up; a retried Setup finds it by the new
+// MAC.
+func TestConfigureLinkSetsTheMAC(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a private network namespace")
+	}
+	skip := ""
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread dies with its netns
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			t.Errorf("unshare: %v", err)
+			return
+		}
+		c, err := openNetlink()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		if err := addVeth(c, "vm0", "vm0p"); err != nil {
+			skip = "no veth links in this kernel: " + err.Error()
+			return
+		}
+		vm0, err := net.InterfaceByName("vm0")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := c.setLink(vm0.Index, "", 0); err != nil {
+			t.Errorf("vm0 up: %v", err)
+			return
+		}
+		podMAC, _ := net.ParseMAC("02:42:ac:11:00:02")
+		l := service.Link{Name: "eth1", MAC: vm0.HardwareAddr, SetMAC: podMAC, MTU: 1400,
+			Addrs: []netip.Prefix{netip.MustParsePrefix("10.88.0.5/16")}}
+		s := &System{}
+		if err := s.ConfigureLink(l); err != nil {
+			t.Errorf("configure: %v", err)
+			return
+		}
+		if err := s.ConfigureLink(l); err != nil {
+			t.Errorf("configure again (the host retries Setup): %v", err)
+			return
+		}
+		eth1, err := net.InterfaceByName("eth1")
+		if err != nil {
+			t.Errorf("not renamed: %v", err)
+			return
+		}
+		addrs, _ := eth1.Addrs()
+		if eth1.Index != vm0.Index || eth1.HardwareAddr.String() != podMAC.String() || eth1.Flags&net.FlagUp == 0 ||
+			eth1.MTU != 1400 || len(addrs) == 0 || addrs[0].String() != "10.88.0.5/16" {
+			t.Errorf("eth1: index %d (vm0 was %d) MAC %s flags %v mtu %d addrs %v", eth1.Index, vm0.Index, eth1.HardwareAddr, eth1.Flags, eth1.MTU, addrs)
+		}
+		if _, err := linkByMAC(vm0.HardwareAddr); err == nil {
+			t.Errorf("a link still has the old MAC %s", vm0.HardwareAddr)
+		}
+	}()
+	<-done
+	if skip != "" {
+		t.Skip(skip)
+	}
+}

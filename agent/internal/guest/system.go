@@ -62,14 +62,25 @@ func (s *System) SetSysctl(key, value string) error {
 	return os.WriteFile(sysctlPath(key), []byte(value), 0)
 }
 
-func (s *System) ConfigureLink(l service.Link) error {
-	var ifc *net.Interface
-	var err error
-	if l.MAC != nil {
-		ifc, err = linkByMAC(l.MAC)
-	} else {
-		ifc, err = net.InterfaceByName(l.Name)
+// findLink finds l's link by MAC, or by name without one. A link with
+// l.SetMAC instead of l.MAC is the one a Setup before gave its new MAC
+// (the host retries a Setup whose answer it lost); Validate makes sure that
+// no other Link of the request selects that MAC.
+func findLink(l service.Link) (*net.Interface, error) {
+	if l.MAC == nil {
+		return net.InterfaceByName(l.Name)
 	}
+	ifc, err := linkByMAC(l.MAC)
+	if err != nil && l.SetMAC != nil {
+		if done, err2 := linkByMAC(l.SetMAC); err2 == nil {
+			return done, nil
+		}
+	}
+	return ifc, err
+}
+
+func (s *System) ConfigureLink(l service.Link) error {
+	ifc, err := findLink(l)
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
 	}
@@ -78,6 +89,14 @@ func (s *System) ConfigureLink(l service.Link) error {
 		return err
 	}
 	defer c.Close()
+	// the MAC before anything else (a retried Setup finds it set already);
+	// from here on the link is known by its index
+	if l.SetMAC != nil && ifc.HardwareAddr.String() != l.SetMAC.String() {
+		if err := c.setMAC(ifc.Index, ifc.Flags&net.FlagUp != 0, l.SetMAC); err != nil {
+			return err
+		}
+		ifc.HardwareAddr = l.SetMAC
+	}
 	rename := ""
 	if l.Name != "" && l.Name != ifc.Name {
 		rename = l.Name

@@ -165,6 +165,8 @@ func TestSetupRejectsBadFieldsAndAppliesNothing(t *testing.T) {
 			r.Routes[0] = &agentapi.Route{Destination: "fd00::/64", Gateway: "10.0.0.1"}
 		}},
 		{"routes[1].device", func(r *agentapi.SetupRequest) { r.Routes[1].Device = "" }},
+		{"interfaces[0].set_hw_addr", func(r *agentapi.SetupRequest) { r.Interfaces[0].SetHwAddr = "01:00:5e:00:00:01" }},
+		{"entropy", func(r *agentapi.SetupRequest) { r.Entropy = make([]byte, 31) }},
 	}
 	for _, c := range cases {
 		r := good()

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"strconv"
@@ -149,6 +150,8 @@ type fakeSystem struct {
 	applied []string
 	steps   []time.Duration
 	off     chan string
+	// entropyErr, when set, is AddEntropy's error (nothing is recorded)
+	entropyErr error
 }
 
 func (f *fakeSystem) rec(s string) error {
@@ -176,8 +179,18 @@ func (f *fakeSystem) SetHostname(n string) error {
 }
 func (f *fakeSystem) WriteResolvConf(b []byte) error { return f.rec("resolv " + string(b)) }
 func (f *fakeSystem) SetSysctl(k, v string) error    { return f.rec("sysctl " + k + "=" + v) }
+func (f *fakeSystem) AddEntropy(b []byte) error {
+	if f.entropyErr != nil {
+		return f.entropyErr
+	}
+	return f.rec("entropy " + hex.EncodeToString(b))
+}
 func (f *fakeSystem) ConfigureLink(l Link) error {
-	return f.rec("link " + l.Name + " " + l.MAC.String())
+	s := "link " + l.Name + " " + l.MAC.String()
+	if l.SetMAC != nil {
+		s += " set " + l.SetMAC.String()
+	}
+	return f.rec(s)
 }
 func (f *fakeSystem) AddRoute(r RouteSpec) error {
 	return f.rec("route " + r.Dst.String() + " via " + r.Gateway.String())

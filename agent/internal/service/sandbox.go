@@ -31,6 +31,10 @@ var AgentVersion = "dev"
 type System interface {
 	// SysctlExists checks that a sysctl key names a file under /proc/sys.
 	SysctlExists(key string) error
+	// AddEntropy mixes the host's random bytes into the kernel's pool and
+	// reseeds its CRNG, so that random numbers drawn afterwards differ from
+	// those of any guest booted or restored from the same image.
+	AddEntropy(b []byte) error
 	SetHostname(name string) error
 	WriteResolvConf(data []byte) error
 	SetSysctl(key, value string) error
@@ -69,11 +73,18 @@ func (s *sandboxService) Setup(ctx context.Context, r *agentapi.SetupRequest) (*
 		log.G(ctx).WithError(err).Error("sandbox setup failed")
 		return nil, errgrpc.ToGRPC(err)
 	}
-	log.G(ctx).WithFields(log.Fields{"hostname": p.Hostname, "sysctls": len(p.Sysctls), "links": len(p.Links), "routes": len(p.Routes)}).Info("sandbox set up")
+	log.G(ctx).WithFields(log.Fields{"entropy_bytes": len(p.Entropy), "hostname": p.Hostname, "sysctls": len(p.Sysctls), "links": len(p.Links), "routes": len(p.Routes)}).Info("sandbox set up")
 	return &emptypb.Empty{}, nil
 }
 
 func (s *sandboxService) apply(p *Plan) error {
+	// first: the rest draws random numbers already (links coming up start
+	// IPv6 autoconfiguration with random delays and nonces)
+	if p.Entropy != nil {
+		if err := s.sys.AddEntropy(p.Entropy); err != nil {
+			return fmt.Errorf("entropy: %w", err)
+		}
+	}
 	if p.Hostname != "" {
 		if err := s.sys.SetHostname(p.Hostname); err != nil {
 			return fmt.Errorf("hostname: %w", err)

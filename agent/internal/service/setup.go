@@ -14,10 +14,13 @@ import (
 
 // Link is a validated agentapi.Interface.
 type Link struct {
-	Name  string           // "" with MAC: keep the name
-	MAC   net.HardwareAddr // nil: find the link by Name
-	Addrs []netip.Prefix
-	MTU   uint32
+	Name string           // "" with MAC: keep the name
+	MAC  net.HardwareAddr // nil: find the link by Name
+	// SetMAC, when not nil, is given to the link before anything else: a
+	// unicast Ethernet MAC that no other Link selects or sets.
+	SetMAC net.HardwareAddr
+	Addrs  []netip.Prefix
+	MTU    uint32
 }
 
 // RouteSpec is a validated agentapi.Route. Dst is the zero Prefix for a
@@ -36,12 +39,24 @@ type Sysctl struct{ Key, Value string }
 
 // Plan is a validated SetupRequest, applied in field order.
 type Plan struct {
+	// Entropy goes into the guest's pool before anything else (nil: none),
+	// so that nothing Setup starts can draw random numbers the guest shares
+	// with another one booted or restored from the same image.
+	Entropy    []byte
 	Hostname   string
 	ResolvConf []byte // nil: leave alone
 	Sysctls    []Sysctl
 	Links      []Link
 	Routes     []RouteSpec
 }
+
+// The bounds of SetupRequest.entropy: 32 bytes are the 256 bits of the
+// CRNG's key, fewer would leave the reseeded state guessable; more than
+// 4096 bytes only makes the request bigger.
+const (
+	minEntropy = 32
+	maxEntropy = 4096
+)
 
 func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%s: %s: %w", field, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
@@ -108,6 +123,51 @@ func validSysctlKey(k string) error {
 	return nil
 }
 
+// parseMAC parses a 6-byte Ethernet MAC.
+func parseMAC(s string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(s)
+	if err != nil || len(mac) != 6 {
+		return nil, fmt.Errorf("%q is not an Ethernet MAC", s)
+	}
+	return mac, nil
+}
+
+// validNewMAC is what a link may be given. The kernel would refuse a
+// multicast or all-zero MAC with EADDRNOTAVAIL (is_valid_ether_addr), but
+// only after Setup applied everything before the link; refused here, the
+// request fails whole and names the field.
+func validNewMAC(mac net.HardwareAddr) error {
+	if mac[0]&1 != 0 {
+		return fmt.Errorf("%s is a multicast address", mac)
+	}
+	if string(mac) == string(make([]byte, len(mac))) {
+		return fmt.Errorf("%s is all zeros", mac)
+	}
+	return nil
+}
+
+// checkNewMACs refuses a set_hw_addr that another interface selects by
+// hw_addr: the links would be found by the order in which they are
+// configured, and a retried Setup (the links already carrying their new
+// MACs) would find another link than the first one did.
+func checkNewMACs(links []Link) error {
+	selects := map[string]int{}
+	for i, l := range links {
+		if l.MAC != nil {
+			selects[l.MAC.String()] = i
+		}
+	}
+	for i, l := range links {
+		if l.SetMAC == nil {
+			continue
+		}
+		if j, ok := selects[l.SetMAC.String()]; ok && j != i {
+			return invalid(fmt.Sprintf("interfaces[%d].set_hw_addr", i), "%s is interfaces[%d].hw_addr", l.SetMAC, j)
+		}
+	}
+	return nil
+}
+
 func validDomain(d string) error {
 	d = strings.TrimSuffix(d, ".")
 	if d == "" || len(d) > 253 {
@@ -130,6 +190,12 @@ func validDomain(d string) error {
 // sysctlExists, when given) and returns the plan to apply. Nothing is applied.
 func Validate(r *agentapi.SetupRequest, sysctlExists func(key string) error) (*Plan, error) {
 	p := &Plan{}
+	if e := r.GetEntropy(); len(e) > 0 {
+		if len(e) < minEntropy || len(e) > maxEntropy {
+			return nil, invalid("entropy", "%d bytes, want none or %d to %d", len(e), minEntropy, maxEntropy)
+		}
+		p.Entropy = e
+	}
 	if h := r.GetHostname(); h != "" {
 		if err := validHostname(h); err != nil {
 			return nil, invalid("hostname", "%q: %v", h, err)
@@ -193,6 +259,7 @@ func Validate(r *agentapi.SetupRequest, sysctlExists func(key string) error) (*P
 	}
 	names := map[string]bool{}
 	macs := map[string]bool{}
+	newMACs := map[string]bool{}
 	for i, ifc := range r.GetInterfaces() {
 		f := fmt.Sprintf("interfaces[%d]", i)
 		l := Link{MTU: ifc.GetMtu()}
@@ -207,9 +274,9 @@ func Validate(r *agentapi.SetupRequest, sysctlExists func(key string) error) (*P
 			l.Name = ifc.GetName()
 		}
 		if ifc.GetHwAddr() != "" {
-			mac, err := net.ParseMAC(ifc.GetHwAddr())
-			if err != nil || len(mac) != 6 {
-				return nil, invalid(f+".hw_addr", "%q is not an Ethernet MAC", ifc.GetHwAddr())
+			mac, err := parseMAC(ifc.GetHwAddr())
+			if err != nil {
+				return nil, invalid(f+".hw_addr", "%v", err)
 			}
 			if macs[mac.String()] {
 				return nil, invalid(f+".hw_addr", "%s appears twice", mac)
@@ -219,6 +286,20 @@ func Validate(r *agentapi.SetupRequest, sysctlExists func(key string) error) (*P
 		}
 		if l.Name == "" && l.MAC == nil {
 			return nil, invalid(f, "set name or hw_addr")
+		}
+		if s := ifc.GetSetHwAddr(); s != "" {
+			mac, err := parseMAC(s)
+			if err == nil {
+				err = validNewMAC(mac)
+			}
+			if err != nil {
+				return nil, invalid(f+".set_hw_addr", "%v", err)
+			}
+			if newMACs[mac.String()] {
+				return nil, invalid(f+".set_hw_addr", "%s appears twice", mac)
+			}
+			newMACs[mac.String()] = true
+			l.SetMAC = mac
 		}
 		if l.MTU != 0 && (l.MTU < 68 || l.MTU > 65535) {
 			return nil, invalid(f+".mtu", "%d is outside 68-65535", l.MTU)
@@ -231,6 +312,9 @@ func Validate(r *agentapi.SetupRequest, sysctlExists func(key string) error) (*P
 			l.Addrs = append(l.Addrs, pfx)
 		}
 		p.Links = append(p.Links, l)
+	}
+	if err := checkNewMACs(p.Links); err != nil {
+		return nil, err
 	}
 	for i, rt := range r.GetRoutes() {
 		f := fmt.Sprintf("routes[%d]", i)

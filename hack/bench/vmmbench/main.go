@@ -29,6 +29,9 @@ type options struct {
 	memMiB                                              int
 	timeout                                             time.Duration
 	smoke, verbose                                      bool
+	// pool is the warm pool size of the harness's daemon: > 0 runs the
+	// pool benchmark (pool.go) instead of the latency and memory phases
+	pool int
 }
 
 func main() {
@@ -47,6 +50,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "bound of each CRI call")
 	flag.BoolVar(&o.smoke, "smoke", false, "smoke run: any error fails (also in the memory phase)")
 	flag.BoolVar(&o.verbose, "v", false, "print every sample")
+	flag.IntVar(&o.pool, "pool", 0, "the warm pool size the harness's daemon runs with: run the pool benchmark (pool.txt, pool.json)")
 	rerender := flag.String("report", "", "only rewrite the table, CSV and summary from a run's samples.json (in its directory)")
 	flag.Parse()
 	if *rerender != "" {
@@ -157,6 +161,14 @@ func run(ctx context.Context, o options) error {
 	}
 	if _, err := b.procs.snapshot(0); err != nil {
 		return err
+	}
+	if o.pool > 0 {
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+			defer cancel()
+			_ = b.cri.removeAll(cctx)
+		}()
+		return b.poolBench(ctx)
 	}
 	if left := b.procs.vmProcsLeft(); len(left) > 0 {
 		return fmt.Errorf("%d VM processes already run below %s: not a fresh harness", len(left), vmRunDir)

@@ -12,10 +12,14 @@ source "$(dirname "$0")/../../e2e/lib.sh"
 e2e_init
 
 SLEEP='["sh", "-c", "exec sleep 3600"]'
-RUN_DIR=""
-# fsd_pids: the virtiofsd of the pod's share (source=<dir>/sandboxes/<id>/share;
-# QEMU 7.2's forks once into its sandbox)
-fsd_pids() { pgrep -f -- "[s]andboxes/$POD_ID/" || true; }
+RUN_DIR="" POOL_VM=""
+# fsd_pids: the virtiofsd of the pod's share (source=<dir>/sandboxes/<id>/share,
+# or <dir>/pool/<pool VM>/share for a VM from the warm pool; QEMU 7.2's
+# forks once into its sandbox)
+fsd_pids() {
+  if [ -n "$POOL_VM" ]; then pgrep -f -- "[p]ool/$POOL_VM/share" || true
+  else pgrep -f -- "[s]andboxes/$POD_ID/" || true; fi
+}
 # vm_pids: virtiofsd and every process naming the VM's run directory (the
 # VMM, and the stand-in's QEMU)
 vm_pids() {
@@ -54,6 +58,8 @@ new_pod() {
 }
 
 req  "runp" run_pod victim; POD=$LAST; POD_ID=$POD
+# the pool VM the pod took, if the daemon keeps a warm pool (inspectp's info)
+POOL_VM=$(crictl inspectp "$POD" | grep -o 'pool-[0-9a-f]\{11\}' | head -1 || true)
 req  "container" start_ctr "$POD" victim c "$BUSYBOX_IMAGE" "$SLEEP"; C=$LAST
 req  "container running" wait_ctr_state "$C" CONTAINER_RUNNING 30
 req  "the VM's VMM process" vmm_pid; read -r VPID RUN_DIR <<<"$LAST"

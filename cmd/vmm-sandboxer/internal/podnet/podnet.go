@@ -137,14 +137,7 @@ func Attach(ctx context.Context, netnsPath string) (_ *Network, retErr error) {
 		return nil, fmt.Errorf("attach %s: %w", netnsPath, err)
 	}
 	n := &Network{NetNS: netnsPath}
-	err := nsutil.Do(netnsPath, nsutil.KindNet, func() error {
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return fmt.Errorf("netlink: %w", err)
-		}
-		defer h.Close()
-		return attachIn(ctx, h, n)
-	})
+	err := inNetNS(netnsPath, func(h *netlink.Handle) error { return attachIn(ctx, h, n) })
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", netnsPath, err)
 	}
@@ -154,10 +147,21 @@ func Attach(ctx context.Context, netnsPath string) (_ *Network, retErr error) {
 
 // attachIn does Attach's work on a thread inside the namespace, filling n;
 // on error it undoes it.
-func attachIn(ctx context.Context, h *netlink.Handle, n *Network) (retErr error) {
+func attachIn(ctx context.Context, h *netlink.Handle, n *Network) error {
+	pod, err := podLinks(ctx, h, n)
+	if err != nil {
+		return err
+	}
+	return join(ctx, h, n, pod, func(i int) (netlink.Link, error) { return makeTap(h, &n.Links[i]) })
+}
+
+// podLinks lists the pod interfaces of the namespace (h's) into n.Links,
+// with the tap name each gets, and its routes into n.Routes. It changes
+// nothing.
+func podLinks(ctx context.Context, h *netlink.Handle, n *Network) ([]netlink.Link, error) {
 	links, err := dump(h.LinkList)
 	if err != nil {
-		return fmt.Errorf("list links: %w", err)
+		return nil, fmt.Errorf("list links: %w", err)
 	}
 	slices.SortFunc(links, func(a, b netlink.Link) int { return a.Attrs().Index - b.Attrs().Index })
 	existing := map[string]bool{}
@@ -173,7 +177,7 @@ func attachIn(ctx context.Context, h *netlink.Handle, n *Network) (retErr error)
 		}
 		addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
-			return fmt.Errorf("list addresses of %s: %w", a.Name, err)
+			return nil, fmt.Errorf("list addresses of %s: %w", a.Name, err)
 		}
 		cidrs := guestAddrs(addrs)
 		if len(cidrs) == 0 {
@@ -185,7 +189,7 @@ func attachIn(ctx context.Context, h *netlink.Handle, n *Network) (retErr error)
 		}
 		tap := fmt.Sprintf(tapNameFormat, len(pod))
 		if existing[tap] {
-			return fmt.Errorf("%s already exists (attached before and not detached?): %w", tap, errdefs.ErrAlreadyExists)
+			return nil, fmt.Errorf("%s already exists (attached before and not detached?): %w", tap, errdefs.ErrAlreadyExists)
 		}
 		pod = append(pod, l)
 		n.Links = append(n.Links, Link{
@@ -201,7 +205,7 @@ func attachIn(ctx context.Context, h *netlink.Handle, n *Network) (retErr error)
 		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
-		return fmt.Errorf("list routes: %w", err)
+		return nil, fmt.Errorf("list routes: %w", err)
 	}
 	names := map[int]string{}
 	for _, l := range pod {
@@ -212,8 +216,13 @@ func attachIn(ctx context.Context, h *netlink.Handle, n *Network) (retErr error)
 	for _, s := range skipped {
 		log.G(ctx).WithField("route", s).Warn("pod route not given to the VM")
 	}
+	return pod, nil
+}
 
-	// Undo on failure, from what was recorded so far.
+// join gives each pod interface pod[i] the tap tapFor(i) returns (made or
+// brought into the namespace, named n.Links[i].Tap) and joins the two. On
+// error it undoes what it did, from what was recorded in n.
+func join(ctx context.Context, h *netlink.Handle, n *Network, pod []netlink.Link, tapFor func(i int) (netlink.Link, error)) (retErr error) {
 	attached := 0
 	defer func() {
 		if retErr == nil {
@@ -232,7 +241,11 @@ func attachIn(ctx context.Context, h *netlink.Handle, n *Network) (retErr error)
 			return err
 		}
 		attached = i + 1 // from here on, undo this link too
-		if err := attachLink(h, l, &n.Links[i]); err != nil {
+		tap, err := tapFor(i)
+		if err == nil {
+			err = joinLink(h, l, tap, &n.Links[i])
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", l.Attrs().Name, err)
 		}
 		if testHookAfterLink != nil {
@@ -244,9 +257,9 @@ func attachIn(ctx context.Context, h *netlink.Handle, n *Network) (retErr error)
 	return nil
 }
 
-// attachLink makes pl's tap and joins the two. It records what it did in
-// out as it goes (TapFile, ownQdisc), for the caller to undo on error.
-func attachLink(h *netlink.Handle, pl netlink.Link, out *Link) error {
+// makeTap makes out's tap (out.Tap) in the namespace of this thread and
+// records its descriptor in out.
+func makeTap(h *netlink.Handle, out *Link) (netlink.Link, error) {
 	tt := &netlink.Tuntap{
 		LinkAttrs:  netlink.LinkAttrs{Name: out.Tap},
 		Mode:       netlink.TUNTAP_MODE_TAP,
@@ -257,19 +270,26 @@ func attachLink(h *netlink.Handle, pl netlink.Link, out *Link) error {
 	// The tap is made in the namespace of this thread (it opens
 	// /dev/net/tun), which is why all of Attach runs inside it.
 	if err := h.LinkAdd(tt); err != nil {
-		return fmt.Errorf("create tap %s: %w", out.Tap, err)
+		return nil, fmt.Errorf("create tap %s: %w", out.Tap, err)
 	}
 	if len(tt.Fds) != 1 {
 		for _, f := range tt.Fds {
 			f.Close()
 		}
-		return fmt.Errorf("create tap %s: %d descriptors, want 1", out.Tap, len(tt.Fds))
+		return nil, fmt.Errorf("create tap %s: %d descriptors, want 1", out.Tap, len(tt.Fds))
 	}
 	out.TapFile = tt.Fds[0]
 	tap, err := h.LinkByName(out.Tap)
 	if err != nil {
-		return fmt.Errorf("find tap %s: %w", out.Tap, err)
+		return nil, fmt.Errorf("find tap %s: %w", out.Tap, err)
 	}
+	return tap, nil
+}
+
+// joinLink sets tap (down, in the namespace) to pl's MTU, up, and joins
+// the two with a redirect each way. It records what it did in out
+// (ownQdisc), for the caller to undo on error.
+func joinLink(h *netlink.Handle, pl, tap netlink.Link, out *Link) error {
 	if err := h.LinkSetMTU(tap, out.MTU); err != nil {
 		return fmt.Errorf("set MTU %d on %s: %w", out.MTU, out.Tap, err)
 	}
@@ -344,13 +364,14 @@ func addRedirect(h *netlink.Handle, from, to netlink.Link) error {
 // Detach undoes Attach in st.NetNS from st alone: it deletes Attach's
 // filters from the pod interfaces, the ingress qdiscs Attach added, and the
 // taps. What is already gone is skipped, and a namespace that no longer
-// exists is fine. It keeps going after an error and returns them all.
+// exists is fine; a State with no links (Attach never ran) is nothing to
+// undo. It keeps going after an error and returns them all.
 func Detach(ctx context.Context, st State) error {
+	if len(st.Links) == 0 {
+		return nil // Attach changed nothing (or never ran)
+	}
 	if st.NetNS == "" {
 		return fmt.Errorf("detach: no network namespace path: %w", errdefs.ErrInvalidArgument)
-	}
-	if len(st.Links) == 0 {
-		return nil // Attach changed nothing
 	}
 	lg := log.G(ctx).WithField("netns", st.NetNS)
 	ok, err := nsutil.IsNSFile(st.NetNS, nsutil.KindNet)
@@ -364,14 +385,7 @@ func Detach(ctx context.Context, st State) error {
 		lg.Debug("detach: no network namespace mounted any more")
 		return nil
 	}
-	err = nsutil.Do(st.NetNS, nsutil.KindNet, func() error {
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return fmt.Errorf("netlink: %w", err)
-		}
-		defer h.Close()
-		return detachIn(h, st)
-	})
+	err = inNetNS(st.NetNS, func(h *netlink.Handle) error { return detachIn(h, st) })
 	if errdefs.IsNotFound(err) {
 		return nil // removed since IsNSFile
 	}
@@ -459,6 +473,19 @@ func linkByName(h *netlink.Handle, name string) (netlink.Link, error) {
 		return nil, fmt.Errorf("find %s: %w", name, err)
 	}
 	return l, nil
+}
+
+// inNetNS runs fn with a netlink handle inside the network namespace at path
+// (nsutil.Do).
+func inNetNS(path string, fn func(h *netlink.Handle) error) error {
+	return nsutil.Do(path, nsutil.KindNet, func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+		defer h.Close()
+		return fn(h)
+	})
 }
 
 // dump runs a netlink dump again while the kernel reports it interrupted

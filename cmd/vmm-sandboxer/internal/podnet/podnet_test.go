@@ -538,8 +538,12 @@ func TestDetachGoneNamespace(t *testing.T) {
 	if err := Detach(ctx, n.State()); err != nil {
 		t.Errorf("Detach of a removed namespace = %v", err)
 	}
-	if err := Detach(ctx, State{}); !errdefs.IsInvalidArgument(err) {
+	if err := Detach(ctx, State{Links: []LinkState{{Name: "eth0", Tap: "tap0_mg"}}}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("Detach without a path = %v, want InvalidArgument", err)
+	}
+	// a pod whose Attach never ran has nothing to undo
+	if err := Detach(ctx, State{}); err != nil {
+		t.Errorf("Detach of an empty state = %v", err)
 	}
 	if _, err := Attach(ctx, p.pod); !errdefs.IsNotFound(err) {
 		t.Errorf("Attach on a missing namespace = %v, want NotFound", err)

@@ -49,7 +49,39 @@ type Config struct {
 	// StratoVirt is [stratovirt].
 	StratoVirt VMMConf `toml:"stratovirt"`
 	Pod        PodConf `toml:"pod"`
+	// Pool is [pool]: VMs booted ahead of their pods.
+	Pool PoolConf `toml:"pool"`
 }
+
+// PoolConf is the warm pool: VMs booted ahead of the pods that will use
+// them, per shape. Off (no shapes) by default.
+type PoolConf struct {
+	// Shapes are the VMs to keep ready ([[pool.shapes]]).
+	Shapes []PoolShape `toml:"shapes"`
+	// MaxMemoryMiB bounds the guest memory of the pool's VMs (ready and
+	// booting); 0 is no bound beyond the shapes' sizes.
+	MaxMemoryMiB int `toml:"max_memory_mib"`
+	// RefillConcurrency is how many pool VMs boot at a time.
+	RefillConcurrency int `toml:"refill_concurrency"`
+}
+
+// PoolShape is one VM shape of the pool. A pod takes a pooled VM when its
+// own VM (vm.vcpus and vm.memory_mib raised by its limits) is of exactly
+// this shape and hypervisor; any other pod boots its own.
+type PoolShape struct {
+	// Hypervisor is the shape's hypervisor (vm.default_hypervisor when
+	// empty).
+	Hypervisor string `toml:"hypervisor"`
+	// VCPUs and MemoryMiB are the VM's size (vm.vcpus and vm.memory_mib
+	// when 0: the VM of a pod without limits).
+	VCPUs     int `toml:"vcpus"`
+	MemoryMiB int `toml:"memory_mib"`
+	// Size is the number of VMs kept ready.
+	Size int `toml:"size"`
+}
+
+// maxPoolSize bounds pool.shapes[].size: a pool holds booted guests.
+const maxPoolSize = 64
 
 // VMConfig is what every pod VM gets.
 type VMConfig struct {
@@ -133,6 +165,7 @@ func DefaultConfig() *Config {
 		// openEuler)
 		StratoVirt: VMMConf{Binary: stratovirt.DefaultBinary, Virtiofsd: "/usr/libexec/virtiofsd"},
 		Pod:        PodConf{StopTimeout: config.Duration(10 * time.Second)},
+		Pool:       PoolConf{Shapes: []PoolShape{}, RefillConcurrency: 1},
 	}
 }
 
@@ -222,7 +255,67 @@ func (c *Config) Validate() error {
 	if c.Pod.StopTimeout < 0 {
 		errs = append(errs, fmt.Errorf("pod.stop_timeout = %q: must not be negative", c.Pod.StopTimeout))
 	}
+	errs = append(errs, c.validatePool()...)
 	return config.Join(errs...)
+}
+
+// validatePool checks [pool]; each error names its key.
+func (c *Config) validatePool() []error {
+	var errs []error
+	p := &c.Pool
+	if p.MaxMemoryMiB < 0 {
+		errs = append(errs, fmt.Errorf("pool.max_memory_mib = %d: must not be negative", p.MaxMemoryMiB))
+	}
+	if p.RefillConcurrency < 1 || p.RefillConcurrency > 16 {
+		errs = append(errs, fmt.Errorf("pool.refill_concurrency = %d: want 1 to 16", p.RefillConcurrency))
+	}
+	used := map[string]bool{}
+	for _, h := range c.UsedHypervisors() {
+		used[h] = true
+	}
+	seen := map[PoolShape]int{}
+	total := 0
+	for i, s := range p.Shapes {
+		key := fmt.Sprintf("pool.shapes[%d]", i)
+		r := c.ResolvedShape(s)
+		if !used[r.Hypervisor] {
+			errs = append(errs, fmt.Errorf("%s.hypervisor = %q: not a hypervisor of this daemon's handlers (hypervisors, vm.default_hypervisor)", key, r.Hypervisor))
+		}
+		if r.VCPUs < 1 || r.VCPUs > c.VM.MaxVCPUs {
+			errs = append(errs, fmt.Errorf("%s.vcpus = %d: want 1 to vm.max_vcpus = %d", key, s.VCPUs, c.VM.MaxVCPUs))
+		}
+		if r.MemoryMiB < 64 || r.MemoryMiB > c.VM.MaxMemoryMiB {
+			errs = append(errs, fmt.Errorf("%s.memory_mib = %d: want 64 to vm.max_memory_mib = %d", key, s.MemoryMiB, c.VM.MaxMemoryMiB))
+		}
+		if s.Size < 0 || s.Size > maxPoolSize {
+			errs = append(errs, fmt.Errorf("%s.size = %d: want 0 to %d", key, s.Size, maxPoolSize))
+		}
+		r.Size = 0
+		if j, dup := seen[r]; dup {
+			errs = append(errs, fmt.Errorf("%s: the same shape as pool.shapes[%d] (%s, %d vCPUs, %d MiB)", key, j, r.Hypervisor, r.VCPUs, r.MemoryMiB))
+		}
+		seen[r] = i
+		total += s.Size * r.MemoryMiB
+	}
+	if p.MaxMemoryMiB > 0 && total > p.MaxMemoryMiB {
+		errs = append(errs, fmt.Errorf("pool.max_memory_mib = %d: below what pool.shapes keep ready (%d MiB of guest memory)", p.MaxMemoryMiB, total))
+	}
+	return errs
+}
+
+// ResolvedShape is s with its defaults filled in (hypervisor, vCPUs,
+// memory) and its size kept.
+func (c *Config) ResolvedShape(s PoolShape) PoolShape {
+	if s.Hypervisor == "" {
+		s.Hypervisor = c.VM.DefaultHypervisor
+	}
+	if s.VCPUs == 0 {
+		s.VCPUs = c.VM.VCPUs
+	}
+	if s.MemoryMiB == 0 {
+		s.MemoryMiB = c.VM.MemoryMiB
+	}
+	return s
 }
 
 // HypervisorFor is the hypervisor that runs the pods of a sandboxer name.

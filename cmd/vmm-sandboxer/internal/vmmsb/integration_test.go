@@ -42,6 +42,10 @@ type rig struct {
 	dir  string
 	cfg  *Config
 	ctrl *controller.Controller
+	drv  *driver
+	// stop ends the first daemon's lifetime (its watchers, its pool's
+	// refill), as its death would
+	stop context.CancelFunc
 }
 
 func guestImage(t *testing.T) string {
@@ -79,7 +83,7 @@ func newRig(t *testing.T, edit func(*Config)) *rig {
 	life, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	t.Cleanup(func() { os.RemoveAll(cfg.RunDir) })
-	r := &rig{t: t, dir: dir, cfg: cfg}
+	r := &rig{t: t, dir: dir, cfg: cfg, stop: cancel}
 	r.open(life)
 	return r
 }
@@ -99,7 +103,7 @@ func (r *rig) open(life context.Context) {
 	if err := parts.Recover(life); err != nil {
 		r.t.Fatal(err)
 	}
-	r.ctrl = parts.Controller
+	r.ctrl, r.drv = parts.Controller, d
 }
 
 // newNetNS is a network namespace with only a loopback (the VM gets no NIC),

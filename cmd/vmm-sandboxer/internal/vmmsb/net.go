@@ -2,6 +2,7 @@ package vmmsb
 
 import (
 	"context"
+	"os"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/podnet"
 )
@@ -15,6 +16,11 @@ type network interface {
 	// Detach removes what Attach made. Idempotent; a netns that is gone
 	// already is fine.
 	Detach(ctx context.Context, st podnet.State) error
+	// HoldTaps makes taps for a pooled VM in the holding namespace.
+	HoldTaps(ctx context.Context, hold string, names []string) ([]*os.File, error)
+	// Adopt moves a pooled VM's taps into the pod's namespace and joins
+	// them to its interfaces (podnet.ErrLinkCount: not as many).
+	Adopt(ctx context.Context, netns, hold string, taps []string) (*podnet.Network, error)
 }
 
 // podNetwork is the network of real pods.
@@ -25,3 +31,11 @@ func (podNetwork) Attach(ctx context.Context, netns string) (*podnet.Network, er
 }
 
 func (podNetwork) Detach(ctx context.Context, st podnet.State) error { return podnet.Detach(ctx, st) }
+
+func (podNetwork) HoldTaps(ctx context.Context, hold string, names []string) ([]*os.File, error) {
+	return podnet.HoldTaps(ctx, hold, names)
+}
+
+func (podNetwork) Adopt(ctx context.Context, netns, hold string, taps []string) (*podnet.Network, error) {
+	return podnet.Adopt(ctx, netns, hold, taps)
+}

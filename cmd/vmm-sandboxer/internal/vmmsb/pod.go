@@ -2,6 +2,7 @@ package vmmsb
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/podnet"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/pool"
+	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/virtiofsd"
 	"github.com/magnetar-runtime/magnetar/cmd/vmm-sandboxer/internal/vm"
 	"github.com/magnetar-runtime/magnetar/shared/agentapi"
 	"github.com/magnetar-runtime/magnetar/shared/agentclient"
@@ -27,6 +30,7 @@ import (
 	"github.com/magnetar-runtime/magnetar/shared/config"
 	"github.com/magnetar-runtime/magnetar/shared/daemon"
 	"github.com/magnetar-runtime/magnetar/shared/exit"
+	"github.com/magnetar-runtime/magnetar/shared/killpoint"
 	"github.com/magnetar-runtime/magnetar/shared/podfiles"
 	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
@@ -52,6 +56,8 @@ type driver struct {
 	net network
 	// backends are the hypervisors the configuration uses, by name.
 	backends map[string]*backend
+	// pool keeps VMs booted ahead of their pods ([pool]).
+	pool *vmPool
 }
 
 // backend is the hypervisor of a pod: of its sandboxer name at Create, of
@@ -68,8 +74,13 @@ var _ sandbox.Driver = (*driver)(nil)
 
 // podState is a pod's persisted, driver-private state.
 type podState struct {
-	// Dir is the sandbox's state directory; the share is Dir/share.
+	// Dir is the sandbox's state directory; the share is Dir/share, or
+	// Share for a VM taken from the pool.
 	Dir string `json:"dir"`
+	// Share is the share of a VM taken from the pool (its own, made when
+	// it booted); PoolDir that VM's state directory, removed with the pod.
+	Share   string `json:"share,omitempty"`
+	PoolDir string `json:"pool_dir,omitempty"`
 	// RunDir is the VM's run directory (sockets, console log).
 	RunDir    string `json:"run_dir"`
 	NetNS     string `json:"netns"`
@@ -255,6 +266,16 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	if err != nil {
 		return sandbox.Endpoint{}, err
 	}
+	// no pool VM boots while a pod starts, from the pool or not
+	release := p.d.pool.holdStart()
+	defer release()
+	if v := p.d.pool.take(pool.Shape{Hypervisor: b.name, VCPUs: st.VCPUs, MemoryMiB: st.MemoryMiB}); v != nil {
+		ep, err := p.startPooled(ctx, v, st)
+		if !errors.Is(err, errColdBoot) {
+			return ep, err
+		}
+		lg.WithError(err).Info("booting a VM for the pod")
+	}
 	if err := os.MkdirAll(st.RunDir, 0o700); err != nil {
 		return sandbox.Endpoint{}, fmt.Errorf("vm run dir: %w", err)
 	}
@@ -334,23 +355,135 @@ func (p *pod) Start(ctx context.Context) (_ sandbox.Endpoint, retErr error) {
 	lg.WithFields(log.Fields{"vmm_ms": tVMM.Sub(t0).Milliseconds(), "agent_ms": tAgent.Sub(tVMM).Milliseconds(),
 		"setup_ms": time.Since(tAgent).Milliseconds(), "total_ms": time.Since(t0).Milliseconds(),
 		"agent_version": cl.Health().GetAgentVersion()}).Info("pod VM ready")
+	return p.endpoint(v), nil
+}
+
+// endpoint is the Task API endpoint of the pod running in v; its pid is the
+// VMM's.
+func (p *pod) endpoint(v vm.VM) sandbox.Endpoint {
 	pid := 0
 	if pids := v.Pids(); len(pids) > 0 {
 		pid = pids[0]
 	}
-	return sandbox.Endpoint{Address: p.d.env.TaskAddress, Version: 3, Pid: uint32(pid)}, nil
+	return sandbox.Endpoint{Address: p.d.env.TaskAddress, Version: 3, Pid: uint32(pid)}
 }
 
-// vmConfig is the VM of a pod.
-func (p *pod) vmConfig(st *podState, nw *podnet.Network, b *backend, bins VMMConf) *vm.Config {
-	c := p.d.cfg
+// errColdBoot says a pool VM cannot serve the pod (it has been destroyed):
+// Start boots one instead.
+var errColdBoot = errors.New("the pool VM does not fit the pod")
+
+// startPooled is Start with v, a VM of the pod's shape taken from the pool:
+// only what is the pod's is done (claim, network, cgroup, pod files, guest
+// setup with fresh entropy and clock). On failure v is destroyed (a VM
+// serves one pod, or none) and nothing of the pod's is left.
+func (p *pod) startPooled(ctx context.Context, v *pooledVM, st podState) (_ sandbox.Endpoint, retErr error) {
+	lg := log.G(ctx).WithField("pool_vm", v.name)
+	t0 := time.Now()
+	cleanCtx := context.WithoutCancel(ctx)
+	cgroupMade := false
+	var undo []func()
+	undo = append(undo, func() {
+		if err := v.Destroy(cleanCtx); err != nil {
+			lg.WithError(err).Warn("destroying the pool VM of a failed start")
+		}
+		if cgroupMade {
+			_ = cgroups.Delete(st.Cgroup)
+		}
+	})
+	defer func() {
+		if retErr != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			if !errors.Is(retErr, errColdBoot) {
+				p.setStage("start failed")
+			}
+		}
+	}()
+	p.setStage("claiming a pool VM")
+	if err := v.claim(p.id); err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("pool VM %s: claim: %w", v.name, err)
+	}
+	killpoint.Hit(killpoint.VMMPoolClaimed)
+	nw, err := p.d.net.Adopt(ctx, st.NetNS, p.d.pool.hold, v.taps)
+	if errors.Is(err, podnet.ErrLinkCount) {
+		return sandbox.Endpoint{}, fmt.Errorf("%w: %w", errColdBoot, err)
+	}
+	if err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("pod network: %w", err)
+	}
+	st.Net = nw.State()
+	undo = append(undo, func() {
+		if err := p.d.net.Detach(cleanCtx, st.Net); err != nil {
+			lg.WithError(err).Warn("detaching the pod network")
+		}
+	})
+	if _, err := cgroups.New(st.Cgroup); err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("vm cgroup %s: %w", st.Cgroup, err)
+	}
+	cgroupMade = true
+	if err := v.moveCgroup(st.Cgroup); err != nil {
+		return sandbox.Endpoint{}, err
+	}
+	if err := podfiles.Write(filepath.Join(v.share, podFilesDir), st.Hostname, false, p.cfg.GetDnsConfig()); err != nil {
+		return sandbox.Endpoint{}, err
+	}
+	tClaim := time.Now()
+
+	p.setStage("setting up the guest")
+	req := p.setupRequest(&st, nw)
+	// the guest's NICs have the MACs they booted with: each takes its pod
+	// interface's
+	for i, ifc := range req.Interfaces {
+		ifc.SetHwAddr, ifc.HwAddr = ifc.HwAddr, v.macs[i].String()
+	}
+	// a guest booted ahead of its pod reseeds its RNG from the host's
+	req.Entropy = make([]byte, poolEntropyBytes)
+	if _, err := rand.Read(req.Entropy); err != nil {
+		return sandbox.Endpoint{}, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(p.d.cfg.VM.BootTimeout))
+	defer cancel()
+	if _, err := v.cl.Sandbox().Setup(sctx, req); err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("guest setup: %w\nguest console (last lines):\n%s", err, v.vm.ConsoleTail(25))
+	}
+	// the guest's clock ran on while it waited in the pool
+	if _, err := v.cl.SyncClock(sctx, maxClockSkew); err != nil {
+		lg.WithError(err).Warn("guest clock")
+	}
+	vs, err := v.vm.State()
+	if err != nil {
+		return sandbox.Endpoint{}, err
+	}
+	st.RunDir, st.Share, st.PoolDir, st.VM = v.runDir, v.share, v.dir, vs
+	p.mu.Lock()
+	p.st, p.vm = st, v.vm
+	p.mu.Unlock()
+	p.conn.Set(v.cl)
+	p.setStage("running")
+	p.watch(v.vm)
+	lg.WithFields(log.Fields{"claim_ms": tClaim.Sub(t0).Milliseconds(), "setup_ms": time.Since(tClaim).Milliseconds(),
+		"total_ms": time.Since(t0).Milliseconds()}).Info("pod VM ready (from the pool)")
+	return p.endpoint(v.vm), nil
+}
+
+// vmConfig is a VM of the configuration: id names its processes, runDir
+// holds its sockets, share is exported to the guest, cgroup holds its
+// processes. The caller adds the NICs.
+func (d *driver) vmConfig(id, runDir, share, cgroup string, vcpus, memMiB int, b *backend, bins VMMConf) *vm.Config {
+	c := d.cfg
 	args := append([]string{agentapi.CmdlineLogLevel + "=" + c.VM.AgentLogLevel}, c.VM.KernelArgs...)
-	cfg := &vm.Config{
-		ID: p.id, Dir: st.RunDir, Kernel: c.VM.Kernel, Initrd: c.VM.Initrd, KernelArgs: args,
-		VCPUs: st.VCPUs, MemoryMiB: st.MemoryMiB, Share: filepath.Join(st.Dir, "share"), ShareTag: agentapi.DefaultShareTag,
-		Agent: vm.AgentChannel{Kind: b.channel}, Cgroup: st.Cgroup, Accel: st.Accel, TCGBufferMiB: c.VM.TCGBufferMiB,
+	return &vm.Config{
+		ID: id, Dir: runDir, Kernel: c.VM.Kernel, Initrd: c.VM.Initrd, KernelArgs: args,
+		VCPUs: vcpus, MemoryMiB: memMiB, Share: share, ShareTag: agentapi.DefaultShareTag,
+		Agent: vm.AgentChannel{Kind: b.channel}, Cgroup: cgroup, Accel: b.accel, TCGBufferMiB: c.VM.TCGBufferMiB,
 		Binary: bins.Binary, Helpers: map[string]string{vm.HelperVirtiofsd: bins.Virtiofsd},
 	}
+}
+
+// vmConfig is the VM of a pod that boots its own.
+func (p *pod) vmConfig(st *podState, nw *podnet.Network, b *backend, bins VMMConf) *vm.Config {
+	cfg := p.d.vmConfig(p.id, st.RunDir, filepath.Join(st.Dir, "share"), st.Cgroup, st.VCPUs, st.MemoryMiB, b, bins)
 	for _, l := range nw.Links {
 		cfg.NICs = append(cfg.NICs, vm.NIC{Tap: l.TapFile, TapName: l.Tap, MAC: l.MAC.String(), MTU: l.MTU})
 	}
@@ -423,6 +556,7 @@ func (p *pod) Stop(ctx context.Context, timeout time.Duration) error {
 	if v == nil {
 		// never started, or a Start cut by a restart: end what it left
 		killProcessesOf(ctx, st.RunDir)
+		p.d.pool.reclaim(ctx, p.id)
 		p.Set(0, time.Now())
 		return nil
 	}
@@ -492,6 +626,9 @@ func (p *pod) Cleanup(ctx context.Context) error {
 		}
 	}
 	killProcessesOf(ctx, st.RunDir)
+	if v == nil {
+		p.d.pool.reclaim(ctx, p.id)
+	}
 	if err := p.d.net.Detach(ctx, st.Net); err != nil {
 		log.G(ctx).WithError(err).Warn("detaching the pod network")
 	}
@@ -500,6 +637,15 @@ func (p *pod) Cleanup(ctx context.Context) error {
 	}
 	if err := os.RemoveAll(st.RunDir); err != nil {
 		errs = append(errs, err)
+	}
+	if st.PoolDir != "" {
+		// the share of a VM from the pool is its own, outside the pod's dir
+		if err := virtiofsd.ReleaseShare(st.Share); err != nil {
+			errs = append(errs, err)
+		}
+		if err := os.RemoveAll(st.PoolDir); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -570,6 +716,9 @@ func (p *pod) Describe(ctx context.Context) map[string]string {
 		"vcpus": strconv.Itoa(p.st.VCPUs), "memory_mib": strconv.Itoa(p.st.MemoryMiB),
 		"cgroup": p.st.Cgroup, "run_dir": p.st.RunDir, "console": filepath.Join(p.st.RunDir, "console.log"),
 	}
+	if p.st.PoolDir != "" {
+		m["pool_vm"] = filepath.Base(p.st.PoolDir)
+	}
 	if p.vm != nil {
 		m["agent"] = p.vm.Agent().String()
 		if pids := p.vm.Pids(); len(pids) > 0 {
@@ -584,7 +733,17 @@ func (p *pod) ID() string { return p.id }
 
 // Share is the pod's share, on the host and in the guest (taskfwd.Guest).
 func (p *pod) Share() (string, string) {
-	return filepath.Join(p.st.Dir, "share"), agentapi.ShareRoot
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.share(), agentapi.ShareRoot
+}
+
+// share is the pod's share on the host.
+func (st *podState) share() string {
+	if st.Share != "" {
+		return st.Share
+	}
+	return filepath.Join(st.Dir, "share")
 }
 
 // PodFiles are the pod's /etc files, for containers that lack them

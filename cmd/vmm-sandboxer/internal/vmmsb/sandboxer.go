@@ -38,6 +38,11 @@ func newDriver(env *daemon.Env, cfg *Config, ks map[string]kind, net network) (*
 		}
 		d.backends[name] = b
 	}
+	pl, err := newPool(d)
+	if err != nil {
+		return nil, err
+	}
+	d.pool = pl
 	log.G(env.Life).WithFields(log.Fields{"hypervisors": cfg.Hypervisors, "default_hypervisor": cfg.VM.DefaultHypervisor,
 		"kernel": cfg.VM.Kernel, "initrd": cfg.VM.Initrd}).Info("VM settings")
 	return d, nil

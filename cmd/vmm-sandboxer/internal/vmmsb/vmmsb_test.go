@@ -27,24 +27,47 @@ func TestDefaultConfigValid(t *testing.T) {
 
 func TestValidateNamesKeys(t *testing.T) {
 	for text, key := range map[string]string{
-		"[vm]\naccel = \"hvf\"\n":                          "vm.accel",
-		"[vm]\nagent = \"pipe\"\n":                         "vm.agent",
-		"[vm]\ntcg_buffer_mib = -1\n":                      "vm.tcg_buffer_mib",
-		"[vm]\ntcg_buffer_mib = 4096\n":                    "vm.tcg_buffer_mib",
-		"[vm]\nkernel = \"vmlinuz\"\n":                     "vm.kernel",
-		"[vm]\nvcpus = 0\n":                                "vm.vcpus",
-		"[vm]\nmemory_mib = 9000\n":                        "vm.memory_mib",
-		"[vm]\nboot_timeout = \"0s\"\n":                    "vm.boot_timeout",
-		"[vm]\nagent_log_level = \"loud\"\n":               "vm.agent_log_level",
-		"[qemu]\nbinary = \"\"\n":                          "qemu.binary",
-		"[stratovirt]\nvirtiofsd = \"\"\n":                 "stratovirt.virtiofsd",
-		"[cloud_hypervisor]\nvirtiofsd = \"\"\n":           "cloud_hypervisor.virtiofsd",
-		"[hypervisors]\nmagnetar-fc = \"firecracker\"\n":   "hypervisors.magnetar-fc",
-		"[vm]\ndefault_hypervisor = \"kvmtool\"\n":         "vm.default_hypervisor",
-		"run_dir = \"/" + strings.Repeat("x", 90) + "\"\n": "run_dir",
+		"[vm]\naccel = \"hvf\"\n":                                                  "vm.accel",
+		"[vm]\nagent = \"pipe\"\n":                                                 "vm.agent",
+		"[vm]\ntcg_buffer_mib = -1\n":                                              "vm.tcg_buffer_mib",
+		"[vm]\ntcg_buffer_mib = 4096\n":                                            "vm.tcg_buffer_mib",
+		"[vm]\nkernel = \"vmlinuz\"\n":                                             "vm.kernel",
+		"[vm]\nvcpus = 0\n":                                                        "vm.vcpus",
+		"[vm]\nmemory_mib = 9000\n":                                                "vm.memory_mib",
+		"[vm]\nboot_timeout = \"0s\"\n":                                            "vm.boot_timeout",
+		"[vm]\nagent_log_level = \"loud\"\n":                                       "vm.agent_log_level",
+		"[qemu]\nbinary = \"\"\n":                                                  "qemu.binary",
+		"[stratovirt]\nvirtiofsd = \"\"\n":                                         "stratovirt.virtiofsd",
+		"[cloud_hypervisor]\nvirtiofsd = \"\"\n":                                   "cloud_hypervisor.virtiofsd",
+		"[hypervisors]\nmagnetar-fc = \"firecracker\"\n":                           "hypervisors.magnetar-fc",
+		"[vm]\ndefault_hypervisor = \"kvmtool\"\n":                                 "vm.default_hypervisor",
+		"run_dir = \"/" + strings.Repeat("x", 90) + "\"\n":                         "run_dir",
+		"[pool]\nmax_memory_mib = -1\n":                                            "pool.max_memory_mib",
+		"[pool]\nrefill_concurrency = 0\n":                                         "pool.refill_concurrency",
+		"[[pool.shapes]]\nhypervisor = \"kvmtool\"\nsize = 1\n":                    "pool.shapes[0].hypervisor",
+		"[[pool.shapes]]\nvcpus = 9\nsize = 1\n":                                   "pool.shapes[0].vcpus",
+		"[[pool.shapes]]\nmemory_mib = 32\nsize = 1\n":                             "pool.shapes[0].memory_mib",
+		"[[pool.shapes]]\nsize = 65\n":                                             "pool.shapes[0].size",
+		"[[pool.shapes]]\nsize = -1\n":                                             "pool.shapes[0].size",
+		"[[pool.shapes]]\nsize = 1\n[[pool.shapes]]\nmemory_mib = 256\nsize = 2\n": "pool.shapes[1]",
+		"[pool]\nmax_memory_mib = 500\n[[pool.shapes]]\nsize = 2\n":                "pool.max_memory_mib",
 	} {
 		if _, err := config.Decode(text, DefaultConfig()); err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%q: %v, want an error naming %s", text, err, key)
+		}
+	}
+}
+
+func TestPoolShapeDefaults(t *testing.T) {
+	c := DefaultConfig()
+	_, err := config.Decode("[pool]\nmax_memory_mib = 1024\n[[pool.shapes]]\nsize = 2\n[[pool.shapes]]\nhypervisor = \"cloud-hypervisor\"\nvcpus = 2\nmemory_mib = 512\nsize = 1\n", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PoolShape{{Hypervisor: HypervisorQEMU, VCPUs: 1, MemoryMiB: 256, Size: 2}, {Hypervisor: HypervisorCLH, VCPUs: 2, MemoryMiB: 512, Size: 1}}
+	for i, s := range c.Pool.Shapes {
+		if got := c.ResolvedShape(s); got != want[i] {
+			t.Errorf("shape %d = %+v, want %+v", i, got, want[i])
 		}
 	}
 }
