@@ -276,6 +276,19 @@ stage_leftovers() {
   if [ -n "$left" ]; then echo "FAIL teardown: $1 processes left:"; echo "$left" | sed 's/^/  /'; fail=$((fail + 1)); fi
 }
 
+# show_vm_consoles [N]: the last N (40) lines of the console of every VM the
+# harness's vmm sandboxer still runs, pool VMs included: after a failed
+# stage, the clue to a guest that stopped answering (the run directories go
+# with the harness)
+show_vm_consoles() {
+  local f
+  for f in "$(run_dir_of vmm)"/*/console.log; do
+    [ -f "$f" ] || continue
+    echo "--- guest console $f (last ${1:-40} lines)"
+    tail -n "${1:-40}" "$f" | cut -c1-300 | sed 's/^/  | /'
+  done
+}
+
 # stage_teardown: stop the stage's containerd (hack/containerd.sh stop) and
 # count a failure for it failing or for any mount left below $WORK
 stage_teardown() {

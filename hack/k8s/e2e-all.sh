@@ -41,6 +41,7 @@ pass=0 fail=0 skip=0 summary=()
 finish() {
   local rc=$?
   set +e
+  if [ "$fail" -gt 0 ]; then show_vm_consoles; fi
   log "teardown"
   "$NODE" stop >/dev/null 2>&1 || { echo "FAIL teardown: hack/k8s/node.sh stop failed"; fail=$((fail + 1)); }
   stage_teardown

@@ -49,6 +49,7 @@ pass=0 fail=0 skip=0 summary=()
 finish() {
   local rc=$?
   set +e
+  if [ "$fail" -gt 0 ]; then show_vm_consoles; fi
   stage_teardown
   stage_leftovers VM 'qemu|virtiofsd|cloud-hypervisor|stratovirt'
   stage_end vmm-e2e "$rc"
