@@ -80,7 +80,11 @@ log "harness (WORK=$WORK, bridge $BRIDGE, $SUBNET)"
 smoke=()
 if [ "${BENCH_SMOKE:-0}" = 1 ]; then smoke=(-smoke); fi
 read -ra extra <<<"${VMMBENCH_ARGS:-}"
-log "vmmbench: $RUNS run(s) of each variant, memory at $MEM_PODS pods (results in $RES)"
+if [ ${#pool[@]} -gt 0 ]; then
+  log "vmmbench: the warm pool of $VMM_POOL_SIZE VMs, $RUNS round(s) (results in $RES)"
+else
+  log "vmmbench: $RUNS run(s) of each variant, memory at $MEM_PODS pods (results in $RES)"
+fi
 "$OUT/bin/vmmbench" -work "$WORK" -image "$GUEST_OUT" -crictl "$PREFIX/bin/crictl" -out "$RES" \
   -runs "$RUNS" -mem-pods "$MEM_PODS" -commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
   "${smoke[@]}" "${pool[@]}" "${extra[@]}"
