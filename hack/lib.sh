@@ -281,12 +281,19 @@ stage_leftovers() {
 # stage, the clue to a guest that stopped answering (the run directories go
 # with the harness)
 show_vm_consoles() {
-  local f
+  local f pidf=$WORK/run/magnetar-vmm.pid lg=$WORK/logs/magnetar-vmm.log
   for f in "$(run_dir_of vmm)"/*/console.log; do
     [ -f "$f" ] || continue
     echo "--- guest console $f (last ${1:-40} lines)"
     tail -n "${1:-40}" "$f" | cut -c1-300 | sed 's/^/  | /'
   done
+  # and where the daemon's calls into guests wait (its SIGUSR1 stack dump)
+  if [ -f "$pidf" ] && kill -USR1 "$(cat "$pidf")" 2>/dev/null; then
+    sleep 1
+    echo "--- magnetar-vmm goroutines in a call to a guest (SIGUSR1 dump in $lg)"
+    { grep 'goroutine dump' "$lg" || true; } | tail -1 | sed 's/\\n/\n/g; s/\\t/\t/g' |
+      awk -v RS= '/taskfwd|agentclient/ && /Create|Start|Exec|Conn|Dial/' | head -100 | cut -c1-200 | sed 's/^/  | /'
+  fi
 }
 
 # stage_teardown: stop the stage's containerd (hack/containerd.sh stop) and
