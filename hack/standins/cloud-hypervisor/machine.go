@@ -101,7 +101,7 @@ func qemuArgs(cfg *clhapi.VmConfig, nets []netDev, p paths, tscKHz int) (args []
 		// TCG's translated-code buffer bounded as magnetar-vmm bounds it
 		// (vm.tcg_buffer_mib): QEMU's 1 GiB default would be this
 		// stand-in's memory, not Cloud Hypervisor's, in the pod's cgroup
-		"-machine", "microvm,memory-backend=mem", "-accel", "tcg,tb-size=64", "-cpu", "max",
+		"-machine", "microvm,memory-backend=mem", "-accel", "tcg,thread=single,tb-size=64", "-cpu", "max",
 		"-object", "memory-backend-memfd,id=mem,size=" + m + "M,share=" + share, "-m", m,
 		"-smp", strconv.Itoa(vcpus),
 		"-nodefaults", "-no-user-config", "-display", "none",

@@ -38,7 +38,7 @@ func qemuArgs(p *plan, tscKHz int) (args []string, fds []int) {
 	// TCG's translated-code buffer bounded as magnetar-vmm bounds it
 	// (vm.tcg_buffer_mib): QEMU's 1 GiB default would be this stand-in's
 	// memory, not StratoVirt's, in the pod's cgroup
-	a := []string{"-machine", machine, "-accel", "tcg,tb-size=64", "-cpu", "max"}
+	a := []string{"-machine", machine, "-accel", "tcg,thread=single,tb-size=64", "-cpu", "max"}
 	if c.memShare {
 		// vhost-user-fs maps the guest memory into virtiofsd
 		a = append(a, "-object", "memory-backend-memfd,id=mem,size="+mem+"M,share=on")

@@ -60,6 +60,12 @@ func Args(cfg *vm.Config, accel string, tscKHz int, cid uint32) ([]string, error
 	case AccelKVM:
 		cpu = "host"
 	case AccelTCG:
+		// every vCPU on one host thread: a 2-vCPU guest under QEMU 7.2's
+		// multi-threaded TCG here locked up now and then with both vCPUs
+		// spinning in the kernel ("soft lockup", the kubelet stage's
+		// 2-container pod, 2 of 3 fresh-machine runs); a 1-vCPU guest runs
+		// the same either way
+		accelOpt += ",thread=single"
 		if cfg.TCGBufferMiB > 0 {
 			// QEMU's own memory under emulation is mostly this buffer
 			accelOpt += ",tb-size=" + strconv.Itoa(cfg.TCGBufferMiB)
