@@ -15,10 +15,14 @@ import (
 
 // TestNetlinkInANewNetns configures lo in a private network namespace
 // (root only): up, an address, a route, all through our rtnetlink client.
-func TestNetlinkInANewNetns(t *testing.T) {
+// inNewNetns runs fn on a thread of its own in a new network namespace;
+// the thread ends with it. fn's return, when not empty, skips the test.
+func inNewNetns(t *testing.T, fn func() (skip string)) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a private network namespace")
 	}
+	skip := ""
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -27,32 +31,42 @@ func TestNetlinkInANewNetns(t *testing.T) {
 			t.Errorf("unshare: %v", err)
 			return
 		}
+		skip = fn()
+	}()
+	<-done
+	if skip != "" {
+		t.Skip(skip)
+	}
+}
+
+func TestNetlinkInANewNetns(t *testing.T) {
+	inNewNetns(t, func() string {
 		if err := LoopbackUp(); err != nil {
 			t.Errorf("lo up: %v", err)
-			return
+			return ""
 		}
 		s := &System{}
 		l := service.Link{Name: "lo", Addrs: []netip.Prefix{netip.MustParsePrefix("10.123.0.1/16"), netip.MustParsePrefix("fd00:1::1/64")}, MTU: 9000}
 		if err := s.ConfigureLink(l); err != nil {
 			t.Errorf("configure: %v", err)
-			return
+			return ""
 		}
 		if err := s.ConfigureLink(l); err != nil { // idempotent
 			t.Errorf("configure again: %v", err)
-			return
+			return ""
 		}
 		if err := s.AddRoute(service.RouteSpec{Dst: netip.MustParsePrefix("10.124.0.0/16"), Device: "lo"}); err != nil {
 			t.Errorf("route: %v", err)
-			return
+			return ""
 		}
 		if err := s.AddRoute(service.RouteSpec{Default: true, Gateway: netip.MustParseAddr("10.123.0.2"), Device: "lo", Metric: 10}); err != nil {
 			t.Errorf("default route: %v", err)
-			return
+			return ""
 		}
 		lo, err := net.InterfaceByName("lo")
 		if err != nil {
 			t.Error(err)
-			return
+			return ""
 		}
 		addrs, _ := lo.Addrs()
 		var got []string
@@ -66,14 +80,14 @@ func TestNetlinkInANewNetns(t *testing.T) {
 		c, err := net.Dial("udp", "10.124.0.9:9")
 		if err != nil {
 			t.Errorf("no route to 10.124.0.9: %v", err)
-			return
+			return ""
 		}
 		c.Close()
 		if _, err := net.Dial("udp", "192.0.2.1:9"); err != nil {
 			t.Errorf("default route missing: %v", err)
 		}
-	}()
-	<-done
+		return ""
+	})
 }
 
 // addVeth creates a veth pair (a NIC with a MAC of its own, as a VM of the
@@ -98,36 +112,24 @@ func addVeth(c *nlConn, name, peer string) error {
 // name, MTU and address, and comes up; a retried Setup finds it by the new
 // MAC.
 func TestConfigureLinkSetsTheMAC(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a private network namespace")
-	}
-	skip := ""
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies with its netns
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			t.Errorf("unshare: %v", err)
-			return
-		}
+	inNewNetns(t, func() string {
 		c, err := openNetlink()
 		if err != nil {
 			t.Error(err)
-			return
+			return ""
 		}
 		defer c.Close()
 		if err := addVeth(c, "vm0", "vm0p"); err != nil {
-			skip = "no veth links in this kernel: " + err.Error()
-			return
+			return "no veth links in this kernel: " + err.Error()
 		}
 		vm0, err := net.InterfaceByName("vm0")
 		if err != nil {
 			t.Error(err)
-			return
+			return ""
 		}
 		if err := c.setLink(vm0.Index, "", 0); err != nil {
 			t.Errorf("vm0 up: %v", err)
-			return
+			return ""
 		}
 		podMAC, _ := net.ParseMAC("02:42:ac:11:00:02")
 		l := service.Link{Name: "eth1", MAC: vm0.HardwareAddr, SetMAC: podMAC, MTU: 1400,
@@ -135,16 +137,16 @@ func TestConfigureLinkSetsTheMAC(t *testing.T) {
 		s := &System{}
 		if err := s.ConfigureLink(l); err != nil {
 			t.Errorf("configure: %v", err)
-			return
+			return ""
 		}
 		if err := s.ConfigureLink(l); err != nil {
 			t.Errorf("configure again (the host retries Setup): %v", err)
-			return
+			return ""
 		}
 		eth1, err := net.InterfaceByName("eth1")
 		if err != nil {
 			t.Errorf("not renamed: %v", err)
-			return
+			return ""
 		}
 		addrs, _ := eth1.Addrs()
 		if eth1.Index != vm0.Index || eth1.HardwareAddr.String() != podMAC.String() || eth1.Flags&net.FlagUp == 0 ||
@@ -154,9 +156,6 @@ func TestConfigureLinkSetsTheMAC(t *testing.T) {
 		if _, err := linkByMAC(vm0.HardwareAddr); err == nil {
 			t.Errorf("a link still has the old MAC %s", vm0.HardwareAddr)
 		}
-	}()
-	<-done
-	if skip != "" {
-		t.Skip(skip)
-	}
+		return ""
+	})
 }
