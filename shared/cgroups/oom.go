@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/magnetar-runtime/magnetar/shared/poll"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,16 +26,27 @@ var oomRecheck = 2 * time.Second
 const oomQuickRecheck = 20 * time.Millisecond
 
 // oomWatch turns notifications on a pollable descriptor into one channel
-// value per increment of the cgroup's oom_kill counter.
+// value per increment of the cgroup's oom_kill counter. It holds no
+// goroutine: the descriptor is registered on the process-wide poll loop
+// (shared/poll) and the rechecks are timers.
 type oomWatch struct {
 	path string
-	// f is an eventfd (v1) or inotify descriptor (v2) in non-blocking mode,
-	// so reads park in the runtime poller instead of holding a thread.
+	// f is an eventfd (v1) or inotify descriptor (v2) in non-blocking mode.
 	f *os.File
 	// counter returns the oom_kill counter; ok is false on kernels without
 	// one, where each notification counts as one kill.
 	counter func() (n uint64, ok bool, err error)
 	alive   func() bool
+
+	mu       sync.Mutex
+	closed   bool
+	ch       chan struct{}
+	last     uint64
+	counting bool
+	quick    int
+	reg      *poll.Reg
+	timer    *time.Timer
+	stopCtx  func() bool
 }
 
 func oomEventsV1(ctx context.Context, path, memRoot, memDir string) (<-chan struct{}, error) {
@@ -98,76 +111,128 @@ func oomEventsV2(ctx context.Context, path, dir string) (<-chan struct{}, error)
 	return w.start(ctx)
 }
 
+// oomBacklog is how many kills the channel holds unread; more coalesce
+// (a consumer that reads them late learns of at least one).
+const oomBacklog = 8
+
 func (w *oomWatch) start(ctx context.Context) (<-chan struct{}, error) {
 	last, counting, err := w.counter()
 	if err != nil {
 		w.f.Close()
 		return nil, fmt.Errorf("cgroup %s: read oom_kill: %w", w.path, err)
 	}
-	ch := make(chan struct{}, 8)
-	go w.run(ctx, ch, last, counting)
-	return ch, nil
+	w.ch, w.last, w.counting = make(chan struct{}, oomBacklog), last, counting
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	reg, err := poll.Add(int(w.f.Fd()), w.ready)
+	if err != nil {
+		w.f.Close()
+		return nil, fmt.Errorf("cgroup %s: watch oom: %w", w.path, err)
+	}
+	w.reg = reg
+	w.timer = time.AfterFunc(oomRecheck, w.recheck)
+	w.stopCtx = context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.close()
+	})
+	return w.ch, nil
 }
 
-// run delivers kills until ctx ends or the cgroup goes away. counting says
-// whether the kernel keeps an oom_kill counter (since Linux 4.13); without
-// one, each notification is taken as one kill.
-func (w *oomWatch) run(ctx context.Context, ch chan<- struct{}, last uint64, counting bool) {
-	defer close(ch)
-	defer w.f.Close()
-	// A read deadline in the past wakes the pending Read when ctx ends.
-	stop := context.AfterFunc(ctx, func() { _ = w.f.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	buf := make([]byte, 4096) // >= 8 for an eventfd, several inotify events
-	quick := 0
+// ready runs on the poll loop when the descriptor is readable: it drains
+// it and checks the counter.
+func (w *oomWatch) ready(*poll.Reg) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	var buf [4096]byte // >= 8 for an eventfd, several inotify events
 	for {
-		wait := oomRecheck
-		if quick > 0 {
-			wait = oomQuickRecheck
-			quick--
-		}
-		_ = w.f.SetReadDeadline(time.Now().Add(wait))
-		if ctx.Err() != nil {
-			return
-		}
-		_, err := w.f.Read(buf)
-		if ctx.Err() != nil {
-			return
-		}
-		woke := err == nil
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			log.L.WithError(err).WithField("cgroup", w.path).Warn("oom watch stopped")
-			return
-		}
-		if !w.alive() {
-			return
-		}
-		n, ok, err := w.counter()
-		if err != nil {
-			if !w.alive() {
-				return
-			}
-			log.L.WithError(err).WithField("cgroup", w.path).Debug("read oom_kill")
+		_, err := unix.Read(int(w.f.Fd()), buf[:])
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		var kills uint64
-		switch {
-		case !counting && woke:
-			kills = 1
-		case !counting || !ok:
-			// no counter, or a read that caught the file mid-rewrite
-		case n > last:
-			kills, last = n-last, n
-		case woke:
-			quick = 10
+		if err != nil && !errors.Is(err, unix.EAGAIN) {
+			log.L.WithError(err).WithField("cgroup", w.path).Warn("oom watch stopped")
+			w.close()
+			return
 		}
-		for ; kills > 0; kills-- {
-			select {
-			case ch <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
+		if err != nil {
+			break
 		}
 	}
+	w.check(true)
+}
+
+// recheck runs on a timer: oomRecheck apart, or oomQuickRecheck after a
+// notification the counter did not show yet.
+func (w *oomWatch) recheck() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.check(false)
+	if w.closed {
+		return
+	}
+	wait := oomRecheck
+	if w.quick > 0 {
+		wait = oomQuickRecheck
+		w.quick--
+	}
+	w.timer.Reset(wait)
+}
+
+// check reads the counter and delivers the kills since the last check; it
+// ends the watch once the cgroup is gone. counting says whether the kernel
+// keeps an oom_kill counter (since Linux 4.13); without one, each
+// notification is taken as one kill. w.mu is held.
+func (w *oomWatch) check(woke bool) {
+	if !w.alive() {
+		w.close()
+		return
+	}
+	n, ok, err := w.counter()
+	if err != nil {
+		if !w.alive() {
+			w.close()
+			return
+		}
+		log.L.WithError(err).WithField("cgroup", w.path).Debug("read oom_kill")
+		return
+	}
+	var kills uint64
+	switch {
+	case !w.counting && woke:
+		kills = 1
+	case !w.counting || !ok:
+		// no counter, or a read that caught the file mid-rewrite
+	case n > w.last:
+		kills, w.last = n-w.last, n
+	case woke:
+		w.quick = 10
+		w.timer.Reset(oomQuickRecheck)
+	}
+	for ; kills > 0; kills-- {
+		select {
+		case w.ch <- struct{}{}:
+		default: // a backlog unread: this kill coalesces with it
+		}
+	}
+}
+
+// close ends the watch: no more notifications or timers, the descriptor
+// closed, the channel closed. w.mu is held; idempotent.
+func (w *oomWatch) close() {
+	if w.closed {
+		return
+	}
+	w.closed = true
+	w.reg.Close()
+	w.f.Close()
+	w.timer.Stop()
+	w.stopCtx()
+	close(w.ch)
 }

@@ -177,13 +177,12 @@ func watch(name string, pid int) (*Process, error) {
 		return nil, err
 	}
 	p := &Process{name: name, id: ID{Pid: pid}, w: w, pidfd: pidfd}
-	go func() {
-		<-w.Done()
+	w.Notify(func() {
 		p.mu.Lock()
 		p.pidfd.Close()
 		p.pidfd = nil
 		p.mu.Unlock()
-	}()
+	})
 	return p, nil
 }
 

@@ -3,8 +3,10 @@ package proc
 import (
 	"errors"
 	"fmt"
-	"os"
+	"sync"
 	"time"
+
+	"github.com/magnetar-runtime/magnetar/shared/poll"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,9 +21,15 @@ type Watch struct {
 	status int
 	known  bool
 	at     time.Time
+
+	mu     sync.Mutex
+	exited bool
+	notify []func()
 }
 
 // Open starts watching pid. The pid must be alive or an unreaped zombie.
+// The pidfd is registered on the process-wide poll loop: a watch costs no
+// goroutine while its process runs.
 func Open(pid int) (*Watch, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("pid %d: invalid", pid)
@@ -32,32 +40,61 @@ func Open(pid int) (*Watch, error) {
 	}
 	w := &Watch{pid: pid, done: make(chan struct{})}
 	claim(pid)
-	f := os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid))
-	go w.wait(f)
+	_, err = poll.Add(fd, func(r *poll.Reg) {
+		if !exited(int32(fd)) {
+			return // not yet: re-armed
+		}
+		r.Close()
+		unix.Close(fd)
+		w.finish()
+	})
+	if err != nil {
+		// cannot poll: fall back to a blocking wait on a goroutine
+		unix.Close(fd)
+		go func() {
+			_ = waitBlocking(pid)
+			w.finish()
+		}()
+	}
 	return w, nil
 }
 
 // Exited returns a watch that is already over (status unknown).
 func Exited(pid int) *Watch {
-	w := &Watch{pid: pid, done: make(chan struct{}), status: UnknownStatus, at: time.Now()}
+	w := &Watch{pid: pid, done: make(chan struct{}), status: UnknownStatus, at: time.Now(), exited: true}
 	close(w.done)
 	return w
 }
 
-func (w *Watch) wait(f *os.File) {
-	defer f.Close()
-	defer close(w.done)
-	rc, err := f.SyscallConn()
-	if err == nil {
-		err = rc.Read(func(fd uintptr) bool { return exited(int32(fd)) })
-	}
-	if err != nil {
-		// cannot poll: fall back to a blocking wait on a thread
-		_ = waitBlocking(w.pid)
-	}
-	w.at = time.Now()
-	w.status, w.known = reap(w.pid)
+// finish records the exit once the process is gone: reaps it if it is our
+// child, closes Done, runs what Notify registered.
+func (w *Watch) finish() {
+	at := time.Now()
+	status, known := reap(w.pid)
 	release(w.pid)
+	w.mu.Lock()
+	w.at, w.status, w.known, w.exited = at, status, known, true
+	fns := w.notify
+	w.notify = nil
+	w.mu.Unlock()
+	close(w.done)
+	for _, f := range fns {
+		f()
+	}
+}
+
+// Notify has f called once the process has exited, after Done is closed:
+// on the poll loop's goroutine (so f must not block), or on a goroutine of
+// its own if the process has exited already.
+func (w *Watch) Notify(f func()) {
+	w.mu.Lock()
+	if !w.exited {
+		w.notify = append(w.notify, f)
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	go f()
 }
 
 // exited polls a pidfd without blocking: it is readable once the process
@@ -114,4 +151,8 @@ func (w *Watch) Done() <-chan struct{} { return w.done }
 
 // Status is the exit status (valid after Done); known is false when the
 // process was not our child.
-func (w *Watch) Status() (code int, known bool, at time.Time) { return w.status, w.known, w.at }
+func (w *Watch) Status() (code int, known bool, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status, w.known, w.at
+}

@@ -3,7 +3,9 @@ package proc
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,9 +36,13 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
+// Fifty watched processes cost neither a thread nor a goroutine each, and
+// Notify runs once per exit, registered before or after it.
 func TestManyWatchersNoThreads(t *testing.T) {
 	var cmds []*exec.Cmd
 	var ws []*Watch
+	before := runtime.NumGoroutine()
+	var notified atomic.Int32
 	for i := 0; i < 50; i++ {
 		cmd := exec.Command("/bin/sleep", "30")
 		if err := cmd.Start(); err != nil {
@@ -46,7 +52,11 @@ func TestManyWatchersNoThreads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		w.Notify(func() { notified.Add(1) })
 		cmds, ws = append(cmds, cmd), append(ws, w)
+	}
+	if n := runtime.NumGoroutine() - before; n > 5 {
+		t.Errorf("%d more goroutines for 50 watches, want none per watch", n)
 	}
 	for _, c := range cmds {
 		c.Process.Signal(syscall.SIGTERM)
@@ -60,6 +70,19 @@ func TestManyWatchersNoThreads(t *testing.T) {
 		if code, known, _ := w.Status(); !known || code != 128+15 {
 			t.Errorf("status %d %v", code, known)
 		}
+	}
+	for end := time.Now().Add(5 * time.Second); notified.Load() != 50 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := notified.Load(); n != 50 {
+		t.Errorf("%d Notify calls, want 50", n)
+	}
+	done := make(chan struct{})
+	ws[0].Notify(func() { close(done) }) // after the exit: runs anyway
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("Notify after the exit never ran")
 	}
 	if _, err := Open(0); err == nil {
 		t.Error("Open(0) must fail")

@@ -48,10 +48,7 @@ func (g *gofers) adopt(root string) {
 			g.forget(k.PID)
 			continue
 		}
-		go func() {
-			<-w.Done()
-			g.forget(k.PID)
-		}()
+		w.Notify(func() { g.forget(k.PID) })
 	}
 }
 

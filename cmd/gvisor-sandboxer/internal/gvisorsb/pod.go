@@ -270,15 +270,14 @@ func (p *pod) watchSandbox(w *proc.Watch) {
 	p.mu.Lock()
 	p.sandbox = w
 	p.mu.Unlock()
-	go func() {
-		<-w.Done()
+	w.Notify(func() {
 		code, known, _ := w.Status()
 		if !known {
 			code = sandbox.ExitCodeLost
 		}
 		log.G(p.life).WithFields(log.Fields{"sandbox_id": p.id, "status": code, "known": known}).Info("pod sandbox exited")
 		p.Set(uint32(code), time.Now())
-	}()
+	})
 }
 
 // sandboxKillWait bounds the wait for a sandbox to exit once killed.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -46,9 +47,12 @@ func fakeSandbox(t *testing.T, answer func(method string, arg json.RawMessage) a
 }
 
 func TestControlProtocol(t *testing.T) {
+	var mu sync.Mutex // the fake answers on goroutines of its own
 	var calls []string
 	sock := fakeSandbox(t, func(method string, arg json.RawMessage) any {
+		mu.Lock()
 		calls = append(calls, method+" "+string(arg))
+		mu.Unlock()
 		switch {
 		case method == methodWait && string(arg) == `"seven"`:
 			return map[string]any{"success": true, "result": 7 << 8}
@@ -87,6 +91,8 @@ func TestControlProtocol(t *testing.T) {
 	if _, err := c.Wait(ctx, "hangup"); !errdefs.IsUnavailable(err) {
 		t.Errorf("Wait on a connection closed without an answer: %v", err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(calls) != 6 || calls[0] != `containerManager.Wait "seven"` || calls[2] != `containerManager.Event "c"` {
 		t.Errorf("calls %q", calls)
 	}

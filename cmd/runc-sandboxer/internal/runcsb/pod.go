@@ -366,12 +366,11 @@ func startPodInit(ctx context.Context, id, userns string) (int, *proc.Watch, err
 
 func (p *pod) watchInit(w *proc.Watch) {
 	p.init = w
-	go func() {
-		<-w.Done()
+	w.Notify(func() {
 		code, _, _ := w.Status()
 		log.G(p.ctx).WithFields(log.Fields{"sandbox_id": p.id, "status": code}).Info("pod init exited")
 		p.markExited(uint32(code))
-	}()
+	})
 }
 
 func (p *pod) markExited(code uint32) { p.Set(code, time.Now()) }
