@@ -134,6 +134,11 @@ func (w *oomWatch) start(ctx context.Context) (<-chan struct{}, error) {
 	w.stopCtx = context.AfterFunc(ctx, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		if !w.closed {
+			// the kills counted by now still count: a container's watch
+			// ends as it exits, which an OOM kill is the cause of
+			w.check(false)
+		}
 		w.close()
 	})
 	return w.ch, nil

@@ -171,3 +171,19 @@ func TestOOMEventsV1RemovedCgroup(t *testing.T) {
 	}
 	expectClosed(t, ch)
 }
+
+// A watch ended by its context (the container exited, as an OOM kill makes
+// it) still reports the kills counted by then, notified or not.
+func TestOOMEventsCountedAtEnd(t *testing.T) {
+	h := fakeV1(t, "/c", map[string]string{"memory/c/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"})
+	cg, _ := h.load("/c")
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := cg.OOMEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, h.v1Root, map[string]string{"memory/c/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"})
+	cancel() // long before the 2 s recheck
+	expectOOM(t, ch, 1)
+	expectClosed(t, ch)
+}

@@ -87,7 +87,7 @@ type ctr struct {
 	st ctrState
 
 	mu      sync.Mutex
-	oom     chan struct{}
+	oom     <-chan struct{}
 	stopOOM context.CancelFunc
 }
 
@@ -207,21 +207,18 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 	}
 	c.st.Pid = int(c.Pid())
 	c.st.PidStart, _ = proc.StartTime(c.st.Pid)
+	c.startOOM()
 	return c, nil
 }
 
 func (b *backend) newCtr(id string, st ctrState) *ctr {
-	c := &ctr{b: b, id: id, st: st, oom: make(chan struct{}, 1)}
+	c := &ctr{b: b, id: id, st: st, oom: make(chan struct{})}
 	c.Init = runcproc.New(id, st.Dir, b.runc(filepath.Join(st.Dir, "runc.log")), runcproc.Pidfd{})
 	c.OnExit = func(x runcproc.Exit) {
 		if !x.Known {
 			log.G(b.life).WithField("container_id", id).Warn("exit status unknown: the container was not our child (daemon restarted)")
 		}
-		c.mu.Lock()
-		if c.stopOOM != nil {
-			c.stopOOM()
-		}
-		c.mu.Unlock()
+		c.endOOM()
 	}
 	return c
 }
@@ -240,20 +237,16 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record, _ sandbox.Insta
 	c := b.newCtr(rec.ID, st)
 	c.Namespace = rec.Namespace
 	c.Watch(st.Pid, st.watchAgain())
-	if rec.Status == "running" {
+	if rec.Status == "created" || rec.Status == "running" || rec.Status == "paused" {
 		c.startOOM()
 	}
 	return c, nil
 }
 
-func (c *ctr) Start(ctx context.Context) error {
-	if err := c.Init.Start(ctx); err != nil {
-		return err
-	}
-	c.startOOM()
-	return nil
-}
-
+// startOOM watches the container's cgroup for OOM kills from its creation
+// (runc made the cgroup) until its exit; the watch's channel is the one
+// OOM returns, read by the task service, so no goroutine sits between.
+// Without a memory controller OOM stays a channel that never delivers.
 func (c *ctr) startOOM() {
 	cg, err := cgroups.Load(c.st.Cgroups)
 	if err != nil {
@@ -263,22 +256,28 @@ func (c *ctr) startOOM() {
 	ch, err := cg.OOMEvents(ctx)
 	if err != nil {
 		cancel()
+		log.G(ctx).WithError(err).WithField("container_id", c.id).Debug("no OOM events")
 		return
 	}
 	c.mu.Lock()
-	c.stopOOM = cancel
+	c.oom, c.stopOOM = ch, cancel
 	c.mu.Unlock()
-	go func() {
-		for range ch {
-			select {
-			case c.oom <- struct{}{}:
-			default:
-			}
-		}
-	}()
 }
 
-func (c *ctr) OOM() <-chan struct{} { return c.oom }
+func (c *ctr) endOOM() {
+	c.mu.Lock()
+	if c.stopOOM != nil {
+		c.stopOOM()
+	}
+	c.mu.Unlock()
+}
+
+// OOM is closed when the watch ends (the container exited or is gone).
+func (c *ctr) OOM() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.oom
+}
 
 // Delete removes the container: runc state, rootfs mount, our bundle.
 func (c *ctr) Delete(ctx context.Context) error {
@@ -291,6 +290,7 @@ func (c *ctr) Delete(ctx context.Context) error {
 
 // cleanup releases everything; idempotent.
 func (c *ctr) cleanup(ctx context.Context) {
+	c.endOOM()
 	c.Release(ctx)
 	removeCgroup(ctx, c.id, c.st.Cgroups)
 	bundle.Clean(ctx, c.st.Bundle, bundleNote, c.st.Mounted, c.st.Dir)
