@@ -17,6 +17,10 @@ if [ "$rc" -ne 0 ]; then
   echo "--- failures (from $LOG):"
   grep -E -B2 -A12 -- '^\s*--- FAIL' "$LOG" | head -200
   grep -E '^(# |.*\.go:[0-9]+:[0-9]+: )' "$LOG" | head -40 || true
+  # what each failing test said (t.Errorf/t.Fatalf lines, a crash child's
+  # output included): the context lines above can miss it
+  echo "--- failure messages:"
+  grep -E '^\s+[A-Za-z0-9_]+\.go:[0-9]+: ' "$LOG" | head -120 || true
 fi
 p=$(grep -cE -- '^\s*--- PASS' "$LOG")
 f=$(grep -cE -- '^\s*--- FAIL' "$LOG")

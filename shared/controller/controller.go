@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/killpoint"
 	"github.com/magnetar-runtime/magnetar/shared/mount"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
@@ -178,7 +179,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 			}
 			c.recordExit(ctx, e, sandbox.ExitStatus{Code: sandbox.ExitCodeLost, ExitedAt: time.Now()})
 		case sandbox.PhaseRunning:
-			go c.watch(e)
+			c.watch(e)
 		case sandbox.PhaseStopped:
 			e.doneOnce.Do(func() { close(e.done) })
 		}
@@ -465,7 +466,7 @@ func (c *Controller) start(ctx context.Context, e *entry) error {
 		e.state.Phase = sandbox.PhaseCreated
 		return err
 	}
-	go c.watch(e)
+	c.watch(e)
 	log.G(ctx).WithField("address", ep.Address).Info("sandbox started")
 	return nil
 }
@@ -495,10 +496,25 @@ func (c *Controller) waitStart(ctx context.Context, e *entry, cancel bool) error
 }
 
 // watch records the exit of a running sandbox.
+// watch records e's exit once its instance exits, unless the daemon's
+// life has ended by then. An instance that embeds an exit.Latch calls
+// back: watching it costs no goroutine until then.
 func (c *Controller) watch(e *entry) {
-	select {
-	case <-e.inst.Exited():
-	case <-c.life.Done():
+	if n, ok := e.inst.(exit.Notifier); ok {
+		n.Notify(func() { go c.exited(e) })
+		return
+	}
+	go func() {
+		select {
+		case <-e.inst.Exited():
+			c.exited(e)
+		case <-c.life.Done():
+		}
+	}()
+}
+
+func (c *Controller) exited(e *entry) {
+	if c.life.Err() != nil {
 		return
 	}
 	code, at := e.inst.ExitStatus()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/sandbox"
 )
 
@@ -33,7 +35,20 @@ type fakeDriver struct {
 	// startGate, when set, holds every Start until it is closed or the
 	// Start's context ends.
 	startGate chan struct{}
+	// latch, when set, makes Create's instances latchInstances.
+	latch   bool
+	latches map[string]*latchInstance
 }
+
+// latchInstance exits through an embedded exit.Latch, as the sandboxers'
+// pods do: the controller watches it by Notify, not by a goroutine.
+type latchInstance struct {
+	*fakeInstance
+	exit.Latch
+}
+
+func (i *latchInstance) Exited() <-chan struct{}         { return i.Latch.Done() }
+func (i *latchInstance) ExitStatus() (uint32, time.Time) { return i.Latch.ExitStatus() }
 
 type fakeInstance struct {
 	id       string
@@ -80,6 +95,11 @@ func (d *fakeDriver) Create(ctx context.Context, s *sandbox.Spec) (sandbox.Insta
 	}
 	i := &fakeInstance{id: s.ID, exited: make(chan struct{}), hostname: s.Config.GetHostname(), gate: d.startGate}
 	d.created[s.ID] = i
+	if d.latch {
+		li := &latchInstance{fakeInstance: i}
+		d.latches[s.ID] = li
+		return li, nil
+	}
 	return i, nil
 }
 
@@ -441,5 +461,40 @@ func TestUnstartedGrace(t *testing.T) {
 	time.Sleep(2 * grace)
 	if _, err := c3.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: "kept"}); err != nil {
 		t.Errorf("unstarted_grace 0 removed a sandbox: %v", err)
+	}
+}
+
+// Pods whose instances call back on exit (an embedded exit.Latch) are
+// watched without a goroutine each; one that exits by itself is recorded
+// as stopped with its code, and Wait returns it.
+func TestWatchByNotify(t *testing.T) {
+	c, d, cancel := newCtrl(t, t.TempDir())
+	defer cancel()
+	d.latch, d.latches = true, map[string]*latchInstance{}
+	ctx := context.Background()
+	before := goruntime.NumGoroutine()
+	for i := 0; i < 30; i++ {
+		id := fmt.Sprintf("p%d", i)
+		if _, err := c.Create(ctx, &sandboxapi.ControllerCreateRequest{SandboxID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Start(ctx, &sandboxapi.ControllerStartRequest{SandboxID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := goruntime.NumGoroutine() - before; n > 5 {
+		t.Errorf("%d more goroutines for 30 running pods, want none per pod", n)
+	}
+	d.latches["p7"].Set(3, time.Time{})
+	w, err := c.Wait(ctx, &sandboxapi.ControllerWaitRequest{SandboxID: "p7"})
+	if err != nil || w.ExitStatus != 3 {
+		t.Fatalf("Wait = %v, %v; want exit 3", w, err)
+	}
+	st, err := c.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: "p7"})
+	if err != nil || st.State != StateNotReady {
+		t.Fatalf("Status after the exit = %v, %v", st, err)
+	}
+	if st, _ := c.Status(ctx, &sandboxapi.ControllerStatusRequest{SandboxID: "p8"}); st.GetState() != StateReady {
+		t.Fatalf("another pod's Status = %v", st)
 	}
 }

@@ -13,6 +13,8 @@ type Latch struct {
 	set  bool
 	code uint32
 	at   time.Time
+	// notify are the functions Notify registered before the exit.
+	notify []func()
 }
 
 // doneChan returns the channel, making it on first use. Called with mu held.
@@ -31,13 +33,41 @@ func (l *Latch) Set(code uint32, at time.Time) bool {
 		at = time.Now()
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.set {
+		l.mu.Unlock()
 		return false
 	}
 	l.set, l.code, l.at = true, code, at
 	close(l.doneChan())
+	fns := l.notify
+	l.notify = nil
+	l.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
 	return true
+}
+
+// Notifier is what calls back once it has exited: a Latch, or anything that
+// embeds one. A waiter checks for it before parking a goroutine on Done.
+type Notifier interface{ Notify(f func()) }
+
+var _ Notifier = (*Latch)(nil)
+
+// Notify has f called once the exit is recorded, after Done is closed: by
+// the goroutine that calls Set (so f must not block: it starts a goroutine
+// for anything longer), or on a goroutine of its own when the exit is
+// recorded already. It is what a waiter uses instead of a goroutine
+// parked on Done for the whole life of what it waits for.
+func (l *Latch) Notify(f func()) {
+	l.mu.Lock()
+	if !l.set {
+		l.notify = append(l.notify, f)
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	go f()
 }
 
 // Done is closed once the exit is recorded.

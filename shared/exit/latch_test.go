@@ -2,6 +2,7 @@ package exit
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -64,5 +65,38 @@ func TestLatchConcurrent(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("%d Sets won, want 1", n)
+	}
+}
+
+// Notify runs each function once, after Done, whether registered before
+// the exit or after it.
+func TestLatchNotify(t *testing.T) {
+	var l Latch
+	var n atomic.Int32
+	before := make(chan struct{})
+	l.Notify(func() {
+		select {
+		case <-l.Done():
+		default:
+			t.Error("notified before Done was closed")
+		}
+		n.Add(1)
+		close(before)
+	})
+	if n.Load() != 0 {
+		t.Fatal("notified before Set")
+	}
+	l.Set(3, time.Time{})
+	l.Set(4, time.Time{})
+	<-before
+	after := make(chan struct{})
+	l.Notify(func() { n.Add(1); close(after) })
+	select {
+	case <-after:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Notify after the exit never ran")
+	}
+	if n.Load() != 2 {
+		t.Fatalf("%d notifications, want 2", n.Load())
 	}
 }

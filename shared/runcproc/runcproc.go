@@ -123,6 +123,9 @@ func (s *status) setPid(pid int) { s.pid.Store(int64(pid)) }
 // Exited is closed once the process has exited and its output is drained.
 func (s *status) Exited() <-chan struct{} { return s.exit.Done() }
 
+// Notify has f called once the exit is recorded (exit.Latch.Notify).
+func (s *status) Notify(f func()) { s.exit.Notify(f) }
+
 // ExitStatus is the exit code and time, once Exited is closed.
 func (s *status) ExitStatus() (uint32, time.Time) { return s.exit.ExitStatus() }
 

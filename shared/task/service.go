@@ -351,7 +351,7 @@ func (s *Service) adopt(ctx context.Context, rec *Record, c Container) {
 	s.containers[rec.ID] = ct
 	s.mu.Unlock()
 	for _, w := range watches {
-		go s.watchExit(ct, w.p, w.quiet)
+		s.watchExit(ct, w.p, w.quiet)
 	}
 	if n, ok := c.(OOMNotifier); ok {
 		go s.watchOOM(ct, n)
@@ -620,7 +620,7 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		IO:  &apievents.TaskIO{Stdin: io.Stdin, Stdout: io.Stdout, Stderr: io.Stderr, Terminal: io.Terminal},
 		Pid: c.Pid(),
 	})
-	go s.watchExit(ct, ct.init, false)
+	s.watchExit(ct, ct.init, false)
 	log.G(ctx).WithField("pid", c.Pid()).Debug("task created")
 	return &taskapi.CreateTaskResponse{Pid: c.Pid()}, nil
 }
@@ -668,11 +668,28 @@ func procName(c *container, p *process) string {
 // When the init exits, the execs still alive are killed (they die with the
 // container's pid ns anyway; this also covers a shared or host pid
 // namespace).
+// A process whose exit calls back (exit.Notifier) costs no goroutine
+// until it exits.
 func (s *Service) watchExit(c *container, p *process, quiet bool) {
+	if n, ok := p.p.(exit.Notifier); ok {
+		n.Notify(func() { go s.exited(c, p, quiet) })
+		return
+	}
+	go func() {
+		select {
+		case <-p.p.Exited():
+			s.exited(c, p, quiet)
+		case <-p.gone:
+		}
+	}()
+}
+
+// exited records and publishes the exit of p, unless p was deleted first.
+func (s *Service) exited(c *container, p *process, quiet bool) {
 	select {
-	case <-p.p.Exited():
 	case <-p.gone:
 		return
+	default:
 	}
 	p.evMu.Lock() // after a Start in progress has published TaskStart
 	defer p.evMu.Unlock()
@@ -868,7 +885,7 @@ func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (_ *e
 	placeholder.p = p
 	c.mu.Unlock()
 	s.persist(c)
-	go s.watchExit(c, placeholder, false)
+	s.watchExit(c, placeholder, false)
 	s.pub.Publish(ctx, c.ns, events.TopicTaskExecAdded, &apievents.TaskExecAdded{ContainerID: c.id, ExecID: r.GetExecID()})
 	return &emptypb.Empty{}, nil
 }

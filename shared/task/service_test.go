@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,9 @@ type fakeBackend struct {
 	created int
 	// refuse, when set, is what Create answers
 	refuse error
+	// notify, when set, makes processes that call back on exit
+	// (exit.Notifier), as the real backends' do
+	notify bool
 }
 
 type fakeProc struct {
@@ -59,6 +63,8 @@ type fakeProc struct {
 	deleted bool
 	// hold, when set, keeps Delete until it is closed
 	hold chan struct{}
+	// notify holds what notifyOn registered before the exit
+	notify []func()
 }
 
 func newFakeProc(pid uint32) *fakeProc { return &fakeProc{pid: pid, done: make(chan struct{})} }
@@ -66,11 +72,45 @@ func newFakeProc(pid uint32) *fakeProc { return &fakeProc{pid: pid, done: make(c
 func (p *fakeProc) Pid() uint32                     { return p.pid }
 func (p *fakeProc) Start(ctx context.Context) error { return nil }
 func (p *fakeProc) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
-	p.once.Do(func() { p.code = 128 + uint32(sig); close(p.done) })
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.code = 128 + uint32(sig)
+		close(p.done)
+		fns := p.notify
+		p.mu.Unlock()
+		for _, f := range fns {
+			f()
+		}
+	})
 	return nil
+}
+
+func (p *fakeProc) notifyOn(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.done:
+		go f()
+	default:
+		p.notify = append(p.notify, f)
+	}
+}
+
+// notifyProc and notifyContainer call back on exit (exit.Notifier).
+type notifyProc struct{ *fakeProc }
+
+func (p notifyProc) Notify(f func()) { p.notifyOn(f) }
+
+type notifyContainer struct{ *fakeContainer }
+
+func (c notifyContainer) Notify(f func()) { c.notifyOn(f) }
+func (c notifyContainer) Exec(ctx context.Context, id string, sp *specs.Process, io stdio.Config) (Process, error) {
+	return notifyProc{newFakeProc(c.pid + 1)}, nil
 }
 func (p *fakeProc) Exited() <-chan struct{} { return p.done }
 func (p *fakeProc) ExitStatus() (uint32, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return p.code, time.Now()
 }
 func (p *fakeProc) ResizePty(ctx context.Context, w, h uint32) error { return nil }
@@ -105,6 +145,9 @@ func (b *fakeBackend) Create(ctx context.Context, r *CreateRequest) (Container, 
 		return nil, b.refuse
 	}
 	b.created++
+	if b.notify {
+		return notifyContainer{&fakeContainer{newFakeProc(100)}}, nil
+	}
 	return &fakeContainer{newFakeProc(100)}, nil
 }
 
@@ -120,10 +163,17 @@ func bundle(t *testing.T) string {
 
 func code(err error) codes.Code { return grpcstatus.Code(err) }
 
+// Both ways of learning of an exit: a goroutine on Exited, or the
+// process calling back (exit.Notifier).
 func TestEventOrderAndStates(t *testing.T) {
+	t.Run("exited", func(t *testing.T) { testEventOrderAndStates(t, false) })
+	t.Run("notify", func(t *testing.T) { testEventOrderAndStates(t, true) })
+}
+
+func testEventOrderAndStates(t *testing.T, notify bool) {
 	ctx := context.Background()
 	pub := &fakePublisher{}
-	s, err := New(ctx, t.TempDir(), &fakeBackend{}, pub)
+	s, err := New(ctx, t.TempDir(), &fakeBackend{notify: notify}, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,5 +474,36 @@ func TestPidsWhileDeleting(t *testing.T) {
 	close(hold)
 	if err := <-done; err != nil {
 		t.Fatalf("delete: %v", err)
+	}
+}
+
+// Tasks whose processes call back on exit cost no goroutine each while
+// they run.
+func TestNotifyNoGoroutines(t *testing.T) {
+	ctx := context.Background()
+	pub := &fakePublisher{}
+	s, err := New(ctx, t.TempDir(), &fakeBackend{notify: true}, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bundle(t)
+	before := goruntime.NumGoroutine()
+	for i := 0; i < 30; i++ {
+		id := fmt.Sprintf("c%d", i)
+		if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: b}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := goruntime.NumGoroutine() - before; n > 5 {
+		t.Errorf("%d more goroutines for 30 running tasks, want none per task", n)
+	}
+	if _, err := s.Kill(ctx, &taskapi.KillRequest{ID: "c3", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := s.Wait(ctx, &taskapi.WaitRequest{ID: "c3"}); err != nil || w.ExitStatus != 137 {
+		t.Fatalf("wait %v %v", w, err)
 	}
 }

@@ -242,6 +242,9 @@ func (p *process) Pid() uint32 { return p.pid.Load() }
 // drained (or the drain timeout passed), or the guest is gone.
 func (p *process) Exited() <-chan struct{} { return p.exit.Done() }
 
+// Notify has f called once the exit is recorded (exit.Latch.Notify).
+func (p *process) Notify(f func()) { p.exit.Notify(f) }
+
 // ExitStatus is the exit code and time the guest reported.
 func (p *process) ExitStatus() (uint32, time.Time) { return p.exit.ExitStatus() }
 
