@@ -77,7 +77,7 @@ func (e *Exec) Start(ctx context.Context) (retErr error) {
 // daemon restart, as pid, whose end wait reports: it has no stdio (its
 // output went to containerd's FIFOs directly and still does), Kill signals
 // the pid.
-func (p *Init) AdoptExec(id string, pid int, wait func() Exit) *Exec {
+func (p *Init) AdoptExec(id string, pid int, wait Waited) *Exec {
 	e := &Exec{init: p, id: id}
 	e.setPid(pid)
 	e.watch(wait, nil, nil)

@@ -56,7 +56,7 @@ type Hooks struct {
 	// WaitInit, if set, learns the init's exit instead of the Waiter,
 	// which still watches the exec processes (a host process each, with
 	// runsc too). pid is what the runtime wrote to the pid file.
-	WaitInit func(pid int) (wait func() Exit, err error)
+	WaitInit func(pid int) (Waited, error)
 	// Start, if set, starts the init instead of `runc start`, and the
 	// init's stdio goes to it rather than to `create`: io is the init's
 	// (with a terminal, whose console came through the console socket at
@@ -120,7 +120,7 @@ func (p *Init) Create(ctx context.Context, cfg stdio.Config, noPivot bool) error
 
 // watchInit watches the init: through Hooks.WaitInit when set, else the
 // Waiter.
-func (p *Init) watchInit(pid int, since time.Time) (func() Exit, error) {
+func (p *Init) watchInit(pid int, since time.Time) (Waited, error) {
 	if p.Hooks.WaitInit != nil {
 		return p.Hooks.WaitInit(pid)
 	}
@@ -131,7 +131,7 @@ func (p *Init) watchInit(pid int, since time.Time) (func() Exit, error) {
 // with a console socket for a terminal (nil without), whose master then goes
 // to io. The pid that runc wrote to pidFile is then watched with watch.
 // what names the process in errors.
-func (p *Init) spawn(terminal bool, io *stdio.IO, pidFile, what string, watch func(int, time.Time) (func() Exit, error), call func(runc.ConsoleSocket) error) (int, func() Exit, error) {
+func (p *Init) spawn(terminal bool, io *stdio.IO, pidFile, what string, watch func(int, time.Time) (Waited, error), call func(runc.ConsoleSocket) error) (int, Waited, error) {
 	var sock *runc.Socket
 	var cs runc.ConsoleSocket // nil, not a nil *runc.Socket, without a terminal
 	if terminal {
@@ -165,7 +165,7 @@ func (p *Init) spawn(terminal bool, io *stdio.IO, pidFile, what string, watch fu
 }
 
 // Watch adopts an init found again (after a restart): no stdio.
-func (p *Init) Watch(pid int, wait func() Exit) {
+func (p *Init) Watch(pid int, wait Waited) {
 	p.setPid(pid)
 	p.watch(wait, nil, p.OnExit)
 }

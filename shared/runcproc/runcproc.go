@@ -29,17 +29,35 @@ type Exit struct {
 
 // Waiter watches processes that runc started for their exit.
 type Waiter interface {
-	// Watch starts watching pid, started by a runc call made at since, and
-	// returns a function that blocks until pid has exited.
-	Watch(pid int, since time.Time) (wait func() Exit, err error)
+	// Watch starts watching pid, started by a runc call made at since.
+	Watch(pid int, since time.Time) (Waited, error)
 }
+
+// Waited is a process whose exit is awaited: Wait blocks until it has
+// exited. One that can also call back on the exit (Notifier) costs no
+// goroutine while it runs.
+type Waited interface {
+	Wait() Exit
+}
+
+// Notifier is a Waited that calls f with the exit once there is one (on a
+// goroutine that must not be held: f starts one for anything longer).
+type Notifier interface {
+	Notify(f func(Exit))
+}
+
+// WaitFunc is a Waited that is a blocking function.
+type WaitFunc func() Exit
+
+// Wait calls f.
+func (f WaitFunc) Wait() Exit { return f() }
 
 // Pidfd is the Waiter over pidfds (shared/proc): the status is known for
 // our children (a subreaper's re-parented container inits included).
 type Pidfd struct{}
 
 // Watch opens a pidfd for pid.
-func (Pidfd) Watch(pid int, _ time.Time) (func() Exit, error) {
+func (Pidfd) Watch(pid int, _ time.Time) (Waited, error) {
 	w, err := proc.Open(pid)
 	if err != nil {
 		return nil, err
@@ -47,13 +65,21 @@ func (Pidfd) Watch(pid int, _ time.Time) (func() Exit, error) {
 	return WaitFor(w), nil
 }
 
-// WaitFor turns a shared/proc watch into a wait function.
-func WaitFor(w *proc.Watch) func() Exit {
-	return func() Exit {
-		<-w.Done()
-		code, known, at := w.Status()
-		return Exit{Status: code, At: at, Known: known}
-	}
+// WaitFor is the Waited (and Notifier) of a shared/proc watch.
+func WaitFor(w *proc.Watch) Waited { return procWait{w} }
+
+type procWait struct{ w *proc.Watch }
+
+func (p procWait) Wait() Exit {
+	<-p.w.Done()
+	return p.exit()
+}
+
+func (p procWait) Notify(f func(Exit)) { p.w.Notify(func() { f(p.exit()) }) }
+
+func (p procWait) exit() Exit {
+	code, known, at := p.w.Status()
+	return Exit{Status: code, At: at, Known: known}
 }
 
 // Error turns a failed call op of runtime (the binary's name: "runc",
@@ -132,10 +158,10 @@ func (s *status) ExitStatus() (uint32, time.Time) { return s.exit.ExitStatus() }
 func (s *status) exited() bool { return s.exit.IsSet() }
 
 // watch waits for the exit, drains io (may be nil), calls onExit (may be
-// nil) and then records the exit.
-func (s *status) watch(wait func() Exit, io *stdio.IO, onExit func(Exit)) {
-	go func() {
-		x := wait()
+// nil) and then records the exit. A Notifier is not waited for by a
+// goroutine: one starts at the exit.
+func (s *status) watch(w Waited, io *stdio.IO, onExit func(Exit)) {
+	finish := func(x Exit) {
 		if io != nil {
 			io.Wait()
 			io.Finish() // closed by Delete
@@ -144,5 +170,10 @@ func (s *status) watch(wait func() Exit, io *stdio.IO, onExit func(Exit)) {
 			onExit(x)
 		}
 		s.exit.Set(uint32(x.Status), x.At)
-	}()
+	}
+	if n, ok := w.(Notifier); ok {
+		n.Notify(func(x Exit) { go finish(x) })
+		return
+	}
+	go func() { finish(w.Wait()) }()
 }

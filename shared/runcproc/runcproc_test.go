@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +18,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/magnetar-runtime/magnetar/shared/proc"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 )
 
@@ -343,9 +346,9 @@ func TestExecNotStarted(t *testing.T) {
 }
 
 // waiterFunc is a Waiter for tests.
-type waiterFunc func(pid int, since time.Time) (func() Exit, error)
+type waiterFunc func(pid int, since time.Time) (Waited, error)
 
-func (f waiterFunc) Watch(pid int, since time.Time) (func() Exit, error) { return f(pid, since) }
+func (f waiterFunc) Watch(pid int, since time.Time) (Waited, error) { return f(pid, since) }
 
 func TestWaiterGetsPidAndSince(t *testing.T) {
 	ctx := context.Background()
@@ -356,9 +359,9 @@ func TestWaiterGetsPidAndSince(t *testing.T) {
 		pid   int
 		since time.Time
 	}
-	w := waiterFunc(func(pid int, since time.Time) (func() Exit, error) {
+	w := waiterFunc(func(pid int, since time.Time) (Waited, error) {
 		got.pid, got.since = pid, since
-		return func() Exit { <-release; return Exit{Status: 3, At: time.Unix(5, 0), Known: true} }, nil
+		return WaitFunc(func() Exit { <-release; return Exit{Status: 3, At: time.Unix(5, 0), Known: true} }), nil
 	})
 	p := New("c6", f.dir, f.r, w)
 	if err := p.Create(ctx, stdio.Config{}, false); err != nil {
@@ -387,7 +390,7 @@ func TestWaiterGetsPidAndSince(t *testing.T) {
 	}
 
 	fail := errors.New("no pidfd")
-	p = New("c7", t.TempDir(), f.r, waiterFunc(func(int, time.Time) (func() Exit, error) { return nil, fail }))
+	p = New("c7", t.TempDir(), f.r, waiterFunc(func(int, time.Time) (Waited, error) { return nil, fail }))
 	if err := p.Create(ctx, stdio.Config{}, false); !errors.Is(err, fail) {
 		t.Fatalf("Create with a failing waiter: %v", err)
 	}
@@ -398,7 +401,7 @@ func TestWatchRecovered(t *testing.T) {
 	p := New("c8", t.TempDir(), &runc.Runc{Command: "/nonexistent"}, Pidfd{})
 	var x Exit
 	p.OnExit = func(e Exit) { x = e }
-	p.Watch(4242, func() Exit { return Exit{Status: 255, At: time.Now()} })
+	p.Watch(4242, WaitFunc(func() Exit { return Exit{Status: 255, At: time.Now()} }))
 	waitExited(t, p.Exited())
 	if p.Pid() != 4242 || x.Known || x.Status != 255 {
 		t.Fatalf("pid %d, exit %+v", p.Pid(), x)
@@ -562,7 +565,7 @@ func TestHooks(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	var watched []int
-	w := waiterFunc(func(pid int, since time.Time) (func() Exit, error) {
+	w := waiterFunc(func(pid int, since time.Time) (Waited, error) {
 		watched = append(watched, pid)
 		return Pidfd{}.Watch(pid, since)
 	})
@@ -571,9 +574,9 @@ func TestHooks(t *testing.T) {
 	var waitInitPid int
 	var startIO *stdio.IO
 	p.Hooks = Hooks{
-		WaitInit: func(pid int) (func() Exit, error) {
+		WaitInit: func(pid int) (Waited, error) {
 			waitInitPid = pid
-			return func() Exit { return <-initEnd }, nil
+			return WaitFunc(func() Exit { return <-initEnd }), nil
 		},
 		Start: func(ctx context.Context, io *stdio.IO) error {
 			startIO = io
@@ -654,5 +657,43 @@ func TestReleaseOutlivesItsRequest(t *testing.T) {
 	p.Release(ctx)
 	if _, err := os.Stat(filepath.Join(f.state, "deleted")); err != nil {
 		t.Fatalf("runc delete did not run to its end under a cancelled request: %v (calls: %v)", err, f.calls(t))
+	}
+}
+
+// Processes watched through pidfds (WaitFor, Pidfd) cost no goroutine
+// until they exit; the exit is then recorded with its status.
+func TestWatchByNotify(t *testing.T) {
+	var pids []int
+	var inits []*Init
+	before := goruntime.NumGoroutine()
+	for i := 0; i < 20; i++ {
+		cmd := exec.Command("/bin/sleep", "30")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid // Release makes it -1: never signal that
+		w, err := proc.Open(pid)
+		if err != nil {
+			_ = cmd.Process.Kill()
+			t.Fatal(err)
+		}
+		_ = cmd.Process.Release() // the watch reaps it
+		p := New("n"+strconv.Itoa(i), t.TempDir(), &runc.Runc{Command: "/nonexistent"}, Pidfd{})
+		p.Watch(pid, WaitFor(w))
+		pids, inits = append(pids, pid), append(inits, p)
+	}
+	if n := goruntime.NumGoroutine() - before; n > 5 {
+		t.Errorf("%d more goroutines for 20 watched inits, want none per init", n)
+	}
+	for _, pid := range pids {
+		if pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	for _, p := range inits {
+		waitExited(t, p.Exited())
+		if code, _ := p.ExitStatus(); code != 128+15 {
+			t.Errorf("exit %d, want %d", code, 128+15)
+		}
 	}
 }

@@ -109,12 +109,12 @@ var (
 // container inits are re-parented to it).
 type reaperWaiter struct{ r *reaper.Reaper }
 
-func (w reaperWaiter) Watch(pid int, since time.Time) (func() runcproc.Exit, error) {
+func (w reaperWaiter) Watch(pid int, since time.Time) (runcproc.Waited, error) {
 	exit := w.r.WaitPid(pid, since)
-	return func() runcproc.Exit {
+	return runcproc.WaitFunc(func() runcproc.Exit {
 		e := <-exit
 		return runcproc.Exit{Status: e.Status, At: e.At, Known: true}
-	}, nil
+	}), nil
 }
 
 // Create runs `runc create` for a bundle on the share.

@@ -215,7 +215,7 @@ func (b *backend) newCtr(id string, st ctrState, p *pod) *ctr {
 	c.cli = &runsc.CLI{Binary: st.Runsc, Root: st.Root, Flags: st.Flags}
 	c.Init = runcproc.New(id, st.Dir, c.cli.Runc(c.log()), runcproc.Pidfd{})
 	c.Hooks = runcproc.Hooks{
-		WaitInit: func(int) (func() runcproc.Exit, error) { return c.wait, nil },
+		WaitInit: func(int) (runcproc.Waited, error) { return runcproc.WaitFunc(c.wait), nil },
 		Start:    c.start,
 		ExecArgs: func(id string) []string { return []string{"--internal-pid-file", c.internalPidFile(id)} },
 	}
@@ -444,7 +444,7 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record, inst sandbox.In
 	} else {
 		c.recStdio = rec.Stdio
 	}
-	c.Watch(st.Pid, c.wait)
+	c.Watch(st.Pid, runcproc.WaitFunc(c.wait))
 	return c, nil
 }
 

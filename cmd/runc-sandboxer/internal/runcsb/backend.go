@@ -107,7 +107,7 @@ type procState struct {
 
 // watchAgain watches a process found again after a restart: the one the
 // state names if it still runs, else one that is over (status unknown).
-func (st procState) watchAgain() func() runcproc.Exit {
+func (st procState) watchAgain() runcproc.Waited {
 	return runcproc.WaitFor(proc.Reopen(st.Pid, st.PidStart))
 }
 
