@@ -50,9 +50,14 @@ type Cgroup interface {
 	Update(r *specs.LinuxResources) error
 	// AddProc moves the process pid into the cgroup (all hierarchies on v1).
 	AddProc(pid int) error
-	// OOMEvents sends one value per OOM kill in the cgroup. The channel is
-	// closed when ctx ends or the cgroup is removed.
+	// OOMEvents sends one value per OOM kill in the cgroup (8 unread at
+	// most: more coalesce). The channel is closed when ctx ends or the
+	// cgroup is removed.
 	OOMEvents(ctx context.Context) (<-chan struct{}, error)
+	// OnOOM calls kill once per OOM kill in the cgroup until ctx ends or
+	// the cgroup is removed, on a goroutine kill must not hold; the watch
+	// itself holds none (shared/poll).
+	OnOOM(ctx context.Context, kill func()) error
 }
 
 // Stats is a version-independent summary of a cgroup's usage.

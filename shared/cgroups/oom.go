@@ -38,9 +38,12 @@ type oomWatch struct {
 	counter func() (n uint64, ok bool, err error)
 	alive   func() bool
 
+	// kill is called once per kill, end (may be nil) once when the watch
+	// ends; both with mu held, never after end.
+	kill, end func()
+
 	mu       sync.Mutex
 	closed   bool
-	ch       chan struct{}
 	last     uint64
 	counting bool
 	quick    int
@@ -49,55 +52,57 @@ type oomWatch struct {
 	stopCtx  func() bool
 }
 
-func oomEventsV1(ctx context.Context, path, memRoot, memDir string) (<-chan struct{}, error) {
+func oomEventsV1(ctx context.Context, path, memRoot, memDir string, kill, end func()) error {
 	if !isDir(memRoot) {
-		return nil, fmt.Errorf("cgroup %s: memory controller not mounted: %w", path, errdefs.ErrNotImplemented)
+		return fmt.Errorf("cgroup %s: memory controller not mounted: %w", path, errdefs.ErrNotImplemented)
 	}
 	if !isDir(memDir) {
-		return nil, fmt.Errorf("cgroup %s: %w", path, errdefs.ErrNotFound)
+		return fmt.Errorf("cgroup %s: %w", path, errdefs.ErrNotFound)
 	}
 	control := filepath.Join(memDir, "memory.oom_control")
 	cf, err := os.Open(control)
 	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: open oom control: %w", path, err)
+		return fmt.Errorf("cgroup %s: open oom control: %w", path, err)
 	}
 	defer cf.Close()
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: eventfd: %w", path, err)
+		return fmt.Errorf("cgroup %s: eventfd: %w", path, err)
 	}
 	ef := os.NewFile(uintptr(efd), "oom-eventfd")
 	// The kernel takes its own references to both descriptors.
 	reg := fmt.Sprintf("%d %d", efd, cf.Fd())
 	if err := writeControl(filepath.Join(memDir, "cgroup.event_control"), reg); err != nil {
 		ef.Close()
-		return nil, fmt.Errorf("cgroup %s: register oom notification: %w", path, err)
+		return fmt.Errorf("cgroup %s: register oom notification: %w", path, err)
 	}
 	w := &oomWatch{
 		path:    path,
 		f:       ef,
 		counter: func() (uint64, bool, error) { return readKV(control, "oom_kill") },
 		alive:   func() bool { return isDir(memDir) },
+		kill:    kill,
+		end:     end,
 	}
 	return w.start(ctx)
 }
 
-func oomEventsV2(ctx context.Context, path, dir string) (<-chan struct{}, error) {
+func oomEventsV2(ctx context.Context, path, dir string, kill, end func()) error {
 	events := filepath.Join(dir, "memory.events")
 	if !exists(events) {
 		if !isDir(dir) {
-			return nil, fmt.Errorf("cgroup %s: %w", path, errdefs.ErrNotFound)
+			return fmt.Errorf("cgroup %s: %w", path, errdefs.ErrNotFound)
 		}
-		return nil, fmt.Errorf("cgroup %s: memory controller not enabled: %w", path, errdefs.ErrNotImplemented)
+		return fmt.Errorf("cgroup %s: memory controller not enabled: %w", path, errdefs.ErrNotImplemented)
 	}
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: inotify: %w", path, err)
+		return fmt.Errorf("cgroup %s: inotify: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), "oom-inotify")
 	if _, err := unix.InotifyAddWatch(fd, events, unix.IN_MODIFY); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("cgroup %s: watch %s: %w", path, events, err)
+		return fmt.Errorf("cgroup %s: watch %s: %w", path, events, err)
 	}
 	// cgroup.events changes when the cgroup empties, the usual prelude to
 	// its removal; best effort.
@@ -107,27 +112,45 @@ func oomEventsV2(ctx context.Context, path, dir string) (<-chan struct{}, error)
 		f:       f,
 		counter: func() (uint64, bool, error) { return readKV(events, "oom_kill") },
 		alive:   func() bool { return isDir(dir) },
+		kill:    kill,
+		end:     end,
 	}
 	return w.start(ctx)
 }
 
-// oomBacklog is how many kills the channel holds unread; more coalesce
-// (a consumer that reads them late learns of at least one).
+// oomBacklog is how many kills an OOMEvents channel holds unread; more
+// coalesce (a consumer that reads them late learns of at least one).
 const oomBacklog = 8
 
-func (w *oomWatch) start(ctx context.Context) (<-chan struct{}, error) {
+// oomChannel makes the channel of OOMEvents over a watch that start
+// starts with the two callbacks.
+func oomChannel(start func(kill, end func()) error) (<-chan struct{}, error) {
+	ch := make(chan struct{}, oomBacklog)
+	kill := func() {
+		select {
+		case ch <- struct{}{}:
+		default: // a backlog unread: this kill coalesces with it
+		}
+	}
+	if err := start(kill, func() { close(ch) }); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+func (w *oomWatch) start(ctx context.Context) error {
 	last, counting, err := w.counter()
 	if err != nil {
 		w.f.Close()
-		return nil, fmt.Errorf("cgroup %s: read oom_kill: %w", w.path, err)
+		return fmt.Errorf("cgroup %s: read oom_kill: %w", w.path, err)
 	}
-	w.ch, w.last, w.counting = make(chan struct{}, oomBacklog), last, counting
+	w.last, w.counting = last, counting
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	reg, err := poll.Add(int(w.f.Fd()), w.ready)
 	if err != nil {
 		w.f.Close()
-		return nil, fmt.Errorf("cgroup %s: watch oom: %w", w.path, err)
+		return fmt.Errorf("cgroup %s: watch oom: %w", w.path, err)
 	}
 	w.reg = reg
 	w.timer = time.AfterFunc(oomRecheck, w.recheck)
@@ -141,7 +164,7 @@ func (w *oomWatch) start(ctx context.Context) (<-chan struct{}, error) {
 		}
 		w.close()
 	})
-	return w.ch, nil
+	return nil
 }
 
 // ready runs on the poll loop when the descriptor is readable: it drains
@@ -221,10 +244,7 @@ func (w *oomWatch) check(woke bool) {
 		w.timer.Reset(oomQuickRecheck)
 	}
 	for ; kills > 0; kills-- {
-		select {
-		case w.ch <- struct{}{}:
-		default: // a backlog unread: this kill coalesces with it
-		}
+		w.kill()
 	}
 }
 
@@ -239,5 +259,7 @@ func (w *oomWatch) close() {
 	w.f.Close()
 	w.timer.Stop()
 	w.stopCtx()
-	close(w.ch)
+	if w.end != nil {
+		w.end()
+	}
 }

@@ -187,3 +187,38 @@ func TestOOMEventsCountedAtEnd(t *testing.T) {
 	expectOOM(t, ch, 1)
 	expectClosed(t, ch)
 }
+
+// OnOOM is the same watch with a callback: one call per kill, none after
+// its context ends.
+func TestOnOOM(t *testing.T) {
+	shortRecheck(t)
+	h := fakeV2(t, "/c", map[string]string{"memory.events": "oom 1\noom_kill 1\n"})
+	cg, err := h.load("/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	kills := make(chan struct{}, 8)
+	if err := cg.OnOOM(ctx, func() { kills <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, h.v2Root, map[string]string{"c/memory.events": "oom 3\noom_kill 3\n"})
+	expectOOM(t, kills, 2)
+	cancel()
+	time.Sleep(20 * time.Millisecond)
+	writeFiles(t, h.v2Root, map[string]string{"c/memory.events": "oom 4\noom_kill 4\n"})
+	select {
+	case <-kills:
+		t.Fatal("a kill reported after the context ended")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := cg.OnOOM(context.Background(), func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(h.v2Root, "c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.OnOOM(context.Background(), func() {}); !errdefs.IsNotFound(err) {
+		t.Errorf("OnOOM on a removed cgroup = %v", err)
+	}
+}

@@ -34,6 +34,7 @@ func (f *fixedCgroup) AddProc(int) error                  { return errdefs.ErrNo
 func (f *fixedCgroup) OOMEvents(context.Context) (<-chan struct{}, error) {
 	return nil, errdefs.ErrNotImplemented
 }
+func (f *fixedCgroup) OnOOM(context.Context, func()) error { return errdefs.ErrNotImplemented }
 
 func decode(t *testing.T, a *anypb.Any) any {
 	t.Helper()

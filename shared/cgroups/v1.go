@@ -242,5 +242,11 @@ func (c *v1Cgroup) Update(r *specs.LinuxResources) error {
 }
 
 func (c *v1Cgroup) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
-	return oomEventsV1(ctx, c.path, filepath.Join(c.h.v1Root, "memory"), c.dir("memory"))
+	return oomChannel(func(kill, end func()) error { return c.oomWatch(ctx, kill, end) })
+}
+
+func (c *v1Cgroup) OnOOM(ctx context.Context, kill func()) error { return c.oomWatch(ctx, kill, nil) }
+
+func (c *v1Cgroup) oomWatch(ctx context.Context, kill, end func()) error {
+	return oomEventsV1(ctx, c.path, filepath.Join(c.h.v1Root, "memory"), c.dir("memory"), kill, end)
 }

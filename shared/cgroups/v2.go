@@ -167,5 +167,9 @@ func (c *v2Cgroup) Update(r *specs.LinuxResources) error {
 }
 
 func (c *v2Cgroup) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
-	return oomEventsV2(ctx, c.path, c.dir)
+	return oomChannel(func(kill, end func()) error { return oomEventsV2(ctx, c.path, c.dir, kill, end) })
+}
+
+func (c *v2Cgroup) OnOOM(ctx context.Context, kill func()) error {
+	return oomEventsV2(ctx, c.path, c.dir, kill, nil)
 }

@@ -104,6 +104,14 @@ type OOMNotifier interface {
 	OOM() <-chan struct{}
 }
 
+// OOMReporter is implemented by containers that report OOM kills by a
+// call: f once per kill, on a goroutine f must not hold (kills before the
+// call are reported to it). The task service prefers it to OOMNotifier:
+// it costs no goroutine per container.
+type OOMReporter interface {
+	ReportOOM(f func())
+}
+
 // StatusCreating is the Status of a Record written before the backend's
 // Create runs: found after a restart, it is a Create the daemon died in.
 const StatusCreating = "creating"

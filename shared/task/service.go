@@ -353,9 +353,7 @@ func (s *Service) adopt(ctx context.Context, rec *Record, c Container) {
 	for _, w := range watches {
 		s.watchExit(ct, w.p, w.quiet)
 	}
-	if n, ok := c.(OOMNotifier); ok {
-		go s.watchOOM(ct, n)
-	}
+	s.watchOOM(ct, c)
 	lg.WithFields(log.Fields{"status": ct.init.getStatus(), "execs": len(ct.execs)}).Info("recovered task")
 }
 
@@ -612,9 +610,7 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	s.containers[r.GetID()] = ct
 	s.mu.Unlock()
 	s.persist(ct)
-	if n, ok := c.(OOMNotifier); ok {
-		go s.watchOOM(ct, n)
-	}
+	s.watchOOM(ct, c)
 	s.pub.Publish(ctx, ns, events.TopicTaskCreate, &apievents.TaskCreate{
 		ContainerID: ct.id, Bundle: ct.bundle, Rootfs: r.GetRootfs(),
 		IO:  &apievents.TaskIO{Stdin: io.Stdin, Stdout: io.Stdout, Stderr: io.Stderr, Terminal: io.Terminal},
@@ -737,9 +733,26 @@ func execOrContainer(c *container, p *process) string {
 	return p.id
 }
 
-// watchOOM publishes the container's OOM kills until its OOM channel is
-// closed or the container is deleted (a backend need not close it).
-func (s *Service) watchOOM(c *container, n OOMNotifier) {
+// watchOOM publishes the OOM kills of b, c's backend container, until the
+// container is deleted: by a call from b (OOMReporter), else from its OOM
+// channel until that is closed (a backend need not close it).
+func (s *Service) watchOOM(c *container, b Container) {
+	if r, ok := b.(OOMReporter); ok {
+		r.ReportOOM(func() {
+			select {
+			case <-c.init.gone:
+			default:
+				s.pub.Publish(s.life, c.ns, events.TopicTaskOOM, &apievents.TaskOOM{ContainerID: c.id})
+			}
+		})
+		return
+	}
+	if n, ok := b.(OOMNotifier); ok {
+		go s.watchOOMChannel(c, n)
+	}
+}
+
+func (s *Service) watchOOMChannel(c *container, n OOMNotifier) {
 	oom := n.OOM()
 	for {
 		select {

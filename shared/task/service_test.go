@@ -507,3 +507,61 @@ func TestNotifyNoGoroutines(t *testing.T) {
 		t.Fatalf("wait %v %v", w, err)
 	}
 }
+
+// oomContainer reports OOM kills by a call (task.OOMReporter).
+type oomContainer struct {
+	*fakeContainer
+	mu     sync.Mutex
+	report func()
+}
+
+func (c *oomContainer) ReportOOM(f func()) {
+	c.mu.Lock()
+	c.report = f
+	c.mu.Unlock()
+}
+
+func (c *oomContainer) kill() {
+	c.mu.Lock()
+	f := c.report
+	c.mu.Unlock()
+	f()
+}
+
+type oomBackend struct{ last *oomContainer }
+
+func (b *oomBackend) Create(ctx context.Context, r *CreateRequest) (Container, error) {
+	b.last = &oomContainer{fakeContainer: &fakeContainer{newFakeProc(100)}}
+	return b.last, nil
+}
+
+// A container that reports OOM kills by a call has each published as
+// TaskOOM, and none once it is deleted.
+func TestOOMReporter(t *testing.T) {
+	ctx := context.Background()
+	pub := &fakePublisher{}
+	b := &oomBackend{}
+	s, err := New(ctx, t.TempDir(), b, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: bundle(t)}); err != nil {
+		t.Fatal(err)
+	}
+	c := b.last
+	c.kill()
+	c.kill()
+	if _, err := s.Kill(ctx, &taskapi.KillRequest{ID: "c1", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Wait(ctx, &taskapi.WaitRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, &taskapi.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	c.kill()
+	if n := strings.Count(pub.list(), "/tasks/oom"); n != 2 {
+		t.Fatalf("%d TaskOOM events, want 2 (none after delete): %s", n, pub.list())
+	}
+}

@@ -86,15 +86,18 @@ type ctr struct {
 	id string
 	st ctrState
 
-	mu      sync.Mutex
-	oom     <-chan struct{}
-	stopOOM context.CancelFunc
+	mu sync.Mutex
+	// oomReport is who ReportOOM names (nil before: oomPending kills wait
+	// for it); stopOOM ends the cgroup's OOM watch.
+	oomReport  func()
+	oomPending int
+	stopOOM    context.CancelFunc
 }
 
 var (
 	_ task.Container     = (*ctr)(nil)
 	_ task.Pauser        = (*ctr)(nil)
-	_ task.OOMNotifier   = (*ctr)(nil)
+	_ task.OOMReporter   = (*ctr)(nil)
 	_ task.ExecRecoverer = (*ctr)(nil)
 )
 
@@ -212,7 +215,7 @@ func (b *backend) Create(ctx context.Context, r *task.CreateRequest) (_ task.Con
 }
 
 func (b *backend) newCtr(id string, st ctrState) *ctr {
-	c := &ctr{b: b, id: id, st: st, oom: make(chan struct{})}
+	c := &ctr{b: b, id: id, st: st}
 	c.Init = runcproc.New(id, st.Dir, b.runc(filepath.Join(st.Dir, "runc.log")), runcproc.Pidfd{})
 	c.OnExit = func(x runcproc.Exit) {
 		if !x.Known {
@@ -244,24 +247,35 @@ func (b *backend) Recover(ctx context.Context, rec *task.Record, _ sandbox.Insta
 }
 
 // startOOM watches the container's cgroup for OOM kills from its creation
-// (runc made the cgroup) until its exit; the watch's channel is the one
-// OOM returns, read by the task service, so no goroutine sits between.
-// Without a memory controller OOM stays a channel that never delivers.
+// (runc made the cgroup) until its exit; each kill is reported to the
+// task service by a call (no goroutine per container). Without a memory
+// controller no kill is ever reported.
 func (c *ctr) startOOM() {
 	cg, err := cgroups.Load(c.st.Cgroups)
 	if err != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(c.b.life)
-	ch, err := cg.OOMEvents(ctx)
-	if err != nil {
+	if err := cg.OnOOM(ctx, c.oomKilled); err != nil {
 		cancel()
 		log.G(ctx).WithError(err).WithField("container_id", c.id).Debug("no OOM events")
 		return
 	}
 	c.mu.Lock()
-	c.oom, c.stopOOM = ch, cancel
+	c.stopOOM = cancel
 	c.mu.Unlock()
+}
+
+func (c *ctr) oomKilled() {
+	c.mu.Lock()
+	f := c.oomReport
+	if f == nil {
+		c.oomPending++
+	}
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 func (c *ctr) endOOM() {
@@ -272,11 +286,17 @@ func (c *ctr) endOOM() {
 	c.mu.Unlock()
 }
 
-// OOM is closed when the watch ends (the container exited or is gone).
-func (c *ctr) OOM() <-chan struct{} {
+// ReportOOM has f called once per OOM kill of the container, those before
+// this call included.
+func (c *ctr) ReportOOM(f func()) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.oom
+	c.oomReport = f
+	n := c.oomPending
+	c.oomPending = 0
+	c.mu.Unlock()
+	for ; n > 0; n-- {
+		f()
+	}
 }
 
 // Delete removes the container: runc state, rootfs mount, our bundle.
