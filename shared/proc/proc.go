@@ -3,9 +3,10 @@ package proc
 import (
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/poll"
 
 	"golang.org/x/sys/unix"
@@ -16,15 +17,11 @@ const UnknownStatus = 255
 
 // Watch is one watched process.
 type Watch struct {
-	pid    int
-	done   chan struct{}
-	status int
-	known  bool
-	at     time.Time
-
-	mu     sync.Mutex
-	exited bool
-	notify []func()
+	pid int
+	// exit is set once the process is gone: its status (UnknownStatus if
+	// it was not our child) and when it was seen.
+	exit  exit.Latch
+	known atomic.Bool // set before exit
 }
 
 // Open starts watching pid. The pid must be alive or an unreaped zombie.
@@ -38,7 +35,7 @@ func Open(pid int) (*Watch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
-	w := &Watch{pid: pid, done: make(chan struct{})}
+	w := &Watch{pid: pid}
 	claim(pid)
 	_, err = poll.Add(fd, func(r *poll.Reg) {
 		if !exited(int32(fd)) {
@@ -61,41 +58,25 @@ func Open(pid int) (*Watch, error) {
 
 // Exited returns a watch that is already over (status unknown).
 func Exited(pid int) *Watch {
-	w := &Watch{pid: pid, done: make(chan struct{}), status: UnknownStatus, at: time.Now(), exited: true}
-	close(w.done)
+	w := &Watch{pid: pid}
+	w.exit.Set(UnknownStatus, time.Now())
 	return w
 }
 
 // finish records the exit once the process is gone: reaps it if it is our
-// child, closes Done, runs what Notify registered.
+// child, then sets the exit (Done closes, what Notify registered runs).
 func (w *Watch) finish() {
 	at := time.Now()
 	status, known := reap(w.pid)
 	release(w.pid)
-	w.mu.Lock()
-	w.at, w.status, w.known, w.exited = at, status, known, true
-	fns := w.notify
-	w.notify = nil
-	w.mu.Unlock()
-	close(w.done)
-	for _, f := range fns {
-		f()
-	}
+	w.known.Store(known)
+	w.exit.Set(uint32(status), at)
 }
 
 // Notify has f called once the process has exited, after Done is closed:
 // on the poll loop's goroutine (so f must not block), or on a goroutine of
-// its own if the process has exited already.
-func (w *Watch) Notify(f func()) {
-	w.mu.Lock()
-	if !w.exited {
-		w.notify = append(w.notify, f)
-		w.mu.Unlock()
-		return
-	}
-	w.mu.Unlock()
-	go f()
-}
+// its own if the process has exited already (exit.Latch.Notify).
+func (w *Watch) Notify(f func()) { w.exit.Notify(f) }
 
 // exited polls a pidfd without blocking: it is readable once the process
 // has exited. EINTR (Go's preemption signals) is retried, never taken as exit.
@@ -147,12 +128,11 @@ func reap(pid int) (int, bool) {
 func (w *Watch) Pid() int { return w.pid }
 
 // Done is closed when the process has exited.
-func (w *Watch) Done() <-chan struct{} { return w.done }
+func (w *Watch) Done() <-chan struct{} { return w.exit.Done() }
 
 // Status is the exit status (valid after Done); known is false when the
 // process was not our child.
 func (w *Watch) Status() (code int, known bool, at time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.status, w.known, w.at
+	c, at := w.exit.ExitStatus()
+	return int(c), w.known.Load(), at
 }
