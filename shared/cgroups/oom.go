@@ -25,14 +25,16 @@ var oomRecheck = 2 * time.Second
 // counter did not reflect yet (v1 signals before the victim is chosen).
 const oomQuickRecheck = 20 * time.Millisecond
 
-// oomWatch turns notifications on a pollable descriptor into one channel
-// value per increment of the cgroup's oom_kill counter. It holds no
+// oomWatch turns notifications on a pollable descriptor into one call of
+// kill per increment of the cgroup's oom_kill counter. It holds no
 // goroutine: the descriptor is registered on the process-wide poll loop
 // (shared/poll) and the rechecks are timers.
 type oomWatch struct {
 	path string
-	// f is an eventfd (v1) or inotify descriptor (v2) in non-blocking mode.
-	f *os.File
+	// fd is an eventfd (v1) or inotify descriptor (v2) in non-blocking
+	// mode, the watch's own: registered on the poll loop only (an os.File
+	// would park it on Go's netpoller as well), closed by close.
+	fd int
 	// counter returns the oom_kill counter; ok is false on kernels without
 	// one, where each notification counts as one kill.
 	counter func() (n uint64, ok bool, err error)
@@ -69,16 +71,15 @@ func oomEventsV1(ctx context.Context, path, memRoot, memDir string, kill, end fu
 	if err != nil {
 		return fmt.Errorf("cgroup %s: eventfd: %w", path, err)
 	}
-	ef := os.NewFile(uintptr(efd), "oom-eventfd")
 	// The kernel takes its own references to both descriptors.
 	reg := fmt.Sprintf("%d %d", efd, cf.Fd())
 	if err := writeControl(filepath.Join(memDir, "cgroup.event_control"), reg); err != nil {
-		ef.Close()
+		unix.Close(efd)
 		return fmt.Errorf("cgroup %s: register oom notification: %w", path, err)
 	}
 	w := &oomWatch{
 		path:    path,
-		f:       ef,
+		fd:      efd,
 		counter: func() (uint64, bool, error) { return readKV(control, "oom_kill") },
 		alive:   func() bool { return isDir(memDir) },
 		kill:    kill,
@@ -99,9 +100,8 @@ func oomEventsV2(ctx context.Context, path, dir string, kill, end func()) error 
 	if err != nil {
 		return fmt.Errorf("cgroup %s: inotify: %w", path, err)
 	}
-	f := os.NewFile(uintptr(fd), "oom-inotify")
 	if _, err := unix.InotifyAddWatch(fd, events, unix.IN_MODIFY); err != nil {
-		f.Close()
+		unix.Close(fd)
 		return fmt.Errorf("cgroup %s: watch %s: %w", path, events, err)
 	}
 	// cgroup.events changes when the cgroup empties, the usual prelude to
@@ -109,7 +109,7 @@ func oomEventsV2(ctx context.Context, path, dir string, kill, end func()) error 
 	_, _ = unix.InotifyAddWatch(fd, filepath.Join(dir, "cgroup.events"), unix.IN_MODIFY)
 	w := &oomWatch{
 		path:    path,
-		f:       f,
+		fd:      fd,
 		counter: func() (uint64, bool, error) { return readKV(events, "oom_kill") },
 		alive:   func() bool { return isDir(dir) },
 		kill:    kill,
@@ -141,15 +141,15 @@ func oomChannel(start func(kill, end func()) error) (<-chan struct{}, error) {
 func (w *oomWatch) start(ctx context.Context) error {
 	last, counting, err := w.counter()
 	if err != nil {
-		w.f.Close()
+		unix.Close(w.fd)
 		return fmt.Errorf("cgroup %s: read oom_kill: %w", w.path, err)
 	}
 	w.last, w.counting = last, counting
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	reg, err := poll.Add(int(w.f.Fd()), w.ready)
+	reg, err := poll.Add(w.fd, w.ready)
 	if err != nil {
-		w.f.Close()
+		unix.Close(w.fd)
 		return fmt.Errorf("cgroup %s: watch oom: %w", w.path, err)
 	}
 	w.reg = reg
@@ -177,7 +177,7 @@ func (w *oomWatch) ready(*poll.Reg) {
 	}
 	var buf [4096]byte // >= 8 for an eventfd, several inotify events
 	for {
-		_, err := unix.Read(int(w.f.Fd()), buf[:])
+		_, err := unix.Read(w.fd, buf[:])
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -249,14 +249,14 @@ func (w *oomWatch) check(woke bool) {
 }
 
 // close ends the watch: no more notifications or timers, the descriptor
-// closed, the channel closed. w.mu is held; idempotent.
+// closed, end called. w.mu is held; idempotent.
 func (w *oomWatch) close() {
 	if w.closed {
 		return
 	}
 	w.closed = true
 	w.reg.Close()
-	w.f.Close()
+	unix.Close(w.fd)
 	w.timer.Stop()
 	w.stopCtx()
 	if w.end != nil {

@@ -42,8 +42,8 @@ func Add(fd int, handler func(*Reg)) (*Reg, error) { return std.Add(fd, handler)
 
 // Add registers fd for readability: handler runs on the loop's goroutine,
 // given its registration, each time fd is readable (or hung up, or in
-// error) until the registration is closed. It may run before Add returns. The caller keeps owning fd and closes it after
-// Close.
+// error) until the registration is closed; it may run before Add
+// returns. The caller keeps owning fd and closes it after Close.
 func (l *Loop) Add(fd int, handler func(*Reg)) (*Reg, error) {
 	if fd < 0 || handler == nil {
 		return nil, fmt.Errorf("poll: add fd %d: invalid", fd)
