@@ -13,6 +13,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/magnetar-runtime/magnetar/shared/exit"
 	"github.com/magnetar-runtime/magnetar/shared/stdio"
 	"github.com/magnetar-runtime/magnetar/shared/task"
 )
@@ -30,7 +31,11 @@ type Exec struct {
 	status
 }
 
-var _ task.Process = (*Exec)(nil)
+var (
+	_ task.Process  = (*Exec)(nil)
+	_ exit.Notifier = (*Exec)(nil) // the task service watches it without a goroutine
+	_ exit.Notifier = (*Init)(nil)
+)
 
 // ID is the exec's id.
 func (e *Exec) ID() string { return e.id }

@@ -67,7 +67,10 @@ type process struct {
 	closeOnce sync.Once
 }
 
-var _ task.Process = (*process)(nil)
+var (
+	_ task.Process  = (*process)(nil)
+	_ exit.Notifier = (*process)(nil) // the task service watches it without a goroutine
+)
 
 // newProcess makes the process execID of c ("" for its init).
 func (c *ctr) newProcess(execID string, cfg stdio.Config) *process {

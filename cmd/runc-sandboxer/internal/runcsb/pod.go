@@ -81,6 +81,7 @@ type pod struct {
 
 var (
 	_ sandbox.Instance  = (*pod)(nil)
+	_ exit.Notifier     = (*pod)(nil) // the controller watches it without a goroutine
 	_ sandbox.Describer = (*pod)(nil)
 )
 

@@ -117,6 +117,7 @@ type pod struct {
 
 var (
 	_ sandbox.Instance        = (*pod)(nil)
+	_ exit.Notifier           = (*pod)(nil) // the controller watches it without a goroutine
 	_ sandbox.MetricsReporter = (*pod)(nil)
 	_ sandbox.Describer       = (*pod)(nil)
 	_ sandbox.Updater         = (*pod)(nil)
